@@ -1,0 +1,66 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "strata",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "strata", targets: ["strata"]),
+        .library(name: "StrataStore", targets: ["StrataStore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+    ],
+    targets: [
+        // libarchive from the system (Debian: libarchive-dev), found through pkg-config.
+        .systemLibrary(
+            name: "CArchive",
+            pkgConfig: "libarchive",
+            providers: [.apt(["libarchive-dev"])]
+        ),
+        // The few calls Swift cannot make directly: openat2, syncfs, per-thread locale.
+        .target(name: "CStrata"),
+        // Errors, digests, identities. No I/O.
+        .target(
+            name: "StrataCore",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")]
+        ),
+        // The only Swift code that talks to Glibc for files: fd-anchored operations.
+        .target(name: "StrataSystem", dependencies: ["StrataCore", "CStrata"]),
+        // Streaming tar and compression over libarchive; hashing taps; no filesystem policy.
+        .target(
+            name: "StrataArchive",
+            dependencies: ["StrataCore", "StrataSystem", "CArchive", "CStrata",
+                           .product(name: "Crypto", package: "swift-crypto")]
+        ),
+        // OCI image-spec and docker-archive types and readers.
+        .target(name: "StrataFormats", dependencies: ["StrataCore", "StrataSystem", "StrataArchive"]),
+        // tar -> directory (whiteouts in overlay form) with the tar-split journal.
+        .target(
+            name: "StrataLayer",
+            dependencies: ["StrataCore", "StrataSystem", "StrataArchive", "CArchive", "CStrata"]
+        ),
+        // Blobs, layers, images, tags; SQLite metadata; the import pipeline.
+        .target(
+            name: "StrataStore",
+            dependencies: ["StrataCore", "StrataSystem", "StrataArchive", "StrataFormats", "StrataLayer",
+                           .product(name: "GRDB", package: "GRDB.swift"),
+                           .product(name: "Logging", package: "swift-log")]
+        ),
+        .executableTarget(
+            name: "strata",
+            dependencies: ["StrataStore", "StrataCore",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Logging", package: "swift-log")]
+        ),
+        .testTarget(
+            name: "StrataTests",
+            dependencies: ["StrataCore", "StrataSystem", "StrataArchive", "StrataFormats",
+                           "StrataLayer", "StrataStore", "CArchive", "CStrata"]
+        ),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,63 @@
+#define _GNU_SOURCE
+#include "cstrata.h"
+
+#include <errno.h>
+#include <locale.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/file.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+
+struct strata_open_how {
+    uint64_t flags;
+    uint64_t mode;
+    uint64_t resolve;
+};
+
+int strata_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve) {
+    struct strata_open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = flags;
+    how.mode = mode;
+    how.resolve = resolve;
+    return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+}
+
+int strata_syncfs(int fd) { return syncfs(fd); }
+
+int strata_flock(int fd, int operation) { return flock(fd, operation); }
+
+int strata_mknodat(int dirfd, const char *name, mode_t mode, unsigned int major, unsigned int minor) {
+    return mknodat(dirfd, name, mode, makedev(major, minor));
+}
+
+unsigned int strata_major(dev_t dev) { return major(dev); }
+unsigned int strata_minor(dev_t dev) { return minor(dev); }
+
+void *strata_use_utf8_locale(void) {
+    static __thread locale_t utf8 = (locale_t)0;
+    if (utf8 == (locale_t)0) {
+        utf8 = newlocale(LC_ALL_MASK, "C.UTF-8", (locale_t)0);
+        if (utf8 == (locale_t)0) return NULL;
+    }
+    return (void *)uselocale(utf8);
+}
+
+void strata_restore_locale(void *previous) {
+    if (previous != NULL) uselocale((locale_t)previous);
+}
+
+int strata_fsetxattr(int fd, const char *name, const void *value, size_t size, int flags) {
+    return fsetxattr(fd, name, value, size, flags);
+}
+ssize_t strata_fgetxattr(int fd, const char *name, void *value, size_t size) {
+    return fgetxattr(fd, name, value, size);
+}
+ssize_t strata_flistxattr(int fd, char *list, size_t size) { return flistxattr(fd, list, size); }

@@ -1,0 +1,45 @@
+#ifndef CSTRATA_H
+#define CSTRATA_H
+
+#include <sys/types.h>
+#include <stdint.h>
+
+/// Resolution flags for `strata_openat2`, mirroring <linux/openat2.h>.
+#define STRATA_RESOLVE_NO_XDEV        0x01
+#define STRATA_RESOLVE_NO_MAGICLINKS  0x02
+#define STRATA_RESOLVE_NO_SYMLINKS    0x04
+#define STRATA_RESOLVE_BENEATH        0x08
+#define STRATA_RESOLVE_IN_ROOT        0x10
+
+/// openat2(2): returns an fd or -1 with errno set (ENOSYS where the kernel lacks it).
+int strata_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve);
+
+/// syncfs(2) on the filesystem holding `fd`.
+int strata_syncfs(int fd);
+
+/// flock(2) (Swift sees `flock` as the struct of the same name).
+int strata_flock(int fd, int operation);
+
+/// mknodat(2) with the device number built from major/minor (makedev is a macro).
+int strata_mknodat(int dirfd, const char *name, mode_t mode, unsigned int major, unsigned int minor);
+unsigned int strata_major(dev_t dev);
+unsigned int strata_minor(dev_t dev);
+
+/// Switches the calling thread (only) to the C.UTF-8 locale, so libarchive converts
+/// UTF-8 names (PAX headers) without loss. Returns the previous locale handle for
+/// `strata_restore_locale`, or NULL when C.UTF-8 is unavailable.
+void *strata_use_utf8_locale(void);
+void strata_restore_locale(void *previous);
+
+/// O_TMPFILE: an unnamed file in a directory, gone when closed (spools leave nothing behind).
+#define STRATA_O_TMPFILE (020000000 | 0200000)
+
+/// O_PATH (not exported by Swift's Glibc module).
+#define STRATA_O_PATH 010000000
+
+/// Extended attributes through an fd (sys/xattr.h is not in Swift's Glibc module).
+int strata_fsetxattr(int fd, const char *name, const void *value, size_t size, int flags);
+ssize_t strata_fgetxattr(int fd, const char *name, void *value, size_t size);
+ssize_t strata_flistxattr(int fd, char *list, size_t size);
+
+#endif

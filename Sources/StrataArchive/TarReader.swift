@@ -1,0 +1,162 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CArchive
+#if canImport(Glibc)
+import Glibc
+#endif
+import CStrata
+import StrataCore
+import StrataSystem
+
+/// One tar entry's header, with names as bytes.
+public struct TarEntry: Sendable {
+    public enum Kind: Sendable, Equatable {
+        case regular, directory, symlink, hardlink, characterDevice, blockDevice, fifo, socket
+    }
+    /// The name as written in the tar (PAX names already applied).
+    public var path: PathBytes
+    public var kind: Kind
+    /// Permission bits including setuid, setgid and sticky.
+    public var mode: UInt32
+    public var uid: UInt32
+    public var gid: UInt32
+    public var size: Int64
+    public var mtime: timespec
+    public var atime: timespec?
+    /// Symlink target, or the hardlink's target name.
+    public var linkTarget: PathBytes
+    public var devMajor: UInt32
+    public var devMinor: UInt32
+    public var xattrs: [(name: String, value: [UInt8])]
+    /// Sparse entries are stored as a map and holes: their payload bytes are not the file bytes.
+    public var isSparse: Bool
+    /// Stream offsets of the header start and of the payload start.
+    public var headerOffset: Int64
+    public var dataOffset: Int64
+}
+
+/// Reads tar entries (ustar, pax, GNU, v7 formats only) from an uncompressed stream.
+///
+/// libarchive converts names through the locale; the calling thread is switched to C.UTF-8 for
+/// the lifetime of the reader (never the whole process), so UTF-8 PAX names arrive intact.
+/// Use a reader on one thread only.
+public final class TarReader {
+    private let archive: OpaquePointer
+    private let input: ArchiveInput
+    public let label: String
+    private var previousLocale: UnsafeMutableRawPointer?
+    private var entry: OpaquePointer?
+
+    public init(_ source: any ChunkSource, label: String) throws {
+        previousLocale = strata_use_utf8_locale()
+        guard let a = archive_read_new() else { throw StrataError(.internalError, "archive_read_new failed") }
+        archive = a
+        input = ArchiveInput(source)
+        self.label = label
+        archive_read_support_format_tar(a)
+        archive_read_support_format_gnutar(a)
+        if input.open(a) != ARCHIVE_OK {
+            throw failure("cannot read tar stream")
+        }
+    }
+
+    deinit {
+        archive_read_free(archive)
+        strata_restore_locale(previousLocale)
+    }
+
+    private func failure(_ what: String, entryName: PathBytes? = nil) -> StrataError {
+        if let e = input.error as? StrataError { return e }
+        let at = entryName.map { " at entry \"\($0.display)\"" } ?? ""
+        return StrataError(.invalidFormat, "\(label): \(what)\(at): \(archiveMessage(archive))", cause: input.error)
+    }
+
+    /// The next entry, or nil at the end of the archive.
+    public func next() throws -> TarEntry? {
+        var e: OpaquePointer?
+        let r = archive_read_next_header(archive, &e)
+        if r == ARCHIVE_EOF { return nil }
+        if r < ARCHIVE_WARN || e == nil { throw failure("corrupt or truncated tar") }
+        entry = e
+        guard let e else { return nil }
+        let headerOffset = archive_read_header_position(archive)
+        let dataOffset = archive_filter_bytes(archive, 0)
+
+        guard let cpath = archive_entry_pathname(e) else {
+            throw StrataError(.invalidFormat, "\(label): entry at offset \(headerOffset) has a name that cannot be decoded")
+        }
+        let path = Array(UnsafeRawBufferPointer(start: cpath, count: strlen(cpath)))
+        var linkTarget: PathBytes = []
+        let kind: TarEntry.Kind
+        if let h = archive_entry_hardlink(e) {
+            kind = .hardlink
+            linkTarget = Array(UnsafeRawBufferPointer(start: h, count: strlen(h)))
+        } else {
+            // libarchive AE_IF* values (equal to the S_IF* mode bits; the C macros are casts Swift cannot import).
+            switch archive_entry_filetype(e) {
+            case 0o100000: kind = .regular
+            case 0o040000: kind = .directory
+            case 0o120000:
+                kind = .symlink
+                if let s = archive_entry_symlink(e) {
+                    linkTarget = Array(UnsafeRawBufferPointer(start: s, count: strlen(s)))
+                }
+            case 0o020000: kind = .characterDevice
+            case 0o060000: kind = .blockDevice
+            case 0o010000: kind = .fifo
+            case 0o140000: kind = .socket
+            default:
+                throw StrataError(.unsupported, "\(label): entry \"\(path.display)\" has an unknown file type")
+            }
+        }
+        var xattrs: [(String, [UInt8])] = []
+        if archive_entry_xattr_reset(e) > 0 {
+            var name: UnsafePointer<CChar>?
+            var value: UnsafeRawPointer?
+            var size = 0
+            while archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK {
+                guard let name else { continue }
+                let v = value.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) } ?? []
+                xattrs.append((String(cString: name), v))
+            }
+        }
+        let size = archive_entry_size_is_set(e) != 0 ? archive_entry_size(e) : 0
+        if size < 0 {
+            throw StrataError(.invalidFormat, "\(label): entry \"\(path.display)\" has a negative size")
+        }
+        return TarEntry(
+            path: path, kind: kind,
+            mode: UInt32(archive_entry_perm(e)) & 0o7777,
+            uid: UInt32(truncatingIfNeeded: archive_entry_uid(e)),
+            gid: UInt32(truncatingIfNeeded: archive_entry_gid(e)),
+            size: size,
+            mtime: timespec(tv_sec: time_t(archive_entry_mtime(e)), tv_nsec: Int(archive_entry_mtime_nsec(e))),
+            atime: archive_entry_atime_is_set(e) != 0
+                ? timespec(tv_sec: time_t(archive_entry_atime(e)), tv_nsec: Int(archive_entry_atime_nsec(e))) : nil,
+            linkTarget: linkTarget,
+            devMajor: UInt32(archive_entry_rdevmajor(e)), devMinor: UInt32(archive_entry_rdevminor(e)),
+            xattrs: xattrs,
+            isSparse: archive_entry_sparse_count(e) > 0,
+            headerOffset: headerOffset, dataOffset: dataOffset)
+    }
+
+    /// Reads the current entry's data as (offset-in-file, bytes) blocks; holes of sparse files
+    /// show as gaps between offsets.
+    public func readData(_ body: (Int64, UnsafeRawBufferPointer) throws -> Void) throws {
+        while true {
+            var buf: UnsafeRawPointer?
+            var size = 0
+            var offset: la_int64_t = 0
+            let r = archive_read_data_block(archive, &buf, &size, &offset)
+            if r == ARCHIVE_EOF { return }
+            if r < ARCHIVE_WARN { throw failure("corrupt or truncated data", entryName: currentName) }
+            if size > 0 { try body(offset, UnsafeRawBufferPointer(start: buf, count: size)) }
+        }
+    }
+
+    private var currentName: PathBytes? {
+        guard let entry, let c = archive_entry_pathname(entry) else { return nil }
+        return Array(UnsafeRawBufferPointer(start: c, count: strlen(c)))
+    }
+}

@@ -1,0 +1,175 @@
+import StrataCore
+import StrataSystem
+
+/// One layer of an image to load: where its blob is and what it must hash to.
+public struct LayerToLoad: Sendable {
+    public var blob: BlobRef
+    /// The blob digest the manifest names (OCI layouts, content-addressed paths); nil where the
+    /// format names none (legacy docker-archive): the diffID check then covers the bytes.
+    public var blobDigest: Digest?
+    public var mediaType: String?
+    /// From the config's rootfs.diff_ids: what the uncompressed tar must hash to.
+    public var diffID: DiffID
+}
+
+/// An image found in an archive, with its config verified and parsed.
+public struct ImageToLoad: Sendable {
+    public var configBytes: [UInt8]
+    public var configDigest: Digest
+    public var config: ImageConfig
+    public var manifestBytes: [UInt8]?
+    public var manifestDigest: Digest?
+    public var layers: [LayerToLoad]
+    /// Full references (`name:tag`) to tag the image with.
+    public var tags: [String]
+}
+
+/// The kinds of image archive strata reads, detected from the content.
+public enum ArchiveFormat: String, Sendable {
+    case dockerArchive = "docker-archive"
+    case ociLayout = "oci"
+}
+
+/// Reads the images an archive holds: docker-archive (legacy `ID/layer.tar`, skopeo's
+/// `<hex>.tar`, Docker 25+'s OCI layout inside) or an OCI layout (directory or tar).
+public struct ImageArchiveReader {
+    public let contents: any ArchiveContents
+    public let format: ArchiveFormat
+    public let platform: Platform
+
+    public init(contents: any ArchiveContents, platform: Platform) throws {
+        self.contents = contents
+        self.platform = platform
+        if contents.exists("manifest.json") {
+            format = .dockerArchive
+        } else if contents.exists("index.json") {
+            format = .ociLayout
+        } else {
+            throw StrataError(.invalidFormat,
+                              "\(contents.label) is not an image archive (no manifest.json or index.json); for a plain rootfs tar use `strata import`")
+        }
+    }
+
+    public func images() throws -> [ImageToLoad] {
+        switch format {
+        case .dockerArchive: return try dockerImages()
+        case .ociLayout: return try ociImages()
+        }
+    }
+
+    // MARK: docker-archive
+
+    private func dockerImages() throws -> [ImageToLoad] {
+        let mref = try contents.open("manifest.json")
+        let entries = try JSONDocument.decode([DockerArchiveEntry].self, from: try mref.readAll(limit: JSONLimits.manifest),
+                                              what: "\(contents.label): manifest.json")
+        guard !entries.isEmpty else { throw StrataError(.invalidFormat, "\(contents.label): manifest.json lists no image") }
+        return try entries.map { entry in
+            let cref = try contents.open(entry.Config)
+            let bytes = try cref.readAll(limit: JSONLimits.config)
+            let digest = Digest.of(bytes)
+            // A content-addressed config name must match its bytes.
+            if let named = ImageArchiveReader.digestNamed(by: entry.Config), named != digest {
+                throw StrataError(.digestMismatch, "\(cref.label): config hashes to \(digest), but its name says \(named)")
+            }
+            let config = try JSONDocument.decode(ImageConfig.self, from: bytes, what: cref.label)
+            guard config.rootfs.diff_ids.count == entry.Layers.count else {
+                throw StrataError(.invalidFormat,
+                                  "\(contents.label): manifest.json lists \(entry.Layers.count) layers but config \(digest) has \(config.rootfs.diff_ids.count) diff_ids")
+            }
+            let layers = try zip(entry.Layers, config.rootfs.diff_ids).map { path, diffID in
+                LayerToLoad(blob: try contents.open(path), blobDigest: ImageArchiveReader.blobDigestNamed(by: path),
+                            mediaType: nil, diffID: diffID)
+            }
+            return ImageToLoad(configBytes: bytes, configDigest: digest, config: config, manifestBytes: nil,
+                               manifestDigest: nil, layers: layers, tags: try (entry.RepoTags ?? []).map(Reference.normalize))
+        }
+    }
+
+    /// `blobs/sha256/HEX` names its content; so does skopeo's `HEX.json` config name.
+    static func digestNamed(by path: String) -> Digest? {
+        if let d = blobDigestNamed(by: path) { return d }
+        let last = path.split(separator: "/").last.map(String.init) ?? path
+        if last.hasSuffix(".json") { return try? Digest(hex: String(last.dropLast(5))) }
+        return nil
+    }
+
+    /// Only `blobs/sha256/HEX` names a layer blob's own digest (skopeo's `HEX.tar` is a diffID).
+    static func blobDigestNamed(by path: String) -> Digest? {
+        let parts = path.split(separator: "/").map(String.init).filter { $0 != "." }
+        guard parts.count == 3, parts[0] == "blobs", parts[1] == "sha256" else { return nil }
+        return try? Digest(hex: parts[2])
+    }
+
+    // MARK: OCI layout
+
+    private func ociImages() throws -> [ImageToLoad] {
+        let iref = try contents.open("index.json")
+        let index = try JSONDocument.decode(Index.self, from: try iref.readAll(limit: JSONLimits.manifest), what: iref.label)
+        var result: [ImageToLoad] = []
+        for top in index.manifests {
+            let tags = Reference.tags(fromAnnotations: top.annotations)
+            guard let manifestDesc = try select(top, depth: 0) else { continue }
+            result.append(try ociImage(manifestDesc, tags: tags))
+        }
+        guard !result.isEmpty else {
+            throw StrataError(.notFound, "\(contents.label): no image for platform \(platform) in index.json; choose another with --platform")
+        }
+        return result
+    }
+
+    /// The manifest for our platform reachable from `desc` (which may be a nested index).
+    private func select(_ desc: Descriptor, depth: Int) throws -> Descriptor? {
+        guard depth < 4 else { throw StrataError(.invalidFormat, "\(contents.label): indexes nested too deeply") }
+        if let p = desc.platform, !platform.matches(p) { return nil }
+        if MediaType.isIndex(desc.mediaType) {
+            let bytes = try readVerified(desc, limit: JSONLimits.manifest)
+            let index = try JSONDocument.decode(Index.self, from: bytes, what: "\(contents.label): index \(desc.digest)")
+            for d in index.manifests {
+                if let m = try select(d, depth: depth + 1) { return m }
+            }
+            return nil
+        }
+        return desc
+    }
+
+    private func ociImage(_ desc: Descriptor, tags: [String]) throws -> ImageToLoad {
+        let bytes = try readVerified(desc, limit: JSONLimits.manifest)
+        let what = "\(contents.label): manifest \(desc.digest)"
+        let manifest = try JSONDocument.decode(Manifest.self, from: bytes, what: what)
+        let configBytes = try readVerified(manifest.config, limit: JSONLimits.config)
+        let config = try JSONDocument.decode(ImageConfig.self, from: configBytes, what: "\(contents.label): config \(manifest.config.digest)")
+        guard config.rootfs.diff_ids.count == manifest.layers.count else {
+            throw StrataError(.invalidFormat,
+                              "\(what) lists \(manifest.layers.count) layers but config \(manifest.config.digest) has \(config.rootfs.diff_ids.count) diff_ids")
+        }
+        let layers = try zip(manifest.layers, config.rootfs.diff_ids).map { d, diffID -> LayerToLoad in
+            try d.checkSize(limit: Int64.max / 2, label: what)
+            if let t = d.mediaType, !MediaType.isLayer(t) {
+                throw StrataError(.unsupported, "\(what): layer \(d.digest) has media type \(t), which is not an image layer")
+            }
+            let blob = try contents.blob(d.digest)
+            guard blob.size == d.size else {
+                throw StrataError(.sizeMismatch, "\(blob.label): layer blob is \(blob.size) bytes, the manifest says \(d.size)")
+            }
+            return LayerToLoad(blob: blob, blobDigest: d.digest, mediaType: d.mediaType, diffID: diffID)
+        }
+        return ImageToLoad(configBytes: configBytes, configDigest: manifest.config.digest, config: config,
+                           manifestBytes: bytes, manifestDigest: desc.digest, layers: layers, tags: tags)
+    }
+
+    /// A small blob, checked against its descriptor's size and digest.
+    private func readVerified(_ desc: Descriptor, limit: Int) throws -> [UInt8] {
+        try desc.checkSize(limit: Int64(limit), label: contents.label)
+        let ref = try contents.blob(desc.digest)
+        guard ref.size == desc.size else {
+            throw StrataError(.sizeMismatch, "\(ref.label): \(ref.size) bytes, the descriptor says \(desc.size)")
+        }
+        let bytes = try ref.readAll(limit: limit)
+        let actual = Digest.of(bytes)
+        guard actual == desc.digest else {
+            throw StrataError(.digestMismatch, "\(ref.label): content hashes to \(actual), not \(desc.digest)")
+        }
+        return bytes
+    }
+}

@@ -1,0 +1,93 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import StrataArchive
+import StrataCore
+import StrataSystem
+
+/// The digests and facts of one layer blob streamed into a directory.
+public struct LayerIngestResult: Sendable {
+    /// sha256 of the bytes as stored (compressed).
+    public var blobDigest: Digest
+    public var blobSize: Int64
+    /// sha256 of the uncompressed tar stream.
+    public var diffID: DiffID
+    public var tarSize: Int64
+    public var compression: Compression
+    public var stats: UnpackStats
+    /// Why the journal cannot rebuild the tar byte-exact, if it cannot.
+    public var journalInexactReason: String?
+}
+
+/// One pass over a layer blob: hash the compressed bytes (blob digest) → decompress → hash the
+/// tar bytes (diffID), cut them into the tar-split journal → unpack the entries. Nothing is
+/// read twice and nothing is held whole in memory.
+public enum LayerIngest {
+    /// - Parameters:
+    ///   - blob: the compressed (or plain) layer bytes, exactly the blob.
+    ///   - root: an empty directory that receives the layer's files.
+    ///   - journal: a new file that receives the tar-split journal.
+    ///   - maxTarSize: fail as soon as the uncompressed stream passes this many bytes.
+    public static func run(blob: any ChunkSource, into root: Directory, journal: FDHandle,
+                           maxTarSize: Int64, label: String) throws -> LayerIngestResult {
+        let compressed = HashingSource(blob)
+        let decompressor = try Decompressor(compressed, label: label)
+        let tar = HashingSource(decompressor, limit: maxTarSize,
+                                limitMessage: "\(label): the uncompressed layer is over the --max-layer-size limit of \(maxTarSize) bytes")
+        let writer = try JournalWriter(handle: journal)
+        let recorder = JournalRecorder { try writer.append($0) }
+        tar.observer = { chunk, offset in try recorder.observe(chunk, at: offset) }
+
+        let unpacker = LayerUnpacker(root: root, label: label, recorder: recorder)
+        do {
+            let reader = try TarReader(tar, label: label)
+            try unpacker.apply(reader)
+        }
+        // Trailing zero blocks and any bytes after the end-of-archive marker are part of the
+        // diffID and of the blob digest: read both streams to their very end.
+        try tar.drain()
+        try compressed.drain()
+        try recorder.finish()
+        try writer.close()
+        return LayerIngestResult(
+            blobDigest: compressed.finalize(), blobSize: compressed.count,
+            diffID: DiffID(tar.finalize()), tarSize: tar.count,
+            compression: decompressor.compression, stats: unpacker.stats,
+            journalInexactReason: recorder.inexactReason)
+    }
+}
+
+/// Rebuilds a layer's tar stream from its unpacked directory and its journal.
+public enum LayerRebuild {
+    /// Streams the rebuilt tar to `sink`, chunk by chunk.
+    public static func run(root: Directory, journal: FDHandle, label: String,
+                           sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let reader = try JournalReader(handle: journal, label: label + " journal")
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while let record = try reader.next() {
+            switch record {
+            case .raw(let bytes):
+                try bytes.withUnsafeBytes { try sink($0) }
+            case .file(let size, let path):
+                let f: FDHandle
+                switch root.openat2(path, flags: O_RDONLY | O_NOFOLLOW, resolve: [.inRoot, .noMagicLinks, .noXDev]) {
+                case .success(let h): f = h
+                case .failure(let e):
+                    throw StrataError(.notFound, "\(label): file \"\(path.display)\" named by the journal is missing", cause: e)
+                }
+                var offset: Int64 = 0
+                while offset < size {
+                    let want = Int(min(Int64(buffer.count), size - offset))
+                    let n = try buffer.withUnsafeMutableBytes { b in
+                        try f.pread(into: UnsafeMutableRawBufferPointer(rebasing: b[0..<want]), at: offset)
+                    }
+                    if n == 0 {
+                        throw StrataError(.sizeMismatch, "\(label): file \"\(path.display)\" is shorter than the \(size) bytes the journal expects")
+                    }
+                    try buffer.withUnsafeBytes { try sink(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+                    offset += Int64(n)
+                }
+            }
+        }
+    }
+}

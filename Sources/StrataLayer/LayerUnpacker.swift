@@ -1,0 +1,332 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CStrata
+import StrataArchive
+import StrataCore
+import StrataSystem
+
+/// What applying one layer tar produced.
+public struct UnpackStats: Sendable {
+    /// Sum of regular file sizes written (the layer's size, as Docker counts it).
+    public var contentSize: Int64 = 0
+    public var entries = 0
+    /// `.wh..wh..opq` at the layer root: the layers below do not show (Decision 5).
+    public var opaqueRoot = false
+}
+
+/// Applies a layer tar to an empty directory, through directory file descriptors only, with
+/// whiteouts in overlay form. Every tar is hostile: names are normalised and refused when they
+/// leave the root, parents are resolved inside the root (openat2 RESOLVE_IN_ROOT), and final
+/// components are never followed.
+///
+/// Decisions (DESIGN.md) and where they are implemented:
+/// 1. absolute symlink targets are stored verbatim; parents through a same-layer symlink are
+///    resolved inside the root (`openParent`);
+/// 2. `..`/absolute names refused, `./x` `x//y` normalised (`EntryPath`);
+/// 3./4. an entry over an existing one replaces it (last wins); deferred times never follow a
+///    symlink (`applyDeferredTimes`);
+/// 5. a root opaque marker is recorded in `UnpackStats.opaqueRoot`;
+/// 6. hardlinks only to files this layer already holds, else refused;
+/// 7. content xattrs filtered by `Whiteout.isContentXattr`;
+/// 8. chown before chmod; directory times after their children, deepest first;
+/// 9. whiteouts hide lower layers only: a name this layer holds is never deleted by one.
+public final class LayerUnpacker {
+    private let root: Directory
+    private let label: String
+    private let recorder: JournalRecorder?
+    public private(set) var stats = UnpackStats()
+
+    /// Directory times to apply once all children exist, by normalised path.
+    private var deferredTimes: [PathBytes: (atime: timespec, mtime: timespec)] = [:]
+    /// Paths whose payload the journal points at; overwriting one makes the journal inexact.
+    private var payloadPaths: Set<PathBytes> = []
+    /// The last parent directory opened, reused while entries stay in one directory.
+    private var cachedParent: (path: PathBytes, dir: Directory)?
+
+    private let resolveInRoot: Resolve = [.inRoot, .noMagicLinks, .noXDev]
+
+    public init(root: Directory, label: String, recorder: JournalRecorder?) {
+        self.root = root
+        self.label = label
+        self.recorder = recorder
+    }
+
+    private func unsafe(_ entry: PathBytes, _ why: String) -> StrataError {
+        StrataError(.unsafeEntry, "\(label): refused entry \"\(entry.display)\": \(why)")
+    }
+
+    /// Applies every entry of `reader`.
+    public func apply(_ reader: TarReader) throws {
+        while let entry = try reader.next() {
+            stats.entries += 1
+            try apply(entry, reader: reader)
+        }
+        try applyDeferredTimes()
+    }
+
+    private func apply(_ entry: TarEntry, reader: TarReader) throws {
+        let comps: [PathBytes]
+        switch EntryPath.components(entry.path) {
+        case .success(let c): comps = c
+        case .failure(.absolute): throw unsafe(entry.path, "absolute name")
+        case .failure(.escapes): throw unsafe(entry.path, "the name leaves the layer root with \"..\"")
+        }
+        // A whiteout name can only be the final component.
+        for c in comps.dropLast() where c.starts(with: Whiteout.prefix) {
+            throw unsafe(entry.path, "a whiteout name used as a directory")
+        }
+        guard let last = comps.last else {
+            // The root itself ("./"): only its metadata.
+            guard entry.kind == .directory else { throw unsafe(entry.path, "it would replace the layer root") }
+            try setMetadata(of: root, entry: entry)
+            deferredTimes[[]] = (entry.atime ?? entry.mtime, entry.mtime)
+            return
+        }
+        let parentPath = Array(comps.dropLast())
+        let path = EntryPath.join(comps)
+
+        switch Whiteout.meaning(of: last) {
+        case .aufsMeta:
+            return
+        case .invalid:
+            throw unsafe(entry.path, "a whiteout that names no file or a parent directory")
+        case .opaque:
+            guard entry.kind == .regular else { throw unsafe(entry.path, "an opaque marker that is not a regular file") }
+            let dir = try openParent(parentPath, entry: entry.path)
+            try setXattr(dir.fd, Whiteout.overlayOpaqueXattr, Whiteout.overlayOpaqueValue, path: EntryPath.join(parentPath))
+            if parentPath.isEmpty { stats.opaqueRoot = true }
+            return
+        case .whiteout(let name):
+            guard entry.kind == .regular else { throw unsafe(entry.path, "a whiteout that is not a regular file") }
+            let parent = try openParent(parentPath, entry: entry.path)
+            if let st = try parent.lstat(name) {
+                // This layer already holds the name: it hides the lower one by itself (Decision 9).
+                // A directory must also stop the lower directory's content from showing through.
+                if st.isDirectory {
+                    switch parent.openDirectory(name, resolve: [.noSymlinks]) {
+                    case .success(let d): try setXattr(d.fd, Whiteout.overlayOpaqueXattr, Whiteout.overlayOpaqueValue, path: EntryPath.join(parentPath + [name]))
+                    case .failure(let e): throw StrataError(.system, "\(label): cannot open \"\(path.display)\"", cause: e)
+                    }
+                }
+                return
+            }
+            try parent.mknod(name, mode: S_IFCHR | 0o000, major: 0, minor: 0)
+            return
+        case .content:
+            break
+        }
+
+        let parent = try openParent(parentPath, entry: entry.path)
+        var replacedWhiteout = false
+        if let existing = try parent.lstat(last) {
+            if entry.kind == .directory && existing.isDirectory {
+                // A duplicate directory entry: keep the children, take the new metadata.
+                switch parent.openDirectory(last, resolve: [.noSymlinks]) {
+                case .success(let d):
+                    try setMetadata(of: d, entry: entry)
+                    deferredTimes[path] = (entry.atime ?? entry.mtime, entry.mtime)
+                case .failure(let e):
+                    throw StrataError(.system, "\(label): cannot open \"\(path.display)\"", cause: e)
+                }
+                return
+            }
+            replacedWhiteout = existing.fileType == S_IFCHR && existing.st_rdev == 0
+            if !replacedWhiteout {
+                // Last entry wins (Decision 4). What the journal pointed at is gone now.
+                if existing.isDirectory || payloadPaths.contains(path) {
+                    recorder?.markInexact("entry \"\(path.display)\" replaces an earlier entry of the same layer")
+                }
+            }
+            try parent.removeTree(last)
+            deferredTimes[path] = nil
+            cachedParent = nil
+        }
+
+        switch entry.kind {
+        case .regular:
+            try writeRegular(entry, name: last, path: path, in: parent, reader: reader)
+        case .directory:
+            try parent.mkdirOrThrow(last, mode: 0o700)
+            switch parent.openDirectory(last, resolve: [.noSymlinks]) {
+            case .success(let d):
+                try setMetadata(of: d, entry: entry)
+                // A whiteout and a directory of the same name in one layer: the directory is new,
+                // nothing of the lower one may show through it.
+                if replacedWhiteout {
+                    try setXattr(d.fd, Whiteout.overlayOpaqueXattr, Whiteout.overlayOpaqueValue, path: path)
+                }
+            case .failure(let e):
+                throw StrataError(.system, "\(label): cannot open new directory \"\(path.display)\"", cause: e)
+            }
+            deferredTimes[path] = (entry.atime ?? entry.mtime, entry.mtime)
+        case .symlink:
+            try parent.symlink(last, target: entry.linkTarget)
+            try parent.chown(last, uid: entry.uid, gid: entry.gid)
+            try parent.setTimes(last, atime: entry.atime ?? entry.mtime, mtime: entry.mtime)
+            cachedParent = nil
+        case .hardlink:
+            try link(entry, name: last, in: parent)
+        case .characterDevice, .blockDevice, .fifo:
+            if entry.kind == .characterDevice && entry.devMajor == 0 && entry.devMinor == 0 {
+                throw unsafe(entry.path, "a 0/0 character device would be an overlay whiteout on disk")
+            }
+            let type: mode_t = entry.kind == .characterDevice ? S_IFCHR : entry.kind == .blockDevice ? S_IFBLK : S_IFIFO
+            try parent.mknod(last, mode: type | 0o600, major: entry.devMajor, minor: entry.devMinor)
+            try parent.chown(last, uid: entry.uid, gid: entry.gid)
+            let f = try parent.openat2(last, flags: STRATA_O_PATH | O_NOFOLLOW, resolve: [.noSymlinks]).get()
+            try chmodPath(f, mode: entry.mode, path: path)
+            try parent.setTimes(last, atime: entry.atime ?? entry.mtime, mtime: entry.mtime)
+        case .socket:
+            // A socket cannot be recreated from a tar; GNU tar and Docker skip them too.
+            return
+        }
+    }
+
+    private func writeRegular(_ entry: TarEntry, name: PathBytes, path: PathBytes, in parent: Directory, reader: TarReader) throws {
+        let f = try parent.openFile(name, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
+        if entry.isSparse {
+            recorder?.markInexact("entry \"\(path.display)\" is a sparse file")
+        } else {
+            try recorder?.payload(at: entry.dataOffset, size: entry.size, path: path)
+            if entry.size > 0 { payloadPaths.insert(path) }
+        }
+        var written: Int64 = 0
+        try reader.readData { offset, block in
+            var done = 0
+            while done < block.count {
+                let r = retryingEINTR { Glibc.pwrite(f.fd, block.baseAddress! + done, block.count - done, off_t(offset) + off_t(done)) }
+                switch r {
+                case .success(let n): done += n
+                case .failure(let e): throw StrataError(.system, "\(label): cannot write \"\(path.display)\"", cause: e)
+                }
+            }
+            written += Int64(block.count)
+        }
+        if entry.isSparse {
+            guard ftruncate(f.fd, off_t(entry.size)) == 0 else {
+                throw StrataError(.system, "\(label): cannot size \"\(path.display)\"", cause: Errno.current)
+            }
+        } else if written != entry.size {
+            recorder?.markInexact("entry \"\(path.display)\" had \(written) of \(entry.size) payload bytes")
+        }
+        stats.contentSize += entry.size
+        try setMetadata(fd: f.fd, entry: entry, path: path)
+        var times = [entry.atime ?? entry.mtime, entry.mtime]
+        guard futimens(f.fd, &times) == 0 else {
+            throw StrataError(.system, "\(label): cannot set times of \"\(path.display)\"", cause: Errno.current)
+        }
+    }
+
+    private func link(_ entry: TarEntry, name: PathBytes, in parent: Directory) throws {
+        let targetComps: [PathBytes]
+        switch EntryPath.components(entry.linkTarget) {
+        case .success(let c) where !c.isEmpty: targetComps = c
+        case .success: throw unsafe(entry.path, "a hardlink to the layer root")
+        case .failure: throw unsafe(entry.path, "a hardlink to \"\(entry.linkTarget.display)\", outside the layer")
+        }
+        let targetParentPath = Array(targetComps.dropLast())
+        let targetName = targetComps.last!
+        let targetParent: Directory
+        switch root.openDirectory(EntryPath.join(targetParentPath), resolve: resolveInRoot) {
+        case .success(let d): targetParent = d
+        case .failure:
+            throw unsafe(entry.path, "hardlink target \"\(entry.linkTarget.display)\" is not in this layer (hardlinks into lower layers are not supported)")
+        }
+        guard let st = try targetParent.lstat(targetName) else {
+            throw unsafe(entry.path, "hardlink target \"\(entry.linkTarget.display)\" is not in this layer (hardlinks into lower layers are not supported)")
+        }
+        if st.isDirectory { throw unsafe(entry.path, "a hardlink to a directory") }
+        if st.fileType == S_IFCHR && st.st_rdev == 0 {
+            throw unsafe(entry.path, "a hardlink to a whiteout")
+        }
+        try parent.link(name, to: targetName, in: targetParent)
+    }
+
+    /// Opens the directory `comps` inside the root, creating missing ones (0755, root-owned,
+    /// as tar does for parents it was not given).
+    private func openParent(_ comps: [PathBytes], entry: PathBytes) throws -> Directory {
+        if comps.isEmpty { return root }
+        let path = EntryPath.join(comps)
+        if let c = cachedParent, c.path == path { return c.dir }
+        let dir: Directory
+        switch root.openDirectory(path, resolve: resolveInRoot) {
+        case .success(let d):
+            dir = d
+        case .failure(let e) where e == .ENOENT:
+            var current = root
+            for i in 0..<comps.count {
+                switch current.openDirectory(comps[i], resolve: resolveInRoot) {
+                case .success(let d):
+                    current = d
+                case .failure(let e) where e == .ENOENT:
+                    if case .failure(let e) = current.mkdir(comps[i], mode: 0o755), e != .EEXIST {
+                        throw StrataError(.system, "\(label): cannot create parent of \"\(entry.display)\"", cause: e)
+                    }
+                    // Resolve again: the name may be a dangling symlink that now points at the new dir.
+                    switch root.openDirectory(EntryPath.join(Array(comps[0...i])), resolve: resolveInRoot) {
+                    case .success(let d): current = d
+                    case .failure(let e): throw unsafe(entry, "cannot open its parent directory (\(e))")
+                    }
+                case .failure(let e):
+                    throw unsafe(entry, "its parent \"\(EntryPath.join(Array(comps[0...i])).display)\" is not a directory (\(e))")
+                }
+            }
+            dir = current
+        case .failure(let e):
+            throw unsafe(entry, "its parent \"\(path.display)\" is not a directory (\(e))")
+        }
+        cachedParent = (path, dir)
+        return dir
+    }
+
+    private func setMetadata(of dir: Directory, entry: TarEntry) throws {
+        try setMetadata(fd: dir.fd, entry: entry, path: entry.path)
+    }
+
+    /// Owner, then mode (chown clears setuid/setgid: Decision 8), then content xattrs.
+    private func setMetadata(fd: Int32, entry: TarEntry, path: PathBytes) throws {
+        guard fchown(fd, entry.uid, entry.gid) == 0 else {
+            throw StrataError(.system, "\(label): cannot chown \"\(path.display)\"", cause: Errno.current)
+        }
+        guard fchmod(fd, mode_t(entry.mode)) == 0 else {
+            throw StrataError(.system, "\(label): cannot chmod \"\(path.display)\"", cause: Errno.current)
+        }
+        for (name, value) in entry.xattrs where Whiteout.isContentXattr(name) {
+            try setXattr(fd, name, value, path: path)
+        }
+    }
+
+    /// chmod through an O_PATH fd (devices and fifos must not be opened for I/O).
+    private func chmodPath(_ f: FDHandle, mode: UInt32, path: PathBytes) throws {
+        let proc = "/proc/self/fd/\(f.fd)"
+        guard chmod(proc, mode_t(mode)) == 0 else {
+            throw StrataError(.system, "\(label): cannot chmod \"\(path.display)\"", cause: Errno.current)
+        }
+    }
+
+    private func setXattr(_ fd: Int32, _ name: String, _ value: [UInt8], path: PathBytes) throws {
+        let r = value.withUnsafeBytes { strata_fsetxattr(fd, name, $0.baseAddress, $0.count, 0) }
+        guard r == 0 else {
+            throw StrataError(.system, "\(label): cannot set xattr \(name) on \"\(path.display)\"", cause: Errno.current)
+        }
+    }
+
+    /// Directory times last, deepest first, never through a symlink: a later entry may have
+    /// replaced a directory with a symlink (Decision 4).
+    private func applyDeferredTimes() throws {
+        let ordered = deferredTimes.keys.sorted { a, b in
+            let da = a.lazy.filter { $0 == UInt8(ascii: "/") }.count, db = b.lazy.filter { $0 == UInt8(ascii: "/") }.count
+            if a.isEmpty != b.isEmpty { return !a.isEmpty }
+            return da > db
+        }
+        for path in ordered {
+            guard let t = deferredTimes[path] else { continue }
+            guard case .success(let d) = root.openDirectory(path, resolve: [.noSymlinks, .noXDev]) else { continue }
+            var times = [t.atime, t.mtime]
+            guard futimens(d.fd, &times) == 0 else {
+                throw StrataError(.system, "\(label): cannot set times of \"\(path.display)\"", cause: Errno.current)
+            }
+        }
+    }
+}

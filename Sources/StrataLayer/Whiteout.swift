@@ -1,0 +1,50 @@
+import StrataCore
+import StrataSystem
+
+/// Whiteouts in their two forms (DESIGN.md "Whiteouts"): in a layer tar (OCI/aufs names) and
+/// on disk in an overlay lower or upper dir (a 0/0 character device; an opaque xattr).
+public enum Whiteout {
+    public static let prefix: PathBytes = Array(".wh.".utf8)
+    /// `dir/.wh..wh..opq`: nothing below shows through `dir`.
+    public static let opaqueMarker: PathBytes = Array(".wh..wh..opq".utf8)
+    /// Names with this prefix other than the opaque marker are aufs internals, not content.
+    public static let aufsMetaPrefix: PathBytes = Array(".wh..wh.".utf8)
+
+    /// The xattr that makes an overlay directory opaque, and its value.
+    public static let overlayOpaqueXattr = "trusted.overlay.opaque"
+    public static let overlayOpaqueValue: [UInt8] = [UInt8(ascii: "y")]
+
+    /// What a tar entry's final name component means.
+    public enum Meaning: Equatable {
+        case content
+        /// `.wh..wh..opq`
+        case opaque
+        /// `.wh..wh.*` other than the opaque marker: skipped.
+        case aufsMeta
+        /// `.wh.NAME`: NAME is deleted from the layers below.
+        case whiteout(PathBytes)
+        /// `.wh.`, `.wh..`, `.wh...`: names nothing or a parent: refused.
+        case invalid
+    }
+
+    public static func meaning(of name: PathBytes) -> Meaning {
+        guard name.starts(with: prefix) else { return .content }
+        if name == opaqueMarker { return .opaque }
+        if name.starts(with: aufsMetaPrefix) { return .aufsMeta }
+        let target = Array(name.dropFirst(prefix.count))
+        if target.isEmpty || target == [UInt8(ascii: ".")] || target == [UInt8(ascii: "."), UInt8(ascii: ".")] {
+            return .invalid
+        }
+        return .whiteout(target)
+    }
+
+    /// Content xattrs kept in layers (DESIGN.md, Decision 7): `security.capability`, `user.*` and
+    /// other `security.*` except `security.selinux`; never overlay's or fuse-overlayfs's own.
+    public static func isContentXattr(_ name: String) -> Bool {
+        if name.hasPrefix("user.overlay.") || name.hasPrefix("user.fuseoverlayfs.") { return false }
+        if name.hasPrefix("user.") { return true }
+        if name == "security.selinux" { return false }
+        if name.hasPrefix("security.") { return true }
+        return false
+    }
+}

@@ -1,0 +1,263 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CStrata
+import Foundation
+import GRDB
+import StrataArchive
+import StrataCore
+import StrataFormats
+import StrataLayer
+import StrataSystem
+
+public struct LoadOptions: Sendable {
+    public var platform: Platform = .host
+    /// Added to every loaded image (normalised, `:latest` when no tag).
+    public var extraTags: [String] = []
+    /// Uncompressed bytes one layer may have; fail as soon as it is passed.
+    public var maxLayerSize: Int64 = 32 << 30
+    public var progress: @Sendable (LayerEvent) -> Void = { _ in }
+    public init() {}
+}
+
+public struct LoadedImage: Sendable {
+    public var id: Digest
+    public var tags: [String]
+    public var layersUnpacked: Int
+    public var layersExisting: Int
+}
+
+/// An image whose config and layers are verified, ready to be recorded.
+struct PreparedImage {
+    var configBytes: [UInt8]
+    var configDigest: Digest
+    var config: ImageConfig
+    var manifestBytes: [UInt8]?
+    var manifestDigest: Digest?
+    var chain: [ChainID]
+    var tags: [String]
+}
+
+extension Store {
+    /// Loads every image of an archive: a docker-archive or oci-archive tar (optionally
+    /// compressed), an OCI layout directory, or `-` for standard input.
+    public func load(path: String, options: LoadOptions) throws -> [LoadedImage] {
+        let contents = try openArchive(path)
+        let reader = try ImageArchiveReader(contents: contents, platform: options.platform)
+        let found = try reader.images()
+        let extra = try options.extraTags.map(Reference.normalize)
+
+        var staged: [ChainID: StagedLayer] = [:]
+        var order: [ChainID] = []
+        var prepared: [PreparedImage] = []
+        var loaded: [LoadedImage] = []
+        do {
+            for image in found {
+                let chain = ChainID.chain(image.config.rootfs.diff_ids)
+                var unpacked = 0, existing = 0
+                for (i, layer) in image.layers.enumerated() {
+                    let chainID = chain[i]
+                    if try staged[chainID] != nil || hasLayer(chainID) {
+                        options.progress(.exists(index: i, count: chain.count, chainID: chainID))
+                        existing += 1
+                        continue
+                    }
+                    options.progress(.started(index: i, count: chain.count, chainID: chainID, bytes: layer.blob.size))
+                    let t0 = Date()
+                    let s = try stageLayer(
+                        source: layer.blob.source(), reopen: { layer.blob.source() },
+                        parent: i == 0 ? nil : chain[i - 1], expectedDiffID: layer.diffID,
+                        expectedBlobDigest: layer.blobDigest, maxLayerSize: options.maxLayerSize,
+                        label: "\(layer.blob.label) (layer \(i + 1) of image \(image.configDigest.short))")
+                    staged[chainID] = s
+                    order.append(chainID)
+                    unpacked += 1
+                    options.progress(.unpacked(index: i, count: chain.count, chainID: chainID,
+                                               tarBytes: s.result.tarSize, seconds: Date().timeIntervalSince(t0)))
+                }
+                let tags = Array(Set(image.tags + extra)).sorted()
+                prepared.append(PreparedImage(configBytes: image.configBytes, configDigest: image.configDigest,
+                                              config: image.config, manifestBytes: image.manifestBytes,
+                                              manifestDigest: image.manifestDigest, chain: chain, tags: tags))
+                loaded.append(LoadedImage(id: image.configDigest, tags: tags, layersUnpacked: unpacked, layersExisting: existing))
+            }
+        } catch {
+            for s in staged.values { discard(s) }
+            throw error
+        }
+        var list = order.map { staged[$0]! }
+        try record(prepared, staged: &list)
+        return loaded
+    }
+
+    /// Imports a plain rootfs tar (any compression) as a one-layer image, like `docker import`.
+    public func importRootfs(path: String, tag: String?, changes: [String], message: String?,
+                             options: LoadOptions) throws -> LoadedImage {
+        let input = try openInput(path, decompressOuter: false)
+        var config = ImageConfig.Config()
+        for change in changes { try ConfigChange.apply(change, to: &config) }
+        let label = path == "-" ? "standard input" : path
+        let s = try stageLayer(source: input.source(), reopen: { input.source() }, parent: nil,
+                               expectedDiffID: nil, expectedBlobDigest: nil,
+                               maxLayerSize: options.maxLayerSize, label: label)
+        let chainID = s.chainID
+        let created = ISO8601DateFormatter().string(from: Date())
+        var history: [String: Any] = ["created": created, "created_by": "strata import \(path == "-" ? "-" : (path as NSString).lastPathComponent)"]
+        if let message { history["comment"] = message }
+        var doc: [String: Any] = [
+            "created": created,
+            "architecture": Platform.host.architecture,
+            "os": "linux",
+            "rootfs": ["type": "layers", "diff_ids": [s.result.diffID.digest.string]],
+            "history": [history],
+        ]
+        if let v = Platform.host.variant { doc["variant"] = v }
+        let configJSON = try JSONEncoder.configEncoder.encode(config)
+        doc["config"] = try JSONSerialization.jsonObject(with: configJSON)
+        let bytes = Array(try JSONSerialization.data(withJSONObject: doc, options: [.sortedKeys, .withoutEscapingSlashes]))
+        let digest = Digest.of(bytes)
+        let parsed = try JSONDocument.decode(ImageConfig.self, from: bytes, what: "generated config")
+        let tags = try (tag.map { [$0] } ?? []).map(Reference.normalize) + options.extraTags.map(Reference.normalize)
+        let existed = try hasLayer(chainID)
+        var list = [s]
+        try record([PreparedImage(configBytes: bytes, configDigest: digest, config: parsed, manifestBytes: nil,
+                                  manifestDigest: nil, chain: [chainID], tags: tags)], staged: &list)
+        return LoadedImage(id: digest, tags: tags, layersUnpacked: existed ? 0 : 1, layersExisting: existed ? 1 : 0)
+    }
+
+    /// Writes blobs, renames staged layers into place and records everything in one transaction.
+    /// Either the images are all there afterwards, or none is and nothing stays on disk.
+    func record(_ images: [PreparedImage], staged: inout [StagedLayer]) throws {
+        do {
+            for image in images {
+                try putBlob(image.configBytes, digest: image.configDigest)
+                if let m = image.manifestBytes, let d = image.manifestDigest { try putBlob(m, digest: d) }
+            }
+            for i in staged.indices { try moveIntoPlace(&staged[i]) }
+            let now = ISO8601DateFormatter().string(from: Date())
+            let list = staged
+            let losers: [StagedLayer] = try db.write { db in
+                var losers: [StagedLayer] = []
+                for s in list {
+                    try db.execute(sql: """
+                        INSERT OR IGNORE INTO layers (chain_id, diff_id, parent, cache_id, size, tar_size, blob_digest,
+                            compression, opaque_root, journal, journal_note, created_at)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        """, arguments: [s.chainID.description, s.result.diffID.description, s.parent?.description, s.cacheID,
+                                         s.result.stats.contentSize, s.result.tarSize, s.result.blobDigest.string,
+                                         s.result.compression.rawValue, s.result.stats.opaqueRoot,
+                                         s.result.journalInexactReason == nil ? "exact" : "raw", s.result.journalInexactReason, now])
+                    // Another process recorded the same layer first: keep theirs (STYLE.md example 8).
+                    let owner = try String.fetchOne(db, sql: "SELECT cache_id FROM layers WHERE chain_id = ?", arguments: [s.chainID.description])
+                    if owner != s.cacheID { losers.append(s) }
+                }
+                for image in images {
+                    var size: Int64 = 0
+                    for c in image.chain {
+                        guard let sz = try Int64.fetchOne(db, sql: "SELECT size FROM layers WHERE chain_id = ?", arguments: [c.description]) else {
+                            throw StrataError(.conflict, "layer \(c) was removed while image \(image.configDigest.short) was loading; load it again")
+                        }
+                        size += sz
+                    }
+                    try db.execute(sql: """
+                        INSERT INTO images (id, top_layer, manifest_digest, created, os, architecture, size, loaded_at)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                        ON CONFLICT(id) DO UPDATE SET manifest_digest = COALESCE(images.manifest_digest, excluded.manifest_digest)
+                        """, arguments: [image.configDigest.string, image.chain.last?.description, image.manifestDigest?.string,
+                                         image.config.created, image.config.os, image.config.architecture, size, now])
+                    for (i, c) in image.chain.enumerated() {
+                        try db.execute(sql: "INSERT OR IGNORE INTO image_layers (image_id, position, chain_id) VALUES (?, ?, ?)",
+                                       arguments: [image.configDigest.string, i, c.description])
+                    }
+                    for t in image.tags {
+                        try db.execute(sql: "INSERT OR REPLACE INTO tags (name, image_id) VALUES (?, ?)",
+                                       arguments: [t, image.configDigest.string])
+                    }
+                }
+                return losers
+            }
+            for s in losers { discard(s) }
+        } catch {
+            for s in staged { discard(s) }
+            if let e = error as? DatabaseError { throw StrataError(.system, "cannot record the load in the store database", cause: e) }
+            throw error
+        }
+    }
+
+    func hasLayer(_ chainID: ChainID) throws -> Bool {
+        try db.read { db in
+            try Bool.fetchOne(db, sql: "SELECT 1 FROM layers WHERE chain_id = ?", arguments: [chainID.description]) ?? false
+        }
+    }
+
+    // MARK: input
+
+    /// An image archive: a directory (OCI layout) or a tar file (read in place when it is
+    /// uncompressed; spooled into tmp/ when it is compressed or a pipe).
+    func openArchive(_ path: String) throws -> any ArchiveContents {
+        if path != "-" {
+            let probe: FDHandle
+            do { probe = try FDHandle.open(path, flags: O_RDONLY) } catch let e as StrataError {
+                throw StrataError(.notFound, "cannot read \(path)", cause: e.cause)
+            }
+            if (try probe.stat().st_mode & S_IFMT) == S_IFDIR { return try DirectoryContents(path: path) }
+        }
+        let input = try openInput(path, decompressOuter: true)
+        return try TarContents(handle: input.handle, size: input.size, label: path == "-" ? "standard input" : path)
+    }
+
+    /// A readable, seekable file for `path` (or standard input). With `decompressOuter`, a
+    /// gzip/zstd/xz file is decompressed into an unnamed spool file first.
+    func openInput(_ path: String, decompressOuter: Bool) throws -> InputFile {
+        let label = path == "-" ? "standard input" : path
+        if path == "-" {
+            let stdin = FDHandle(owning: dup(0))
+            let source: any ChunkSource = decompressOuter
+                ? try Decompressor(StreamSource(handle: stdin), label: label) : StreamSource(handle: stdin)
+            return try spool(source, label: label)
+        }
+        let h = try FDHandle.open(path, flags: O_RDONLY)
+        let st = try h.stat()
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            return try spool(decompressOuter ? try Decompressor(StreamSource(handle: h), label: label) : StreamSource(handle: h), label: label)
+        }
+        let file = InputFile(handle: h, size: Int64(st.st_size), label: label)
+        if decompressOuter {
+            let probe = try Decompressor(file.source(), label: label)
+            if probe.compression != .none { return try spool(probe, label: label) }
+        }
+        return file
+    }
+
+    /// Copies a stream into an O_TMPFILE file in tmp/: it has no name, so a killed run leaves nothing.
+    func spool(_ source: any ChunkSource, label: String) throws -> InputFile {
+        let fd = Glibc.openat(tmpDir.fd, ".", STRATA_O_TMPFILE | O_RDWR | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw StrataError(.system, "cannot create a spool file in \(rootPath)/tmp", cause: Errno.current) }
+        let h = FDHandle(owning: fd)
+        var size: Int64 = 0
+        while true {
+            let c = try source.nextChunk()
+            if c.isEmpty { break }
+            try h.writeAll(c)
+            size += Int64(c.count)
+        }
+        return InputFile(handle: h, size: size, label: label)
+    }
+}
+
+/// A seekable input file.
+struct InputFile {
+    let handle: FDHandle
+    let size: Int64
+    let label: String
+    func source() -> FileRangeSource { FileRangeSource(handle: handle, offset: 0, length: size, label: label) }
+}
+
+extension JSONEncoder {
+    /// Keys sorted and `/` unescaped: generated configs read the way the peers write them.
+    static var configEncoder: JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return e
+    }
+}

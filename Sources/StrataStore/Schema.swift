@@ -1,0 +1,49 @@
+import GRDB
+
+/// The store's metadata schema. Migrations only ever append.
+enum Schema {
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE layers (
+                    chain_id     TEXT PRIMARY KEY,
+                    diff_id      TEXT NOT NULL,
+                    parent       TEXT REFERENCES layers(chain_id),
+                    cache_id     TEXT NOT NULL UNIQUE,
+                    size         INTEGER NOT NULL,   -- bytes of regular files in the layer
+                    tar_size     INTEGER NOT NULL,   -- bytes of the uncompressed tar
+                    blob_digest  TEXT,               -- the compressed blob it was loaded from
+                    compression  TEXT,
+                    opaque_root  INTEGER NOT NULL DEFAULT 0,
+                    journal      TEXT NOT NULL,      -- 'exact': tar-split; 'raw': layer.tar kept
+                    journal_note TEXT,
+                    created_at   TEXT NOT NULL
+                );
+                CREATE INDEX layers_parent ON layers(parent);
+                CREATE TABLE images (
+                    id              TEXT PRIMARY KEY,    -- config digest
+                    top_layer       TEXT REFERENCES layers(chain_id),
+                    manifest_digest TEXT,
+                    created         TEXT,
+                    os              TEXT,
+                    architecture    TEXT,
+                    size            INTEGER NOT NULL,
+                    loaded_at       TEXT NOT NULL
+                );
+                CREATE TABLE image_layers (
+                    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+                    position INTEGER NOT NULL,
+                    chain_id TEXT NOT NULL REFERENCES layers(chain_id),
+                    PRIMARY KEY (image_id, position)
+                );
+                CREATE INDEX image_layers_chain ON image_layers(chain_id);
+                CREATE TABLE tags (
+                    name     TEXT PRIMARY KEY,
+                    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
+                );
+                """)
+        }
+        return m
+    }
+}

@@ -1,0 +1,95 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import StrataArchive
+import StrataCore
+import StrataLayer
+import StrataSystem
+
+/// A layer unpacked in ROOT/tmp, verified, waiting to be renamed into ROOT/layers.
+struct StagedLayer {
+    let cacheID: String
+    let chainID: ChainID
+    let parent: ChainID?
+    let result: LayerIngestResult
+    /// Where it is now: tmp/<cacheID> until `moveIntoPlace`, then layers/<cacheID>.
+    var placed = false
+}
+
+/// What happened to each layer during a load, for progress output.
+public enum LayerEvent: Sendable {
+    case exists(index: Int, count: Int, chainID: ChainID)
+    case started(index: Int, count: Int, chainID: ChainID, bytes: Int64)
+    case unpacked(index: Int, count: Int, chainID: ChainID, tarBytes: Int64, seconds: Double)
+}
+
+extension Store {
+    static let journalName: PathBytes = Array("tar-split.zst".utf8)
+    static let rawTarName: PathBytes = Array("layer.tar".utf8)
+    static let diffName: PathBytes = Array("diff".utf8)
+
+    /// Streams one layer blob into a new staging directory, in one pass, and checks the diffID
+    /// (and the blob digest where the source names one). On any failure the staging directory
+    /// is removed and the store is as it was.
+    func stageLayer(source: any ChunkSource, reopen: () -> any ChunkSource, parent: ChainID?,
+                    expectedDiffID: DiffID?, expectedBlobDigest: Digest?, maxLayerSize: Int64,
+                    label: String) throws -> StagedLayer {
+        let cacheID = Store.randomID()
+        let name = Array(cacheID.utf8)
+        try tmpDir.mkdirOrThrow(name, mode: 0o700)
+        var keep = false
+        defer { if !keep { try? tmpDir.removeTree(name) } }
+
+        guard case .success(let stage) = tmpDir.openDirectory(name, resolve: [.noSymlinks]) else {
+            throw StrataError(.system, "cannot open staging directory tmp/\(cacheID)")
+        }
+        try stage.mkdirOrThrow(Store.diffName, mode: 0o755)
+        guard case .success(let diff) = stage.openDirectory(Store.diffName, resolve: [.noSymlinks]) else {
+            throw StrataError(.system, "cannot open staging directory tmp/\(cacheID)/diff")
+        }
+        let journal = try stage.openFile(Store.journalName, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
+        let result = try LayerIngest.run(blob: source, into: diff, journal: journal, maxTarSize: maxLayerSize, label: label)
+
+        if let expectedBlobDigest, expectedBlobDigest != result.blobDigest {
+            throw StrataError(.digestMismatch, "\(label): blob hashes to \(result.blobDigest), but the manifest names \(expectedBlobDigest)")
+        }
+        if let expectedDiffID, expectedDiffID != result.diffID {
+            throw StrataError(.digestMismatch, "\(label): uncompressed layer hashes to \(result.diffID), but the image config says diffID \(expectedDiffID)")
+        }
+        if let reason = result.journalInexactReason {
+            // The journal cannot rebuild this tar: keep the tar itself (a second read of the blob,
+            // only for such layers), and check that it is the same stream.
+            logger.notice("\(label): keeping the raw layer tar: \(reason)")
+            let out = try stage.openFile(Store.rawTarName, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
+            let tar = HashingSource(try Decompressor(reopen(), label: label))
+            while true {
+                let c = try tar.nextChunk()
+                if c.isEmpty { break }
+                try out.writeAll(c)
+            }
+            guard DiffID(tar.finalize()) == result.diffID else {
+                throw StrataError(.digestMismatch, "\(label): the blob changed while it was being read")
+            }
+        }
+        // One syncfs per layer (not an fsync per file) before the database can name it.
+        try stage.handle.syncfs()
+        keep = true
+        return StagedLayer(cacheID: cacheID, chainID: ChainID.of(parent: parent, diffID: result.diffID),
+                           parent: parent, result: result)
+    }
+
+    /// Renames a staged layer from tmp/ into layers/.
+    func moveIntoPlace(_ layer: inout StagedLayer) throws {
+        let name = Array(layer.cacheID.utf8)
+        try tmpDir.rename(name, to: name, in: layersDir)
+        layer.placed = true
+    }
+
+    /// Removes a staged layer wherever it is (after a failure, or when another process
+    /// recorded the same chainID first).
+    func discard(_ layer: StagedLayer) {
+        let name = Array(layer.cacheID.utf8)
+        try? (layer.placed ? layersDir : tmpDir).removeTree(name)
+    }
+}

@@ -1,0 +1,210 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CStrata
+import StrataCore
+
+/// How `openat2` may resolve a path below a directory.
+public struct Resolve: OptionSet, Sendable {
+    public let rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+    /// Treat the directory as `/`: `..` and absolute symlinks stay inside it.
+    public static let inRoot = Resolve(rawValue: UInt64(STRATA_RESOLVE_IN_ROOT))
+    /// Refuse any symlink on the way.
+    public static let noSymlinks = Resolve(rawValue: UInt64(STRATA_RESOLVE_NO_SYMLINKS))
+    public static let noMagicLinks = Resolve(rawValue: UInt64(STRATA_RESOLVE_NO_MAGICLINKS))
+    public static let noXDev = Resolve(rawValue: UInt64(STRATA_RESOLVE_NO_XDEV))
+}
+
+/// An open directory; every operation is relative to it and never follows a final symlink,
+/// so a tree under construction cannot redirect a write elsewhere (STYLE.md example 3).
+public final class Directory: @unchecked Sendable {
+    public let handle: FDHandle
+    /// What this directory is, for messages.
+    public let label: String
+    public var fd: Int32 { handle.fd }
+
+    public init(handle: FDHandle, label: String) {
+        self.handle = handle
+        self.label = label
+    }
+
+    /// Opens a directory by absolute path (store directories, never layer content).
+    public static func open(_ path: String) throws -> Directory {
+        let h = try FDHandle.open(path, flags: O_RDONLY | O_DIRECTORY)
+        return Directory(handle: h, label: path)
+    }
+
+    private func fail(_ what: String, _ name: PathBytes, _ e: Errno) -> StrataError {
+        StrataError(.system, "\(what) \(label)/\(name.display)", cause: e)
+    }
+
+    /// openat2(2) of `path` below this directory with the given resolution rules.
+    public func openat2(_ path: PathBytes, flags: Int32, mode: mode_t = 0, resolve: Resolve) -> Result<FDHandle, Errno> {
+        let p = path.isEmpty ? Array(".".utf8) : path
+        let r = withCPath(p) { cp in
+            retryingEINTR { strata_openat2(fd, cp, UInt64(UInt32(bitPattern: flags | O_CLOEXEC)), UInt64(mode), resolve.rawValue) }
+        }
+        return r.map { FDHandle(owning: $0) }
+    }
+
+    /// Opens the subdirectory `path` (resolved with `resolve`), as a `Directory`.
+    public func openDirectory(_ path: PathBytes, resolve: Resolve) -> Result<Directory, Errno> {
+        openat2(path, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW, resolve: resolve)
+            .map { Directory(handle: $0, label: label + "/" + path.display) }
+    }
+
+    /// openat(2) of a single name with O_NOFOLLOW.
+    public func openFile(_ name: PathBytes, flags: Int32, mode: mode_t = 0o600) throws -> FDHandle {
+        let r = withCPath(name) { cp in retryingEINTR { Glibc.openat(fd, cp, flags | O_CLOEXEC | O_NOFOLLOW, mode) } }
+        switch r {
+        case .success(let f): return FDHandle(owning: f)
+        case .failure(let e): throw fail("cannot open", name, e)
+        }
+    }
+
+    /// fstatat(2) without following a final symlink; nil when the name does not exist.
+    public func lstat(_ name: PathBytes) throws -> Glibc.stat? {
+        var st = Glibc.stat()
+        let r = withCPath(name) { Glibc.fstatat(fd, $0, &st, AT_SYMLINK_NOFOLLOW) }
+        if r == 0 { return st }
+        let e = Errno.current
+        if e == .ENOENT { return nil }
+        throw fail("cannot stat", name, e)
+    }
+
+    public func mkdir(_ name: PathBytes, mode: mode_t) -> Result<Void, Errno> {
+        withCPath(name) { cp in retryingEINTR { Glibc.mkdirat(fd, cp, mode) } }.map { _ in () }
+    }
+
+    public func mkdirOrThrow(_ name: PathBytes, mode: mode_t) throws {
+        if case .failure(let e) = mkdir(name, mode: mode) { throw fail("cannot create directory", name, e) }
+    }
+
+    public func mknod(_ name: PathBytes, mode: mode_t, major: UInt32, minor: UInt32) throws {
+        let r = withCPath(name) { cp in retryingEINTR { strata_mknodat(fd, cp, mode, major, minor) } }
+        if case .failure(let e) = r { throw fail("cannot create node", name, e) }
+    }
+
+    public func symlink(_ name: PathBytes, target: PathBytes) throws {
+        let r = withCPath(target) { ct in withCPath(name) { cn in retryingEINTR { Glibc.symlinkat(ct, fd, cn) } } }
+        if case .failure(let e) = r { throw fail("cannot create symlink", name, e) }
+    }
+
+    /// linkat(2) without following a symlink target: `name` here becomes another name of
+    /// `target` in `targetDir`.
+    public func link(_ name: PathBytes, to target: PathBytes, in targetDir: Directory) throws {
+        let r = withCPath(target) { ct in withCPath(name) { cn in retryingEINTR { Glibc.linkat(targetDir.fd, ct, fd, cn, 0) } } }
+        if case .failure(let e) = r { throw fail("cannot create hardlink", name, e) }
+    }
+
+    public func readlink(_ name: PathBytes) throws -> PathBytes {
+        var buf = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = withCPath(name) { cn in
+            buf.withUnsafeMutableBufferPointer { b in
+                b.baseAddress!.withMemoryRebound(to: CChar.self, capacity: b.count) { Glibc.readlinkat(fd, cn, $0, b.count) }
+            }
+        }
+        if n < 0 { throw fail("cannot read symlink", name, Errno.current) }
+        return Array(buf[0..<n])
+    }
+
+    /// unlinkat(2); `directory` removes an empty directory.
+    public func unlink(_ name: PathBytes, directory: Bool = false) -> Result<Void, Errno> {
+        withCPath(name) { cn in retryingEINTR { Glibc.unlinkat(fd, cn, directory ? AT_REMOVEDIR : 0) } }.map { _ in () }
+    }
+
+    /// Removes `name` whatever it is, recursively for directories, without following symlinks.
+    /// Idempotent: a missing name is not an error.
+    public func removeTree(_ name: PathBytes) throws {
+        guard let st = try lstat(name) else { return }
+        if (st.st_mode & S_IFMT) == S_IFDIR {
+            switch openDirectory(name, resolve: [.noSymlinks, .noXDev]) {
+            case .success(let sub):
+                for child in try sub.entries() { try sub.removeTree(child) }
+            case .failure(let e):
+                throw fail("cannot open for removal", name, e)
+            }
+            if case .failure(let e) = unlink(name, directory: true), e != .ENOENT { throw fail("cannot remove", name, e) }
+        } else {
+            if case .failure(let e) = unlink(name), e != .ENOENT { throw fail("cannot remove", name, e) }
+        }
+    }
+
+    /// Names in this directory, without `.` and `..`, as bytes.
+    public func entries() throws -> [PathBytes] {
+        let dupfd = Glibc.openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard dupfd >= 0, let dir = fdopendir(dupfd) else {
+            throw StrataError(.system, "cannot list \(label)", cause: Errno.current)
+        }
+        defer { closedir(dir) }
+        var names: [PathBytes] = []
+        while let ent = readdir(dir) {
+            let name: PathBytes = withUnsafeBytes(of: &ent.pointee.d_name) { raw in
+                let len = strnlen(raw.baseAddress!.assumingMemoryBound(to: CChar.self), raw.count)
+                return Array(raw[0..<len])
+            }
+            if name == [0x2e] || name == [0x2e, 0x2e] { continue }
+            names.append(name)
+        }
+        return names
+    }
+
+    public func rename(_ name: PathBytes, to newName: PathBytes, in newDir: Directory) throws {
+        let r = withCPath(name) { a in withCPath(newName) { b in retryingEINTR { Glibc.renameat(fd, a, newDir.fd, b) } } }
+        if case .failure(let e) = r { throw fail("cannot rename", name, e) }
+    }
+
+    /// fchownat(2) without following a symlink.
+    public func chown(_ name: PathBytes, uid: uid_t, gid: gid_t) throws {
+        let r = withCPath(name) { cn in retryingEINTR { Glibc.fchownat(fd, cn, uid, gid, AT_SYMLINK_NOFOLLOW) } }
+        if case .failure(let e) = r { throw fail("cannot chown", name, e) }
+    }
+
+    /// utimensat(2) without following a symlink.
+    public func setTimes(_ name: PathBytes, atime: timespec, mtime: timespec) throws {
+        var times = [atime, mtime]
+        let r = withCPath(name) { cn in retryingEINTR { Glibc.utimensat(fd, cn, &times, AT_SYMLINK_NOFOLLOW) } }
+        if case .failure(let e) = r { throw fail("cannot set times of", name, e) }
+    }
+
+    /// Writes a small file (metadata, not layer content) atomically: temp name, then rename.
+    public func writeFileAtomically(_ name: PathBytes, _ bytes: [UInt8]) throws {
+        let tmp = name + Array(".tmp".utf8)
+        _ = unlink(tmp)
+        let f = try openFile(tmp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o644)
+        try f.writeAll(bytes)
+        try rename(tmp, to: name, in: self)
+    }
+
+    /// Reads a whole small file, refusing more than `limit` bytes.
+    public func readFile(_ name: PathBytes, limit: Int) throws -> [UInt8] {
+        let f = try openFile(name, flags: O_RDONLY)
+        return try f.readAll(limit: limit, label: "\(label)/\(name.display)")
+    }
+}
+
+extension FDHandle {
+    /// Reads to end of file; throws `.tooLarge` past `limit` bytes.
+    public func readAll(limit: Int, label: String) throws -> [UInt8] {
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = try chunk.withUnsafeMutableBytes { try read(into: $0) }
+            if n == 0 { break }
+            if out.count + n > limit {
+                throw StrataError(.tooLarge, "\(label) is over the \(limit)-byte limit")
+            }
+            out.append(contentsOf: chunk[0..<n])
+        }
+        return out
+    }
+}
+
+/// stat mode helpers.
+public extension Glibc.stat {
+    var fileType: mode_t { st_mode & S_IFMT }
+    var isDirectory: Bool { fileType == S_IFDIR }
+    var isSymlink: Bool { fileType == S_IFLNK }
+    var isRegular: Bool { fileType == S_IFREG }
+}

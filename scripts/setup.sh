@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what strata needs to build, test and run its examples, if missing (Debian 12).
+set -euo pipefail
+pkgs=(libarchive-dev libsqlite3-dev pkg-config busybox-static skopeo umoci zstd xz-utils python3 attr)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! command -v swift >/dev/null 2>&1 && [ -x /opt/swift/usr/bin/swift ]; then
+  echo "note: add /opt/swift/usr/bin to PATH" >&2
+fi
