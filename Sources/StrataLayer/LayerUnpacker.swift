@@ -250,26 +250,29 @@ public final class LayerUnpacker {
         let path = EntryPath.join(comps)
         if let c = cachedParent, c.path == path { return c.dir }
         let dir: Directory
-        switch root.openDirectory(path, resolve: resolveInRoot) {
+        switch root.openDirectory(path, resolve: resolveInRoot, followFinal: true) {
         case .success(let d):
             dir = d
         case .failure(let e) where e == .ENOENT:
             var current = root
             for i in 0..<comps.count {
-                switch current.openDirectory(comps[i], resolve: resolveInRoot) {
+                let prefix = EntryPath.join(Array(comps[0...i]))
+                switch root.openDirectory(prefix, resolve: resolveInRoot, followFinal: true) {
                 case .success(let d):
                     current = d
                 case .failure(let e) where e == .ENOENT:
-                    if case .failure(let e) = current.mkdir(comps[i], mode: 0o755), e != .EEXIST {
+                    if case .failure(let e) = current.mkdir(comps[i], mode: 0o755) {
+                        // EEXIST: the name is a symlink whose target does not exist in this layer.
+                        // Creating what it points at would guess; refuse instead.
+                        if e == .EEXIST { throw unsafe(entry, "its parent \"\(prefix.display)\" is a symlink to nothing in this layer") }
                         throw StrataError(.system, "\(label): cannot create parent of \"\(entry.display)\"", cause: e)
                     }
-                    // Resolve again: the name may be a dangling symlink that now points at the new dir.
-                    switch root.openDirectory(EntryPath.join(Array(comps[0...i])), resolve: resolveInRoot) {
+                    switch current.openDirectory(comps[i], resolve: [.noSymlinks]) {
                     case .success(let d): current = d
                     case .failure(let e): throw unsafe(entry, "cannot open its parent directory (\(e))")
                     }
                 case .failure(let e):
-                    throw unsafe(entry, "its parent \"\(EntryPath.join(Array(comps[0...i])).display)\" is not a directory (\(e))")
+                    throw unsafe(entry, "its parent \"\(prefix.display)\" is not a directory (\(e))")
                 }
             }
             dir = current

@@ -58,6 +58,9 @@ extension Store {
                 for (i, layer) in image.layers.enumerated() {
                     let chainID = chain[i]
                     if try staged[chainID] != nil || hasLayer(chainID) {
+                        // Not unpacked again, but the archive's bytes are still checked: a load
+                        // never succeeds on an archive with a corrupt blob.
+                        try verifyBlob(layer, chainID: chainID, label: "\(layer.blob.label) (layer \(i + 1) of image \(image.configDigest.short))")
                         options.progress(.exists(index: i, count: chain.count, chainID: chainID))
                         existing += 1
                         continue
@@ -181,6 +184,29 @@ extension Store {
             for s in staged { discard(s) }
             if let e = error as? DatabaseError { throw StrataError(.system, "cannot record the load in the store database", cause: e) }
             throw error
+        }
+    }
+
+    /// Checks a layer blob that need not be unpacked. When the manifest names the very blob the
+    /// store unpacked this layer from, hashing the blob is enough; otherwise it is decompressed
+    /// and its diffID checked too.
+    func verifyBlob(_ layer: LayerToLoad, chainID: ChainID, label: String) throws {
+        let compressed = HashingSource(layer.blob.source())
+        let tar = HashingSource(try Decompressor(compressed, label: label))
+        let known = try db.read { db in
+            try String.fetchOne(db, sql: "SELECT blob_digest FROM layers WHERE chain_id = ?", arguments: [chainID.description])
+        }
+        let hashOnly = layer.blobDigest != nil && known == layer.blobDigest?.string
+        if hashOnly { try compressed.drain() } else { try tar.drain(); try compressed.drain() }
+        let blobDigest = compressed.finalize()
+        if let expected = layer.blobDigest, blobDigest != expected {
+            throw StrataError(.digestMismatch, "\(label): blob hashes to \(blobDigest), but the manifest names \(expected)")
+        }
+        if !hashOnly {
+            let actual = DiffID(tar.finalize())
+            guard actual == layer.diffID else {
+                throw StrataError(.digestMismatch, "\(label): uncompressed layer hashes to \(actual), but the image config says diffID \(layer.diffID)")
+            }
         }
     }
 

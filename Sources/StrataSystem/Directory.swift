@@ -48,9 +48,10 @@ public final class Directory: @unchecked Sendable {
         return r.map { FDHandle(owning: $0) }
     }
 
-    /// Opens the subdirectory `path` (resolved with `resolve`), as a `Directory`.
-    public func openDirectory(_ path: PathBytes, resolve: Resolve) -> Result<Directory, Errno> {
-        openat2(path, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW, resolve: resolve)
+    /// Opens the subdirectory `path` (resolved with `resolve`), as a `Directory`. A final
+    /// symlink is refused unless `followFinal` (then it is resolved by the same rules).
+    public func openDirectory(_ path: PathBytes, resolve: Resolve, followFinal: Bool = false) -> Result<Directory, Errno> {
+        openat2(path, flags: O_RDONLY | O_DIRECTORY | (followFinal ? 0 : O_NOFOLLOW), resolve: resolve)
             .map { Directory(handle: $0, label: label + "/" + path.display) }
     }
 
