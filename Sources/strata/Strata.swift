@@ -9,6 +9,12 @@ import StrataFormats
 import StrataStore
 
 @main
+enum Main {
+    static func main() {
+        Strata.main(GlobalOptions.hoisted(Array(CommandLine.arguments.dropFirst())))
+    }
+}
+
 struct Strata: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "strata",
@@ -32,6 +38,28 @@ struct GlobalOptions: ParsableArguments {
 
     @Flag(name: [.short, .long], help: "Print only results, no progress.")
     var quiet = false
+
+    /// Global options may come before the command (`strata --root DIR load X`), as with
+    /// docker and podman; the parser wants them after it, so they are moved there.
+    static func hoisted(_ args: [String]) -> [String] {
+        var leading: [String] = []
+        var i = 0
+        while i < args.count {
+            let a = args[i]
+            if a == "--root" || a == "--log-level" {
+                guard i + 1 < args.count else { break }
+                leading += [a, args[i + 1]]
+                i += 2
+            } else if a.hasPrefix("--root=") || a.hasPrefix("--log-level=") || a == "--quiet" || a == "-q" {
+                leading.append(a)
+                i += 1
+            } else {
+                break
+            }
+        }
+        guard i < args.count, !leading.isEmpty else { return args }
+        return [args[i]] + leading + args[(i + 1)...]
+    }
 
     var rootPath: String {
         root ?? ProcessInfo.processInfo.environment["STRATA_ROOT"] ?? Store.defaultRoot

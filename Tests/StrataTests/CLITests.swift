@@ -1,0 +1,98 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import Testing
+
+/// The `strata` binary as users run it: output shapes, exit codes, standard input.
+@Suite(.serialized, .enabled(if: isRoot, "needs root")) struct CLITests {
+    let binary = repoRoot + "/.build/debug/strata"
+
+    func strata(_ args: [String], root: String, stdin: [UInt8]? = nil) throws -> (Int32, String, String) {
+        try sh([binary, "--root", root] + args, stdin: stdin)
+    }
+
+    @Test func loadListAndJSONContract() throws {
+        let t = TempDir(); defer { t.remove() }
+        let expected = try Expected.load()
+        let (rc, out, err) = try strata(["load", fixtures + "/oci-shared"], root: t.path)
+        #expect(rc == 0, "\(err)")
+        #expect(out.contains("Loaded image: example.com/strata/busybox:a"))
+        #expect(err.contains("unpacked"))
+        let (rc2, _, err2) = try strata(["load", fixtures + "/docker-shared-b.tar"], root: t.path)
+        #expect(rc2 == 0)
+        #expect(err2.components(separatedBy: ": exists").count - 1 == 3)
+
+        let (_, json, _) = try strata(["images", "--json"], root: t.path)
+        let images = try JSONSerialization.jsonObject(with: Data(json.utf8)) as! [[String: Any]]
+        #expect(images.count == 2)
+        let a = try #require(images.first { ($0["id"] as? String) == expected.image_a.id })
+        #expect(a["tags"] as? [String] == ["example.com/strata/busybox:a"])
+        #expect(a["diffIDs"] as? [String] == expected.image_a.diff_ids)
+        #expect((a["size"] as? Int ?? 0) > 1_000_000)
+        #expect((a["created"] as? String) == "2023-11-14T22:13:20Z")
+
+        let (_, ljson, _) = try strata(["layers", "--json"], root: t.path)
+        let layers = try JSONSerialization.jsonObject(with: Data(ljson.utf8)) as! [[String: Any]]
+        #expect(layers.count == 4)
+        let base = try #require(layers.first { $0["parent"] is NSNull })
+        #expect(base["chainID"] as? String == expected.image_a.diff_ids[0])
+        #expect((base["images"] as? [String])?.count == 2)
+        for l in layers { for k in ["chainID", "diffID", "parent", "size", "images"] { #expect(l[k] != nil, "\(k)") } }
+
+        let (_, table, _) = try strata(["images"], root: t.path)
+        #expect(table.contains("REPOSITORY") && table.contains(String(expected.image_a.id.dropFirst(7).prefix(12))))
+    }
+
+    @Test func loadFromStandardInput() throws {
+        let t = TempDir(); defer { t.remove() }
+        let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: fixtures + "/docker-legacy.tar")))
+        let (rc, out, err) = try strata(["load", "-", "--tag", "piped"], root: t.path, stdin: bytes)
+        #expect(rc == 0, "\(err)")
+        #expect(out.contains("Loaded image: piped:latest"))
+        // Compressed archives are accepted too, from a pipe or a file.
+        let gz = try gzip(bytes)
+        let (rc2, _, err2) = try strata(["load", "-"], root: t.path + "2", stdin: gz)
+        #expect(rc2 == 0, "\(err2)")
+        try? FileManager.default.removeItem(atPath: t.path + "2")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: t.sub("tmp")).isEmpty)
+    }
+
+    @Test func importFromStandardInputWithChanges() throws {
+        let t = TempDir(); defer { t.remove() }
+        let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: fixtures + "/rootfs.tar.gz")))
+        let (rc, out, err) = try strata(["import", "-", "example/rootfs:1", "--change", "CMD [\"/bin/sh\"]"], root: t.path, stdin: bytes)
+        #expect(rc == 0, "\(err)")
+        #expect(out.trimmingCharacters(in: .whitespacesAndNewlines).hasPrefix("sha256:"))
+        let (_, json, _) = try strata(["images", "--json"], root: t.path)
+        #expect(json.contains("example/rootfs:1"))
+    }
+
+    @Test func exitCodesMeanSomething() throws {
+        let t = TempDir(); defer { t.remove() }
+        let (rc1, _, err1) = try strata(["load", t.sub("missing.tar")], root: t.path)
+        #expect(rc1 == 2 && err1.contains("missing.tar"))
+        try Data("not a tar at all, just text".utf8).write(to: URL(fileURLWithPath: t.sub("junk.tar")))
+        let (rc2, _, err2) = try strata(["load", t.sub("junk.tar")], root: t.path)
+        #expect(rc2 == 1 && err2.contains("junk.tar"), "\(err2)")
+        let (rc3, _, _) = try strata(["load", fixtures + "/oci-gzip", "--max-layer-size", "abc"], root: t.path)
+        #expect(rc3 == 64)
+        let (rc4, _, err4) = try strata(["load", fixtures + "/oci-gzip", "--max-layer-size", "1m"], root: t.path)
+        #expect(rc4 == 1 && err4.contains("max-layer-size"))
+        let (rc5, _, err5) = try strata(["load", fixtures + "/oci-gzip", "--platform", "linux/s390x"], root: t.path)
+        #expect(rc5 == 2 && err5.contains("linux/s390x"))
+        // A rootfs tar given to load says what to use instead.
+        let (rc6, _, err6) = try strata(["load", fixtures + "/layer0.tar"], root: t.path)
+        #expect(rc6 == 1 && err6.contains("strata import"))
+    }
+
+    /// The process locale stays C: the UTF-8 locale is per thread, inside the tar reader.
+    @Test func processLocaleUntouched() throws {
+        let t = TempDir(); defer { t.remove() }
+        var b = TarBuilder()
+        b.file("caf\u{e9}", "x")
+        try unpack(b.archive, into: t.path)
+        #expect(String(cString: setlocale(LC_ALL, nil)) == "C")
+        #expect(exists(t.sub("diff/caf\u{e9}")))
+    }
+}
