@@ -12,6 +12,8 @@ struct Expected: Decodable {
     let image_a: Image
     let image_b: Image
     let rootfs_diff_id: String
+    struct Other: Decodable { let platform: String; let id: String }
+    let other_platform: Other
     static func load() throws -> Expected {
         try JSONDecoder().decode(Expected.self, from: Data(contentsOf: URL(fileURLWithPath: fixtures + "/expected.json")))
     }
@@ -100,6 +102,54 @@ func snapshot(_ store: Store) throws -> String {
         #expect(again[0].layersUnpacked == 0 && again[0].layersExisting == 3)
         let base = try store.layers().first { $0.parent == nil }!
         #expect(base.images.count == 2)
+    }
+
+    /// A nested multi-platform index: the host platform by default, another with --platform.
+    @Test func platformSelection() throws {
+        let t = TempDir(); defer { t.remove() }
+        let expected = try Expected.load()
+        let store = try Store(root: t.path)
+        let host = try store.load(path: fixtures + "/oci-multiplatform", options: LoadOptions())
+        #expect(host.map(\.id.string) == [expected.image_a.id])
+        var o = LoadOptions()
+        o.platform = try Platform(parsing: expected.other_platform.platform)
+        let other = try store.load(path: fixtures + "/oci-multiplatform", options: o)
+        #expect(other.map(\.id.string) == [expected.other_platform.id])
+        #expect(try store.layers().count == 3)
+        o.platform = try Platform(parsing: "linux/s390x")
+        #expect { try store.load(path: fixtures + "/oci-multiplatform", options: o) } throws: {
+            ($0 as? StrataError)?.code == .notFound
+        }
+    }
+
+    /// Decision 1, cross-layer form: a lower layer's symlink to outside does not redirect an
+    /// upper layer's entries: each layer unpacks into its own directory, where the name is a
+    /// real directory that hides the symlink in the merged view.
+    @Test func crossLayerSymlinkDoesNotRedirect() throws {
+        let t = TempDir(); defer { t.remove() }
+        let outside = TempDir("strata-canary"); defer { outside.remove() }
+        var lower = TarBuilder()
+        lower.symlink("lib", to: outside.path)
+        var upper = TarBuilder()
+        upper.file("lib/canary", "pwned")
+        let ed = try OCIEditor(copying: fixtures + "/oci-none", to: t.sub("layout"))
+        try ed.setLayer(1, lower.archive)
+        try ed.setLayer(2, upper.archive)
+        var c = try ed.config
+        var rootfs = c["rootfs"] as! [String: Any]
+        var ids = rootfs["diff_ids"] as! [String]
+        ids[1] = Digest.of(lower.archive).string
+        ids[2] = Digest.of(upper.archive).string
+        rootfs["diff_ids"] = ids
+        c["rootfs"] = rootfs
+        try ed.setConfig(c)
+        let store = try Store(root: t.sub("store"))
+        _ = try store.load(path: ed.path, options: LoadOptions())
+        #expect(!exists(outside.sub("canary")))
+        let layerDirs = try FileManager.default.contentsOfDirectory(atPath: t.sub("store/layers"))
+        let holder = layerDirs.filter { exists(t.sub("store/layers/\($0)/diff/lib/canary")) }
+        #expect(holder.count == 1)
+        #expect(try #require(lstatPath(t.sub("store/layers/\(holder[0])/diff/lib"))).st_mode & S_IFMT == S_IFDIR)
     }
 
     @Test func importRootfs() throws {
