@@ -25,9 +25,16 @@ extension ChunkSource {
     }
 }
 
+/// A source that can jump forward without reading (libarchive then skips file payloads it
+/// does not need, e.g. while indexing an image archive's members).
+public protocol SkippableSource: ChunkSource {
+    /// Skips up to `count` bytes; returns how many were skipped.
+    func skip(_ count: Int64) -> Int64
+}
+
 /// A byte range of a file, read with pread: a blob inside an uncompressed tar read in place,
 /// or a whole blob file.
-public final class FileRangeSource: ChunkSource {
+public final class FileRangeSource: SkippableSource {
     private let handle: FDHandle
     private var offset: Int64
     private let end: Int64
@@ -56,6 +63,12 @@ public final class FileRangeSource: ChunkSource {
         }
         offset += Int64(n)
         return UnsafeRawBufferPointer(rebasing: buffer[0..<n])
+    }
+
+    public func skip(_ count: Int64) -> Int64 {
+        let n = max(0, min(count, end - offset))
+        offset += n
+        return n
     }
 }
 

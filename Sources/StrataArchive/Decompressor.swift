@@ -27,6 +27,12 @@ final class ArchiveInput {
                 return -1
             }
         }
+        if source is any SkippableSource {
+            archive_read_set_skip_callback(archive) { _, client, request in
+                let input = Unmanaged<ArchiveInput>.fromOpaque(client!).takeUnretainedValue()
+                return (input.source as! any SkippableSource).skip(request)
+            }
+        }
         return archive_read_open1(archive)
     }
 }

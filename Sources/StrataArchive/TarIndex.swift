@@ -15,9 +15,8 @@ public struct TarIndex: Sendable {
     public let label: String
     public private(set) var members: [PathBytes: Member] = [:]
 
-    /// Scans `handle` (a seekable, uncompressed tar of `size` bytes). Reads headers only:
-    /// libarchive skips payloads without reading them when the source is cheap to skip... it
-    /// still reads them here, through the 1 MiB buffer, which is sequential I/O at disk speed.
+    /// Scans `handle` (a seekable, uncompressed tar of `size` bytes). Reads headers only: the
+    /// source is skippable, so libarchive jumps over member payloads instead of reading them.
     public init(handle: FDHandle, size: Int64, label: String) throws {
         self.label = label
         let reader = try TarReader(FileRangeSource(handle: handle, offset: 0, length: size, label: label), label: label)
