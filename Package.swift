@@ -52,7 +52,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "strata",
-            dependencies: ["StrataStore", "StrataCore",
+            dependencies: ["StrataStore", "StrataCore", "StrataFormats", "StrataArchive",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log")]
         ),

@@ -110,3 +110,11 @@ public struct ChainID: Hashable, Sendable, CustomStringConvertible, Codable {
         return result
     }
 }
+
+/// Incremental SHA-256 producing a `Digest`, for code that hashes streams.
+public struct Digester: Sendable {
+    private var hasher = SHA256()
+    public init() {}
+    public mutating func update(_ bytes: UnsafeRawBufferPointer) { hasher.update(bufferPointer: bytes) }
+    public func finalize() -> Digest { Digest(hasher.finalize()) }
+}

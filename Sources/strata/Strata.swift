@@ -6,6 +6,7 @@ import Foundation
 import Logging
 import StrataCore
 import StrataFormats
+import StrataArchive
 import StrataStore
 
 @main
@@ -24,7 +25,7 @@ struct Strata: ParsableCommand {
             entry, over a limit); 2 not found; 3 conflict or in use; 64 usage; 70 internal error; \
             71 system error.
             """,
-        subcommands: [Load.self, Import.self, Images.self, Layers.self]
+        subcommands: [Load.self, Import.self, Images.self, Layers.self, Save.self]
     )
 }
 
@@ -267,5 +268,44 @@ enum ByteSize {
             throw StrataError(.invalidArgument, "invalid \(what) \"\(s)\": expected a positive size like 512m or 32g")
         }
         return n * mult
+    }
+}
+
+struct Save: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Save images to a docker-archive, an oci-archive or an OCI layout directory.",
+        discussion: "Layer tars are rebuilt byte-exact, so diffIDs and image IDs survive. Images share common layers once.")
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Images: tag, ID or unique ID prefix.") var images: [String]
+    @Option(name: [.short, .long], help: "Output file, - for standard output, or a directory for oci-dir.") var output: String
+    @Option(name: .long, help: "docker-archive, oci-archive or oci-dir.") var format: String = "docker-archive"
+    @Option(name: .long, help: "Layer compression: none, gzip or zstd.") var compress: String = "none"
+
+    func validate() throws {
+        guard !images.isEmpty else { throw ValidationError("name at least one image") }
+    }
+
+    func run() throws {
+        try strata.run {
+            guard let f = SaveFormat(rawValue: format) else {
+                throw StrataError(.invalidArgument, "invalid --format \"\(format)\": expected docker-archive, oci-archive or oci-dir")
+            }
+            guard let c = StrataArchive.Compression(rawValue: compress), c != .xz else {
+                throw StrataError(.invalidArgument, "invalid --compress \"\(compress)\": expected none, gzip or zstd")
+            }
+            if output == "-" && f == .ociDir {
+                throw StrataError(.invalidArgument, "oci-dir needs a directory, not standard output")
+            }
+            if output == "-" && isatty(1) != 0 {
+                throw StrataError(.invalidArgument, "refusing to write an archive to a terminal; redirect standard output or use -o FILE")
+            }
+            var options = SaveOptions()
+            options.format = f
+            options.compression = c
+            let quiet = global.quiet
+            options.progress = { if !quiet { printErr($0) } }
+            try global.openStore().save(images, to: output, options: options)
+        }
     }
 }

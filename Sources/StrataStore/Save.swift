@@ -1,0 +1,147 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CStrata
+import Foundation
+import GRDB
+import StrataArchive
+import StrataCore
+import StrataFormats
+import StrataSystem
+
+public enum SaveFormat: String, Sendable, CaseIterable {
+    case dockerArchive = "docker-archive"
+    case ociArchive = "oci-archive"
+    case ociDir = "oci-dir"
+}
+
+public struct SaveOptions: Sendable {
+    public var format: SaveFormat = .dockerArchive
+    /// Layers are written uncompressed by default, as Docker does.
+    public var compression: Compression = .none
+    public var progress: @Sendable (String) -> Void = { _ in }
+    public init() {}
+}
+
+extension Store {
+    /// Writes images to `output` (a file, `-` for standard output, or a directory for oci-dir).
+    /// Layer tars are rebuilt byte-exact, so diffIDs and image IDs survive; common layers are
+    /// written once. A file is written under a temporary name and renamed when complete.
+    public func save(_ refs: [String], to output: String, options: SaveOptions) throws {
+        struct Item { var id: Digest; var tags: [String] }
+        var items: [Item] = []
+        for ref in refs {
+            let id = try resolveImage(ref)
+            let normalized = try? Reference.normalize(ref)
+            let tag = try db.read { db in
+                try String.fetchOne(db, sql: "SELECT name FROM tags WHERE name = ? AND image_id = ?", arguments: [normalized, id.string])
+            }
+            if let i = items.firstIndex(where: { $0.id == id }) {
+                if let tag, !items[i].tags.contains(tag) { items[i].tags.append(tag) }
+            } else {
+                items.append(Item(id: id, tags: tag.map { [$0] } ?? []))
+            }
+        }
+
+        switch options.format {
+        case .ociDir:
+            let sink = try DirectoryLayoutSink(path: output)
+            try write(items.map { ($0.id, $0.tags) }, into: sink, options: options)
+        case .dockerArchive, .ociArchive:
+            if output == "-" {
+                let out = FDHandle(owning: dup(1))
+                let sink = try TarLayoutSink { try out.writeAll($0) }
+                try write(items.map { ($0.id, $0.tags) }, into: sink, options: options)
+                return
+            }
+            let dir = (output as NSString).deletingLastPathComponent
+            let tmpPath = (dir.isEmpty ? "." : dir) + "/.\((output as NSString).lastPathComponent).strata-\(Store.randomID().prefix(8))"
+            let out = try FDHandle.open(tmpPath, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o644)
+            do {
+                let sink = try TarLayoutSink { try out.writeAll($0) }
+                try write(items.map { ($0.id, $0.tags) }, into: sink, options: options)
+                guard rename(tmpPath, output) == 0 else {
+                    throw StrataError(.system, "cannot rename the saved archive to \(output)", cause: Errno.current)
+                }
+            } catch {
+                unlink(tmpPath)
+                throw error
+            }
+        }
+    }
+
+    private func write(_ images: [(Digest, [String])], into sink: any LayoutSink, options: SaveOptions) throws {
+        var exported: [ExportImage] = []
+        /// diffID → the blob written for it.
+        var written: [DiffID: ExportImage.Layer] = [:]
+        let format: ArchiveFormat = options.format == .dockerArchive ? .dockerArchive : .ociLayout
+        for (id, tags) in images {
+            let configBytes = try blob(id)
+            let layers = try imageLayers(id)
+            var out: [ExportImage.Layer] = []
+            for layer in layers {
+                if let done = written[layer.diffID] { out.append(done); continue }
+                let t0 = Date()
+                let l = try writeLayer(layer, compression: options.compression, into: sink)
+                options.progress("layer \(layer.chainID.digest.short): \(l.size) bytes in \(String(format: "%.2f", Date().timeIntervalSince(t0)))s")
+                written[layer.diffID] = l
+                out.append(l)
+            }
+            let manifestDigest = try db.read { db in
+                try String.fetchOne(db, sql: "SELECT manifest_digest FROM images WHERE id = ?", arguments: [id.string])
+            }
+            let original = try manifestDigest.map { try blob(try Digest(parsing: $0)) }
+            exported.append(ExportImage(configBytes: configBytes, configDigest: id, layers: out, tags: tags, originalManifest: original))
+        }
+        try LayoutWriter.finish(exported, format: format, into: sink)
+    }
+
+    /// Writes one layer blob into the sink. Uncompressed: streamed straight in (its digest is
+    /// the diffID, its size known). Compressed: through an unnamed spool file in tmp/, since a
+    /// tar member's size and a blob's name must be known before its bytes.
+    private func writeLayer(_ layer: LayerRecord, compression: Compression, into sink: any LayoutSink) throws -> ExportImage.Layer {
+        let mismatch = { (got: DiffID) in
+            StrataError(.digestMismatch, "layer \(layer.chainID): its files rebuild to \(got), not diffID \(layer.diffID); the layer was changed on disk (see `strata check`)")
+        }
+        if compression == .none {
+            var got: DiffID?
+            try sink.addBlob(layer.diffID.digest, size: layer.tarSize) { w in got = try streamLayerTar(layer, to: w) }
+            if let got, got != layer.diffID { throw mismatch(got) }
+            return .init(digest: layer.diffID.digest, size: layer.tarSize, mediaType: compression.layerMediaType)
+        }
+        let fd = Glibc.openat(tmpDir.fd, ".", STRATA_O_TMPFILE | O_RDWR | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw StrataError(.system, "cannot create a spool file in \(rootPath)/tmp", cause: Errno.current) }
+        let spool = FDHandle(owning: fd)
+        var hasher = Digester()
+        var size: Int64 = 0
+        let writer = try CompressingWriter(compression) { c in
+            hasher.update(c)
+            size += Int64(c.count)
+            try spool.writeAll(c)
+        }
+        let got = try streamLayerTar(layer) { try writer.write($0) }
+        try writer.close()
+        if got != layer.diffID { throw mismatch(got) }
+        let digest = hasher.finalize()
+        try sink.addBlob(digest, size: size) { w in
+            let src = FileRangeSource(handle: spool, offset: 0, length: size, label: "spool")
+            while true {
+                let c = try src.nextChunk()
+                if c.isEmpty { break }
+                try w(c)
+            }
+        }
+        return .init(digest: digest, size: size, mediaType: compression.layerMediaType)
+    }
+}
+
+extension Compression {
+    var layerMediaType: String {
+        switch self {
+        case .none: MediaType.ociLayer
+        case .gzip: MediaType.ociLayerGzip
+        case .zstd: MediaType.ociLayerZstd
+        case .xz: "application/vnd.oci.image.layer.v1.tar+xz"
+        }
+    }
+}

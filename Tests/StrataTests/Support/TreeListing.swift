@@ -1,0 +1,51 @@
+import CStrata
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+@testable import StrataCore
+
+/// A description of every file under a directory (paths, types, modes, owners, sizes, content
+/// hashes, symlink targets, device numbers, hardlink groups), to compare two unpacked trees.
+enum TreeListing {
+    static func list(_ root: String, ignoring: Set<String> = []) throws -> [String: String] {
+        var out: [String: String] = [:]
+        var inodeGroups: [UInt: [String]] = [:]
+        let fm = FileManager.default
+        guard let paths = fm.subpaths(atPath: root) else { return [:] }
+        for p in paths.sorted() where !ignoring.contains(p) {
+            let full = root + "/" + p
+            var st = stat()
+            guard lstat(full, &st) == 0 else { continue }
+            let type = st.st_mode & S_IFMT
+            var desc = String(format: "%o %d:%d", st.st_mode & 0o7777, st.st_uid, st.st_gid)
+            switch type {
+            case S_IFREG:
+                let data = try Data(contentsOf: URL(fileURLWithPath: full))
+                desc += " file \(st.st_size) \(Digest.of(data).short)"
+                if st.st_nlink > 1 { inodeGroups[UInt(st.st_ino), default: []].append(p) }
+            case S_IFDIR: desc += " dir"
+            case S_IFLNK: desc += " link -> " + ((try? fm.destinationOfSymbolicLink(atPath: full)) ?? "?")
+            case S_IFCHR: desc += " char \(strata_major(st.st_rdev)),\(strata_minor(st.st_rdev))"
+            case S_IFBLK: desc += " block \(strata_major(st.st_rdev)),\(strata_minor(st.st_rdev))"
+            case S_IFIFO: desc += " fifo"
+            default: desc += " other"
+            }
+            out[p] = desc
+        }
+        for (_, group) in inodeGroups where group.count > 1 {
+            let sorted = group.sorted()
+            for p in sorted { out[p]! += " hardlinks=" + sorted.joined(separator: ",") }
+        }
+        return out
+    }
+
+    /// Lines that differ, for readable failures.
+    static func diff(_ a: [String: String], _ b: [String: String]) -> [String] {
+        var lines: [String] = []
+        for k in Set(a.keys).union(b.keys).sorted() where a[k] != b[k] {
+            lines.append("\(k): \(a[k] ?? "absent") | \(b[k] ?? "absent")")
+        }
+        return lines
+    }
+}
