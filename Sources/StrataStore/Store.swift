@@ -66,6 +66,11 @@ public final class Store: @unchecked Sendable {
         try lock.flock(LOCK_SH)
     }
 
+    /// Takes the store lock exclusively if no other strata process holds it.
+    func lockExclusiveNow() throws -> Bool { try lock.flock(LOCK_EX, nonBlocking: true) }
+    /// Back to the shared lock every running command holds.
+    func relock() throws { try lock.flock(LOCK_SH) }
+
     /// Removes what a killed run left: staging in tmp/ and layer directories without a row.
     func sweep() throws {
         for name in try tmpDir.entries() {

@@ -25,7 +25,8 @@ struct Strata: ParsableCommand {
             entry, over a limit); 2 not found; 3 conflict or in use; 64 usage; 70 internal error; \
             71 system error.
             """,
-        subcommands: [Load.self, Import.self, Images.self, Layers.self, Save.self]
+        subcommands: [Load.self, Import.self, Images.self, Layers.self, History.self, Inspect.self, Tag.self,
+                      Rmi.self, Save.self, GC.self, Check.self]
     )
 }
 
@@ -236,11 +237,14 @@ struct Layers: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List the layers in the store with their parents.")
     @OptionGroup var global: GlobalOptions
     @Flag(name: .long, help: "JSON: an array of {chainID, diffID, parent, size, images, journal, opaqueRoot}.") var json = false
+    @Flag(name: .long, help: "Show the parent→child forest, with sizes and the images at each layer.") var tree = false
 
     func run() throws {
         try strata.run {
-            let layers = try global.openStore().layers()
+            let store = try global.openStore()
+            let layers = try store.layers()
             if json { print(try Format.json(layers)); return }
+            if tree { print(try LayerTree.render(layers, images: store.images())); return }
             var rows = [["CHAIN ID", "PARENT", "DIFF ID", "SIZE", "IMAGES"]]
             let short: (String) -> String = { String($0.dropFirst(7).prefix(12)) }
             for l in layers {
@@ -307,5 +311,166 @@ struct Save: ParsableCommand {
             options.progress = { if !quiet { printErr($0) } }
             try global.openStore().save(images, to: output, options: options)
         }
+    }
+}
+
+struct History: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show an image's layers, bottom to top, with how each was made.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Image: tag, ID or unique ID prefix.") var image: String
+    @Flag(name: .long, help: "JSON: an array of {created, createdBy, comment, emptyLayer, chainID, diffID, size}.") var json = false
+    @Flag(name: .long, help: "Do not truncate created_by.") var noTrunc = false
+
+    func run() throws {
+        try strata.run {
+            let store = try global.openStore()
+            let entries = try store.history(try store.resolveImage(image))
+            if json { print(try Format.json(entries)); return }
+            var rows = [["#", "LAYER", "CREATED", "SIZE", "CREATED BY"]]
+            var n = 0
+            for e in entries {
+                let layer: String
+                if e.emptyLayer { layer = "<empty>" } else { n += 1; layer = e.chainID.map { String($0.dropFirst(7).prefix(12)) } ?? "<missing>" }
+                var by = (e.createdBy ?? "").replacingOccurrences(of: "\n", with: " ")
+                if !noTrunc && by.count > 60 { by = String(by.prefix(57)) + "..." }
+                rows.append([e.emptyLayer ? "-" : String(n), layer, e.created ?? "", e.emptyLayer ? "0B" : Format.bytes(e.size), by])
+            }
+            print(Format.table(rows))
+        }
+    }
+}
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show an image or a layer as JSON; with --files, what a layer adds, changes and deletes.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Image (tag, ID, ID prefix) or layer (chainID or prefix).") var name: String
+    @Option(name: .long, help: "image or layer, when a prefix matches both.") var type: String?
+    @Flag(name: .long, help: "For a layer: its changes (A/C/D) with sizes and the bytes it hides below.") var files = false
+    @Flag(name: .long, help: "With --files: JSON instead of a table.") var json = false
+
+    func run() throws {
+        try strata.run {
+            let store = try global.openStore()
+            if let type, type != "image" && type != "layer" {
+                throw StrataError(.invalidArgument, "invalid --type \"\(type)\": expected image or layer")
+            }
+            let image: Digest? = type == "layer" ? nil : try? store.resolveImage(name)
+            let layer: LayerRecord? = type == "image" ? nil : try? store.resolveLayer(name)
+            if image != nil && layer != nil {
+                throw StrataError(.invalidArgument, "\"\(name)\" names both an image and a layer; add --type image or --type layer")
+            }
+            if let image {
+                if files { throw StrataError(.invalidArgument, "--files is for layers; `strata history` lists an image's layers") }
+                print(String(decoding: try store.inspectImage(image), as: UTF8.self))
+            } else if let layer {
+                if files {
+                    let changes = try store.layerChanges(layer)
+                    if json { print(try Format.json(changes)); return }
+                    var rows = [["", "PATH", "SIZE", "HIDES"]]
+                    for c in changes {
+                        rows.append([c.kind, c.path, Format.bytes(c.size), c.hidden > 0 ? Format.bytes(c.hidden) : "-"])
+                    }
+                    print(Format.table(rows))
+                    let wasted = changes.reduce(Int64(0)) { $0 + $1.hidden }
+                    print("\(changes.count) changes; \(Format.bytes(wasted)) of the layers below hidden (wasted)")
+                    if layer.journal == "raw" { print("note: the raw layer tar is kept: \(layer.journalNote ?? "")") }
+                } else {
+                    print(String(decoding: try store.inspectLayer(layer), as: UTF8.self))
+                }
+            } else {
+                throw StrataError(.notFound, "no image or layer \"\(name)\" in the store")
+            }
+        }
+    }
+}
+
+struct Tag: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Tag an image: strata tag SOURCE TARGET.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Image: tag, ID or unique ID prefix.") var source: String
+    @Argument(help: "New name NAME[:TAG].") var target: String
+    func run() throws { try strata.run { try global.openStore().tag(source, target) } }
+}
+
+struct Rmi: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Remove images; layers no other image uses are freed at once.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Images: tag, ID or unique ID prefix.") var images: [String]
+    @Flag(name: [.short, .long], help: "Remove an image with several tags by ID.") var force = false
+    func run() throws {
+        try strata.run {
+            let r = try global.openStore().removeImages(images, force: force)
+            for t in r.untagged { print("Untagged: \(t)") }
+            for i in r.deletedImages { print("Deleted: \(i)") }
+            if !global.quiet { for l in r.deletedLayers { printErr("freed layer \(l)") } }
+        }
+    }
+}
+
+struct GC: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gc", abstract: "Remove unused layers, unreferenced blobs and leftovers.")
+    @OptionGroup var global: GlobalOptions
+    @Flag(name: .long, help: "JSON report.") var json = false
+    func run() throws {
+        try strata.run {
+            let r = try global.openStore().garbageCollect()
+            if json { print(try Format.json(r)); return }
+            print("removed \(r.deletedLayers.count) layers, \(r.deletedBlobs.count) blobs; \(Format.bytes(r.bytesFreed)) freed")
+        }
+    }
+}
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Rebuild every layer's tar and compare it with its diffID; check images and blobs.",
+        discussion: "Exits 1 when a problem is found, naming each.")
+    @OptionGroup var global: GlobalOptions
+    func run() throws {
+        try strata.run {
+            let quiet = global.quiet
+            let problems = try global.openStore().check { if !quiet { printErr($0) } }
+            for p in problems { print("problem: \(p)") }
+            if !problems.isEmpty { throw ExitCode(1) }
+            if !quiet { print("store is consistent") }
+        }
+    }
+}
+
+/// The parent→child forest of layers, drawn with box characters; each node shows its short
+/// chainID, size, and the images whose top layer it is.
+enum LayerTree {
+    static func render(_ layers: [LayerSummary], images: [ImageSummary]) -> String {
+        let short: (String) -> String = { String($0.dropFirst(7).prefix(12)) }
+        var children: [String: [LayerSummary]] = [:]
+        var roots: [LayerSummary] = []
+        let known = Set(layers.map(\.chainID))
+        for l in layers {
+            if let p = l.parent, known.contains(p) { children[p, default: []].append(l) } else { roots.append(l) }
+        }
+        // Images by their top layer: the chainID of their whole diffID list.
+        var tops: [String: [String]] = [:]
+        for i in images {
+            guard let ids = try? i.diffIDs.map(DiffID.init(parsing:)), let top = ChainID.chain(ids).last else { continue }
+            let names = i.tags.isEmpty ? [short(i.id)] : i.tags
+            tops[top.description, default: []] += names
+        }
+        var lines: [String] = []
+        func draw(_ l: LayerSummary, _ prefix: String, _ last: Bool, _ isRoot: Bool) {
+            let branch = isRoot ? "" : (last ? "└── " : "├── ")
+            var line = prefix + branch + short(l.chainID) + "  " + Format.bytes(l.size)
+            if l.opaqueRoot { line += "  (hides all below)" }
+            if let names = tops[l.chainID] { line += "  ← " + names.sorted().joined(separator: ", ") }
+            lines.append(line)
+            let kids = (children[l.chainID] ?? []).sorted { $0.chainID < $1.chainID }
+            let childPrefix = isRoot ? prefix : prefix + (last ? "    " : "│   ")
+            for (i, k) in kids.enumerated() { draw(k, childPrefix, i == kids.count - 1, false) }
+        }
+        for (i, r) in roots.sorted(by: { $0.chainID < $1.chainID }).enumerated() {
+            draw(r, "", i == roots.count - 1, true)
+        }
+        return lines.joined(separator: "\n")
     }
 }

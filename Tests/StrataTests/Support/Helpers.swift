@@ -80,53 +80,38 @@ func readString(_ path: String) -> String? {
 }
 
 func gzip(_ bytes: [UInt8]) throws -> [UInt8] {
-    try pipeThrough(["gzip", "-c", "-n"], bytes)
+    let t = TempDir("strata-gz"); defer { t.remove() }
+    try Data(bytes).write(to: URL(fileURLWithPath: t.sub("x")))
+    try sh(["gzip", "-n", t.sub("x")])
+    return Array(try Data(contentsOf: URL(fileURLWithPath: t.sub("x.gz"))))
 }
 
-func pipeThrough(_ argv: [String], _ input: [UInt8]) throws -> [UInt8] {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = argv
-    let inPipe = Pipe(), outPipe = Pipe()
-    p.standardInput = inPipe
-    p.standardOutput = outPipe
-    try p.run()
-    let writer = Thread { inPipe.fileHandleForWriting.write(Data(input)); try? inPipe.fileHandleForWriting.close() }
-    writer.start()
-    let out = outPipe.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return Array(out)
-}
-
-/// Runs a command, returning (exit code, stdout, stderr).
+/// Runs a command, returning (exit code, stdout, stderr). posix_spawn and waitpid directly
+/// (Foundation's Process is not safe to use from parallel tests on Linux); output goes through
+/// temporary files, so no pipe can fill up.
 @discardableResult
 func sh(_ argv: [String], env: [String: String] = [:], stdin: [UInt8]? = nil) throws -> (Int32, String, String) {
-    // A child that exits before reading all of its input must not kill the test process.
-    signal(SIGPIPE, SIG_IGN)
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = argv
-    var e = ProcessInfo.processInfo.environment
-    for (k, v) in env { e[k] = v }
-    p.environment = e
-    let outPipe = Pipe(), errPipe = Pipe()
-    p.standardOutput = outPipe
-    p.standardError = errPipe
-    let inPipe = Pipe()
-    if stdin != nil { p.standardInput = inPipe }
-    try p.run()
-    if let stdin {
-        let writer = Thread { inPipe.fileHandleForWriting.write(Data(stdin)); try? inPipe.fileHandleForWriting.close() }
-        writer.start()
-    }
-    var outData = Data(), errData = Data()
-    let g = DispatchGroup()
-    g.enter()
-    DispatchQueue.global().async { errData = errPipe.fileHandleForReading.readDataToEndOfFile(); g.leave() }
-    outData = outPipe.fileHandleForReading.readDataToEndOfFile()
-    g.wait()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+    let t = TempDir("strata-sh"); defer { t.remove() }
+    FileManager.default.createFile(atPath: t.sub("in"), contents: Data(stdin ?? []))
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, t.sub("in"), O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, t.sub("out"), O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    posix_spawn_file_actions_addopen(&actions, 2, t.sub("err"), O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    var environment = ProcessInfo.processInfo.environment
+    for (k, v) in env { environment[k] = v }
+    let cArgs = argv.map { strdup($0) } + [nil]
+    let cEnv = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    defer { cArgs.forEach { free($0) }; cEnv.forEach { free($0) } }
+    var pid: pid_t = 0
+    let rc = posix_spawnp(&pid, argv[0], &actions, nil, cArgs, cEnv)
+    guard rc == 0 else { throw StrataError(.system, "cannot run \(argv[0])", cause: Errno(rc)) }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    return (code, (try? String(contentsOfFile: t.sub("out"), encoding: .utf8)) ?? "",
+            (try? String(contentsOfFile: t.sub("err"), encoding: .utf8)) ?? "")
 }
 
 /// The repository root (for fixtures and the built binary).

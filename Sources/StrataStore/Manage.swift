@@ -1,0 +1,251 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import GRDB
+import StrataCore
+import StrataFormats
+import StrataSystem
+
+/// One line of `strata history`.
+public struct HistoryEntry: Codable, Sendable {
+    public var created: String?
+    public var createdBy: String?
+    public var comment: String?
+    public var emptyLayer: Bool
+    /// The layer this entry made (nil for empty layers).
+    public var chainID: String?
+    public var diffID: String?
+    public var size: Int64
+}
+
+/// What `strata check` found.
+public struct CheckProblem: Codable, Sendable, CustomStringConvertible {
+    public var subject: String
+    public var problem: String
+    public var description: String { "\(subject): \(problem)" }
+}
+
+/// What `rmi` and `gc` removed.
+public struct RemovalReport: Codable, Sendable {
+    public var untagged: [String] = []
+    public var deletedImages: [String] = []
+    public var deletedLayers: [String] = []
+    public var deletedBlobs: [String] = []
+    public var bytesFreed: Int64 = 0
+}
+
+extension Store {
+    /// The image's history, bottom first, each non-empty entry paired with its layer.
+    public func history(_ id: Digest) throws -> [HistoryEntry] {
+        let config = try JSONDocument.decode(ImageConfig.self, from: try blob(id), what: "config \(id)")
+        let layers = try imageLayers(id)
+        var entries: [HistoryEntry] = []
+        var next = 0
+        for h in config.history ?? [] {
+            let empty = h.empty_layer ?? false
+            var e = HistoryEntry(created: h.created, createdBy: h.created_by, comment: h.comment, emptyLayer: empty, size: 0)
+            if !empty, next < layers.count {
+                e.chainID = layers[next].chainID.description
+                e.diffID = layers[next].diffID.description
+                e.size = layers[next].size
+                next += 1
+            }
+            entries.append(e)
+        }
+        // Layers the history does not mention (some tools write none).
+        while next < layers.count {
+            entries.append(HistoryEntry(created: nil, createdBy: nil, comment: nil, emptyLayer: false,
+                                        chainID: layers[next].chainID.description, diffID: layers[next].diffID.description,
+                                        size: layers[next].size))
+            next += 1
+        }
+        return entries
+    }
+
+    /// Resolves a layer by full chainID or a unique prefix of it (with or without `sha256:`).
+    public func resolveLayer(_ ref: String) throws -> LayerRecord {
+        var hex = ref
+        if hex.hasPrefix("sha256:") { hex = String(hex.dropFirst(7)) }
+        guard !hex.isEmpty, hex.count <= 64, hex.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
+            throw StrataError(.notFound, "no layer \"\(ref)\" in the store; `strata layers` lists them")
+        }
+        let rows = try db.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM layers WHERE chain_id LIKE ? LIMIT 2", arguments: ["sha256:\(hex)%"])
+        }
+        switch rows.count {
+        case 0: throw StrataError(.notFound, "no layer \"\(ref)\" in the store; `strata layers` lists them")
+        case 1: return try LayerRecord(row: rows[0])
+        default: throw StrataError(.invalidArgument, "\"\(ref)\" matches several layers; give more of the chainID")
+        }
+    }
+
+    /// Adds tag `target` (normalised) to the image `source` names; moves it if it named another.
+    public func tag(_ source: String, _ target: String) throws {
+        let id = try resolveImage(source)
+        let name = try Reference.normalize(target)
+        try db.write { db in
+            try db.execute(sql: "INSERT OR REPLACE INTO tags (name, image_id) VALUES (?, ?)", arguments: [name, id.string])
+        }
+    }
+
+    /// Removes images as `docker rmi` does: a tag that is not the image's last only untags;
+    /// an ID (or the last tag) deletes the image, refused when it has several tags unless
+    /// `force`. Layers no remaining image uses are freed at once.
+    public func removeImages(_ refs: [String], force: Bool) throws -> RemovalReport {
+        var report = RemovalReport()
+        var freed: [LayerRecord] = []
+        // Resolve first: the database is not re-entered from inside the write transaction.
+        let targets: [(id: String, tag: String?)] = try refs.map { ref in
+            let normalized = try? Reference.normalize(ref)
+            let tagged = try db.read { db in
+                try String.fetchOne(db, sql: "SELECT image_id FROM tags WHERE name = ?", arguments: [normalized])
+            }
+            if let tagged { return (tagged, normalized) }
+            return (try resolveImage(ref).string, nil)
+        }
+        try db.write { db in
+            for (id, tag) in targets {
+                let byTag = tag != nil
+                let normalized = tag
+                let tags = try String.fetchAll(db, sql: "SELECT name FROM tags WHERE image_id = ?", arguments: [id])
+                if byTag, let normalized, tags.count > 1 {
+                    try db.execute(sql: "DELETE FROM tags WHERE name = ?", arguments: [normalized])
+                    report.untagged.append(normalized)
+                    continue
+                }
+                if !byTag && tags.count > 1 && !force {
+                    throw StrataError(.conflict, "image \(id.dropFirst(7).prefix(12)) has several tags (\(tags.joined(separator: ", "))); remove them by name or use -f")
+                }
+                report.untagged += tags
+                try db.execute(sql: "DELETE FROM tags WHERE image_id = ?", arguments: [id])
+                try db.execute(sql: "DELETE FROM image_layers WHERE image_id = ?", arguments: [id])
+                try db.execute(sql: "DELETE FROM images WHERE id = ?", arguments: [id])
+                report.deletedImages.append(id)
+            }
+            freed = try unreferencedLayers(db)
+            try deleteLayerRows(db, freed)
+        }
+        try removeLayerDirectories(freed, report: &report)
+        try removeUnreferencedBlobs(report: &report)
+        return report
+    }
+
+    /// Removes blobs (configs, manifests) no image names any more. Only while no other strata
+    /// process runs: a running load writes its blobs before it records its image.
+    func removeUnreferencedBlobs(report: inout RemovalReport) throws {
+        guard try lockExclusiveNow() else { return }
+        defer { try? relock() }
+        let referenced: Set<String> = try db.read { db in
+            var keep = Set(try String.fetchAll(db, sql: "SELECT id FROM images"))
+            keep.formUnion(try String.fetchAll(db, sql: "SELECT manifest_digest FROM images WHERE manifest_digest IS NOT NULL"))
+            return keep
+        }
+        for name in try blobsDir.entries() {
+            let s = "sha256:" + name.display
+            if referenced.contains(s) { continue }
+            if let st = try blobsDir.lstat(name) { report.bytesFreed += Int64(st.st_size) }
+            try blobsDir.removeTree(name)
+            report.deletedBlobs.append(s)
+        }
+    }
+
+    /// Layers no image uses, top-most first (children before their parents).
+    func unreferencedLayers(_ db: GRDB.Database) throws -> [LayerRecord] {
+        let rows = try Row.fetchAll(db, sql: """
+            SELECT * FROM layers WHERE chain_id NOT IN (SELECT chain_id FROM image_layers)
+            """)
+        let layers = try rows.map(LayerRecord.init(row:))
+        let byChain = Dictionary(uniqueKeysWithValues: layers.map { ($0.chainID, $0) })
+        // Depth order: a layer is deleted before its parent (the parent column references it).
+        var depth: [ChainID: Int] = [:]
+        func d(_ l: LayerRecord) -> Int {
+            if let v = depth[l.chainID] { return v }
+            let v = (l.parent.flatMap { byChain[$0] }.map(d) ?? 0) + 1
+            depth[l.chainID] = v
+            return v
+        }
+        for l in layers { _ = d(l) }
+        return layers.sorted { depth[$0.chainID]! > depth[$1.chainID]! }
+    }
+
+    func deleteLayerRows(_ db: GRDB.Database, _ layers: [LayerRecord]) throws {
+        for l in layers {
+            try db.execute(sql: "DELETE FROM layers WHERE chain_id = ?", arguments: [l.chainID.description])
+        }
+    }
+
+    /// Removes layer directories whose rows are gone: renamed to `*-removing` first, so a crash
+    /// midway leaves a recognisable orphan that the next start sweeps (STYLE.md example 8).
+    func removeLayerDirectories(_ layers: [LayerRecord], report: inout RemovalReport) throws {
+        for l in layers {
+            let name = Array(l.cacheID.utf8)
+            let removing = Array("\(l.cacheID)-removing".utf8)
+            if (try? layersDir.rename(name, to: removing, in: layersDir)) != nil {
+                try layersDir.removeTree(removing)
+            }
+            report.deletedLayers.append(l.chainID.description)
+            report.bytesFreed += l.size
+        }
+    }
+
+    /// Removes what nothing references: layers no image uses, blobs no image names, layer
+    /// directories and staging the database does not know (when no other strata runs).
+    public func garbageCollect() throws -> RemovalReport {
+        var report = RemovalReport()
+        var freed: [LayerRecord] = []
+        try db.write { db in
+            freed = try unreferencedLayers(db)
+            try deleteLayerRows(db, freed)
+        }
+        try removeLayerDirectories(freed, report: &report)
+        try removeUnreferencedBlobs(report: &report)
+        if try lockExclusiveNow() {
+            defer { try? relock() }
+            try sweep()
+        }
+        return report
+    }
+
+    /// Verifies the store: every layer's tar rebuilds to its diffID, every image's config and
+    /// manifest blob is present and intact, every chain is complete. Returns the problems.
+    public func check(progress: (String) -> Void = { _ in }) throws -> [CheckProblem] {
+        var problems: [CheckProblem] = []
+        for layer in try allLayers() {
+            let subject = "layer \(layer.chainID)"
+            do {
+                let got = try streamLayerTar(layer) { _ in }
+                if got != layer.diffID {
+                    problems.append(.init(subject: subject, problem: "files rebuild to \(got), not diffID \(layer.diffID): the layer was changed on disk"))
+                }
+                if layer.journal == "raw" {
+                    progress("\(subject): ok (raw tar kept: \(layer.journalNote ?? "journal not exact"))")
+                } else {
+                    progress("\(subject): ok")
+                }
+            } catch let e as StrataError {
+                problems.append(.init(subject: subject, problem: e.description))
+            }
+            if let p = layer.parent, try self.layer(p) == nil {
+                problems.append(.init(subject: subject, problem: "parent \(p) is missing"))
+            }
+        }
+        let images = try db.read { db in try Row.fetchAll(db, sql: "SELECT id, manifest_digest FROM images") }
+        for row in images {
+            let id: String = row["id"]
+            let subject = "image \(id)"
+            do {
+                let digest = try Digest(parsing: id)
+                let config = try JSONDocument.decode(ImageConfig.self, from: try blob(digest), what: "config")
+                let layers = try imageLayers(digest)
+                if layers.map(\.diffID) != config.rootfs.diff_ids {
+                    problems.append(.init(subject: subject, problem: "its layers do not match the config's diff_ids"))
+                }
+                if let m: String = row["manifest_digest"] { _ = try blob(try Digest(parsing: m)) }
+            } catch let e as StrataError {
+                problems.append(.init(subject: subject, problem: e.description))
+            }
+        }
+        return problems
+    }
+}
