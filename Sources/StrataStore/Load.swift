@@ -47,50 +47,101 @@ extension Store {
         let found = try reader.images()
         let extra = try options.extraTags.map(Reference.normalize)
 
-        var staged: [ChainID: StagedLayer] = [:]
-        var order: [ChainID] = []
+        // The plan: each distinct layer once, in the order the images list them.
+        struct Job {
+            var layer: LayerToLoad
+            var chainID: ChainID
+            var parent: ChainID?
+            var index: Int
+            var count: Int
+            var label: String
+            var create = false
+        }
+        var jobs: [Job] = []
+        var seen: Set<ChainID> = []
         var prepared: [PreparedImage] = []
-        var loaded: [LoadedImage] = []
-        do {
-            for image in found {
-                let chain = ChainID.chain(image.config.rootfs.diff_ids)
-                var unpacked = 0, existing = 0
-                for (i, layer) in image.layers.enumerated() {
-                    let chainID = chain[i]
-                    if try staged[chainID] != nil || hasLayer(chainID) {
+        for image in found {
+            let chain = ChainID.chain(image.config.rootfs.diff_ids)
+            for (i, layer) in image.layers.enumerated() where seen.insert(chain[i]).inserted {
+                jobs.append(Job(layer: layer, chainID: chain[i], parent: i == 0 ? nil : chain[i - 1], index: i,
+                                count: chain.count, label: "\(layer.blob.label) (layer \(i + 1) of image \(image.configDigest.short))"))
+            }
+            prepared.append(PreparedImage(configBytes: image.configBytes, configDigest: image.configDigest,
+                                          config: image.config, manifestBytes: image.manifestBytes,
+                                          manifestDigest: image.manifestDigest, chain: chain,
+                                          tags: Array(Set(image.tags + extra)).sorted()))
+        }
+
+        // Leases, in a global order: shared to reuse a layer, exclusive to create one. A layer
+        // another load is creating is waited for, then reused.
+        let locks = try LayerLocks(store: self)
+        defer { locks.unlockAll() }
+        for i in jobs.indices.sorted(by: { LayerLocks.offset(jobs[$0].chainID) < LayerLocks.offset(jobs[$1].chainID) }) {
+            try locks.lock(jobs[i].chainID, exclusive: false)
+            if try hasLayer(jobs[i].chainID) { continue }
+            try locks.lock(jobs[i].chainID, exclusive: true)
+            if try hasLayer(jobs[i].chainID) {
+                try locks.lock(jobs[i].chainID, exclusive: false)
+                continue
+            }
+            jobs[i].create = true
+        }
+
+        // The layers of one load unpack in parallel, each into its own directory, each in its
+        // single pass; layers already stored only have their blob checked.
+        let lock = NSLock()
+        var staged: [ChainID: StagedLayer] = [:]
+        var failure: (any Error)?
+        let workers = max(1, min(jobs.count, ProcessInfo.processInfo.activeProcessorCount))
+        var next = 0
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            while true {
+                lock.lock()
+                guard failure == nil, next < jobs.count else { lock.unlock(); return }
+                let job = jobs[next]
+                next += 1
+                lock.unlock()
+                do {
+                    if job.create {
+                        options.progress(.started(index: job.index, count: job.count, chainID: job.chainID, bytes: job.layer.blob.size))
+                        let t0 = Date()
+                        let total = job.layer.blob.size, chainID = job.chainID
+                        let source = ProgressSource(job.layer.blob.source()) {
+                            options.progress(.reading(chainID: chainID, bytes: $0, total: total))
+                        }
+                        let s = try stageLayer(
+                            source: source, reopen: { job.layer.blob.source() }, parent: job.parent,
+                            expectedDiffID: job.layer.diffID, expectedBlobDigest: job.layer.blobDigest,
+                            maxLayerSize: options.maxLayerSize, label: job.label)
+                        lock.lock()
+                        staged[job.chainID] = s
+                        lock.unlock()
+                        options.progress(.unpacked(index: job.index, count: job.count, chainID: job.chainID,
+                                                   tarBytes: s.result.tarSize, seconds: Date().timeIntervalSince(t0)))
+                    } else {
                         // Not unpacked again, but the archive's bytes are still checked: a load
                         // never succeeds on an archive with a corrupt blob.
-                        try verifyBlob(layer, chainID: chainID, label: "\(layer.blob.label) (layer \(i + 1) of image \(image.configDigest.short))")
-                        options.progress(.exists(index: i, count: chain.count, chainID: chainID))
-                        existing += 1
-                        continue
+                        try verifyBlob(job.layer, chainID: job.chainID, label: job.label)
+                        options.progress(.exists(index: job.index, count: job.count, chainID: job.chainID))
                     }
-                    options.progress(.started(index: i, count: chain.count, chainID: chainID, bytes: layer.blob.size))
-                    let t0 = Date()
-                    let s = try stageLayer(
-                        source: layer.blob.source(), reopen: { layer.blob.source() },
-                        parent: i == 0 ? nil : chain[i - 1], expectedDiffID: layer.diffID,
-                        expectedBlobDigest: layer.blobDigest, maxLayerSize: options.maxLayerSize,
-                        label: "\(layer.blob.label) (layer \(i + 1) of image \(image.configDigest.short))")
-                    staged[chainID] = s
-                    order.append(chainID)
-                    unpacked += 1
-                    options.progress(.unpacked(index: i, count: chain.count, chainID: chainID,
-                                               tarBytes: s.result.tarSize, seconds: Date().timeIntervalSince(t0)))
+                } catch {
+                    lock.lock()
+                    if failure == nil { failure = error }
+                    lock.unlock()
                 }
-                let tags = Array(Set(image.tags + extra)).sorted()
-                prepared.append(PreparedImage(configBytes: image.configBytes, configDigest: image.configDigest,
-                                              config: image.config, manifestBytes: image.manifestBytes,
-                                              manifestDigest: image.manifestDigest, chain: chain, tags: tags))
-                loaded.append(LoadedImage(id: image.configDigest, tags: tags, layersUnpacked: unpacked, layersExisting: existing))
             }
-        } catch {
-            for s in staged.values { discard(s) }
-            throw error
         }
-        var list = order.map { staged[$0]! }
+        if let failure {
+            for s in staged.values { discard(s) }
+            throw failure
+        }
+        var list = jobs.compactMap { staged[$0.chainID] }
         try record(prepared, staged: &list)
-        return loaded
+        return prepared.map { image in
+            let created = image.chain.filter { staged[$0] != nil }.count
+            return LoadedImage(id: image.configDigest, tags: image.tags, layersUnpacked: created,
+                               layersExisting: image.chain.count - created)
+        }
     }
 
     /// Imports a plain rootfs tar (any compression) as a one-layer image, like `docker import`.

@@ -123,9 +123,8 @@ extension Store {
                 try db.execute(sql: "DELETE FROM images WHERE id = ?", arguments: [id])
                 report.deletedImages.append(id)
             }
-            freed = try unreferencedLayers(db)
-            try deleteLayerRows(db, freed)
         }
+        freed = try freeUnreferencedLayers()
         try removeLayerDirectories(freed, report: &report)
         try removeUnreferencedBlobs(report: &report)
         return report
@@ -169,9 +168,25 @@ extension Store {
         return layers.sorted { depth[$0.chainID]! > depth[$1.chainID]! }
     }
 
-    func deleteLayerRows(_ db: GRDB.Database, _ layers: [LayerRecord]) throws {
-        for l in layers {
-            try db.execute(sql: "DELETE FROM layers WHERE chain_id = ?", arguments: [l.chainID.description])
+    /// Deletes the rows of layers no image uses and no running load holds (their lease is
+    /// taken without waiting; a busy layer is left for a later `gc`). Children go before their
+    /// parents; a layer that still has a child row stays. Returns the layers deleted.
+    func freeUnreferencedLayers() throws -> [LayerRecord] {
+        let candidates = try db.read { db in try unreferencedLayers(db) }
+        guard !candidates.isEmpty else { return [] }
+        let locks = try LayerLocks(store: self)
+        defer { locks.unlockAll() }
+        let free = try candidates.filter { try locks.tryExclusive($0.chainID) }
+        return try db.write { db in
+            let still = Set(try unreferencedLayers(db).map(\.chainID))
+            var deleted: [LayerRecord] = []
+            for l in free where still.contains(l.chainID) {
+                try db.execute(sql: """
+                    DELETE FROM layers WHERE chain_id = ? AND NOT EXISTS (SELECT 1 FROM layers c WHERE c.parent = ?)
+                    """, arguments: [l.chainID.description, l.chainID.description])
+                if db.changesCount > 0 { deleted.append(l) }
+            }
+            return deleted
         }
     }
 
@@ -194,10 +209,7 @@ extension Store {
     public func garbageCollect() throws -> RemovalReport {
         var report = RemovalReport()
         var freed: [LayerRecord] = []
-        try db.write { db in
-            freed = try unreferencedLayers(db)
-            try deleteLayerRows(db, freed)
-        }
+        freed = try freeUnreferencedLayers()
         try removeLayerDirectories(freed, report: &report)
         try removeUnreferencedBlobs(report: &report)
         if try lockExclusiveNow() {

@@ -22,6 +22,30 @@ public enum LayerEvent: Sendable {
     case exists(index: Int, count: Int, chainID: ChainID)
     case started(index: Int, count: Int, chainID: ChainID, bytes: Int64)
     case unpacked(index: Int, count: Int, chainID: ChainID, tarBytes: Int64, seconds: Double)
+    /// Compressed bytes of the blob read so far (at most about ten times a second per layer).
+    case reading(chainID: ChainID, bytes: Int64, total: Int64)
+}
+
+/// Passes a blob through, reporting how much of it was read, at most every 100 ms.
+final class ProgressSource: ChunkSource {
+    private let upstream: any ChunkSource
+    private let report: (Int64) -> Void
+    private var count: Int64 = 0
+    private var last = DispatchTime.now().uptimeNanoseconds
+    init(_ upstream: any ChunkSource, report: @escaping (Int64) -> Void) {
+        self.upstream = upstream
+        self.report = report
+    }
+    func nextChunk() throws -> UnsafeRawBufferPointer {
+        let c = try upstream.nextChunk()
+        count += Int64(c.count)
+        let now = DispatchTime.now().uptimeNanoseconds
+        if now - last > 100_000_000 || c.isEmpty {
+            last = now
+            report(count)
+        }
+        return c
+    }
 }
 
 extension Store {

@@ -16,6 +16,7 @@ import StrataSystem
 ///     ROOT/layers/CACHEID/layer.tar       the raw tar, only where the journal cannot be exact
 ///     ROOT/blobs/sha256/HEX      configs and manifests, as the verified bytes
 ///     ROOT/tmp/                  staging on the same filesystem; emptied by the sweep
+///                                and per-layer leases (byte-range locks, `LayerLocks`)
 ///
 /// Layers are identified by chainID and stored under a random cache ID (STYLE.md example 8):
 /// content identity apart from storage identity.

@@ -106,19 +106,56 @@ func printErr(_ s: String) {
     FileHandle.standardError.write(Data((s + "\n").utf8))
 }
 
-/// Prints per-layer progress lines to stderr.
-func progressPrinter(quiet: Bool) -> @Sendable (LayerEvent) -> Void {
-    if quiet { return { _ in } }
-    return { event in
+/// Load progress on stderr. On a terminal, a status line shows each layer being read (bytes,
+/// rate) and is replaced by one line per finished layer; otherwise only the per-layer result
+/// lines ("unpacked", "exists") are printed; `--quiet` prints none.
+final class LoadProgress: @unchecked Sendable {
+    private let lock = NSLock()
+    private let tty = isatty(2) != 0
+    private var active: [ChainID: (bytes: Int64, total: Int64, start: Date)] = [:]
+    private var statusShown = false
+
+    func handler(quiet: Bool) -> @Sendable (LayerEvent) -> Void {
+        if quiet { return { _ in } }
+        return { event in self.handle(event) }
+    }
+
+    private func handle(_ event: LayerEvent) {
+        lock.lock()
+        defer { lock.unlock() }
         switch event {
         case .exists(let i, let n, let c):
-            printErr("layer \(i + 1)/\(n) \(c.digest.short): exists")
-        case .started:
-            break
+            line("layer \(i + 1)/\(n) \(c.digest.short): exists")
+        case .started(_, _, let c, let total):
+            active[c] = (0, total, Date())
+            status()
+        case .reading(let c, let bytes, let total):
+            if let a = active[c] { active[c] = (bytes, total, a.start) }
+            status()
         case .unpacked(let i, let n, let c, let bytes, let seconds):
+            active[c] = nil
             let rate = seconds > 0 ? " (\(Format.bytes(Int64(Double(bytes) / seconds)))/s)" : ""
-            printErr("layer \(i + 1)/\(n) \(c.digest.short): unpacked \(Format.bytes(bytes)) in \(String(format: "%.2f", seconds))s\(rate)")
+            line("layer \(i + 1)/\(n) \(c.digest.short): unpacked \(Format.bytes(bytes)) in \(String(format: "%.2f", seconds))s\(rate)")
         }
+    }
+
+    private func line(_ s: String) {
+        if statusShown { FileHandle.standardError.write(Data("\r\u{1b}[K".utf8)) }
+        statusShown = false
+        printErr(s)
+        status()
+    }
+
+    private func status() {
+        guard tty, !active.isEmpty else { return }
+        let parts = active.sorted { $0.key.digest < $1.key.digest }.map { c, a -> String in
+            let secs = Date().timeIntervalSince(a.start)
+            let pct = a.total > 0 ? Int(Double(a.bytes) * 100 / Double(a.total)) : 0
+            let rate = secs > 0.05 ? " \(Format.bytes(Int64(Double(a.bytes) / secs)))/s" : ""
+            return "\(c.digest.short) \(pct)% \(Format.bytes(a.bytes))/\(Format.bytes(a.total))\(rate)"
+        }
+        FileHandle.standardError.write(Data(("\r\u{1b}[K" + parts.joined(separator: " | ")).utf8))
+        statusShown = true
     }
 }
 
@@ -168,7 +205,7 @@ struct Load: ParsableCommand {
             if let platform { options.platform = try Platform(parsing: platform) }
             options.extraTags = tag
             options.maxLayerSize = try ByteSize.parse(maxLayerSize, what: "--max-layer-size")
-            options.progress = progressPrinter(quiet: global.quiet)
+            options.progress = LoadProgress().handler(quiet: global.quiet)
             let loaded = try store.load(path: path, options: options)
             for image in loaded {
                 if image.tags.isEmpty {

@@ -31,6 +31,11 @@ unsigned int strata_minor(dev_t dev);
 void *strata_use_utf8_locale(void);
 void strata_restore_locale(void *previous);
 
+/// An open-file-description byte-range lock on one byte at `offset` (F_OFD_SETLK[W]):
+/// `type` 0 unlock, 1 shared, 2 exclusive; `wait` blocks. Returns 0, or -1 with errno
+/// (EAGAIN when not waiting and held elsewhere).
+int strata_ofd_lock(int fd, int64_t offset, int type, int wait);
+
 /// O_TMPFILE: an unnamed file in a directory, gone when closed (spools leave nothing behind).
 #define STRATA_O_TMPFILE (020000000 | 0200000)
 

@@ -1,0 +1,61 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CStrata
+import StrataCore
+import StrataSystem
+
+/// Per-layer leases between strata processes (and threads): a load holds a shared lease on
+/// every layer it reuses and an exclusive one on every layer it creates, until its transaction
+/// is committed; rmi and gc free only layers whose exclusive lease they get without waiting.
+///
+/// A lease is an open-file-description lock on one byte of ROOT/lock, at an offset taken from
+/// the chainID: no lock files to create or clean up (the store's files stay as they were), and
+/// released by the kernel when a process dies. Leases are taken in offset order, so two loads
+/// never deadlock; two layers sharing an offset (1 in 2^62) only make one wait for the other.
+final class LayerLocks {
+    private let file: FDHandle
+    private var held: [Int64: Bool] = [:]
+
+    init(store: Store) throws {
+        // Its own open file description: OFD locks exclude each other even within one process.
+        file = try store.root.openFile(Array("lock".utf8), flags: O_RDWR | O_CREAT, mode: 0o600)
+    }
+
+    /// The byte a layer's lease is on.
+    static func offset(_ c: ChainID) -> Int64 {
+        var v: UInt64 = 0
+        for ch in c.digest.hex.utf8.prefix(15) {
+            v = v << 4 | UInt64(ch <= 0x39 ? ch - 0x30 : ch - 0x61 + 10)
+        }
+        return Int64(v >> 2) + 4096
+    }
+
+    /// Waits for the lease.
+    func lock(_ c: ChainID, exclusive: Bool) throws {
+        let off = LayerLocks.offset(c)
+        while strata_ofd_lock(file.fd, off, exclusive ? 2 : 1, 1) != 0 {
+            if errno == EINTR { continue }
+            throw StrataError(.system, "cannot take the lease on layer \(c)", cause: Errno.current)
+        }
+        held[off] = exclusive
+    }
+
+    /// Takes the exclusive lease only if nobody holds the layer.
+    func tryExclusive(_ c: ChainID) throws -> Bool {
+        let off = LayerLocks.offset(c)
+        if strata_ofd_lock(file.fd, off, 2, 0) == 0 {
+            held[off] = true
+            return true
+        }
+        if errno == EAGAIN || errno == EACCES { return false }
+        throw StrataError(.system, "cannot take the lease on layer \(c)", cause: Errno.current)
+    }
+
+    func unlockAll() {
+        for off in held.keys { _ = strata_ofd_lock(file.fd, off, 0, 0) }
+        held = [:]
+    }
+
+    deinit { unlockAll() }
+}
