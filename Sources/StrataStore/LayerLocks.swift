@@ -41,6 +41,12 @@ final class LayerLocks {
         held[off] = exclusive
     }
 
+    func unlock(_ c: ChainID) {
+        let off = LayerLocks.offset(c)
+        _ = strata_ofd_lock(file.fd, off, 0, 0)
+        held[off] = nil
+    }
+
     /// Takes the exclusive lease only if nobody holds the layer.
     func tryExclusive(_ c: ChainID) throws -> Bool {
         let off = LayerLocks.offset(c)

@@ -79,6 +79,9 @@ extension Store {
         for i in jobs.indices.sorted(by: { LayerLocks.offset(jobs[$0].chainID) < LayerLocks.offset(jobs[$1].chainID) }) {
             try locks.lock(jobs[i].chainID, exclusive: false)
             if try hasLayer(jobs[i].chainID) { continue }
+            // Let go before asking for the exclusive lease: two loads upgrading the same shared
+            // lease would wait for each other forever.
+            locks.unlock(jobs[i].chainID)
             try locks.lock(jobs[i].chainID, exclusive: true)
             if try hasLayer(jobs[i].chainID) {
                 try locks.lock(jobs[i].chainID, exclusive: false)

@@ -1,0 +1,102 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import Testing
+@testable import StrataCore
+@testable import StrataStore
+@testable import StrataSystem
+
+/// Starts a process without waiting; output is discarded.
+func spawn(_ argv: [String]) throws -> pid_t {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+    let cArgs = argv.map { strdup($0) } + [nil]
+    defer { cArgs.forEach { free($0) } }
+    var pid: pid_t = 0
+    let rc = posix_spawnp(&pid, argv[0], &actions, nil, cArgs, environ)
+    guard rc == 0 else { throw StrataError(.system, "cannot run \(argv[0])", cause: Errno(rc)) }
+    return pid
+}
+
+/// Waits for a process; its exit code, or 128+N when killed by signal N.
+func reap(_ pid: pid_t) -> Int32 {
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+}
+
+/// Several strata processes on one store, and processes killed at any moment.
+@Suite(.serialized, .enabled(if: isRoot, "needs root")) struct ConcurrencyTests {
+    let binary = repoRoot + "/.build/debug/strata"
+
+    /// Two loads of images that share layers, at the same time: both succeed, each layer once.
+    @Test func concurrentLoadsShareLayers() throws {
+        for round in 0..<6 {
+            let t = TempDir(); defer { t.remove() }
+            let root = t.sub("store")
+            let a = try spawn([binary, "--root", root, "load", fixtures + "/oci-gzip"])
+            let b = try spawn([binary, "--root", root, "load", fixtures + "/docker-shared-b.tar"])
+            let c = try spawn([binary, "--root", root, "load", fixtures + "/docker-legacy.tar"])
+            #expect(reap(a) == 0 && reap(b) == 0 && reap(c) == 0, "round \(round)")
+            let store = try Store(root: root)
+            #expect(try store.layers().count == 4)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: root + "/layers").count == 4)
+            #expect(try store.images().count == 2)
+            #expect(try store.check().isEmpty)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: root + "/tmp").isEmpty)
+        }
+    }
+
+    /// rmi and gc racing loads never remove a layer a load is about to reference.
+    @Test func rmiAndGcRacingLoads() throws {
+        for _ in 0..<4 {
+            let t = TempDir(); defer { t.remove() }
+            let root = t.sub("store")
+            let store = try Store(root: root)
+            _ = try store.load(path: fixtures + "/oci-gzip", options: LoadOptions())
+            let load = try spawn([binary, "--root", root, "load", fixtures + "/docker-shared-b.tar"])
+            let rmi = try spawn([binary, "--root", root, "rmi", "example.com/strata/busybox:gzip"])
+            let gc = try spawn([binary, "--root", root, "gc"])
+            #expect(reap(load) == 0)
+            _ = reap(rmi)
+            _ = reap(gc)
+            let after = try Store(root: root)
+            #expect(try after.check().isEmpty)
+            let b = try after.resolveImage("strata/busybox:b")
+            #expect(try after.imageLayers(b).count == 3)
+        }
+    }
+
+    /// kill -9 of a load at a dozen moments: the next command works, check is clean, the image
+    /// is fully there or absent, and loading again succeeds with nothing left in tmp/.
+    @Test func killedLoadLeavesARepairableStore() throws {
+        let t = TempDir(); defer { t.remove() }
+        let big = t.sub("big")
+        try sh(["python3", repoRoot + "/fixtures/mkimages.py", "--big", big, "4", "12"])
+        // How long an undisturbed load takes here.
+        let t0 = Date()
+        #expect(reap(try spawn([binary, "--root", t.sub("timing"), "load", big])) == 0)
+        let full = Date().timeIntervalSince(t0)
+        for i in 0..<12 {
+            let root = t.sub("store\(i)")
+            let pid = try spawn([binary, "--root", root, "load", big])
+            usleep(useconds_t(full * Double(i) / 12 * 1_000_000))
+            kill(pid, SIGKILL)
+            _ = reap(pid)
+            let store = try Store(root: root)
+            #expect(try store.check().isEmpty, "kill \(i)")
+            let images = try store.images()
+            #expect(images.isEmpty || images[0].diffIDs.count == 4, "kill \(i)")
+            #expect(try store.layers().count == images.count * 4, "kill \(i): layers without their image")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: root + "/tmp").isEmpty, "kill \(i)")
+            let known = Set(try store.allLayers().map(\.cacheID))
+            #expect(Set(try FileManager.default.contentsOfDirectory(atPath: root + "/layers")) == known, "kill \(i)")
+            _ = try store.load(path: big, options: LoadOptions())
+            #expect(try store.images().count == 1 && store.check().isEmpty)
+        }
+    }
+}
