@@ -35,7 +35,7 @@ public final class Directory: @unchecked Sendable {
         return Directory(handle: h, label: path)
     }
 
-    private func fail(_ what: String, _ name: PathBytes, _ e: Errno) -> StrataError {
+    func fail(_ what: String, _ name: PathBytes, _ e: Errno) -> StrataError {
         StrataError(.system, "\(what) \(label)/\(name.display)", cause: e)
     }
 
@@ -116,20 +116,53 @@ public final class Directory: @unchecked Sendable {
     }
 
     /// Removes `name` whatever it is, recursively for directories, without following symlinks.
-    /// Idempotent: a missing name is not an error.
+    /// Idempotent: a missing name is not an error. Holds two directory fds at most, whatever
+    /// the depth (a hostile tar can nest thousands of directories): it descends into one
+    /// non-empty subdirectory at a time and climbs back with `..` of the tree it is removing.
     public func removeTree(_ name: PathBytes) throws {
         guard let st = try lstat(name) else { return }
-        if (st.st_mode & S_IFMT) == S_IFDIR {
-            switch openDirectory(name, resolve: [.noSymlinks, .noXDev]) {
-            case .success(let sub):
-                for child in try sub.entries() { try sub.removeTree(child) }
-            case .failure(let e):
-                throw fail("cannot open for removal", name, e)
-            }
-            if case .failure(let e) = unlink(name, directory: true), e != .ENOENT { throw fail("cannot remove", name, e) }
-        } else {
+        guard st.isDirectory else {
             if case .failure(let e) = unlink(name), e != .ENOENT { throw fail("cannot remove", name, e) }
+            return
         }
+        guard case .success(var current) = openDirectory(name, resolve: [.noSymlinks, .noXDev]) else {
+            if case .failure(let e) = unlink(name, directory: true), e != .ENOENT { throw fail("cannot remove", name, e) }
+            return
+        }
+        var depth = 1
+        let dotdot: PathBytes = [0x2e, 0x2e]
+        while depth > 0 {
+            var descend: PathBytes?
+            for child in try current.entries() {
+                guard let cst = try current.lstat(child) else { continue }
+                if cst.isDirectory {
+                    switch current.unlink(child, directory: true) {
+                    case .success: continue
+                    case .failure(let e) where e == .ENOTEMPTY || e == Errno(EEXIST):
+                        if descend == nil { descend = child }
+                    case .failure(let e) where e == .ENOENT: continue
+                    case .failure(let e): throw current.fail("cannot remove", child, e)
+                    }
+                } else if case .failure(let e) = current.unlink(child), e != .ENOENT {
+                    throw current.fail("cannot remove", child, e)
+                }
+            }
+            if let d = descend {
+                switch current.openDirectory(d, resolve: [.noSymlinks, .noXDev]) {
+                case .success(let sub): current = sub; depth += 1
+                case .failure(let e): throw current.fail("cannot open for removal", d, e)
+                }
+                continue
+            }
+            // Empty now: climb to the parent, which removes it on its next pass.
+            depth -= 1
+            if depth == 0 { break }
+            switch current.openDirectory(dotdot, resolve: [.noXDev]) {
+            case .success(let up): current = up
+            case .failure(let e): throw current.fail("cannot climb while removing", dotdot, e)
+            }
+        }
+        if case .failure(let e) = unlink(name, directory: true), e != .ENOENT { throw fail("cannot remove", name, e) }
     }
 
     /// Names in this directory, without `.` and `..`, as bytes.

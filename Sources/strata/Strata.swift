@@ -12,6 +12,12 @@ import StrataStore
 @main
 enum Main {
     static func main() {
+        // Deep layer trees are walked with one fd per level: allow as many as the hard limit.
+        var limit = rlimit()
+        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max
+            _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        }
         Strata.main(GlobalOptions.hoisted(Array(CommandLine.arguments.dropFirst())))
     }
 }
