@@ -76,7 +76,8 @@ extension Store {
     /// with the diffID (a mismatch means the layer's files were changed on disk).
     @discardableResult
     public func streamLayerTar(_ layer: LayerRecord, to sink: (UnsafeRawBufferPointer) throws -> Void) throws -> DiffID {
-        var hasher = Digester()
+        let hasher = BackgroundDigester()
+        defer { _ = hasher.finalize() }
         let label = "layer \(layer.chainID)"
         if layer.journal == "raw" {
             let dir = try layersDir.openDirectory(Array(layer.cacheID.utf8), resolve: [.noSymlinks]).get()

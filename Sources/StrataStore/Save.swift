@@ -49,17 +49,19 @@ extension Store {
             try write(items.map { ($0.id, $0.tags) }, into: sink, options: options)
         case .dockerArchive, .ociArchive:
             if output == "-" {
-                let out = FDHandle(owning: dup(1))
-                let sink = try TarLayoutSink { try out.writeAll($0) }
+                let out = BufferedOutput(FDHandle(owning: dup(1)))
+                let sink = try TarLayoutSink { try out.write($0) }
                 try write(items.map { ($0.id, $0.tags) }, into: sink, options: options)
+                try out.flush()
                 return
             }
             let dir = (output as NSString).deletingLastPathComponent
             let tmpPath = (dir.isEmpty ? "." : dir) + "/.\((output as NSString).lastPathComponent).strata-\(Store.randomID().prefix(8))"
-            let out = try FDHandle.open(tmpPath, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o644)
+            let out = BufferedOutput(try FDHandle.open(tmpPath, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o644))
             do {
-                let sink = try TarLayoutSink { try out.writeAll($0) }
+                let sink = try TarLayoutSink { try out.write($0) }
                 try write(items.map { ($0.id, $0.tags) }, into: sink, options: options)
+                try out.flush()
                 guard rename(tmpPath, output) == 0 else {
                     throw StrataError(.system, "cannot rename the saved archive to \(output)", cause: Errno.current)
                 }
