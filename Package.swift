@@ -43,10 +43,13 @@ let package = Package(
             name: "StrataLayer",
             dependencies: ["StrataCore", "StrataSystem", "StrataArchive", "CArchive", "CStrata"]
         ),
+        // Union drivers (overlay, vfs): describe and perform mounts, flatten layers.
+        .target(name: "StrataDrivers", dependencies: ["StrataCore", "StrataSystem", "CStrata"]),
         // Blobs, layers, images, tags; SQLite metadata; the import pipeline.
         .target(
             name: "StrataStore",
             dependencies: ["StrataCore", "StrataSystem", "StrataArchive", "StrataFormats", "StrataLayer",
+                           "StrataDrivers",
                            .product(name: "GRDB", package: "GRDB.swift"),
                            .product(name: "Logging", package: "swift-log")]
         ),
@@ -59,7 +62,7 @@ let package = Package(
         .testTarget(
             name: "StrataTests",
             dependencies: ["StrataCore", "StrataSystem", "StrataArchive", "StrataFormats",
-                           "StrataLayer", "StrataStore", "CArchive", "CStrata"]
+                           "StrataLayer", "StrataStore", "StrataDrivers", "CArchive", "CStrata"]
         ),
     ],
     swiftLanguageModes: [.v5]

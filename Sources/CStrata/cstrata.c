@@ -72,3 +72,7 @@ int strata_ofd_lock(int fd, int64_t offset, int type, int wait) {
     fl.l_len = 1;
     return fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl);
 }
+
+ssize_t strata_copy_file_range(int from, int to, size_t len) {
+    return copy_file_range(from, NULL, to, NULL, len, 0);
+}

@@ -23,12 +23,26 @@ final class LayerLocks {
     }
 
     /// The byte a layer's lease is on.
-    static func offset(_ c: ChainID) -> Int64 {
+    static func offset(_ c: ChainID) -> Int64 { offset(hex: c.digest.hex) }
+
+    /// The byte for a lease named by lowercase hex (a chainID's or a container ID's).
+    static func offset(hex: String) -> Int64 {
         var v: UInt64 = 0
-        for ch in c.digest.hex.utf8.prefix(15) {
-            v = v << 4 | UInt64(ch <= 0x39 ? ch - 0x30 : ch - 0x61 + 10)
+        for ch in hex.utf8.prefix(15) {
+            let d: UInt8 = ch <= 0x39 ? ch &- 0x30 : ch &- 0x61 &+ 10
+            v = v << 4 | UInt64(d & 0xf)
         }
         return Int64(v >> 2) + 4096
+    }
+
+    /// A lease on something else named by hex (a container), same rules.
+    func lock(key hex: String, exclusive: Bool) throws {
+        let off = LayerLocks.offset(hex: hex)
+        while strata_ofd_lock(file.fd, off, exclusive ? 2 : 1, 1) != 0 {
+            if errno == EINTR { continue }
+            throw StrataError(.system, "cannot take the lease on \(hex)", cause: Errno.current)
+        }
+        held[off] = exclusive
     }
 
     /// Waits for the lease.

@@ -117,6 +117,16 @@ extension Store {
                 if !byTag && tags.count > 1 && !force {
                     throw StrataError(.conflict, "image \(id.dropFirst(7).prefix(12)) has several tags (\(tags.joined(separator: ", "))); remove them by name or use -f")
                 }
+                let users = try String.fetchAll(db, sql: "SELECT name FROM containers WHERE image_id = ?", arguments: [id])
+                if !users.isEmpty {
+                    guard force else {
+                        throw StrataError(.inUse, "image \(id.dropFirst(7).prefix(12)) is used by container(s) \(users.joined(separator: ", ")); remove them first, or -f to untag it")
+                    }
+                    // As Docker: -f untags, and the image stays for the containers that use it.
+                    report.untagged += tags
+                    try db.execute(sql: "DELETE FROM tags WHERE image_id = ?", arguments: [id])
+                    continue
+                }
                 report.untagged += tags
                 try db.execute(sql: "DELETE FROM tags WHERE image_id = ?", arguments: [id])
                 try db.execute(sql: "DELETE FROM image_layers WHERE image_id = ?", arguments: [id])

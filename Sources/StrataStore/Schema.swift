@@ -44,6 +44,27 @@ enum Schema {
                 );
                 """)
         }
+        m.registerMigration("v2-containers") { db in
+            try db.execute(sql: """
+                CREATE TABLE meta (
+                    key   TEXT PRIMARY KEY,
+                    value TEXT NOT NULL
+                );
+                CREATE TABLE containers (
+                    id          TEXT PRIMARY KEY,
+                    name        TEXT NOT NULL UNIQUE,
+                    image_id    TEXT NOT NULL REFERENCES images(id),
+                    driver      TEXT NOT NULL,
+                    created_at  TEXT NOT NULL,
+                    mount_count INTEGER NOT NULL DEFAULT 0,
+                    pid         INTEGER
+                );
+                CREATE INDEX containers_image ON containers(image_id);
+                -- Short, stable names for ROOT/l links (base 36), assigned when first mounted.
+                ALTER TABLE layers ADD COLUMN link_id INTEGER;
+                CREATE UNIQUE INDEX layers_link ON layers(link_id);
+                """)
+        }
         return m
     }
 }

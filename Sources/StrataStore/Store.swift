@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 import GRDB
 import Logging
+import CStrata
 import StrataCore
 import StrataSystem
 
@@ -29,12 +30,26 @@ public final class Store: @unchecked Sendable {
     let db: DatabasePool
     let logger: Logger
     private let lock: FDHandle
+    /// The union driver this store uses ("overlay" or "vfs"), recorded when it was created.
+    public private(set) var driverName = "overlay"
 
     public static let defaultRoot = "/var/lib/strata"
 
-    public init(root rootPath: String, logger: Logger = Logger(label: "strata")) throws {
-        self.rootPath = rootPath
+    /// Opens (creating if needed) the store at `rootPath`. `driver` chooses the union driver of
+    /// a new store (default: overlay if a scratch overlay mounts here, else vfs); for an existing
+    /// store it must match the recorded one.
+    public init(root requestedRoot: String, driver: String? = nil, logger: Logger = Logger(label: "strata")) throws {
         self.logger = logger
+        if Glibc.mkdir(requestedRoot, 0o700) != 0 && errno != EEXIST {
+            throw StrataError(.system, "cannot create store directory \(requestedRoot)", cause: Errno.current)
+        }
+        // The canonical path: mount points are compared with /proc/self/mountinfo's.
+        guard let resolved = realpath(requestedRoot, nil) else {
+            throw StrataError(.system, "cannot resolve \(requestedRoot)", cause: Errno.current)
+        }
+        let rootPath = String(cString: resolved)
+        free(resolved)
+        self.rootPath = rootPath
         for sub in ["", "/layers", "/blobs", "/blobs/sha256", "/tmp"] {
             let p = rootPath + sub
             if Glibc.mkdir(p, 0o700) != 0 && errno != EEXIST {
@@ -53,6 +68,12 @@ public final class Store: @unchecked Sendable {
         config.label = "strata"
         do {
             db = try DatabasePool(path: rootPath + "/strata.db", configuration: config)
+            // Two processes opening a new store would both apply the migrations (the migrator
+            // checks, then applies): byte 0 of ROOT/lock serializes them.
+            while strata_ofd_lock(lock.fd, 0, 2, 1) != 0 {
+                if errno != EINTR { throw StrataError(.system, "cannot lock \(rootPath)/lock", cause: Errno.current) }
+            }
+            defer { _ = strata_ofd_lock(lock.fd, 0, 0, 0) }
             try Schema.migrator.migrate(db)
         } catch let e as DatabaseError {
             throw StrataError(.system, "cannot open the store database \(rootPath)/strata.db", cause: e)
@@ -65,6 +86,7 @@ public final class Store: @unchecked Sendable {
             try sweep()
         }
         try lock.flock(LOCK_SH)
+        driverName = try settleDriver(requested: driver)
     }
 
     /// Takes the store lock exclusively if no other strata process holds it.
@@ -82,6 +104,28 @@ public final class Store: @unchecked Sendable {
         for name in try layersDir.entries() where !known.contains(name.display) {
             logger.info("sweep: removing unrecorded layer directory layers/\(name.display)")
             try layersDir.removeTree(name)
+        }
+        try sweepContainers()
+    }
+
+    /// Mounts a killed run left: a container directory without a row is unmounted and removed;
+    /// a row that counts mounts that are gone is reset.
+    func sweepContainers() throws {
+        guard case .success(let dir) = root.openDirectory(Array("containers".utf8), resolve: [.noSymlinks]) else { return }
+        let rows = try db.read { db in try Row.fetchAll(db, sql: "SELECT id, mount_count, driver FROM containers") }
+        let known = Set(rows.map { $0["id"] as String })
+        let mounts = MountTable.mountPoints()
+        for name in try dir.entries() where !known.contains(name.display) {
+            let merged = rootPath + "/containers/" + name.display + "/merged"
+            if mounts.contains(merged) { _ = strata_umount(merged, strata_mnt_detach()) }
+            logger.info("sweep: removing unrecorded container directory containers/\(name.display)")
+            try dir.removeTree(name)
+        }
+        for r in rows where (r["mount_count"] as Int) > 0 && (r["driver"] as String) != "vfs" {
+            let id: String = r["id"]
+            if !mounts.contains(rootPath + "/containers/" + id + "/merged") {
+                try db.write { db in try db.execute(sql: "UPDATE containers SET mount_count = 0 WHERE id = ?", arguments: [id]) }
+            }
         }
     }
 

@@ -32,7 +32,8 @@ struct Strata: ParsableCommand {
             71 system error.
             """,
         subcommands: [Load.self, Import.self, Images.self, Layers.self, History.self, Inspect.self, Tag.self,
-                      Rmi.self, Save.self, GC.self, Check.self]
+                      Rmi.self, Save.self, GC.self, Check.self, Create.self, Mount.self, Umount.self, Rm.self,
+                      Ps.self, Diff.self, Commit.self]
     )
 }
 
@@ -40,6 +41,9 @@ struct Strata: ParsableCommand {
 struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The store directory (also STRATA_ROOT).", valueName: "DIR"))
     var root: String?
+
+    @Option(name: .long, help: ArgumentHelp("Union driver of a new store: overlay or vfs (default: overlay if it works here).", valueName: "NAME"))
+    var driver: String?
 
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "warning"
@@ -54,11 +58,11 @@ struct GlobalOptions: ParsableArguments {
         var i = 0
         while i < args.count {
             let a = args[i]
-            if a == "--root" || a == "--log-level" {
+            if a == "--root" || a == "--log-level" || a == "--driver" {
                 guard i + 1 < args.count else { break }
                 leading += [a, args[i + 1]]
                 i += 2
-            } else if a.hasPrefix("--root=") || a.hasPrefix("--log-level=") || a == "--quiet" || a == "-q" {
+            } else if a.hasPrefix("--root=") || a.hasPrefix("--log-level=") || a.hasPrefix("--driver=") || a == "--quiet" || a == "-q" {
                 leading.append(a)
                 i += 1
             } else {
@@ -83,7 +87,7 @@ struct GlobalOptions: ParsableArguments {
     }
 
     func openStore() throws -> Store {
-        try Store(root: rootPath, logger: makeLogger())
+        try Store(root: rootPath, driver: driver, logger: makeLogger())
     }
 }
 
@@ -515,5 +519,93 @@ enum LayerTree {
             draw(r, "", i == roots.count - 1, true)
         }
         return lines.joined(separator: "\n")
+    }
+}
+
+struct Create: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Create a container from an image; prints its ID on the last line.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Image: tag, ID or unique ID prefix.") var image: String
+    @Option(name: .long, help: "A name for the container.") var name: String?
+    func run() throws { try strata.run { print(try global.openStore().createContainer(image: image, name: name)) } }
+}
+
+struct Mount: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Mount a container's rootfs; prints its path on the last line. Mounting twice is counted.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Container: name, ID or unique ID prefix.") var container: String
+    func run() throws { try strata.run { print(try global.openStore().mountContainer(container)) } }
+}
+
+struct Umount: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Drop one mount of a container; unmount when none is left.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Container: name, ID or unique ID prefix.") var container: String
+    @Flag(name: [.short, .long], help: "Unmount now, whatever the count.") var force = false
+    func run() throws { try strata.run { try global.openStore().unmountContainer(container, force: force) } }
+}
+
+struct Rm: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Remove containers.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Containers: name, ID or unique ID prefix.") var containers: [String]
+    @Flag(name: [.short, .long], help: "Also when mounted or running (kills and unmounts).") var force = false
+    func run() throws {
+        try strata.run {
+            let store = try global.openStore()
+            for c in containers { try store.removeContainer(c, force: force); print(c) }
+        }
+    }
+}
+
+struct Ps: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List mounted or running containers (-a: all).")
+    @OptionGroup var global: GlobalOptions
+    @Flag(name: [.short, .long], help: "All containers.") var all = false
+    @Flag(name: .long, help: "JSON: an array of {id, name, image, imageTags, driver, state, mountCount, pid, created, sizeOfChanges}.")
+    var json = false
+    func run() throws {
+        try strata.run {
+            let list = try global.openStore().containers(all: all)
+            if json { print(try Format.json(list)); return }
+            var rows = [["CONTAINER ID", "NAME", "IMAGE", "DRIVER", "STATE", "PID", "CHANGES"]]
+            for c in list {
+                rows.append([String(c.id.prefix(12)), c.name, c.imageTags.first ?? String(c.image.dropFirst(7).prefix(12)), c.driver,
+                             c.state, c.pid.map(String.init) ?? "-", Format.bytes(c.sizeOfChanges)])
+            }
+            print(Format.table(rows))
+        }
+    }
+}
+
+struct Diff: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show what a container changed: A added, C changed, D deleted.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Container: name, ID or unique ID prefix.") var container: String
+    @Flag(name: .long, help: "JSON: an array of {kind, path}.") var json = false
+    func run() throws {
+        try strata.run {
+            let changes = try global.openStore().diff(container)
+            if json { print(try Format.json(changes)); return }
+            for c in changes { print("\(c.kind) \(c.path)") }
+        }
+    }
+}
+
+struct Commit: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Commit a container's changes as a new layer and image; prints the image ID.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Container: name, ID or unique ID prefix.") var container: String
+    @Argument(help: "Tag the new image NAME[:TAG].") var reference: String?
+    @Option(name: [.short, .long], help: "A comment for the history entry.") var message: String?
+    @Option(name: [.short, .long], help: "The author.") var author: String?
+    @Option(name: [.short, .long], help: "Apply a Dockerfile instruction to the config, e.g. 'CMD [\"sh\"]'.") var change: [String] = []
+    func run() throws {
+        try strata.run {
+            let id = try global.openStore().commit(container, tag: reference, message: message, author: author, changes: change)
+            print(id.string)
+        }
     }
 }

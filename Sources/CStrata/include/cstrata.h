@@ -36,6 +36,27 @@ void strata_restore_locale(void *previous);
 /// (EAGAIN when not waiting and held elsewhere).
 int strata_ofd_lock(int fd, int64_t offset, int type, int wait);
 
+/// Mounts overlayfs at `target` with the new mount API: one `lowerdir+` per lower dir (top
+/// first, no page-size limit), index/redirect_dir/metacopy off. `readonly` omits upper/work.
+/// On failure returns -1 with errno and the kernel's messages in `err`.
+int strata_overlay_mount_fsconfig(const char *target, const char *const *lowers, int nlowers,
+                                  const char *upper, const char *work, int readonly, char *err, size_t errlen);
+/// 0 when fsopen("overlay") works (kernel has the new mount API and overlayfs).
+int strata_fsopen_overlay_probe(void);
+/// mount(2) run from `dir` in a forked child, so relative paths in `data` resolve there.
+int strata_mount_in_dir(const char *dir, const char *source, const char *target, const char *fstype,
+                        unsigned long flags, const char *data);
+int strata_mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data);
+int strata_umount(const char *target, int flags);
+unsigned long strata_ms_bind(void);
+unsigned long strata_ms_rdonly(void);
+unsigned long strata_ms_rec(void);
+unsigned long strata_ms_private(void);
+int strata_mnt_detach(void);
+
+/// copy_file_range(2) between the current offsets of two fds.
+ssize_t strata_copy_file_range(int from, int to, size_t len);
+
 /// O_TMPFILE: an unnamed file in a directory, gone when closed (spools leave nothing behind).
 #define STRATA_O_TMPFILE (020000000 | 0200000)
 

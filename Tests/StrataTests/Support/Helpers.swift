@@ -12,7 +12,7 @@ import Glibc
 struct TempDir {
     let path: String
     init(_ prefix: String = "strata-test") {
-        var template = Array((NSTemporaryDirectory() + "/\(prefix).XXXXXX").utf8CString)
+        var template = Array("/tmp/\(prefix).XXXXXX".utf8CString)
         let p = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         path = String(cString: p!)
     }

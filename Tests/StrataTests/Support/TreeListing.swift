@@ -31,6 +31,25 @@ enum TreeListing {
             case S_IFIFO: desc += " fifo"
             default: desc += " other"
             }
+            if type == S_IFREG || type == S_IFDIR {
+                let fd = open(full, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+                if fd >= 0 {
+                    var names = [CChar](repeating: 0, count: 4096)
+                    let n = strata_flistxattr(fd, &names, names.count)
+                    var start = 0
+                    var xs: [String] = []
+                    for i in 0..<max(0, n) where names[i] == 0 {
+                        let name = String(decoding: names[start..<i].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                        start = i + 1
+                        if name.hasPrefix("trusted.overlay.") { continue }
+                        var v = [UInt8](repeating: 0, count: 4096)
+                        let m = strata_fgetxattr(fd, name, &v, v.count)
+                        xs.append("\(name)=\(String(decoding: v[0..<max(0, m)], as: UTF8.self))")
+                    }
+                    close(fd)
+                    if !xs.isEmpty { desc += " xattrs[" + xs.sorted().joined(separator: ",") + "]" }
+                }
+            }
             out[p] = desc
         }
         for (_, group) in inodeGroups where group.count > 1 {

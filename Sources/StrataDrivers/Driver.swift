@@ -1,0 +1,73 @@
+import StrataCore
+import StrataSystem
+
+/// A layer as a union driver sees it: a directory in overlay form.
+public struct LowerLayer: Sendable, Equatable {
+    public var chainID: ChainID
+    /// Absolute path of the layer's files (ROOT/layers/CACHEID/diff).
+    public var path: String
+    /// The short link name under ROOT/l, for the page-size-limited mount form.
+    public var link: String
+    /// `.wh..wh..opq` at its root: nothing below it shows.
+    public var opaqueRoot: Bool
+
+    public init(chainID: ChainID, path: String, link: String, opaqueRoot: Bool) {
+        self.chainID = chainID; self.path = path; self.link = link; self.opaqueRoot = opaqueRoot
+    }
+}
+
+/// A container's directories (ROOT/containers/ID/...).
+public struct ContainerPaths: Sendable, Equatable {
+    public var root: String
+    public var upper: String { root + "/upper" }
+    public var work: String { root + "/work" }
+    public var merged: String { root + "/merged" }
+    /// The vfs driver's full copy.
+    public var rootfs: String { root + "/rootfs" }
+    public init(root: String) { self.root = root }
+}
+
+/// What to mount, as a value: computed from metadata without privileges (testable), performed
+/// separately (STYLE.md example 9).
+public enum MountDescription: Sendable, Equatable {
+    /// overlayfs with the new mount API: one `lowerdir+` per layer, top first.
+    case overlay(lowers: [String], upper: String, work: String, target: String)
+    /// overlayfs with mount(2) and one page of options: run from `directory` (ROOT/l) so that
+    /// lower dirs are short relative links.
+    case overlayShortLinks(directory: String, options: String, target: String)
+    /// Nothing to mount: the rootfs is a plain directory.
+    case none(rootfs: String)
+
+    public var target: String {
+        switch self {
+        case .overlay(_, _, _, let t), .overlayShortLinks(_, _, let t): return t
+        case .none(let r): return r
+        }
+    }
+}
+
+/// A union driver: how a container's rootfs is built from an image's layers.
+public protocol UnionDriver: Sendable {
+    var name: String { get }
+    /// Creates the container's private directories (upper and work, or a full copy).
+    /// `layers` is the image's chain, top first.
+    func create(_ c: ContainerPaths, layers: [LowerLayer]) throws
+    /// The mount for a container, as a value.
+    func describe(_ c: ContainerPaths, layers: [LowerLayer]) throws -> MountDescription
+    func mount(_ d: MountDescription) throws
+    func unmount(_ c: ContainerPaths) throws
+    /// The directory holding what the container changed, in overlay form (whiteouts as 0/0
+    /// devices, opaque xattrs), or nil when changes must be computed against the layers.
+    func upperDirectory(_ c: ContainerPaths) -> String?
+}
+
+/// The layers that show in a merged view: top first, cut below a layer with a root opaque
+/// marker (the kernel ignores the opaque xattr on a lower layer's root: Decision 5).
+public func visibleLayers(_ layers: [LowerLayer]) -> [LowerLayer] {
+    var out: [LowerLayer] = []
+    for l in layers {
+        out.append(l)
+        if l.opaqueRoot { break }
+    }
+    return out
+}

@@ -1,0 +1,209 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import StrataCore
+import StrataSystem
+
+/// A read-only union of layer directories in overlay form (top first), resolved the way
+/// overlayfs shows them: whiteouts hide, opaque directories stop the search below them.
+/// Used to tell additions from changes, and to size what a layer hides.
+public struct MergedView {
+    public let layers: [Directory]
+
+    public init(layers: [Directory]) { self.layers = layers }
+
+    public static func isWhiteout(_ st: stat) -> Bool { (st.st_mode & S_IFMT) == S_IFCHR && st.st_rdev == 0 }
+
+    /// What the view holds at `comps` (nil: nothing, or hidden).
+    public func lookup(_ comps: [PathBytes]) throws -> stat? {
+        guard !comps.isEmpty else { return nil }
+        for dir in layers {
+            var blocked = false
+            var opaque = false
+            var parent = dir
+            for c in comps.dropLast() {
+                guard let st = try parent.lstat(c) else { blocked = true; break }
+                if !st.isDirectory { return nil }  // a file or whiteout here hides everything below
+                guard case .success(let sub) = parent.openDirectory(c, resolve: [.noSymlinks]) else { blocked = true; break }
+                if Xattrs.isOpaque(sub.fd) { opaque = true }
+                parent = sub
+            }
+            if !blocked, let st = try parent.lstat(comps.last!) {
+                return MergedView.isWhiteout(st) ? nil : st
+            }
+            if opaque { return nil }
+        }
+        return nil
+    }
+
+    /// The names the view shows in directory `comps` ([] for the root), with what they are.
+    public func list(_ comps: [PathBytes]) throws -> [PathBytes: stat] {
+        var out: [PathBytes: stat] = [:]
+        var hidden: Set<PathBytes> = []
+        for dir in layers {
+            let d: Directory
+            if comps.isEmpty {
+                d = dir
+            } else {
+                var ok = true
+                var cur = dir
+                for c in comps {
+                    guard let st = try cur.lstat(c) else { ok = false; break }
+                    if !st.isDirectory { return out }  // hides the rest below
+                    guard case .success(let sub) = cur.openDirectory(c, resolve: [.noSymlinks]) else { ok = false; break }
+                    cur = sub
+                }
+                if !ok { continue }
+                d = cur
+            }
+            for name in try d.entries() where out[name] == nil && !hidden.contains(name) {
+                guard let st = try d.lstat(name) else { continue }
+                if MergedView.isWhiteout(st) { hidden.insert(name) } else { out[name] = st }
+            }
+            if Xattrs.isOpaque(d.fd) { break }
+        }
+        return out
+    }
+
+    /// Bytes of regular files the view holds at or below `comps`.
+    public func size(at comps: [PathBytes]) throws -> Int64 {
+        guard let st = try lookup(comps) else { return 0 }
+        guard st.isDirectory else { return st.isRegular ? Int64(st.st_size) : 0 }
+        var total: Int64 = 0
+        for (name, child) in try list(comps) {
+            total += child.isDirectory ? try size(at: comps + [name]) : (child.isRegular ? Int64(child.st_size) : 0)
+        }
+        return total
+    }
+}
+
+/// One path a container changed, in the order a layer tar lists it (parents first, names
+/// sorted), with where its content is.
+public struct ChangedPath {
+    public enum Kind: String, Sendable { case added = "A", changed = "C", deleted = "D" }
+    public enum Source {
+        /// A file, directory, link or device to copy from `directory`/`name`.
+        case entry(directory: Directory, name: PathBytes, stat: stat, opaque: Bool)
+        case whiteout(stat: stat?)
+    }
+    public var path: PathBytes
+    public var kind: Kind
+    public var source: Source
+}
+
+/// Finds what a container changed against the image's merged layers.
+public enum ChangeScanner {
+    /// From an overlay upper dir: everything in it is a change; 0/0 devices are deletions and
+    /// opaque directories hide all below them.
+    public static func scanUpper(_ upper: Directory, lower: MergedView) throws -> [ChangedPath] {
+        var out: [ChangedPath] = []
+        try walkUpper(upper, [], lower, underOpaque: false, &out)
+        return out
+    }
+
+    private static func walkUpper(_ dir: Directory, _ prefix: [PathBytes], _ lower: MergedView, underOpaque: Bool,
+                                  _ out: inout [ChangedPath]) throws {
+        for name in try dir.entries().sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+            guard let st = try dir.lstat(name) else { continue }
+            let comps = prefix + [name]
+            let path = EntryPath.join(comps)
+            if MergedView.isWhiteout(st) {
+                out.append(ChangedPath(path: path, kind: .deleted, source: .whiteout(stat: st)))
+                continue
+            }
+            let below = underOpaque ? nil : try lower.lookup(comps)
+            if st.isDirectory {
+                let sub = try dir.openDirectory(name, resolve: [.noSymlinks]).get()
+                let opaque = Xattrs.isOpaque(sub.fd)
+                out.append(ChangedPath(path: path, kind: below == nil ? .added : .changed,
+                                       source: .entry(directory: dir, name: name, stat: st, opaque: opaque)))
+                try walkUpper(sub, comps, lower, underOpaque: underOpaque || opaque, &out)
+            } else {
+                out.append(ChangedPath(path: path, kind: below == nil ? .added : .changed,
+                                       source: .entry(directory: dir, name: name, stat: st, opaque: false)))
+            }
+        }
+    }
+
+    /// From a full copy (vfs): compared entry by entry with the merged layers (type, mode,
+    /// owner, size, mtime, device, link target), as Docker's naive diff does. Parents of a change
+    /// are listed too, so the layer carries their real metadata.
+    public static func scanCopy(_ rootfs: Directory, lower: MergedView) throws -> [ChangedPath] {
+        var out: [ChangedPath] = []
+        _ = try walkCopy(rootfs, [], lower, &out)
+        return out
+    }
+
+    private static func same(_ a: stat, _ b: stat, _ dirA: Directory, _ dirB: Directory?, _ name: PathBytes) -> Bool {
+        guard a.st_mode == b.st_mode, a.st_uid == b.st_uid, a.st_gid == b.st_gid else { return false }
+        if a.isDirectory { return true }
+        guard a.st_size == b.st_size, a.st_rdev == b.st_rdev,
+              a.st_mtim.tv_sec == b.st_mtim.tv_sec, a.st_mtim.tv_nsec == b.st_mtim.tv_nsec else { return false }
+        return true
+    }
+
+    /// Returns whether anything below `prefix` changed.
+    private static func walkCopy(_ dir: Directory, _ prefix: [PathBytes], _ lower: MergedView, _ out: inout [ChangedPath]) throws -> Bool {
+        let below = try lower.list(prefix)
+        var changed = false
+        let names = Set(try dir.entries()).union(below.keys).sorted(by: { $0.lexicographicallyPrecedes($1) })
+        for name in names {
+            let comps = prefix + [name]
+            let path = EntryPath.join(comps)
+            guard let st = try dir.lstat(name) else {
+                out.append(ChangedPath(path: path, kind: .deleted, source: .whiteout(stat: nil)))
+                changed = true
+                continue
+            }
+            let old = below[name]
+            if st.isDirectory {
+                let sub = try dir.openDirectory(name, resolve: [.noSymlinks]).get()
+                if let old, old.isDirectory {
+                    let index = out.count
+                    let inner = try walkCopy(sub, comps, lower, &out)
+                    let mine = !same(st, old, dir, nil, name) || st.st_mtim.tv_sec != old.st_mtim.tv_sec || st.st_mtim.tv_nsec != old.st_mtim.tv_nsec
+                    if inner || mine {
+                        out.insert(ChangedPath(path: path, kind: .changed, source: .entry(directory: dir, name: name, stat: st, opaque: false)), at: index)
+                        changed = true
+                    }
+                } else {
+                    // New, or replaces a non-directory: all of it is new, nothing below shows.
+                    out.append(ChangedPath(path: path, kind: old == nil ? .added : .changed,
+                                           source: .entry(directory: dir, name: name, stat: st, opaque: false)))
+                    try addAll(sub, comps, &out)
+                    changed = true
+                }
+                continue
+            }
+            if let old, same(st, old, dir, nil, name), !(st.isSymlink && (try? dir.readlink(name)) != (try? linkTarget(lower, comps))) {
+                continue
+            }
+            out.append(ChangedPath(path: path, kind: old == nil ? .added : .changed,
+                                   source: .entry(directory: dir, name: name, stat: st, opaque: false)))
+            changed = true
+        }
+        return changed
+    }
+
+    private static func linkTarget(_ lower: MergedView, _ comps: [PathBytes]) throws -> PathBytes? {
+        for dir in lower.layers {
+            var cur = dir
+            var ok = true
+            for c in comps.dropLast() {
+                guard case .success(let sub) = cur.openDirectory(c, resolve: [.noSymlinks]) else { ok = false; break }
+                cur = sub
+            }
+            if ok, let st = try cur.lstat(comps.last!), st.isSymlink { return try cur.readlink(comps.last!) }
+        }
+        return nil
+    }
+
+    private static func addAll(_ dir: Directory, _ prefix: [PathBytes], _ out: inout [ChangedPath]) throws {
+        for name in try dir.entries().sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+            guard let st = try dir.lstat(name) else { continue }
+            let comps = prefix + [name]
+            out.append(ChangedPath(path: EntryPath.join(comps), kind: .added, source: .entry(directory: dir, name: name, stat: st, opaque: false)))
+            if st.isDirectory { try addAll(try dir.openDirectory(name, resolve: [.noSymlinks]).get(), comps, &out) }
+        }
+    }
+}

@@ -1,0 +1,31 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import StrataCore
+import StrataSystem
+
+/// No union filesystem: each container gets a full copy of the flattened chain (layers applied
+/// bottom first, whiteouts as deletions, opaque directories emptied). Slow, works everywhere,
+/// and the reference the overlay driver is tested against.
+public struct VfsDriver: UnionDriver {
+    public let name = "vfs"
+    public init() {}
+
+    public func create(_ c: ContainerPaths, layers: [LowerLayer]) throws {
+        for p in [c.root, c.rootfs] where Glibc.mkdir(p, 0o755) != 0 && errno != EEXIST {
+            throw StrataError(.system, "cannot create \(p)", cause: Errno.current)
+        }
+        let target = try Directory.open(c.rootfs)
+        for layer in visibleLayers(layers).reversed() {
+            try OverlayFormApplier().apply(layer: try Directory.open(layer.path), onto: target)
+        }
+    }
+
+    public func describe(_ c: ContainerPaths, layers: [LowerLayer]) throws -> MountDescription {
+        .none(rootfs: c.rootfs)
+    }
+
+    public func mount(_ d: MountDescription) throws {}
+    public func unmount(_ c: ContainerPaths) throws {}
+    public func upperDirectory(_ c: ContainerPaths) -> String? { nil }
+}

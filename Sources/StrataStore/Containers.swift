@@ -1,0 +1,353 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CStrata
+import Foundation
+import GRDB
+import StrataArchive
+import StrataCore
+import StrataDrivers
+import StrataFormats
+import StrataLayer
+import StrataSystem
+
+/// A container row, as `strata ps --json` shows it.
+public struct ContainerSummary: Codable, Sendable {
+    public var id: String
+    public var name: String
+    public var image: String
+    public var imageTags: [String]
+    public var driver: String
+    public var state: String
+    public var mountCount: Int
+    public var pid: Int?
+    public var created: String
+    /// Bytes of regular files the container changed.
+    public var sizeOfChanges: Int64
+}
+
+/// One line of `strata diff`.
+public struct ContainerChange: Codable, Sendable {
+    public var kind: String
+    public var path: String
+}
+
+extension Store {
+    // MARK: driver
+
+    /// The store's union driver, chosen when the store is created and recorded in it.
+    public var driver: any UnionDriver {
+        switch driverName {
+        case "vfs": return VfsDriver()
+        default:
+            let plus = ProcessInfo.processInfo.environment["STRATA_OVERLAY_MOUNT_FORM"] != "shortlinks"
+                && OverlayDriver.kernelHasLowerdirPlus
+            return OverlayDriver(linkDirectory: rootPath + "/l", useLowerdirPlus: plus)
+        }
+    }
+
+    /// Records the driver on first use; refuses one that contradicts the recorded driver.
+    func settleDriver(requested: String?) throws -> String {
+        if let requested, !["overlay", "vfs"].contains(requested) {
+            throw StrataError(.invalidArgument, "unknown driver \"\(requested)\": expected overlay or vfs")
+        }
+        let recorded = try db.read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'driver'") }
+        if let recorded {
+            if let requested, requested != recorded {
+                throw StrataError(.conflict, "the store at \(rootPath) uses the \(recorded) driver; --driver \(requested) contradicts it (use another --root)")
+            }
+            return recorded
+        }
+        var chosen = requested ?? "overlay"
+        if chosen == "overlay" {
+            if let why = OverlayDriver.probe(scratch: rootPath + "/tmp/probe-\(Store.randomID().prefix(8))") {
+                if requested == "overlay" { throw StrataError(.unsupported, "overlay does not work here: \(why)") }
+                logger.warning("overlay does not work here (\(why)); this store uses the vfs driver")
+                chosen = "vfs"
+            }
+        }
+        try db.write { db in
+            try db.execute(sql: "INSERT OR IGNORE INTO meta (key, value) VALUES ('driver', ?)", arguments: [chosen])
+        }
+        return try db.read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'driver'") } ?? chosen
+    }
+
+    // MARK: containers
+
+    func containerPaths(_ id: String) -> ContainerPaths { ContainerPaths(root: rootPath + "/containers/" + id) }
+
+    /// The image's layers for a driver, top first, each with its short link under ROOT/l.
+    func lowerLayers(_ image: Digest) throws -> [LowerLayer] {
+        let layers = try imageLayers(image)
+        var out: [LowerLayer] = []
+        for l in layers.reversed() {
+            let linkID: Int64 = try db.write { db in
+                if let id = try Int64.fetchOne(db, sql: "SELECT link_id FROM layers WHERE chain_id = ?", arguments: [l.chainID.description]) {
+                    return id
+                }
+                try db.execute(sql: "UPDATE layers SET link_id = (SELECT COALESCE(MAX(link_id), 0) + 1 FROM layers) WHERE chain_id = ?",
+                               arguments: [l.chainID.description])
+                return try Int64.fetchOne(db, sql: "SELECT link_id FROM layers WHERE chain_id = ?", arguments: [l.chainID.description]) ?? 0
+            }
+            let link = String(linkID, radix: 36)
+            let linkDir = try ensureDirectory("l")
+            if try linkDir.lstat(Array(link.utf8)) == nil {
+                try linkDir.symlink(Array(link.utf8), target: Array("../layers/\(l.cacheID)/diff".utf8))
+            }
+            out.append(LowerLayer(chainID: l.chainID, path: layerPath(l), link: link, opaqueRoot: l.opaqueRoot))
+        }
+        return out
+    }
+
+    func ensureDirectory(_ name: String) throws -> Directory {
+        if Glibc.mkdir(rootPath + "/" + name, 0o700) != 0 && errno != EEXIST {
+            throw StrataError(.system, "cannot create \(rootPath)/\(name)", cause: Errno.current)
+        }
+        return try Directory.open(rootPath + "/" + name)
+    }
+
+    /// Creates a container from an image: its own directories (upper and work, or a full copy),
+    /// then its row. Prints nothing; returns the ID.
+    public func createContainer(image ref: String, name: String?) throws -> String {
+        let image = try resolveImage(ref)
+        let id = Store.randomID()
+        let cname = name ?? "c" + String(id.prefix(11))
+        guard cname.range(of: "^[a-zA-Z0-9][a-zA-Z0-9_.-]*$", options: .regularExpression) != nil, cname.count <= 128 else {
+            throw StrataError(.invalidArgument, "invalid container name \"\(cname)\": letters, digits, _ . - only")
+        }
+        if try db.read({ db in try Bool.fetchOne(db, sql: "SELECT 1 FROM containers WHERE name = ?", arguments: [cname]) }) == true {
+            throw StrataError(.alreadyExists, "a container named \"\(cname)\" exists")
+        }
+        let layers = try lowerLayers(image)
+        _ = try ensureDirectory("containers")
+        let paths = containerPaths(id)
+        let d = driver
+        do {
+            try d.create(paths, layers: layers)
+            _ = try d.describe(paths, layers: layers)
+            try db.write { db in
+                try db.execute(sql: "INSERT INTO containers (id, name, image_id, driver, created_at) VALUES (?, ?, ?, ?, ?)",
+                               arguments: [id, cname, image.string, d.name, ISO8601DateFormatter().string(from: Date())])
+            }
+        } catch {
+            try? Directory.open(rootPath + "/containers").removeTree(Array(id.utf8))
+            if let e = error as? DatabaseError, e.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
+                throw StrataError(.alreadyExists, "a container named \"\(cname)\" exists")
+            }
+            throw error
+        }
+        return id
+    }
+
+    struct ContainerRow {
+        var id: String
+        var name: String
+        var image: Digest
+        var driver: String
+        var mountCount: Int
+        var pid: Int?
+        var created: String
+    }
+
+    /// A container by full ID, unique ID prefix, or name.
+    func container(_ ref: String) throws -> ContainerRow {
+        let rows = try db.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM containers WHERE name = ? OR id = ? OR id LIKE ? LIMIT 2",
+                             arguments: [ref, ref, ref.count >= 3 && ref.allSatisfy(\.isHexDigit) ? ref + "%" : "-"])
+        }
+        let exact = rows.first { ($0["name"] as String) == ref || ($0["id"] as String) == ref } ?? (rows.count == 1 ? rows.first : nil)
+        guard let r = exact else {
+            if rows.count > 1 { throw StrataError(.invalidArgument, "\"\(ref)\" matches several containers; give more of the ID") }
+            throw StrataError(.notFound, "no container \"\(ref)\"; `strata ps -a` lists them")
+        }
+        return ContainerRow(id: r["id"], name: r["name"], image: try Digest(parsing: r["image_id"]), driver: r["driver"],
+                            mountCount: r["mount_count"], pid: r["pid"], created: r["created_at"])
+    }
+
+    /// Mounts a container's rootfs (idempotent and counted, as `podman mount` is); returns the path.
+    public func mountContainer(_ ref: String) throws -> String {
+        let c = try container(ref)
+        let paths = containerPaths(c.id)
+        let d = driver
+        let description = try d.describe(paths, layers: try lowerLayers(c.image))
+        let lease = try LayerLocks(store: self)
+        try lease.lock(key: c.id, exclusive: true)
+        defer { lease.unlockAll() }
+        if case .none = description {} else if !MountTable.isMountPoint(description.target) {
+            try d.mount(description)
+        }
+        try db.write { db in
+            try db.execute(sql: "UPDATE containers SET mount_count = mount_count + 1 WHERE id = ?", arguments: [c.id])
+        }
+        return description.target
+    }
+
+    /// Drops one mount reference; unmounts when none is left (or at once with `force`).
+    public func unmountContainer(_ ref: String, force: Bool = false) throws {
+        let c = try container(ref)
+        let lease = try LayerLocks(store: self)
+        try lease.lock(key: c.id, exclusive: true)
+        defer { lease.unlockAll() }
+        let left = force ? 0 : max(0, c.mountCount - 1)
+        if left == 0 { try driver.unmount(containerPaths(c.id)) }
+        try db.write { db in
+            try db.execute(sql: "UPDATE containers SET mount_count = ? WHERE id = ?", arguments: [left, c.id])
+        }
+    }
+
+    /// Removes a container; a mounted or running one only with `force`.
+    public func removeContainer(_ ref: String, force: Bool) throws {
+        let c = try container(ref)
+        let paths = containerPaths(c.id)
+        let mounted = c.mountCount > 0 || MountTable.isMountPoint(paths.merged)
+        if let pid = c.pid, kill(pid_t(pid), 0) == 0, !force {
+            throw StrataError(.inUse, "container \(c.name) is running (pid \(pid)); stop it or use rm -f")
+        }
+        if mounted && !force {
+            throw StrataError(.inUse, "container \(c.name) is mounted; `strata umount \(c.name)` first, or rm -f")
+        }
+        if let pid = c.pid, force { kill(pid_t(pid), SIGKILL) }
+        if MountTable.isMountPoint(paths.merged) {
+            if strata_umount(paths.merged, strata_mnt_detach()) != 0 {
+                throw StrataError(.system, "cannot unmount \(paths.merged)", cause: Errno.current)
+            }
+        }
+        try db.write { db in try db.execute(sql: "DELETE FROM containers WHERE id = ?", arguments: [c.id]) }
+        try Directory.open(rootPath + "/containers").removeTree(Array(c.id.utf8))
+    }
+
+    public func containers(all: Bool) throws -> [ContainerSummary] {
+        let rows = try db.read { db in try Row.fetchAll(db, sql: "SELECT * FROM containers ORDER BY created_at DESC") }
+        var out: [ContainerSummary] = []
+        for r in rows {
+            let id: String = r["id"], image: String = r["image_id"]
+            let pid: Int? = r["pid"]
+            let running = pid.map { kill(pid_t($0), 0) == 0 } ?? false
+            let mounted = MountTable.isMountPoint(containerPaths(id).merged) || (r["driver"] as String) == "vfs" && (r["mount_count"] as Int) > 0
+            let state = running ? "running" : mounted ? "mounted" : "created"
+            if !all && !running && !mounted { continue }
+            let tags = try db.read { db in try String.fetchAll(db, sql: "SELECT name FROM tags WHERE image_id = ? ORDER BY name", arguments: [image]) }
+            let size = (try? changes(of: id).reduce(Int64(0)) { total, c in
+                if case .entry(_, _, let st, _) = c.source, st.isRegular { return total + Int64(st.st_size) }
+                return total
+            }) ?? 0
+            out.append(ContainerSummary(id: id, name: r["name"], image: image, imageTags: tags, driver: r["driver"], state: state,
+                                        mountCount: r["mount_count"], pid: running ? pid : nil, created: r["created_at"],
+                                        sizeOfChanges: size))
+        }
+        return out
+    }
+
+    /// What a container changed against its image, parents first.
+    func changes(of id: String) throws -> [ChangedPath] {
+        let c = try container(id)
+        let paths = containerPaths(c.id)
+        let layers = visibleLayers(try lowerLayers(c.image))
+        let view = MergedView(layers: try layers.map { try Directory.open($0.path) })
+        if let upper = driver.upperDirectory(paths) {
+            return try ChangeScanner.scanUpper(try Directory.open(upper), lower: view)
+        }
+        return try ChangeScanner.scanCopy(try Directory.open(paths.rootfs), lower: view)
+    }
+
+    /// `strata diff`: A, C and D lines as `docker diff` prints them; a deleted directory is one D.
+    public func diff(_ ref: String) throws -> [ContainerChange] {
+        try changes(of: try container(ref).id).map { ContainerChange(kind: $0.kind.rawValue, path: "/" + $0.path.display) }
+    }
+
+    /// Commits a container's changes as a new layer on its image and a new image whose config
+    /// appends the diffID and a history entry. The layer enters the store through the same
+    /// ingest path as a loaded one. Returns the new image ID.
+    public func commit(_ ref: String, tag: String?, message: String?, author: String?, changes configChanges: [String]) throws -> Digest {
+        let c = try container(ref)
+        let baseConfig = try blob(c.image)
+        let base = try JSONDocument.decode(ImageConfig.self, from: baseConfig, what: "config \(c.image)")
+        let chain = ChainID.chain(base.rootfs.diff_ids)
+        let list = try changes(of: c.id)
+
+        // The layer tar, into an unnamed spool file, then through ingest like any other layer.
+        let fd = Glibc.openat(tmpDir.fd, ".", STRATA_O_TMPFILE | O_RDWR | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw StrataError(.system, "cannot create a spool file in \(rootPath)/tmp", cause: Errno.current) }
+        let spool = FDHandle(owning: fd)
+        let out = BufferedOutput(spool)
+        var size: Int64 = 0
+        let writer = try LayerDiffWriter { chunk in size += Int64(chunk.count); try out.write(chunk) }
+        try writer.write(list.map { p in
+            switch p.source {
+            case .entry(let dir, let name, let st, let opaque): return .entry(path: p.path, directory: dir, name: name, stat: st, opaque: opaque)
+            case .whiteout(let st): return .whiteout(path: p.path, stat: st)
+            }
+        })
+        try writer.close()
+        try out.flush()
+        let input = InputFile(handle: spool, size: size, label: "commit of \(c.name)")
+        let staged = try stageLayer(source: input.source(), reopen: { input.source() }, parent: chain.last,
+                                    expectedDiffID: nil, expectedBlobDigest: nil, maxLayerSize: Int64.max, label: input.label)
+
+        // The new config: the old one as a JSON object (unknown keys kept), plus the layer.
+        guard var doc = try JSONSerialization.jsonObject(with: Data(baseConfig)) as? [String: Any] else {
+            throw StrataError(.invalidFormat, "config \(c.image) is not a JSON object")
+        }
+        let now = ISO8601DateFormatter().string(from: Date())
+        var rootfs = doc["rootfs"] as? [String: Any] ?? ["type": "layers"]
+        rootfs["diff_ids"] = base.rootfs.diff_ids.map(\.description) + [staged.result.diffID.description]
+        doc["rootfs"] = rootfs
+        var entry: [String: Any] = ["created": now, "created_by": "strata commit \(c.name)"]
+        if let message { entry["comment"] = message }
+        if let author { entry["author"] = author; doc["author"] = author }
+        doc["history"] = (doc["history"] as? [Any] ?? []) + [entry]
+        doc["created"] = now
+        if !configChanges.isEmpty {
+            var cfg = base.config ?? ImageConfig.Config()
+            for ch in configChanges { try ConfigChange.apply(ch, to: &cfg) }
+            var merged = doc["config"] as? [String: Any] ?? [:]
+            let encoded = try JSONSerialization.jsonObject(with: try JSONEncoder.configEncoder.encode(cfg)) as? [String: Any] ?? [:]
+            for (k, v) in encoded { merged[k] = v }
+            doc["config"] = merged
+        }
+        let bytes = Array(try JSONSerialization.data(withJSONObject: doc, options: [.sortedKeys, .withoutEscapingSlashes]))
+        let digest = Digest.of(bytes)
+        let parsed = try JSONDocument.decode(ImageConfig.self, from: bytes, what: "new config")
+        var stagedList = [staged]
+        let tags = try tag.map { [try Reference.normalize($0)] } ?? []
+        try record([PreparedImage(configBytes: bytes, configDigest: digest, config: parsed, manifestBytes: nil,
+                                  manifestDigest: nil, chain: chain + [staged.chainID], tags: tags)], staged: &stagedList)
+        return digest
+    }
+}
+
+/// Reads /proc/self/mountinfo.
+public enum MountTable {
+    public static func mountPoints() -> Set<String> {
+        // Read it to the end: proc files report size 0, so size-based readers see nothing.
+        guard let f = try? FDHandle.open("/proc/self/mountinfo", flags: O_RDONLY),
+              let bytes = try? f.readAll(limit: 64 << 20, label: "/proc/self/mountinfo") else { return [] }
+        let text = String(decoding: bytes, as: UTF8.self)
+        var out: Set<String> = []
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            guard fields.count > 4 else { continue }
+            out.insert(unescape(String(fields[4])))
+        }
+        return out
+    }
+
+    public static func isMountPoint(_ path: String) -> Bool { mountPoints().contains(path) }
+
+    /// mountinfo escapes space, tab, newline and backslash as \\ooo.
+    static func unescape(_ s: String) -> String {
+        guard s.contains("\\") else { return s }
+        var bytes: [UInt8] = []
+        var u = Array(s.utf8)[...]
+        while let b = u.first {
+            if b == UInt8(ascii: "\\"), u.count >= 4, let v = UInt8(String(decoding: u.dropFirst().prefix(3), as: UTF8.self), radix: 8) {
+                bytes.append(v)
+                u = u.dropFirst(4)
+            } else {
+                bytes.append(b)
+                u = u.dropFirst()
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
