@@ -3,6 +3,8 @@ import Glibc
 #endif
 import CStrata
 import StrataArchive
+// (Mode tests are spelled out here: with libarchive imported into this module, the `stat`
+// helpers of StrataSystem are not found in whole-module builds.)
 import StrataCore
 import StrataSystem
 
@@ -103,7 +105,7 @@ public final class LayerUnpacker {
             if let st = try parent.lstat(name) {
                 // This layer already holds the name: it hides the lower one by itself (Decision 9).
                 // A directory must also stop the lower directory's content from showing through.
-                if st.isDirectory {
+                if (st.st_mode & S_IFMT == S_IFDIR) {
                     switch parent.openDirectory(name, resolve: [.noSymlinks]) {
                     case .success(let d): try setXattr(d.fd, Whiteout.overlayOpaqueXattr, Whiteout.overlayOpaqueValue, path: EntryPath.join(parentPath + [name]))
                     case .failure(let e): throw StrataError(.system, "\(label): cannot open \"\(path.display)\"", cause: e)
@@ -120,7 +122,7 @@ public final class LayerUnpacker {
         let parent = try openParent(parentPath, entry: entry.path)
         var replacedWhiteout = false
         if let existing = try parent.lstat(last) {
-            if entry.kind == .directory && existing.isDirectory {
+            if entry.kind == .directory && (existing.st_mode & S_IFMT == S_IFDIR) {
                 // A duplicate directory entry: keep the children, take the new metadata.
                 switch parent.openDirectory(last, resolve: [.noSymlinks]) {
                 case .success(let d):
@@ -131,10 +133,10 @@ public final class LayerUnpacker {
                 }
                 return
             }
-            replacedWhiteout = existing.fileType == S_IFCHR && existing.st_rdev == 0
+            replacedWhiteout = existing.st_mode & S_IFMT == S_IFCHR && existing.st_rdev == 0
             if !replacedWhiteout {
                 // Last entry wins (Decision 4). What the journal pointed at is gone now.
-                if existing.isDirectory || payloadPaths.contains(path) {
+                if (existing.st_mode & S_IFMT == S_IFDIR) || payloadPaths.contains(path) {
                     recorder?.markInexact("entry \"\(path.display)\" replaces an earlier entry of the same layer")
                 }
             }
@@ -236,8 +238,8 @@ public final class LayerUnpacker {
         guard let st = try targetParent.lstat(targetName) else {
             throw unsafe(entry.path, "hardlink target \"\(entry.linkTarget.display)\" is not in this layer (hardlinks into lower layers are not supported)")
         }
-        if st.isDirectory { throw unsafe(entry.path, "a hardlink to a directory") }
-        if st.fileType == S_IFCHR && st.st_rdev == 0 {
+        if (st.st_mode & S_IFMT == S_IFDIR) { throw unsafe(entry.path, "a hardlink to a directory") }
+        if st.st_mode & S_IFMT == S_IFCHR && st.st_rdev == 0 {
             throw unsafe(entry.path, "a hardlink to a whiteout")
         }
         try parent.link(name, to: targetName, in: targetParent)

@@ -79,24 +79,35 @@ extension Store {
     /// The image's layers for a driver, top first, each with its short link under ROOT/l.
     func lowerLayers(_ image: Digest) throws -> [LowerLayer] {
         let layers = try imageLayers(image)
-        var out: [LowerLayer] = []
-        for l in layers.reversed() {
-            let linkID: Int64 = try db.write { db in
-                if let id = try Int64.fetchOne(db, sql: "SELECT link_id FROM layers WHERE chain_id = ?", arguments: [l.chainID.description]) {
-                    return id
-                }
-                try db.execute(sql: "UPDATE layers SET link_id = (SELECT COALESCE(MAX(link_id), 0) + 1 FROM layers) WHERE chain_id = ?",
-                               arguments: [l.chainID.description])
-                return try Int64.fetchOne(db, sql: "SELECT link_id FROM layers WHERE chain_id = ?", arguments: [l.chainID.description]) ?? 0
-            }
-            let link = String(linkID, radix: 36)
-            let linkDir = try ensureDirectory("l")
-            if try linkDir.lstat(Array(link.utf8)) == nil {
-                try linkDir.symlink(Array(link.utf8), target: Array("../layers/\(l.cacheID)/diff".utf8))
-            }
-            out.append(LowerLayer(chainID: l.chainID, path: layerPath(l), link: link, opaqueRoot: l.opaqueRoot))
+        // Link IDs: read in one go; the missing ones assigned in one transaction.
+        var ids = try db.read { db in
+            try Dictionary(Row.fetchAll(db, sql: """
+                SELECT l.chain_id, l.link_id FROM image_layers il JOIN layers l ON l.chain_id = il.chain_id
+                WHERE il.image_id = ? AND l.link_id IS NOT NULL
+                """, arguments: [image.string]).map { ($0["chain_id"] as String, $0["link_id"] as Int64) },
+                uniquingKeysWith: { a, _ in a })
         }
-        return out
+        let missing = layers.filter { ids[$0.chainID.description] == nil }
+        if !missing.isEmpty {
+            let linkDir = try ensureDirectory("l")
+            try db.write { db in
+                for l in missing {
+                    try db.execute(sql: "UPDATE layers SET link_id = (SELECT COALESCE(MAX(link_id), 0) + 1 FROM layers) WHERE chain_id = ? AND link_id IS NULL",
+                                   arguments: [l.chainID.description])
+                    ids[l.chainID.description] = try Int64.fetchOne(db, sql: "SELECT link_id FROM layers WHERE chain_id = ?", arguments: [l.chainID.description])
+                }
+            }
+            for l in missing {
+                let link = Array(String(ids[l.chainID.description] ?? 0, radix: 36).utf8)
+                if try linkDir.lstat(link) == nil {
+                    try linkDir.symlink(link, target: Array("../layers/\(l.cacheID)/diff".utf8))
+                }
+            }
+        }
+        return layers.reversed().map { l in
+            LowerLayer(chainID: l.chainID, path: layerPath(l), link: String(ids[l.chainID.description] ?? 0, radix: 36),
+                       opaqueRoot: l.opaqueRoot)
+        }
     }
 
     func ensureDirectory(_ name: String) throws -> Directory {

@@ -66,6 +66,9 @@ public final class Store: @unchecked Sendable {
         // Several strata processes share one store: wait for each other's write transactions.
         config.busyMode = .timeout(60)
         config.label = "strata"
+        // WAL with synchronous=NORMAL: a commit survives the process dying (the crash model),
+        // without an fsync per transaction; layers are synced by syncfs before they are recorded.
+        config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
         do {
             db = try DatabasePool(path: rootPath + "/strata.db", configuration: config)
             // Two processes opening a new store would both apply the migrations (the migrator
@@ -74,7 +77,10 @@ public final class Store: @unchecked Sendable {
                 if errno != EINTR { throw StrataError(.system, "cannot lock \(rootPath)/lock", cause: Errno.current) }
             }
             defer { _ = strata_ofd_lock(lock.fd, 0, 0, 0) }
-            try Schema.migrator.migrate(db)
+            // Opening an up-to-date store writes nothing.
+            if try !db.read({ try Schema.migrator.hasCompletedMigrations($0) }) {
+                try Schema.migrator.migrate(db)
+            }
         } catch let e as DatabaseError {
             throw StrataError(.system, "cannot open the store database \(rootPath)/strata.db", cause: e)
         }
