@@ -23,6 +23,8 @@ let package = Package(
         ),
         // The few calls Swift cannot make directly: openat2, syncfs, per-thread locale.
         .target(name: "CStrata"),
+        // The child side of the launcher: clone → namespaces → pivot_root → exec, in C.
+        .target(name: "CLauncher"),
         // Errors, digests, identities. No I/O.
         .target(
             name: "StrataCore",
@@ -45,6 +47,8 @@ let package = Package(
         ),
         // Union drivers (overlay, vfs): describe and perform mounts, flatten layers.
         .target(name: "StrataDrivers", dependencies: ["StrataCore", "StrataSystem", "CStrata"]),
+        // Namespaces, cgroups, users, the process: knows a rootfs and a config, nothing about layers.
+        .target(name: "StrataLauncher", dependencies: ["StrataCore", "StrataSystem", "CStrata", "CLauncher"]),
         // Blobs, layers, images, tags; SQLite metadata; the import pipeline.
         .target(
             name: "StrataStore",
@@ -55,14 +59,14 @@ let package = Package(
         ),
         .executableTarget(
             name: "strata",
-            dependencies: ["StrataStore", "StrataCore", "StrataFormats", "StrataArchive",
+            dependencies: ["StrataStore", "StrataCore", "StrataFormats", "StrataArchive", "StrataLauncher",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "StrataTests",
             dependencies: ["StrataCore", "StrataSystem", "StrataArchive", "StrataFormats",
-                           "StrataLayer", "StrataStore", "StrataDrivers", "CArchive", "CStrata"]
+                           "StrataLayer", "StrataStore", "StrataDrivers", "StrataLauncher", "CArchive", "CStrata"]
         ),
     ],
     swiftLanguageModes: [.v5]

@@ -74,7 +74,7 @@ extension Store {
 
     // MARK: containers
 
-    func containerPaths(_ id: String) -> ContainerPaths { ContainerPaths(root: rootPath + "/containers/" + id) }
+    public func containerPaths(_ id: String) -> ContainerPaths { ContainerPaths(root: rootPath + "/containers/" + id) }
 
     /// The image's layers for a driver, top first, each with its short link under ROOT/l.
     func lowerLayers(_ image: Digest) throws -> [LowerLayer] {
@@ -119,7 +119,7 @@ extension Store {
 
     /// Creates a container from an image: its own directories (upper and work, or a full copy),
     /// then its row. Prints nothing; returns the ID.
-    public func createContainer(image ref: String, name: String?) throws -> String {
+    public func createContainer(image ref: String, name: String?, initLayer: Bool = false) throws -> String {
         let image = try resolveImage(ref)
         let id = Store.randomID()
         let cname = name ?? "c" + String(id.prefix(11))
@@ -129,11 +129,15 @@ extension Store {
         if try db.read({ db in try Bool.fetchOne(db, sql: "SELECT 1 FROM containers WHERE name = ?", arguments: [cname]) }) == true {
             throw StrataError(.alreadyExists, "a container named \"\(cname)\" exists")
         }
-        let layers = try lowerLayers(image)
+        var layers = try lowerLayers(image)
         _ = try ensureDirectory("containers")
         let paths = containerPaths(id)
         let d = driver
         do {
+            if initLayer {
+                try makeInitLayer(paths, below: layers)
+                layers.insert(initLowerLayer(paths), at: 0)
+            }
             try d.create(paths, layers: layers)
             _ = try d.describe(paths, layers: layers)
             try db.write { db in
@@ -150,10 +154,50 @@ extension Store {
         return id
     }
 
-    struct ContainerRow {
-        var id: String
-        var name: String
-        var image: Digest
+    /// A container started by `run` has an init layer between its image and its own changes,
+    /// as Docker's "-init" layer: the mount points /etc/hostname, /etc/hosts and
+    /// /etc/resolv.conf, so that they never show in `diff` or `commit`. Its /etc carries the
+    /// image's own /etc metadata, so the merged /etc looks as before.
+    func makeInitLayer(_ paths: ContainerPaths, below layers: [LowerLayer]) throws {
+        let initPath = paths.root + "/init"
+        for p in [paths.root, initPath, initPath + "/etc"] where Glibc.mkdir(p, 0o755) != 0 && errno != EEXIST {
+            throw StrataError(.system, "cannot create \(p)", cause: Errno.current)
+        }
+        let etc = try Directory.open(initPath + "/etc")
+        let view = MergedView(layers: try visibleLayers(layers).map { try Directory.open($0.path) })
+        if let st = try view.lookup([Array("etc".utf8)]), (st.st_mode & S_IFMT) == S_IFDIR {
+            _ = fchown(etc.fd, st.st_uid, st.st_gid)
+            _ = fchmod(etc.fd, st.st_mode & 0o7777)
+        }
+        for name in ["hostname", "hosts", "resolv.conf"] {
+            let n = Array(name.utf8)
+            if let st = try view.lookup([Array("etc".utf8), n]), (st.st_mode & S_IFMT) != S_IFREG { continue }
+            _ = try etc.openFile(n, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
+        }
+        if let st = try view.lookup([Array("etc".utf8)]) {
+            var times = [st.st_atim, st.st_mtim]
+            _ = futimens(etc.fd, &times)
+        }
+    }
+
+    func initLowerLayer(_ paths: ContainerPaths) -> LowerLayer {
+        // The init layer is the container's own: a made-up identity (never stored as a layer).
+        LowerLayer(chainID: ChainID(Digest.of(Array(paths.root.utf8))), path: paths.root + "/init",
+                   link: "../containers/" + (paths.root.split(separator: "/").last.map(String.init) ?? "") + "/init", opaqueRoot: false)
+    }
+
+    /// A container's lower layers: its init layer (if it has one), then the image's, top first.
+    func containerLowers(_ c: ContainerRow) throws -> [LowerLayer] {
+        let paths = containerPaths(c.id)
+        var layers = try lowerLayers(c.image)
+        if access(paths.root + "/init", F_OK) == 0 { layers.insert(initLowerLayer(paths), at: 0) }
+        return layers
+    }
+
+    public struct ContainerRow: Sendable {
+        public var id: String
+        public var name: String
+        public var image: Digest
         var driver: String
         var mountCount: Int
         var pid: Int?
@@ -161,7 +205,7 @@ extension Store {
     }
 
     /// A container by full ID, unique ID prefix, or name.
-    func container(_ ref: String) throws -> ContainerRow {
+    public func container(_ ref: String) throws -> ContainerRow {
         let rows = try db.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM containers WHERE name = ? OR id = ? OR id LIKE ? LIMIT 2",
                              arguments: [ref, ref, ref.count >= 3 && ref.allSatisfy(\.isHexDigit) ? ref + "%" : "-"])
@@ -180,7 +224,7 @@ extension Store {
         let c = try container(ref)
         let paths = containerPaths(c.id)
         let d = driver
-        let description = try d.describe(paths, layers: try lowerLayers(c.image))
+        let description = try d.describe(paths, layers: try containerLowers(c))
         let lease = try LayerLocks(store: self)
         try lease.lock(key: c.id, exclusive: true)
         defer { lease.unlockAll() }
@@ -253,7 +297,7 @@ extension Store {
     func changes(of id: String) throws -> [ChangedPath] {
         let c = try container(id)
         let paths = containerPaths(c.id)
-        let layers = visibleLayers(try lowerLayers(c.image))
+        let layers = visibleLayers(try containerLowers(c))
         let view = MergedView(layers: try layers.map { try Directory.open($0.path) })
         if let upper = driver.upperDirectory(paths) {
             return try ChangeScanner.scanUpper(try Directory.open(upper), lower: view)
@@ -360,5 +404,19 @@ public enum MountTable {
             }
         }
         return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+extension Store {
+    /// Records the pid of a running container (nil when it is gone).
+    public func setPid(_ id: String, _ pid: Int32?) throws {
+        try db.write { db in
+            try db.execute(sql: "UPDATE containers SET pid = ? WHERE id = ?", arguments: [pid.map { Int($0) }, id])
+        }
+    }
+
+    /// The image config of an image, parsed.
+    public func imageConfig(_ id: Digest) throws -> ImageConfig {
+        try JSONDocument.decode(ImageConfig.self, from: try blob(id), what: "config \(id)")
     }
 }

@@ -1,0 +1,56 @@
+#ifndef CLAUNCHER_H
+#define CLAUNCHER_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+/// A mount to make inside the container, before pivot_root. `target` is relative to the rootfs
+/// and already exists (created by the parent); it is opened with RESOLVE_IN_ROOT, so no symlink
+/// in the image can send it outside.
+struct strata_mount {
+    const char *source;   /* host path for binds, NULL for tmpfs */
+    const char *target;   /* inside the rootfs */
+    int readonly;
+    int tmpfs;
+};
+
+struct strata_launch {
+    const char *rootfs;          /* absolute path of the merged rootfs */
+    const char *path;            /* absolute path of the program inside the rootfs */
+    char *const *argv;
+    char *const *envp;
+    const char *cwd;
+    const char *hostname;
+    uid_t uid;
+    gid_t gid;
+    const gid_t *groups;
+    int ngroups;
+    int new_net;                 /* new network namespace (lo up) */
+    int readonly_rootfs;
+    int init;                    /* run a small reaping init as pid 1 */
+    int tty_fd;                  /* pty slave to make the controlling terminal, or -1 */
+    uint64_t capabilities;       /* bits of the capability set to keep */
+    const struct strata_mount *mounts;
+    int nmounts;
+    const char *const *bind_files;   /* pairs: host file, target inside rootfs (hostname, hosts, resolv.conf) */
+    int nbind_files;
+    const char *const *masked_paths;
+    int nmasked;
+    const char *const *readonly_paths;
+    int nreadonly;
+};
+
+/// Clones a child into new pid, mount, uts, ipc, cgroup (and net) namespaces. The child waits
+/// on `go_fd` (the parent joins it to its cgroups first), then sets up the rootfs, pivots, drops
+/// privileges and execs. It reports a failure before exec as "stage errno" on `err_fd`
+/// (close-on-exec: EOF means the exec happened). Nothing is allocated after the clone.
+/// Returns the child's pid (in the parent's namespace) or -1 with errno.
+pid_t strata_launch(const struct strata_launch *cfg, int go_fd, int err_fd);
+
+/// pipe2(fds, O_CLOEXEC).
+int strata_pipe_cloexec(int fds[2]);
+
+/// A new pseudo-terminal pair (master close-on-exec, slave not). 0 or -1 with errno.
+int strata_openpty(int *master, int *slave);
+
+#endif

@@ -1,0 +1,138 @@
+import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import StrataCore
+import StrataFormats
+import StrataLauncher
+import StrataStore
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a command in a new container from an image.",
+        discussion: """
+            Exit code: the command's; 128+N when it was killed by signal N; 127 when the command \
+            is not found, 126 when it cannot be run, 125 when strata itself fails.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+    @Flag(name: .long, help: "Remove the container when it exits.") var rm = false
+    @Option(name: .long, help: "A name for the container.") var name: String?
+    @Option(name: .long, help: "Hostname (default: the short container ID).") var hostname: String?
+    @Option(name: [.short, .long], help: "Memory limit, e.g. 64m (also limits memory+swap).") var memory: String?
+    @Option(name: .long, help: "CPU quota in CPUs, e.g. 0.5.") var cpus: String?
+    @Option(name: .long, help: "Maximum number of processes.") var pidsLimit: String?
+    @Option(name: .long, help: "none (default: only lo) or host.") var network: String = "none"
+    @Option(name: [.short, .customLong("env")], help: "Set an environment variable K=V (or K to take it from here).") var env: [String] = []
+    @Option(name: [.short, .customLong("workdir")], help: "Working directory inside the container.") var workdir: String?
+    @Option(name: [.short, .long], help: "USER[:GROUP], names or IDs from the image's own files.") var user: String?
+    @Option(name: .long, help: "Override the image's entrypoint.") var entrypoint: String?
+    @Flag(name: .long, help: "Run a small init as pid 1 that reaps and forwards signals.") var `init` = false
+    @Option(name: [.short, .customLong("volume")], help: "Bind mount HOST:CONTAINER[:ro].") var volume: [String] = []
+    @Option(name: .long, help: "Mount a tmpfs at PATH.") var tmpfs: [String] = []
+    @Flag(name: .long, help: "Mount the rootfs read-only.") var readOnly = false
+    @Flag(name: [.short, .long], help: "Keep standard input open.") var interactive = false
+    @Flag(name: [.short, .long], help: "Allocate a pseudo-terminal.") var tty = false
+    @Argument(help: "Image: tag, ID or unique ID prefix.") var image: String
+    @Argument(parsing: .captureForPassthrough, help: "Command and arguments.") var command: [String] = []
+
+    /// Flags are checked before anything is created.
+    func limits() throws -> Limits {
+        var l = Limits()
+        if let memory {
+            let v = try ByteSize.parse(memory, what: "--memory")
+            guard v >= 6 << 20 else { throw StrataError(.invalidArgument, "invalid --memory \(memory): the minimum is 6m") }
+            l.memory = v
+        }
+        if let cpus {
+            guard let v = Double(cpus), v > 0, v <= Double(ProcessInfo.processInfo.activeProcessorCount) * 8 else {
+                throw StrataError(.invalidArgument, "invalid --cpus \"\(cpus)\": expected a positive number of CPUs, e.g. 0.5")
+            }
+            l.cpus = v
+        }
+        if let pidsLimit {
+            guard let v = Int64(pidsLimit), v > 0 else {
+                throw StrataError(.invalidArgument, "invalid --pids-limit \"\(pidsLimit)\": expected a positive number")
+            }
+            l.pids = v
+        }
+        return l
+    }
+
+    func volumes() throws -> [VolumeSpec] {
+        var out: [VolumeSpec] = []
+        for v in volume {
+            let parts = v.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+            guard (2...3).contains(parts.count), parts[0].hasPrefix("/"), parts[1].hasPrefix("/"),
+                  parts.count == 2 || ["ro", "rw"].contains(parts[2]) else {
+                throw StrataError(.invalidArgument, "invalid --volume \"\(v)\": expected /HOST:/CONTAINER[:ro]")
+            }
+            guard access(parts[0], F_OK) == 0 else {
+                throw StrataError(.notFound, "volume source \(parts[0]) does not exist")
+            }
+            out.append(VolumeSpec(source: parts[0], target: parts[1], readOnly: parts.count == 3 && parts[2] == "ro", tmpfs: false))
+        }
+        for t in tmpfs {
+            guard t.hasPrefix("/") else { throw StrataError(.invalidArgument, "invalid --tmpfs \"\(t)\": expected an absolute path") }
+            out.append(VolumeSpec(source: nil, target: t, readOnly: false, tmpfs: true))
+        }
+        return out
+    }
+
+    func run() throws {
+        var code: Int32 = 125
+        do {
+            guard ["none", "host"].contains(network) else {
+                throw StrataError(.invalidArgument, "invalid --network \"\(network)\": none or host (bridge networking is not there yet)")
+            }
+            let limits = try limits()
+            let vols = try volumes()
+            let store = try global.openStore()
+            let imageID = try store.resolveImage(image)
+            let config = try store.imageConfig(imageID).config ?? ImageConfig.Config()
+
+            // Entrypoint and Cmd as Docker combines them with --entrypoint and arguments.
+            let entry = entrypoint.map { $0.isEmpty ? [] : [$0] } ?? (config.Entrypoint ?? [])
+            let cmd = !command.isEmpty ? command : (entrypoint != nil ? [] : (config.Cmd ?? []))
+            var environment = config.Env ?? []
+            for e in env {
+                let kv = e.contains("=") ? e : ProcessInfo.processInfo.environment[e].map { "\(e)=\($0)" } ?? e
+                let key = kv.split(separator: "=", maxSplits: 1).first.map(String.init) ?? kv
+                environment.removeAll { $0.hasPrefix(key + "=") }
+                if kv.contains("=") { environment.append(kv) }
+            }
+            let process = ProcessSpec(args: entry + cmd, env: environment,
+                                      cwd: workdir ?? (config.WorkingDir.flatMap { $0.isEmpty ? nil : $0 } ?? "/"),
+                                      user: user ?? config.User ?? "")
+            let id = try store.createContainer(image: imageID.string, name: name, initLayer: true)
+            let rootfs: String
+            do { rootfs = try store.mountContainer(id) } catch {
+                try? store.removeContainer(id, force: true)
+                throw error
+            }
+            let spec = LaunchSpec(id: id, rootfs: rootfs, stateDirectory: store.containerPaths(id).root, process: process,
+                                  hostname: hostname ?? String(id.prefix(12)), hostNetwork: network == "host",
+                                  limits: limits, volumes: vols, readOnly: readOnly, tty: tty, interactive: interactive,
+                                  initProcess: `init`)
+            let launcher = Launcher(spec: spec)
+            launcher.onPid = { pid in try? store.setPid(id, pid) }
+            do {
+                code = try launcher.run()
+            } catch {
+                try? store.unmountContainer(id, force: true)
+                if rm { try? store.removeContainer(id, force: true) }
+                throw error
+            }
+            try? store.unmountContainer(id, force: true)
+            if rm { try store.removeContainer(id, force: true) }
+        } catch let e as LaunchFailure {
+            printErr("strata: \(e.message)")
+            throw ExitCode(e.exitCode)
+        } catch let e as StrataError {
+            printErr("strata: \(e)")
+            throw ExitCode(125)
+        }
+        throw ExitCode(code)
+    }
+}
