@@ -116,12 +116,17 @@ static int lo_up(void) {
     return r;
 }
 
-static int set_caps(uint64_t keep) {
-    /* Drop from the bounding set what is not kept, then set the sets of this (root) process. */
+/* Drops from the bounding set what is not kept (needs CAP_SETPCAP: before changing uid). */
+static int drop_bounding(uint64_t keep) {
     for (int c = 0; c <= 63; c++) {
         if (keep & (1ULL << c)) continue;
         if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0 && errno != EINVAL) return -1;
     }
+    return 0;
+}
+
+/* Sets the effective, permitted and inheritable sets (after the uid change). */
+static int set_caps(uint64_t keep) {
     struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
     struct __user_cap_data_struct d[2];
     memset(d, 0, sizeof d);
@@ -252,6 +257,7 @@ pid_t strata_launch(const struct strata_launch *cfg, int go_fd, int err_fd) {
     }
 
     /* privileges: groups, gid, uid; capabilities; no_new_privs */
+    if (drop_bounding(cfg->capabilities) != 0) fail(err_fd, ST_CAPS);
     if (setgroups((size_t)cfg->ngroups, cfg->groups) != 0) fail(err_fd, ST_GROUPS);
     if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) fail(err_fd, ST_CAPS);
     if (setresgid(cfg->gid, cfg->gid, cfg->gid) != 0) fail(err_fd, ST_UID);
