@@ -248,12 +248,38 @@ pid_t strata_launch(const struct strata_launch *cfg, int go_fd, int err_fd) {
     if (cfg->readonly_rootfs && mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) != 0) fail(err_fd, ST_READONLY);
     if (cfg->new_net && lo_up() != 0) fail(err_fd, ST_LO);
 
-    /* terminal */
-    if (cfg->tty_fd >= 0) {
+    /* terminal: a pty of the container's own devpts, so ttyname() finds it in /dev/pts */
+    if (cfg->console_socket >= 0) {
+        int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (master < 0) fail(err_fd, ST_TTY);
+        int unlock = 0, n = -1;
+        if (ioctl(master, TIOCSPTLCK, &unlock) != 0 || ioctl(master, TIOCGPTN, &n) != 0) fail(err_fd, ST_TTY);
+        char slave_path[64];
+        snprintf(slave_path, sizeof slave_path, "/dev/pts/%d", n);
+        int slave = open(slave_path, O_RDWR | O_NOCTTY);
+        if (slave < 0) fail(err_fd, ST_TTY);
+        char data = 't';
+        struct iovec iov = { &data, 1 };
+        char control[CMSG_SPACE(sizeof(int))];
+        memset(control, 0, sizeof control);
+        struct msghdr msg;
+        memset(&msg, 0, sizeof msg);
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &master, sizeof(int));
+        if (sendmsg(cfg->console_socket, &msg, 0) != 1) fail(err_fd, ST_TTY);
+        close(master);
+        close(cfg->console_socket);
         if (setsid() < 0) fail(err_fd, ST_TTY);
-        if (ioctl(cfg->tty_fd, TIOCSCTTY, 0) != 0) fail(err_fd, ST_TTY);
-        if (dup2(cfg->tty_fd, 0) < 0 || dup2(cfg->tty_fd, 1) < 0 || dup2(cfg->tty_fd, 2) < 0) fail(err_fd, ST_TTY);
-        if (cfg->tty_fd > 2) close(cfg->tty_fd);
+        if (ioctl(slave, TIOCSCTTY, 0) != 0) fail(err_fd, ST_TTY);
+        if (dup2(slave, 0) < 0 || dup2(slave, 1) < 0 || dup2(slave, 2) < 0) fail(err_fd, ST_TTY);
+        if (slave > 2) close(slave);
     }
 
     /* privileges: groups, gid, uid; capabilities; no_new_privs */
@@ -284,16 +310,27 @@ pid_t strata_launch(const struct strata_launch *cfg, int go_fd, int err_fd) {
     return -1;
 }
 
-int strata_openpty(int *master, int *slave) {
-    int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
-    if (m < 0) return -1;
-    char name[128];
-    if (grantpt(m) != 0 || unlockpt(m) != 0 || ptsname_r(m, name, sizeof name) != 0) { close(m); return -1; }
-    int s = open(name, O_RDWR | O_NOCTTY);
-    if (s < 0) { close(m); return -1; }
-    *master = m;
-    *slave = s;
-    return 0;
-}
 
 int strata_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+int strata_recv_fd(int sock) {
+    char data;
+    struct iovec iov = { &data, 1 };
+    char control[CMSG_SPACE(sizeof(int))];
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n;
+    do { n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC); } while (n < 0 && errno == EINTR);
+    if (n <= 0) return -1;
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    if (cm == NULL || cm->cmsg_type != SCM_RIGHTS) return -1;
+    int fd;
+    memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+    return fd;
+}
+
+int strata_socketpair(int fds[2]) { return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds); }

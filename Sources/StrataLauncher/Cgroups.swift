@@ -41,7 +41,8 @@ public enum CgroupLayout: Equatable, Sendable {
             switch right[0] {
             case "cgroup2": v2 = point
             case "cgroup":
-                for opt in right[2].split(separator: ",") where wanted.contains(String(opt)) || opt == "devices" {
+                // cpuacct: joined for accounting only (usage is read there).
+                for opt in right[2].split(separator: ",") where wanted.contains(String(opt)) || opt == "devices" || opt == "cpuacct" {
                     v1[String(opt)] = point
                 }
             default: break

@@ -161,14 +161,13 @@ public final class Launcher: @unchecked Sendable {
         }
         let groups = user.groups
 
-        // Pseudo-terminal.
-        var master: Int32 = -1, slave: Int32 = -1
+        // Pseudo-terminal: the child opens it in its own devpts and sends us the master.
+        var master: Int32 = -1
+        var console: [Int32] = [-1, -1]
         if spec.tty {
-            guard strata_openpty(&master, &slave) == 0 else {
-                throw LaunchFailure(exitCode: 125, message: "cannot allocate a pseudo-terminal: \(Errno.current)")
+            guard strata_socketpair(&console) == 0 else {
+                throw LaunchFailure(exitCode: 125, message: "cannot create the console socket: \(Errno.current)")
             }
-            var ws = winsize()
-            if ioctl(0, UInt(TIOCGWINSZ), &ws) == 0 { _ = ioctl(slave, UInt(TIOCSWINSZ), &ws) }
         }
 
         var goPipe: [Int32] = [0, 0], errPipe: [Int32] = [0, 0]
@@ -193,7 +192,7 @@ public final class Launcher: @unchecked Sendable {
                     cfg.new_net = spec.hostNetwork ? 0 : 1
                     cfg.readonly_rootfs = spec.readOnly ? 1 : 0
                     cfg.`init` = spec.initProcess ? 1 : 0
-                    cfg.tty_fd = slave
+                    cfg.console_socket = console[1]
                     cfg.capabilities = DefaultCapabilities.mask
                     cfg.mounts = mt.baseAddress
                     cfg.nmounts = Int32(mounts.count)
@@ -208,7 +207,7 @@ public final class Launcher: @unchecked Sendable {
             } } }
         } }
         close(goPipe[0]); close(errPipe[1])
-        if slave >= 0 { close(slave) }
+        if console[1] >= 0 { close(console[1]) }
         guard pid > 0 else {
             close(goPipe[1]); close(errPipe[0])
             throw LaunchFailure(exitCode: 125, message: "cannot clone the container process: \(Errno.current)")
@@ -221,6 +220,12 @@ public final class Launcher: @unchecked Sendable {
         var go: UInt8 = 1
         _ = write(goPipe[1], &go, 1)
         close(goPipe[1])
+        if console[0] >= 0 {
+            master = strata_recv_fd(console[0])
+            close(console[0])
+            var ws = winsize()
+            if master >= 0, ioctl(0, UInt(TIOCGWINSZ), &ws) == 0 { _ = ioctl(master, UInt(TIOCSWINSZ), &ws) }
+        }
         var report = [Int32](repeating: 0, count: 2)
         let n = read(errPipe[0], &report, 8)
         close(errPipe[0])

@@ -28,7 +28,8 @@ struct strata_launch {
     int new_net;                 /* new network namespace (lo up) */
     int readonly_rootfs;
     int init;                    /* run a small reaping init as pid 1 */
-    int tty_fd;                  /* pty slave to make the controlling terminal, or -1 */
+    int console_socket;          /* with a terminal: the child opens a pty in its own devpts and sends
+                                    the master over this unix socket (SCM_RIGHTS); else -1 */
     uint64_t capabilities;       /* bits of the capability set to keep */
     const struct strata_mount *mounts;
     int nmounts;
@@ -50,7 +51,11 @@ pid_t strata_launch(const struct strata_launch *cfg, int go_fd, int err_fd);
 /// pipe2(fds, O_CLOEXEC).
 int strata_pipe_cloexec(int fds[2]);
 
-/// A new pseudo-terminal pair (master close-on-exec, slave not). 0 or -1 with errno.
-int strata_openpty(int *master, int *slave);
+/// socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC).
+int strata_socketpair(int fds[2]);
+
+/// Receives one fd sent with SCM_RIGHTS on a unix socket; -1 on EOF or error.
+int strata_recv_fd(int sock);
+
 
 #endif

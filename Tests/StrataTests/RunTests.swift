@@ -1,0 +1,255 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import Testing
+@testable import StrataCore
+@testable import StrataLauncher
+@testable import StrataStore
+
+let cgroupLayout = CgroupLayout.current()
+
+/// `strata run`: real processes as root, each limit enforced here, exit codes and signals,
+/// volumes; and nothing left behind (cgroup, mount, process) after each run, a failing one too.
+@Suite(.serialized, .enabled(if: isRoot && overlayWorks && cgroupLayout != nil, "needs root, overlayfs and cgroups"))
+struct RunTests {
+    static let binary = repoRoot + "/.build/debug/strata"
+    static let image = "example.com/strata/busybox:gzip"
+
+    /// A store with the busybox image, shared by the runs of one test.
+    final class Env {
+        let t = TempDir("strata-run")
+        var root: String { t.sub("store") }
+        init() throws {
+            let (rc, _, err) = try sh([RunTests.binary, "--root", t.sub("store"), "-q", "load", fixtures + "/oci-gzip"])
+            guard rc == 0 else { throw StrataError(.internalError, err) }
+        }
+        func run(_ args: [String], stdin: [UInt8]? = nil) throws -> (Int32, String, String) {
+            let r = try sh([RunTests.binary, "--root", root, "run", "--rm"] + args, stdin: stdin)
+            try expectClean()
+            return r
+        }
+        /// No cgroup, mount or container left.
+        func expectClean() throws {
+            for dir in cgroupLayout.map({ Cgroup(layout: $0, id: "x").directories }) ?? [] {
+                let parent = (dir as NSString).deletingLastPathComponent
+                let left = (try? FileManager.default.contentsOfDirectory(atPath: parent))?.filter { $0.count == 64 } ?? []
+                #expect(left.isEmpty, "cgroups left: \(left)")
+            }
+            #expect(!MountTable.mountPoints().contains { $0.hasPrefix(t.path) }, "mounts left")
+            let (_, ps, _) = try sh([RunTests.binary, "--root", root, "ps", "-a", "--json"])
+            #expect(ps.trimmingCharacters(in: .whitespacesAndNewlines) == "[\n\n]" || ps.contains("[]") || !ps.contains("\"id\""), "containers left: \(ps)")
+        }
+        deinit { t.remove() }
+    }
+
+    @Test func isolation() throws {
+        let e = try Env()
+        let (rc, out, err) = try e.run(["--hostname", "box", RunTests.image, "sh", "-c",
+                                        "echo pid=$$; hostname; ls /sys/class/net; ps | wc -l; cat /proc/self/status | grep NoNewPrivs; grep -c . /proc/mounts"])
+        #expect(rc == 0, "\(err)")
+        #expect(out.contains("pid=1"))
+        #expect(out.contains("box"))
+        let lines = out.split(separator: "\n").map(String.init)
+        #expect(lines.contains("lo") && !lines.contains("eth0"), "\(out)")
+        #expect(out.contains("NoNewPrivs:\t1"))
+        // Only the container's own processes: header + sh + ps + wc at most.
+        if let n = lines.first(where: { Int($0) != nil && Int($0)! < 10 }).flatMap({ Int($0) }) { #expect(n <= 5) }
+        // The host's mounts are not visible.
+        let (_, mounts, _) = try e.run([RunTests.image, "cat", "/proc/mounts"])
+        #expect(!mounts.contains(" /work") && !mounts.contains("cgroup") && !mounts.contains(" /var/tmp"), "\(mounts)")
+        #expect(mounts.split(separator: "\n").count < 25)
+    }
+
+    @Test func imageConfigAndFlags() throws {
+        let e = try Env()
+        #expect(try e.run([RunTests.image]).1 == "hello from strata\n")
+        let (_, out, _) = try e.run(["-e", "A=1", "-w", "/tmp/new/dir", "-u", "app", RunTests.image, "sh", "-c", "echo $A; pwd; id; echo $HOME; echo $PATH"])
+        #expect(out.contains("1\n/tmp/new/dir\nuid=1000(app) gid=1000(app) groups=10(wheel),1000(app)\n/home/app\n/usr/local/sbin"), "\(out)")
+        let (_, out2, _) = try e.run(["--entrypoint", "echo", RunTests.image, "via", "entrypoint"])
+        #expect(out2 == "via entrypoint\n")
+        let (_, out3, _) = try e.run(["-u", "1000:10", RunTests.image, "id"])
+        #expect(out3.hasPrefix("uid=1000(app) gid=10(wheel)"))
+    }
+
+    @Test func exitCodes() throws {
+        let e = try Env()
+        #expect(try e.run([RunTests.image, "sh", "-c", "exit 3"]).0 == 3)
+        // Killed by a signal: 128+N. (pid 1 cannot be killed from inside its own namespace.)
+        let pid = try spawn([RunTests.binary, "--root", e.root, "run", "--rm", "--name", "victim", RunTests.image, "sleep", "30"])
+        var target: Int32 = 0
+        for _ in 0..<50 where target == 0 {
+            usleep(100_000)
+            let (_, json, _) = try sh([RunTests.binary, "--root", e.root, "ps", "--json"])
+            if let list = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]],
+               let p = list.first?["pid"] as? Int { target = Int32(p) }
+        }
+        #expect(target > 0)
+        kill(target, SIGKILL)
+        #expect(reap(pid) == 137)
+        let (nf, _, nfErr) = try e.run([RunTests.image, "does-not-exist"])
+        #expect(nf == 127 && nfErr.contains("does-not-exist"))
+        #expect(try e.run([RunTests.image, "/etc/passwd"]).0 == 126)
+        let (rc, _, err) = try e.run(["-u", "nosuchuser", RunTests.image, "id"])
+        #expect(rc == 125 && err.contains("nosuchuser"))
+    }
+
+    @Test func badInputIsRefusedBeforeAnythingExists() throws {
+        let e = try Env()
+        for args in [["--memory=-1"], ["--cpus", "abc"], ["--pids-limit", "0"], ["-v", "/does/not/exist:/x"], ["--network", "bridge"]] {
+            let (rc, _, err) = try e.run(args + [RunTests.image, "true"])
+            #expect(rc == 125 && !err.isEmpty, "\(args): \(rc) \(err)")
+        }
+        let (rc, _, _) = try e.run(["nosuch:image", "true"])
+        #expect(rc == 125)
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: e.root + "/containers")) ?? []).isEmpty)
+    }
+
+    @Test func memoryLimitKills() throws {
+        let e = try Env()
+        let (rc, _, _) = try e.run(["--memory", "64m", RunTests.image, "dd", "if=/dev/zero", "of=/dev/null", "bs=200M", "count=1"])
+        #expect(rc == 137)
+        #expect(try e.run(["--memory", "64m", RunTests.image, "dd", "if=/dev/zero", "of=/dev/null", "bs=16M", "count=1"]).0 == 0)
+    }
+
+    @Test func pidsLimit() throws {
+        let e = try Env()
+        let (rc, out, err) = try e.run(["--pids-limit", "4", RunTests.image, "sh", "-c", "for i in 1 2 3 4 5 6; do sleep 1 & done; wait"])
+        #expect(rc != 0 && (out + err).contains("can't fork"), "\(rc) \(err)")
+    }
+
+    /// A busy loop under --cpus 0.5 uses about half a CPU.
+    @Test func cpuQuota() throws {
+        guard case .v1(let mounts)? = cgroupLayout, let cpu = mounts["cpuacct"] else { return }
+        let e = try Env()
+        let pid = try spawn([RunTests.binary, "--root", e.root, "run", "--rm", "--name", "busy", "--cpus", "0.5", RunTests.image,
+                             "sh", "-c", "yes > /dev/null & sleep 3; kill $!"])
+        usleep(500_000)
+        let dir = try FileManager.default.contentsOfDirectory(atPath: cpu + "/strata").first { $0.count == 64 }.map { cpu + "/strata/" + $0 }
+        let read = { () -> Double in
+            guard let dir, let s = try? String(contentsOfFile: dir + "/cpuacct.usage", encoding: .utf8) else { return 0 }
+            return (Double(s.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) / 1e9
+        }
+        let u0 = read()
+        usleep(2_000_000)
+        let used = read() - u0
+        #expect(reap(pid) == 0)
+        #expect(used > 0.6 && used < 1.4, "used \(used)s of CPU in 2s with --cpus 0.5")
+        try e.expectClean()
+    }
+
+    @Test func signalsReachTheContainer() throws {
+        let e = try Env()
+        let t = TempDir(); defer { t.remove() }
+        let pid = try spawn([RunTests.binary, "--root", e.root, "run", "--rm", RunTests.image, "sh", "-c",
+                             "trap 'exit 7' TERM; sleep 30 & wait"])
+        usleep(800_000)
+        kill(pid, SIGTERM)
+        #expect(reap(pid) == 7)
+        let pid2 = try spawn([RunTests.binary, "--root", e.root, "run", "--rm", "--init", RunTests.image, "sleep", "30"])
+        usleep(800_000)
+        kill(pid2, SIGINT)
+        #expect(reap(pid2) == 130)
+        try e.expectClean()
+    }
+
+    @Test func volumesAndTmpfs() throws {
+        let e = try Env()
+        let host = TempDir("strata-vol"); defer { host.remove() }
+        try Data("from host\n".utf8).write(to: URL(fileURLWithPath: host.sub("f")))
+        let (rc, out, err) = try e.run(["-v", "\(host.path):/data", "-v", "\(host.path):/ro:ro", "--tmpfs", "/scratch", RunTests.image, "sh", "-c",
+                                        "cat /data/f; echo new > /data/g; echo x > /ro/h || echo ro-refused; touch /scratch/t && echo tmpfs-ok"])
+        #expect(rc == 0, "\(err)")
+        #expect(out.contains("from host") && out.contains("ro-refused") && out.contains("tmpfs-ok"))
+        #expect(readString(host.sub("g")) == "new\n")
+        #expect(!exists(host.sub("h")))
+        // A symlink in the image cannot send a volume to the host: /usr/share/strata/abs -> /etc/passwd
+        // resolves inside the rootfs.
+        let before = readString("/etc/passwd")
+        let (rc2, _, _) = try e.run(["-v", "\(host.sub("f")):/usr/share/strata/abs", RunTests.image, "cat", "/etc/passwd"])
+        #expect(rc2 == 0)
+        #expect(readString("/etc/passwd") == before)
+        let (_, ro, _) = try e.run(["--read-only", RunTests.image, "sh", "-c", "touch /x 2>&1 || echo refused"])
+        #expect(ro.contains("refused"))
+    }
+
+    /// The container's /etc/hostname, hosts and resolv.conf do not show in diff or commit.
+    @Test func networkFilesStayOutOfDiff() throws {
+        let e = try Env()
+        let (rc, _, err) = try sh([RunTests.binary, "--root", e.root, "run", "--name", "keep", RunTests.image, "sh", "-c", "echo changed > /etc/motd2"])
+        #expect(rc == 0, "\(err)")
+        let (_, diff, _) = try sh([RunTests.binary, "--root", e.root, "diff", "keep"])
+        #expect(diff.split(separator: "\n").sorted() == ["A /etc/motd2", "C /etc"], "\(diff)")
+        #expect(try sh([RunTests.binary, "--root", e.root, "rm", "keep"]).0 == 0)
+        try e.expectClean()
+    }
+
+    /// -i -t: an interactive shell on a pseudo-terminal (driven through a pty: CI has no terminal).
+    @Test func interactiveTerminal() throws {
+        let e = try Env()
+        let script = """
+        import os, pty, sys, time
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.execv(sys.argv[1], [sys.argv[1], "--root", sys.argv[2], "run", "--rm", "-i", "-t", sys.argv[3], "sh"])
+        time.sleep(1.0)
+        os.write(fd, b"tty; echo marker-$((6*7)); exit 5\\n")
+        out = b""
+        while True:
+            try:
+                chunk = os.read(fd, 1024)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        _, status = os.waitpid(pid, 0)
+        print(out.decode(errors="replace"))
+        print("exit", os.waitstatus_to_exitcode(status))
+        """
+        let (_, out, err) = try sh(["python3", "-c", script, RunTests.binary, e.root, RunTests.image])
+        #expect(out.contains("marker-42"), "\(out) \(err)")
+        #expect(out.contains("/dev/pts/"))
+        #expect(out.contains("exit 5"))
+        try e.expectClean()
+    }
+}
+
+/// cgroup detection and files, against a fake tree (the v2 path cannot run on this machine).
+@Suite struct CgroupTests {
+    @Test func detectsHybridAsV1() {
+        let info = """
+        30 25 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
+        31 30 0:27 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
+        32 30 0:28 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+        33 30 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct
+        34 30 0:30 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids
+        """
+        let layout = CgroupLayout.detect(mountinfo: info) { _ in ["hugetlb"] }
+        #expect(layout == .v1(mounts: ["memory": "/sys/fs/cgroup/memory", "cpu": "/sys/fs/cgroup/cpu,cpuacct",
+                                      "cpuacct": "/sys/fs/cgroup/cpu,cpuacct", "pids": "/sys/fs/cgroup/pids"]))
+    }
+
+    @Test func detectsUnifiedAsV2AndWritesItsFiles() throws {
+        let t = TempDir(); defer { t.remove() }
+        let info = "40 25 0:26 / \(t.path) rw - cgroup2 cgroup2 rw\n"
+        let layout = try #require(CgroupLayout.detect(mountinfo: info) { _ in ["cpu", "memory", "pids", "io"] })
+        #expect(layout == .v2(root: t.path))
+        // The fake tree: the kernel would create the interface files; here they are made ahead.
+        let dir = t.path + "/strata/abc"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        for f in ["memory.max", "memory.swap.max", "cpu.max", "pids.max", "cgroup.procs"] {
+            FileManager.default.createFile(atPath: dir + "/" + f, contents: nil)
+        }
+        for d in [t.path, t.path + "/strata"] { FileManager.default.createFile(atPath: d + "/cgroup.subtree_control", contents: nil) }
+        let cg = Cgroup(layout: layout, id: "abc")
+        try cg.create(Limits(memory: 64 << 20, cpus: 0.5, pids: 10))
+        #expect(readString(dir + "/memory.max") == "67108864")
+        #expect(readString(dir + "/memory.swap.max") == "0")
+        #expect(readString(dir + "/cpu.max") == "50000 100000")
+        #expect(readString(dir + "/pids.max") == "10")
+        #expect(readString(t.path + "/cgroup.subtree_control") == "+memory +cpu +pids")
+        try cg.join(1234)
+        #expect(readString(dir + "/cgroup.procs") == "1234")
+    }
+}
