@@ -420,3 +420,26 @@ extension Store {
         try JSONDocument.decode(ImageConfig.self, from: try blob(id), what: "config \(id)")
     }
 }
+
+extension Store {
+    /// Writes the flattened rootfs of an image or a container (its image's layers, its init
+    /// layer, its changes) into `rootfs`, a new directory.
+    public func exportRootfs(of ref: String, to rootfs: String) throws -> (image: Digest, container: String?) {
+        if Glibc.mkdir(rootfs, 0o755) != 0 {
+            throw StrataError(.alreadyExists, "cannot create \(rootfs)", cause: Errno.current)
+        }
+        let target = try Directory.open(rootfs)
+        if let c = try? container(ref) {
+            let paths = containerPaths(c.id)
+            var layers = visibleLayers(try containerLowers(c)).map(\.path).reversed().map { $0 }
+            if let upper = driver.upperDirectory(paths) { layers.append(upper) } else { layers = [paths.rootfs] }
+            for l in layers { try OverlayFormApplier().apply(layer: try Directory.open(l), onto: target) }
+            return (c.image, c.id)
+        }
+        let image = try resolveImage(ref)
+        for l in visibleLayers(try lowerLayers(image)).reversed() {
+            try OverlayFormApplier().apply(layer: try Directory.open(l.path), onto: target)
+        }
+        return (image, nil)
+    }
+}

@@ -215,6 +215,38 @@ struct RunTests {
     }
 }
 
+/// OCI runtime bundles that runc from Debian runs.
+@Suite(.serialized, .enabled(if: isRoot && FileManager.default.isExecutableFile(atPath: "/usr/sbin/runc"), "needs root and runc"))
+struct BundleTests {
+    @Test func runcRunsTheBundle() throws {
+        let e = try RunTests.Env()
+        let bin = RunTests.binary
+        let (rc, _, err) = try sh([bin, "--root", e.root, "bundle", RunTests.image, e.t.sub("b1")])
+        #expect(rc == 0, "\(err)")
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: e.t.sub("b1/config.json")))) as? [String: Any]
+        #expect(((config?["process"] as? [String: Any])?["args"] as? [String]) == ["/bin/sh", "-c", "echo hello from strata"])
+        let (rc2, out2, err2) = try sh(["runc", "run", "-b", e.t.sub("b1"), "strata-bundle-\(getpid())"])
+        #expect(rc2 == 0 && out2 == "hello from strata\n", "\(err2)")
+        // A container's bundle carries its changes.
+        #expect(try sh([bin, "--root", e.root, "create", RunTests.image, "--name", "bc"]).0 == 0)
+        let (_, m, _) = try sh([bin, "--root", e.root, "mount", "bc"])
+        let merged = m.split(separator: "\n").last.map(String.init) ?? ""
+        try Data("changed\n".utf8).write(to: URL(fileURLWithPath: merged + "/etc/motd"))
+        unlink(merged + "/etc/passwd")
+        #expect(try sh([bin, "--root", e.root, "bundle", "bc", e.t.sub("b2")]).0 == 0)
+        #expect(readString(e.t.sub("b2/rootfs/etc/motd")) == "changed\n")
+        #expect(!exists(e.t.sub("b2/rootfs/etc/passwd")))
+        var c2 = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: e.t.sub("b2/config.json")))) as! [String: Any]
+        var p = c2["process"] as! [String: Any]
+        p["args"] = ["sh", "-c", "cat /etc/motd; exit 4"]
+        c2["process"] = p
+        try JSONSerialization.data(withJSONObject: c2).write(to: URL(fileURLWithPath: e.t.sub("b2/config.json")))
+        let (rc3, out3, _) = try sh(["runc", "run", "-b", e.t.sub("b2"), "strata-bundle2-\(getpid())"])
+        #expect(rc3 == 4 && out3 == "changed\n")
+        #expect(try sh([bin, "--root", e.root, "rm", "-f", "bc"]).0 == 0)
+    }
+}
+
 /// cgroup detection and files, against a fake tree (the v2 path cannot run on this machine).
 @Suite struct CgroupTests {
     @Test func detectsHybridAsV1() {

@@ -1,0 +1,48 @@
+import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import StrataCore
+import StrataFormats
+import StrataLauncher
+import StrataStore
+
+struct Bundle: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write an OCI runtime bundle (config.json and rootfs) for an image or a container.",
+        discussion: "`runc run -b DIR ID` runs it.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Image (tag, ID, prefix) or container (name, ID, prefix).") var source: String
+    @Argument(help: "A new directory for the bundle.") var directory: String
+    @Option(name: [.short, .long], help: "Memory limit, e.g. 64m.") var memory: String?
+    @Option(name: .long, help: "CPU quota in CPUs.") var cpus: Double?
+    @Option(name: .long, help: "Maximum number of processes.") var pidsLimit: Int64?
+
+    func run() throws {
+        try strata.run {
+            let store = try global.openStore()
+            if Glibc.mkdir(directory, 0o755) != 0 && errno != EEXIST {
+                throw StrataError(.system, "cannot create \(directory)", cause: POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO))
+            }
+            let rootfs = directory + "/rootfs"
+            let (image, container) = try store.exportRootfs(of: source, to: rootfs)
+            let config = try store.imageConfig(image).config ?? ImageConfig.Config()
+            let process = ProcessSpec(args: (config.Entrypoint ?? []) + (config.Cmd ?? []), env: config.Env ?? [],
+                                      cwd: config.WorkingDir.flatMap { $0.isEmpty ? nil : $0 } ?? "/", user: config.User ?? "")
+            let files = try RootfsFiles(rootfs: rootfs)
+            let user = try files.user(process.user)
+            var env = process.env
+            if !env.contains(where: { $0.hasPrefix("PATH=") }) { env.append("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin") }
+            if !env.contains(where: { $0.hasPrefix("HOME=") }) { env.append("HOME=\(user.home)") }
+            var limits = Limits(cpus: cpus, pids: pidsLimit)
+            if let memory { limits.memory = try ByteSize.parse(memory, what: "--memory") }
+            let doc = RuntimeBundle.config(process: process, user: user, env: env,
+                                           hostname: String((container ?? image.hex).prefix(12)), limits: limits,
+                                           readOnly: false, hostNetwork: false)
+            let data = try JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+            try data.write(to: URL(fileURLWithPath: directory + "/config.json"))
+            print(directory)
+        }
+    }
+}
