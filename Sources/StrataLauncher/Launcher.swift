@@ -123,12 +123,14 @@ public final class Launcher: @unchecked Sendable {
     func writeNetworkFiles() throws -> [(String, String)] {
         let hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t\(spec.hostname)\n"
         var resolv = "nameserver 127.0.0.53\n"
-        if spec.hostNetwork, let host = try? String(contentsOfFile: "/etc/resolv.conf", encoding: .utf8) { resolv = host }
+        if spec.hostNetwork, let f = try? FDHandle.open("/etc/resolv.conf", flags: O_RDONLY),
+           let bytes = try? f.readAll(limit: 1 << 20, label: "/etc/resolv.conf") { resolv = String(decoding: bytes, as: UTF8.self) }
         let files = [("hostname", spec.hostname + "\n"), ("hosts", hosts), ("resolv.conf", resolv)]
         var out: [(String, String)] = []
         for (name, content) in files {
             let path = spec.stateDirectory + "/" + name
-            try Data(content.utf8).write(to: URL(fileURLWithPath: path))
+            let f = try FDHandle.open(path, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
+            try f.writeAll(Array(content.utf8))
             out.append((path, "/etc/" + name))
         }
         return out

@@ -142,7 +142,7 @@ extension Store {
             _ = try d.describe(paths, layers: layers)
             try db.write { db in
                 try db.execute(sql: "INSERT INTO containers (id, name, image_id, driver, created_at) VALUES (?, ?, ?, ?, ?)",
-                               arguments: [id, cname, image.string, d.name, ISO8601DateFormatter().string(from: Date())])
+                               arguments: [id, cname, image.string, d.name, Timestamp.now()])
             }
         } catch {
             try? Directory.open(rootPath + "/containers").removeTree(Array(id.utf8))
@@ -343,7 +343,7 @@ extension Store {
         guard var doc = try JSONSerialization.jsonObject(with: Data(baseConfig)) as? [String: Any] else {
             throw StrataError(.invalidFormat, "config \(c.image) is not a JSON object")
         }
-        let now = ISO8601DateFormatter().string(from: Date())
+        let now = Timestamp.now()
         var rootfs = doc["rootfs"] as? [String: Any] ?? ["type": "layers"]
         rootfs["diff_ids"] = base.rootfs.diff_ids.map(\.description) + [staged.result.diffID.description]
         doc["rootfs"] = rootfs

@@ -158,7 +158,7 @@ extension Store {
                                expectedDiffID: nil, expectedBlobDigest: nil,
                                maxLayerSize: options.maxLayerSize, label: label)
         let chainID = s.chainID
-        let created = ISO8601DateFormatter().string(from: Date())
+        let created = Timestamp.now()
         var history: [String: Any] = ["created": created, "created_by": "strata import \(path == "-" ? "-" : (path as NSString).lastPathComponent)"]
         if let message { history["comment"] = message }
         var doc: [String: Any] = [
@@ -191,7 +191,7 @@ extension Store {
                 if let m = image.manifestBytes, let d = image.manifestDigest { try putBlob(m, digest: d) }
             }
             for i in staged.indices { try moveIntoPlace(&staged[i]) }
-            let now = ISO8601DateFormatter().string(from: Date())
+            let now = Timestamp.now()
             let list = staged
             let losers: [StagedLayer] = try db.write { db in
                 var losers: [StagedLayer] = []
