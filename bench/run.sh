@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `strata run --rm IMAGE true`, median of N, against `runc run` of the same image's bundle and
 # `podman run --runtime runc --rm` of the same image (private store), in one run, alternating.
+# podman gets explicit nofile/nproc ulimits: its defaults are above this machine's hard limits.
 #   bench/run.sh [runs]
 source "$(dirname "$0")/common.sh"
 runs=${1:-20}
@@ -25,7 +26,7 @@ for i in $(seq "$runs"); do
   s=$(ns); $strata --root "$root" run --rm example.com/strata/busybox:gzip true; e=$(ns); echo $(( (e - s) / 1000 )) >> "$work/r.strata"
   s=$(ns); runc run -b "$work/bundle" "bench-$$-$i" >/dev/null; e=$(ns); echo $(( (e - s) / 1000 )) >> "$work/r.runc"
   if [ "$have_podman" = 1 ]; then
-    s=$(ns); $P run --runtime runc --rm --network none example.com/strata/busybox:archive true >/dev/null 2>&1 || have_podman=0; e=$(ns)
+    s=$(ns); $P run --runtime runc --rm --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 example.com/strata/busybox:archive true >/dev/null 2>&1 || have_podman=0; e=$(ns)
     [ "$have_podman" = 1 ] && echo $(( (e - s) / 1000 )) >> "$work/r.podman"
   fi
 done

@@ -126,7 +126,7 @@ public final class LayerDiffWriter {
         if type == S_IFDIR || type == S_IFREG {
             let h: FDHandle
             if let content { h = content } else { h = try dir.openDirectory(name, resolve: [.noSymlinks]).get().handle }
-            for (k, v) in listXattrs(h.fd) where Whiteout.isContentXattr(k) {
+            for (k, v) in Xattrs.list(h.fd) where Whiteout.isContentXattr(k) {
                 v.withUnsafeBytes { archive_entry_xattr_add_entry(e, k, $0.baseAddress, $0.count) }
             }
         }
@@ -143,22 +143,6 @@ public final class LayerDiffWriter {
             guard w == n else { throw fail("cannot write \(path.display)") }
             offset += Int64(n)
         }
-    }
-
-    private func listXattrs(_ fd: Int32) -> [(String, [UInt8])] {
-        var names = [CChar](repeating: 0, count: 4096)
-        let n = strata_flistxattr(fd, &names, names.count)
-        guard n > 0 else { return [] }
-        var out: [(String, [UInt8])] = []
-        var start = 0
-        for i in 0..<n where names[i] == 0 {
-            let key = String(decoding: names[start..<i].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            start = i + 1
-            var value = [UInt8](repeating: 0, count: 65536)
-            let m = strata_fgetxattr(fd, key, &value, value.count)
-            if m >= 0 { out.append((key, Array(value[0..<m]))) }
-        }
-        return out.sorted { $0.0 < $1.0 }
     }
 
     public func close() throws {
