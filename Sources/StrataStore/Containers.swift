@@ -129,10 +129,16 @@ extension Store {
         if try db.read({ db in try Bool.fetchOne(db, sql: "SELECT 1 FROM containers WHERE name = ?", arguments: [cname]) }) == true {
             throw StrataError(.alreadyExists, "a container named \"\(cname)\" exists")
         }
-        var layers = try lowerLayers(image)
+        let layers = try lowerLayers(image)
         _ = try ensureDirectory("containers")
         let paths = containerPaths(id)
         let d = driver
+        return try inflight { try createContainerInPlace(id: id, cname: cname, image: image, layers: layers, paths: paths, driver: d, initLayer: initLayer) }
+    }
+
+    private func createContainerInPlace(id: String, cname: String, image: Digest, layers lowers: [LowerLayer], paths: ContainerPaths,
+                                        driver d: any UnionDriver, initLayer: Bool) throws -> String {
+        var layers = lowers
         do {
             if initLayer {
                 try makeInitLayer(paths, below: layers)
@@ -267,8 +273,10 @@ extension Store {
                 throw StrataError(.system, "cannot unmount \(paths.merged)", cause: Errno.current)
             }
         }
-        try db.write { db in try db.execute(sql: "DELETE FROM containers WHERE id = ?", arguments: [c.id]) }
-        try Directory.open(rootPath + "/containers").removeTree(Array(c.id.utf8))
+        try inflight {
+            try db.write { db in try db.execute(sql: "DELETE FROM containers WHERE id = ?", arguments: [c.id]) }
+            try Directory.open(rootPath + "/containers").removeTree(Array(c.id.utf8))
+        }
     }
 
     public func containers(all: Bool) throws -> [ContainerSummary] {

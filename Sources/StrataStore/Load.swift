@@ -185,6 +185,10 @@ extension Store {
     /// Writes blobs, renames staged layers into place and records everything in one transaction.
     /// Either the images are all there afterwards, or none is and nothing stays on disk.
     func record(_ images: [PreparedImage], staged: inout [StagedLayer]) throws {
+        try inflight { try recordInPlace(images, staged: &staged) }
+    }
+
+    private func recordInPlace(_ images: [PreparedImage], staged: inout [StagedLayer]) throws {
         do {
             for image in images {
                 try putBlob(image.configBytes, digest: image.configDigest)

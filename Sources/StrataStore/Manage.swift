@@ -134,8 +134,10 @@ extension Store {
                 report.deletedImages.append(id)
             }
         }
-        freed = try freeUnreferencedLayers()
-        try removeLayerDirectories(freed, report: &report)
+        try inflight {
+            freed = try freeUnreferencedLayers()
+            try removeLayerDirectories(freed, report: &report)
+        }
         try removeUnreferencedBlobs(report: &report)
         return report
     }
@@ -203,6 +205,8 @@ extension Store {
     /// Removes layer directories whose rows are gone: renamed to `*-removing` first, so a crash
     /// midway leaves a recognisable orphan that the next start sweeps (STYLE.md example 8).
     func removeLayerDirectories(_ layers: [LayerRecord], report: inout RemovalReport) throws {
+        // (The rows are already gone: a kill here leaves directories the next start sweeps;
+        // the `-removing` rename makes them recognisable meanwhile.)
         for l in layers {
             let name = Array(l.cacheID.utf8)
             let removing = Array("\(l.cacheID)-removing".utf8)
@@ -219,8 +223,10 @@ extension Store {
     public func garbageCollect() throws -> RemovalReport {
         var report = RemovalReport()
         var freed: [LayerRecord] = []
-        freed = try freeUnreferencedLayers()
-        try removeLayerDirectories(freed, report: &report)
+        try inflight {
+            freed = try freeUnreferencedLayers()
+            try removeLayerDirectories(freed, report: &report)
+        }
         try removeUnreferencedBlobs(report: &report)
         if try lockExclusiveNow() {
             defer { try? relock() }

@@ -88,7 +88,9 @@ public final class Store: @unchecked Sendable {
         // No other strata process runs on this store when the exclusive lock is free: what
         // is in tmp/ and every layer directory the database does not know were left by a killed
         // run. Otherwise leave them: they may be another process's work in progress.
-        if try lock.flock(LOCK_EX, nonBlocking: true) {
+        // Something to repair only when a run was killed: it leaves staging or an in-flight
+        // marker in tmp/ (see `inflight`). An empty tmp/ costs one directory read, not a scan.
+        if try lock.flock(LOCK_EX, nonBlocking: true), try !tmpDir.entries().isEmpty {
             try sweep()
         }
         try lock.flock(LOCK_SH)
@@ -99,6 +101,16 @@ public final class Store: @unchecked Sendable {
     func lockExclusiveNow() throws -> Bool { try lock.flock(LOCK_EX, nonBlocking: true) }
     /// Back to the shared lock every running command holds.
     func relock() throws { try lock.flock(LOCK_SH) }
+
+    /// Runs `body` with a marker in tmp/: if the process dies inside, the next start sees it
+    /// and sweeps orphaned layer and container directories (between a rename and a database
+    /// commit, or a database delete and a directory removal).
+    func inflight<T>(_ body: () throws -> T) throws -> T {
+        let name = Array("inflight-\(Store.randomID().prefix(16))".utf8)
+        _ = try tmpDir.openFile(name, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
+        defer { _ = tmpDir.unlink(name) }
+        return try body()
+    }
 
     /// Removes what a killed run left: staging in tmp/ and layer directories without a row.
     func sweep() throws {

@@ -163,8 +163,10 @@ struct MountTests {
             try store.unmountContainer("f")
             #expect(!MountTable.isMountPoint(path))
             #expect(try store.mountContainer(id) == path)
-            // A killed run: a mounted container directory without a row.
+            // A run killed inside `create`: a mounted container directory without a row, and the
+            // in-flight marker it leaves in tmp/.
             try FileManager.default.createDirectory(atPath: orphan + "/merged", withIntermediateDirectories: true)
+            FileManager.default.createFile(atPath: root + "/tmp/inflight-killed", contents: nil)
             #expect(strata_mount_bind_for_tests(path, orphan + "/merged") == 0)
             try store.removeContainer("f", force: true)
             #expect(!MountTable.isMountPoint(path))
