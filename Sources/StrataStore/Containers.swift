@@ -260,7 +260,8 @@ extension Store {
     public func removeContainer(_ ref: String, force: Bool) throws {
         let c = try container(ref)
         let paths = containerPaths(c.id)
-        let mounted = c.mountCount > 0 || MountTable.isMountPoint(paths.merged)
+        let isMounted = MountTable.isMountPoint(paths.merged)
+        let mounted = c.mountCount > 0 || isMounted
         if let pid = c.pid, kill(pid_t(pid), 0) == 0, !force {
             throw StrataError(.inUse, "container \(c.name) is running (pid \(pid)); stop it or use rm -f")
         }
@@ -268,7 +269,7 @@ extension Store {
             throw StrataError(.inUse, "container \(c.name) is mounted; `strata umount \(c.name)` first, or rm -f")
         }
         if let pid = c.pid, force { kill(pid_t(pid), SIGKILL) }
-        if MountTable.isMountPoint(paths.merged) {
+        if isMounted {
             if strata_umount(paths.merged, strata_mnt_detach()) != 0 {
                 throw StrataError(.system, "cannot unmount \(paths.merged)", cause: Errno.current)
             }

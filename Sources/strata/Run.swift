@@ -117,15 +117,18 @@ struct Run: ParsableCommand {
                                   initProcess: `init`)
             let launcher = Launcher(spec: spec)
             launcher.onPid = { pid in try? store.setPid(id, pid) }
+            // Teardown: with --rm the mount is detached and the container removed in one go;
+            // otherwise it is unmounted and kept.
+            let teardown = {
+                if rm { try store.removeContainer(id, force: true) } else { try store.unmountContainer(id, force: true) }
+            }
             do {
                 code = try launcher.run()
             } catch {
-                try? store.unmountContainer(id, force: true)
-                if rm { try? store.removeContainer(id, force: true) }
+                try? teardown()
                 throw error
             }
-            try? store.unmountContainer(id, force: true)
-            if rm { try store.removeContainer(id, force: true) }
+            try teardown()
         } catch let e as LaunchFailure {
             printErr("strata: \(e.message)")
             throw ExitCode(e.exitCode)
