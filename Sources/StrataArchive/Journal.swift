@@ -99,7 +99,6 @@ public final class JournalWriter {
     private let archive: OpaquePointer
     private var buffer: [UInt8] = []
     private var closed = false
-    public private(set) var recordCount = 0
 
     /// Writes to `handle` (a new, empty file).
     public init(handle: FDHandle) throws {
@@ -137,7 +136,6 @@ public final class JournalWriter {
             appendVarint(UInt64(path.count))
             buffer.append(contentsOf: path)
         }
-        recordCount += 1
         if buffer.count >= 1 << 16 { try flush() }
     }
 

@@ -134,7 +134,7 @@ public enum ChangeScanner {
         return out
     }
 
-    private static func same(_ a: stat, _ b: stat, _ dirA: Directory, _ dirB: Directory?, _ name: PathBytes) -> Bool {
+    private static func same(_ a: stat, _ b: stat) -> Bool {
         guard a.st_mode == b.st_mode, a.st_uid == b.st_uid, a.st_gid == b.st_gid else { return false }
         if a.isDirectory { return true }
         guard a.st_size == b.st_size, a.st_rdev == b.st_rdev,
@@ -161,7 +161,7 @@ public enum ChangeScanner {
                 if let old, old.isDirectory {
                     let index = out.count
                     let inner = try walkCopy(sub, comps, lower, &out)
-                    let mine = !same(st, old, dir, nil, name) || st.st_mtim.tv_sec != old.st_mtim.tv_sec || st.st_mtim.tv_nsec != old.st_mtim.tv_nsec
+                    let mine = !same(st, old) || st.st_mtim.tv_sec != old.st_mtim.tv_sec || st.st_mtim.tv_nsec != old.st_mtim.tv_nsec
                     if inner || mine {
                         out.insert(ChangedPath(path: path, kind: .changed, source: .entry(directory: dir, name: name, stat: st, opaque: false)), at: index)
                         changed = true
@@ -175,7 +175,7 @@ public enum ChangeScanner {
                 }
                 continue
             }
-            if let old, same(st, old, dir, nil, name), !(st.isSymlink && (try? dir.readlink(name)) != (try? linkTarget(lower, comps))) {
+            if let old, same(st, old), !(st.isSymlink && (try? dir.readlink(name)) != (try? linkTarget(lower, comps))) {
                 continue
             }
             out.append(ChangedPath(path: path, kind: old == nil ? .added : .changed,

@@ -265,14 +265,19 @@ public final class Launcher: @unchecked Sendable {
             for s in forwarded { signal(s, SIG_DFL) }
         }
         var restore: termios?
+        var output: DispatchSemaphore?
         if master >= 0 {
             restore = Terminal.makeRaw(0)
-            Terminal.relay(master: master, interactive: spec.interactive)
+            output = Terminal.relay(master: master, interactive: spec.interactive)
         }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         if var t = restore { tcsetattr(0, TCSANOW, &t) }
-        if master >= 0 { Terminal.drain(master: master); close(master) }
+        if master >= 0 {
+            // The last output: the relay ends when the pty reports the other side closed.
+            _ = output?.wait(timeout: .now() + 2)
+            close(master)
+        }
         let signaled = (status & 0x7f) != 0
         return signaled ? 128 + (status & 0x7f) : (status >> 8) & 0xff
     }
@@ -290,8 +295,10 @@ enum Terminal {
         return saved
     }
 
-    /// Copies stdin → master (when interactive) and master → stdout on two threads.
-    static func relay(master: Int32, interactive: Bool) {
+    /// Copies stdin → master (when interactive) and master → stdout on two threads; the
+    /// semaphore is signalled when the output side is done.
+    static func relay(master: Int32, interactive: Bool) -> DispatchSemaphore {
+        let done = DispatchSemaphore(value: 0)
         if interactive {
             Thread.detachNewThread {
                 var buf = [UInt8](repeating: 0, count: 4096)
@@ -309,8 +316,8 @@ enum Terminal {
                 if n <= 0 { break }
                 _ = buf.withUnsafeBytes { write(1, $0.baseAddress, n) }
             }
+            done.signal()
         }
+        return done
     }
-
-    static func drain(master: Int32) { usleep(20_000) }
 }

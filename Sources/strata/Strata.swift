@@ -271,7 +271,7 @@ struct Images: ParsableCommand {
                     rows.append(["<none>", "<none>", id, created, Format.bytes(i.size)])
                 }
                 for t in i.tags {
-                    let cut = t.lastIndex(of: ":")!
+                    guard let cut = t.lastIndex(of: ":") else { rows.append([t, "", id, created, Format.bytes(i.size)]); continue }
                     rows.append([String(t[..<cut]), String(t[t.index(after: cut)...]), id, created, Format.bytes(i.size)])
                 }
             }
