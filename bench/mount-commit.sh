@@ -45,8 +45,11 @@ for i in 1 2 3; do
   mkdir -p "$m/data"
   for d in $(seq 0 99); do mkdir -p "$m/data/$d"; for f in $(seq 0 99); do echo "file $d $f" > "$m/data/$d/$f"; done; done
   upper=$root/containers/$id/upper
+  # strata syncs the new layer before recording it (syncfs): start every tool with nothing
+  # else dirty, so that no one pays for another's writes.
+  sync
   measure $strata --root "$root" -q commit "$id" "bench/commit:$i" | awk '{print $1, $2}' >> "$work/c.strata"
-  rm -rf "$work/floor-out"; mkdir -p "$work/floor-out"
+  rm -rf "$work/floor-out"; mkdir -p "$work/floor-out"; sync
   measure bash -c "tar -C '$upper' -cf - . | tee >(sha256sum >/dev/null) | tar -x -C '$work/floor-out'" >> "$work/c.floor"
   $strata --root "$root" rm -f "$id" >/dev/null
   if command -v buildah >/dev/null; then
@@ -57,6 +60,7 @@ for i in 1 2 3; do
       bm=$($b mount "$c")
       mkdir -p "$bm/data"
       for d in $(seq 0 99); do mkdir -p "$bm/data/$d"; for f in $(seq 0 99); do echo "file $d $f" > "$bm/data/$d/$f"; done; done
+      sync
       measure $b commit -q "$c" "bench/commit:$i" >> "$work/c.buildah" || true
       $b rm "$c" >/dev/null 2>&1 || true
     fi
