@@ -60,6 +60,17 @@ public final class JournalRecorder {
         }
     }
 
+    /// A new entry's header starts at `headerOffset`: everything buffered before it is settled
+    /// (raw), so it can be written out now instead of waiting for the next payload. Without this,
+    /// a layer of many empty files would buffer all of its headers.
+    public func entryStarted(at headerOffset: Int64) throws {
+        guard inexactReason == nil, pending.count >= 1 << 16, headerOffset > pendingBase else { return }
+        let n = Int(min(headerOffset - pendingBase, Int64(pending.count)))
+        try sink(.raw(Array(pending[0..<n])))
+        pending.removeFirst(n)
+        pendingBase += Int64(n)
+    }
+
     /// The span [dataOffset, dataOffset+size) is the payload of the file now at `path`.
     public func payload(at dataOffset: Int64, size: Int64, path: PathBytes) throws {
         guard inexactReason == nil, size > 0 else { return }

@@ -62,6 +62,7 @@ public final class LayerUnpacker {
     public func apply(_ reader: TarReader) throws {
         while let entry = try reader.next() {
             stats.entries += 1
+            try recorder?.entryStarted(at: entry.headerOffset)
             try apply(entry, reader: reader)
         }
         try applyDeferredTimes()
