@@ -262,13 +262,14 @@ extension Store {
         let paths = containerPaths(c.id)
         let isMounted = MountTable.isMountPoint(paths.merged)
         let mounted = c.mountCount > 0 || isMounted
-        if let pid = c.pid, kill(pid_t(pid), 0) == 0, !force {
-            throw StrataError(.inUse, "container \(c.name) is running (pid \(pid)); stop it or use rm -f")
+        let running = c.pid.map { Store.isContainerProcess(pid_t($0), id: c.id) } ?? false
+        if running, !force {
+            throw StrataError(.inUse, "container \(c.name) is running (pid \(c.pid ?? 0)); stop it or use rm -f")
         }
         if mounted && !force {
             throw StrataError(.inUse, "container \(c.name) is mounted; `strata umount \(c.name)` first, or rm -f")
         }
-        if let pid = c.pid, force { kill(pid_t(pid), SIGKILL) }
+        if running, let pid = c.pid { kill(pid_t(pid), SIGKILL) }
         if isMounted {
             if strata_umount(paths.merged, strata_mnt_detach()) != 0 {
                 throw StrataError(.system, "cannot unmount \(paths.merged)", cause: Errno.current)
@@ -286,7 +287,7 @@ extension Store {
         for r in rows {
             let id: String = r["id"], image: String = r["image_id"]
             let pid: Int? = r["pid"]
-            let running = pid.map { kill(pid_t($0), 0) == 0 } ?? false
+            let running = pid.map { Store.isContainerProcess(pid_t($0), id: id) } ?? false
             let mounted = MountTable.isMountPoint(containerPaths(id).merged) || (r["driver"] as String) == "vfs" && (r["mount_count"] as Int) > 0
             let state = running ? "running" : mounted ? "mounted" : "created"
             if !all && !running && !mounted { continue }
@@ -450,5 +451,16 @@ extension Store {
             try OverlayFormApplier().apply(layer: try Directory.open(l.path), onto: target)
         }
         return (image, nil)
+    }
+}
+
+extension Store {
+    /// Whether `pid` is still this container's process: a recorded pid can outlive a killed
+    /// strata and be reused by an unrelated process, which must never be signalled. The
+    /// container's processes are in its cgroup `strata/ID`.
+    static func isContainerProcess(_ pid: pid_t, id: String) -> Bool {
+        guard pid > 0, let f = try? FDHandle.open("/proc/\(pid)/cgroup", flags: O_RDONLY),
+              let bytes = try? f.readAll(limit: 1 << 20, label: "cgroup") else { return false }
+        return String(decoding: bytes, as: UTF8.self).contains("/strata/" + id)
     }
 }
