@@ -51,6 +51,19 @@ public struct LaunchSpec: Sendable {
     }
 }
 
+/// The environment a container process gets: the image's and the flags', plus a default `PATH`
+/// and the user's `HOME` where they are missing, as Docker does.
+public enum ProcessEnvironment {
+    public static let defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+    public static func completed(_ env: [String], user: RootfsFiles.User) -> [String] {
+        var out = env
+        if !out.contains(where: { $0.hasPrefix("PATH=") }) { out.append(defaultPath) }
+        if !out.contains(where: { $0.hasPrefix("HOME=") }) { out.append("HOME=\(user.home)") }
+        return out
+    }
+}
+
 /// Docker's default capability set (moby oci/caps/defaults.go).
 public enum DefaultCapabilities {
     public static let names: [(String, Int)] = [
@@ -88,11 +101,7 @@ public final class Launcher: @unchecked Sendable {
     func prepare() throws -> (path: String, user: RootfsFiles.User, env: [String]) {
         let files = try RootfsFiles(rootfs: spec.rootfs)
         let user = try files.user(spec.process.user)
-        var env = spec.process.env
-        if !env.contains(where: { $0.hasPrefix("PATH=") }) {
-            env.append("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-        }
-        if !env.contains(where: { $0.hasPrefix("HOME=") }) { env.append("HOME=\(user.home)") }
+        var env = ProcessEnvironment.completed(spec.process.env, user: user)
         if spec.tty && !env.contains(where: { $0.hasPrefix("TERM=") }) { env.append("TERM=xterm") }
         if !env.contains(where: { $0.hasPrefix("HOSTNAME=") }) { env.append("HOSTNAME=\(spec.hostname)") }
         guard let argv0 = spec.process.args.first else {

@@ -32,9 +32,7 @@ struct Bundle: ParsableCommand {
                                       cwd: config.WorkingDir.flatMap { $0.isEmpty ? nil : $0 } ?? "/", user: config.User ?? "")
             let files = try RootfsFiles(rootfs: rootfs)
             let user = try files.user(process.user)
-            var env = process.env
-            if !env.contains(where: { $0.hasPrefix("PATH=") }) { env.append("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin") }
-            if !env.contains(where: { $0.hasPrefix("HOME=") }) { env.append("HOME=\(user.home)") }
+            let env = ProcessEnvironment.completed(process.env, user: user)
             var limits = Limits(cpus: cpus, pids: pidsLimit)
             if let memory { limits.memory = try ByteSize.parse(memory, what: "--memory") }
             let doc = RuntimeBundle.config(process: process, user: user, env: env,
