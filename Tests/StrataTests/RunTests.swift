@@ -134,7 +134,9 @@ struct RunTests {
         usleep(2_000_000)
         let used = read() - u0
         #expect(reap(pid) == 0)
-        #expect(used > 0.6 && used < 1.4, "used \(used)s of CPU in 2s with --cpus 0.5")
+        // The quota caps it at 1.0 CPU-second in 2 s (plus scheduling slack); other test suites
+        // running on the same 2 cores may leave it less, never more.
+        #expect(used > 0.25 && used < 1.2, "used \(used)s of CPU in 2s with --cpus 0.5")
         try e.expectClean()
     }
 
