@@ -249,9 +249,6 @@ public final class Launcher: @unchecked Sendable {
             }
             throw LaunchFailure(exitCode: 125, message: "container setup failed at step \(report[0]): \(e)")
         }
-        onPid(pid)
-        defer { onPid(nil) }
-
         // Forward signals to the container; relay the terminal.
         let forwarded = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH]
         var sources: [DispatchSourceSignal] = []
@@ -273,6 +270,9 @@ public final class Launcher: @unchecked Sendable {
             sources.forEach { $0.cancel() }
             for s in forwarded { signal(s, SIG_DFL) }
         }
+        // Announced once signals are forwarded: whoever sees the pid can signal strata.
+        onPid(pid)
+        defer { onPid(nil) }
         var restore: termios?
         var output: DispatchSemaphore?
         if master >= 0 {

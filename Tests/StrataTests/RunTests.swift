@@ -40,6 +40,16 @@ struct RunTests {
             let (_, ps, _) = try sh([RunTests.binary, "--root", root, "ps", "-a", "--json"])
             #expect(ps.trimmingCharacters(in: .whitespacesAndNewlines) == "[\n\n]" || ps.contains("[]") || !ps.contains("\"id\""), "containers left: \(ps)")
         }
+        /// The pid of the running container, once `strata ps` shows one (0 after 10 s).
+        func waitUntilRunning() throws -> Int32 {
+            for _ in 0..<100 {
+                let (_, json, _) = try sh([RunTests.binary, "--root", root, "ps", "--json"])
+                if let list = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]],
+                   let p = list.first?["pid"] as? Int { return Int32(p) }
+                usleep(100_000)
+            }
+            return 0
+        }
         deinit { t.remove() }
     }
 
@@ -77,13 +87,7 @@ struct RunTests {
         #expect(try e.run([RunTests.image, "sh", "-c", "exit 3"]).0 == 3)
         // Killed by a signal: 128+N. (pid 1 cannot be killed from inside its own namespace.)
         let pid = try spawn([RunTests.binary, "--root", e.root, "run", "--rm", "--name", "victim", RunTests.image, "sleep", "30"])
-        var target: Int32 = 0
-        for _ in 0..<50 where target == 0 {
-            usleep(100_000)
-            let (_, json, _) = try sh([RunTests.binary, "--root", e.root, "ps", "--json"])
-            if let list = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]],
-               let p = list.first?["pid"] as? Int { target = Int32(p) }
-        }
+        let target = try e.waitUntilRunning()
         #expect(target > 0)
         kill(target, SIGKILL)
         #expect(reap(pid) == 137)
@@ -124,7 +128,7 @@ struct RunTests {
         let e = try Env()
         let pid = try spawn([RunTests.binary, "--root", e.root, "run", "--rm", "--name", "busy", "--cpus", "0.5", RunTests.image,
                              "sh", "-c", "yes > /dev/null & sleep 3; kill $!"])
-        usleep(500_000)
+        #expect(try e.waitUntilRunning() > 0)
         let dir = try FileManager.default.contentsOfDirectory(atPath: cpu + "/strata").first { $0.count == 64 }.map { cpu + "/strata/" + $0 }
         let read = { () -> Double in
             guard let dir, let s = try? String(contentsOfFile: dir + "/cpuacct.usage", encoding: .utf8) else { return 0 }
@@ -145,11 +149,12 @@ struct RunTests {
         let t = TempDir(); defer { t.remove() }
         let pid = try spawn([RunTests.binary, "--root", e.root, "run", "--rm", RunTests.image, "sh", "-c",
                              "trap 'exit 7' TERM; sleep 30 & wait"])
-        usleep(800_000)
+        #expect(try e.waitUntilRunning() > 0)
+        usleep(200_000)  // the shell installs its trap
         kill(pid, SIGTERM)
         #expect(reap(pid) == 7)
         let pid2 = try spawn([RunTests.binary, "--root", e.root, "run", "--rm", "--init", RunTests.image, "sleep", "30"])
-        usleep(800_000)
+        #expect(try e.waitUntilRunning() > 0)
         kill(pid2, SIGINT)
         #expect(reap(pid2) == 130)
         try e.expectClean()
