@@ -22,7 +22,7 @@ let package = Package(
             providers: [.apt(["libarchive-dev"])]
         ),
         // The few calls Swift cannot make directly: openat2, syncfs, per-thread locale.
-        .target(name: "CStrata"),
+        .target(name: "CStrata", linkerSettings: [.linkedLibrary("sqlite3")]),
         // The child side of the launcher: clone → namespaces → pivot_root → exec, in C.
         .target(name: "CLauncher"),
         // Errors, digests, identities. No I/O.

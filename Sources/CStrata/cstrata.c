@@ -2,6 +2,7 @@
 #include "cstrata.h"
 
 #include <errno.h>
+#include <sqlite3.h>
 #include <fcntl.h>
 #include <locale.h>
 #include <string.h>
@@ -75,4 +76,12 @@ int strata_ofd_lock(int fd, int64_t offset, int type, int wait) {
 
 ssize_t strata_copy_file_range(int from, int to, size_t len) {
     return copy_file_range(from, NULL, to, NULL, len, 0);
+}
+
+int strata_sqlite_keep_wal(void *db) {
+    sqlite3 *conn = (sqlite3 *)db;
+    int one = 1;
+    int r = sqlite3_file_control(conn, "main", SQLITE_FCNTL_PERSIST_WAL, &one);
+    if (r != SQLITE_OK) return r;
+    return sqlite3_db_config(conn, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)0);
 }

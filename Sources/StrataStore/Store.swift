@@ -68,7 +68,11 @@ public final class Store: @unchecked Sendable {
         config.label = "strata"
         // WAL with synchronous=NORMAL: a commit survives the process dying (the crash model),
         // without an fsync per transaction; layers are synced by syncfs before they are recorded.
-        config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            // The WAL stays between commands (checkpoints happen as it grows, during writes).
+            if let conn = db.sqliteConnection { _ = strata_sqlite_keep_wal(UnsafeMutableRawPointer(conn)) }
+        }
         do {
             db = try DatabasePool(path: rootPath + "/strata.db", configuration: config)
             // Two processes opening a new store would both apply the migrations (the migrator

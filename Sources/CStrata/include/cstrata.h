@@ -57,6 +57,11 @@ int strata_mnt_detach(void);
 /// copy_file_range(2) between the current offsets of two fds.
 ssize_t strata_copy_file_range(int from, int to, size_t len);
 
+/// Keeps an SQLite connection from checkpointing and deleting the WAL when it closes: a short
+/// command (most of strata's) then opens and closes the store without an fsync.
+/// `db` is the connection's sqlite3 pointer. Returns 0 on success.
+int strata_sqlite_keep_wal(void *db);
+
 /// O_TMPFILE: an unnamed file in a directory, gone when closed (spools leave nothing behind).
 #define STRATA_O_TMPFILE (020000000 | 0200000)
 
