@@ -11,8 +11,9 @@ import Glibc
 /// A temporary directory removed when the value goes away (`defer { tmp.remove() }`).
 struct TempDir {
     let path: String
-    init(_ prefix: String = "strata-test") {
-        var template = Array("/tmp/\(prefix).XXXXXX".utf8CString)
+    init(_ prefix: String = "strata-test", inMemory: Bool = false) {
+        let base = inMemory && access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp"
+        var template = Array("\(base)/\(prefix).XXXXXX".utf8CString)
         let p = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         path = String(cString: p!)
     }
