@@ -331,9 +331,7 @@ extension Store {
         let list = try changes(of: c.id)
 
         // The layer tar, into an unnamed spool file, then through ingest like any other layer.
-        let fd = Glibc.openat(tmpDir.fd, ".", STRATA_O_TMPFILE | O_RDWR | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw StrataError(.system, "cannot create a spool file in \(rootPath)/tmp", cause: Errno.current) }
-        let spool = FDHandle(owning: fd)
+        let spool = try spoolFile()
         let out = BufferedOutput(spool)
         var size: Int64 = 0
         let writer = try LayerDiffWriter { chunk in size += Int64(chunk.count); try out.write(chunk) }

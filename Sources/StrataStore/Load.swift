@@ -315,9 +315,7 @@ extension Store {
 
     /// Copies a stream into an O_TMPFILE file in tmp/: it has no name, so a killed run leaves nothing.
     func spool(_ source: any ChunkSource, label: String) throws -> InputFile {
-        let fd = Glibc.openat(tmpDir.fd, ".", STRATA_O_TMPFILE | O_RDWR | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw StrataError(.system, "cannot create a spool file in \(rootPath)/tmp", cause: Errno.current) }
-        let h = FDHandle(owning: fd)
+        let h = try spoolFile()
         var size: Int64 = 0
         while true {
             let c = try source.nextChunk()

@@ -111,9 +111,7 @@ extension Store {
             if let got, got != layer.diffID { throw mismatch(got) }
             return .init(digest: layer.diffID.digest, size: layer.tarSize, mediaType: compression.layerMediaType)
         }
-        let fd = Glibc.openat(tmpDir.fd, ".", STRATA_O_TMPFILE | O_RDWR | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw StrataError(.system, "cannot create a spool file in \(rootPath)/tmp", cause: Errno.current) }
-        let spool = FDHandle(owning: fd)
+        let spool = try spoolFile()
         var hasher = Digester()
         var size: Int64 = 0
         let writer = try CompressingWriter(compression) { c in

@@ -106,6 +106,14 @@ public final class Store: @unchecked Sendable {
     /// Back to the shared lock every running command holds.
     func relock() throws { try lock.flock(LOCK_SH) }
 
+    /// An unnamed file in tmp/ (O_TMPFILE): whatever is written there vanishes with the process,
+    /// so a killed run leaves nothing behind.
+    func spoolFile() throws -> FDHandle {
+        let fd = Glibc.openat(tmpDir.fd, ".", STRATA_O_TMPFILE | O_RDWR | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw StrataError(.system, "cannot create a spool file in \(rootPath)/tmp", cause: Errno.current) }
+        return FDHandle(owning: fd)
+    }
+
     /// Runs `body` with a marker in tmp/: if the process dies inside, the next start sees it
     /// and sweeps orphaned layer and container directories (between a rename and a database
     /// commit, or a database delete and a directory removal).
