@@ -56,9 +56,8 @@ public enum CgroupLayout: Equatable, Sendable {
 
     /// This machine's layout.
     public static func current() -> CgroupLayout? {
-        guard let f = try? FDHandle.open("/proc/self/mountinfo", flags: O_RDONLY),
-              let bytes = try? f.readAll(limit: 64 << 20, label: "mountinfo") else { return nil }
-        return detect(mountinfo: String(decoding: bytes, as: UTF8.self)) { root in
+        guard let mountinfo = MountTable.text() else { return nil }
+        return detect(mountinfo: mountinfo) { root in
             let text = (try? FDHandle.open(root + "/cgroup.controllers", flags: O_RDONLY))
                 .flatMap { try? $0.readAll(limit: 1 << 16, label: "cgroup.controllers") }
                 .map { String(decoding: $0, as: UTF8.self) } ?? ""

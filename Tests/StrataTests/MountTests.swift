@@ -7,6 +7,7 @@ import Testing
 @testable import StrataCore
 @testable import StrataDrivers
 @testable import StrataStore
+@testable import StrataSystem
 
 let overlayWorks: Bool = {
     let t = TempDir("strata-probe"); defer { t.remove() }

@@ -6,6 +6,7 @@ import Testing
 @testable import StrataCore
 @testable import StrataLauncher
 @testable import StrataStore
+@testable import StrataSystem
 
 let cgroupLayout = CgroupLayout.current()
 
