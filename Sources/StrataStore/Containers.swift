@@ -177,7 +177,11 @@ extension Store {
         }
         for name in ["hostname", "hosts", "resolv.conf"] {
             let n = Array(name.utf8)
-            if let st = try view.lookup([Array("etc".utf8), n]), (st.st_mode & S_IFMT) != S_IFREG { continue }
+            // A file here hides whatever the image has at that name, a symlink included (images
+            // often link /etc/resolv.conf to a file that only exists on a running host): the
+            // bind mount then lands on this file, never follows the image's link. A directory
+            // is left alone; the mount onto it then fails with a clear error.
+            if let st = try view.lookup([Array("etc".utf8), n]), (st.st_mode & S_IFMT) == S_IFDIR { continue }
             _ = try etc.openFile(n, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
         }
         if let st = try view.lookup([Array("etc".utf8)]) {

@@ -192,6 +192,28 @@ struct RunTests {
         try e.expectClean()
     }
 
+    /// Images that link /etc/resolv.conf or /etc/hosts elsewhere (to files only a running host
+    /// has) still run: the container's own files hide the links.
+    @Test func symlinkedNetworkFiles() throws {
+        let e = try Env()
+        var b = TarBuilder()
+        b.symlink("etc/resolv.conf", to: "../run/systemd/resolve/stub-resolv.conf")
+        b.symlink("etc/hosts", to: "/nonexistent/hosts")
+        let ed = try OCIEditor(copying: fixtures + "/oci-none", to: e.t.sub("linked"))
+        try ed.setLayer(2, b.archive)
+        var c = try ed.config
+        var rootfs = c["rootfs"] as! [String: Any]
+        var ids = rootfs["diff_ids"] as! [String]
+        ids[2] = Digest.of(b.archive).string
+        rootfs["diff_ids"] = ids
+        c["rootfs"] = rootfs
+        try ed.setConfig(c)
+        #expect(try sh([RunTests.binary, "--root", e.root, "-q", "load", "--tag", "linked", ed.path]).0 == 0)
+        let (rc, out, err) = try e.run(["--hostname", "lk", "linked", "sh", "-c", "cat /etc/resolv.conf /etc/hosts"])
+        #expect(rc == 0, "\(err)")
+        #expect(out.contains("nameserver") && out.contains("lk"))
+    }
+
     /// -i -t: an interactive shell on a pseudo-terminal (driven through a pty: CI has no terminal).
     @Test func interactiveTerminal() throws {
         let e = try Env()
