@@ -36,12 +36,18 @@ struct l_open_how { uint64_t flags, mode, resolve; };
 #define L_RESOLVE_NO_MAGICLINKS 0x02
 #define L_RESOLVE_IN_ROOT 0x10
 
-/* Stages reported to the parent, for its message. */
-enum {
-    ST_SYNC = 1, ST_CGROUPNS, ST_PRIVATE, ST_HOSTNAME, ST_BINDROOT, ST_MOUNTS, ST_PROC, ST_DEV, ST_SYS,
-    ST_FILES, ST_PIVOT, ST_MASK, ST_READONLY, ST_LO, ST_CAPS, ST_GROUPS, ST_UID, ST_NNP, ST_CWD, ST_TTY,
-    ST_SIGNALS, ST_EXEC, ST_INIT
-};
+const char *strata_launch_step_name(int step) {
+    static const char *const names[] = {
+        "?", "waiting for the parent", "a cgroup namespace", "making mounts private", "setting the hostname",
+        "binding the rootfs", "a volume or tmpfs mount", "mounting /proc", "setting up /dev", "mounting /sys",
+        "mounting /etc/hostname, /etc/hosts or /etc/resolv.conf", "pivot_root", "masking /proc and /sys paths",
+        "making the rootfs read-only", "bringing up lo", "setting capabilities", "setting supplementary groups",
+        "setting uid and gid", "setting no_new_privs", "changing to the working directory", "setting up the terminal",
+        "resetting signals", "exec", "starting the init process",
+    };
+    if (step < 0 || step >= (int)(sizeof names / sizeof names[0])) return "?";
+    return names[step];
+}
 
 static void fail(int err_fd, int stage) {
     int msg[2] = { stage, errno };

@@ -244,10 +244,11 @@ public final class Launcher: @unchecked Sendable {
             var st: Int32 = 0
             waitpid(pid, &st, 0)
             let e = Errno(report[1])
-            if report[0] == 22 /* ST_EXEC in launch.c */ {
+            if report[0] == Int32(ST_EXEC) {
                 throw LaunchFailure(exitCode: e.rawValue == ENOENT ? 127 : 126, message: "cannot run \(program): \(e)")
             }
-            throw LaunchFailure(exitCode: 125, message: "container setup failed at step \(report[0]): \(e)")
+            let step = String(cString: strata_launch_step_name(report[0]))
+            throw LaunchFailure(exitCode: 125, message: "container setup failed while \(step): \(e)")
         }
         // Forward signals to the container; relay the terminal.
         let forwarded = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH]

@@ -86,6 +86,9 @@ struct Run: ParsableCommand {
             guard ["none", "host"].contains(network) else {
                 throw StrataError(.invalidArgument, "invalid --network \"\(network)\": none or host (bridge networking is not there yet)")
             }
+            if let hostname, hostname.isEmpty || hostname.utf8.count > 64 || hostname.contains("/") {
+                throw StrataError(.invalidArgument, "invalid --hostname \"\(hostname.prefix(80))\": 1 to 64 characters, no /")
+            }
             let limits = try limits()
             let vols = try volumes()
             let store = try global.openStore()

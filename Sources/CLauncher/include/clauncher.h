@@ -41,6 +41,16 @@ struct strata_launch {
     int nreadonly;
 };
 
+/// The steps a child reports a failure at (with errno) before exec.
+enum {
+    ST_SYNC = 1, ST_CGROUPNS, ST_PRIVATE, ST_HOSTNAME, ST_BINDROOT, ST_MOUNTS, ST_PROC, ST_DEV, ST_SYS,
+    ST_FILES, ST_PIVOT, ST_MASK, ST_READONLY, ST_LO, ST_CAPS, ST_GROUPS, ST_UID, ST_NNP, ST_CWD, ST_TTY,
+    ST_SIGNALS, ST_EXEC, ST_INIT
+};
+
+/// What a step number means, for messages.
+const char *strata_launch_step_name(int step);
+
 /// Clones a child into new pid, mount, uts, ipc, cgroup (and net) namespaces. The child waits
 /// on `go_fd` (the parent joins it to its cgroups first), then sets up the rootfs, pivots, drops
 /// privileges and execs. It reports a failure before exec as "stage errno" on `err_fd`
