@@ -94,7 +94,6 @@ extension Store {
     /// `force`. Layers no remaining image uses are freed at once.
     public func removeImages(_ refs: [String], force: Bool) throws -> RemovalReport {
         var report = RemovalReport()
-        var freed: [LayerRecord] = []
         // Resolve first: the database is not re-entered from inside the write transaction.
         let targets: [(id: String, tag: String?)] = try refs.map { ref in
             let normalized = try? Reference.normalize(ref)
@@ -134,12 +133,17 @@ extension Store {
                 report.deletedImages.append(id)
             }
         }
+        try freeUnused(into: &report)
+        return report
+    }
+
+    /// Frees, at once, layers no image uses and blobs no image names (blobs only while no other
+    /// strata runs): what `rmi` leaves behind and the first half of `gc`.
+    func freeUnused(into report: inout RemovalReport) throws {
         try inflight {
-            freed = try freeUnreferencedLayers()
-            try removeLayerDirectories(freed, report: &report)
+            try removeLayerDirectories(try freeUnreferencedLayers(), report: &report)
         }
         try removeUnreferencedBlobs(report: &report)
-        return report
     }
 
     /// Removes blobs (configs, manifests) no image names any more. Only while no other strata
@@ -222,12 +226,7 @@ extension Store {
     /// directories and staging the database does not know (when no other strata runs).
     public func garbageCollect() throws -> RemovalReport {
         var report = RemovalReport()
-        var freed: [LayerRecord] = []
-        try inflight {
-            freed = try freeUnreferencedLayers()
-            try removeLayerDirectories(freed, report: &report)
-        }
-        try removeUnreferencedBlobs(report: &report)
+        try freeUnused(into: &report)
         if try lockExclusiveNow() {
             defer { try? relock() }
             try sweep()
