@@ -296,15 +296,24 @@ extension Store {
             let state = running ? "running" : mounted ? "mounted" : "created"
             if !all && !running && !mounted { continue }
             let tags = try db.read { db in try String.fetchAll(db, sql: "SELECT name FROM tags WHERE image_id = ? ORDER BY name", arguments: [image]) }
-            let size = (try? changes(of: id).reduce(Int64(0)) { total, c in
-                if case .entry(_, _, let st, _) = c.source, st.isRegular { return total + Int64(st.st_size) }
-                return total
-            }) ?? 0
+            let size = (try? sizeOfChanges(id)) ?? 0
             out.append(ContainerSummary(id: id, name: r["name"], image: image, imageTags: tags, driver: r["driver"], state: state,
                                         mountCount: r["mount_count"], pid: running ? pid : nil, created: r["created_at"],
                                         sizeOfChanges: size))
         }
         return out
+    }
+
+    /// Bytes of regular files a container changed: its upper dir as it is (overlay; no
+    /// comparison with the layers needed), or the changed files of a vfs copy.
+    func sizeOfChanges(_ id: String) throws -> Int64 {
+        if let upper = driver.upperDirectory(containerPaths(id)) {
+            return try Directory.open(upper).regularFileBytes()
+        }
+        return try changes(of: id).reduce(Int64(0)) { total, c in
+            if case .entry(_, _, let st, _) = c.source, st.isRegular { return total + Int64(st.st_size) }
+            return total
+        }
     }
 
     /// What a container changed against its image, parents first.

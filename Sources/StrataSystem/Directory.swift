@@ -165,6 +165,20 @@ public final class Directory: @unchecked Sendable {
         if case .failure(let e) = unlink(name, directory: true), e != .ENOENT { throw fail("cannot remove", name, e) }
     }
 
+    /// Bytes of the regular files below this directory (symlinks not followed).
+    public func regularFileBytes() throws -> Int64 {
+        var total: Int64 = 0
+        for name in try entries() {
+            guard let st = try lstat(name) else { continue }
+            if st.isRegular {
+                total += Int64(st.st_size)
+            } else if st.isDirectory, case .success(let sub) = openDirectory(name, resolve: [.noSymlinks, .noXDev]) {
+                total += try sub.regularFileBytes()
+            }
+        }
+        return total
+    }
+
     /// Names in this directory, without `.` and `..`, as bytes.
     public func entries() throws -> [PathBytes] {
         let dupfd = Glibc.openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
