@@ -120,7 +120,4 @@ int strata_mount(const char *source, const char *target, const char *fstype, uns
 int strata_umount(const char *target, int flags) { return umount2(target, flags); }
 
 unsigned long strata_ms_bind(void) { return MS_BIND; }
-unsigned long strata_ms_rdonly(void) { return MS_RDONLY; }
-unsigned long strata_ms_rec(void) { return MS_REC; }
-unsigned long strata_ms_private(void) { return MS_PRIVATE; }
 int strata_mnt_detach(void) { return MNT_DETACH; }

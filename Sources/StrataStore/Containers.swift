@@ -35,11 +35,12 @@ public struct ContainerChange: Codable, Sendable {
 extension Store {
     // MARK: driver
 
-    /// The store's union driver, chosen when the store is created and recorded in it.
-    public var driver: any UnionDriver {
-        switch driverName {
+    /// The union driver for a store's recorded driver name (`Store.driver` keeps one).
+    func makeDriver(_ name: String) -> any UnionDriver {
+        switch name {
         case "vfs": return VfsDriver()
         default:
+            // STRATA_OVERLAY_MOUNT_FORM=shortlinks forces the form older kernels get (tests, benches).
             let plus = ProcessInfo.processInfo.environment["STRATA_OVERLAY_MOUNT_FORM"] != "shortlinks"
                 && OverlayDriver.kernelHasLowerdirPlus
             return OverlayDriver(linkDirectory: rootPath + "/l", useLowerdirPlus: plus)

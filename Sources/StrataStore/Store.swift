@@ -6,6 +6,7 @@ import GRDB
 import Logging
 import CStrata
 import StrataCore
+import StrataDrivers
 import StrataSystem
 
 /// The store directory (DESIGN.md "Store on disk"):
@@ -32,6 +33,8 @@ public final class Store: @unchecked Sendable {
     private let lock: FDHandle
     /// The union driver this store uses ("overlay" or "vfs"), recorded when it was created.
     public private(set) var driverName = "overlay"
+    /// That driver, probed once (the kernel's mount API) when the store is opened.
+    public private(set) var driver: any UnionDriver = VfsDriver()
 
     public static let defaultRoot = "/var/lib/strata"
 
@@ -99,6 +102,7 @@ public final class Store: @unchecked Sendable {
         }
         try lock.flock(LOCK_SH)
         driverName = try settleDriver(requested: driver)
+        self.driver = makeDriver(driverName)
     }
 
     /// Takes the store lock exclusively if no other strata process holds it.

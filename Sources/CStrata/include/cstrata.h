@@ -49,9 +49,6 @@ int strata_mount_in_dir(const char *dir, const char *source, const char *target,
 int strata_mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data);
 int strata_umount(const char *target, int flags);
 unsigned long strata_ms_bind(void);
-unsigned long strata_ms_rdonly(void);
-unsigned long strata_ms_rec(void);
-unsigned long strata_ms_private(void);
 int strata_mnt_detach(void);
 
 /// copy_file_range(2) between the current offsets of two fds.
