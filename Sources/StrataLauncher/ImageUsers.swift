@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CStrata
 import StrataCore
 import StrataSystem
 
@@ -111,12 +112,5 @@ public struct RootfsFiles {
             _ = try parent.openFile(name, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o644)
         }
     }
-
-    /// What is at `path` inside the rootfs (following symlinks inside it).
-    public func stat(_ path: String) -> stat? {
-        guard case .success(let f) = root.openat2(Array(path.utf8), flags: STRATA_O_PATH_FLAG, resolve: [.inRoot, .noMagicLinks]) else { return nil }
-        return try? f.stat()
-    }
 }
 
-let STRATA_O_PATH_FLAG: Int32 = 0o10000000

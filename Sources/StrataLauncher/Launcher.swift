@@ -116,7 +116,7 @@ public final class Launcher: @unchecked Sendable {
         }
         for v in spec.volumes {
             if let source = v.source {
-                guard let h = try? FDHandle.open(source, flags: STRATA_O_PATH_FLAG), let st = try? h.stat() else {
+                guard let h = try? FDHandle.open(source, flags: STRATA_O_PATH), let st = try? h.stat() else {
                     throw LaunchFailure(exitCode: 125, message: "volume source \(source) does not exist")
                 }
                 if (st.st_mode & S_IFMT) == S_IFDIR { try files.makeDirectory(v.target) } else { try files.makeFile(v.target) }
