@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "strata", targets: ["strata"]),
+        .executable(name: "strata-init", targets: ["strata-init"]),
         .library(name: "StrataStore", targets: ["StrataStore"]),
     ],
     dependencies: [
@@ -21,6 +22,14 @@ let package = Package(
             pkgConfig: "libarchive",
             providers: [.apt(["libarchive-dev"])]
         ),
+        // libseccomp from the system (Debian: libseccomp-dev): compiles seccomp profiles to BPF.
+        .systemLibrary(
+            name: "CSeccomp",
+            pkgConfig: "libseccomp",
+            providers: [.apt(["libseccomp-dev"])]
+        ),
+        // pid 1 of a container run with --init: a static C program loaded from a sealed memfd.
+        .executableTarget(name: "strata-init", linkerSettings: [.unsafeFlags(["-static-executable", "-Xlinker", "--gc-sections", "-Xlinker", "--strip-all"])]),
         // The few calls Swift cannot make directly: openat2, syncfs, per-thread locale.
         .target(name: "CStrata", linkerSettings: [.linkedLibrary("sqlite3")]),
         // The child side of the launcher: clone → namespaces → pivot_root → exec, in C.
@@ -48,7 +57,7 @@ let package = Package(
         // Union drivers (overlay, vfs): describe and perform mounts, flatten layers.
         .target(name: "StrataDrivers", dependencies: ["StrataCore", "StrataSystem", "CStrata"]),
         // Namespaces, cgroups, users, the process: knows a rootfs and a config, nothing about layers.
-        .target(name: "StrataLauncher", dependencies: ["StrataCore", "StrataSystem", "CStrata", "CLauncher"]),
+        .target(name: "StrataLauncher", dependencies: ["StrataCore", "StrataSystem", "CStrata", "CLauncher", "CSeccomp"]),
         // Blobs, layers, images, tags; SQLite metadata; the import pipeline.
         .target(
             name: "StrataStore",

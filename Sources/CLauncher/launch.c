@@ -6,6 +6,8 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
@@ -28,11 +30,28 @@
 #ifndef SYS_pivot_root
 #define SYS_pivot_root 155
 #endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+#ifndef SYS_execveat
+#define SYS_execveat 322
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
 #ifndef CLONE_NEWCGROUP
 #define CLONE_NEWCGROUP 0x02000000
 #endif
 
 struct l_open_how { uint64_t flags, mode, resolve; };
+struct l_mount_attr { uint64_t attr_set, attr_clr, propagation, userns_fd; };
+#define L_MOUNT_ATTR_RDONLY 0x1
+#define L_MOUNT_ATTR_NOSUID 0x2
+#define L_MOUNT_ATTR_NODEV 0x4
+#define L_MOUNT_ATTR_NOEXEC 0x8
 #define L_RESOLVE_NO_MAGICLINKS 0x02
 #define L_RESOLVE_IN_ROOT 0x10
 
@@ -43,7 +62,8 @@ const char *strata_launch_step_name(int step) {
         "mounting /etc/hostname, /etc/hosts or /etc/resolv.conf", "pivot_root", "masking /proc and /sys paths",
         "making the rootfs read-only", "bringing up lo", "setting capabilities", "setting supplementary groups",
         "setting uid and gid", "setting no_new_privs", "changing to the working directory", "setting up the terminal",
-        "resetting signals", "exec", "starting the init process",
+        "resetting signals", "exec", "starting the init process", "closing inherited fds",
+        "making the process non-dumpable", "mounting the cgroup filesystem", "loading the seccomp filter",
     };
     if (step < 0 || step >= (int)(sizeof names / sizeof names[0])) return "?";
     return names[step];
@@ -56,16 +76,6 @@ static void fail(int err_fd, int stage) {
     _exit(125);
 }
 
-/* Builds "<rootfs>/<rel>" into buf (no allocation). */
-static const char *join(char *buf, size_t n, const char *a, const char *b) {
-    size_t la = strlen(a), lb = strlen(b);
-    if (la + 1 + lb + 1 > n) { errno = ENAMETOOLONG; return NULL; }
-    memcpy(buf, a, la);
-    buf[la] = '/';
-    memcpy(buf + la + 1, b, lb + 1);
-    return buf;
-}
-
 /* Opens `rel` inside the rootfs (RESOLVE_IN_ROOT) as O_PATH; returns "/proc/self/fd/N" in buf. */
 static int open_in_root(int rootfd, const char *rel, char *buf, size_t n) {
     struct l_open_how how = { O_PATH | O_CLOEXEC, 0, L_RESOLVE_IN_ROOT | L_RESOLVE_NO_MAGICLINKS };
@@ -76,37 +86,113 @@ static int open_in_root(int rootfd, const char *rel, char *buf, size_t n) {
     return fd;
 }
 
-static int mknod_dev(const char *dev, const char *name, mode_t mode, unsigned ma, unsigned mi) {
-    char p[4096];
-    if (!join(p, sizeof p, dev, name)) return -1;
-    if (mknod(p, mode, makedev(ma, mi)) != 0 && errno != EEXIST) return -1;
-    return chmod(p, mode & 07777);
+static int mknod_dev(int dev, const char *name, mode_t mode, unsigned ma, unsigned mi) {
+    if (mknodat(dev, name, mode, makedev(ma, mi)) != 0 && errno != EEXIST) return -1;
+    return fchmodat(dev, name, mode & 07777, 0);
 }
 
-static int setup_dev(const char *rootfs) {
-    char dev[4096], p[4096];
-    if (!join(dev, sizeof dev, rootfs, "dev")) return -1;
-    mkdir(dev, 0755);
-    if (mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k") != 0) return -1;
+/* Mounts the tmpfs at <rootfs>/dev (resolved inside the root) and fills it through an fd of
+   the new tmpfs, so nothing the image put at /dev is followed. */
+static int setup_dev(int rootfd) {
+    char buf[64];
+    int at = open_in_root(rootfd, "dev", buf, sizeof buf);
+    if (at < 0) return -1;
+    int r = mount("tmpfs", buf, "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k");
+    close(at);
+    if (r != 0) return -1;
+    int dev = open_in_root(rootfd, "dev", buf, sizeof buf);
+    if (dev < 0) return -1;
     if (mknod_dev(dev, "null", S_IFCHR | 0666, 1, 3) || mknod_dev(dev, "zero", S_IFCHR | 0666, 1, 5) ||
         mknod_dev(dev, "full", S_IFCHR | 0666, 1, 7) || mknod_dev(dev, "random", S_IFCHR | 0666, 1, 8) ||
         mknod_dev(dev, "urandom", S_IFCHR | 0666, 1, 9) || mknod_dev(dev, "tty", S_IFCHR | 0666, 5, 0))
-        return -1;
-    if (!join(p, sizeof p, dev, "pts")) return -1;
-    mkdir(p, 0755);
-    if (mount("devpts", p, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620") != 0) return -1;
-    if (!join(p, sizeof p, dev, "shm")) return -1;
-    mkdir(p, 01777);
-    if (mount("shm", p, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k") != 0) return -1;
-    if (!join(p, sizeof p, dev, "mqueue")) return -1;
-    mkdir(p, 0755);
+        goto fail;
+    mkdirat(dev, "pts", 0755);
+    mkdirat(dev, "shm", 01777);
+    mkdirat(dev, "mqueue", 0755);
     const char *links[][2] = { { "pts/ptmx", "ptmx" }, { "/proc/self/fd", "fd" }, { "/proc/self/fd/0", "stdin" },
                                { "/proc/self/fd/1", "stdout" }, { "/proc/self/fd/2", "stderr" } };
     for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
-        if (!join(p, sizeof p, dev, links[i][1])) return -1;
-        if (symlink(links[i][0], p) != 0 && errno != EEXIST) return -1;
+        if (symlinkat(links[i][0], dev, links[i][1]) != 0 && errno != EEXIST) goto fail;
+    }
+    close(dev);
+    char p[64];
+    int sub = open_in_root(rootfd, "dev/pts", p, sizeof p);
+    if (sub < 0) return -1;
+    r = mount("devpts", p, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620");
+    close(sub);
+    if (r != 0) return -1;
+    sub = open_in_root(rootfd, "dev/shm", p, sizeof p);
+    if (sub < 0) return -1;
+    r = mount("shm", p, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k");
+    close(sub);
+    return r;
+fail:
+    close(dev);
+    return -1;
+}
+
+/* Mounts sysfs at <rootfs>/sys and, on a tmpfs at /sys/fs/cgroup, the container's own cgroup
+   hierarchies (the cgroup namespace makes its cgroup their root). Unless privileged, the whole
+   tree is then made read-only, nosuid, nodev and noexec in one recursive mount_setattr: no
+   submount is left writable. */
+static int setup_sys(const struct strata_launch *cfg, int rootfd, int err_fd) {
+    char buf[64], p[64];
+    unsigned long ro = cfg->privileged ? 0 : MS_RDONLY;
+    int at = open_in_root(rootfd, "sys", buf, sizeof buf);
+    if (at < 0) fail(err_fd, ST_SYS);
+    if (mount("sysfs", buf, "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | ro, NULL) != 0) fail(err_fd, ST_SYS);
+    close(at);
+    if (cfg->ncgroup_mounts == 1 && cfg->cgroup_mounts[0].name == NULL) {
+        /* cgroup v2: the unified hierarchy at /sys/fs/cgroup itself */
+        at = open_in_root(rootfd, "sys/fs/cgroup", buf, sizeof buf);
+        if (at < 0) fail(err_fd, ST_CGROUPFS);
+        if (mount("cgroup2", buf, "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) fail(err_fd, ST_CGROUPFS);
+        close(at);
+    } else if (cfg->ncgroup_mounts > 0) {
+        at = open_in_root(rootfd, "sys/fs/cgroup", buf, sizeof buf);
+        if (at < 0) fail(err_fd, ST_CGROUPFS);
+        if (mount("tmpfs", buf, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755,size=64k") != 0) fail(err_fd, ST_CGROUPFS);
+        close(at);
+        int dir = open_in_root(rootfd, "sys/fs/cgroup", buf, sizeof buf);
+        if (dir < 0) fail(err_fd, ST_CGROUPFS);
+        for (int i = 0; i < cfg->ncgroup_mounts; i++) {
+            const struct strata_cgroup_mount *m = &cfg->cgroup_mounts[i];
+            int target;
+            {
+                if (mkdirat(dir, m->name, 0555) != 0 && errno != EEXIST) fail(err_fd, ST_CGROUPFS);
+                target = openat(dir, m->name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (target < 0) fail(err_fd, ST_CGROUPFS);
+                snprintf(p, sizeof p, "/proc/self/fd/%d", target);
+            }
+            if (mount("cgroup", p, m->fstype, MS_NOSUID | MS_NODEV | MS_NOEXEC, m->data) != 0) fail(err_fd, ST_CGROUPFS);
+            close(target);
+        }
+        close(dir);
+    }
+    if (!cfg->privileged) {
+        int sys = open_in_root(rootfd, "sys", buf, sizeof buf);
+        if (sys < 0) fail(err_fd, ST_SYS);
+        struct l_mount_attr attr = { L_MOUNT_ATTR_RDONLY | L_MOUNT_ATTR_NOSUID | L_MOUNT_ATTR_NODEV | L_MOUNT_ATTR_NOEXEC, 0, 0, 0 };
+        if (syscall(SYS_mount_setattr, sys, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) != 0) fail(err_fd, ST_SYS);
+        close(sys);
     }
     return 0;
+}
+
+/* Closes every fd but 0-2 and the ones in keep[] (ascending, -1 entries ignored). */
+static int close_others(const int *keep, int n) {
+    unsigned int from = 3;
+    for (int i = 0; i < n; i++) {
+        if (keep[i] < (int)from) continue;
+        if ((unsigned)keep[i] > from && syscall(SYS_close_range, from, (unsigned)keep[i] - 1, 0) != 0) return -1;
+        from = (unsigned)keep[i] + 1;
+    }
+    return (int)syscall(SYS_close_range, from, ~0U, 0);
+}
+
+static void sort_fds(int *a, int n) {
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && a[j - 1] > a[j]; j--) { int t = a[j]; a[j] = a[j - 1]; a[j - 1] = t; }
 }
 
 static int lo_up(void) {
@@ -141,37 +227,6 @@ static int set_caps(uint64_t keep) {
     return (int)syscall(SYS_capset, &h, d);
 }
 
-/* pid 1 with --init: starts the command as its child, forwards signals to it, reaps every
-   orphan, and exits the way the command did. */
-static void run_init(const struct strata_launch *cfg, int err_fd) {
-    sigset_t all;
-    sigfillset(&all);
-    sigprocmask(SIG_BLOCK, &all, NULL);
-    pid_t child = fork();
-    if (child < 0) fail(err_fd, ST_INIT);
-    if (child == 0) {
-        sigprocmask(SIG_UNBLOCK, &all, NULL);
-        execve(cfg->path, cfg->argv, cfg->envp);
-        fail(err_fd, ST_EXEC);
-    }
-    close(err_fd);
-    for (;;) {
-        int sig = 0;
-        struct timespec ts = { 0, 50 * 1000 * 1000 };
-        siginfo_t info;
-        sig = sigtimedwait(&all, &info, &ts);
-        if (sig > 0 && sig != SIGCHLD) kill(child, sig);
-        int status;
-        pid_t p;
-        while ((p = waitpid(-1, &status, WNOHANG)) > 0) {
-            if (p == child) {
-                if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
-                _exit(128 + WTERMSIG(status));
-            }
-        }
-    }
-}
-
 pid_t strata_launch(const struct strata_launch *cfg, int go_fd, int err_fd) {
     int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD;
     if (cfg->new_net) flags |= CLONE_NEWNET;
@@ -179,8 +234,14 @@ pid_t strata_launch(const struct strata_launch *cfg, int go_fd, int err_fd) {
     if (pid != 0) return pid;
 
     /* --- child: pid 1 of the new pid namespace; syscalls only from here on --- */
-    char buf[4096], p[4096];
+    char buf[4096];
     char c;
+    /* First: nothing in the container may read this process's memory or fds, and it holds no
+       fd of strata's (store, database, locks) beyond the few it is handed. */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) fail(err_fd, ST_DUMPABLE);
+    int keep[4] = { go_fd, err_fd, cfg->console_socket, cfg->init_fd };
+    sort_fds(keep, 4);
+    if (close_others(keep, 4) != 0) fail(err_fd, ST_FDS);
     if (read(go_fd, &c, 1) != 1) fail(err_fd, ST_SYNC);
     close(go_fd);
     /* The parent has put us in our cgroups: now they become our cgroup root. */
@@ -191,20 +252,15 @@ pid_t strata_launch(const struct strata_launch *cfg, int go_fd, int err_fd) {
     int rootfd = open(cfg->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (rootfd < 0) fail(err_fd, ST_BINDROOT);
 
-    /* /proc, /dev, /sys */
-    if (!join(p, sizeof p, cfg->rootfs, "proc")) fail(err_fd, ST_PROC);
-    mkdir(p, 0555);
-    if (mount("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) fail(err_fd, ST_PROC);
-    if (setup_dev(cfg->rootfs) != 0) fail(err_fd, ST_DEV);
-    if (!join(p, sizeof p, cfg->rootfs, "sys")) fail(err_fd, ST_SYS);
-    mkdir(p, 0555);
-    if (cfg->new_net) {
-        if (mount("sysfs", p, "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL) != 0) fail(err_fd, ST_SYS);
-    } else {
-        /* sysfs cannot be mounted without a network namespace of our own: bind the host's, read-only. */
-        if (mount("/sys", p, NULL, MS_BIND | MS_REC, NULL) != 0) fail(err_fd, ST_SYS);
-        if (mount(NULL, p, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) fail(err_fd, ST_SYS);
-    }
+    /* /proc, /dev, /sys: each target resolved inside the rootfs, never through the image's symlinks */
+    mkdirat(rootfd, "proc", 0555);
+    mkdirat(rootfd, "dev", 0755);
+    mkdirat(rootfd, "sys", 0555);
+    int at = open_in_root(rootfd, "proc", buf, sizeof buf);
+    if (at < 0 || mount("proc", buf, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) fail(err_fd, ST_PROC);
+    close(at);
+    if (setup_dev(rootfd) != 0) fail(err_fd, ST_DEV);
+    setup_sys(cfg, rootfd, err_fd);
 
     /* /etc/hostname, /etc/hosts, /etc/resolv.conf from the container's own folder */
     for (int i = 0; i + 1 < cfg->nbind_files * 2; i += 2) {
@@ -225,11 +281,14 @@ pid_t strata_launch(const struct strata_launch *cfg, int go_fd, int err_fd) {
             if (m->readonly) {
                 close(fd);
                 fd = open_in_root(rootfd, m->target, buf, sizeof buf);
-                if (fd < 0 || mount(NULL, buf, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) != 0) fail(err_fd, ST_MOUNTS);
+                struct l_mount_attr attr = { L_MOUNT_ATTR_RDONLY, 0, 0, 0 };
+                if (fd < 0 || syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) != 0)
+                    fail(err_fd, ST_MOUNTS);
             }
         }
         close(fd);
     }
+    close(rootfd);
 
     /* pivot_root into the rootfs; the old root is detached at once */
     if (chdir(cfg->rootfs) != 0) fail(err_fd, ST_PIVOT);
@@ -237,7 +296,7 @@ pid_t strata_launch(const struct strata_launch *cfg, int go_fd, int err_fd) {
     if (umount2(".", MNT_DETACH) != 0) fail(err_fd, ST_PIVOT);
     if (chdir("/") != 0) fail(err_fd, ST_PIVOT);
 
-    /* masked and read-only paths in /proc and /sys, as runc does */
+    /* masked and read-only paths in /proc and /sys, as runc does (not with --privileged) */
     for (int i = 0; i < cfg->nmasked; i++) {
         struct stat st;
         if (lstat(cfg->masked_paths[i], &st) != 0) continue;
@@ -310,7 +369,15 @@ pid_t strata_launch(const struct strata_launch *cfg, int go_fd, int err_fd) {
     sigemptyset(&none);
     if (sigprocmask(SIG_SETMASK, &none, NULL) != 0) fail(err_fd, ST_SIGNALS);
 
-    if (cfg->init) run_init(cfg, err_fd);
+    /* seccomp last: from here on only execve/execveat and the failure report run under it */
+    if (cfg->seccomp_filter) {
+        struct sock_fprog prog = { (unsigned short)cfg->seccomp_len, (struct sock_filter *)cfg->seccomp_filter };
+        if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) fail(err_fd, ST_SECCOMP);
+    }
+    if (cfg->init_fd >= 0) {
+        syscall(SYS_execveat, cfg->init_fd, "", cfg->init_argv, cfg->envp, AT_EMPTY_PATH);
+        fail(err_fd, ST_INIT);
+    }
     execve(cfg->path, cfg->argv, cfg->envp);
     fail(err_fd, ST_EXEC);
     return -1;

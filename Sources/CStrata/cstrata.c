@@ -10,6 +10,8 @@
 #include <sys/file.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -84,4 +86,24 @@ int strata_sqlite_keep_wal(void *db) {
     int r = sqlite3_file_control(conn, "main", SQLITE_FCNTL_PERSIST_WAL, &one);
     if (r != SQLITE_OK) return r;
     return sqlite3_db_config(conn, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)0);
+}
+
+int strata_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
+
+int strata_sealed_memfd_copy(int src, const char *name) {
+    struct stat st;
+    if (fstat(src, &st) != 0) return -1;
+    int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) return -1;
+    off_t off = 0;
+    while (off < st.st_size) {
+        ssize_t n = sendfile(fd, src, &off, (size_t)(st.st_size - off));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) { int e = n < 0 ? errno : EIO; close(fd); errno = e; return -1; }
+    }
+    if (fchmod(fd, 0555) != 0 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) != 0) {
+        int e = errno; close(fd); errno = e; return -1;
+    }
+    return fd;
 }

@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 import StrataCore
 import StrataSystem
+import CStrata
 
 /// Resource limits for a container.
 public struct Limits: Sendable, Equatable {
@@ -66,6 +67,38 @@ public enum CgroupLayout: Equatable, Sendable {
     }
 }
 
+/// A cgroup hierarchy as the container sees it at /sys/fs/cgroup.
+public struct CgroupView: Equatable, Sendable {
+    /// The directory under /sys/fs/cgroup (v1), nil for the v2 hierarchy at /sys/fs/cgroup itself.
+    public var name: String?
+    public var fstype: String
+    /// v1: the hierarchy's controllers as mounted on the host (`cpu,cpuacct`).
+    public var data: String?
+}
+
+extension CgroupLayout {
+    /// The hierarchies the container is joined to, to be mounted in its cgroup namespace (where
+    /// its own cgroup is the root): a container sees its own cgroups and nothing of the host's.
+    public func containerView(mountinfo: String) -> [CgroupView] {
+        switch self {
+        case .v2: return [CgroupView(name: nil, fstype: "cgroup2", data: nil)]
+        case .v1(let mounts):
+            var options: [String: String] = [:]
+            for line in mountinfo.split(separator: "\n") {
+                let halves = line.components(separatedBy: " - ")
+                guard halves.count == 2 else { continue }
+                let left = halves[0].split(separator: " "), right = halves[1].split(separator: " ")
+                guard left.count >= 5, right.count >= 3, right[0] == "cgroup" else { continue }
+                options[String(left[4])] = right[2].split(separator: ",").filter { $0 != "rw" && $0 != "ro" }.joined(separator: ",")
+            }
+            return Set(mounts.values).sorted().compactMap { point in
+                guard let data = options[point], let name = point.split(separator: "/").last else { return nil }
+                return CgroupView(name: String(name), fstype: "cgroup", data: data)
+            }
+        }
+    }
+}
+
 /// One container's cgroup(s): `strata/ID` in each hierarchy used.
 public struct Cgroup: Sendable {
     public let layout: CgroupLayout
@@ -108,7 +141,8 @@ public struct Cgroup: Sendable {
     /// Creates the cgroup and sets the limits. v1: `memory.limit_in_bytes` and, where the
     /// kernel accounts swap, `memory.memsw.limit_in_bytes` to the same value (no swap beyond the
     /// limit); never kmem. v2: memory.max, memory.swap.max 0, cpu.max, pids.max.
-    public func create(_ limits: Limits) throws {
+    /// `allDevices` (for --privileged) lifts the v1 device allowlist.
+    public func create(_ limits: Limits, allDevices: Bool = false) throws {
         let period = 100_000
         switch layout {
         case .v2(let root):
@@ -145,7 +179,7 @@ public struct Cgroup: Sendable {
             if let p = limits.pids, let mnt = mounts["pids"] {
                 try write(mnt + "/" + name, "pids.max", String(p))
             }
-            if let mnt = mounts["devices"] {
+            if let mnt = mounts["devices"], !allDevices {
                 // The device allowlist: deny all, then what a container's /dev holds.
                 let dir = mnt + "/" + name
                 try write(dir, "devices.deny", "a")
@@ -162,14 +196,132 @@ public struct Cgroup: Sendable {
         for dir in directories { try write(dir, "cgroup.procs", String(pid)) }
     }
 
-    /// Removes the cgroup; its processes must be gone. Retries briefly while the kernel
-    /// finishes tearing them down.
-    public func remove() {
+    /// Removes the cgroup with every cgroup a privileged container made under it, deepest first.
+    /// Whatever still runs there (a container whose strata was killed) is killed first. Retries
+    /// briefly while the kernel finishes tearing processes down. Returns the directories it
+    /// could not remove.
+    @discardableResult
+    public func remove() -> [String] {
+        var left: [String] = []
         for dir in directories {
-            for _ in 0..<100 {
-                if rmdir(dir) == 0 || errno == ENOENT { break }
-                usleep(10_000)
+            let tree = Cgroup.subtree(dir)
+            if tree.isEmpty { continue }
+            for d in tree { Cgroup.killAll(d) }
+            for d in tree.reversed() {
+                var gone = false
+                for _ in 0..<200 {
+                    if rmdir(d) == 0 || errno == ENOENT { gone = true; break }
+                    if errno != EBUSY { break }
+                    Cgroup.killAll(d)
+                    usleep(5_000)
+                }
+                if !gone { left.append(d) }
             }
         }
+        return left
+    }
+
+    /// Whether any process is in the cgroup (any hierarchy, any sub-cgroup).
+    public var isPopulated: Bool {
+        directories.contains { dir in Cgroup.subtree(dir).contains { !Cgroup.pids($0).isEmpty } }
+    }
+
+    /// `dir` and every cgroup below it, parents before children; empty when `dir` is gone.
+    static func subtree(_ dir: String) -> [String] {
+        guard let d = opendir(dir) else { return [] }
+        defer { closedir(d) }
+        var out = [dir]
+        while let e = readdir(d) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard e.pointee.d_type == UInt8(DT_DIR), name != ".", name != ".." else { continue }
+            out += subtree(dir + "/" + name)
+        }
+        return out
+    }
+
+    static func pids(_ dir: String) -> [pid_t] {
+        guard let f = try? FDHandle.open(dir + "/cgroup.procs", flags: O_RDONLY),
+              let bytes = try? f.readAll(limit: 16 << 20, label: "cgroup.procs") else { return [] }
+        return String(decoding: bytes, as: UTF8.self).split(separator: "\n").compactMap { pid_t($0) }
+    }
+
+    /// SIGKILL to every process of one cgroup (v2: cgroup.kill where the kernel has it).
+    static func killAll(_ dir: String) {
+        if let f = try? FDHandle.open(dir + "/cgroup.kill", flags: O_WRONLY), (try? f.writeAll(Array("1".utf8))) != nil { return }
+        for pid in pids(dir) where pid > 0 { kill(pid, SIGKILL) }
+    }
+}
+
+/// Held while a container's cgroups are made and its process joined (shared), and while
+/// leftovers are looked for (exclusive): an empty cgroup seen under the exclusive lock is not a
+/// container that is about to start. A flock on the `strata` directory of the first hierarchy.
+public final class CgroupCreationLock {
+    private let fd: Int32
+
+    public init?(layout: CgroupLayout, exclusive: Bool) {
+        let root: String
+        switch layout {
+        case .v2(let r): root = r
+        case .v1(let mounts): guard let first = Set(mounts.values).sorted().first else { return nil }; root = first
+        }
+        let dir = root + "/strata"
+        if mkdir(dir, 0o755) != 0 && errno != EEXIST { return nil }
+        fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        while strata_flock(fd, exclusive ? LOCK_EX : LOCK_SH) != 0 && errno == EINTR {}
+    }
+
+    deinit { close(fd) }
+}
+
+/// The container cgroups on this machine (`strata/ID` in each hierarchy), whichever store made
+/// them: what `rm`, `gc` and `check` look at so that none is left after its container.
+public enum ContainerCgroups {
+    public struct Entry: Sendable {
+        public var id: String
+        public var cgroup: Cgroup
+        public var populated: Bool
+    }
+
+    /// Every `strata/ID` cgroup, one entry per ID across hierarchies.
+    public static func list(layout: CgroupLayout? = CgroupLayout.current()) -> [Entry] {
+        guard let layout else { return [] }
+        let roots: [String]
+        switch layout {
+        case .v2(let root): roots = [root]
+        case .v1(let mounts): roots = Array(Set(mounts.values)).sorted()
+        }
+        var ids: Set<String> = []
+        for root in roots {
+            guard let d = opendir(root + "/strata") else { continue }
+            while let e = readdir(d) {
+                let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                if e.pointee.d_type == UInt8(DT_DIR), name.utf8.count == 64, name.utf8.allSatisfy({ isxdigit(Int32($0)) != 0 }) {
+                    ids.insert(name)
+                }
+            }
+            closedir(d)
+        }
+        return ids.sorted().map { id in
+            let cg = Cgroup(layout: layout, id: id)
+            return Entry(id: id, cgroup: cg, populated: cg.isPopulated)
+        }
+    }
+
+    /// The cgroups nothing runs in, each left by a container that is gone or stopped (checked
+    /// under the creation lock, so none is a container that is starting). Kept locked while
+    /// `body` runs.
+    public static func withLeftovers<T>(_ body: ([Entry]) throws -> T) rethrows -> T {
+        guard let layout = CgroupLayout.current() else { return try body([]) }
+        let lock = CgroupCreationLock(layout: layout, exclusive: true)
+        defer { withExtendedLifetime(lock) {} }
+        return try body(list(layout: layout).filter { !$0.populated })
+    }
+
+    /// Kills what still runs in a container's cgroups and removes them; returns what is left.
+    @discardableResult
+    public static func release(id: String, layout: CgroupLayout? = CgroupLayout.current()) -> [String] {
+        guard let layout else { return [] }
+        return Cgroup(layout: layout, id: id).remove()
     }
 }

@@ -28,6 +28,49 @@ public struct VolumeSpec: Sendable, Equatable {
     }
 }
 
+/// What confines the container beyond its namespaces: capabilities, seccomp, and whether it is
+/// privileged (every capability, no seccomp unless a profile is given, /sys and its cgroups
+/// writable, nothing masked in /proc, every device allowed), as Docker's flags of the same names.
+public struct SecurityOptions: Sendable, Equatable {
+    public var privileged: Bool
+    public var capAdd: [String]
+    public var capDrop: [String]
+    public var seccomp: SeccompChoice
+
+    public init(privileged: Bool = false, capAdd: [String] = [], capDrop: [String] = [], seccomp: SeccompChoice = .default) {
+        self.privileged = privileged; self.capAdd = capAdd; self.capDrop = capDrop; self.seccomp = seccomp
+    }
+
+    /// Docker's `--security-opt` values that strata knows: `seccomp=unconfined`,
+    /// `seccomp=PROFILE.json`, and `no-new-privileges` (always on here).
+    public mutating func apply(securityOpt: [String]) throws {
+        for opt in securityOpt {
+            let kv = opt.split(separator: "=", maxSplits: 1).map(String.init)
+            let key = kv[0], value = kv.count > 1 ? kv[1] : ""
+            switch key {
+            case "seccomp" where value == "unconfined": seccomp = .unconfined
+            case "seccomp" where !value.isEmpty: seccomp = .profile(try SeccompProfile.load(path: value), path: value)
+            case "no-new-privileges" where value.isEmpty || value == "true": break
+            default:
+                throw StrataError(.invalidArgument, "invalid --security-opt \"\(opt)\": expected seccomp=unconfined, seccomp=PROFILE.json or no-new-privileges")
+            }
+        }
+    }
+
+    /// The capability set and the seccomp program (nil: none) for this machine.
+    public func resolve() throws -> (CapabilitySet, [UInt8]?) {
+        let caps = try CapabilitySet.resolve(add: capAdd, drop: capDrop, privileged: privileged)
+        switch seccomp {
+        case .unconfined: return (caps, nil)
+        case .default: return (caps, privileged ? nil : try SeccompCompiler.compile(.dockerDefault, capabilities: caps))
+        case .profile(let p, let path):
+            do { return (caps, try SeccompCompiler.compile(p, capabilities: caps)) } catch let e as StrataError {
+                throw e.context("seccomp profile \(path)")
+            }
+        }
+    }
+}
+
 public struct LaunchSpec: Sendable {
     public var id: String
     public var rootfs: String
@@ -42,12 +85,14 @@ public struct LaunchSpec: Sendable {
     public var tty: Bool
     public var interactive: Bool
     public var initProcess: Bool
+    public var security: SecurityOptions
     public init(id: String, rootfs: String, stateDirectory: String, process: ProcessSpec, hostname: String,
                 hostNetwork: Bool, limits: Limits, volumes: [VolumeSpec], readOnly: Bool, tty: Bool,
-                interactive: Bool, initProcess: Bool) {
+                interactive: Bool, initProcess: Bool, security: SecurityOptions = SecurityOptions()) {
         self.id = id; self.rootfs = rootfs; self.stateDirectory = stateDirectory; self.process = process
         self.hostname = hostname; self.hostNetwork = hostNetwork; self.limits = limits; self.volumes = volumes
         self.readOnly = readOnly; self.tty = tty; self.interactive = interactive; self.initProcess = initProcess
+        self.security = security
     }
 }
 
@@ -62,16 +107,6 @@ public enum ProcessEnvironment {
         if !out.contains(where: { $0.hasPrefix("HOME=") }) { out.append("HOME=\(user.home)") }
         return out
     }
-}
-
-/// Docker's default capability set (moby oci/caps/defaults.go).
-public enum DefaultCapabilities {
-    public static let names: [(String, Int)] = [
-        ("CHOWN", 0), ("DAC_OVERRIDE", 1), ("FOWNER", 3), ("FSETID", 4), ("KILL", 5), ("SETGID", 6), ("SETUID", 7),
-        ("SETPCAP", 8), ("NET_BIND_SERVICE", 10), ("NET_RAW", 13), ("SYS_CHROOT", 18), ("MKNOD", 27),
-        ("AUDIT_WRITE", 29), ("SETFCAP", 31),
-    ]
-    public static var mask: UInt64 { names.reduce(0) { $0 | (1 << UInt64($1.1)) } }
 }
 
 /// Paths runc masks and makes read-only (runc's default spec).
@@ -109,7 +144,9 @@ public final class Launcher: @unchecked Sendable {
         }
         let pathVar = env.last(where: { $0.hasPrefix("PATH=") }).map { String($0.dropFirst(5)) } ?? ""
         let program: String
-        switch files.program(argv0, path: pathVar) {
+        // A program inside a volume is not in the rootfs: the exec itself tells whether it runs.
+        let inVolume = argv0.hasPrefix("/") && spec.volumes.contains { argv0 == $0.target || argv0.hasPrefix($0.target + "/") }
+        switch inVolume ? .found(argv0) : files.program(argv0, path: pathVar) {
         case .found(let p): program = p
         case .notFound: throw LaunchFailure(exitCode: 127, message: "\(argv0): executable file not found in the container's $PATH")
         case .notExecutable(let p): throw LaunchFailure(exitCode: 126, message: "\(p): permission denied (not an executable file)")
@@ -148,14 +185,20 @@ public final class Launcher: @unchecked Sendable {
     /// Runs the process to its end; returns its exit code (128+N when killed by signal N).
     public func run() throws -> Int32 {
         let (program, user, env) = try prepare()
+        let (capabilities, seccomp) = try spec.security.resolve()
+        let initBinary = spec.initProcess ? try InitBinary.sealedCopy() : nil
         let binds = try writeNetworkFiles()
         let layout = CgroupLayout.current()
+        let views = layout.map { $0.containerView(mountinfo: MountTable.text() ?? "") } ?? []
         let cgroup = layout.map { Cgroup(layout: $0, id: spec.id) }
         if (spec.limits.memory != nil || spec.limits.cpus != nil || spec.limits.pids != nil) && cgroup == nil {
             throw LaunchFailure(exitCode: 125, message: "limits were asked for, but no cgroup hierarchy is mounted here")
         }
-        try cgroup?.create(spec.limits)
+        // Removed on every way out, a failed create included (some directories may exist).
         defer { cgroup?.remove() }
+        // Until the process has joined, an empty cgroup of ours must not look like a leftover.
+        var creating = layout.flatMap { CgroupCreationLock(layout: $0, exclusive: false) }
+        try cgroup?.create(spec.limits, allDevices: spec.security.privileged)
 
         // Everything the child reads is built now: nothing is allocated after the clone.
         var cStrings: [UnsafeMutablePointer<CChar>] = []
@@ -163,8 +206,15 @@ public final class Launcher: @unchecked Sendable {
         func c(_ s: String) -> UnsafeMutablePointer<CChar> { let p = strdup(s)!; cStrings.append(p); return p }
         func list(_ xs: [String]) -> [UnsafeMutablePointer<CChar>?] { xs.map { c($0) } + [nil] }
         let argv = list(spec.process.args), envp = list(env)
-        let masked: [UnsafePointer<CChar>?] = ProcfsPolicy.masked.map { UnsafePointer(c($0)) }
-        let ro: [UnsafePointer<CChar>?] = ProcfsPolicy.readOnly.map { UnsafePointer(c($0)) }
+        let initArgv = list(["strata-init", program] + spec.process.args)
+        let privileged = spec.security.privileged
+        let masked: [UnsafePointer<CChar>?] = privileged ? [] : ProcfsPolicy.masked.map { UnsafePointer(c($0)) }
+        let ro: [UnsafePointer<CChar>?] = privileged ? [] : ProcfsPolicy.readOnly.map { UnsafePointer(c($0)) }
+        let cgroupMounts = views.map { v in
+            strata_cgroup_mount(name: v.name.map { UnsafePointer(c($0)) }, fstype: UnsafePointer(c(v.fstype)),
+                                data: v.data.map { UnsafePointer(c($0)) })
+        }
+        let filter = seccomp ?? []
         let bindFiles: [UnsafePointer<CChar>?] = binds.flatMap { [UnsafePointer(c($0.0)), UnsafePointer(c($0.1))] }
         let mounts = spec.volumes.map { v in
             strata_mount(source: v.source.map { UnsafePointer(c($0)) }, target: UnsafePointer(c(v.target)),
@@ -189,6 +239,7 @@ public final class Launcher: @unchecked Sendable {
         let pid: pid_t = argv.withUnsafeBufferPointer { a in envp.withUnsafeBufferPointer { e in
             masked.withUnsafeBufferPointer { mk in ro.withUnsafeBufferPointer { r in bindFiles.withUnsafeBufferPointer { bf in
                 mounts.withUnsafeBufferPointer { mt in groups.withUnsafeBufferPointer { g in
+                cgroupMounts.withUnsafeBufferPointer { cm in filter.withUnsafeBytes { bpf in initArgv.withUnsafeBufferPointer { ia in
                     var cfg = strata_launch()
                     cfg.rootfs = UnsafePointer(c(spec.rootfs))
                     cfg.path = UnsafePointer(c(program))
@@ -202,9 +253,15 @@ public final class Launcher: @unchecked Sendable {
                     cfg.ngroups = Int32(groups.count)
                     cfg.new_net = spec.hostNetwork ? 0 : 1
                     cfg.readonly_rootfs = spec.readOnly ? 1 : 0
-                    cfg.`init` = spec.initProcess ? 1 : 0
+                    cfg.init_fd = initBinary?.fd ?? -1
+                    cfg.init_argv = UnsafePointer(ia.baseAddress)
+                    cfg.privileged = privileged ? 1 : 0
                     cfg.console_socket = console[1]
-                    cfg.capabilities = DefaultCapabilities.mask
+                    cfg.capabilities = capabilities.mask
+                    cfg.cgroup_mounts = cm.baseAddress
+                    cfg.ncgroup_mounts = Int32(cgroupMounts.count)
+                    cfg.seccomp_filter = seccomp == nil ? nil : bpf.baseAddress
+                    cfg.seccomp_len = Int32(filter.count / 8)
                     cfg.mounts = mt.baseAddress
                     cfg.nmounts = Int32(mounts.count)
                     cfg.bind_files = bf.baseAddress
@@ -214,7 +271,7 @@ public final class Launcher: @unchecked Sendable {
                     cfg.readonly_paths = r.baseAddress
                     cfg.nreadonly = Int32(ro.count)
                     return strata_launch(&cfg, goPipe[0], errPipe[1])
-                } }
+                } } } } }
             } } }
         } }
         close(goPipe[0]); close(errPipe[1])
@@ -228,6 +285,7 @@ public final class Launcher: @unchecked Sendable {
             kill(pid, SIGKILL); var st: Int32 = 0; waitpid(pid, &st, 0)
             throw error
         }
+        creating = nil
         var go: UInt8 = 1
         _ = write(goPipe[1], &go, 1)
         close(goPipe[1])

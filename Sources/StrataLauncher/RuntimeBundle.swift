@@ -7,7 +7,7 @@ import StrataCore
 public enum RuntimeBundle {
     public static func config(process: ProcessSpec, user: RootfsFiles.User, env: [String], hostname: String,
                               limits: Limits, readOnly: Bool, hostNetwork: Bool) -> [String: Any] {
-        let caps = DefaultCapabilities.names.map { "CAP_" + $0.0 }
+        let caps = CapabilitySet.dockerDefault.prefixedNames
         var resources: [String: Any] = [:]
         if let m = limits.memory { resources["memory"] = ["limit": m, "swap": m] }
         if let c = limits.cpus { resources["cpu"] = ["quota": Int(c * 100_000), "period": 100_000] }

@@ -286,6 +286,11 @@ extension Store {
         }
     }
 
+    /// The IDs of this store's containers.
+    public func containerIDs() throws -> Set<String> {
+        Set(try db.read { db in try String.fetchAll(db, sql: "SELECT id FROM containers") })
+    }
+
     public func containers(all: Bool) throws -> [ContainerSummary] {
         let rows = try db.read { db in try Row.fetchAll(db, sql: "SELECT * FROM containers ORDER BY created_at DESC") }
         var out: [ContainerSummary] = []

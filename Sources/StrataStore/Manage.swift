@@ -23,12 +23,15 @@ public struct HistoryEntry: Codable, Sendable {
 public struct CheckProblem: Codable, Sendable, CustomStringConvertible {
     public var subject: String
     public var problem: String
+    public init(subject: String, problem: String) { self.subject = subject; self.problem = problem }
     public var description: String { "\(subject): \(problem)" }
 }
 
 /// What `rmi` and `gc` removed.
 public struct RemovalReport: Codable, Sendable {
     public var untagged: [String] = []
+    /// Cgroup directories of containers that are gone (filled in by the caller that knows cgroups).
+    public var removedCgroups: [String] = []
     public var deletedImages: [String] = []
     public var deletedLayers: [String] = []
     public var deletedBlobs: [String] = []
@@ -271,6 +274,22 @@ extension Store {
                 if let m: String = row["manifest_digest"] { _ = try blob(try Digest(parsing: m)) }
             } catch let e as StrataError {
                 problems.append(.init(subject: subject, problem: e.description))
+            }
+        }
+        // Mounts left under the store: a container that no longer exists, or one that counts no
+        // mount and runs nothing.
+        let rows = try db.read { db in try Row.fetchAll(db, sql: "SELECT id, mount_count, pid FROM containers") }
+        let counted = Dictionary(uniqueKeysWithValues: rows.map { ($0["id"] as String, (($0["mount_count"] as Int?) ?? 0, $0["pid"] as Int?)) })
+        let prefix = rootPath + "/containers/"
+        for point in MountTable.mountPoints() where point.hasPrefix(prefix) && point.hasSuffix("/merged") {
+            let id = String(point.dropFirst(prefix.count).dropLast("/merged".count))
+            if let (count, pid) = counted[id] {
+                let running = pid.map { Store.isContainerProcess(pid_t($0), id: id) } ?? false
+                if count == 0 && !running {
+                    problems.append(.init(subject: "container \(id.prefix(12))", problem: "mounted at \(point) though nothing uses it; `strata umount -f \(id.prefix(12))` unmounts it"))
+                }
+            } else {
+                problems.append(.init(subject: "mount \(point)", problem: "left by a container that no longer exists; `strata gc` unmounts it"))
             }
         }
         return problems

@@ -33,6 +33,10 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: "Mount a tmpfs at PATH.") var tmpfs: [String] = []
     @Flag(name: .long, help: "Mount the rootfs read-only.") var readOnly = false
     @Flag(name: [.short, .long], help: "Keep standard input open.") var interactive = false
+    @Flag(name: .long, help: "Every capability, no seccomp, /sys and cgroups writable, nothing masked in /proc, every device allowed.") var privileged = false
+    @Option(name: .long, help: "Add a capability to Docker's default set (NET_ADMIN, SYS_PTRACE, …, or ALL).") var capAdd: [String] = []
+    @Option(name: .long, help: "Drop a capability from the set (or ALL).") var capDrop: [String] = []
+    @Option(name: .long, help: "seccomp=unconfined, seccomp=PROFILE.json (Docker's format) or no-new-privileges.") var securityOpt: [String] = []
     @Flag(name: [.short, .long], help: "Allocate a pseudo-terminal.") var tty = false
     @Argument(help: "Image: tag, ID or unique ID prefix.") var image: String
     @Argument(parsing: .captureForPassthrough, help: "Command and arguments.") var command: [String] = []
@@ -91,6 +95,9 @@ struct Run: ParsableCommand {
             }
             let limits = try limits()
             let vols = try volumes()
+            var security = SecurityOptions(privileged: privileged, capAdd: capAdd, capDrop: capDrop)
+            try security.apply(securityOpt: securityOpt)
+            _ = try security.resolve()  // a bad profile or capability is refused before anything exists
             let store = try global.openStore()
             let imageID = try store.resolveImage(image)
             let config = try store.imageConfig(imageID).config ?? ImageConfig.Config()
@@ -117,7 +124,7 @@ struct Run: ParsableCommand {
             let spec = LaunchSpec(id: id, rootfs: rootfs, stateDirectory: store.containerPaths(id).root, process: process,
                                   hostname: hostname ?? String(id.prefix(12)), hostNetwork: network == "host",
                                   limits: limits, volumes: vols, readOnly: readOnly, tty: tty, interactive: interactive,
-                                  initProcess: `init`)
+                                  initProcess: `init`, security: security)
             let launcher = Launcher(spec: spec)
             launcher.onPid = { pid in try? store.setPid(id, pid) }
             // Teardown: with --rm the mount is detached and the container removed in one go;
@@ -128,7 +135,8 @@ struct Run: ParsableCommand {
             do {
                 code = try launcher.run()
             } catch {
-                try? teardown()
+                // The command never ran: nothing of this container is worth keeping.
+                try? store.removeContainer(id, force: true)
                 throw error
             }
             try teardown()

@@ -7,6 +7,7 @@ import Logging
 import StrataCore
 import StrataFormats
 import StrataArchive
+import StrataLauncher
 import StrataStore
 
 @main
@@ -463,9 +464,11 @@ struct GC: ParsableCommand {
     @Flag(name: .long, help: "JSON report.") var json = false
     func run() throws {
         try strata.run {
-            let r = try global.openStore().garbageCollect()
+            let store = try global.openStore()
+            var r = try store.garbageCollect()
+            r.removedCgroups = ContainerLeftovers.removeCgroups()
             if json { print(try Format.json(r)); return }
-            print("removed \(r.deletedLayers.count) layers, \(r.deletedBlobs.count) blobs; \(Format.bytes(r.bytesFreed)) freed")
+            print("removed \(r.deletedLayers.count) layers, \(r.deletedBlobs.count) blobs, \(r.removedCgroups.count) cgroups; \(Format.bytes(r.bytesFreed)) freed")
         }
     }
 }
@@ -478,7 +481,8 @@ struct Check: ParsableCommand {
     func run() throws {
         try strata.run {
             let quiet = global.quiet
-            let problems = try global.openStore().check { if !quiet { printErr($0) } }
+            let store = try global.openStore()
+            let problems = try store.check { if !quiet { printErr($0) } } + ContainerLeftovers.problems()
             for p in problems { print("problem: \(p)") }
             if !problems.isEmpty { throw ExitCode(1) }
             if !quiet { print("store is consistent") }
@@ -554,7 +558,15 @@ struct Rm: ParsableCommand {
     func run() throws {
         try strata.run {
             let store = try global.openStore()
-            for c in containers { try store.removeContainer(c, force: force); print(c) }
+            for c in containers {
+                let id = try store.container(c).id
+                // With -f, whatever still runs in the container's cgroups goes first (a container
+                // whose strata was killed has no parent to stop it).
+                if force { ContainerCgroups.release(id: id) }
+                try store.removeContainer(c, force: force)
+                ContainerCgroups.release(id: id)
+                print(c)
+            }
         }
     }
 }

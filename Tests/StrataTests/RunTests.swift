@@ -68,8 +68,12 @@ struct RunTests {
         if let n = lines.first(where: { Int($0) != nil && Int($0)! < 10 }).flatMap({ Int($0) }) { #expect(n <= 5) }
         // The host's mounts are not visible.
         let (_, mounts, _) = try e.run([RunTests.image, "cat", "/proc/mounts"])
-        #expect(!mounts.contains(" /work") && !mounts.contains("cgroup") && !mounts.contains(" /var/tmp"), "\(mounts)")
-        #expect(mounts.split(separator: "\n").count < 25)
+        #expect(!mounts.contains(" /work") && !mounts.contains(" /var/tmp"), "\(mounts)")
+        #expect(mounts.split(separator: "\n").count < 30)
+        // /sys and the container's own cgroups are there, read-only.
+        let sys = mounts.split(separator: "\n").filter { $0.contains(" /sys") }
+        #expect(sys.contains { $0.hasPrefix("cgroup /sys/fs/cgroup/memory ") }, "\(mounts)")
+        #expect(sys.allSatisfy { $0.split(separator: " ")[3].hasPrefix("ro,") }, "\(sys)")
     }
 
     @Test func imageConfigAndFlags() throws {

@@ -14,6 +14,15 @@ struct strata_mount {
     int tmpfs;
 };
 
+/// A cgroup hierarchy to show inside the container at /sys/fs/cgroup/NAME (v1) or at
+/// /sys/fs/cgroup itself (v2: name NULL). Mounted in the container's cgroup namespace, so the
+/// container's own cgroup is the root of what it sees; read-only unless privileged.
+struct strata_cgroup_mount {
+    const char *name;     /* directory under /sys/fs/cgroup, or NULL for the v2 hierarchy */
+    const char *fstype;   /* "cgroup" or "cgroup2" */
+    const char *data;     /* v1: the hierarchy's controllers, e.g. "cpu,cpuacct"; v2: NULL */
+};
+
 struct strata_launch {
     const char *rootfs;          /* absolute path of the merged rootfs */
     const char *path;            /* absolute path of the program inside the rootfs */
@@ -27,7 +36,9 @@ struct strata_launch {
     int ngroups;
     int new_net;                 /* new network namespace (lo up) */
     int readonly_rootfs;
-    int init;                    /* run a small reaping init as pid 1 */
+    int init_fd;                 /* with --init: a sealed memfd holding strata-init, exec'd as pid 1
+                                    with `path` and `argv` as its arguments; else -1 */
+    int privileged;              /* keep /sys and the cgroup view writable, mask nothing */
     int console_socket;          /* with a terminal: the child opens a pty in its own devpts and sends
                                     the master over this unix socket (SCM_RIGHTS); else -1 */
     uint64_t capabilities;       /* bits of the capability set to keep */
@@ -39,22 +50,29 @@ struct strata_launch {
     int nmasked;
     const char *const *readonly_paths;
     int nreadonly;
+    const struct strata_cgroup_mount *cgroup_mounts;
+    int ncgroup_mounts;
+    const void *seccomp_filter;  /* struct sock_filter[seccomp_len], loaded last before exec; NULL for none */
+    int seccomp_len;
+    char *const *init_argv;      /* with init_fd: "strata-init", path, argv... */
 };
 
 /// The steps a child reports a failure at (with errno) before exec.
 enum {
     ST_SYNC = 1, ST_CGROUPNS, ST_PRIVATE, ST_HOSTNAME, ST_BINDROOT, ST_MOUNTS, ST_PROC, ST_DEV, ST_SYS,
     ST_FILES, ST_PIVOT, ST_MASK, ST_READONLY, ST_LO, ST_CAPS, ST_GROUPS, ST_UID, ST_NNP, ST_CWD, ST_TTY,
-    ST_SIGNALS, ST_EXEC, ST_INIT
+    ST_SIGNALS, ST_EXEC, ST_INIT, ST_FDS, ST_DUMPABLE, ST_CGROUPFS, ST_SECCOMP
 };
 
 /// What a step number means, for messages.
 const char *strata_launch_step_name(int step);
 
-/// Clones a child into new pid, mount, uts, ipc, cgroup (and net) namespaces. The child waits
-/// on `go_fd` (the parent joins it to its cgroups first), then sets up the rootfs, pivots, drops
-/// privileges and execs. It reports a failure before exec as "stage errno" on `err_fd`
-/// (close-on-exec: EOF means the exec happened). Nothing is allocated after the clone.
+/// Clones a child into new pid, mount, uts, ipc, cgroup (and net) namespaces. The child makes
+/// itself non-dumpable and closes every fd but 0-2 and the ones it is given before anything
+/// else, waits on `go_fd` (the parent joins it to its cgroups first), then sets up the rootfs,
+/// pivots, drops privileges, loads the seccomp filter and execs. It reports a failure before
+/// exec as "stage errno" on `err_fd` (close-on-exec: EOF means the exec happened). Nothing is
+/// allocated after the clone.
 /// Returns the child's pid (in the parent's namespace) or -1 with errno.
 pid_t strata_launch(const struct strata_launch *cfg, int go_fd, int err_fd);
 

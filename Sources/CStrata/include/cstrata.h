@@ -70,4 +70,12 @@ int strata_fsetxattr(int fd, const char *name, const void *value, size_t size, i
 ssize_t strata_fgetxattr(int fd, const char *name, void *value, size_t size);
 ssize_t strata_flistxattr(int fd, char *list, size_t size);
 
+/// memfd_create(name, MFD_CLOEXEC): an anonymous file in memory.
+int strata_memfd(const char *name);
+
+/// A copy of the file open at `src` in a new memfd that is sealed against any change
+/// (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE), close-on-exec; for exec'ing a
+/// program into a container that nothing there can modify. Returns the fd or -1 with errno.
+int strata_sealed_memfd_copy(int src, const char *name);
+
 #endif

@@ -1,0 +1,148 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import Testing
+@testable import StrataCore
+@testable import StrataLauncher
+@testable import StrataStore
+@testable import StrataSystem
+
+/// The container boundary, tried as an attacker in the container would (root in the container,
+/// with and without --init, --network host and -u 0). Part of the `RunTests` suite, so that no
+/// other run's cgroups appear while it checks that none are left.
+extension RunTests {
+    /// The escape probe (Tests/escape-probe/probe.c), built static once per test process.
+    static let probe: String? = {
+        let out = NSTemporaryDirectory() + "strata-escape-probe-\(getpid())"
+        let (rc, _, _) = (try? sh(["cc", "-static", "-O1", "-o", out, repoRoot + "/Tests/escape-probe/probe.c"])) ?? (1, "", "")
+        return rc == 0 ? out : nil
+    }()
+
+    static let variants: [[String]] = [[], ["--init"], ["--network", "host"], ["-u", "0"], ["--init", "--network", "host", "-u", "0"]]
+
+    /// Every attempt of the probe is blocked: inherited fds (3…1023, every process), /proc/1/fd,
+    /// /proc/1/root and chroot tricks against a host canary, /proc/self/exe, open_by_handle_at,
+    /// mount and unshare, block devices, /proc/sys and /sys writes, cgroup writes, keyctl, bpf,
+    /// perf_event_open and more.
+    @Test(arguments: variants) func escapeProbeFindsNothing(_ flags: [String]) throws {
+        let probe = try #require(RunTests.probe, "cc -static must build the probe")
+        let e = try Env()
+        let canary = TempDir("strata-canary"); defer { canary.remove() }
+        try Data("host secret\n".utf8).write(to: URL(fileURLWithPath: canary.sub("secret")))
+        let (rc, out, err) = try e.run(flags + ["-e", "CANARY=" + canary.sub("secret"), "-v", probe + ":/probe:ro",
+                                                RunTests.image, "/probe"])
+        let escapes = out.split(separator: "\n").filter { $0.contains("ESCAPED") }
+        #expect(rc == 0 && escapes.isEmpty, "\(flags): \(escapes.joined(separator: "\n")) \(err)")
+        #expect(out.contains("escapes: 0"))
+        let blocked = out.split(separator: "\n").filter { $0.contains(": blocked") }.count
+        #expect(blocked >= 50, "\(flags): only \(blocked) attempts ran:\n\(out)")
+        for attempt in ["inherited-fd", "process-fds", "proc1-fd-write", "canary/proc/1/root", "chroot-breakout",
+                        "proc-self-exe-write", "open_by_handle_at", "mount-tmpfs", "unshare-user-mount", "block-device",
+                        "write /proc/sys/kernel/core_pattern", "write /sys/fs/cgroup/memory/cgroup.procs",
+                        "mkdir /sys/fs/cgroup/memory/probe-escape", "keyctl", "bpf", "perf_event_open"] {
+            #expect(out.contains(attempt + ": blocked"), "\(flags): \(attempt) was not tried or not blocked")
+        }
+        #expect(!exists("/tmp/ESCAPED") && !exists(e.t.sub("ESCAPED")) && !exists(e.root + "/tmp/ESCAPED"))
+    }
+
+    /// The commands of the report, verbatim: pid 1's fds lead nowhere, and the cgroup tree
+    /// cannot be written (the container stays under its limits).
+    @Test(arguments: variants) func reportedAttacksFail(_ flags: [String]) throws {
+        let e = try Env()
+        let script = """
+            ls /proc/1/fd; echo --; head -2 /proc/1/fd/3/../../etc/shadow; echo x > /proc/1/fd/3/../../tmp/ESCAPED; \
+            echo $$ > /sys/fs/cgroup/memory/cgroup.procs && echo MOVED; mkdir /sys/fs/cgroup/memory/X && echo MADE; \
+            unshare -Urm true && echo UNSHARED; cat /sys/fs/cgroup/pids/pids.max
+            """
+        let (_, out, _) = try e.run(flags + ["--pids-limit", "50", RunTests.image, "sh", "-c", script])
+        let fds = out.split(separator: "\n").prefix { Int($0) != nil }
+        #expect(fds.allSatisfy { Int($0)! <= 2 }, "\(flags): pid 1 holds \(fds)")
+        #expect(!out.contains("MOVED") && !out.contains("MADE") && !out.contains("UNSHARED"), "\(flags): \(out)")
+        #expect(out.contains("50\n"), "\(flags): the container sees its own pids limit: \(out)")
+        let hostShadow = (readString("/etc/shadow") ?? "").split(separator: "\n").first.map(String.init) ?? "root:"
+        #expect(!out.contains(hostShadow))
+        #expect(!exists("/tmp/ESCAPED") && !exists(e.t.sub("ESCAPED")) && !exists(e.root + "/tmp/ESCAPED"))
+    }
+
+    /// --init: pid 1 is strata-init from a sealed memfd, holding fds 0-2 only; the command is its child.
+    @Test func initIsItsOwnProgram() throws {
+        let e = try Env()
+        let (rc, out, err) = try e.run(["--init", RunTests.image, "sh", "-c",
+                                        "readlink /proc/1/exe; ls /proc/1/fd | tr '\\n' ' '; echo; echo pid=$$; grep NoNewPrivs /proc/1/status"])
+        #expect(rc == 0, "\(err)")
+        #expect(out.contains("memfd:strata-init"), "\(out)")
+        #expect(out.contains("\n0 1 2 \n"), "\(out)")
+        #expect(out.contains("pid=2"))
+        #expect(try e.run(["--init", RunTests.image, "sh", "-c", "exit 9"]).0 == 9)
+    }
+
+    /// --privileged, --cap-add, --cap-drop and --security-opt do what Docker's do.
+    @Test func securityOptions() throws {
+        let e = try Env()
+        let (p, pout, perr) = try e.run(["--privileged", RunTests.image, "sh", "-c",
+                                         "mkdir -p /m && mount -t tmpfs x /m && echo MOUNTED; unshare -Urm true && echo UNSHARED; grep Seccomp: /proc/self/status"])
+        #expect(p == 0 && pout.contains("MOUNTED") && pout.contains("UNSHARED") && pout.contains("Seccomp:\t0"), "\(pout) \(perr)")
+        let (_, aout, _) = try e.run(["--cap-add", "SYS_ADMIN", RunTests.image, "sh", "-c",
+                                      "mkdir -p /m && mount -t tmpfs x /m && echo MOUNTED; grep Seccomp: /proc/self/status"])
+        #expect(aout.contains("MOUNTED") && aout.contains("Seccomp:\t2"), "\(aout)")
+        let (_, dout, _) = try e.run(["--cap-drop", "chown", RunTests.image, "sh", "-c", "chown 5 /tmp && echo CHOWNED; echo done"])
+        #expect(!dout.contains("CHOWNED") && dout.contains("done"))
+        let (_, uout, _) = try e.run(["--security-opt", "seccomp=unconfined", RunTests.image, "sh", "-c", "unshare -Ur true && echo UNSHARED"])
+        #expect(uout.contains("UNSHARED"))
+
+        // A profile of our own, in Docker's format: everything allowed but mkdir, which gets EACCES.
+        let t = TempDir("strata-seccomp"); defer { t.remove() }
+        let profile = #"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}"#
+        try Data(profile.utf8).write(to: URL(fileURLWithPath: t.sub("p.json")))
+        let (_, mout, merr) = try e.run(["--security-opt", "seccomp=" + t.sub("p.json"), RunTests.image, "sh", "-c", "mkdir /x || echo REFUSED"])
+        #expect(mout.contains("REFUSED") && merr.contains("Permission denied"), "\(mout) \(merr)")
+
+        try Data("{ not json".utf8).write(to: URL(fileURLWithPath: t.sub("bad.json")))
+        for bad in [["--security-opt", "seccomp=" + t.sub("bad.json")], ["--security-opt", "seccomp=" + t.sub("missing.json")],
+                    ["--security-opt", "apparmor=x"], ["--cap-add", "NOT_A_CAP"]] {
+            let (rc, _, err) = try e.run(bad + [RunTests.image, "true"])
+            #expect(rc == 125 && err.split(separator: "\n").count == 1, "\(bad): \(rc) \(err)")
+        }
+    }
+
+    /// A run that fails to start leaves no container and no cgroup; a container whose strata
+    /// was killed is removed with its cgroups by `rm -f`; an empty cgroup left behind is
+    /// reported by `check` and removed by `gc`, while a running container's is left alone.
+    @Test func nothingLeftBehind() throws {
+        let e = try Env()
+        let (rc, _, err) = try sh([RunTests.binary, "--root", e.root, "run", "--pids-limit", "9223372036854775807", RunTests.image, "true"])
+        #expect(rc == 125 && !err.isEmpty)
+        try e.expectClean()
+
+        let pid = try spawn([RunTests.binary, "--root", e.root, "run", "--name", "orphan", RunTests.image, "sleep", "60"])
+        let inner = try e.waitUntilRunning()
+        #expect(inner > 0)
+        kill(pid, SIGKILL)
+        _ = reap(pid)
+        let (rmrc, _, rmerr) = try sh([RunTests.binary, "--root", e.root, "rm", "-f", "orphan"])
+        #expect(rmrc == 0, "\(rmerr)")
+        // Gone, or a zombie waiting for whoever inherited it.
+        let state = readString("/proc/\(inner)/stat")?.split(separator: " ").dropFirst(2).first
+        #expect(state == nil || state == "Z", "the container's process survived rm -f: \(state ?? "")")
+        try e.expectClean()
+
+        // A cgroup of a container that is gone: found by check, removed by gc; a running
+        // container's is left alone.
+        let running = try spawn([RunTests.binary, "--root", e.root, "run", "--rm", "--name", "busy", RunTests.image, "sleep", "60"])
+        let busy = try e.waitUntilRunning()
+        defer { kill(busy, SIGKILL); _ = reap(running) }
+        #expect(busy > 0)
+        let layout = try #require(cgroupLayout)
+        let stray = Cgroup(layout: layout, id: String(repeating: "ab", count: 32))
+        try stray.create(Limits())
+        defer { stray.remove() }
+        let id = stray.name
+        let (crc, cout, _) = try sh([RunTests.binary, "--root", e.root, "check"])
+        #expect(crc == 1 && cout.contains(id), "\(cout)")
+        let (grc, gout, _) = try sh([RunTests.binary, "--root", e.root, "gc"])
+        #expect(grc == 0 && gout.contains("cgroups"))
+        #expect(stray.directories.allSatisfy { !exists($0) })
+        #expect(kill(busy, 0) == 0, "gc touched a running container")
+    }
+}

