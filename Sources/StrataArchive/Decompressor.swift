@@ -63,10 +63,12 @@ public final class Decompressor: ChunkSource {
         archive_read_support_filter_xz(a)
         archive_read_support_format_raw(a)
         if input.open(a) != ARCHIVE_OK {
+            // The message lives in the archive: read it before the archive is freed.
+            let msg = archiveMessage(a)
             let e = input.error
             archive_read_free(a)
             if let e = e as? StrataError { throw e.context(label) }
-            throw StrataError(.invalidFormat, "\(label): cannot read compressed stream: \(archiveMessage(a))", cause: e)
+            throw StrataError(.invalidFormat, "\(label): cannot read compressed stream: \(msg)", cause: e)
         }
         var entry: OpaquePointer?
         let r = archive_read_next_header(a, &entry)

@@ -113,7 +113,7 @@ public enum ChangeScanner {
             }
             let below = underOpaque ? nil : try lower.lookup(comps)
             if st.isDirectory {
-                let sub = try dir.openDirectory(name, resolve: [.noSymlinks]).get()
+                let sub = try dir.walkInto(name)
                 let opaque = Xattrs.isOpaque(sub.fd)
                 out.append(ChangedPath(path: path, kind: below == nil ? .added : .changed,
                                        source: .entry(directory: dir, name: name, stat: st, opaque: opaque)))
@@ -157,7 +157,7 @@ public enum ChangeScanner {
             }
             let old = below[name]
             if st.isDirectory {
-                let sub = try dir.openDirectory(name, resolve: [.noSymlinks]).get()
+                let sub = try dir.walkInto(name)
                 if let old, old.isDirectory {
                     let index = out.count
                     let inner = try walkCopy(sub, comps, lower, &out)
@@ -203,7 +203,7 @@ public enum ChangeScanner {
             guard let st = try dir.lstat(name) else { continue }
             let comps = prefix + [name]
             out.append(ChangedPath(path: EntryPath.join(comps), kind: .added, source: .entry(directory: dir, name: name, stat: st, opaque: false)))
-            if st.isDirectory { try addAll(try dir.openDirectory(name, resolve: [.noSymlinks]).get(), comps, &out) }
+            if st.isDirectory { try addAll(try dir.walkInto(name), comps, &out) }
         }
     }
 }

@@ -87,13 +87,17 @@ public final class DirectoryContents: ArchiveContents, @unchecked Sendable {
         guard case .success(let name) = EntryPath.normalized(Array(path.utf8)), !name.isEmpty else {
             throw StrataError(.invalidFormat, "\(label): \"\(path)\" points outside the image layout")
         }
-        switch root.openat2(name, flags: O_RDONLY, resolve: [.inRoot, .noMagicLinks]) {
+        // O_NONBLOCK: a FIFO planted as a blob must not hang the load; O_NOFOLLOW: a symlink is
+        // not a blob (it is refused, never followed).
+        switch root.openat2(name, flags: O_RDONLY | O_NONBLOCK | O_NOFOLLOW, resolve: [.inRoot, .noMagicLinks]) {
         case .success(let h):
             let st = try h.stat()
             guard (st.st_mode & S_IFMT) == S_IFREG else {
                 throw StrataError(.invalidFormat, "\(label)/\(path) is not a regular file")
             }
             return BlobRef(handle: h, offset: 0, size: Int64(st.st_size), label: "\(label)/\(path)")
+        case .failure(let e) where e == .ELOOP:
+            throw StrataError(.invalidFormat, "\(label)/\(path) is a symlink, not a regular file")
         case .failure(let e) where e == .ENOENT:
             throw StrataError(.notFound, "\(label): no file \"\(path)\"")
         case .failure(let e):

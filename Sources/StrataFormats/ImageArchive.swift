@@ -36,10 +36,15 @@ public struct ImageArchiveReader {
     public let contents: any ArchiveContents
     public let format: ArchiveFormat
     public let platform: Platform
+    /// Layers one image may have: refused before any of them is opened.
+    public let maxLayers: Int
 
-    public init(contents: any ArchiveContents, platform: Platform) throws {
+    public static let defaultMaxLayers = 1000
+
+    public init(contents: any ArchiveContents, platform: Platform, maxLayers: Int = defaultMaxLayers) throws {
         self.contents = contents
         self.platform = platform
+        self.maxLayers = maxLayers
         if contents.exists("manifest.json") {
             format = .dockerArchive
         } else if contents.exists("index.json") {
@@ -65,6 +70,7 @@ public struct ImageArchiveReader {
                                               what: "\(contents.label): manifest.json")
         guard !entries.isEmpty else { throw StrataError(.invalidFormat, "\(contents.label): manifest.json lists no image") }
         return try entries.map { entry in
+            try checkLayerCount(entry.Layers.count, what: "\(contents.label): manifest.json")
             let cref = try contents.open(entry.Config)
             let bytes = try cref.readAll(limit: JSONLimits.config)
             let digest = Digest.of(bytes)
@@ -83,6 +89,12 @@ public struct ImageArchiveReader {
             }
             return ImageToLoad(configBytes: bytes, configDigest: digest, config: config, manifestBytes: nil,
                                manifestDigest: nil, layers: layers, tags: try (entry.RepoTags ?? []).map(Reference.normalize))
+        }
+    }
+
+    private func checkLayerCount(_ n: Int, what: String) throws {
+        guard n <= maxLayers else {
+            throw StrataError(.tooLarge, "\(what) lists \(n) layers, over the limit of \(maxLayers); raise it with --max-layers if the image is real")
         }
     }
 
@@ -137,6 +149,7 @@ public struct ImageArchiveReader {
         let bytes = try readVerified(desc, limit: JSONLimits.manifest)
         let what = "\(contents.label): manifest \(desc.digest)"
         let manifest = try JSONDocument.decode(Manifest.self, from: bytes, what: what)
+        try checkLayerCount(manifest.layers.count, what: what)
         let configBytes = try readVerified(manifest.config, limit: JSONLimits.config)
         let config = try JSONDocument.decode(ImageConfig.self, from: configBytes, what: "\(contents.label): config \(manifest.config.digest)")
         guard config.rootfs.diff_ids.count == manifest.layers.count else {

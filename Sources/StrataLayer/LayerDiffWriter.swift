@@ -125,7 +125,7 @@ public final class LayerDiffWriter {
         }
         if type == S_IFDIR || type == S_IFREG {
             let h: FDHandle
-            if let content { h = content } else { h = try dir.openDirectory(name, resolve: [.noSymlinks]).get().handle }
+            if let content { h = content } else { h = try dir.walkInto(name).handle }
             for (k, v) in Xattrs.list(h.fd) where Whiteout.isContentXattr(k) {
                 v.withUnsafeBytes { archive_entry_xattr_add_entry(e, k, $0.baseAddress, $0.count) }
             }

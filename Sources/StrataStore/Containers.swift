@@ -124,8 +124,11 @@ extension Store {
         let image = try resolveImage(ref)
         let id = Store.randomID()
         let cname = name ?? "c" + String(id.prefix(11))
-        guard cname.range(of: "^[a-zA-Z0-9][a-zA-Z0-9_.-]*$", options: .regularExpression) != nil, cname.count <= 128 else {
-            throw StrataError(.invalidArgument, "invalid container name \"\(cname)\": letters, digits, _ . - only")
+        guard cname.utf8.count <= 128 else {
+            throw StrataError(.invalidArgument, "invalid container name \"\(cname.prefix(40))…\" (\(cname.utf8.count) characters): at most 128")
+        }
+        guard cname.range(of: "^[a-zA-Z0-9][a-zA-Z0-9_.-]*$", options: .regularExpression) != nil else {
+            throw StrataError(.invalidArgument, "invalid container name \"\(cname)\": letters, digits, _ . - only, starting with a letter or digit")
         }
         if try db.read({ db in try Bool.fetchOne(db, sql: "SELECT 1 FROM containers WHERE name = ?", arguments: [cname]) }) == true {
             throw StrataError(.alreadyExists, "a container named \"\(cname)\" exists")
@@ -351,20 +354,29 @@ extension Store {
 
         // The layer tar, into an unnamed spool file, then through ingest like any other layer.
         let spool = try spoolFile()
-        let out = BufferedOutput(spool)
         var size: Int64 = 0
-        let writer = try LayerDiffWriter { chunk in size += Int64(chunk.count); try out.write(chunk) }
-        try writer.write(list.map { p in
-            switch p.source {
-            case .entry(let dir, let name, let st, let opaque): return .entry(path: p.path, directory: dir, name: name, stat: st, opaque: opaque)
-            case .whiteout(let st): return .whiteout(path: p.path, stat: st)
-            }
-        })
-        try writer.close()
-        try out.flush()
-        let input = InputFile(handle: spool, size: size, label: "commit of \(c.name)")
-        let staged = try stageLayer(source: input.source(), reopen: { input.source() }, parent: chain.last,
+        do {
+            let out = BufferedOutput(spool)
+            let writer = try LayerDiffWriter { chunk in size += Int64(chunk.count); try out.write(chunk) }
+            try writer.write(list.map { p in
+                switch p.source {
+                case .entry(let dir, let name, let st, let opaque): return .entry(path: p.path, directory: dir, name: name, stat: st, opaque: opaque)
+                case .whiteout(let st): return .whiteout(path: p.path, stat: st)
+                }
+            })
+            try writer.close()
+            try out.flush()
+        } catch let e as StrataError where e.isNoSpace {
+            throw StrataError(.system, "commit of container \(c.name): no space left on the device of \(rootPath)/tmp while writing the layer tar (\(ByteCount.describe(size)) written); free some space and commit again")
+        }
+        let input = InputFile(handle: spool, size: size, label: "commit of container \(c.name)")
+        let staged: StagedLayer
+        do {
+            staged = try stageLayer(source: input.source(), reopen: { input.source() }, parent: chain.last,
                                     expectedDiffID: nil, expectedBlobDigest: nil, maxLayerSize: Int64.max, label: input.label)
+        } catch let e as StrataError where e.isNoSpace {
+            throw StrataError(.system, "commit of container \(c.name): no space left on the device of \(rootPath)/layers while unpacking the new layer (\(ByteCount.describe(size)) of tar); free some space and commit again")
+        }
 
         // The new config: the old one as a JSON object (unknown keys kept), plus the layer.
         guard var doc = try JSONSerialization.jsonObject(with: Data(baseConfig)) as? [String: Any] else {

@@ -16,6 +16,12 @@ public struct LoadOptions: Sendable {
     public var extraTags: [String] = []
     /// Uncompressed bytes one layer may have; fail as soon as it is passed.
     public var maxLayerSize: Int64 = 32 << 30
+    /// Bytes an archive may take when it has to be spooled into tmp/ (it is compressed, or
+    /// comes from a pipe); nil: four times `maxLayerSize`. Never past the free space of the
+    /// store's filesystem less a reserve.
+    public var maxArchiveSize: Int64?
+    /// Layers one image may have (the overlay driver's own depth limit is separate).
+    public var maxLayers = ImageArchiveReader.defaultMaxLayers
     public var progress: @Sendable (LayerEvent) -> Void = { _ in }
     public init() {}
 }
@@ -42,8 +48,8 @@ extension Store {
     /// Loads every image of an archive: a docker-archive or oci-archive tar (optionally
     /// compressed), an OCI layout directory, or `-` for standard input.
     public func load(path: String, options: LoadOptions) throws -> [LoadedImage] {
-        let contents = try openArchive(path)
-        let reader = try ImageArchiveReader(contents: contents, platform: options.platform)
+        let contents = try openArchive(path, limit: options.maxArchiveSize ?? options.maxLayerSize.multipliedReportingOverflow(by: 4).partialValue)
+        let reader = try ImageArchiveReader(contents: contents, platform: options.platform, maxLayers: options.maxLayers)
         let found = try reader.images()
         let extra = try options.extraTags.map(Reference.normalize)
 
@@ -150,7 +156,7 @@ extension Store {
     /// Imports a plain rootfs tar (any compression) as a one-layer image, like `docker import`.
     public func importRootfs(path: String, tag: String?, changes: [String], message: String?,
                              options: LoadOptions) throws -> LoadedImage {
-        let input = try openInput(path, decompressOuter: false)
+        let input = try openInput(path, decompressOuter: false, limit: options.maxArchiveSize ?? options.maxLayerSize)
         var config = ImageConfig.Config()
         for change in changes { try ConfigChange.apply(change, to: &config) }
         let label = path == "-" ? "standard input" : path
@@ -277,54 +283,89 @@ extension Store {
     // MARK: input
 
     /// An image archive: a directory (OCI layout) or a tar file (read in place when it is
-    /// uncompressed; spooled into tmp/ when it is compressed or a pipe).
-    func openArchive(_ path: String) throws -> any ArchiveContents {
+    /// uncompressed; spooled into tmp/, up to `limit` bytes, when it is compressed or a pipe).
+    func openArchive(_ path: String, limit: Int64) throws -> any ArchiveContents {
         if path != "-" {
             let probe: FDHandle
-            do { probe = try FDHandle.open(path, flags: O_RDONLY) } catch let e as StrataError {
+            do { probe = try FDHandle.open(path, flags: O_RDONLY | O_NONBLOCK) } catch let e as StrataError {
                 throw StrataError(.notFound, "cannot read \(path)", cause: e.cause)
             }
             if (try probe.stat().st_mode & S_IFMT) == S_IFDIR { return try DirectoryContents(path: path) }
         }
-        let input = try openInput(path, decompressOuter: true)
+        let input = try openInput(path, decompressOuter: true, limit: limit)
         return try TarContents(handle: input.handle, size: input.size, label: path == "-" ? "standard input" : path)
     }
 
     /// A readable, seekable file for `path` (or standard input). With `decompressOuter`, a
-    /// gzip/zstd/xz file is decompressed into an unnamed spool file first.
-    func openInput(_ path: String, decompressOuter: Bool) throws -> InputFile {
+    /// gzip/zstd/xz file is decompressed into an unnamed spool file first. Inputs that are not
+    /// files, pipes or sockets (a terminal, /dev/zero, a disk) are refused before any byte is read.
+    func openInput(_ path: String, decompressOuter: Bool, limit: Int64) throws -> InputFile {
         let label = path == "-" ? "standard input" : path
+        let h: FDHandle
         if path == "-" {
-            let stdin = FDHandle(owning: dup(0))
-            let source: any ChunkSource = decompressOuter
-                ? try Decompressor(StreamSource(handle: stdin), label: label) : StreamSource(handle: stdin)
-            return try spool(source, label: label)
+            h = FDHandle(owning: dup(0))
+        } else {
+            do { h = try FDHandle.open(path, flags: O_RDONLY) } catch let e as StrataError {
+                throw StrataError(.notFound, "cannot read \(path)", cause: e.cause)
+            }
         }
-        let h = try FDHandle.open(path, flags: O_RDONLY)
         let st = try h.stat()
-        guard (st.st_mode & S_IFMT) == S_IFREG else {
-            return try spool(decompressOuter ? try Decompressor(StreamSource(handle: h), label: label) : StreamSource(handle: h), label: label)
+        switch st.st_mode & S_IFMT {
+        case S_IFREG:
+            if st.st_size == 0 { throw StrataError(.invalidFormat, "\(label) is empty, not an archive") }
+            let file = InputFile(handle: h, size: Int64(st.st_size), label: label)
+            if decompressOuter {
+                let probe = try Decompressor(file.source(), label: label)
+                if probe.compression != .none { return try spool(probe, label: label, limit: limit, decompressed: true) }
+            }
+            return file
+        case S_IFIFO, S_IFSOCK:
+            let stream = StreamSource(handle: h)
+            return try spool(decompressOuter ? try Decompressor(stream, label: label) : stream, label: label,
+                             limit: limit, decompressed: decompressOuter)
+        case S_IFDIR:
+            throw StrataError(.invalidArgument, "\(label) is a directory; give a tar file")
+        default:
+            throw StrataError(.invalidArgument, "\(label) is a device, not an archive; give a file or a pipe")
         }
-        let file = InputFile(handle: h, size: Int64(st.st_size), label: label)
-        if decompressOuter {
-            let probe = try Decompressor(file.source(), label: label)
-            if probe.compression != .none { return try spool(probe, label: label) }
-        }
-        return file
     }
 
-    /// Copies a stream into an O_TMPFILE file in tmp/: it has no name, so a killed run leaves nothing.
-    func spool(_ source: any ChunkSource, label: String) throws -> InputFile {
+    /// Copies a stream into an O_TMPFILE file in tmp/: it has no name, so a killed run leaves
+    /// nothing. Stops as soon as it passes `limit` or the free space of the store's filesystem
+    /// less a reserve (so a bomb never fills the disk), naming the archive.
+    func spool(_ source: any ChunkSource, label: String, limit: Int64, decompressed: Bool) throws -> InputFile {
         let h = try spoolFile()
+        let room = spoolRoom()
+        let cap = min(limit, room)
         var size: Int64 = 0
         while true {
             let c = try source.nextChunk()
             if c.isEmpty { break }
-            try h.writeAll(c)
             size += Int64(c.count)
+            if size > cap {
+                let what = decompressed ? "decompressed" : "read from the pipe"
+                if cap == limit {
+                    throw StrataError(.tooLarge, "\(label): more than \(ByteCount.describe(limit)) \(what), over --max-archive-size (four times --max-layer-size unless given); raise it if the archive is that large")
+                }
+                throw StrataError(.tooLarge, "\(label): more than \(ByteCount.describe(cap)) \(what), all the room left in \(rootPath)/tmp (the filesystem keeps a reserve of \(ByteCount.describe(Store.spoolReserve)))")
+            }
+            do { try h.writeAll(c) } catch let e as StrataError where e.isNoSpace {
+                throw StrataError(.system, "\(label): no space left on the device of \(rootPath)/tmp while spooling the archive (\(ByteCount.describe(size)) written)")
+            }
         }
         return InputFile(handle: h, size: size, label: label)
     }
+
+    /// What a spool may use: the free space of tmp/'s filesystem less the reserve.
+    func spoolRoom() -> Int64 {
+        var sv = statvfs()
+        guard fstatvfs(tmpDir.fd, &sv) == 0 else { return .max }
+        let free = Int64(sv.f_bavail) * Int64(sv.f_frsize)
+        return max(0, free - Store.spoolReserve)
+    }
+
+    /// Space a spool leaves free on the store's filesystem.
+    static let spoolReserve: Int64 = 512 << 20
 }
 
 /// A seekable input file.

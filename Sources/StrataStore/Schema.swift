@@ -1,7 +1,12 @@
 import GRDB
+import StrataCore
 
-/// The store's metadata schema. Migrations only ever append.
+/// The store's metadata schema. Migrations only ever append; each new one also raises
+/// `version`, which is written to SQLite's `user_version`: a store a newer strata wrote (a
+/// higher version, or a migration this strata does not know) is refused, never written.
 enum Schema {
+    static let version = 3
+
     static var migrator: DatabaseMigrator {
         var m = DatabaseMigrator()
         m.registerMigration("v1") { db in
@@ -65,6 +70,18 @@ enum Schema {
                 CREATE UNIQUE INDEX layers_link ON layers(link_id);
                 """)
         }
+        m.registerMigration("v3-user-version") { db in
+            try db.execute(sql: "PRAGMA user_version = \(version)")
+        }
         return m
+    }
+
+    /// Throws when the store was written by a newer strata.
+    static func checkNotNewer(_ db: Database, root: String) throws {
+        let stored = try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0
+        let superseded = try migrator.hasBeenSuperseded(db)
+        if stored > version || superseded {
+            throw StrataError(.system, "the store at \(root) was written by a newer strata (schema \(stored); this strata knows up to \(version)); use that strata, or another --root")
+        }
     }
 }

@@ -84,6 +84,7 @@ public final class Store: @unchecked Sendable {
                 if errno != EINTR { throw StrataError(.system, "cannot lock \(rootPath)/lock", cause: Errno.current) }
             }
             defer { _ = strata_ofd_lock(lock.fd, 0, 0, 0) }
+            try db.read { try Schema.checkNotNewer($0, root: rootPath) }
             // Opening an up-to-date store writes nothing.
             if try !db.read({ try Schema.migrator.hasCompletedMigrations($0) }) {
                 try Schema.migrator.migrate(db)

@@ -55,6 +55,18 @@ public final class Directory: @unchecked Sendable {
             .map { Directory(handle: $0, label: label + "/" + path.display) }
     }
 
+    /// A subdirectory met during a walk: a name that stopped being a directory since it was
+    /// listed (swapped for a symlink by someone else) is an error naming the path.
+    public func walkInto(_ name: PathBytes) throws -> Directory {
+        switch openDirectory(name, resolve: [.noSymlinks]) {
+        case .success(let d): return d
+        case .failure(let e) where e == .ELOOP || e == .ENOTDIR || e == .ENOENT:
+            throw StrataError(.conflict, "\(label)/\(name.display) stopped being a directory while it was read (it was replaced, e.g. by a symlink); try again with the container stopped", cause: e)
+        case .failure(let e):
+            throw fail("cannot open directory", name, e)
+        }
+    }
+
     /// openat(2) of a single name with O_NOFOLLOW.
     public func openFile(_ name: PathBytes, flags: Int32, mode: mode_t = 0o600) throws -> FDHandle {
         let r = withCPath(name) { cp in retryingEINTR { Glibc.openat(fd, cp, flags | O_CLOEXEC | O_NOFOLLOW, mode) } }

@@ -128,3 +128,16 @@ public final class FDHandle: @unchecked Sendable {
         }
     }
 }
+
+extension StrataError {
+    /// Whether the cause, at any depth, is ENOSPC or EDQUOT: the disk or the quota is full.
+    public var isNoSpace: Bool {
+        var cause: (any Error)? = self.cause
+        while let c = cause {
+            if let e = c as? StrataError { cause = e.cause; continue }
+            guard let e = c as? Errno else { return false }
+            return e.rawValue == ENOSPC || e.rawValue == EDQUOT
+        }
+        return false
+    }
+}

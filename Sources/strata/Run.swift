@@ -20,9 +20,10 @@ struct Run: ParsableCommand {
     @Flag(name: .long, help: "Remove the container when it exits.") var rm = false
     @Option(name: .long, help: "A name for the container.") var name: String?
     @Option(name: .long, help: "Hostname (default: the short container ID).") var hostname: String?
-    @Option(name: [.short, .long], help: "Memory limit, e.g. 64m (also limits memory+swap).") var memory: String?
-    @Option(name: .long, help: "CPU quota in CPUs, e.g. 0.5.") var cpus: String?
-    @Option(name: .long, help: "Maximum number of processes.") var pidsLimit: String?
+    // .unconditional: `--memory -1` is a bad value (one clear line), not a missing one.
+    @Option(name: [.short, .long], parsing: .unconditional, help: "Memory limit, e.g. 64m (also limits memory+swap).") var memory: String?
+    @Option(name: .long, parsing: .unconditional, help: "CPU quota in CPUs, e.g. 0.5.") var cpus: String?
+    @Option(name: .long, parsing: .unconditional, help: "Maximum number of processes.") var pidsLimit: String?
     @Option(name: .long, help: "none (default: only lo) or host.") var network: String = "none"
     @Option(name: [.short, .customLong("env")], help: "Set an environment variable K=V (or K to take it from here).") var env: [String] = []
     @Option(name: [.short, .customLong("workdir")], help: "Working directory inside the container.") var workdir: String?
@@ -50,16 +51,18 @@ struct Run: ParsableCommand {
             l.memory = v
         }
         if let cpus {
-            guard let v = Double(cpus), v > 0, v <= Double(ProcessInfo.processInfo.activeProcessorCount) * 8 else {
-                throw StrataError(.invalidArgument, "invalid --cpus \"\(cpus)\": expected a positive number of CPUs, e.g. 0.5")
+            let available = ProcessInfo.processInfo.activeProcessorCount
+            guard let v = Double(cpus), v >= 0.01, v <= Double(available) else {
+                throw StrataError(.invalidArgument, "invalid --cpus \"\(cpus)\": from 0.01 to \(available), the CPUs this machine has")
             }
             l.cpus = v
         }
         if let pidsLimit {
-            guard let v = Int64(pidsLimit), v > 0 else {
-                throw StrataError(.invalidArgument, "invalid --pids-limit \"\(pidsLimit)\": expected a positive number")
+            // The kernel takes pids.max up to 2^22 (PID_MAX_LIMIT); Docker's -1 means no limit.
+            guard let v = Int64(pidsLimit), v > 0 || v == -1, v <= 1 << 22 else {
+                throw StrataError(.invalidArgument, "invalid --pids-limit \"\(pidsLimit)\": from 1 to 4194304, or -1 for no limit")
             }
-            l.pids = v
+            l.pids = v == -1 ? nil : v
         }
         return l
     }

@@ -3,6 +3,7 @@ import ArgumentParser
 import Glibc
 #endif
 import Foundation
+import GRDB
 import Logging
 import StrataCore
 import StrataFormats
@@ -99,7 +100,16 @@ func run(_ body: () throws -> Void) throws {
     } catch let e as StrataError {
         FileHandle.standardError.write(Data("strata: \(e)\n".utf8))
         throw ExitCode(exitCode(for: e.code))
+    } catch let e as DatabaseError {
+        throw ExitCode(report(e))
     }
+}
+
+/// A database error the code did not turn into a `StrataError`: SQLite's own message (never
+/// the SQL statement, which `DatabaseError.description` carries) and the system exit code.
+func report(_ e: DatabaseError) -> Int32 {
+    printErr("strata: the store database refused the change: \(e.message ?? "\(e.resultCode)"); run `strata check`")
+    return 71
 }
 
 func exitCode(for code: StrataError.Code) -> Int32 {
@@ -172,13 +182,7 @@ final class LoadProgress: @unchecked Sendable {
 
 enum Format {
     /// Sizes as Docker prints them (SI units).
-    static func bytes(_ n: Int64) -> String {
-        let units = ["B", "kB", "MB", "GB", "TB"]
-        var v = Double(n)
-        var u = 0
-        while v >= 1000 && u < units.count - 1 { v /= 1000; u += 1 }
-        return u == 0 ? "\(n)B" : String(format: v < 10 ? "%.2f%@" : v < 100 ? "%.1f%@" : "%.0f%@", v, units[u])
-    }
+    static func bytes(_ n: Int64) -> String { ByteCount.describe(n) }
 
     static func table(_ rows: [[String]]) -> String {
         guard let first = rows.first else { return "" }
@@ -208,6 +212,9 @@ struct Load: ParsableCommand {
     @Option(name: .long, help: "Also tag the loaded image(s) NAME[:TAG].") var tag: [String] = []
     @Option(name: .long, help: "Refuse a layer over this many uncompressed bytes (suffixes k, m, g).")
     var maxLayerSize: String = "32g"
+    @Option(name: .long, help: "Refuse a compressed or piped archive over this many bytes once spooled (default: 4 × --max-layer-size).")
+    var maxArchiveSize: String?
+    @Option(name: .long, help: "Refuse an image of more layers than this.") var maxLayers: Int = ImageArchiveReader.defaultMaxLayers
 
     func run() throws {
         try strata.run {
@@ -216,6 +223,9 @@ struct Load: ParsableCommand {
             if let platform { options.platform = try Platform(parsing: platform) }
             options.extraTags = tag
             options.maxLayerSize = try ByteSize.parse(maxLayerSize, what: "--max-layer-size")
+            options.maxArchiveSize = try maxArchiveSize.map { try ByteSize.parse($0, what: "--max-archive-size") }
+            guard maxLayers > 0 else { throw StrataError(.invalidArgument, "invalid --max-layers \(maxLayers): expected a positive number") }
+            options.maxLayers = maxLayers
             options.progress = LoadProgress().handler(quiet: global.quiet)
             let loaded = try store.load(path: path, options: options)
             for image in loaded {
