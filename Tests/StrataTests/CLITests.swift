@@ -6,7 +6,7 @@ import Testing
 
 /// The `strata` binary as users run it: output shapes, exit codes, standard input.
 @Suite(.serialized, .enabled(if: isRoot, "needs root")) struct CLITests {
-    let binary = repoRoot + "/.build/debug/strata"
+    let binary = strataBinary
 
     func strata(_ args: [String], root: String, stdin: [UInt8]? = nil) throws -> (Int32, String, String) {
         try sh([binary, "--root", root] + args, stdin: stdin)

@@ -82,7 +82,7 @@ import Testing
             try ed.setManifest(m)
             try FileManager.default.createSymbolicLink(atPath: ed.blobPath("sha256:" + String(repeating: "a", count: 64)),
                                                        withDestinationPath: "/etc/passwd")
-        }, .refused(.notFound)),
+        }, .refused(.invalidFormat)),  // a symlink is not a blob: refused as such, not "missing"
         ("deeply nested JSON", .edit { ed, _ in
             var c = try ed.config
             c["deep"] = "PLACEHOLDER"

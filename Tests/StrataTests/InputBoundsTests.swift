@@ -11,7 +11,7 @@ import Testing
 /// many layers, blobs that are not files, stores from a newer strata: each is refused at once
 /// with one line naming it, and the store is left as it was.
 @Suite(.serialized, .enabled(if: isRoot, "needs root")) struct InputBoundsTests {
-    static let binary = repoRoot + "/.build/debug/strata"
+    static let binary = strataBinary
 
     func strata(_ root: String, _ args: [String]) throws -> (Int32, String, String) {
         try sh([InputBoundsTests.binary, "--root", root] + args)

@@ -105,7 +105,7 @@ struct MountTests {
             tars.append(p)
         }
         try sh(["python3", repoRoot + "/fixtures/mkimages.py", "--layout", t.sub("deep"), "none", "deep:1"] + tars)
-        let binary = repoRoot + "/.build/debug/strata"
+        let binary = strataBinary
         for form in ["lowerdirplus", "shortlinks"] {
             let root = t.sub("store-\(form)")
             let env = ["STRATA_OVERLAY_MOUNT_FORM": form]

@@ -14,7 +14,7 @@ let cgroupLayout = CgroupLayout.current()
 /// volumes; and nothing left behind (cgroup, mount, process) after each run, a failing one too.
 @Suite(.serialized, .enabled(if: isRoot && overlayWorks && cgroupLayout != nil, "needs root, overlayfs and cgroups"))
 struct RunTests {
-    static let binary = repoRoot + "/.build/debug/strata"
+    static let binary = strataBinary
     static let image = "example.com/strata/busybox:gzip"
 
     /// A store with the busybox image, shared by the runs of one test.
@@ -297,6 +297,13 @@ struct BundleTests {
         let layout = CgroupLayout.detect(mountinfo: info) { _ in ["hugetlb"] }
         #expect(layout == .v1(mounts: ["memory": "/sys/fs/cgroup/memory", "cpu": "/sys/fs/cgroup/cpu,cpuacct",
                                       "cpuacct": "/sys/fs/cgroup/cpu,cpuacct", "pids": "/sys/fs/cgroup/pids"]))
+        // What the container sees: each joined hierarchy once, with the host's controller options.
+        #expect(layout?.containerView(mountinfo: info) == [
+            CgroupView(name: "cpu,cpuacct", fstype: "cgroup", data: "cpu,cpuacct"),
+            CgroupView(name: "memory", fstype: "cgroup", data: "memory"),
+            CgroupView(name: "pids", fstype: "cgroup", data: "pids"),
+        ])
+        #expect(CgroupLayout.v2(root: "/sys/fs/cgroup").containerView(mountinfo: "") == [CgroupView(name: nil, fstype: "cgroup2", data: nil)])
     }
 
     @Test func detectsUnifiedAsV2AndWritesItsFiles() throws {

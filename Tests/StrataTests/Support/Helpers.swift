@@ -124,3 +124,7 @@ let repoRoot: String = {
 
 let fixtures = repoRoot + "/fixtures/out"
 let isRoot = getuid() == 0
+
+/// The strata binary the tests run: the debug build, or `STRATA_BINARY` (the sanitizer run
+/// points it at its own build).
+let strataBinary = ProcessInfo.processInfo.environment["STRATA_BINARY"] ?? repoRoot + "/.build/debug/strata"
