@@ -14,7 +14,8 @@ public struct TarEntry: Sendable {
     public enum Kind: Sendable, Equatable {
         case regular, directory, symlink, hardlink, characterDevice, blockDevice, fifo, socket
     }
-    /// The name as written in the tar (PAX names already applied).
+    /// The name as the tar holds it, byte for byte (PAX and GNU long names applied; never
+    /// libarchive's decoded string, which is NFC-normalised).
     public var path: PathBytes
     public var kind: Kind
     /// Permission bits including setuid, setgid and sticky.
@@ -28,6 +29,8 @@ public struct TarEntry: Sendable {
     public var linkTarget: PathBytes
     public var devMajor: UInt32
     public var devMinor: UInt32
+    /// From SCHILY.xattr.* / LIBARCHIVE.xattr.* records, names as written (valid UTF-8 is
+    /// required of them); a record with an empty value is "unset" and not listed.
     public var xattrs: [(name: String, value: [UInt8])]
     /// Sparse entries are stored as a map and holes: their payload bytes are not the file bytes.
     public var isSparse: Bool
@@ -44,6 +47,8 @@ public struct TarEntry: Sendable {
 public final class TarReader {
     private let archive: OpaquePointer
     private let input: ArchiveInput
+    private let tap: HeaderTap
+    private var globals: RawTarHeader.Globals = [:]
     public let label: String
     private var previousLocale: UnsafeMutableRawPointer?
     private var entry: OpaquePointer?
@@ -52,7 +57,8 @@ public final class TarReader {
         previousLocale = strata_use_utf8_locale()
         guard let a = archive_read_new() else { throw StrataError(.internalError, "archive_read_new failed") }
         archive = a
-        input = ArchiveInput(source)
+        tap = HeaderTap(source)
+        input = ArchiveInput(tap)
         self.label = label
         archive_read_support_format_tar(a)
         archive_read_support_format_gnutar(a)
@@ -83,15 +89,24 @@ public final class TarReader {
         let headerOffset = archive_read_header_position(archive)
         let dataOffset = archive_filter_bytes(archive, 0)
 
-        guard let cpath = archive_entry_pathname(e) else {
-            throw StrataError(.invalidFormat, "\(label): entry at offset \(headerOffset) has a name that cannot be decoded")
+        // Names and xattrs from the header's own bytes (libarchive would hand them NFC-normalised).
+        guard let rawBytes = tap.bytes(from: headerOffset, to: dataOffset) else {
+            throw StrataError(.invalidFormat, "\(label): the header of the entry at offset \(headerOffset) is over \(HeaderTap.limit) bytes")
         }
-        let path = Array(UnsafeRawBufferPointer(start: cpath, count: strlen(cpath)))
+        let raw: RawTarHeader
+        do { raw = try RawTarHeader.parse(rawBytes, globals: &globals) } catch let m as RawTarHeader.Malformed {
+            throw StrataError(.invalidFormat, "\(label): entry at offset \(headerOffset): \(m.description)")
+        }
+        tap.consumed(until: dataOffset + raw.storedSize)
+        let path = raw.path
+        guard !path.isEmpty else {
+            throw StrataError(.invalidFormat, "\(label): entry at offset \(headerOffset) has an empty name")
+        }
         var linkTarget: PathBytes = []
         let kind: TarEntry.Kind
-        if let h = archive_entry_hardlink(e) {
+        if archive_entry_hardlink(e) != nil {
             kind = .hardlink
-            linkTarget = Array(UnsafeRawBufferPointer(start: h, count: strlen(h)))
+            linkTarget = raw.linkTarget
         } else {
             // libarchive AE_IF* values (equal to the S_IF* mode bits; the C macros are casts Swift cannot import).
             switch archive_entry_filetype(e) {
@@ -99,9 +114,7 @@ public final class TarReader {
             case 0o040000: kind = .directory
             case 0o120000:
                 kind = .symlink
-                if let s = archive_entry_symlink(e) {
-                    linkTarget = Array(UnsafeRawBufferPointer(start: s, count: strlen(s)))
-                }
+                linkTarget = raw.linkTarget
             case 0o020000: kind = .characterDevice
             case 0o060000: kind = .blockDevice
             case 0o010000: kind = .fifo
@@ -111,15 +124,11 @@ public final class TarReader {
             }
         }
         var xattrs: [(String, [UInt8])] = []
-        if archive_entry_xattr_reset(e) > 0 {
-            var name: UnsafePointer<CChar>?
-            var value: UnsafeRawPointer?
-            var size = 0
-            while archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK {
-                guard let name else { continue }
-                let v = value.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) } ?? []
-                xattrs.append((String(cString: name), v))
+        for (name, value) in raw.xattrs {
+            guard let n = String(validating: name, as: UTF8.self), !n.utf8.contains(0) else {
+                throw StrataError(.unsupported, "\(label): entry \"\(path.display)\" has an xattr whose name is not UTF-8")
             }
+            xattrs.append((n, value))
         }
         let size = archive_entry_size_is_set(e) != 0 ? archive_entry_size(e) : 0
         if size < 0 {

@@ -57,14 +57,31 @@ public struct SecurityOptions: Sendable, Equatable {
         }
     }
 
-    /// The capability set and the seccomp program (nil: none) for this machine.
-    public func resolve() throws -> (CapabilitySet, [UInt8]?) {
+    /// What `resolve()` found, kept so that checking the flags early does not compile twice.
+    public private(set) var resolved: Resolved?
+
+    public struct Resolved: Sendable, Equatable {
+        public var capabilities: CapabilitySet
+        /// The BPF program; nil for none.
+        public var seccomp: [UInt8]?
+    }
+
+    /// Resolves the flags for this machine (a bad profile or capability throws) and keeps the result.
+    @discardableResult
+    public mutating func resolve() throws -> Resolved {
+        if let resolved { return resolved }
+        let (caps, program) = try compute()
+        resolved = Resolved(capabilities: caps, seccomp: program)
+        return resolved!
+    }
+
+    private func compute() throws -> (CapabilitySet, [UInt8]?) {
         let caps = try CapabilitySet.resolve(add: capAdd, drop: capDrop, privileged: privileged)
         switch seccomp {
         case .unconfined: return (caps, nil)
-        case .default: return (caps, privileged ? nil : try SeccompCompiler.compile(.dockerDefault, capabilities: caps))
+        case .default: return (caps, privileged ? nil : try SeccompCompiler.cachedCompile(.dockerDefault, capabilities: caps))
         case .profile(let p, let path):
-            do { return (caps, try SeccompCompiler.compile(p, capabilities: caps)) } catch let e as StrataError {
+            do { return (caps, try SeccompCompiler.cachedCompile(p, capabilities: caps)) } catch let e as StrataError {
                 throw e.context("seccomp profile \(path)")
             }
         }
@@ -185,7 +202,9 @@ public final class Launcher: @unchecked Sendable {
     /// Runs the process to its end; returns its exit code (128+N when killed by signal N).
     public func run() throws -> Int32 {
         let (program, user, env) = try prepare()
-        let (capabilities, seccomp) = try spec.security.resolve()
+        var security = spec.security
+        let resolved = try security.resolve()
+        let capabilities = resolved.capabilities, seccomp = resolved.seccomp
         let initBinary = spec.initProcess ? try InitBinary.sealedCopy() : nil
         let binds = try writeNetworkFiles()
         let layout = CgroupLayout.current()

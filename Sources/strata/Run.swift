@@ -100,7 +100,7 @@ struct Run: ParsableCommand {
             let vols = try volumes()
             var security = SecurityOptions(privileged: privileged, capAdd: capAdd, capDrop: capDrop)
             try security.apply(securityOpt: securityOpt)
-            _ = try security.resolve()  // a bad profile or capability is refused before anything exists
+            try security.resolve()  // a bad profile or capability is refused before anything exists
             let store = try global.openStore()
             let imageID = try store.resolveImage(image)
             let config = try store.imageConfig(imageID).config ?? ImageConfig.Config()

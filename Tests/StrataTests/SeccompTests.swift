@@ -64,4 +64,19 @@ import Testing
         #expect(try CapabilitySet.resolve(add: [], drop: [], privileged: true) == held)
         #expect { try CapabilitySet.resolve(add: ["NOT_A_CAP"], drop: [], privileged: false) } throws: { "\($0)".contains("NOT_A_CAP") }
     }
+
+    /// The compiled program is kept per boot and reused; a cache file that is not a program
+    /// (or not root's alone) is compiled again.
+    @Test(.enabled(if: isRoot, "the cache is root's")) func compiledProgramsAreCached() throws {
+        let t = TempDir("strata-seccomp-cache"); defer { t.remove() }
+        let first = try SeccompCompiler.cachedCompile(.dockerDefault, capabilities: .dockerDefault, cacheDirectory: t.path)
+        let files = try FileManager.default.contentsOfDirectory(atPath: t.path)
+        #expect(files.count == 1 && files[0].hasSuffix(".bpf"))
+        #expect(try SeccompCompiler.cachedCompile(.dockerDefault, capabilities: .dockerDefault, cacheDirectory: t.path) == first)
+        try Data([1, 2, 3]).write(to: URL(fileURLWithPath: t.sub(files[0])))
+        #expect(try SeccompCompiler.cachedCompile(.dockerDefault, capabilities: .dockerDefault, cacheDirectory: t.path) == first)
+        // Another capability set is another program, another file.
+        _ = try SeccompCompiler.cachedCompile(.dockerDefault, capabilities: CapabilitySet(mask: 0), cacheDirectory: t.path)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: t.path).filter { $0.hasSuffix(".bpf") }.count == 2)
+    }
 }
