@@ -2,8 +2,9 @@ import CArchive
 import StrataCore
 
 /// The compression of a stream, detected from its first bytes (never trusted from a media type).
+/// bzip2 and lz4 are read (`docker import` takes bzip2) but never written into images.
 public enum Compression: String, Sendable, Codable {
-    case none, gzip, zstd, xz
+    case none, gzip, zstd, xz, bzip2, lz4
 }
 
 /// Bridges a `ChunkSource` into a libarchive read callback. The Swift error a source throws
@@ -43,7 +44,7 @@ func archiveMessage(_ a: OpaquePointer?) -> String {
     return String(cString: s)
 }
 
-/// Decompresses a stream whose compression (none, gzip, zstd, xz) is detected from its bytes.
+/// Decompresses a stream whose compression (none, gzip, zstd, xz, bzip2, lz4) is detected from its bytes.
 /// Only these filters are enabled: never `_all`, which would let hostile bytes pick readers or
 /// filters that run external programs.
 public final class Decompressor: ChunkSource {
@@ -61,6 +62,8 @@ public final class Decompressor: ChunkSource {
         archive_read_support_filter_gzip(a)
         archive_read_support_filter_zstd(a)
         archive_read_support_filter_xz(a)
+        archive_read_support_filter_bzip2(a)
+        archive_read_support_filter_lz4(a)
         archive_read_support_format_raw(a)
         if input.open(a) != ARCHIVE_OK {
             // The message lives in the archive: read it before the archive is freed.
@@ -85,6 +88,8 @@ public final class Decompressor: ChunkSource {
         case ARCHIVE_FILTER_GZIP: compression = .gzip
         case ARCHIVE_FILTER_ZSTD: compression = .zstd
         case ARCHIVE_FILTER_XZ: compression = .xz
+        case ARCHIVE_FILTER_BZIP2: compression = .bzip2
+        case ARCHIVE_FILTER_LZ4: compression = .lz4
         default: compression = .none
         }
     }

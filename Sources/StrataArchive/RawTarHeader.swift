@@ -101,7 +101,7 @@ public struct RawTarHeader: Equatable {
                 xattrs.append((Array(k.dropFirst(schily.count)), v))
             } else if k.starts(with: libarchiveXattr) {
                 guard !v.isEmpty, let name = percentDecoded(Array(k.dropFirst(libarchiveXattr.count))),
-                      let decoded = base64Decoded(v) else { continue }
+                      let decoded = Base64.decode(v) else { continue }
                 xattrs.append((name, decoded))
             }
         }
@@ -185,31 +185,6 @@ public struct RawTarHeader: Equatable {
             } else {
                 out.append(s[i])
                 i += 1
-            }
-        }
-        return out
-    }
-
-    /// Standard base64, padding optional (bsdtar's LIBARCHIVE.xattr values).
-    static func base64Decoded(_ s: [UInt8]) -> [UInt8]? {
-        var out: [UInt8] = []
-        var acc: UInt32 = 0, bits = 0
-        for c in s {
-            let v: UInt32
-            switch c {
-            case 0x41...0x5a: v = UInt32(c - 0x41)
-            case 0x61...0x7a: v = UInt32(c - 0x61 + 26)
-            case 0x30...0x39: v = UInt32(c - 0x30 + 52)
-            case UInt8(ascii: "+"): v = 62
-            case UInt8(ascii: "/"): v = 63
-            case UInt8(ascii: "="): continue
-            default: return nil
-            }
-            acc = acc << 6 | v
-            bits += 6
-            if bits >= 8 {
-                bits -= 8
-                out.append(UInt8((acc >> UInt32(bits)) & 0xff))
             }
         }
         return out

@@ -43,6 +43,8 @@ public final class CompressingWriter {
             archive_write_set_filter_option(a, "gzip", "timestamp", nil)
         case .zstd: archive_write_add_filter_zstd(a)
         case .xz: archive_write_add_filter_xz(a)
+        case .bzip2: archive_write_add_filter_bzip2(a)
+        case .lz4: archive_write_add_filter_lz4(a)
         case .none: break
         }
         archive_write_set_format_raw(a)

@@ -158,6 +158,9 @@ public enum JSONLimits {
 public enum JSONDocument {
     /// Decodes `bytes` as `T`, naming `what` in the error.
     public static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8], what: String) throws -> T {
+        if let key = DuplicateKeys.find(in: bytes) {
+            throw StrataError(.invalidFormat, "\(what): key \"\(key)\" appears twice; refused, since parsers disagree on which one counts")
+        }
         do {
             return try JSONDecoder().decode(T.self, from: Data(bytes))
         } catch let e as StrataError {

@@ -15,6 +15,13 @@ public struct UnpackStats: Sendable {
     public var entries = 0
     /// `.wh..wh..opq` at the layer root: the layers below do not show (Decision 5).
     public var opaqueRoot = false
+    /// Parents the tar did not list, made 0755 root here: their owner, mode and xattrs come
+    /// from the nearest lower layer that has them, once the lower layers exist.
+    public var implicitDirectories: [PathBytes] = []
+    /// Whiteouts written on disk, by path: one in a directory that is opaque or that no lower
+    /// layer has hides nothing, and overlayfs would list it; such are removed once the lower
+    /// layers are known.
+    public var whiteouts: [PathBytes] = []
 }
 
 /// Applies a layer tar to an empty directory, through directory file descriptors only, with
@@ -75,8 +82,10 @@ public final class LayerUnpacker {
         case .failure(.absolute): throw unsafe(entry.path, "absolute name")
         case .failure(.escapes): throw unsafe(entry.path, "the name leaves the layer root with \"..\"")
         }
-        // A whiteout name can only be the final component.
+        // Under aufs metadata (`.wh..wh.plnk/…`, left by aufs-era images): not content, skipped
+        // as Docker does. Any other whiteout name can only be the final component.
         for c in comps.dropLast() where c.starts(with: Whiteout.prefix) {
+            if Whiteout.meaning(of: c) == .aufsMeta { return }
             throw unsafe(entry.path, "a whiteout name used as a directory")
         }
         guard let last = comps.last else {
@@ -95,13 +104,16 @@ public final class LayerUnpacker {
         case .invalid:
             throw unsafe(entry.path, "a whiteout that names no file or a parent directory")
         case .opaque:
-            guard entry.kind == .regular else { throw unsafe(entry.path, "an opaque marker that is not a regular file") }
+            // The name decides, whatever the entry's type (Docker does the same).
+            if parentIsNotDirectory(parentPath) { return }
             let dir = try openParent(parentPath, entry: entry.path)
             try setXattr(dir.fd, Whiteout.overlayOpaqueXattr, Whiteout.overlayOpaqueValue, path: EntryPath.join(parentPath))
             if parentPath.isEmpty { stats.opaqueRoot = true }
             return
         case .whiteout(let name):
-            guard entry.kind == .regular else { throw unsafe(entry.path, "a whiteout that is not a regular file") }
+            // Under a name this layer made a file (umoci writes `d` as a file, then `d/.wh.x`):
+            // nothing below shows through a file, so it changes nothing.
+            if parentIsNotDirectory(parentPath) { return }
             let parent = try openParent(parentPath, entry: entry.path)
             if let st = try parent.lstat(name) {
                 // This layer already holds the name: it hides the lower one by itself (Decision 9).
@@ -115,6 +127,7 @@ public final class LayerUnpacker {
                 return
             }
             try parent.mknod(name, mode: S_IFCHR | 0o000, major: 0, minor: 0)
+            stats.whiteouts.append(EntryPath.join(parentPath + [name]))
             return
         case .content:
             break
@@ -221,9 +234,22 @@ public final class LayerUnpacker {
         }
     }
 
+    /// Whether `comps` resolves (inside the root) to something of this layer that is not a directory.
+    private func parentIsNotDirectory(_ comps: [PathBytes]) -> Bool {
+        guard !comps.isEmpty else { return false }
+        if case .failure(let e) = root.openDirectory(EntryPath.join(comps), resolve: resolveInRoot, followFinal: true) {
+            return e == .ENOTDIR
+        }
+        return false
+    }
+
     private func link(_ entry: TarEntry, name: PathBytes, in parent: Directory) throws {
+        // An absolute target (kaniko writes `/usr/bin/perl`) is read from the layer root, as
+        // Docker and umoci do; `..` out of the root is still refused.
+        var target = entry.linkTarget[...]
+        while target.first == UInt8(ascii: "/") { target = target.dropFirst() }
         let targetComps: [PathBytes]
-        switch EntryPath.components(entry.linkTarget) {
+        switch EntryPath.components(Array(target)) {
         case .success(let c) where !c.isEmpty: targetComps = c
         case .success: throw unsafe(entry.path, "a hardlink to the layer root")
         case .failure: throw unsafe(entry.path, "a hardlink to \"\(entry.linkTarget.display)\", outside the layer")
@@ -270,6 +296,7 @@ public final class LayerUnpacker {
                         if e == .EEXIST { throw unsafe(entry, "its parent \"\(prefix.display)\" is a symlink to nothing in this layer") }
                         throw StrataError(.system, "\(label): cannot create parent of \"\(entry.display)\"", cause: e)
                     }
+                    stats.implicitDirectories.append(prefix)
                     switch current.openDirectory(comps[i], resolve: [.noSymlinks]) {
                     case .success(let d): current = d
                     case .failure(let e): throw unsafe(entry, "cannot open its parent directory (\(e))")

@@ -41,7 +41,9 @@ public enum Whiteout {
     /// Content xattrs kept in layers (DESIGN.md, Decision 7): `security.capability`, `user.*` and
     /// other `security.*` except `security.selinux`; never overlay's or fuse-overlayfs's own.
     public static func isContentXattr(_ name: String) -> Bool {
-        if name.hasPrefix("user.overlay.") || name.hasPrefix("user.fuseoverlayfs.") { return false }
+        // Storage drivers' own: overlay and fuse-overlayfs state, containers/storage's
+        // `user.containers.override_stat` and the rest of its namespace.
+        if name.hasPrefix("user.overlay.") || name.hasPrefix("user.fuseoverlayfs.") || name.hasPrefix("user.containers.") { return false }
         if name.hasPrefix("user.") { return true }
         if name == "security.selinux" { return false }
         if name.hasPrefix("security.") { return true }

@@ -29,7 +29,17 @@ public struct ContainerSummary: Codable, Sendable {
 /// One line of `strata diff`.
 public struct ContainerChange: Codable, Sendable {
     public var kind: String
+    /// The path as text: exact for names that are UTF-8; otherwise invalid bytes show as U+FFFD
+    /// and `pathBase64` holds the bytes.
     public var path: String
+    /// The path's bytes, base64, only when they are not valid UTF-8.
+    public var pathBase64: String?
+
+    public init(kind: String, path: PathBytes) {
+        self.kind = kind
+        self.path = path.display
+        pathBase64 = String(validating: path, as: UTF8.self) == nil ? Base64.encode(path) : nil
+    }
 }
 
 extension Store {
@@ -192,6 +202,22 @@ extension Store {
             var times = [st.st_atim, st.st_mtim]
             _ = futimens(etc.fd, &times)
         }
+        // The mount points of /proc, /dev and /sys: made here when the image lacks them, so
+        // they never show in `diff` or a commit. One that is a symlink or a file is refused:
+        // a mount must not follow or replace what the image put there.
+        let initDir = try Directory.open(initPath)
+        for name in ["proc", "dev", "sys"] {
+            let n = Array(name.utf8)
+            switch try view.lookup([n]) {
+            case nil:
+                try initDir.mkdirOrThrow(n, mode: 0o755)
+            case let st? where (st.st_mode & S_IFMT) == S_IFDIR:
+                continue
+            case let st?:
+                let what = (st.st_mode & S_IFMT) == S_IFLNK ? "a symlink" : "not a directory"
+                throw StrataError(.unsupported, "/\(name) in the image is \(what); a container needs a directory there to mount \(name) on")
+            }
+        }
     }
 
     func initLowerLayer(_ paths: ContainerPaths) -> LowerLayer {
@@ -339,7 +365,7 @@ extension Store {
 
     /// `strata diff`: A, C and D lines as `docker diff` prints them; a deleted directory is one D.
     public func diff(_ ref: String) throws -> [ContainerChange] {
-        try changes(of: try container(ref).id).map { ContainerChange(kind: $0.kind.rawValue, path: "/" + $0.path.display) }
+        try changes(of: try container(ref).id).map { ContainerChange(kind: $0.kind.rawValue, path: [UInt8(ascii: "/")] + $0.path) }
     }
 
     /// Commits a container's changes as a new layer on its image and a new image whose config
@@ -351,6 +377,12 @@ extension Store {
         let base = try JSONDocument.decode(ImageConfig.self, from: baseConfig, what: "config \(c.image)")
         let chain = ChainID.chain(base.rootfs.diff_ids)
         let list = try changes(of: c.id)
+        // `.wh.` names are reserved for whiteouts (OCI image spec): a user file of that name
+        // would delete something on the next load of the image.
+        for p in list {
+            guard case .entry(_, let name, _, _) = p.source, name.starts(with: Whiteout.prefix) else { continue }
+            throw StrataError(.unsafeEntry, "commit of container \(c.name): /\(p.path.display) has a name starting with .wh., which image layers reserve for whiteouts; rename or remove it, then commit again")
+        }
 
         // The layer tar, into an unnamed spool file, then through ingest like any other layer.
         let spool = try spoolFile()
@@ -389,7 +421,15 @@ extension Store {
         var entry: [String: Any] = ["created": now, "created_by": "strata commit \(c.name)"]
         if let message { entry["comment"] = message }
         if let author { entry["author"] = author; doc["author"] = author }
-        doc["history"] = (doc["history"] as? [Any] ?? []) + [entry]
+        // One history entry per layer (empty_layer entries aside): an image whose history lists
+        // fewer gets entries for the layers it left out first, so the new layer's entry is its own.
+        var history = doc["history"] as? [Any] ?? []
+        let described = history.filter { (($0 as? [String: Any])?["empty_layer"] as? Bool) != true }.count
+        for _ in 0..<max(0, base.rootfs.diff_ids.count - described) {
+            history.append(["created": (doc["created"] as? String) ?? now, "created_by": "",
+                            "comment": "a layer the image's history did not describe"] as [String: Any])
+        }
+        doc["history"] = history + [entry]
         doc["created"] = now
         if !configChanges.isEmpty {
             var cfg = base.config ?? ImageConfig.Config()

@@ -144,6 +144,10 @@ extension Store {
             for s in staged.values { discard(s) }
             throw failure
         }
+        do { try settle(order: jobs.map(\.chainID), staged: staged) } catch {
+            for s in staged.values { discard(s) }
+            throw error
+        }
         var list = jobs.compactMap { staged[$0.chainID] }
         try record(prepared, staged: &list)
         return prepared.map { image in
@@ -164,6 +168,7 @@ extension Store {
                                expectedDiffID: nil, expectedBlobDigest: nil,
                                maxLayerSize: options.maxLayerSize, label: label)
         let chainID = s.chainID
+        do { try settle(s, lowers: []) } catch { discard(s); throw error }
         let created = Timestamp.now()
         var history: [String: Any] = ["created": created, "created_by": "strata import \(path == "-" ? "-" : (path as NSString).lastPathComponent)"]
         if let message { history["comment"] = message }

@@ -141,7 +141,10 @@ extension Compression {
         case .none: MediaType.ociLayer
         case .gzip: MediaType.ociLayerGzip
         case .zstd: MediaType.ociLayerZstd
+        // Not OCI types: `save` offers none, gzip and zstd only.
         case .xz: "application/vnd.oci.image.layer.v1.tar+xz"
+        case .bzip2: "application/vnd.oci.image.layer.v1.tar+bzip2"
+        case .lz4: "application/vnd.oci.image.layer.v1.tar+lz4"
         }
     }
 }

@@ -353,7 +353,7 @@ struct Save: ParsableCommand {
             guard let f = SaveFormat(rawValue: format) else {
                 throw StrataError(.invalidArgument, "invalid --format \"\(format)\": expected docker-archive, oci-archive or oci-dir")
             }
-            guard let c = StrataArchive.Compression(rawValue: compress), c != .xz else {
+            guard let c = StrataArchive.Compression(rawValue: compress), [.none, .gzip, .zstd].contains(c) else {
                 throw StrataError(.invalidArgument, "invalid --compress \"\(compress)\": expected none, gzip or zstd")
             }
             if output == "-" && f == .ociDir {

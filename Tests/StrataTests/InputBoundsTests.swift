@@ -54,31 +54,12 @@ import Testing
 
     /// An OCI layout of `count` one-file layers.
     static func deepLayout(_ dir: String, count: Int) throws {
-        try FileManager.default.createDirectory(atPath: dir + "/blobs/sha256", withIntermediateDirectories: true)
-        func put(_ bytes: [UInt8]) throws -> (String, Int) {
-            let d = Digest.of(bytes)
-            try Data(bytes).write(to: URL(fileURLWithPath: dir + "/blobs/sha256/" + d.hex))
-            return (d.string, bytes.count)
-        }
-        var layers: [[String: Any]] = [], diffs: [String] = []
-        for i in 0..<count {
+        let layers = (0..<count).map { i -> [UInt8] in
             var b = TarBuilder()
             b.file("f\(i % 50)", "\(i)\n")
-            let (d, n) = try put(b.archive)
-            layers.append(["mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": n])
-            diffs.append(d)
+            return b.archive
         }
-        let config: [String: Any] = ["architecture": Platform.host.architecture, "os": "linux", "config": [:] as [String: Any],
-                                     "rootfs": ["type": "layers", "diff_ids": diffs]]
-        let (cd, cn) = try put(Array(try JSONSerialization.data(withJSONObject: config)))
-        let manifest: [String: Any] = ["schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                                       "config": ["mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cn],
-                                       "layers": layers]
-        let (md, mn) = try put(Array(try JSONSerialization.data(withJSONObject: manifest)))
-        let index: [String: Any] = ["schemaVersion": 2, "manifests": [["mediaType": "application/vnd.oci.image.manifest.v1+json",
-                                                                       "digest": md, "size": mn]]]
-        try JSONSerialization.data(withJSONObject: index).write(to: URL(fileURLWithPath: dir + "/index.json"))
-        try Data(#"{"imageLayoutVersion": "1.0.0"}"#.utf8).write(to: URL(fileURLWithPath: dir + "/oci-layout"))
+        try ImageLayout.write(dir, layers: layers, ref: "deep")
     }
 
     /// 1,001 layers are refused before any is opened; --max-layers lets them in.

@@ -205,7 +205,6 @@ import Testing
             ("whiteout-escape", make { $0.file("../.wh.x") }),
             ("chardev-0-0", make { $0.device("dev/wh", major: 0, minor: 0) }),
             ("symlink-root", make { $0.symlink(".", to: "/") }),
-            ("whiteout-hardlink", make { $0.file("a", "x"); $0.hardlink(".wh.a", to: "a") }),
         ]
     }()
 

@@ -65,25 +65,27 @@ struct TarBuilder {
     }
 
     mutating func entry(_ name: [UInt8], _ kind: Kind, data: [UInt8] = [], link: [UInt8] = [], mode: Int,
-                        uid: Int = 0, gid: Int = 0, major: Int = 0, minor: Int = 0, pax: [String: String] = [:]) {
-        var records = pax
+                        uid: Int = 0, gid: Int = 0, major: Int = 0, minor: Int = 0, pax: [String: String] = [:],
+                        rawPax: [([UInt8], [UInt8])] = []) {
+        // PAX records as bytes: a name that is not UTF-8 (a Latin-1 byte) is written as it is.
+        var records = pax.sorted(by: { $0.key < $1.key }).map { (Array($0.key.utf8), Array($0.value.utf8)) } + rawPax
         var hname = name
         var hlink = link
         if name.count > 100 || !name.allSatisfy({ $0 < 0x80 }) {
-            records["path"] = String(decoding: name, as: UTF8.self)
-            hname = Array(name.suffix(99))
+            records.insert((Array("path".utf8), name), at: 0)
+            hname = Array(name.suffix(99).filter { $0 < 0x80 })
         }
-        if link.count > 100 {
-            records["linkpath"] = String(decoding: link, as: UTF8.self)
-            hlink = Array(link.prefix(99))
+        if link.count > 100 || !link.allSatisfy({ $0 < 0x80 }) {
+            records.insert((Array("linkpath".utf8), link), at: 0)
+            hlink = Array(link.prefix(99).filter { $0 < 0x80 })
         }
         if !records.isEmpty {
             var body: [UInt8] = []
-            for (k, v) in records.sorted(by: { $0.key < $1.key }) {
-                let rest = " \(k)=\(v)\n".utf8.count
+            for (k, v) in records {
+                let rest = 1 + k.count + 1 + v.count + 1  // " " key "=" value "\n"
                 var len = rest + 1
                 while String(len).count + rest != len { len = String(len).count + rest }
-                body += Array("\(len) \(k)=\(v)\n".utf8)
+                body += Array("\(len) ".utf8) + k + [UInt8(ascii: "=")] + v + [0x0a]
             }
             bytes += header(Array("PaxHeaders/x".utf8), typeflag: 0x78, size: body.count, link: [], mode: 0o644,
                             uid: 0, gid: 0, major: 0, minor: 0)
