@@ -208,9 +208,22 @@ extension Store {
             for i in staged.indices { try moveIntoPlace(&staged[i]) }
             let now = Timestamp.now()
             let list = staged
+            var replaced: [String] = []
             let losers: [StagedLayer] = try db.write { db in
                 var losers: [StagedLayer] = []
                 for s in list {
+                    // A row left without its files takes the new ones.
+                    if let old = try String.fetchOne(db, sql: "SELECT cache_id FROM layers WHERE chain_id = ?", arguments: [s.chainID.description]),
+                       old != s.cacheID, !self.layersDir.openDirectory(Array("\(old)/diff".utf8), resolve: [.noSymlinks]).isSuccess {
+                        try db.execute(sql: """
+                            UPDATE layers SET cache_id = ?, size = ?, tar_size = ?, blob_digest = ?, compression = ?, opaque_root = ?,
+                                journal = ?, journal_note = ?, link_id = NULL WHERE chain_id = ?
+                            """, arguments: [s.cacheID, s.result.stats.contentSize, s.result.tarSize, s.result.blobDigest.string,
+                                             s.result.compression.rawValue, s.result.stats.opaqueRoot,
+                                             s.result.journalInexactReason == nil ? "exact" : "raw", s.result.journalInexactReason,
+                                             s.chainID.description])
+                        replaced.append(old)
+                    }
                     try db.execute(sql: """
                         INSERT OR IGNORE INTO layers (chain_id, diff_id, parent, cache_id, size, tar_size, blob_digest,
                             compression, opaque_root, journal, journal_note, created_at)
@@ -249,6 +262,8 @@ extension Store {
                 return losers
             }
             for s in losers { discard(s) }
+            // What was left of a layer whose files were lost (its journal, say) goes.
+            for old in replaced { try? layersDir.removeTree(Array(old.utf8)) }
         } catch {
             for s in staged { discard(s) }
             if let e = error as? DatabaseError { throw StrataError(.system, "cannot record the load in the store database", cause: e) }
@@ -279,10 +294,13 @@ extension Store {
         }
     }
 
+    /// Whether the layer is stored with its files. A row whose directory is gone (moved away by
+    /// `check --repair`, or lost) does not count: the layer is unpacked again.
     func hasLayer(_ chainID: ChainID) throws -> Bool {
-        try db.read { db in
-            try Bool.fetchOne(db, sql: "SELECT 1 FROM layers WHERE chain_id = ?", arguments: [chainID.description]) ?? false
-        }
+        guard let cacheID = try db.read({ db in
+            try String.fetchOne(db, sql: "SELECT cache_id FROM layers WHERE chain_id = ?", arguments: [chainID.description])
+        }) else { return false }
+        return layersDir.openDirectory(Array("\(cacheID)/diff".utf8), resolve: [.noSymlinks]).isSuccess
     }
 
     // MARK: input

@@ -19,14 +19,6 @@ public struct HistoryEntry: Codable, Sendable {
     public var size: Int64
 }
 
-/// What `strata check` found.
-public struct CheckProblem: Codable, Sendable, CustomStringConvertible {
-    public var subject: String
-    public var problem: String
-    public init(subject: String, problem: String) { self.subject = subject; self.problem = problem }
-    public var description: String { "\(subject): \(problem)" }
-}
-
 /// What `rmi` and `gc` removed.
 public struct RemovalReport: Codable, Sendable {
     public var untagged: [String] = []
@@ -190,8 +182,8 @@ extension Store {
     /// Deletes the rows of layers no image uses and no running load holds (their lease is
     /// taken without waiting; a busy layer is left for a later `gc`). Children go before their
     /// parents; a layer that still has a child row stays. Returns the layers deleted.
-    func freeUnreferencedLayers() throws -> [LayerRecord] {
-        let candidates = try db.read { db in try unreferencedLayers(db) }
+    func freeUnreferencedLayers(only: Set<ChainID>? = nil) throws -> [LayerRecord] {
+        let candidates = try db.read { db in try unreferencedLayers(db) }.filter { only?.contains($0.chainID) ?? true }
         guard !candidates.isEmpty else { return [] }
         let locks = try LayerLocks(store: self)
         defer { locks.unlockAll() }
@@ -234,64 +226,10 @@ extension Store {
             defer { try? relock() }
             try sweep()
         }
+        // What `check --repair` moved out of the way.
+        if case .success(let broken) = root.openDirectory(Array("broken".utf8), resolve: [.noSymlinks]) {
+            for name in try broken.entries() { try broken.removeTree(name) }
+        }
         return report
-    }
-
-    /// Verifies the store: every layer's tar rebuilds to its diffID, every image's config and
-    /// manifest blob is present and intact, every chain is complete. Returns the problems.
-    public func check(progress: (String) -> Void = { _ in }) throws -> [CheckProblem] {
-        var problems: [CheckProblem] = []
-        for layer in try allLayers() {
-            let subject = "layer \(layer.chainID)"
-            do {
-                let got = try streamLayerTar(layer) { _ in }
-                if got != layer.diffID {
-                    problems.append(.init(subject: subject, problem: "files rebuild to \(got), not diffID \(layer.diffID): the layer was changed on disk"))
-                }
-                if layer.journal == "raw" {
-                    progress("\(subject): ok (raw tar kept: \(layer.journalNote ?? "journal not exact"))")
-                } else {
-                    progress("\(subject): ok")
-                }
-            } catch let e as StrataError {
-                problems.append(.init(subject: subject, problem: e.description))
-            }
-            if let p = layer.parent, try self.layer(p) == nil {
-                problems.append(.init(subject: subject, problem: "parent \(p) is missing"))
-            }
-        }
-        let images = try db.read { db in try Row.fetchAll(db, sql: "SELECT id, manifest_digest FROM images") }
-        for row in images {
-            let id: String = row["id"]
-            let subject = "image \(id)"
-            do {
-                let digest = try Digest(parsing: id)
-                let config = try JSONDocument.decode(ImageConfig.self, from: try blob(digest), what: "config")
-                let layers = try imageLayers(digest)
-                if layers.map(\.diffID) != config.rootfs.diff_ids {
-                    problems.append(.init(subject: subject, problem: "its layers do not match the config's diff_ids"))
-                }
-                if let m: String = row["manifest_digest"] { _ = try blob(try Digest(parsing: m)) }
-            } catch let e as StrataError {
-                problems.append(.init(subject: subject, problem: e.description))
-            }
-        }
-        // Mounts left under the store: a container that no longer exists, or one that counts no
-        // mount and runs nothing.
-        let rows = try db.read { db in try Row.fetchAll(db, sql: "SELECT id, mount_count, pid FROM containers") }
-        let counted = Dictionary(uniqueKeysWithValues: rows.map { ($0["id"] as String, (($0["mount_count"] as Int?) ?? 0, $0["pid"] as Int?)) })
-        let prefix = rootPath + "/containers/"
-        for point in MountTable.mountPoints() where point.hasPrefix(prefix) && point.hasSuffix("/merged") {
-            let id = String(point.dropFirst(prefix.count).dropLast("/merged".count))
-            if let (count, pid) = counted[id] {
-                let running = pid.map { Store.isContainerProcess(pid_t($0), id: id) } ?? false
-                if count == 0 && !running {
-                    problems.append(.init(subject: "container \(id.prefix(12))", problem: "mounted at \(point) though nothing uses it; `strata umount -f \(id.prefix(12))` unmounts it"))
-                }
-            } else {
-                problems.append(.init(subject: "mount \(point)", problem: "left by a container that no longer exists; `strata gc` unmounts it"))
-            }
-        }
-        return problems
     }
 }

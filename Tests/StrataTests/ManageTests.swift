@@ -88,7 +88,8 @@ import Testing
         try Data("changed!\n".utf8).write(to: URL(fileURLWithPath: store.layerPath(base) + "/etc/passwd"))
         let problems = try store.check()
         #expect(problems.count == 1)
-        #expect(problems.first?.subject == "layer \(base.chainID)")
+        #expect(problems.first?.subject.hasPrefix("layer \(base.chainID.digest.short)") == true)
+        #expect(problems.first?.repair == .brokenLayer(chainID: base.chainID.description))
         // save refuses to write a layer that no longer matches its diffID.
         #expect { try store.save(["example.com/strata/busybox:a"], to: t.sub("x.tar"), options: SaveOptions()) } throws: {
             ($0 as? StrataError)?.description.contains(base.chainID.description) ?? false

@@ -1,0 +1,320 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import GRDB
+import StrataArchive
+import StrataCore
+import StrataFormats
+import StrataLayer
+import StrataSystem
+
+/// One thing `strata check` found wrong: what, what is wrong with it, and what to do.
+public struct CheckProblem: Codable, Sendable, CustomStringConvertible {
+    /// What can be mended, and how (`check --repair`).
+    public enum Repair: Codable, Sendable, Equatable {
+        /// The layer's files differ from its tar, or are gone: move them away, drop its images.
+        case brokenLayer(chainID: String)
+        /// A directory in layers/ no row names.
+        case strayLayerDirectory(name: String)
+        /// A blob whose bytes do not hash to its name.
+        case corruptBlob(digest: String)
+        /// An image whose config is gone or unreadable, or whose layers are not all there.
+        case brokenImage(id: String)
+        /// An image whose manifest blob is gone: the image stays, the manifest is forgotten.
+        case missingManifest(imageID: String)
+        /// A container whose directories are gone.
+        case brokenContainer(id: String)
+    }
+
+    public var subject: String
+    public var problem: String
+    public var advice: String
+    public var repair: Repair?
+
+    public init(subject: String, problem: String, advice: String = "", repair: Repair? = nil) {
+        self.subject = subject; self.problem = problem; self.advice = advice; self.repair = repair
+    }
+
+    public var description: String { advice.isEmpty ? "\(subject): \(problem)" : "\(subject): \(problem); \(advice)" }
+}
+
+/// What `check` looked at.
+public struct CheckSummary: Codable, Sendable {
+    public var layers = 0, images = 0, blobs = 0, containers = 0
+    public init() {}
+}
+
+extension Store {
+    static let repairAdvice = "`strata check --repair` moves it out of the way; then load or pull the image again"
+
+    /// Verifies the store: every layer rebuilds to its diffID and its directory holds exactly
+    /// what its tar makes; every blob hashes to its name; every image has its config, manifest
+    /// and layers; every container its directories; no layer directory is unknown; no mount is
+    /// left. `progress` sees one `ok` line per layer.
+    public func check(progress: (String) -> Void = { _ in }) throws -> [CheckProblem] {
+        try check(summary: nil, progress: progress)
+    }
+
+    public func check(summary: UnsafeMutablePointer<CheckSummary>?, progress: (String) -> Void = { _ in }) throws -> [CheckProblem] {
+        var problems: [CheckProblem] = []
+        var counts = CheckSummary()
+        let layers = try allLayers()
+        let known = Set(layers.map(\.cacheID))
+        let usedBy = try imagesByLayer()
+        func subject(_ l: LayerRecord) -> String {
+            let users = usedBy[l.chainID.description] ?? []
+            return "layer \(l.chainID.digest.short)" + (users.isEmpty ? "" : " (\(users.sorted().joined(separator: ", ")))")
+        }
+        for layer in layers {
+            counts.layers += 1
+            if let why = try layerProblem(layer) {
+                problems.append(CheckProblem(subject: subject(layer), problem: why, advice: Store.repairAdvice,
+                                             repair: .brokenLayer(chainID: layer.chainID.description)))
+            } else {
+                progress("layer \(layer.chainID): ok" + (layer.journal == "raw" ? " (raw tar kept: \(layer.journalNote ?? "journal not exact"))" : ""))
+            }
+            if let p = layer.parent, !layers.contains(where: { $0.chainID == p }) {
+                problems.append(CheckProblem(subject: subject(layer), problem: "its parent layer \(p.digest.short) is not in the store",
+                                             advice: Store.repairAdvice, repair: .brokenLayer(chainID: layer.chainID.description)))
+            }
+        }
+        for name in try layersDir.entries() where !known.contains(name.display) {
+            problems.append(CheckProblem(subject: "directory layers/\(name.display)", problem: "no layer in the database names it",
+                                         advice: "`strata check --repair` moves it out of the way", repair: .strayLayerDirectory(name: name.display)))
+        }
+
+        // Blobs: each hashes to its name.
+        var present: Set<String> = []
+        var corrupt: Set<String> = []
+        for name in try blobsDir.entries() {
+            counts.blobs += 1
+            let digest = "sha256:" + name.display
+            present.insert(digest)
+            let f = try blobsDir.openFile(name, flags: O_RDONLY)
+            let h = HashingSource(FileRangeSource(handle: f, offset: 0, length: Int64(try f.stat().st_size), label: "blobs/sha256/\(name.display)"))
+            try h.drain()
+            if h.finalize().string != digest {
+                corrupt.insert(digest)
+                problems.append(CheckProblem(subject: "blob \(digest.dropFirst(7).prefix(12))", problem: "its bytes hash to \(h.finalize().short), not to its name",
+                                             advice: Store.repairAdvice, repair: .corruptBlob(digest: digest)))
+            }
+        }
+
+        // Images: config and manifest there, layers as the config lists them.
+        let images = try db.read { db in try Row.fetchAll(db, sql: "SELECT id, manifest_digest FROM images") }
+        let tags = try db.read { db in try Row.fetchAll(db, sql: "SELECT name, image_id FROM tags") }
+        let byChain = Dictionary(uniqueKeysWithValues: layers.map { ($0.chainID.description, $0) })
+        for row in images {
+            counts.images += 1
+            let id: String = row["id"]
+            let names = tags.filter { ($0["image_id"] as String) == id }.map { $0["name"] as String }
+            let subject = "image \(id.dropFirst(7).prefix(12))" + (names.isEmpty ? "" : " (\(names.sorted().joined(separator: ", ")))")
+            if !present.contains(id) || corrupt.contains(id) {
+                problems.append(CheckProblem(subject: subject, problem: "its config blob is \(corrupt.contains(id) ? "corrupt" : "missing")",
+                                             advice: Store.repairAdvice, repair: .brokenImage(id: id)))
+                continue
+            }
+            do {
+                let config = try JSONDocument.decode(ImageConfig.self, from: try blob(try Digest(parsing: id)), what: "config")
+                let chain = try db.read { db in
+                    try String.fetchAll(db, sql: "SELECT chain_id FROM image_layers WHERE image_id = ? ORDER BY position", arguments: [id])
+                }
+                if let missing = chain.first(where: { byChain[$0] == nil }) {
+                    problems.append(CheckProblem(subject: subject, problem: "its layer \(missing.dropFirst(7).prefix(12)) is not in the store",
+                                                 advice: Store.repairAdvice, repair: .brokenImage(id: id)))
+                } else if chain.compactMap({ byChain[$0]?.diffID }) != config.rootfs.diff_ids {
+                    problems.append(CheckProblem(subject: subject, problem: "its layers do not match the config's diff_ids",
+                                                 advice: Store.repairAdvice, repair: .brokenImage(id: id)))
+                }
+            } catch let e as StrataError {
+                problems.append(CheckProblem(subject: subject, problem: e.message, advice: Store.repairAdvice, repair: .brokenImage(id: id)))
+            }
+            if let m: String = row["manifest_digest"], !present.contains(m) {
+                problems.append(CheckProblem(subject: subject, problem: "its manifest blob \(m.dropFirst(7).prefix(12)) is missing",
+                                             advice: "`strata check --repair` forgets it (save writes a new one)", repair: .missingManifest(imageID: id)))
+            }
+        }
+
+        // Containers: their directories, and mounts left under the store.
+        let rows = try db.read { db in try Row.fetchAll(db, sql: "SELECT id, name, driver, mount_count, pid FROM containers") }
+        for r in rows {
+            counts.containers += 1
+            let id: String = r["id"], name: String = r["name"], driver: String = r["driver"]
+            let paths = containerPaths(id)
+            let needed = driver == "vfs" ? [paths.root + "/rootfs"] : [paths.root + "/upper", paths.root + "/work"]
+            if let gone = needed.first(where: { access($0, F_OK) != 0 }) {
+                problems.append(CheckProblem(subject: "container \(name)", problem: "\(gone) is gone",
+                                             advice: "`strata check --repair --force` removes the container", repair: .brokenContainer(id: id)))
+            }
+        }
+        let counted = Dictionary(uniqueKeysWithValues: rows.map { ($0["id"] as String, (($0["mount_count"] as Int?) ?? 0, $0["pid"] as Int?)) })
+        let prefix = rootPath + "/containers/"
+        for point in MountTable.mountPoints() where point.hasPrefix(prefix) && point.hasSuffix("/merged") {
+            let id = String(point.dropFirst(prefix.count).dropLast("/merged".count))
+            if let (count, pid) = counted[id] {
+                let running = pid.map { Store.isContainerProcess(pid_t($0), id: id) } ?? false
+                if count == 0 && !running {
+                    problems.append(CheckProblem(subject: "container \(id.prefix(12))", problem: "mounted at \(point) though nothing uses it",
+                                                 advice: "`strata umount -f \(id.prefix(12))` unmounts it"))
+                }
+            } else {
+                problems.append(CheckProblem(subject: "mount \(point)", problem: "left by a container that no longer exists",
+                                             advice: "`strata gc` unmounts it"))
+            }
+        }
+        summary?.pointee = counts
+        return problems
+    }
+
+    /// Why a layer's directory does not hold its tar, or nil.
+    func layerProblem(_ layer: LayerRecord) throws -> String? {
+        guard case .success(let dir) = layersDir.openDirectory(Array("\(layer.cacheID)/diff".utf8), resolve: [.noSymlinks]) else {
+            return "its directory layers/\(layer.cacheID)/diff is gone"
+        }
+        do {
+            let got = try streamLayerTar(layer) { _ in }
+            if got != layer.diffID {
+                return "its files rebuild to \(got.digest.short), not to its diffID: a file was changed on disk"
+            }
+            let label = "layer \(layer.chainID.digest.short)"
+            let layerDir = try layersDir.openDirectory(Array(layer.cacheID.utf8), resolve: [.noSymlinks]).get()
+            let shape: any ChunkSource
+            if layer.journal == "raw" {
+                let f = try layerDir.openFile(Store.rawTarName, flags: O_RDONLY)
+                shape = FileRangeSource(handle: f, offset: 0, length: Int64(try f.stat().st_size), label: label)
+            } else {
+                shape = try JournalShape(journal: try layerDir.openFile(Store.journalName, flags: O_RDONLY), label: label)
+            }
+            let differences = try LayerTree.differences(dir, expected: try LayerTree.expected(from: shape, label: label))
+            if !differences.isEmpty { return differences.joined(separator: "; ") }
+        } catch let e as StrataError {
+            return e.message.replacingOccurrences(of: "layer \(layer.chainID): ", with: "")
+        }
+        return nil
+    }
+
+    /// Image names (tags, else short IDs) by the chainIDs of the layers they use.
+    func imagesByLayer() throws -> [String: [String]] {
+        try db.read { db in
+            var out: [String: [String]] = [:]
+            for r in try Row.fetchAll(db, sql: """
+                SELECT il.chain_id, il.image_id, (SELECT MIN(name) FROM tags t WHERE t.image_id = il.image_id) AS tag
+                FROM image_layers il
+                """) {
+                let name = (r["tag"] as String?) ?? String((r["image_id"] as String).dropFirst(7).prefix(12))
+                out[r["chain_id"], default: []].append(name)
+            }
+            return out.mapValues { Array(Set($0)) }
+        }
+    }
+
+    /// What `check --repair` did.
+    public struct RepairReport: Codable, Sendable {
+        public var actions: [String] = []
+        public var left: [String] = []
+    }
+
+    /// Mends what `check` found: broken layers are moved to ROOT/broken/ (never deleted; `gc`
+    /// removes them) and the images that use them are removed, so the next load brings them
+    /// back; images a container uses are untagged and kept with their containers (removed with
+    /// `force`). A good layer is never removed, except as `gc` would: unused by any image.
+    public func repair(_ problems: [CheckProblem], force: Bool) throws -> RepairReport {
+        var report = RepairReport()
+        var brokenImages: Set<String> = []
+        var brokenLayers: [LayerRecord] = []
+        for p in problems {
+            switch p.repair {
+            case .brokenLayer(let c)?:
+                if let l = try layer(try ChainID(parsing: c)), !brokenLayers.contains(where: { $0.chainID == l.chainID }) {
+                    brokenLayers.append(l)
+                    let users = try db.read { db in
+                        try String.fetchAll(db, sql: "SELECT DISTINCT image_id FROM image_layers WHERE chain_id = ?", arguments: [c])
+                    }
+                    brokenImages.formUnion(users)
+                }
+            case .brokenImage(let id)?: brokenImages.insert(id)
+            case .corruptBlob(let d)?:
+                try blobsDir.removeTree(Array(d.dropFirst(7).utf8))
+                report.actions.append("removed corrupt blob \(d)")
+                brokenImages.formUnion(try db.read { db in try String.fetchAll(db, sql: "SELECT id FROM images WHERE id = ?", arguments: [d]) })
+                try db.write { db in try db.execute(sql: "UPDATE images SET manifest_digest = NULL WHERE manifest_digest = ?", arguments: [d]) }
+            case .missingManifest(let id)?:
+                try db.write { db in try db.execute(sql: "UPDATE images SET manifest_digest = NULL WHERE id = ?", arguments: [id]) }
+                report.actions.append("forgot the missing manifest of image \(id.dropFirst(7).prefix(12))")
+            case .strayLayerDirectory(let name)?:
+                let to = try moveToBroken(name)
+                report.actions.append("moved stray directory layers/\(name) to \(to)")
+            case .brokenContainer(let id)?:
+                if force {
+                    try removeContainer(id, force: true)
+                    report.actions.append("removed container \(id.prefix(12)), whose directories were gone")
+                } else {
+                    report.left.append("container \(id.prefix(12)): its directories are gone; kept (`strata check --repair --force` removes it)")
+                }
+            case nil: continue
+            }
+        }
+        // The layers' files go out of the way first: from here on, nothing reads them.
+        for l in brokenLayers where layersDir.openDirectory(Array(l.cacheID.utf8), resolve: [.noSymlinks]).isSuccess {
+            let to = try moveToBroken(l.cacheID)
+            report.actions.append("moved the files of layer \(l.chainID.digest.short) to \(to)")
+        }
+        for id in brokenImages.sorted() {
+            let (tags, users) = try db.read { db in
+                (try String.fetchAll(db, sql: "SELECT name FROM tags WHERE image_id = ?", arguments: [id]),
+                 try Row.fetchAll(db, sql: "SELECT id, name FROM containers WHERE image_id = ?", arguments: [id]))
+            }
+            if !users.isEmpty && !force {
+                try db.write { db in try db.execute(sql: "DELETE FROM tags WHERE image_id = ?", arguments: [id]) }
+                report.actions.append("untagged image \(id.dropFirst(7).prefix(12))" + (tags.isEmpty ? "" : " (\(tags.joined(separator: ", ")))"))
+                report.left.append("image \(id.dropFirst(7).prefix(12)) stays for container(s) \(users.map { $0["name"] as String }.joined(separator: ", ")) (`--force` removes them)")
+                continue
+            }
+            for u in users {
+                try removeContainer(u["id"], force: true)
+                report.actions.append("removed container \(u["name"] as String), which used image \(id.dropFirst(7).prefix(12))")
+            }
+            try db.write { db in
+                try db.execute(sql: "DELETE FROM tags WHERE image_id = ?", arguments: [id])
+                try db.execute(sql: "DELETE FROM image_layers WHERE image_id = ?", arguments: [id])
+                try db.execute(sql: "DELETE FROM images WHERE id = ?", arguments: [id])
+            }
+            report.actions.append("removed image \(id.dropFirst(7).prefix(12))" + (tags.isEmpty ? "" : " (\(tags.joined(separator: ", ")))"))
+        }
+        // The broken layers no image uses any more are forgotten, with the layers above them
+        // (they cannot be mounted without them); every other layer stays.
+        let all = try allLayers()
+        var doomed = Set(brokenLayers.map(\.chainID))
+        var grew = true
+        while grew {
+            grew = false
+            for l in all where !doomed.contains(l.chainID) && l.parent.map(doomed.contains) == true {
+                doomed.insert(l.chainID)
+                grew = true
+            }
+        }
+        var removal = RemovalReport()
+        try inflight { try removeLayerDirectories(try freeUnreferencedLayers(only: doomed), report: &removal) }
+        let broken = Set(brokenLayers.map(\.chainID.description))
+        for l in removal.deletedLayers {
+            report.actions.append(broken.contains(l) ? "forgot broken layer \(l.dropFirst(7).prefix(12))"
+                                                     : "forgot layer \(l.dropFirst(7).prefix(12)), which lay on a broken one")
+        }
+        try removeUnreferencedBlobs(report: &removal)
+        return report
+    }
+
+    /// Moves layers/NAME to broken/NAME (a new name if taken); returns where it went.
+    private func moveToBroken(_ name: String) throws -> String {
+        let broken = try ensureDirectory("broken")
+        var target = name
+        var n = 1
+        while try broken.lstat(Array(target.utf8)) != nil { n += 1; target = "\(name).\(n)" }
+        try layersDir.rename(Array(name.utf8), to: Array(target.utf8), in: broken)
+        return "\(rootPath)/broken/\(target)"
+    }
+}
+
+extension Result {
+    var isSuccess: Bool { if case .success = self { return true } else { return false } }
+}
