@@ -1,7 +1,7 @@
 /// Normalised names of archive entries, as byte components (names need not be UTF-8).
 ///
 /// `./x`, `x//y` and `x/./y` all name `x/y`; `a/../b` that stays inside names `b`; a name
-/// that is absolute or climbs out of the root with `..` is refused (DESIGN.md, Decision 2).
+/// that is absolute or climbs out of the root with `..` is refused (docs/unpack-decisions.md, decision 2).
 public enum EntryPath {
     public enum Failure: Error, Equatable {
         case absolute

@@ -28,7 +28,7 @@ public struct ContainerPaths: Sendable, Equatable {
 }
 
 /// What to mount, as a value: computed from metadata without privileges (testable), performed
-/// separately (STYLE.md example 9).
+/// separately (docs/code-patterns.md).
 public enum MountDescription: Sendable, Equatable {
     /// overlayfs with the new mount API: one `lowerdir+` per layer, top first.
     case overlay(lowers: [String], upper: String, work: String, target: String)

@@ -29,7 +29,7 @@ public struct UnpackStats: Sendable {
 /// leave the root, parents are resolved inside the root (openat2 RESOLVE_IN_ROOT), and final
 /// components are never followed.
 ///
-/// Decisions (DESIGN.md) and where they are implemented:
+/// Decisions (docs/unpack-decisions.md) and where they are implemented:
 /// 1. absolute symlink targets are stored verbatim; parents through a same-layer symlink are
 ///    resolved inside the root (`openParent`);
 /// 2. `..`/absolute names refused, `./x` `x//y` normalised (`EntryPath`);

@@ -1,7 +1,7 @@
 import StrataCore
 import StrataSystem
 
-/// Whiteouts in their two forms (DESIGN.md "Whiteouts"): in a layer tar (OCI/aufs names) and
+/// Whiteouts in their two forms (docs/unpack-decisions.md): in a layer tar (OCI/aufs names) and
 /// on disk in an overlay lower or upper dir (a 0/0 character device; an opaque xattr).
 public enum Whiteout {
     public static let prefix: PathBytes = Array(".wh.".utf8)
@@ -38,7 +38,7 @@ public enum Whiteout {
         return .whiteout(target)
     }
 
-    /// Content xattrs kept in layers (DESIGN.md, Decision 7): `security.capability`, `user.*` and
+    /// Content xattrs kept in layers (docs/unpack-decisions.md, decision 7): `security.capability`, `user.*` and
     /// other `security.*` except `security.selinux`; never overlay's or fuse-overlayfs's own.
     public static func isContentXattr(_ name: String) -> Bool {
         // Storage drivers' own: overlay and fuse-overlayfs state, containers/storage's

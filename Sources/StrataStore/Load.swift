@@ -232,7 +232,7 @@ extension Store {
                                          s.result.stats.contentSize, s.result.tarSize, s.result.blobDigest.string,
                                          s.result.compression.rawValue, s.result.stats.opaqueRoot,
                                          s.result.journalInexactReason == nil ? "exact" : "raw", s.result.journalInexactReason, now])
-                    // Another process recorded the same layer first: keep theirs (STYLE.md example 8).
+                    // Another process recorded the same layer first: keep theirs (docs/store-layout.md, "Two identities per layer").
                     let owner = try String.fetchOne(db, sql: "SELECT cache_id FROM layers WHERE chain_id = ?", arguments: [s.chainID.description])
                     if owner != s.cacheID { losers.append(s) }
                 }

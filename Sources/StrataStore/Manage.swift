@@ -202,7 +202,7 @@ extension Store {
     }
 
     /// Removes layer directories whose rows are gone: renamed to `*-removing` first, so a crash
-    /// midway leaves a recognisable orphan that the next start sweeps (STYLE.md example 8).
+    /// midway leaves a recognisable orphan that the next start sweeps (docs/store-layout.md).
     func removeLayerDirectories(_ layers: [LayerRecord], report: inout RemovalReport) throws {
         // (The rows are already gone: a kill here leaves directories the next start sweeps;
         // the `-removing` rename makes them recognisable meanwhile.)

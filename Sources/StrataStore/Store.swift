@@ -9,7 +9,7 @@ import StrataCore
 import StrataDrivers
 import StrataSystem
 
-/// The store directory (DESIGN.md "Store on disk"):
+/// The store directory (docs/store-layout.md):
 ///
 ///     ROOT/strata.db             SQLite (WAL): layers, images, image_layers, tags
 ///     ROOT/lock                  flock: shared by every running command, exclusive for the start-up sweep
@@ -20,7 +20,7 @@ import StrataSystem
 ///     ROOT/tmp/                  staging on the same filesystem; emptied by the sweep
 ///                                and per-layer leases (byte-range locks, `LayerLocks`)
 ///
-/// Layers are identified by chainID and stored under a random cache ID (STYLE.md example 8):
+/// Layers are identified by chainID and stored under a random cache ID (docs/store-layout.md):
 /// content identity apart from storage identity.
 public final class Store: @unchecked Sendable {
     public let rootPath: String

@@ -9,7 +9,7 @@ import Testing
 @testable import StrataLayer
 @testable import StrataSystem
 
-/// Applying layer tars to a directory: overlay whiteouts, the nine Decisions of DESIGN.md, and
+/// Applying layer tars to a directory: overlay whiteouts, the nine decisions of docs/unpack-decisions.md, and
 /// refusal of hostile entries. Needs root (devices, chown, trusted.* xattrs).
 @Suite(.enabled(if: isRoot, "needs root")) struct UnpackTests {
     @Test func regularFilesDirsLinksDevicesAndMetadata() throws {
