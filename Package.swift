@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
     name: "strata",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "strata", targets: ["strata"]),
         .executable(name: "strata-init", targets: ["strata-init"]),
@@ -78,5 +78,5 @@ let package = Package(
                            "StrataLayer", "StrataStore", "StrataDrivers", "StrataLauncher", "CArchive", "CStrata"]
         ),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Crypto
+@preconcurrency import Crypto
 import StrataCore
 import StrataSystem
 

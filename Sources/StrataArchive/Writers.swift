@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import CArchive
-import Crypto
+@preconcurrency import Crypto
 import StrataCore
 import StrataSystem
 

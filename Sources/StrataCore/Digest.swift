@@ -1,4 +1,4 @@
-import Crypto
+@preconcurrency import Crypto
 import Foundation
 
 /// A content digest: `sha256:` followed by 64 lowercase hex digits (OCI image-spec,

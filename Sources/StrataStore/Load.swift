@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CStrata
 import Foundation
+import Synchronization
 import GRDB
 import StrataArchive
 import StrataCore
@@ -54,7 +55,7 @@ extension Store {
         let extra = try options.extraTags.map(Reference.normalize)
 
         // The plan: each distinct layer once, in the order the images list them.
-        struct Job {
+        struct Job: Sendable {
             var layer: LayerToLoad
             var chainID: ChainID
             var parent: ChainID?
@@ -98,18 +99,22 @@ extension Store {
 
         // The layers of one load unpack in parallel, each into its own directory, each in its
         // single pass; layers already stored only have their blob checked.
-        let lock = NSLock()
-        var staged: [ChainID: StagedLayer] = [:]
-        var failure: (any Error)?
-        let workers = max(1, min(jobs.count, ProcessInfo.processInfo.activeProcessorCount))
-        var next = 0
+        struct Progress {
+            var next = 0
+            var staged: [ChainID: StagedLayer] = [:]
+            var failure: (any Error)?
+        }
+        let state = Mutex(Progress())
+        let plan = jobs
+        let workers = max(1, min(plan.count, ProcessInfo.processInfo.activeProcessorCount))
         DispatchQueue.concurrentPerform(iterations: workers) { _ in
             while true {
-                lock.lock()
-                guard failure == nil, next < jobs.count else { lock.unlock(); return }
-                let job = jobs[next]
-                next += 1
-                lock.unlock()
+                let taken: Job? = state.withLock { p in
+                    guard p.failure == nil, p.next < plan.count else { return nil }
+                    p.next += 1
+                    return plan[p.next - 1]
+                }
+                guard let job = taken else { return }
                 do {
                     if job.create {
                         options.progress(.started(index: job.index, count: job.count, chainID: job.chainID, bytes: job.layer.blob.size))
@@ -122,9 +127,7 @@ extension Store {
                             source: source, reopen: { job.layer.blob.source() }, parent: job.parent,
                             expectedDiffID: job.layer.diffID, expectedBlobDigest: job.layer.blobDigest,
                             maxLayerSize: options.maxLayerSize, label: job.label)
-                        lock.lock()
-                        staged[job.chainID] = s
-                        lock.unlock()
+                        state.withLock { $0.staged[job.chainID] = s }
                         options.progress(.unpacked(index: job.index, count: job.count, chainID: job.chainID,
                                                    tarBytes: s.result.tarSize, seconds: Date().timeIntervalSince(t0)))
                     } else {
@@ -134,12 +137,11 @@ extension Store {
                         options.progress(.exists(index: job.index, count: job.count, chainID: job.chainID))
                     }
                 } catch {
-                    lock.lock()
-                    if failure == nil { failure = error }
-                    lock.unlock()
+                    state.withLock { p in if p.failure == nil { p.failure = error } }
                 }
             }
         }
+        let (staged, failure) = state.withLock { ($0.staged, $0.failure) }
         if let failure {
             for s in staged.values { discard(s) }
             throw failure

@@ -8,7 +8,7 @@ import StrataLayer
 import StrataSystem
 
 /// A layer unpacked in ROOT/tmp, verified, waiting to be renamed into ROOT/layers.
-struct StagedLayer {
+struct StagedLayer: Sendable {
     let cacheID: String
     let chainID: ChainID
     let parent: ChainID?

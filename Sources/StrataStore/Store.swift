@@ -63,7 +63,8 @@ public final class Store: @unchecked Sendable {
         layersDir = try Directory.open(rootPath + "/layers")
         blobsDir = try Directory.open(rootPath + "/blobs/sha256")
         tmpDir = try Directory.open(rootPath + "/tmp")
-        lock = try root.openFile(Array("lock".utf8), flags: O_RDWR | O_CREAT, mode: 0o600)
+        let lockFile = try root.openFile(Array("lock".utf8), flags: O_RDWR | O_CREAT, mode: 0o600)
+        lock = lockFile
 
         var config = Configuration()
         // Several strata processes share one store: wait for each other's write transactions.
@@ -76,14 +77,15 @@ public final class Store: @unchecked Sendable {
             // The WAL stays between commands (checkpoints happen as it grows, during writes).
             if let conn = db.sqliteConnection { _ = strata_sqlite_keep_wal(UnsafeMutableRawPointer(conn)) }
         }
+        // Two processes opening a new store would both switch it to WAL and apply the
+        // migrations (the migrator checks, then applies): byte 0 of ROOT/lock serializes the
+        // opening, for the few milliseconds it takes.
+        while strata_ofd_lock(lockFile.fd, 0, 2, 1) != 0 {
+            if errno != EINTR { throw StrataError(.system, "cannot lock \(rootPath)/lock", cause: Errno.current) }
+        }
+        defer { _ = strata_ofd_lock(lockFile.fd, 0, 0, 0) }
         do {
             db = try DatabasePool(path: rootPath + "/strata.db", configuration: config)
-            // Two processes opening a new store would both apply the migrations (the migrator
-            // checks, then applies): byte 0 of ROOT/lock serializes them.
-            while strata_ofd_lock(lock.fd, 0, 2, 1) != 0 {
-                if errno != EINTR { throw StrataError(.system, "cannot lock \(rootPath)/lock", cause: Errno.current) }
-            }
-            defer { _ = strata_ofd_lock(lock.fd, 0, 0, 0) }
             try db.read { try Schema.checkNotNewer($0, root: rootPath) }
             // Opening an up-to-date store writes nothing.
             if try !db.read({ try Schema.migrator.hasCompletedMigrations($0) }) {

@@ -10,7 +10,7 @@ import Testing
 /// mends it so that the next load brings the image back; a second check is clean.
 @Suite(.serialized, .enabled(if: isRoot, "needs root")) struct CheckTests {
     /// A store with the two images of oci-shared (four layers, a shared base).
-    struct Env {
+    struct Env: Sendable {
         let t = TempDir("strata-check")
         var root: String { t.sub("store") }
         func strata(_ args: [String]) throws -> (Int32, String, String) { try sh([strataBinary, "--root", root] + args) }
@@ -28,7 +28,7 @@ import Testing
         }
     }
 
-    static let damages: [(String, (Env) throws -> Void, String)] = [
+    static let damages: [(String, @Sendable (Env) throws -> Void, String)] = [
         ("flip a byte", { e in
             let f = try e.layerDir(top: false) + "/bin/busybox"
             let h = try #require(FileHandle(forUpdatingAtPath: f)); h.seek(toFileOffset: 1000); h.write(Data([0x42])); h.closeFile()

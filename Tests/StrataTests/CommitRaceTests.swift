@@ -2,6 +2,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 import Testing
 @testable import StrataCore
 
@@ -21,12 +22,11 @@ import Testing
         for i in 0..<300 { FileManager.default.createFile(atPath: upper + "/d/f\(i)", contents: Data("\(i)".utf8)) }
 
         // The swapper: d is a directory, then a symlink to the host's /etc, and back.
-        let stop = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
-        stop.pointee = 0
-        defer { stop.deallocate() }
+        final class Flag: Sendable { let stop = Mutex(false) }
+        let flag = Flag()
         let done = DispatchSemaphore(value: 0)
         Thread.detachNewThread {
-            while stop.pointee == 0 {
+            while !flag.stop.withLock({ $0 }) {
                 rename(upper + "/d", upper + "/d.real")
                 symlink("/etc", upper + "/d")
                 usleep(200)
@@ -41,7 +41,7 @@ import Testing
             let (rc, _, err) = try strata(["commit", "racer", "race:\(i)"])
             if rc != 0 { failures.append(err) }
         }
-        stop.pointee = 1
+        flag.stop.withLock { $0 = true }
         done.wait()
         for err in failures {
             #expect(err.split(separator: "\n").count == 1, "\(err)")

@@ -10,15 +10,15 @@ import Testing
 /// leaves the store exactly as it was, and the canary outside the store survives; each legal
 /// oddity of real images loads.
 @Suite(.serialized, .enabled(if: isRoot, "needs root")) struct HostileCorpusTests {
-    enum Input {
+    enum Input: Sendable {
         /// A layer tar put on top of the fixture's first two layers (config updated to match).
-        case layer((String) -> [UInt8])
+        case layer(@Sendable (String) -> [UInt8])
         /// Any change to the fixture layout.
-        case edit((OCIEditor, String) throws -> Void)
+        case edit(@Sendable (OCIEditor, String) throws -> Void)
     }
-    enum Outcome { case refused(StrataError.Code), loads }
+    enum Outcome: Sendable { case refused(StrataError.Code), loads }
 
-    static func tar(_ f: @escaping (inout TarBuilder, String) -> Void) -> Input {
+    static func tar(_ f: @escaping @Sendable (inout TarBuilder, String) -> Void) -> Input {
         .layer { canary in var b = TarBuilder(); f(&b, canary); return b.archive }
     }
 

@@ -185,7 +185,7 @@ func snapshot(_ store: Store) throws -> String {
 /// Bad input: one clear error naming the archive and the entry, layer or digest; the store is
 /// left exactly as it was.
 @Suite(.serialized, .enabled(if: isRoot, "needs root")) struct BadInputTests {
-    typealias Breaker = (OCIEditor) throws -> Void
+    typealias Breaker = @Sendable (OCIEditor) throws -> Void
 
     static let cases: [(String, StrataError.Code, String, Breaker)] = [
         ("layer blob digest mismatch", .digestMismatch, "blob hashes to", { ed in
