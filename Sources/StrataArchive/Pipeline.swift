@@ -35,6 +35,8 @@ public final class BufferedOutput {
 /// SHA-256 on a second thread: the caller hands over chunks (copied into a few reusable
 /// buffers) and goes on writing while they are hashed, so verifying a stream costs about
 /// max(I/O, hashing) instead of their sum.
+// @unchecked: the buffers are handed between the producer and the hashing thread through the
+// semaphores below, one owner at a time; no state is touched without holding its slot.
 public final class BackgroundDigester: @unchecked Sendable {
     private let slots = 4
     private let slotSize = 1 << 20

@@ -6,7 +6,7 @@ import StrataCore
 import StrataSystem
 
 /// A file inside an image archive: a byte range of an open file, read in place.
-public struct BlobRef: @unchecked Sendable {
+public struct BlobRef: Sendable {
     public let handle: FDHandle
     public let offset: Int64
     public let size: Int64
@@ -54,7 +54,7 @@ extension ArchiveContents {
 }
 
 /// An uncompressed tar (docker-archive or oci-archive) read in place.
-public final class TarContents: ArchiveContents, @unchecked Sendable {
+public final class TarContents: ArchiveContents, Sendable {
     public let label: String
     private let handle: FDHandle
     private let index: TarIndex
@@ -74,7 +74,7 @@ public final class TarContents: ArchiveContents, @unchecked Sendable {
 }
 
 /// An OCI layout directory. Paths are resolved inside it; nothing outside can be named.
-public final class DirectoryContents: ArchiveContents, @unchecked Sendable {
+public final class DirectoryContents: ArchiveContents, Sendable {
     public let label: String
     private let root: Directory
 

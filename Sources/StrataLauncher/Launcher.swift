@@ -28,66 +28,6 @@ public struct VolumeSpec: Sendable, Equatable {
     }
 }
 
-/// What confines the container beyond its namespaces: capabilities, seccomp, and whether it is
-/// privileged (every capability, no seccomp unless a profile is given, /sys and its cgroups
-/// writable, nothing masked in /proc, every device allowed), as Docker's flags of the same names.
-public struct SecurityOptions: Sendable, Equatable {
-    public var privileged: Bool
-    public var capAdd: [String]
-    public var capDrop: [String]
-    public var seccomp: SeccompChoice
-
-    public init(privileged: Bool = false, capAdd: [String] = [], capDrop: [String] = [], seccomp: SeccompChoice = .default) {
-        self.privileged = privileged; self.capAdd = capAdd; self.capDrop = capDrop; self.seccomp = seccomp
-    }
-
-    /// Docker's `--security-opt` values that strata knows: `seccomp=unconfined`,
-    /// `seccomp=PROFILE.json`, and `no-new-privileges` (always on here).
-    public mutating func apply(securityOpt: [String]) throws {
-        for opt in securityOpt {
-            let kv = opt.split(separator: "=", maxSplits: 1).map(String.init)
-            let key = kv[0], value = kv.count > 1 ? kv[1] : ""
-            switch key {
-            case "seccomp" where value == "unconfined": seccomp = .unconfined
-            case "seccomp" where !value.isEmpty: seccomp = .profile(try SeccompProfile.load(path: value), path: value)
-            case "no-new-privileges" where value.isEmpty || value == "true": break
-            default:
-                throw StrataError(.invalidArgument, "invalid --security-opt \"\(opt)\": expected seccomp=unconfined, seccomp=PROFILE.json or no-new-privileges")
-            }
-        }
-    }
-
-    /// What `resolve()` found, kept so that checking the flags early does not compile twice.
-    public private(set) var resolved: Resolved?
-
-    public struct Resolved: Sendable, Equatable {
-        public var capabilities: CapabilitySet
-        /// The BPF program; nil for none.
-        public var seccomp: [UInt8]?
-    }
-
-    /// Resolves the flags for this machine (a bad profile or capability throws) and keeps the result.
-    @discardableResult
-    public mutating func resolve() throws -> Resolved {
-        if let resolved { return resolved }
-        let (caps, program) = try compute()
-        resolved = Resolved(capabilities: caps, seccomp: program)
-        return resolved!
-    }
-
-    private func compute() throws -> (CapabilitySet, [UInt8]?) {
-        let caps = try CapabilitySet.resolve(add: capAdd, drop: capDrop, privileged: privileged)
-        switch seccomp {
-        case .unconfined: return (caps, nil)
-        case .default: return (caps, privileged ? nil : try SeccompCompiler.cachedCompile(.dockerDefault, capabilities: caps))
-        case .profile(let p, let path):
-            do { return (caps, try SeccompCompiler.cachedCompile(p, capabilities: caps)) } catch let e as StrataError {
-                throw e.context("seccomp profile \(path)")
-            }
-        }
-    }
-}
-
 public struct LaunchSpec: Sendable {
     public var id: String
     public var rootfs: String
@@ -142,6 +82,8 @@ public struct LaunchFailure: Error, CustomStringConvertible {
 }
 
 /// Runs a process in a rootfs in new namespaces with cgroup limits, and waits for it.
+// @unchecked: `onPid` is set before `run()` and not changed while it runs; `run()` calls it
+// from the calling thread only.
 public final class Launcher: @unchecked Sendable {
     public let spec: LaunchSpec
     /// Called with the pid once the process runs (for `ps`), and with nil when it is gone.
@@ -204,11 +146,9 @@ public final class Launcher: @unchecked Sendable {
         let (program, user, env) = try prepare()
         var security = spec.security
         let resolved = try security.resolve()
-        let capabilities = resolved.capabilities, seccomp = resolved.seccomp
         let initBinary = spec.initProcess ? try InitBinary.sealedCopy() : nil
         let binds = try writeNetworkFiles()
         let layout = CgroupLayout.current()
-        let views = layout.map { $0.containerView(mountinfo: MountTable.text() ?? "") } ?? []
         let cgroup = layout.map { Cgroup(layout: $0, id: spec.id) }
         if (spec.limits.memory != nil || spec.limits.cpus != nil || spec.limits.pids != nil) && cgroup == nil {
             throw LaunchFailure(exitCode: 125, message: "limits were asked for, but no cgroup hierarchy is mounted here")
@@ -220,79 +160,23 @@ public final class Launcher: @unchecked Sendable {
         try cgroup?.create(spec.limits, allDevices: spec.security.privileged)
 
         // Everything the child reads is built now: nothing is allocated after the clone.
-        var cStrings: [UnsafeMutablePointer<CChar>] = []
-        defer { cStrings.forEach { free($0) } }
-        func c(_ s: String) -> UnsafeMutablePointer<CChar> { let p = strdup(s)!; cStrings.append(p); return p }
-        func list(_ xs: [String]) -> [UnsafeMutablePointer<CChar>?] { xs.map { c($0) } + [nil] }
-        let argv = list(spec.process.args), envp = list(env)
-        let initArgv = list(["strata-init", program] + spec.process.args)
-        let privileged = spec.security.privileged
-        let masked: [UnsafePointer<CChar>?] = privileged ? [] : ProcfsPolicy.masked.map { UnsafePointer(c($0)) }
-        let ro: [UnsafePointer<CChar>?] = privileged ? [] : ProcfsPolicy.readOnly.map { UnsafePointer(c($0)) }
-        let cgroupMounts = views.map { v in
-            strata_cgroup_mount(name: v.name.map { UnsafePointer(c($0)) }, fstype: UnsafePointer(c(v.fstype)),
-                                data: v.data.map { UnsafePointer(c($0)) })
-        }
-        let filter = seccomp ?? []
-        let bindFiles: [UnsafePointer<CChar>?] = binds.flatMap { [UnsafePointer(c($0.0)), UnsafePointer(c($0.1))] }
-        let mounts = spec.volumes.map { v in
-            strata_mount(source: v.source.map { UnsafePointer(c($0)) }, target: UnsafePointer(c(v.target)),
-                         readonly: v.readOnly ? 1 : 0, tmpfs: v.tmpfs ? 1 : 0)
-        }
-        let groups = user.groups
+        let arena = CArena()
+        var cfg = childConfig(program: program, user: user, env: env, resolved: resolved, binds: binds,
+                              views: layout.map { $0.containerView(mountinfo: MountTable.text() ?? "") } ?? [], arena: arena)
+        cfg.init_fd = initBinary?.fd ?? -1
 
         // Pseudo-terminal: the child opens it in its own devpts and sends us the master.
-        var master: Int32 = -1
         var console: [Int32] = [-1, -1]
-        if spec.tty {
-            guard strata_socketpair(&console) == 0 else {
-                throw LaunchFailure(exitCode: 125, message: "cannot create the console socket: \(Errno.current)")
-            }
+        if spec.tty, strata_socketpair(&console) != 0 {
+            throw LaunchFailure(exitCode: 125, message: "cannot create the console socket: \(Errno.current)")
         }
-
+        cfg.console_socket = console[1]
         var goPipe: [Int32] = [0, 0], errPipe: [Int32] = [0, 0]
         guard strata_pipe_cloexec(&goPipe) == 0, strata_pipe_cloexec(&errPipe) == 0 else {
             throw LaunchFailure(exitCode: 125, message: "cannot create pipes: \(Errno.current)")
         }
         // The child needs the read end of "go" across the clone (it reads before exec).
-        let pid: pid_t = argv.withUnsafeBufferPointer { a in envp.withUnsafeBufferPointer { e in
-            masked.withUnsafeBufferPointer { mk in ro.withUnsafeBufferPointer { r in bindFiles.withUnsafeBufferPointer { bf in
-                mounts.withUnsafeBufferPointer { mt in groups.withUnsafeBufferPointer { g in
-                cgroupMounts.withUnsafeBufferPointer { cm in filter.withUnsafeBytes { bpf in initArgv.withUnsafeBufferPointer { ia in
-                    var cfg = strata_launch()
-                    cfg.rootfs = UnsafePointer(c(spec.rootfs))
-                    cfg.path = UnsafePointer(c(program))
-                    cfg.argv = UnsafePointer(a.baseAddress)
-                    cfg.envp = UnsafePointer(e.baseAddress)
-                    cfg.cwd = UnsafePointer(c(spec.process.cwd))
-                    cfg.hostname = UnsafePointer(c(spec.hostname))
-                    cfg.uid = user.uid
-                    cfg.gid = user.gid
-                    cfg.groups = g.baseAddress
-                    cfg.ngroups = Int32(groups.count)
-                    cfg.new_net = spec.hostNetwork ? 0 : 1
-                    cfg.readonly_rootfs = spec.readOnly ? 1 : 0
-                    cfg.init_fd = initBinary?.fd ?? -1
-                    cfg.init_argv = UnsafePointer(ia.baseAddress)
-                    cfg.privileged = privileged ? 1 : 0
-                    cfg.console_socket = console[1]
-                    cfg.capabilities = capabilities.mask
-                    cfg.cgroup_mounts = cm.baseAddress
-                    cfg.ncgroup_mounts = Int32(cgroupMounts.count)
-                    cfg.seccomp_filter = seccomp == nil ? nil : bpf.baseAddress
-                    cfg.seccomp_len = Int32(filter.count / 8)
-                    cfg.mounts = mt.baseAddress
-                    cfg.nmounts = Int32(mounts.count)
-                    cfg.bind_files = bf.baseAddress
-                    cfg.nbind_files = Int32(binds.count)
-                    cfg.masked_paths = mk.baseAddress
-                    cfg.nmasked = Int32(masked.count)
-                    cfg.readonly_paths = r.baseAddress
-                    cfg.nreadonly = Int32(ro.count)
-                    return strata_launch(&cfg, goPipe[0], errPipe[1])
-                } } } } }
-            } } }
-        } }
+        let pid = withExtendedLifetime(arena) { strata_launch(&cfg, goPipe[0], errPipe[1]) }
         close(goPipe[0]); close(errPipe[1])
         if console[1] >= 0 { close(console[1]) }
         guard pid > 0 else {
@@ -308,26 +192,81 @@ public final class Launcher: @unchecked Sendable {
         var go: UInt8 = 1
         _ = write(goPipe[1], &go, 1)
         close(goPipe[1])
+        var master: Int32 = -1
         if console[0] >= 0 {
             master = strata_recv_fd(console[0])
             close(console[0])
             var ws = winsize()
             if master >= 0, ioctl(0, UInt(TIOCGWINSZ), &ws) == 0 { _ = ioctl(master, UInt(TIOCSWINSZ), &ws) }
         }
-        var report = [Int32](repeating: 0, count: 2)
-        let n = read(errPipe[0], &report, 8)
-        close(errPipe[0])
-        if n == 8 {
-            var st: Int32 = 0
-            waitpid(pid, &st, 0)
-            let e = Errno(report[1])
-            if report[0] == Int32(ST_EXEC) {
-                throw LaunchFailure(exitCode: e.rawValue == ENOENT ? 127 : 126, message: "cannot run \(program): \(e)")
-            }
-            let step = String(cString: strata_launch_step_name(report[0]))
-            throw LaunchFailure(exitCode: 125, message: "container setup failed while \(step): \(e)")
+        try awaitExec(pid, report: errPipe[0], program: program)
+        return supervise(pid, master: master)
+    }
+
+    /// The child's whole configuration, its strings and arrays in `arena`.
+    private func childConfig(program: String, user: RootfsFiles.User, env: [String], resolved: SecurityOptions.Resolved,
+                             binds: [(String, String)], views: [CgroupView], arena: CArena) -> strata_launch {
+        let privileged = spec.security.privileged
+        var cfg = strata_launch()
+        cfg.rootfs = arena.string(spec.rootfs)
+        cfg.path = arena.string(program)
+        cfg.argv = UnsafePointer(arena.list(spec.process.args))
+        cfg.envp = UnsafePointer(arena.list(env))
+        cfg.init_argv = UnsafePointer(arena.list(["strata-init", program] + spec.process.args))
+        cfg.cwd = arena.string(spec.process.cwd)
+        cfg.hostname = arena.string(spec.hostname)
+        cfg.uid = user.uid
+        cfg.gid = user.gid
+        cfg.groups = arena.copy(user.groups)
+        cfg.ngroups = Int32(user.groups.count)
+        cfg.new_net = spec.hostNetwork ? 0 : 1
+        cfg.readonly_rootfs = spec.readOnly ? 1 : 0
+        cfg.privileged = privileged ? 1 : 0
+        cfg.capabilities = resolved.capabilities.mask
+        let cgroupMounts = views.map { v in
+            strata_cgroup_mount(name: v.name.map { arena.string($0) }, fstype: arena.string(v.fstype), data: v.data.map { arena.string($0) })
         }
-        // Forward signals to the container; relay the terminal.
+        cfg.cgroup_mounts = arena.copy(cgroupMounts)
+        cfg.ncgroup_mounts = Int32(cgroupMounts.count)
+        if let program = resolved.seccomp {
+            cfg.seccomp_filter = UnsafeRawPointer(arena.copy(program))
+            cfg.seccomp_len = Int32(program.count / 8)
+        }
+        let mounts = spec.volumes.map { v in
+            strata_mount(source: v.source.map { arena.string($0) }, target: arena.string(v.target),
+                         readonly: v.readOnly ? 1 : 0, tmpfs: v.tmpfs ? 1 : 0)
+        }
+        cfg.mounts = arena.copy(mounts)
+        cfg.nmounts = Int32(mounts.count)
+        cfg.bind_files = arena.copy(binds.flatMap { [arena.string($0.0), arena.string($0.1)] as [UnsafePointer<CChar>?] })
+        cfg.nbind_files = Int32(binds.count)
+        let masked = privileged ? [] : ProcfsPolicy.masked, readOnly = privileged ? [] : ProcfsPolicy.readOnly
+        cfg.masked_paths = arena.copy(masked.map { arena.string($0) as UnsafePointer<CChar>? })
+        cfg.nmasked = Int32(masked.count)
+        cfg.readonly_paths = arena.copy(readOnly.map { arena.string($0) as UnsafePointer<CChar>? })
+        cfg.nreadonly = Int32(readOnly.count)
+        return cfg
+    }
+
+    /// Waits for the exec (EOF on the close-on-exec error pipe) or the child's report of the
+    /// step that failed.
+    private func awaitExec(_ pid: pid_t, report fd: Int32, program: String) throws {
+        var report = [Int32](repeating: 0, count: 2)
+        let n = read(fd, &report, 8)
+        close(fd)
+        guard n == 8 else { return }
+        var st: Int32 = 0
+        waitpid(pid, &st, 0)
+        let e = Errno(report[1])
+        if report[0] == Int32(ST_EXEC) {
+            throw LaunchFailure(exitCode: e.rawValue == ENOENT ? 127 : 126, message: "cannot run \(program): \(e)")
+        }
+        let step = String(cString: strata_launch_step_name(report[0]))
+        throw LaunchFailure(exitCode: 125, message: "container setup failed while \(step): \(e)")
+    }
+
+    /// Forwards signals to the container and relays its terminal until it exits; its exit code.
+    private func supervise(_ pid: pid_t, master: Int32) -> Int32 {
         let forwarded = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH]
         var sources: [DispatchSourceSignal] = []
         for s in forwarded {
@@ -370,41 +309,37 @@ public final class Launcher: @unchecked Sendable {
     }
 }
 
-enum Terminal {
-    /// Puts a terminal in raw mode; returns the settings to restore (nil when not a terminal).
-    static func makeRaw(_ fd: Int32) -> termios? {
-        guard isatty(fd) != 0 else { return nil }
-        var t = termios()
-        guard tcgetattr(fd, &t) == 0 else { return nil }
-        let saved = t
-        cfmakeraw(&t)
-        tcsetattr(fd, TCSANOW, &t)
-        return saved
+/// C memory for the child's configuration: strings and arrays (malloc'd, freed together) that
+/// stay put until the arena goes, after the clone, so the child reads them without allocating.
+final class CArena {
+    private var blocks: [UnsafeMutableRawPointer] = []
+
+    deinit { blocks.forEach { free($0) } }
+
+    func string(_ s: String) -> UnsafePointer<CChar> {
+        let p = strdup(s)!
+        blocks.append(UnsafeMutableRawPointer(p))
+        return UnsafePointer(p)
     }
 
-    /// Copies stdin → master (when interactive) and master → stdout on two threads; the
-    /// semaphore is signalled when the output side is done.
-    static func relay(master: Int32, interactive: Bool) -> DispatchSemaphore {
-        let done = DispatchSemaphore(value: 0)
-        if interactive {
-            Thread.detachNewThread {
-                var buf = [UInt8](repeating: 0, count: 4096)
-                while true {
-                    let n = read(0, &buf, buf.count)
-                    if n <= 0 { break }
-                    _ = buf.withUnsafeBytes { write(master, $0.baseAddress, n) }
-                }
-            }
-        }
-        Thread.detachNewThread {
-            var buf = [UInt8](repeating: 0, count: 4096)
-            while true {
-                let n = read(master, &buf, buf.count)
-                if n <= 0 { break }
-                _ = buf.withUnsafeBytes { write(1, $0.baseAddress, n) }
-            }
-            done.signal()
-        }
-        return done
+    /// A NULL-terminated array of C strings (argv, envp).
+    func list(_ xs: [String]) -> UnsafeMutablePointer<UnsafeMutablePointer<CChar>?> {
+        let raw = malloc(MemoryLayout<UnsafeMutablePointer<CChar>?>.stride * (xs.count + 1))!
+        blocks.append(raw)
+        let out = raw.bindMemory(to: UnsafeMutablePointer<CChar>?.self, capacity: xs.count + 1)
+        for (i, x) in xs.enumerated() { out[i] = UnsafeMutablePointer(mutating: string(x)) }
+        out[xs.count] = nil
+        return out
+    }
+
+    /// A copy of `xs` (nil when empty).
+    func copy<T>(_ xs: [T]) -> UnsafePointer<T>? {
+        guard !xs.isEmpty else { return nil }
+        // Plain C data only (strings, numbers, C structs of pointers): nothing to deinitialize.
+        let raw = malloc(MemoryLayout<T>.stride * xs.count)!
+        blocks.append(raw)
+        let out = raw.bindMemory(to: T.self, capacity: xs.count)
+        out.initialize(from: xs, count: xs.count)
+        return UnsafePointer(out)
     }
 }

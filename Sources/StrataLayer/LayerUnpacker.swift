@@ -98,40 +98,7 @@ public final class LayerUnpacker {
         let parentPath = Array(comps.dropLast())
         let path = EntryPath.join(comps)
 
-        switch Whiteout.meaning(of: last) {
-        case .aufsMeta:
-            return
-        case .invalid:
-            throw unsafe(entry.path, "a whiteout that names no file or a parent directory")
-        case .opaque:
-            // The name decides, whatever the entry's type (Docker does the same).
-            if parentIsNotDirectory(parentPath) { return }
-            let dir = try openParent(parentPath, entry: entry.path)
-            try setXattr(dir.fd, Whiteout.overlayOpaqueXattr, Whiteout.overlayOpaqueValue, path: EntryPath.join(parentPath))
-            if parentPath.isEmpty { stats.opaqueRoot = true }
-            return
-        case .whiteout(let name):
-            // Under a name this layer made a file (umoci writes `d` as a file, then `d/.wh.x`):
-            // nothing below shows through a file, so it changes nothing.
-            if parentIsNotDirectory(parentPath) { return }
-            let parent = try openParent(parentPath, entry: entry.path)
-            if let st = try parent.lstat(name) {
-                // This layer already holds the name: it hides the lower one by itself (Decision 9).
-                // A directory must also stop the lower directory's content from showing through.
-                if (st.st_mode & S_IFMT == S_IFDIR) {
-                    switch parent.openDirectory(name, resolve: [.noSymlinks]) {
-                    case .success(let d): try setXattr(d.fd, Whiteout.overlayOpaqueXattr, Whiteout.overlayOpaqueValue, path: EntryPath.join(parentPath + [name]))
-                    case .failure(let e): throw StrataError(.system, "\(label): cannot open \"\(path.display)\"", cause: e)
-                    }
-                }
-                return
-            }
-            try parent.mknod(name, mode: S_IFCHR | 0o000, major: 0, minor: 0)
-            stats.whiteouts.append(EntryPath.join(parentPath + [name]))
-            return
-        case .content:
-            break
-        }
+        if try applyMarker(entry, last: last, parentPath: parentPath, path: path) { return }
 
         let parent = try openParent(parentPath, entry: entry.path)
         var replacedWhiteout = false
@@ -159,6 +126,12 @@ public final class LayerUnpacker {
             cachedParent = nil
         }
 
+        try create(entry, name: last, path: path, in: parent, replacedWhiteout: replacedWhiteout, reader: reader)
+    }
+
+    /// Makes the entry's file, directory, link or device (the name is free).
+    private func create(_ entry: TarEntry, name last: PathBytes, path: PathBytes, in parent: Directory,
+                        replacedWhiteout: Bool, reader: TarReader) throws {
         switch entry.kind {
         case .regular:
             try writeRegular(entry, name: last, path: path, in: parent, reader: reader)
@@ -196,6 +169,44 @@ public final class LayerUnpacker {
         case .socket:
             // A socket cannot be recreated from a tar; GNU tar and Docker skip them too.
             return
+        }
+    }
+
+    /// Whiteouts, opaque markers and aufs metadata: returns whether the entry was one (and is done).
+    private func applyMarker(_ entry: TarEntry, last: PathBytes, parentPath: [PathBytes], path: PathBytes) throws -> Bool {
+        switch Whiteout.meaning(of: last) {
+        case .aufsMeta:
+            return true
+        case .invalid:
+            throw unsafe(entry.path, "a whiteout that names no file or a parent directory")
+        case .opaque:
+            // The name decides, whatever the entry's type (Docker does the same).
+            if parentIsNotDirectory(parentPath) { return true }
+            let dir = try openParent(parentPath, entry: entry.path)
+            try setXattr(dir.fd, Whiteout.overlayOpaqueXattr, Whiteout.overlayOpaqueValue, path: EntryPath.join(parentPath))
+            if parentPath.isEmpty { stats.opaqueRoot = true }
+            return true
+        case .whiteout(let name):
+            // Under a name this layer made a file (umoci writes `d` as a file, then `d/.wh.x`):
+            // nothing below shows through a file, so it changes nothing.
+            if parentIsNotDirectory(parentPath) { return true }
+            let parent = try openParent(parentPath, entry: entry.path)
+            if let st = try parent.lstat(name) {
+                // This layer already holds the name: it hides the lower one by itself (Decision 9).
+                // A directory must also stop the lower directory's content from showing through.
+                if (st.st_mode & S_IFMT == S_IFDIR) {
+                    switch parent.openDirectory(name, resolve: [.noSymlinks]) {
+                    case .success(let d): try setXattr(d.fd, Whiteout.overlayOpaqueXattr, Whiteout.overlayOpaqueValue, path: EntryPath.join(parentPath + [name]))
+                    case .failure(let e): throw StrataError(.system, "\(label): cannot open \"\(path.display)\"", cause: e)
+                    }
+                }
+                return true
+            }
+            try parent.mknod(name, mode: S_IFCHR | 0o000, major: 0, minor: 0)
+            stats.whiteouts.append(EntryPath.join(parentPath + [name]))
+            return true
+        case .content:
+            return false
         }
     }
 

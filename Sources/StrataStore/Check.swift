@@ -52,13 +52,27 @@ extension Store {
     /// and layers; every container its directories; no layer directory is unknown; no mount is
     /// left. `progress` sees one `ok` line per layer.
     public func check(progress: (String) -> Void = { _ in }) throws -> [CheckProblem] {
-        try check(summary: nil, progress: progress)
+        var summary = CheckSummary()
+        return try check(summary: &summary, progress: progress)
     }
 
-    public func check(summary: UnsafeMutablePointer<CheckSummary>?, progress: (String) -> Void = { _ in }) throws -> [CheckProblem] {
-        var problems: [CheckProblem] = []
-        var counts = CheckSummary()
+    public func check(summary: inout CheckSummary, progress: (String) -> Void = { _ in }) throws -> [CheckProblem] {
         let layers = try allLayers()
+        let blobs = try checkBlobs()
+        var problems = try checkLayers(layers, progress: progress) + blobs.problems
+        problems += try checkImages(layers, present: blobs.present, corrupt: blobs.corrupt)
+        problems += try checkContainers()
+        summary = CheckSummary()
+        summary.layers = layers.count
+        summary.blobs = blobs.present.count
+        summary.images = try db.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM images") ?? 0 }
+        summary.containers = try db.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM containers") ?? 0 }
+        return problems
+    }
+
+    /// Each layer against its tar and its parent; layer directories no row names.
+    private func checkLayers(_ layers: [LayerRecord], progress: (String) -> Void) throws -> [CheckProblem] {
+        var problems: [CheckProblem] = []
         let known = Set(layers.map(\.cacheID))
         let usedBy = try imagesByLayer()
         func subject(_ l: LayerRecord) -> String {
@@ -66,7 +80,6 @@ extension Store {
             return "layer \(l.chainID.digest.short)" + (users.isEmpty ? "" : " (\(users.sorted().joined(separator: ", ")))")
         }
         for layer in layers {
-            counts.layers += 1
             if let why = try layerProblem(layer) {
                 problems.append(CheckProblem(subject: subject(layer), problem: why, advice: Store.repairAdvice,
                                              repair: .brokenLayer(chainID: layer.chainID.description)))
@@ -83,11 +96,15 @@ extension Store {
                                          advice: "`strata check --repair` moves it out of the way", repair: .strayLayerDirectory(name: name.display)))
         }
 
-        // Blobs: each hashes to its name.
+        return problems
+    }
+
+    /// Each blob against its name.
+    private func checkBlobs() throws -> (problems: [CheckProblem], present: Set<String>, corrupt: Set<String>) {
+        var problems: [CheckProblem] = []
         var present: Set<String> = []
         var corrupt: Set<String> = []
         for name in try blobsDir.entries() {
-            counts.blobs += 1
             let digest = "sha256:" + name.display
             present.insert(digest)
             let f = try blobsDir.openFile(name, flags: O_RDONLY)
@@ -100,12 +117,16 @@ extension Store {
             }
         }
 
-        // Images: config and manifest there, layers as the config lists them.
+        return (problems, present, corrupt)
+    }
+
+    /// Each image: config and manifest there, layers as the config lists them.
+    private func checkImages(_ layers: [LayerRecord], present: Set<String>, corrupt: Set<String>) throws -> [CheckProblem] {
+        var problems: [CheckProblem] = []
         let images = try db.read { db in try Row.fetchAll(db, sql: "SELECT id, manifest_digest FROM images") }
         let tags = try db.read { db in try Row.fetchAll(db, sql: "SELECT name, image_id FROM tags") }
         let byChain = Dictionary(uniqueKeysWithValues: layers.map { ($0.chainID.description, $0) })
         for row in images {
-            counts.images += 1
             let id: String = row["id"]
             let names = tags.filter { ($0["image_id"] as String) == id }.map { $0["name"] as String }
             let subject = "image \(id.dropFirst(7).prefix(12))" + (names.isEmpty ? "" : " (\(names.sorted().joined(separator: ", ")))")
@@ -135,10 +156,14 @@ extension Store {
             }
         }
 
-        // Containers: their directories, and mounts left under the store.
+        return problems
+    }
+
+    /// Each container's directories; mounts left under the store.
+    private func checkContainers() throws -> [CheckProblem] {
+        var problems: [CheckProblem] = []
         let rows = try db.read { db in try Row.fetchAll(db, sql: "SELECT id, name, driver, mount_count, pid FROM containers") }
         for r in rows {
-            counts.containers += 1
             let id: String = r["id"], name: String = r["name"], driver: String = r["driver"]
             let paths = containerPaths(id)
             let needed = driver == "vfs" ? [paths.root + "/rootfs"] : [paths.root + "/upper", paths.root + "/work"]
@@ -162,7 +187,6 @@ extension Store {
                                              advice: "`strata gc` unmounts it"))
             }
         }
-        summary?.pointee = counts
         return problems
     }
 
@@ -259,7 +283,15 @@ extension Store {
             let to = try moveToBroken(l.cacheID)
             report.actions.append("moved the files of layer \(l.chainID.digest.short) to \(to)")
         }
-        for id in brokenImages.sorted() {
+        try dropImages(brokenImages.sorted(), force: force, into: &report)
+        try forget(brokenLayers, into: &report)
+        return report
+    }
+
+    /// Removes the images on broken layers; an image a container uses is untagged and kept
+    /// (its containers are removed with `force`).
+    private func dropImages(_ ids: [String], force: Bool, into report: inout RepairReport) throws {
+        for id in ids {
             let (tags, users) = try db.read { db in
                 (try String.fetchAll(db, sql: "SELECT name FROM tags WHERE image_id = ?", arguments: [id]),
                  try Row.fetchAll(db, sql: "SELECT id, name FROM containers WHERE image_id = ?", arguments: [id]))
@@ -281,8 +313,11 @@ extension Store {
             }
             report.actions.append("removed image \(id.dropFirst(7).prefix(12))" + (tags.isEmpty ? "" : " (\(tags.joined(separator: ", ")))"))
         }
-        // The broken layers no image uses any more are forgotten, with the layers above them
-        // (they cannot be mounted without them); every other layer stays.
+    }
+
+    /// Forgets the broken layers no image uses any more, with the layers above them (they cannot
+    /// be mounted without them); every other layer stays.
+    private func forget(_ brokenLayers: [LayerRecord], into report: inout RepairReport) throws {
         let all = try allLayers()
         var doomed = Set(brokenLayers.map(\.chainID))
         var grew = true
@@ -301,7 +336,6 @@ extension Store {
                                                      : "forgot layer \(l.dropFirst(7).prefix(12)), which lay on a broken one")
         }
         try removeUnreferencedBlobs(report: &removal)
-        return report
     }
 
     /// Moves layers/NAME to broken/NAME (a new name if taken); returns where it went.

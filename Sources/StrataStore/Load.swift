@@ -34,6 +34,18 @@ public struct LoadedImage: Sendable {
     public var layersExisting: Int
 }
 
+/// One distinct layer of a load: where it comes from, where it goes in its chain, and whether
+/// this load creates it (else it is stored already, and only its blob is checked).
+struct LoadJob: Sendable {
+    var layer: LayerToLoad
+    var chainID: ChainID
+    var parent: ChainID?
+    var index: Int
+    var count: Int
+    var label: String
+    var create = false
+}
+
 /// An image whose config and layers are verified, ready to be recorded.
 struct PreparedImage {
     var configBytes: [UInt8]
@@ -55,23 +67,14 @@ extension Store {
         let extra = try options.extraTags.map(Reference.normalize)
 
         // The plan: each distinct layer once, in the order the images list them.
-        struct Job: Sendable {
-            var layer: LayerToLoad
-            var chainID: ChainID
-            var parent: ChainID?
-            var index: Int
-            var count: Int
-            var label: String
-            var create = false
-        }
-        var jobs: [Job] = []
+        var jobs: [LoadJob] = []
         var seen: Set<ChainID> = []
         var prepared: [PreparedImage] = []
         for image in found {
             let chain = ChainID.chain(image.config.rootfs.diff_ids)
             for (i, layer) in image.layers.enumerated() where seen.insert(chain[i]).inserted {
-                jobs.append(Job(layer: layer, chainID: chain[i], parent: i == 0 ? nil : chain[i - 1], index: i,
-                                count: chain.count, label: "\(layer.blob.label) (layer \(i + 1) of image \(image.configDigest.short))"))
+                jobs.append(LoadJob(layer: layer, chainID: chain[i], parent: i == 0 ? nil : chain[i - 1], index: i,
+                                    count: chain.count, label: "\(layer.blob.label) (layer \(i + 1) of image \(image.configDigest.short))"))
             }
             prepared.append(PreparedImage(configBytes: image.configBytes, configDigest: image.configDigest,
                                           config: image.config, manifestBytes: image.manifestBytes,
@@ -79,10 +82,26 @@ extension Store {
                                           tags: Array(Set(image.tags + extra)).sorted()))
         }
 
-        // Leases, in a global order: shared to reuse a layer, exclusive to create one. A layer
-        // another load is creating is waited for, then reused.
         let locks = try LayerLocks(store: self)
         defer { locks.unlockAll() }
+        try takeLeases(&jobs, locks)
+        let staged = try stageAll(jobs, options: options)
+        do { try settle(order: jobs.map(\.chainID), staged: staged) } catch {
+            for s in staged.values { discard(s) }
+            throw error
+        }
+        var list = jobs.compactMap { staged[$0.chainID] }
+        try record(prepared, staged: &list)
+        return prepared.map { image in
+            let created = image.chain.filter { staged[$0] != nil }.count
+            return LoadedImage(id: image.configDigest, tags: image.tags, layersUnpacked: created,
+                               layersExisting: image.chain.count - created)
+        }
+    }
+
+    /// Leases, in a global order: shared to reuse a layer, exclusive to create one. A layer
+    /// another load is creating is waited for, then reused. Marks the jobs that create.
+    private func takeLeases(_ jobs: inout [LoadJob], _ locks: LayerLocks) throws {
         for i in jobs.indices.sorted(by: { LayerLocks.offset(jobs[$0].chainID) < LayerLocks.offset(jobs[$1].chainID) }) {
             try locks.lock(jobs[i].chainID, exclusive: false)
             if try hasLayer(jobs[i].chainID) { continue }
@@ -97,19 +116,22 @@ extension Store {
             jobs[i].create = true
         }
 
-        // The layers of one load unpack in parallel, each into its own directory, each in its
-        // single pass; layers already stored only have their blob checked.
+    }
+
+    /// The layers of one load unpack in parallel, each into its own directory, each in its
+    /// single pass; layers already stored only have their blob checked. On a failure every
+    /// staged layer is removed.
+    private func stageAll(_ plan: [LoadJob], options: LoadOptions) throws -> [ChainID: StagedLayer] {
         struct Progress {
             var next = 0
             var staged: [ChainID: StagedLayer] = [:]
             var failure: (any Error)?
         }
         let state = Mutex(Progress())
-        let plan = jobs
         let workers = max(1, min(plan.count, ProcessInfo.processInfo.activeProcessorCount))
         DispatchQueue.concurrentPerform(iterations: workers) { _ in
             while true {
-                let taken: Job? = state.withLock { p in
+                let taken: LoadJob? = state.withLock { p in
                     guard p.failure == nil, p.next < plan.count else { return nil }
                     p.next += 1
                     return plan[p.next - 1]
@@ -146,17 +168,7 @@ extension Store {
             for s in staged.values { discard(s) }
             throw failure
         }
-        do { try settle(order: jobs.map(\.chainID), staged: staged) } catch {
-            for s in staged.values { discard(s) }
-            throw error
-        }
-        var list = jobs.compactMap { staged[$0.chainID] }
-        try record(prepared, staged: &list)
-        return prepared.map { image in
-            let created = image.chain.filter { staged[$0] != nil }.count
-            return LoadedImage(id: image.configDigest, tags: image.tags, layersUnpacked: created,
-                               layersExisting: image.chain.count - created)
-        }
+        return staged
     }
 
     /// Imports a plain rootfs tar (any compression) as a one-layer image, like `docker import`.
@@ -304,93 +316,6 @@ extension Store {
         }) else { return false }
         return layersDir.openDirectory(Array("\(cacheID)/diff".utf8), resolve: [.noSymlinks]).isSuccess
     }
-
-    // MARK: input
-
-    /// An image archive: a directory (OCI layout) or a tar file (read in place when it is
-    /// uncompressed; spooled into tmp/, up to `limit` bytes, when it is compressed or a pipe).
-    func openArchive(_ path: String, limit: Int64) throws -> any ArchiveContents {
-        if path != "-" {
-            let probe: FDHandle
-            do { probe = try FDHandle.open(path, flags: O_RDONLY | O_NONBLOCK) } catch let e as StrataError {
-                throw StrataError(.notFound, "cannot read \(path)", cause: e.cause)
-            }
-            if (try probe.stat().st_mode & S_IFMT) == S_IFDIR { return try DirectoryContents(path: path) }
-        }
-        let input = try openInput(path, decompressOuter: true, limit: limit)
-        return try TarContents(handle: input.handle, size: input.size, label: path == "-" ? "standard input" : path)
-    }
-
-    /// A readable, seekable file for `path` (or standard input). With `decompressOuter`, a
-    /// gzip/zstd/xz file is decompressed into an unnamed spool file first. Inputs that are not
-    /// files, pipes or sockets (a terminal, /dev/zero, a disk) are refused before any byte is read.
-    func openInput(_ path: String, decompressOuter: Bool, limit: Int64) throws -> InputFile {
-        let label = path == "-" ? "standard input" : path
-        let h: FDHandle
-        if path == "-" {
-            h = FDHandle(owning: dup(0))
-        } else {
-            do { h = try FDHandle.open(path, flags: O_RDONLY) } catch let e as StrataError {
-                throw StrataError(.notFound, "cannot read \(path)", cause: e.cause)
-            }
-        }
-        let st = try h.stat()
-        switch st.st_mode & S_IFMT {
-        case S_IFREG:
-            if st.st_size == 0 { throw StrataError(.invalidFormat, "\(label) is empty, not an archive") }
-            let file = InputFile(handle: h, size: Int64(st.st_size), label: label)
-            if decompressOuter {
-                let probe = try Decompressor(file.source(), label: label)
-                if probe.compression != .none { return try spool(probe, label: label, limit: limit, decompressed: true) }
-            }
-            return file
-        case S_IFIFO, S_IFSOCK:
-            let stream = StreamSource(handle: h)
-            return try spool(decompressOuter ? try Decompressor(stream, label: label) : stream, label: label,
-                             limit: limit, decompressed: decompressOuter)
-        case S_IFDIR:
-            throw StrataError(.invalidArgument, "\(label) is a directory; give a tar file")
-        default:
-            throw StrataError(.invalidArgument, "\(label) is a device, not an archive; give a file or a pipe")
-        }
-    }
-
-    /// Copies a stream into an O_TMPFILE file in tmp/: it has no name, so a killed run leaves
-    /// nothing. Stops as soon as it passes `limit` or the free space of the store's filesystem
-    /// less a reserve (so a bomb never fills the disk), naming the archive.
-    func spool(_ source: any ChunkSource, label: String, limit: Int64, decompressed: Bool) throws -> InputFile {
-        let h = try spoolFile()
-        let room = spoolRoom()
-        let cap = min(limit, room)
-        var size: Int64 = 0
-        while true {
-            let c = try source.nextChunk()
-            if c.isEmpty { break }
-            size += Int64(c.count)
-            if size > cap {
-                let what = decompressed ? "decompressed" : "read from the pipe"
-                if cap == limit {
-                    throw StrataError(.tooLarge, "\(label): more than \(ByteCount.describe(limit)) \(what), over --max-archive-size (four times --max-layer-size unless given); raise it if the archive is that large")
-                }
-                throw StrataError(.tooLarge, "\(label): more than \(ByteCount.describe(cap)) \(what), all the room left in \(rootPath)/tmp (the filesystem keeps a reserve of \(ByteCount.describe(Store.spoolReserve)))")
-            }
-            do { try h.writeAll(c) } catch let e as StrataError where e.isNoSpace {
-                throw StrataError(.system, "\(label): no space left on the device of \(rootPath)/tmp while spooling the archive (\(ByteCount.describe(size)) written)")
-            }
-        }
-        return InputFile(handle: h, size: size, label: label)
-    }
-
-    /// What a spool may use: the free space of tmp/'s filesystem less the reserve.
-    func spoolRoom() -> Int64 {
-        var sv = statvfs()
-        guard fstatvfs(tmpDir.fd, &sv) == 0 else { return .max }
-        let free = Int64(sv.f_bavail) * Int64(sv.f_frsize)
-        return max(0, free - Store.spoolReserve)
-    }
-
-    /// Space a spool leaves free on the store's filesystem.
-    static let spoolReserve: Int64 = 512 << 20
 }
 
 /// A seekable input file.

@@ -22,6 +22,8 @@ import StrataSystem
 ///
 /// Layers are identified by chainID and stored under a random cache ID (docs/store-layout.md):
 /// content identity apart from storage identity.
+// @unchecked: `driverName` and `driver` are set once, in `init`, and only read afterwards;
+// everything else is immutable or synchronised by SQLite and the file locks.
 public final class Store: @unchecked Sendable {
     public let rootPath: String
     let root: Directory

@@ -18,7 +18,7 @@ public struct Resolve: OptionSet, Sendable {
 
 /// An open directory; every operation is relative to it and never follows a final symlink,
 /// so a tree under construction cannot redirect a write elsewhere (docs/code-patterns.md).
-public final class Directory: @unchecked Sendable {
+public final class Directory: Sendable {
     public let handle: FDHandle
     /// What this directory is, for messages.
     public let label: String

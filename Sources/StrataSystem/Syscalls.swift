@@ -56,7 +56,7 @@ public func retryingEINTR<T: FixedWidthInteger>(_ call: () -> T) -> Result<T, Er
 }
 
 /// An owned file descriptor, closed when the last reference goes away.
-public final class FDHandle: @unchecked Sendable {
+public final class FDHandle: Sendable {
     public let fd: Int32
     public init(owning fd: Int32) { self.fd = fd }
     deinit { _ = Glibc.close(fd) }

@@ -1,0 +1,99 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CStrata
+import Foundation
+import Synchronization
+import GRDB
+import StrataArchive
+import StrataCore
+import StrataFormats
+import StrataLayer
+import StrataSystem
+
+extension Store {
+    /// An image archive: a directory (OCI layout) or a tar file (read in place when it is
+    /// uncompressed; spooled into tmp/, up to `limit` bytes, when it is compressed or a pipe).
+    func openArchive(_ path: String, limit: Int64) throws -> any ArchiveContents {
+        if path != "-" {
+            let probe: FDHandle
+            do { probe = try FDHandle.open(path, flags: O_RDONLY | O_NONBLOCK) } catch let e as StrataError {
+                throw StrataError(.notFound, "cannot read \(path)", cause: e.cause)
+            }
+            if (try probe.stat().st_mode & S_IFMT) == S_IFDIR { return try DirectoryContents(path: path) }
+        }
+        let input = try openInput(path, decompressOuter: true, limit: limit)
+        return try TarContents(handle: input.handle, size: input.size, label: path == "-" ? "standard input" : path)
+    }
+
+    /// A readable, seekable file for `path` (or standard input). With `decompressOuter`, a
+    /// gzip/zstd/xz file is decompressed into an unnamed spool file first. Inputs that are not
+    /// files, pipes or sockets (a terminal, /dev/zero, a disk) are refused before any byte is read.
+    func openInput(_ path: String, decompressOuter: Bool, limit: Int64) throws -> InputFile {
+        let label = path == "-" ? "standard input" : path
+        let h: FDHandle
+        if path == "-" {
+            h = FDHandle(owning: dup(0))
+        } else {
+            do { h = try FDHandle.open(path, flags: O_RDONLY) } catch let e as StrataError {
+                throw StrataError(.notFound, "cannot read \(path)", cause: e.cause)
+            }
+        }
+        let st = try h.stat()
+        switch st.st_mode & S_IFMT {
+        case S_IFREG:
+            if st.st_size == 0 { throw StrataError(.invalidFormat, "\(label) is empty, not an archive") }
+            let file = InputFile(handle: h, size: Int64(st.st_size), label: label)
+            if decompressOuter {
+                let probe = try Decompressor(file.source(), label: label)
+                if probe.compression != .none { return try spool(probe, label: label, limit: limit, decompressed: true) }
+            }
+            return file
+        case S_IFIFO, S_IFSOCK:
+            let stream = StreamSource(handle: h)
+            return try spool(decompressOuter ? try Decompressor(stream, label: label) : stream, label: label,
+                             limit: limit, decompressed: decompressOuter)
+        case S_IFDIR:
+            throw StrataError(.invalidArgument, "\(label) is a directory; give a tar file")
+        default:
+            throw StrataError(.invalidArgument, "\(label) is a device, not an archive; give a file or a pipe")
+        }
+    }
+
+    /// Copies a stream into an O_TMPFILE file in tmp/: it has no name, so a killed run leaves
+    /// nothing. Stops as soon as it passes `limit` or the free space of the store's filesystem
+    /// less a reserve (so a bomb never fills the disk), naming the archive.
+    func spool(_ source: any ChunkSource, label: String, limit: Int64, decompressed: Bool) throws -> InputFile {
+        let h = try spoolFile()
+        let room = spoolRoom()
+        let cap = min(limit, room)
+        var size: Int64 = 0
+        while true {
+            let c = try source.nextChunk()
+            if c.isEmpty { break }
+            size += Int64(c.count)
+            if size > cap {
+                let what = decompressed ? "decompressed" : "read from the pipe"
+                if cap == limit {
+                    throw StrataError(.tooLarge, "\(label): more than \(ByteCount.describe(limit)) \(what), over --max-archive-size (four times --max-layer-size unless given); raise it if the archive is that large")
+                }
+                throw StrataError(.tooLarge, "\(label): more than \(ByteCount.describe(cap)) \(what), all the room left in \(rootPath)/tmp (the filesystem keeps a reserve of \(ByteCount.describe(Store.spoolReserve)))")
+            }
+            do { try h.writeAll(c) } catch let e as StrataError where e.isNoSpace {
+                throw StrataError(.system, "\(label): no space left on the device of \(rootPath)/tmp while spooling the archive (\(ByteCount.describe(size)) written)")
+            }
+        }
+        return InputFile(handle: h, size: size, label: label)
+    }
+
+    /// What a spool may use: the free space of tmp/'s filesystem less the reserve.
+    func spoolRoom() -> Int64 {
+        var sv = statvfs()
+        guard fstatvfs(tmpDir.fd, &sv) == 0 else { return .max }
+        let free = Int64(sv.f_bavail) * Int64(sv.f_frsize)
+        return max(0, free - Store.spoolReserve)
+    }
+
+    /// Space a spool leaves free on the store's filesystem.
+    static let spoolReserve: Int64 = 512 << 20
+}

@@ -1,0 +1,108 @@
+import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import GRDB
+import Logging
+import StrataCore
+import StrataFormats
+import StrataArchive
+import StrataLauncher
+import StrataStore
+
+struct Create: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Create a container from an image; prints its ID on the last line.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Image: tag, ID or unique ID prefix.") var image: String
+    @Option(name: .long, help: "A name for the container.") var name: String?
+    func run() throws { try strata.run { print(try global.openStore().createContainer(image: image, name: name)) } }
+}
+
+struct Mount: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Mount a container's rootfs; prints its path on the last line. Mounting twice is counted.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Container: name, ID or unique ID prefix.") var container: String
+    func run() throws { try strata.run { print(try global.openStore().mountContainer(container)) } }
+}
+
+struct Umount: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Drop one mount of a container; unmount when none is left.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Container: name, ID or unique ID prefix.") var container: String
+    @Flag(name: [.short, .long], help: "Unmount now, whatever the count.") var force = false
+    func run() throws { try strata.run { try global.openStore().unmountContainer(container, force: force) } }
+}
+
+struct Rm: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Remove containers.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Containers: name, ID or unique ID prefix.") var containers: [String]
+    @Flag(name: [.short, .long], help: "Also when mounted or running (kills and unmounts).") var force = false
+    func run() throws {
+        try strata.run {
+            let store = try global.openStore()
+            for c in containers {
+                let id = try store.container(c).id
+                // With -f, whatever still runs in the container's cgroups goes first (a container
+                // whose strata was killed has no parent to stop it).
+                if force { ContainerCgroups.release(id: id) }
+                try store.removeContainer(c, force: force)
+                ContainerCgroups.release(id: id)
+                print(c)
+            }
+        }
+    }
+}
+
+struct Ps: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List mounted or running containers (-a: all).")
+    @OptionGroup var global: GlobalOptions
+    @Flag(name: [.short, .long], help: "All containers.") var all = false
+    @Flag(name: .long, help: "JSON: an array of {id, name, image, imageTags, driver, state, mountCount, pid, created, sizeOfChanges}.")
+    var json = false
+    func run() throws {
+        try strata.run {
+            let list = try global.openStore().containers(all: all)
+            if json { print(try Format.json(list)); return }
+            var rows = [["CONTAINER ID", "NAME", "IMAGE", "DRIVER", "STATE", "PID", "CHANGES"]]
+            for c in list {
+                rows.append([String(c.id.prefix(12)), c.name, c.imageTags.first ?? String(c.image.dropFirst(7).prefix(12)), c.driver,
+                             c.state, c.pid.map(String.init) ?? "-", Format.bytes(c.sizeOfChanges)])
+            }
+            print(Format.table(rows))
+        }
+    }
+}
+
+struct Diff: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show what a container changed: A added, C changed, D deleted.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Container: name, ID or unique ID prefix.") var container: String
+    @Flag(name: .long, help: "JSON: an array of {kind, path}.") var json = false
+    func run() throws {
+        try strata.run {
+            let changes = try global.openStore().diff(container)
+            if json { print(try Format.json(changes)); return }
+            for c in changes { print("\(c.kind) \(c.path)") }
+        }
+    }
+}
+
+struct Commit: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Commit a container's changes as a new layer and image; prints the image ID.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Container: name, ID or unique ID prefix.") var container: String
+    @Argument(help: "Tag the new image NAME[:TAG].") var reference: String?
+    @Option(name: [.short, .long], help: "A comment for the history entry.") var message: String?
+    @Option(name: [.short, .long], help: "The author.") var author: String?
+    @Option(name: [.short, .long], help: "Apply a Dockerfile instruction to the config, e.g. 'CMD [\"sh\"]'.") var change: [String] = []
+    func run() throws {
+        try strata.run {
+            let id = try global.openStore().commit(container, tag: reference, message: message, author: author, changes: change)
+            print(id.string)
+        }
+    }
+}

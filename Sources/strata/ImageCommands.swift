@@ -1,0 +1,259 @@
+import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import GRDB
+import Logging
+import StrataCore
+import StrataFormats
+import StrataArchive
+import StrataLauncher
+import StrataStore
+
+struct Load: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Load images from a docker-archive, an oci-archive, or an OCI layout directory.",
+        discussion: "The format is detected from the content. PATH may be - for standard input.")
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Archive file, OCI layout directory, or - for standard input.") var path: String
+    @Option(name: .long, help: "Platform to pick from multi-platform indexes (os/arch[/variant]).") var platform: String?
+    @Option(name: .long, help: "Also tag the loaded image(s) NAME[:TAG].") var tag: [String] = []
+    @Option(name: .long, help: "Refuse a layer over this many uncompressed bytes (suffixes k, m, g).")
+    var maxLayerSize: String = "32g"
+    @Option(name: .long, help: "Refuse a compressed or piped archive over this many bytes once spooled (default: 4 × --max-layer-size).")
+    var maxArchiveSize: String?
+    @Option(name: .long, help: "Refuse an image of more layers than this.") var maxLayers: Int = ImageArchiveReader.defaultMaxLayers
+
+    func run() throws {
+        try strata.run {
+            let store = try global.openStore()
+            var options = LoadOptions()
+            if let platform { options.platform = try Platform(parsing: platform) }
+            options.extraTags = tag
+            options.maxLayerSize = try ByteSize.parse(maxLayerSize, what: "--max-layer-size")
+            options.maxArchiveSize = try maxArchiveSize.map { try ByteSize.parse($0, what: "--max-archive-size") }
+            guard maxLayers > 0 else { throw StrataError(.invalidArgument, "invalid --max-layers \(maxLayers): expected a positive number") }
+            options.maxLayers = maxLayers
+            options.progress = LoadProgress().handler(quiet: global.quiet)
+            let loaded = try store.load(path: path, options: options)
+            for image in loaded {
+                if image.tags.isEmpty {
+                    print("Loaded image ID: \(image.id)")
+                } else {
+                    for t in image.tags { print("Loaded image: \(t)") }
+                }
+            }
+        }
+    }
+}
+
+struct Import: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Import a plain rootfs tarball (any compression) as a one-layer image.")
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Rootfs tar file, or - for standard input.") var path: String
+    @Argument(help: "Tag the image NAME[:TAG].") var reference: String?
+    @Option(name: .long, help: "Tag the image NAME[:TAG].") var tag: String?
+    @Option(name: [.short, .long], help: "Apply a Dockerfile instruction to the config, e.g. 'CMD [\"sh\"]'.")
+    var change: [String] = []
+    @Option(name: [.short, .long], help: "A comment for the history entry.") var message: String?
+    @Option(name: .long, help: "Refuse a layer over this many uncompressed bytes.") var maxLayerSize: String = "32g"
+
+    func run() throws {
+        try strata.run {
+            let store = try global.openStore()
+            var options = LoadOptions()
+            options.maxLayerSize = try ByteSize.parse(maxLayerSize, what: "--max-layer-size")
+            let image = try store.importRootfs(path: path, tag: tag ?? reference, changes: change, message: message, options: options)
+            if !global.quiet && image.layersExisting > 0 { printErr("layer 1/1: exists") }
+            print(image.id.string)
+        }
+    }
+}
+
+struct Images: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List images.")
+    @OptionGroup var global: GlobalOptions
+    @Flag(name: .long, help: "JSON: an array of {id, tags, diffIDs, size, created, os, architecture}.") var json = false
+    @Flag(name: .long, help: "Show full image IDs.") var noTrunc = false
+
+    func run() throws {
+        try strata.run {
+            let images = try global.openStore().images()
+            if json { print(try Format.json(images)); return }
+            var rows = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]]
+            for i in images {
+                let id = noTrunc ? i.id : String(i.id.dropFirst(7).prefix(12))
+                let created = i.created ?? ""
+                if i.tags.isEmpty {
+                    rows.append(["<none>", "<none>", id, created, Format.bytes(i.size)])
+                }
+                for t in i.tags {
+                    guard let cut = t.lastIndex(of: ":") else { rows.append([t, "", id, created, Format.bytes(i.size)]); continue }
+                    rows.append([String(t[..<cut]), String(t[t.index(after: cut)...]), id, created, Format.bytes(i.size)])
+                }
+            }
+            print(Format.table(rows))
+        }
+    }
+}
+
+struct Layers: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the layers in the store with their parents.")
+    @OptionGroup var global: GlobalOptions
+    @Flag(name: .long, help: "JSON: an array of {chainID, diffID, parent, size, images, journal, opaqueRoot}.") var json = false
+    @Flag(name: .long, help: "Show the parent→child forest, with sizes and the images at each layer.") var tree = false
+
+    func run() throws {
+        try strata.run {
+            let store = try global.openStore()
+            let layers = try store.layers()
+            if json { print(try Format.json(layers)); return }
+            if tree { print(try LayerTree.render(layers, images: store.images())); return }
+            var rows = [["CHAIN ID", "PARENT", "DIFF ID", "SIZE", "IMAGES"]]
+            let short: (String) -> String = { String($0.dropFirst(7).prefix(12)) }
+            for l in layers {
+                rows.append([short(l.chainID), l.parent.map(short) ?? "-", short(l.diffID), Format.bytes(l.size),
+                             l.images.map(short).joined(separator: ",")])
+            }
+            print(Format.table(rows))
+        }
+    }
+}
+
+struct Save: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Save images to a docker-archive, an oci-archive or an OCI layout directory.",
+        discussion: "Layer tars are rebuilt byte-exact, so diffIDs and image IDs survive. Images share common layers once.")
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Images: tag, ID or unique ID prefix.") var images: [String]
+    @Option(name: [.short, .long], help: "Output file, - for standard output, or a directory for oci-dir.") var output: String
+    @Option(name: .long, help: "docker-archive, oci-archive or oci-dir.") var format: String = "docker-archive"
+    @Option(name: .long, help: "Layer compression: none, gzip or zstd.") var compress: String = "none"
+
+    func validate() throws {
+        guard !images.isEmpty else { throw ValidationError("name at least one image") }
+    }
+
+    func run() throws {
+        try strata.run {
+            guard let f = SaveFormat(rawValue: format) else {
+                throw StrataError(.invalidArgument, "invalid --format \"\(format)\": expected docker-archive, oci-archive or oci-dir")
+            }
+            guard let c = StrataArchive.Compression(rawValue: compress), [.none, .gzip, .zstd].contains(c) else {
+                throw StrataError(.invalidArgument, "invalid --compress \"\(compress)\": expected none, gzip or zstd")
+            }
+            if output == "-" && f == .ociDir {
+                throw StrataError(.invalidArgument, "oci-dir needs a directory, not standard output")
+            }
+            if output == "-" && isatty(1) != 0 {
+                throw StrataError(.invalidArgument, "refusing to write an archive to a terminal; redirect standard output or use -o FILE")
+            }
+            var options = SaveOptions()
+            options.format = f
+            options.compression = c
+            let quiet = global.quiet
+            options.progress = { if !quiet { printErr($0) } }
+            try global.openStore().save(images, to: output, options: options)
+        }
+    }
+}
+
+struct History: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show an image's layers, bottom to top, with how each was made.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Image: tag, ID or unique ID prefix.") var image: String
+    @Flag(name: .long, help: "JSON: an array of {created, createdBy, comment, emptyLayer, chainID, diffID, size}.") var json = false
+    @Flag(name: .long, help: "Do not truncate created_by.") var noTrunc = false
+
+    func run() throws {
+        try strata.run {
+            let store = try global.openStore()
+            let entries = try store.history(try store.resolveImage(image))
+            if json { print(try Format.json(entries)); return }
+            var rows = [["#", "LAYER", "CREATED", "SIZE", "CREATED BY"]]
+            var n = 0
+            for e in entries {
+                let layer: String
+                if e.emptyLayer { layer = "<empty>" } else { n += 1; layer = e.chainID.map { String($0.dropFirst(7).prefix(12)) } ?? "<missing>" }
+                var by = (e.createdBy ?? "").replacingOccurrences(of: "\n", with: " ")
+                if !noTrunc && by.count > 60 { by = String(by.prefix(57)) + "..." }
+                rows.append([e.emptyLayer ? "-" : String(n), layer, e.created ?? "", e.emptyLayer ? "0B" : Format.bytes(e.size), by])
+            }
+            print(Format.table(rows))
+        }
+    }
+}
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show an image or a layer as JSON; with --files, what a layer adds, changes and deletes.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Image (tag, ID, ID prefix) or layer (chainID or prefix).") var name: String
+    @Option(name: .long, help: "image or layer, when a prefix matches both.") var type: String?
+    @Flag(name: .long, help: "For a layer: its changes (A/C/D) with sizes and the bytes it hides below.") var files = false
+    @Flag(name: .long, help: "With --files: JSON instead of a table.") var json = false
+
+    func run() throws {
+        try strata.run {
+            let store = try global.openStore()
+            if let type, type != "image" && type != "layer" {
+                throw StrataError(.invalidArgument, "invalid --type \"\(type)\": expected image or layer")
+            }
+            let image: Digest? = type == "layer" ? nil : try? store.resolveImage(name)
+            let layer: LayerRecord? = type == "image" ? nil : try? store.resolveLayer(name)
+            if image != nil && layer != nil {
+                throw StrataError(.invalidArgument, "\"\(name)\" names both an image and a layer; add --type image or --type layer")
+            }
+            if let image {
+                if files { throw StrataError(.invalidArgument, "--files is for layers; `strata history` lists an image's layers") }
+                print(String(decoding: try store.inspectImage(image), as: UTF8.self))
+            } else if let layer {
+                if files {
+                    let changes = try store.layerChanges(layer)
+                    if json { print(try Format.json(changes)); return }
+                    var rows = [["", "PATH", "SIZE", "HIDES"]]
+                    for c in changes {
+                        rows.append([c.kind, c.path, Format.bytes(c.size), c.hidden > 0 ? Format.bytes(c.hidden) : "-"])
+                    }
+                    print(Format.table(rows))
+                    let wasted = changes.reduce(Int64(0)) { $0 + $1.hidden }
+                    print("\(changes.count) changes; \(Format.bytes(wasted)) of the layers below hidden (wasted)")
+                    if layer.journal == "raw" { print("note: the raw layer tar is kept: \(layer.journalNote ?? "")") }
+                } else {
+                    print(String(decoding: try store.inspectLayer(layer), as: UTF8.self))
+                }
+            } else {
+                throw StrataError(.notFound, "no image or layer \"\(name)\" in the store")
+            }
+        }
+    }
+}
+
+struct Tag: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Tag an image: strata tag SOURCE TARGET.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Image: tag, ID or unique ID prefix.") var source: String
+    @Argument(help: "New name NAME[:TAG].") var target: String
+    func run() throws { try strata.run { try global.openStore().tag(source, target) } }
+}
+
+struct Rmi: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Remove images; layers no other image uses are freed at once.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Images: tag, ID or unique ID prefix.") var images: [String]
+    @Flag(name: [.short, .long], help: "Remove an image with several tags by ID.") var force = false
+    func run() throws {
+        try strata.run {
+            let r = try global.openStore().removeImages(images, force: force)
+            for t in r.untagged { print("Untagged: \(t)") }
+            for i in r.deletedImages { print("Deleted: \(i)") }
+            if !global.quiet { for l in r.deletedLayers { printErr("freed layer \(l)") } }
+        }
+    }
+}

@@ -1,0 +1,142 @@
+import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import GRDB
+import Logging
+import StrataCore
+import StrataFormats
+import StrataArchive
+import StrataLauncher
+import StrataStore
+
+/// Load progress on stderr. On a terminal, a status line shows each layer being read (bytes,
+/// rate) and is replaced by one line per finished layer; otherwise only the per-layer result
+/// lines ("unpacked", "exists") are printed; `--quiet` prints none.
+// @unchecked: every mutable property is read and written under `lock` only.
+final class LoadProgress: @unchecked Sendable {
+    private let lock = NSLock()
+    private let tty = isatty(2) != 0
+    private var active: [ChainID: (bytes: Int64, total: Int64, start: Date)] = [:]
+    private var statusShown = false
+
+    func handler(quiet: Bool) -> @Sendable (LayerEvent) -> Void {
+        if quiet { return { _ in } }
+        return { event in self.handle(event) }
+    }
+
+    private func handle(_ event: LayerEvent) {
+        lock.lock()
+        defer { lock.unlock() }
+        switch event {
+        case .exists(let i, let n, let c):
+            line("layer \(i + 1)/\(n) \(c.digest.short): exists")
+        case .started(_, _, let c, let total):
+            active[c] = (0, total, Date())
+            status()
+        case .reading(let c, let bytes, let total):
+            if let a = active[c] { active[c] = (bytes, total, a.start) }
+            status()
+        case .unpacked(let i, let n, let c, let bytes, let seconds):
+            active[c] = nil
+            let rate = seconds > 0 ? " (\(Format.bytes(Int64(Double(bytes) / seconds)))/s)" : ""
+            line("layer \(i + 1)/\(n) \(c.digest.short): unpacked \(Format.bytes(bytes)) in \(String(format: "%.2f", seconds))s\(rate)")
+        }
+    }
+
+    private func line(_ s: String) {
+        if statusShown { FileHandle.standardError.write(Data("\r\u{1b}[K".utf8)) }
+        statusShown = false
+        printErr(s)
+        status()
+    }
+
+    private func status() {
+        guard tty, !active.isEmpty else { return }
+        let parts = active.sorted { $0.key.digest < $1.key.digest }.map { c, a -> String in
+            let secs = Date().timeIntervalSince(a.start)
+            let pct = a.total > 0 ? Int(Double(a.bytes) * 100 / Double(a.total)) : 0
+            let rate = secs > 0.05 ? " \(Format.bytes(Int64(Double(a.bytes) / secs)))/s" : ""
+            return "\(c.digest.short) \(pct)% \(Format.bytes(a.bytes))/\(Format.bytes(a.total))\(rate)"
+        }
+        FileHandle.standardError.write(Data(("\r\u{1b}[K" + parts.joined(separator: " | ")).utf8))
+        statusShown = true
+    }
+}
+
+enum Format {
+    /// Sizes as Docker prints them (SI units).
+    static func bytes(_ n: Int64) -> String { ByteCount.describe(n) }
+
+    static func table(_ rows: [[String]]) -> String {
+        guard let first = rows.first else { return "" }
+        var widths = Array(repeating: 0, count: first.count)
+        for r in rows { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
+        return rows.map { r in
+            r.enumerated().map { i, c in i == r.count - 1 ? c : c.padding(toLength: widths[i] + 3, withPad: " ", startingAt: 0) }
+                .joined()
+        }.joined(separator: "\n")
+    }
+
+    static func json<T: Encodable>(_ value: T) throws -> String {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try e.encode(value), as: UTF8.self)
+    }
+}
+
+enum ByteSize {
+    /// `123`, `64k`, `512m`, `32g` (binary units).
+    static func parse(_ s: String, what: String) throws -> Int64 {
+        let lower = s.lowercased()
+        var digits = lower
+        var mult: Int64 = 1
+        if let last = lower.last, let m = ["k": Int64(1) << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40][String(last)] {
+            digits = String(lower.dropLast())
+            mult = m
+        } else if lower.hasSuffix("b") {
+            digits = String(lower.dropLast())
+        }
+        guard let n = Int64(digits), n > 0, n <= Int64.max / mult else {
+            throw StrataError(.invalidArgument, "invalid \(what) \"\(s)\": expected a positive size like 512m or 32g")
+        }
+        return n * mult
+    }
+}
+
+/// The parent→child forest of layers, drawn with box characters; each node shows its short
+/// chainID, size, and the images whose top layer it is.
+enum LayerTree {
+    static func render(_ layers: [LayerSummary], images: [ImageSummary]) -> String {
+        let short: (String) -> String = { String($0.dropFirst(7).prefix(12)) }
+        var children: [String: [LayerSummary]] = [:]
+        var roots: [LayerSummary] = []
+        let known = Set(layers.map(\.chainID))
+        for l in layers {
+            if let p = l.parent, known.contains(p) { children[p, default: []].append(l) } else { roots.append(l) }
+        }
+        // Images by their top layer: the chainID of their whole diffID list.
+        var tops: [String: [String]] = [:]
+        for i in images {
+            guard let ids = try? i.diffIDs.map(DiffID.init(parsing:)), let top = ChainID.chain(ids).last else { continue }
+            let names = i.tags.isEmpty ? [short(i.id)] : i.tags
+            tops[top.description, default: []] += names
+        }
+        var lines: [String] = []
+        func draw(_ l: LayerSummary, _ prefix: String, _ last: Bool, _ isRoot: Bool) {
+            let branch = isRoot ? "" : (last ? "└── " : "├── ")
+            var line = prefix + branch + short(l.chainID) + "  " + Format.bytes(l.size)
+            if l.opaqueRoot { line += "  (hides all below)" }
+            if let names = tops[l.chainID] { line += "  ← " + names.sorted().joined(separator: ", ") }
+            lines.append(line)
+            let kids = (children[l.chainID] ?? []).sorted { $0.chainID < $1.chainID }
+            let childPrefix = isRoot ? prefix : prefix + (last ? "    " : "│   ")
+            for (i, k) in kids.enumerated() { draw(k, childPrefix, i == kids.count - 1, false) }
+        }
+        for (i, r) in roots.sorted(by: { $0.chainID < $1.chainID }).enumerated() {
+            draw(r, "", i == roots.count - 1, true)
+        }
+        return lines.joined(separator: "\n")
+    }
+}

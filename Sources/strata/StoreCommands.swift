@@ -1,0 +1,80 @@
+import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import GRDB
+import Logging
+import StrataCore
+import StrataFormats
+import StrataArchive
+import StrataLauncher
+import StrataStore
+
+struct GC: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gc", abstract: "Remove unused layers, unreferenced blobs and leftovers.")
+    @OptionGroup var global: GlobalOptions
+    @Flag(name: .long, help: "JSON report.") var json = false
+    func run() throws {
+        try strata.run {
+            let store = try global.openStore()
+            var r = try store.garbageCollect()
+            r.removedCgroups = ContainerLeftovers.removeCgroups()
+            if json { print(try Format.json(r)); return }
+            print("removed \(r.deletedLayers.count) layers, \(r.deletedBlobs.count) blobs, \(r.removedCgroups.count) cgroups; \(Format.bytes(r.bytesFreed)) freed")
+        }
+    }
+}
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check the store: layers against their tars, blobs against their digests, images, containers, leftovers.",
+        discussion: """
+            Prints one line per problem (what, what is wrong, what to do) and a summary; exits 1 on \
+            any problem. --repair moves broken layers out of the way and removes the images that \
+            use them, so the next load brings them back; images with containers are untagged and \
+            kept (--force removes the containers).
+            """)
+    @OptionGroup var global: GlobalOptions
+    @Flag(name: .shortAndLong, help: "Also an ok line per layer.") var verbose = false
+    @Flag(name: .long, help: "JSON: {problems: [{subject, problem, advice}], summary, repaired}.") var json = false
+    @Flag(name: .long, help: "Mend what can be mended, then check again.") var repair = false
+    @Flag(name: .long, help: "With --repair: also remove containers on what is broken.") var force = false
+
+    struct Output: Encodable {
+        var problems: [CheckProblem]
+        var summary: CheckSummary
+        var repaired: Store.RepairReport?
+    }
+
+    func run() throws {
+        try strata.run {
+            let store = try global.openStore()
+            let verbose = self.verbose && !json
+            var summary = CheckSummary()
+            var problems = try store.check(summary: &summary) { if verbose { print($0) } } + ContainerLeftovers.problems()
+            var repaired: Store.RepairReport?
+            if repair && !problems.isEmpty {
+                let r = try store.repair(problems, force: force)
+                if !ContainerLeftovers.problems().isEmpty { _ = ContainerLeftovers.removeCgroups() }
+                repaired = r
+                if !json {
+                    for p in problems { print("problem: \(p)") }
+                    for a in r.actions { print("repaired: \(a)") }
+                    for l in r.left { print("left: \(l)") }
+                }
+                problems = try store.check(summary: &summary) + ContainerLeftovers.problems()
+            }
+            if json {
+                print(try Format.json(Output(problems: problems, summary: summary, repaired: repaired)))
+            } else {
+                if repaired == nil || !problems.isEmpty { for p in problems { print("problem: \(p)") } }
+                let what = "\(summary.layers) layers, \(summary.images) images, \(summary.blobs) blobs, \(summary.containers) containers"
+                print(problems.isEmpty ? "store is consistent: checked \(what)"
+                                       : "\(problems.count) problem\(problems.count == 1 ? "" : "s") in \(what)")
+            }
+            if !problems.isEmpty { throw ExitCode(1) }
+        }
+    }
+}
