@@ -7,7 +7,7 @@ let package = Package(
     products: [
         .executable(name: "strata", targets: ["strata"]),
         .executable(name: "strata-init", targets: ["strata-init"]),
-        .library(name: "StrataStore", targets: ["StrataStore"]),
+        .library(name: "StrataEngine", targets: ["StrataEngine"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -66,9 +66,12 @@ let package = Package(
                            .product(name: "GRDB", package: "GRDB.swift"),
                            .product(name: "Logging", package: "swift-log")]
         ),
+        // The library: a store and what is done with it from start to end (run, bundle, rm, gc
+        // and check with the cgroups). Re-exports the modules its API uses.
+        .target(name: "StrataEngine", dependencies: ["StrataCore", "StrataFormats", "StrataLauncher", "StrataStore"]),
         .executableTarget(
             name: "strata",
-            dependencies: ["StrataStore", "StrataCore", "StrataFormats", "StrataArchive", "StrataLauncher",
+            dependencies: ["StrataEngine", "StrataStore", "StrataCore", "StrataFormats", "StrataArchive", "StrataLauncher",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log")]
         ),

@@ -6,6 +6,7 @@ import Foundation
 import StrataCore
 import StrataFormats
 import StrataLauncher
+import StrataEngine
 import StrataStore
 
 struct Bundle: ParsableCommand {
@@ -25,21 +26,9 @@ struct Bundle: ParsableCommand {
             if Glibc.mkdir(directory, 0o755) != 0 && errno != EEXIST {
                 throw StrataError(.system, "cannot create \(directory)", cause: POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO))
             }
-            let rootfs = directory + "/rootfs"
-            let (image, container) = try store.exportRootfs(of: source, to: rootfs)
-            let config = try store.imageConfig(image).config ?? ImageConfig.Config()
-            let process = ProcessSpec(args: (config.Entrypoint ?? []) + (config.Cmd ?? []), env: config.Env ?? [],
-                                      cwd: config.WorkingDir.flatMap { $0.isEmpty ? nil : $0 } ?? "/", user: config.User ?? "")
-            let files = try RootfsFiles(rootfs: rootfs)
-            let user = try files.user(process.user)
-            let env = ProcessEnvironment.completed(process.env, user: user)
             var limits = Limits(cpus: cpus, pids: pidsLimit)
             if let memory { limits.memory = try ByteSize.parse(memory, what: "--memory") }
-            let doc = RuntimeBundle.config(process: process, user: user, env: env,
-                                           hostname: String((container ?? image.hex).prefix(12)), limits: limits,
-                                           readOnly: false, hostNetwork: false)
-            let data = try JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-            try data.write(to: URL(fileURLWithPath: directory + "/config.json"))
+            try Engine(store: store).writeBundle(of: source, to: directory, limits: limits)
             print(directory)
         }
     }

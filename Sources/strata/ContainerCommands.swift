@@ -9,6 +9,7 @@ import StrataCore
 import StrataFormats
 import StrataArchive
 import StrataLauncher
+import StrataEngine
 import StrataStore
 
 struct Create: ParsableCommand {
@@ -42,14 +43,9 @@ struct Rm: ParsableCommand {
     @Flag(name: [.short, .long], help: "Also when mounted or running (kills and unmounts).") var force = false
     func run() throws {
         try strata.run {
-            let store = try global.openStore()
+            let engine = try global.openEngine()
             for c in containers {
-                let id = try store.container(c).id
-                // With -f, whatever still runs in the container's cgroups goes first (a container
-                // whose strata was killed has no parent to stop it).
-                if force { ContainerCgroups.release(id: id) }
-                try store.removeContainer(c, force: force)
-                ContainerCgroups.release(id: id)
+                try engine.removeContainer(c, force: force)
                 print(c)
             }
         }

@@ -6,6 +6,7 @@ import Foundation
 import StrataCore
 import StrataFormats
 import StrataLauncher
+import StrataEngine
 import StrataStore
 
 struct Run: ParsableCommand {
@@ -96,53 +97,21 @@ struct Run: ParsableCommand {
             if let hostname, hostname.isEmpty || hostname.utf8.count > 64 || hostname.contains("/") {
                 throw StrataError(.invalidArgument, "invalid --hostname \"\(hostname.prefix(80))\": 1 to 64 characters, no /")
             }
-            let limits = try limits()
-            let vols = try volumes()
-            var security = SecurityOptions(privileged: privileged, capAdd: capAdd, capDrop: capDrop)
-            try security.apply(securityOpt: securityOpt)
-            try security.resolve()  // a bad profile or capability is refused before anything exists
-            let store = try global.openStore()
-            let imageID = try store.resolveImage(image)
-            let config = try store.imageConfig(imageID).config ?? ImageConfig.Config()
-
-            // Entrypoint and Cmd as Docker combines them with --entrypoint and arguments.
-            let entry = entrypoint.map { $0.isEmpty ? [] : [$0] } ?? (config.Entrypoint ?? [])
-            let cmd = !command.isEmpty ? command : (entrypoint != nil ? [] : (config.Cmd ?? []))
-            var environment = config.Env ?? []
-            for e in env {
-                let kv = e.contains("=") ? e : ProcessInfo.processInfo.environment[e].map { "\(e)=\($0)" } ?? e
-                let key = kv.split(separator: "=", maxSplits: 1).first.map(String.init) ?? kv
-                environment.removeAll { $0.hasPrefix(key + "=") }
-                if kv.contains("=") { environment.append(kv) }
-            }
-            let process = ProcessSpec(args: entry + cmd, env: environment,
-                                      cwd: workdir ?? (config.WorkingDir.flatMap { $0.isEmpty ? nil : $0 } ?? "/"),
-                                      user: user ?? config.User ?? "")
-            let id = try store.createContainer(image: imageID.string, name: name, initLayer: true)
-            let rootfs: String
-            do { rootfs = try store.mountContainer(id) } catch {
-                try? store.removeContainer(id, force: true)
-                throw error
-            }
-            let spec = LaunchSpec(id: id, rootfs: rootfs, stateDirectory: store.containerPaths(id).root, process: process,
-                                  hostname: hostname ?? String(id.prefix(12)), hostNetwork: network == "host",
-                                  limits: limits, volumes: vols, readOnly: readOnly, tty: tty, interactive: interactive,
-                                  initProcess: `init`, security: security)
-            let launcher = Launcher(spec: spec)
-            launcher.onPid = { pid in try? store.setPid(id, pid) }
-            // Teardown: with --rm the mount is detached and the container removed in one go;
-            // otherwise it is unmounted and kept.
-            let teardown = {
-                if rm { try store.removeContainer(id, force: true) } else { try store.unmountContainer(id, force: true) }
-            }
-            do {
-                code = try launcher.run()
-            } catch {
-                // The command never ran: nothing of this container is worth keeping.
-                try? store.removeContainer(id, force: true)
-                throw error
-            }
-            try teardown()
+            var options = Engine.RunOptions()
+            options.limits = try limits()
+            options.volumes = try volumes()
+            options.security = SecurityOptions(privileged: privileged, capAdd: capAdd, capDrop: capDrop)
+            try options.security.apply(securityOpt: securityOpt)
+            options.name = name
+            options.hostname = hostname
+            options.hostNetwork = network == "host"
+            options.readOnly = readOnly
+            options.tty = tty
+            options.interactive = interactive
+            options.initProcess = `init`
+            options.remove = rm
+            let overrides = RunOverrides(entrypoint: entrypoint, command: command, env: env, workdir: workdir, user: user)
+            code = try global.openEngine().run(image: image, overrides: overrides, options: options)
         } catch let e as LaunchFailure {
             printErr("strata: \(e.message)")
             throw ExitCode(e.exitCode)

@@ -9,6 +9,7 @@ import StrataCore
 import StrataFormats
 import StrataArchive
 import StrataLauncher
+import StrataEngine
 import StrataStore
 
 struct GC: ParsableCommand {

@@ -9,6 +9,7 @@ import StrataCore
 import StrataFormats
 import StrataArchive
 import StrataLauncher
+import StrataEngine
 import StrataStore
 
 @main
@@ -91,6 +92,8 @@ struct GlobalOptions: ParsableArguments {
     func openStore() throws -> Store {
         try Store(root: rootPath, driver: driver, logger: makeLogger())
     }
+
+    func openEngine() throws -> Engine { Engine(store: try openStore()) }
 }
 
 /// Runs a command body, turning a `StrataError` into one message on stderr and an exit code.

@@ -4,9 +4,9 @@ import StrataStore
 /// Cgroups a container left behind: its strata was killed, or it failed half-way. A cgroup
 /// is a leftover when nothing runs in it (looked at under the lock every `run` holds while it
 /// makes its cgroups and joins them, so a container that is starting is never one).
-enum ContainerLeftovers {
+public enum ContainerLeftovers {
     /// Removes the leftovers; returns the directories removed.
-    static func removeCgroups() -> [String] {
+    public static func removeCgroups() -> [String] {
         ContainerCgroups.withLeftovers { entries in
             var removed: [String] = []
             for e in entries {
@@ -19,7 +19,7 @@ enum ContainerLeftovers {
 
     /// One problem per leftover cgroup. (A populated cgroup is a running container, of this
     /// store or another.)
-    static func problems() -> [CheckProblem] {
+    public static func problems() -> [CheckProblem] {
         ContainerCgroups.withLeftovers { entries in
             entries.map {
                 CheckProblem(subject: "cgroup \($0.cgroup.name)", problem: "left behind by a container that no longer runs; `strata gc` removes it")

@@ -1,0 +1,100 @@
+@_exported import StrataCore
+@_exported import StrataFormats
+@_exported import StrataLauncher
+@_exported import StrataStore
+import Foundation
+
+/// strata as a library: a store, and what is done with it from start to end (run a container,
+/// write a bundle, remove a container with what it left, check and collect garbage with the
+/// cgroups). The command line parses flags, calls these, and prints.
+///
+///     let engine = try Engine(root: "/var/lib/strata")
+///     let loaded = try engine.store.load(path: "image.tar", options: LoadOptions())
+///     let id = try engine.store.createContainer(image: loaded[0].id.string, name: "demo")
+///     let rootfs = try engine.store.mountContainer(id)
+public final class Engine: Sendable {
+    public let store: Store
+
+    public init(store: Store) { self.store = store }
+
+    public convenience init(root: String, driver: String? = nil) throws {
+        self.init(store: try Store(root: root, driver: driver))
+    }
+
+    /// How `run` starts a container, beyond its image and process.
+    public struct RunOptions: Sendable {
+        public var name: String?
+        public var hostname: String?
+        public var hostNetwork = false
+        public var limits = Limits()
+        public var volumes: [VolumeSpec] = []
+        public var readOnly = false
+        public var tty = false
+        public var interactive = false
+        public var initProcess = false
+        public var security = SecurityOptions()
+        /// Remove the container when it exits.
+        public var remove = false
+        public init() {}
+    }
+
+    /// Creates, mounts and runs a container of `image` to its end; returns the command's exit
+    /// code. The container is unmounted afterwards and kept (removed with `remove`); one whose
+    /// command never started is removed. Throws `LaunchFailure` (with Docker's exit code) when
+    /// the process cannot start.
+    public func run(image ref: String, overrides: RunOverrides, options: RunOptions) throws -> Int32 {
+        var security = options.security
+        try security.resolve()  // a bad profile or capability is refused before anything exists
+        let imageID = try store.resolveImage(ref)
+        let config = try store.imageConfig(imageID).config ?? ImageConfig.Config()
+        let process = RunPlan.process(config: config, overrides: overrides, hostEnvironment: ProcessInfo.processInfo.environment)
+        let id = try store.createContainer(image: imageID.string, name: options.name, initLayer: true)
+        let rootfs: String
+        do { rootfs = try store.mountContainer(id) } catch {
+            try? store.removeContainer(id, force: true)
+            throw error
+        }
+        let spec = LaunchSpec(id: id, rootfs: rootfs, stateDirectory: store.containerPaths(id).root, process: process,
+                              hostname: options.hostname ?? String(id.prefix(12)), hostNetwork: options.hostNetwork,
+                              limits: options.limits, volumes: options.volumes, readOnly: options.readOnly, tty: options.tty,
+                              interactive: options.interactive, initProcess: options.initProcess, security: security)
+        let launcher = Launcher(spec: spec)
+        let store = self.store
+        launcher.onPid = { pid in try? store.setPid(id, pid) }
+        let code: Int32
+        do {
+            code = try launcher.run()
+        } catch {
+            // The command never ran: nothing of this container is worth keeping.
+            try? store.removeContainer(id, force: true)
+            throw error
+        }
+        // With `remove` the mount is detached and the container removed in one go.
+        if options.remove { try store.removeContainer(id, force: true) } else { try store.unmountContainer(id, force: true) }
+        return code
+    }
+
+    /// Writes an OCI runtime bundle (config.json and rootfs) for an image or a container into
+    /// `directory`, with the process `run` would start.
+    public func writeBundle(of ref: String, to directory: String, limits: Limits, overrides: RunOverrides = RunOverrides()) throws {
+        let rootfs = directory + "/rootfs"
+        let (image, container) = try store.exportRootfs(of: ref, to: rootfs)
+        let config = try store.imageConfig(image).config ?? ImageConfig.Config()
+        let process = RunPlan.process(config: config, overrides: overrides, hostEnvironment: ProcessInfo.processInfo.environment)
+        let user = try RootfsFiles(rootfs: rootfs).user(process.user)
+        let doc = RuntimeBundle.config(process: process, user: user, env: ProcessEnvironment.completed(process.env, user: user),
+                                       hostname: String((container ?? image.hex).prefix(12)), limits: limits,
+                                       readOnly: false, hostNetwork: false)
+        let data = try JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        try data.write(to: URL(fileURLWithPath: directory + "/config.json"))
+    }
+
+    /// Removes a container; with `force`, whatever still runs in its cgroups goes first (a
+    /// container whose strata was killed has no parent to stop it). Its cgroups go with it.
+    public func removeContainer(_ ref: String, force: Bool) throws {
+        let id = try store.container(ref).id
+        if force { ContainerCgroups.release(id: id) }
+        try store.removeContainer(ref, force: force)
+        ContainerCgroups.release(id: id)
+    }
+}
