@@ -49,13 +49,14 @@ let package = Package(
         ),
         // OCI image-spec and docker-archive types and readers.
         .target(name: "StrataFormats", dependencies: ["StrataCore", "StrataSystem", "StrataArchive"]),
-        // tar -> directory (whiteouts in overlay form) with the tar-split journal.
+        // tar -> directory (whiteouts in overlay form) with the tar-split journal; the overlay
+        // form both ways: the merged view of layers, the change scan, applying layers onto a copy.
         .target(
             name: "StrataLayer",
             dependencies: ["StrataCore", "StrataSystem", "StrataArchive", "CArchive", "CStrata"]
         ),
-        // Union drivers (overlay, vfs): describe and perform mounts, flatten layers.
-        .target(name: "StrataDrivers", dependencies: ["StrataCore", "StrataSystem", "CStrata"]),
+        // Union drivers (overlay, vfs): describe and perform mounts; the overlay form itself is StrataLayer's.
+        .target(name: "StrataDrivers", dependencies: ["StrataCore", "StrataSystem", "StrataLayer", "CStrata"]),
         // Namespaces, cgroups, users, the process: knows a rootfs and a config, nothing about layers.
         .target(name: "StrataLauncher", dependencies: ["StrataCore", "StrataSystem", "CStrata", "CLauncher", "CSeccomp"]),
         // Blobs, layers, images, tags; SQLite metadata; the import pipeline.

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import StrataCore
 import StrataSystem
+import StrataLayer
 
 /// No union filesystem: each container gets a full copy of the flattened chain (layers applied
 /// bottom first, whiteouts as deletions, opaque directories emptied). Slow, works everywhere,

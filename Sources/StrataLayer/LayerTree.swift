@@ -87,7 +87,7 @@ public enum LayerTree {
                 case S_IFDIR: actual = .directory
                 case S_IFREG: actual = .regular
                 case S_IFLNK: actual = .symlink
-                case S_IFCHR where st.st_rdev == 0: actual = .optionalWhiteout
+                case _ where Whiteout.isOverlayWhiteout(st): actual = .optionalWhiteout
                 case S_IFCHR, S_IFBLK: actual = .device
                 case S_IFIFO: actual = .fifo
                 default: actual = .regular

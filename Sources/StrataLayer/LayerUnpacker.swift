@@ -114,7 +114,7 @@ public final class LayerUnpacker {
                 }
                 return
             }
-            replacedWhiteout = existing.st_mode & S_IFMT == S_IFCHR && existing.st_rdev == 0
+            replacedWhiteout = Whiteout.isOverlayWhiteout(existing)
             if !replacedWhiteout {
                 // Last entry wins (Decision 4). What the journal pointed at is gone now.
                 if (existing.st_mode & S_IFMT == S_IFDIR) || payloadPaths.contains(path) {
@@ -277,7 +277,7 @@ public final class LayerUnpacker {
             throw unsafe(entry.path, "hardlink target \"\(entry.linkTarget.display)\" is not in this layer (hardlinks into lower layers are not supported)")
         }
         if (st.st_mode & S_IFMT == S_IFDIR) { throw unsafe(entry.path, "a hardlink to a directory") }
-        if st.st_mode & S_IFMT == S_IFCHR && st.st_rdev == 0 {
+        if Whiteout.isOverlayWhiteout(st) {
             throw unsafe(entry.path, "a hardlink to a whiteout")
         }
         try parent.link(name, to: targetName, in: targetParent)

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CStrata
 import StrataCore
 import StrataSystem
 
@@ -13,6 +17,16 @@ public enum Whiteout {
     /// The xattr that makes an overlay directory opaque, and its value.
     public static let overlayOpaqueXattr = "trusted.overlay.opaque"
     public static let overlayOpaqueValue: [UInt8] = [UInt8(ascii: "y")]
+
+    /// On disk, in overlay form: a character device 0/0 is a whiteout.
+    public static func isOverlayWhiteout(_ st: stat) -> Bool { (st.st_mode & S_IFMT) == S_IFCHR && st.st_rdev == 0 }
+
+    /// On disk, in overlay form: whether the directory open at `fd` is opaque.
+    public static func isOpaque(_ fd: Int32) -> Bool {
+        var buf = [UInt8](repeating: 0, count: 4)
+        let n = strata_fgetxattr(fd, overlayOpaqueXattr, &buf, buf.count)
+        return n == 1 && buf[0] == overlayOpaqueValue[0]
+    }
 
     /// What a tar entry's final name component means.
     public enum Meaning: Equatable {

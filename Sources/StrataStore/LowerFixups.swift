@@ -78,8 +78,8 @@ extension Store {
             guard let name = comps.last else { continue }
             let parentPath = EntryPath.join(Array(comps.dropLast()))
             guard case .success(let parent) = diff.openDirectory(parentPath, resolve: [.noSymlinks, .noXDev]) else { continue }
-            let hidesSomething = !Xattrs.isOpaque(parent.fd) && (lowers.isEmpty ? false : (comps.count == 1 || lowerDirectory(parentPath) != nil))
-            if !hidesSomething, let st = try parent.lstat(name), st.st_mode & S_IFMT == S_IFCHR, st.st_rdev == 0 {
+            let hidesSomething = !Whiteout.isOpaque(parent.fd) && (lowers.isEmpty ? false : (comps.count == 1 || lowerDirectory(parentPath) != nil))
+            if !hidesSomething, let st = try parent.lstat(name), Whiteout.isOverlayWhiteout(st) {
                 _ = parent.unlink(name)
             }
         }

@@ -10,49 +10,23 @@ public struct ImageSummary: Codable, Sendable {
     /// Bottom layer first.
     public var diffIDs: [String]
     public var size: Int64
-    public var created: String?
-    public var os: String?
-    public var architecture: String?
-
-    enum CodingKeys: String, CodingKey { case id, tags, diffIDs, size, created, os, architecture }
-
-    /// Absent values are written as `null`, not left out: the keys are a contract.
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(id, forKey: .id)
-        try c.encode(tags, forKey: .tags)
-        try c.encode(diffIDs, forKey: .diffIDs)
-        try c.encode(size, forKey: .size)
-        try c.encode(created, forKey: .created)
-        try c.encode(os, forKey: .os)
-        try c.encode(architecture, forKey: .architecture)
-    }
+    // Absent values are written as `null`, not left out: the keys are a contract.
+    @NullCoded public var created: String?
+    @NullCoded public var os: String?
+    @NullCoded public var architecture: String?
 }
 
 /// A layer as `strata layers --json` shows it (a documented contract: see README).
 public struct LayerSummary: Codable, Sendable {
     public var chainID: String
     public var diffID: String
-    public var parent: String?
+    /// `null` for a bottom layer (the keys are a contract).
+    @NullCoded public var parent: String?
     public var size: Int64
     /// IDs of the images whose chain includes this layer.
     public var images: [String]
     public var journal: String
     public var opaqueRoot: Bool
-
-    enum CodingKeys: String, CodingKey { case chainID, diffID, parent, size, images, journal, opaqueRoot }
-
-    /// `parent` is written as `null` for a bottom layer, not left out: the keys are a contract.
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(chainID, forKey: .chainID)
-        try c.encode(diffID, forKey: .diffID)
-        try c.encode(parent, forKey: .parent)
-        try c.encode(size, forKey: .size)
-        try c.encode(images, forKey: .images)
-        try c.encode(journal, forKey: .journal)
-        try c.encode(opaqueRoot, forKey: .opaqueRoot)
-    }
 }
 
 extension Store {

@@ -21,9 +21,4 @@ public enum Xattrs {
         return out.sorted { $0.0 < $1.0 }
     }
 
-    public static func isOpaque(_ fd: Int32) -> Bool {
-        var buf = [UInt8](repeating: 0, count: 4)
-        let n = strata_fgetxattr(fd, "trusted.overlay.opaque", &buf, buf.count)
-        return n == 1 && buf[0] == UInt8(ascii: "y")
-    }
 }

@@ -23,7 +23,7 @@ public struct OverlayFormApplier {
         for name in try src.entries().sorted(by: { $0.lexicographicallyPrecedes($1) }) {
             guard let st = try src.lstat(name) else { continue }
             let existing = try dst.lstat(name)
-            if (st.st_mode & S_IFMT) == S_IFCHR && st.st_rdev == 0 {
+            if Whiteout.isOverlayWhiteout(st) {
                 try dst.removeTree(name)
                 continue
             }
@@ -32,7 +32,7 @@ public struct OverlayFormApplier {
                 if let existing, !existing.isDirectory { try dst.removeTree(name) }
                 if existing == nil || !existing!.isDirectory { try dst.mkdirOrThrow(name, mode: 0o700) }
                 let dsub = try dst.openDirectory(name, resolve: [.noSymlinks]).get()
-                if Xattrs.isOpaque(sub.fd) {
+                if Whiteout.isOpaque(sub.fd) {
                     for child in try dsub.entries() { try dsub.removeTree(child) }
                 }
                 try applyDir(sub, dsub, &links)

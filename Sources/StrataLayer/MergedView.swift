@@ -12,7 +12,6 @@ public struct MergedView {
 
     public init(layers: [Directory]) { self.layers = layers }
 
-    public static func isWhiteout(_ st: stat) -> Bool { (st.st_mode & S_IFMT) == S_IFCHR && st.st_rdev == 0 }
 
     /// What the view holds at `comps` (nil: nothing, or hidden).
     public func lookup(_ comps: [PathBytes]) throws -> stat? {
@@ -25,11 +24,11 @@ public struct MergedView {
                 guard let st = try parent.lstat(c) else { blocked = true; break }
                 if !st.isDirectory { return nil }  // a file or whiteout here hides everything below
                 guard case .success(let sub) = parent.openDirectory(c, resolve: [.noSymlinks]) else { blocked = true; break }
-                if Xattrs.isOpaque(sub.fd) { opaque = true }
+                if Whiteout.isOpaque(sub.fd) { opaque = true }
                 parent = sub
             }
             if !blocked, let st = try parent.lstat(comps.last!) {
-                return MergedView.isWhiteout(st) ? nil : st
+                return Whiteout.isOverlayWhiteout(st) ? nil : st
             }
             if opaque { return nil }
         }
@@ -58,9 +57,9 @@ public struct MergedView {
             }
             for name in try d.entries() where out[name] == nil && !hidden.contains(name) {
                 guard let st = try d.lstat(name) else { continue }
-                if MergedView.isWhiteout(st) { hidden.insert(name) } else { out[name] = st }
+                if Whiteout.isOverlayWhiteout(st) { hidden.insert(name) } else { out[name] = st }
             }
-            if Xattrs.isOpaque(d.fd) { break }
+            if Whiteout.isOpaque(d.fd) { break }
         }
         return out
     }
@@ -107,14 +106,14 @@ public enum ChangeScanner {
             guard let st = try dir.lstat(name) else { continue }
             let comps = prefix + [name]
             let path = EntryPath.join(comps)
-            if MergedView.isWhiteout(st) {
+            if Whiteout.isOverlayWhiteout(st) {
                 out.append(ChangedPath(path: path, kind: .deleted, source: .whiteout(stat: st)))
                 continue
             }
             let below = underOpaque ? nil : try lower.lookup(comps)
             if st.isDirectory {
                 let sub = try dir.walkInto(name)
-                let opaque = Xattrs.isOpaque(sub.fd)
+                let opaque = Whiteout.isOpaque(sub.fd)
                 out.append(ChangedPath(path: path, kind: below == nil ? .added : .changed,
                                        source: .entry(directory: dir, name: name, stat: st, opaque: opaque)))
                 try walkUpper(sub, comps, lower, underOpaque: underOpaque || opaque, &out)
