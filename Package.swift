@@ -79,7 +79,7 @@ let package = Package(
         .testTarget(
             name: "StrataTests",
             dependencies: ["StrataCore", "StrataSystem", "StrataArchive", "StrataFormats",
-                           "StrataLayer", "StrataStore", "StrataDrivers", "StrataLauncher", "CArchive", "CStrata"]
+                           "StrataLayer", "StrataStore", "StrataDrivers", "StrataLauncher", "StrataEngine", "CArchive", "CStrata"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -54,36 +54,18 @@ extension Store {
             throw StrataError(.system, "commit of container \(c.name): no space left on the device of \(rootPath)/layers while unpacking the new layer (\(ByteCount.describe(size)) of tar); free some space and commit again")
         }
 
-        // The new config: the old one as a JSON object (unknown keys kept), plus the layer.
-        guard var doc = try JSONSerialization.jsonObject(with: Data(baseConfig)) as? [String: Any] else {
-            throw StrataError(.invalidFormat, "config \(c.image) is not a JSON object")
-        }
+        // The new config: the old one with its unknown keys kept, plus the layer.
+        var doc = try ConfigEditor(bytes: baseConfig, what: "config \(c.image)")
         let now = Timestamp.now()
-        var rootfs = doc["rootfs"] as? [String: Any] ?? ["type": "layers"]
-        rootfs["diff_ids"] = base.rootfs.diff_ids.map(\.description) + [staged.result.diffID.description]
-        doc["rootfs"] = rootfs
-        var entry: [String: Any] = ["created": now, "created_by": "strata commit \(c.name)"]
-        if let message { entry["comment"] = message }
-        if let author { entry["author"] = author; doc["author"] = author }
-        // One history entry per layer (empty_layer entries aside): an image whose history lists
-        // fewer gets entries for the layers it left out first, so the new layer's entry is its own.
-        var history = doc["history"] as? [Any] ?? []
-        let described = history.filter { (($0 as? [String: Any])?["empty_layer"] as? Bool) != true }.count
-        for _ in 0..<max(0, base.rootfs.diff_ids.count - described) {
-            history.append(["created": (doc["created"] as? String) ?? now, "created_by": "",
-                            "comment": "a layer the image's history did not describe"] as [String: Any])
-        }
-        doc["history"] = history + [entry]
-        doc["created"] = now
+        doc.appendLayer(staged.result.diffID, history: .init(created: now, createdBy: "strata commit \(c.name)",
+                                                             comment: message, author: author))
+        doc.created = now
         if !configChanges.isEmpty {
             var cfg = base.config ?? ImageConfig.Config()
             for ch in configChanges { try ConfigChange.apply(ch, to: &cfg) }
-            var merged = doc["config"] as? [String: Any] ?? [:]
-            let encoded = try JSONSerialization.jsonObject(with: try JSONEncoder.configEncoder.encode(cfg)) as? [String: Any] ?? [:]
-            for (k, v) in encoded { merged[k] = v }
-            doc["config"] = merged
+            try doc.merge(cfg)
         }
-        let bytes = Array(try JSONSerialization.data(withJSONObject: doc, options: [.sortedKeys, .withoutEscapingSlashes]))
+        let bytes = try doc.bytes()
         let digest = Digest.of(bytes)
         let parsed = try JSONDocument.decode(ImageConfig.self, from: bytes, what: "new config")
         var stagedList = [staged]

@@ -184,19 +184,12 @@ extension Store {
         let chainID = s.chainID
         do { try settle(s, lowers: []) } catch { discard(s); throw error }
         let created = Timestamp.now()
-        var history: [String: Any] = ["created": created, "created_by": "strata import \(path == "-" ? "-" : (path as NSString).lastPathComponent)"]
-        if let message { history["comment"] = message }
-        var doc: [String: Any] = [
-            "created": created,
-            "architecture": Platform.host.architecture,
-            "os": "linux",
-            "rootfs": ["type": "layers", "diff_ids": [s.result.diffID.digest.string]],
-            "history": [history],
-        ]
-        if let v = Platform.host.variant { doc["variant"] = v }
-        let configJSON = try JSONEncoder.configEncoder.encode(config)
-        doc["config"] = try JSONSerialization.jsonObject(with: configJSON)
-        let bytes = Array(try JSONSerialization.data(withJSONObject: doc, options: [.sortedKeys, .withoutEscapingSlashes]))
+        var doc = ConfigEditor(platform: Platform(architecture: Platform.host.architecture, os: "linux", variant: Platform.host.variant),
+                               created: created)
+        let name = path == "-" ? "-" : String(path.split(separator: "/").last ?? "")
+        doc.appendLayer(s.result.diffID, history: .init(created: created, createdBy: "strata import \(name)", comment: message))
+        try doc.merge(config)
+        let bytes = try doc.bytes()
         let digest = Digest.of(bytes)
         let parsed = try JSONDocument.decode(ImageConfig.self, from: bytes, what: "generated config")
         let tags = try (tag.map { [$0] } ?? []).map(Reference.normalize) + options.extraTags.map(Reference.normalize)
@@ -324,13 +317,4 @@ struct InputFile {
     let size: Int64
     let label: String
     func source() -> FileRangeSource { FileRangeSource(handle: handle, offset: 0, length: size, label: label) }
-}
-
-extension JSONEncoder {
-    /// Keys sorted and `/` unescaped: generated configs read the way the peers write them.
-    static var configEncoder: JSONEncoder {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return e
-    }
 }
