@@ -118,3 +118,10 @@ public struct Digester: Sendable {
     public mutating func update(_ bytes: UnsafeRawBufferPointer) { hasher.update(bufferPointer: bytes) }
     public func finalize() -> Digest { Digest(hasher.finalize()) }
 }
+
+extension String {
+    /// The 12 hex digits an ID is shown by (`docker images` style), with or without `sha256:`.
+    public var shortID: String {
+        String((hasPrefix("sha256:") ? dropFirst(7) : Substring(self)).prefix(12))
+    }
+}

@@ -14,7 +14,7 @@ public struct MergedView {
 
 
     /// What the view holds at `comps` (nil: nothing, or hidden).
-    public func lookup(_ comps: [PathBytes]) throws -> stat? {
+    public func lookup(_ comps: [PathBytes]) throws -> Glibc.stat? {
         guard !comps.isEmpty else { return nil }
         for dir in layers {
             var blocked = false
@@ -36,8 +36,8 @@ public struct MergedView {
     }
 
     /// The names the view shows in directory `comps` ([] for the root), with what they are.
-    public func list(_ comps: [PathBytes]) throws -> [PathBytes: stat] {
-        var out: [PathBytes: stat] = [:]
+    public func list(_ comps: [PathBytes]) throws -> [PathBytes: Glibc.stat] {
+        var out: [PathBytes: Glibc.stat] = [:]
         var hidden: Set<PathBytes> = []
         for dir in layers {
             let d: Directory
@@ -82,8 +82,8 @@ public struct ChangedPath {
     public enum Kind: String, Sendable { case added = "A", changed = "C", deleted = "D" }
     public enum Source {
         /// A file, directory, link or device to copy from `directory`/`name`.
-        case entry(directory: Directory, name: PathBytes, stat: stat, opaque: Bool)
-        case whiteout(stat: stat?)
+        case entry(directory: Directory, name: PathBytes, stat: Glibc.stat, opaque: Bool)
+        case whiteout(stat: Glibc.stat?)
     }
     public var path: PathBytes
     public var kind: Kind
@@ -133,7 +133,7 @@ public enum ChangeScanner {
         return out
     }
 
-    private static func same(_ a: stat, _ b: stat) -> Bool {
+    private static func same(_ a: Glibc.stat, _ b: Glibc.stat) -> Bool {
         guard a.st_mode == b.st_mode, a.st_uid == b.st_uid, a.st_gid == b.st_gid else { return false }
         if a.isDirectory { return true }
         guard a.st_size == b.st_size, a.st_rdev == b.st_rdev,

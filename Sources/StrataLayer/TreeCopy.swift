@@ -17,7 +17,7 @@ public struct OverlayFormApplier {
         try applyDir(layer, target, &links)
     }
 
-    private func key(_ st: stat) -> UInt64 { UInt64(st.st_dev) << 40 ^ UInt64(st.st_ino) }
+    private func key(_ st: Glibc.stat) -> UInt64 { UInt64(st.st_dev) << 40 ^ UInt64(st.st_ino) }
 
     private func applyDir(_ src: Directory, _ dst: Directory, _ links: inout [UInt64: (Directory, PathBytes)]) throws {
         for name in try src.entries().sorted(by: { $0.lexicographicallyPrecedes($1) }) {
@@ -81,7 +81,7 @@ public struct OverlayFormApplier {
     }
 
     /// Owner, then mode (chown clears setuid), xattrs other than overlay's, then times.
-    private func copyMetadata(from: Int32, to: Int32, _ st: stat) throws {
+    private func copyMetadata(from: Int32, to: Int32, _ st: Glibc.stat) throws {
         guard fchown(to, st.st_uid, st.st_gid) == 0, fchmod(to, st.st_mode & 0o7777) == 0 else {
             throw StrataError(.system, "cannot set owner or mode", cause: Errno.current)
         }

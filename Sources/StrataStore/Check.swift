@@ -84,7 +84,7 @@ extension Store {
                 problems.append(CheckProblem(subject: subject(layer), problem: why, advice: Store.repairAdvice,
                                              repair: .brokenLayer(chainID: layer.chainID.description)))
             } else {
-                progress("layer \(layer.chainID): ok" + (layer.journal == "raw" ? " (raw tar kept: \(layer.journalNote ?? "journal not exact"))" : ""))
+                progress("layer \(layer.chainID): ok" + (layer.journal == .raw ? " (raw tar kept: \(layer.journalNote ?? "journal not exact"))" : ""))
             }
             if let p = layer.parent, !layers.contains(where: { $0.chainID == p }) {
                 problems.append(CheckProblem(subject: subject(layer), problem: "its parent layer \(p.digest.short) is not in the store",
@@ -112,7 +112,7 @@ extension Store {
             try h.drain()
             if h.finalize().string != digest {
                 corrupt.insert(digest)
-                problems.append(CheckProblem(subject: "blob \(digest.dropFirst(7).prefix(12))", problem: "its bytes hash to \(h.finalize().short), not to its name",
+                problems.append(CheckProblem(subject: "blob \(digest.shortID)", problem: "its bytes hash to \(h.finalize().short), not to its name",
                                              advice: Store.repairAdvice, repair: .corruptBlob(digest: digest)))
             }
         }
@@ -129,7 +129,7 @@ extension Store {
         for row in images {
             let id: String = row["id"]
             let names = tags.filter { ($0["image_id"] as String) == id }.map { $0["name"] as String }
-            let subject = "image \(id.dropFirst(7).prefix(12))" + (names.isEmpty ? "" : " (\(names.sorted().joined(separator: ", ")))")
+            let subject = "image \(id.shortID)" + (names.isEmpty ? "" : " (\(names.sorted().joined(separator: ", ")))")
             if !present.contains(id) || corrupt.contains(id) {
                 problems.append(CheckProblem(subject: subject, problem: "its config blob is \(corrupt.contains(id) ? "corrupt" : "missing")",
                                              advice: Store.repairAdvice, repair: .brokenImage(id: id)))
@@ -141,7 +141,7 @@ extension Store {
                     try String.fetchAll(db, sql: "SELECT chain_id FROM image_layers WHERE image_id = ? ORDER BY position", arguments: [id])
                 }
                 if let missing = chain.first(where: { byChain[$0] == nil }) {
-                    problems.append(CheckProblem(subject: subject, problem: "its layer \(missing.dropFirst(7).prefix(12)) is not in the store",
+                    problems.append(CheckProblem(subject: subject, problem: "its layer \(missing.shortID) is not in the store",
                                                  advice: Store.repairAdvice, repair: .brokenImage(id: id)))
                 } else if chain.compactMap({ byChain[$0]?.diffID }) != config.rootfs.diff_ids {
                     problems.append(CheckProblem(subject: subject, problem: "its layers do not match the config's diff_ids",
@@ -151,7 +151,7 @@ extension Store {
                 problems.append(CheckProblem(subject: subject, problem: e.message, advice: Store.repairAdvice, repair: .brokenImage(id: id)))
             }
             if let m: String = row["manifest_digest"], !present.contains(m) {
-                problems.append(CheckProblem(subject: subject, problem: "its manifest blob \(m.dropFirst(7).prefix(12)) is missing",
+                problems.append(CheckProblem(subject: subject, problem: "its manifest blob \(m.shortID) is missing",
                                              advice: "`strata check --repair` forgets it (save writes a new one)", repair: .missingManifest(imageID: id)))
             }
         }
@@ -203,7 +203,7 @@ extension Store {
             let label = "layer \(layer.chainID.digest.short)"
             let layerDir = try layersDir.openDirectory(Array(layer.cacheID.utf8), resolve: [.noSymlinks]).get()
             let shape: any ChunkSource
-            if layer.journal == "raw" {
+            if layer.journal == .raw {
                 let f = try layerDir.openFile(Store.rawTarName, flags: O_RDONLY)
                 shape = FileRangeSource(handle: f, offset: 0, length: Int64(try f.stat().st_size), label: label)
             } else {
@@ -225,7 +225,7 @@ extension Store {
                 SELECT il.chain_id, il.image_id, (SELECT MIN(name) FROM tags t WHERE t.image_id = il.image_id) AS tag
                 FROM image_layers il
                 """) {
-                let name = (r["tag"] as String?) ?? String((r["image_id"] as String).dropFirst(7).prefix(12))
+                let name = (r["tag"] as String?) ?? (r["image_id"] as String).shortID
                 out[r["chain_id"], default: []].append(name)
             }
             return out.mapValues { Array(Set($0)) }
@@ -264,7 +264,7 @@ extension Store {
                 try db.write { db in try db.execute(sql: "UPDATE images SET manifest_digest = NULL WHERE manifest_digest = ?", arguments: [d]) }
             case .missingManifest(let id)?:
                 try db.write { db in try db.execute(sql: "UPDATE images SET manifest_digest = NULL WHERE id = ?", arguments: [id]) }
-                report.actions.append("forgot the missing manifest of image \(id.dropFirst(7).prefix(12))")
+                report.actions.append("forgot the missing manifest of image \(id.shortID)")
             case .strayLayerDirectory(let name)?:
                 let to = try moveToBroken(name)
                 report.actions.append("moved stray directory layers/\(name) to \(to)")
@@ -298,20 +298,20 @@ extension Store {
             }
             if !users.isEmpty && !force {
                 try db.write { db in try db.execute(sql: "DELETE FROM tags WHERE image_id = ?", arguments: [id]) }
-                report.actions.append("untagged image \(id.dropFirst(7).prefix(12))" + (tags.isEmpty ? "" : " (\(tags.joined(separator: ", ")))"))
-                report.left.append("image \(id.dropFirst(7).prefix(12)) stays for container(s) \(users.map { $0["name"] as String }.joined(separator: ", ")) (`--force` removes them)")
+                report.actions.append("untagged image \(id.shortID)" + (tags.isEmpty ? "" : " (\(tags.joined(separator: ", ")))"))
+                report.left.append("image \(id.shortID) stays for container(s) \(users.map { $0["name"] as String }.joined(separator: ", ")) (`--force` removes them)")
                 continue
             }
             for u in users {
                 try removeContainer(u["id"], force: true)
-                report.actions.append("removed container \(u["name"] as String), which used image \(id.dropFirst(7).prefix(12))")
+                report.actions.append("removed container \(u["name"] as String), which used image \(id.shortID)")
             }
             try db.write { db in
                 try db.execute(sql: "DELETE FROM tags WHERE image_id = ?", arguments: [id])
                 try db.execute(sql: "DELETE FROM image_layers WHERE image_id = ?", arguments: [id])
                 try db.execute(sql: "DELETE FROM images WHERE id = ?", arguments: [id])
             }
-            report.actions.append("removed image \(id.dropFirst(7).prefix(12))" + (tags.isEmpty ? "" : " (\(tags.joined(separator: ", ")))"))
+            report.actions.append("removed image \(id.shortID)" + (tags.isEmpty ? "" : " (\(tags.joined(separator: ", ")))"))
         }
     }
 
@@ -332,8 +332,8 @@ extension Store {
         try inflight { try removeLayerDirectories(try freeUnreferencedLayers(only: doomed), report: &removal) }
         let broken = Set(brokenLayers.map(\.chainID.description))
         for l in removal.deletedLayers {
-            report.actions.append(broken.contains(l) ? "forgot broken layer \(l.dropFirst(7).prefix(12))"
-                                                     : "forgot layer \(l.dropFirst(7).prefix(12)), which lay on a broken one")
+            report.actions.append(broken.contains(l) ? "forgot broken layer \(l.shortID)"
+                                                     : "forgot layer \(l.shortID), which lay on a broken one")
         }
         try removeUnreferencedBlobs(report: &removal)
     }

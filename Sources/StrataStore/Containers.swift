@@ -294,7 +294,7 @@ extension Store {
             return try Directory.open(upper).regularFileBytes()
         }
         return try changes(of: id).reduce(Int64(0)) { total, c in
-            if case .entry(_, _, let st, _) = c.source, st.isRegular { return total + Int64(st.st_size) }
+            if case .entry(_, _, let st, _) = c.source, (st.st_mode & S_IFMT) == S_IFREG { return total + Int64(st.st_size) }
             return total
         }
     }

@@ -10,7 +10,7 @@ extension Store {
         guard let row else { throw StrataError(.notFound, "no image \(id)") }
         let tags = try db.read { db in try String.fetchAll(db, sql: "SELECT name FROM tags WHERE image_id = ? ORDER BY name", arguments: [id.string]) }
         let layers = try imageLayers(id).map { l -> [String: Any] in
-            ["chainID": l.chainID.description, "diffID": l.diffID.description, "size": l.size, "journal": l.journal]
+            ["chainID": l.chainID.description, "diffID": l.diffID.description, "size": l.size, "journal": l.journal.rawValue]
         }
         let doc: [String: Any] = [
             "id": id.string, "tags": tags, "size": row["size"] as Int64,
@@ -33,7 +33,7 @@ extension Store {
             "parent": l.parent?.description ?? NSNull(), "children": children, "images": images,
             "cacheID": l.cacheID, "path": layerPath(l), "size": l.size, "tarSize": l.tarSize,
             "blobDigest": l.blobDigest ?? NSNull(), "compression": l.compression ?? NSNull(),
-            "journal": l.journal, "journalNote": l.journalNote ?? NSNull(), "opaqueRoot": l.opaqueRoot,
+            "journal": l.journal.rawValue, "journalNote": l.journalNote ?? NSNull(), "opaqueRoot": l.opaqueRoot,
             "createdAt": l.createdAt,
         ]
         return Array(try JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]))

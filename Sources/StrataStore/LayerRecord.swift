@@ -7,6 +7,12 @@ import StrataCore
 import StrataLayer
 import StrataSystem
 
+/// How a layer's tar is rebuilt: from its files and the tar-split journal (`exact`), or from
+/// the raw tar kept where the journal cannot be exact (`raw`).
+public enum JournalForm: String, Codable, Sendable {
+    case exact, raw
+}
+
 /// A layer row.
 public struct LayerRecord: Sendable {
     public var chainID: ChainID
@@ -18,8 +24,7 @@ public struct LayerRecord: Sendable {
     public var blobDigest: String?
     public var compression: String?
     public var opaqueRoot: Bool
-    /// "exact": rebuilt from files and journal; "raw": layer.tar kept.
-    public var journal: String
+    public var journal: JournalForm
     public var journalNote: String?
     public var createdAt: String
 
@@ -33,7 +38,7 @@ public struct LayerRecord: Sendable {
         blobDigest = row["blob_digest"]
         compression = row["compression"]
         opaqueRoot = row["opaque_root"]
-        journal = row["journal"]
+        journal = JournalForm(rawValue: row["journal"]) ?? .raw
         journalNote = row["journal_note"]
         createdAt = row["created_at"]
     }
@@ -79,7 +84,7 @@ extension Store {
         let hasher = BackgroundDigester()
         defer { _ = hasher.finalize() }
         let label = "layer \(layer.chainID)"
-        if layer.journal == "raw" {
+        if layer.journal == .raw {
             let dir = try layersDir.openDirectory(Array(layer.cacheID.utf8), resolve: [.noSymlinks]).get()
             let f = try dir.openFile(Store.rawTarName, flags: O_RDONLY)
             let src = FileRangeSource(handle: f, offset: 0, length: Int64(try f.stat().st_size), label: label + " layer.tar")

@@ -227,8 +227,8 @@ extension Store {
                                 journal = ?, journal_note = ?, link_id = NULL WHERE chain_id = ?
                             """, arguments: [s.cacheID, s.result.stats.contentSize, s.result.tarSize, s.result.blobDigest.string,
                                              s.result.compression.rawValue, s.result.stats.opaqueRoot,
-                                             s.result.journalInexactReason == nil ? "exact" : "raw", s.result.journalInexactReason,
-                                             s.chainID.description])
+                                             (s.result.journalInexactReason == nil ? JournalForm.exact : .raw).rawValue,
+                                             s.result.journalInexactReason, s.chainID.description])
                         replaced.append(old)
                     }
                     try db.execute(sql: """
@@ -238,7 +238,8 @@ extension Store {
                         """, arguments: [s.chainID.description, s.result.diffID.description, s.parent?.description, s.cacheID,
                                          s.result.stats.contentSize, s.result.tarSize, s.result.blobDigest.string,
                                          s.result.compression.rawValue, s.result.stats.opaqueRoot,
-                                         s.result.journalInexactReason == nil ? "exact" : "raw", s.result.journalInexactReason, now])
+                                         (s.result.journalInexactReason == nil ? JournalForm.exact : .raw).rawValue,
+                                         s.result.journalInexactReason, now])
                     // Another process recorded the same layer first: keep theirs (docs/store-layout.md, "Two identities per layer").
                     let owner = try String.fetchOne(db, sql: "SELECT cache_id FROM layers WHERE chain_id = ?", arguments: [s.chainID.description])
                     if owner != s.cacheID { losers.append(s) }

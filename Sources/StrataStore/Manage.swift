@@ -109,12 +109,12 @@ extension Store {
                     continue
                 }
                 if !byTag && tags.count > 1 && !force {
-                    throw StrataError(.conflict, "image \(id.dropFirst(7).prefix(12)) has several tags (\(tags.joined(separator: ", "))); remove them by name or use -f")
+                    throw StrataError(.conflict, "image \(id.shortID) has several tags (\(tags.joined(separator: ", "))); remove them by name or use -f")
                 }
                 let users = try String.fetchAll(db, sql: "SELECT name FROM containers WHERE image_id = ?", arguments: [id])
                 if !users.isEmpty {
                     guard force else {
-                        throw StrataError(.inUse, "image \(id.dropFirst(7).prefix(12)) is used by container(s) \(users.joined(separator: ", ")); remove them first, or -f to untag it")
+                        throw StrataError(.inUse, "image \(id.shortID) is used by container(s) \(users.joined(separator: ", ")); remove them first, or -f to untag it")
                     }
                     // As Docker: -f untags, and the image stays for the containers that use it.
                     report.untagged += tags

@@ -64,7 +64,7 @@ struct Ps: ParsableCommand {
             if json { print(try Format.json(list)); return }
             var rows = [["CONTAINER ID", "NAME", "IMAGE", "DRIVER", "STATE", "PID", "CHANGES"]]
             for c in list {
-                rows.append([String(c.id.prefix(12)), c.name, c.imageTags.first ?? String(c.image.dropFirst(7).prefix(12)), c.driver,
+                rows.append([String(c.id.prefix(12)), c.name, c.imageTags.first ?? c.image.shortID, c.driver,
                              c.state, c.pid.map(String.init) ?? "-", Format.bytes(c.sizeOfChanges)])
             }
             print(Format.table(rows))

@@ -86,7 +86,7 @@ struct Images: ParsableCommand {
             if json { print(try Format.json(images)); return }
             var rows = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]]
             for i in images {
-                let id = noTrunc ? i.id : String(i.id.dropFirst(7).prefix(12))
+                let id = noTrunc ? i.id : i.id.shortID
                 let created = i.created ?? ""
                 if i.tags.isEmpty {
                     rows.append(["<none>", "<none>", id, created, Format.bytes(i.size)])
@@ -114,10 +114,9 @@ struct Layers: ParsableCommand {
             if json { print(try Format.json(layers)); return }
             if tree { print(try LayerTree.render(layers, images: store.images())); return }
             var rows = [["CHAIN ID", "PARENT", "DIFF ID", "SIZE", "IMAGES"]]
-            let short: (String) -> String = { String($0.dropFirst(7).prefix(12)) }
             for l in layers {
-                rows.append([short(l.chainID), l.parent.map(short) ?? "-", short(l.diffID), Format.bytes(l.size),
-                             l.images.map(short).joined(separator: ",")])
+                rows.append([l.chainID.shortID, l.parent.map(\.shortID) ?? "-", l.diffID.shortID, Format.bytes(l.size),
+                             l.images.map(\.shortID).joined(separator: ",")])
             }
             print(Format.table(rows))
         }
@@ -179,7 +178,7 @@ struct History: ParsableCommand {
             var n = 0
             for e in entries {
                 let layer: String
-                if e.emptyLayer { layer = "<empty>" } else { n += 1; layer = e.chainID.map { String($0.dropFirst(7).prefix(12)) } ?? "<missing>" }
+                if e.emptyLayer { layer = "<empty>" } else { n += 1; layer = e.chainID.map(\.shortID) ?? "<missing>" }
                 var by = (e.createdBy ?? "").replacingOccurrences(of: "\n", with: " ")
                 if !noTrunc && by.count > 60 { by = String(by.prefix(57)) + "..." }
                 rows.append([e.emptyLayer ? "-" : String(n), layer, e.created ?? "", e.emptyLayer ? "0B" : Format.bytes(e.size), by])
@@ -223,7 +222,7 @@ struct Inspect: ParsableCommand {
                     print(Format.table(rows))
                     let wasted = changes.reduce(Int64(0)) { $0 + $1.hidden }
                     print("\(changes.count) changes; \(Format.bytes(wasted)) of the layers below hidden (wasted)")
-                    if layer.journal == "raw" { print("note: the raw layer tar is kept: \(layer.journalNote ?? "")") }
+                    if layer.journal == .raw { print("note: the raw layer tar is kept: \(layer.journalNote ?? "")") }
                 } else {
                     print(String(decoding: try store.inspectLayer(layer), as: UTF8.self))
                 }

@@ -109,7 +109,6 @@ enum ByteSize {
 /// chainID, size, and the images whose top layer it is.
 enum LayerTree {
     static func render(_ layers: [LayerSummary], images: [ImageSummary]) -> String {
-        let short: (String) -> String = { String($0.dropFirst(7).prefix(12)) }
         var children: [String: [LayerSummary]] = [:]
         var roots: [LayerSummary] = []
         let known = Set(layers.map(\.chainID))
@@ -120,13 +119,13 @@ enum LayerTree {
         var tops: [String: [String]] = [:]
         for i in images {
             guard let ids = try? i.diffIDs.map(DiffID.init(parsing:)), let top = ChainID.chain(ids).last else { continue }
-            let names = i.tags.isEmpty ? [short(i.id)] : i.tags
+            let names = i.tags.isEmpty ? [i.id.shortID] : i.tags
             tops[top.description, default: []] += names
         }
         var lines: [String] = []
         func draw(_ l: LayerSummary, _ prefix: String, _ last: Bool, _ isRoot: Bool) {
             let branch = isRoot ? "" : (last ? "└── " : "├── ")
-            var line = prefix + branch + short(l.chainID) + "  " + Format.bytes(l.size)
+            var line = prefix + branch + l.chainID.shortID + "  " + Format.bytes(l.size)
             if l.opaqueRoot { line += "  (hides all below)" }
             if let names = tops[l.chainID] { line += "  ← " + names.sorted().joined(separator: ", ") }
             lines.append(line)

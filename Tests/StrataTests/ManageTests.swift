@@ -109,7 +109,7 @@ import Testing
         let store = try Store(root: t.sub("store"))
         let image = try store.importRootfs(path: t.sub("dup.tar"), tag: "dup", changes: [], message: nil, options: LoadOptions())
         let layer = try #require(try store.allLayers().first)
-        #expect(layer.journal == "raw" && layer.journalNote?.contains("dup") == true)
+        #expect(layer.journal == .raw && layer.journalNote?.contains("dup") == true)
         #expect(try store.check().isEmpty)
         var rebuilt: [UInt8] = []
         try store.streamLayerTar(layer) { rebuilt += $0 }
@@ -136,14 +136,14 @@ import Testing
         #expect(rc == 0, "\(err)")
         let store = try Store(root: t.sub("store"))
         _ = try store.load(path: t.sub("l"), options: LoadOptions())
-        #expect(try store.allLayers().allSatisfy { $0.journal == "exact" })
+        #expect(try store.allLayers().allSatisfy { $0.journal == .exact })
         #expect(try store.check().isEmpty)
         #expect(try store.allLayers().count == 4)
         if FileManager.default.isExecutableFile(atPath: "/usr/bin/bsdtar") {
             let (rc2, _, _) = try sh(["bsdtar", "-C", t.sub("b/rootfs"), "-cf", t.sub("bsd.tar"), "."])
             #expect(rc2 == 0)
             _ = try store.importRootfs(path: t.sub("bsd.tar"), tag: "bsd", changes: [], message: nil, options: LoadOptions())
-            #expect(try store.allLayers().allSatisfy { $0.journal == "exact" })
+            #expect(try store.allLayers().allSatisfy { $0.journal == .exact })
             #expect(try store.check().isEmpty)
         }
     }
