@@ -11,6 +11,11 @@ import StrataFormats
 import StrataLayer
 import StrataSystem
 
+/// What a container is doing, as `ps` shows it.
+public enum ContainerState: String, Codable, Sendable {
+    case created, mounted, running
+}
+
 /// A container row, as `strata ps --json` shows it.
 public struct ContainerSummary: Codable, Sendable {
     public var id: String
@@ -18,7 +23,7 @@ public struct ContainerSummary: Codable, Sendable {
     public var image: String
     public var imageTags: [String]
     public var driver: String
-    public var state: String
+    public var state: ContainerState
     public var mountCount: Int
     public var pid: Int?
     public var created: String
@@ -276,7 +281,7 @@ extension Store {
             let pid: Int? = r["pid"]
             let running = pid.map { Store.isContainerProcess(pid_t($0), id: id) } ?? false
             let mounted = MountTable.isMountPoint(containerPaths(id).merged) || (r["driver"] as String) == "vfs" && (r["mount_count"] as Int) > 0
-            let state = running ? "running" : mounted ? "mounted" : "created"
+            let state: ContainerState = running ? .running : mounted ? .mounted : .created
             if !all && !running && !mounted { continue }
             let tags = try db.read { db in try String.fetchAll(db, sql: "SELECT name FROM tags WHERE image_id = ? ORDER BY name", arguments: [image]) }
             let size = (try? sizeOfChanges(id)) ?? 0

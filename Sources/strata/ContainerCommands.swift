@@ -65,7 +65,7 @@ struct Ps: ParsableCommand {
             var rows = [["CONTAINER ID", "NAME", "IMAGE", "DRIVER", "STATE", "PID", "CHANGES"]]
             for c in list {
                 rows.append([String(c.id.prefix(12)), c.name, c.imageTags.first ?? c.image.shortID, c.driver,
-                             c.state, c.pid.map(String.init) ?? "-", Format.bytes(c.sizeOfChanges)])
+                             c.state.rawValue, c.pid.map(String.init) ?? "-", Format.bytes(c.sizeOfChanges)])
             }
             print(Format.table(rows))
         }
