@@ -1,6 +1,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+// (Mode tests are spelled out here: with libarchive imported into this module, the `stat`
+// helpers of StrataSystem are not found in whole-module builds.)
 import StrataCore
 import StrataSystem
 
@@ -22,7 +24,7 @@ public struct MergedView {
             var parent = dir
             for c in comps.dropLast() {
                 guard let st = try parent.lstat(c) else { blocked = true; break }
-                if !st.isDirectory { return nil }  // a file or whiteout here hides everything below
+                if !((st.st_mode & S_IFMT) == S_IFDIR) { return nil }  // a file or whiteout here hides everything below
                 guard case .success(let sub) = parent.openDirectory(c, resolve: [.noSymlinks]) else { blocked = true; break }
                 if Whiteout.isOpaque(sub.fd) { opaque = true }
                 parent = sub
@@ -48,7 +50,7 @@ public struct MergedView {
                 var cur = dir
                 for c in comps {
                     guard let st = try cur.lstat(c) else { ok = false; break }
-                    if !st.isDirectory { return out }  // hides the rest below
+                    if !((st.st_mode & S_IFMT) == S_IFDIR) { return out }  // hides the rest below
                     guard case .success(let sub) = cur.openDirectory(c, resolve: [.noSymlinks]) else { ok = false; break }
                     cur = sub
                 }
@@ -67,10 +69,10 @@ public struct MergedView {
     /// Bytes of regular files the view holds at or below `comps`.
     public func size(at comps: [PathBytes]) throws -> Int64 {
         guard let st = try lookup(comps) else { return 0 }
-        guard st.isDirectory else { return st.isRegular ? Int64(st.st_size) : 0 }
+        guard ((st.st_mode & S_IFMT) == S_IFDIR) else { return ((st.st_mode & S_IFMT) == S_IFREG) ? Int64(st.st_size) : 0 }
         var total: Int64 = 0
         for (name, child) in try list(comps) {
-            total += child.isDirectory ? try size(at: comps + [name]) : (child.isRegular ? Int64(child.st_size) : 0)
+            total += ((child.st_mode & S_IFMT) == S_IFDIR) ? try size(at: comps + [name]) : (((child.st_mode & S_IFMT) == S_IFREG) ? Int64(child.st_size) : 0)
         }
         return total
     }
@@ -111,7 +113,7 @@ public enum ChangeScanner {
                 continue
             }
             let below = underOpaque ? nil : try lower.lookup(comps)
-            if st.isDirectory {
+            if ((st.st_mode & S_IFMT) == S_IFDIR) {
                 let sub = try dir.walkInto(name)
                 let opaque = Whiteout.isOpaque(sub.fd)
                 out.append(ChangedPath(path: path, kind: below == nil ? .added : .changed,
@@ -135,7 +137,7 @@ public enum ChangeScanner {
 
     private static func same(_ a: Glibc.stat, _ b: Glibc.stat) -> Bool {
         guard a.st_mode == b.st_mode, a.st_uid == b.st_uid, a.st_gid == b.st_gid else { return false }
-        if a.isDirectory { return true }
+        if ((a.st_mode & S_IFMT) == S_IFDIR) { return true }
         guard a.st_size == b.st_size, a.st_rdev == b.st_rdev,
               a.st_mtim.tv_sec == b.st_mtim.tv_sec, a.st_mtim.tv_nsec == b.st_mtim.tv_nsec else { return false }
         return true
@@ -155,9 +157,9 @@ public enum ChangeScanner {
                 continue
             }
             let old = below[name]
-            if st.isDirectory {
+            if ((st.st_mode & S_IFMT) == S_IFDIR) {
                 let sub = try dir.walkInto(name)
-                if let old, old.isDirectory {
+                if let old, ((old.st_mode & S_IFMT) == S_IFDIR) {
                     let index = out.count
                     let inner = try walkCopy(sub, comps, lower, &out)
                     let mine = !same(st, old) || st.st_mtim.tv_sec != old.st_mtim.tv_sec || st.st_mtim.tv_nsec != old.st_mtim.tv_nsec
@@ -174,7 +176,7 @@ public enum ChangeScanner {
                 }
                 continue
             }
-            if let old, same(st, old), !(st.isSymlink && (try? dir.readlink(name)) != (try? linkTarget(lower, comps))) {
+            if let old, same(st, old), !(((st.st_mode & S_IFMT) == S_IFLNK) && (try? dir.readlink(name)) != (try? linkTarget(lower, comps))) {
                 continue
             }
             out.append(ChangedPath(path: path, kind: old == nil ? .added : .changed,
@@ -192,7 +194,7 @@ public enum ChangeScanner {
                 guard case .success(let sub) = cur.openDirectory(c, resolve: [.noSymlinks]) else { ok = false; break }
                 cur = sub
             }
-            if ok, let st = try cur.lstat(comps.last!), st.isSymlink { return try cur.readlink(comps.last!) }
+            if ok, let st = try cur.lstat(comps.last!), ((st.st_mode & S_IFMT) == S_IFLNK) { return try cur.readlink(comps.last!) }
         }
         return nil
     }
@@ -202,7 +204,7 @@ public enum ChangeScanner {
             guard let st = try dir.lstat(name) else { continue }
             let comps = prefix + [name]
             out.append(ChangedPath(path: EntryPath.join(comps), kind: .added, source: .entry(directory: dir, name: name, stat: st, opaque: false)))
-            if st.isDirectory { try addAll(try dir.walkInto(name), comps, &out) }
+            if ((st.st_mode & S_IFMT) == S_IFDIR) { try addAll(try dir.walkInto(name), comps, &out) }
         }
     }
 }

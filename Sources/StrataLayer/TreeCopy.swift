@@ -2,6 +2,8 @@
 import Glibc
 #endif
 import CStrata
+// (Mode tests are spelled out here: with libarchive imported into this module, the `stat`
+// helpers of StrataSystem are not found in whole-module builds.)
 import StrataCore
 import StrataSystem
 
@@ -27,10 +29,10 @@ public struct OverlayFormApplier {
                 try dst.removeTree(name)
                 continue
             }
-            if st.isDirectory {
+            if ((st.st_mode & S_IFMT) == S_IFDIR) {
                 let sub = try src.openDirectory(name, resolve: [.noSymlinks]).get()
-                if let existing, !existing.isDirectory { try dst.removeTree(name) }
-                if existing == nil || !existing!.isDirectory { try dst.mkdirOrThrow(name, mode: 0o700) }
+                if let existing, !((existing.st_mode & S_IFMT) == S_IFDIR) { try dst.removeTree(name) }
+                if existing == nil || (existing!.st_mode & S_IFMT) != S_IFDIR { try dst.mkdirOrThrow(name, mode: 0o700) }
                 let dsub = try dst.openDirectory(name, resolve: [.noSymlinks]).get()
                 if Whiteout.isOpaque(sub.fd) {
                     for child in try dsub.entries() { try dsub.removeTree(child) }
@@ -40,7 +42,7 @@ public struct OverlayFormApplier {
                 continue
             }
             if existing != nil { try dst.removeTree(name) }
-            if st.isRegular && st.st_nlink > 1, let (d, n) = links[key(st)] {
+            if ((st.st_mode & S_IFMT) == S_IFREG) && st.st_nlink > 1, let (d, n) = links[key(st)] {
                 try dst.link(name, to: n, in: d)
                 continue
             }
