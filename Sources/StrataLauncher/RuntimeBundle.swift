@@ -3,7 +3,8 @@ import StrataCore
 
 /// An OCI runtime-spec `config.json` (runtime-spec config.md, config-linux.md) for the same
 /// container `strata run` would start: process, env, cwd, user, namespaces, mounts, limits,
-/// capabilities, masked and read-only paths. `runc run` takes it as it is.
+/// capabilities, masked and read-only paths, and Docker's default seccomp profile resolved for
+/// this machine and capability set. `runc run` takes it as it is.
 public enum RuntimeBundle {
     public static func config(process: ProcessSpec, user: RootfsFiles.User, env: [String], hostname: String,
                               limits: Limits, readOnly: Bool, hostNetwork: Bool) -> [String: Any] {
@@ -42,7 +43,34 @@ public enum RuntimeBundle {
                 "resources": resources.merging(["devices": [["allow": false, "access": "rwm"]]]) { a, _ in a },
                 "maskedPaths": ProcfsPolicy.masked,
                 "readonlyPaths": ProcfsPolicy.readOnly,
+                "seccomp": seccomp(.dockerDefault, capabilities: .dockerDefault),
             ],
         ]
+    }
+
+    /// A profile in the runtime spec's form (config-linux.md, "Seccomp"): Docker's rules with
+    /// their capability, architecture and kernel conditions already decided here.
+    static func seccomp(_ profile: SeccompProfile, capabilities: CapabilitySet,
+                        machine: SeccompCompiler.Machine = .current) -> [String: Any] {
+        var out: [String: Any] = ["defaultAction": profile.defaultAction]
+        if let e = profile.defaultErrnoRet { out["defaultErrnoRet"] = e }
+        let native = ["amd64": "SCMP_ARCH_X86_64", "arm64": "SCMP_ARCH_AARCH64", "s390x": "SCMP_ARCH_S390X",
+                      "riscv64": "SCMP_ARCH_RISCV64"][machine.arch]
+        if let native, let map = profile.archMap?.first(where: { $0.architecture == native }) {
+            out["architectures"] = [native] + (map.subArchitectures ?? [])
+        }
+        out["syscalls"] = (profile.syscalls ?? []).filter { SeccompCompiler.applies($0, capabilities: capabilities, machine: machine) }.map { r in
+            var rule: [String: Any] = ["names": r.allNames, "action": r.action]
+            if let e = r.errnoRet { rule["errnoRet"] = e }
+            if let args = r.args {
+                rule["args"] = args.map { a in
+                    var arg: [String: Any] = ["index": a.index, "value": a.value, "op": a.op]
+                    if let v2 = a.valueTwo { arg["valueTwo"] = v2 }
+                    return arg
+                }
+            }
+            return rule
+        }
+        return out
     }
 }

@@ -280,6 +280,12 @@ struct BundleTests {
         try JSONSerialization.data(withJSONObject: c2).write(to: URL(fileURLWithPath: e.t.sub("b2/config.json")))
         let (rc3, out3, _) = try sh(["runc", "run", "-b", e.t.sub("b2"), "strata-bundle2-\(getpid())"])
         #expect(rc3 == 4 && out3 == "changed\n")
+        // The bundle carries Docker's seccomp profile: runc's container cannot make namespaces.
+        p["args"] = ["sh", "-c", "unshare -Ur true && echo UNSHARED; grep Seccomp: /proc/self/status"]
+        c2["process"] = p
+        try JSONSerialization.data(withJSONObject: c2).write(to: URL(fileURLWithPath: e.t.sub("b2/config.json")))
+        let (_, out4, err4) = try sh(["runc", "run", "-b", e.t.sub("b2"), "strata-bundle3-\(getpid())"])
+        #expect(!out4.contains("UNSHARED") && out4.contains("Seccomp:\t2"), "\(out4) \(err4)")
         #expect(try sh([bin, "--root", e.root, "rm", "-f", "bc"]).0 == 0)
     }
 }
