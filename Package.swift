@@ -69,7 +69,7 @@ let package = Package(
         ),
         // The library: a store and what is done with it from start to end (run, bundle, rm, gc
         // and check with the cgroups). Re-exports the modules its API uses.
-        .target(name: "StrataEngine", dependencies: ["StrataCore", "StrataFormats", "StrataLauncher", "StrataStore"]),
+        .target(name: "StrataEngine", dependencies: ["StrataCore", "StrataSystem", "StrataFormats", "StrataLauncher", "StrataStore"]),
         .executableTarget(
             name: "strata",
             dependencies: ["StrataEngine", "StrataStore", "StrataCore", "StrataFormats", "StrataArchive", "StrataLauncher",

@@ -32,9 +32,7 @@ public struct OverlayDriver: UnionDriver {
 
     public func create(_ c: ContainerPaths, layers: [LowerLayer]) throws {
         for p in [c.root, c.upper, c.work, c.merged] {
-            if Glibc.mkdir(p, 0o755) != 0 && errno != EEXIST {
-                throw StrataError(.system, "cannot create \(p)", cause: Errno.current)
-            }
+            try makeDirectory(p)
         }
     }
 
@@ -73,7 +71,7 @@ public struct OverlayDriver: UnionDriver {
             }
         case .overlayShortLinks(let dir, let options, let target):
             if strata_mount_in_dir(dir, "overlay", target, "overlay", 0, options) != 0 {
-                throw StrataError(.system, "cannot mount overlay at \(target)", cause: Errno.current)
+                throw StrataError.errno(.system, "cannot mount overlay at \(target)")
             }
         case .none:
             return

@@ -13,9 +13,7 @@ public struct VfsDriver: UnionDriver {
     public init() {}
 
     public func create(_ c: ContainerPaths, layers: [LowerLayer]) throws {
-        for p in [c.root, c.rootfs] where Glibc.mkdir(p, 0o755) != 0 && errno != EEXIST {
-            throw StrataError(.system, "cannot create \(p)", cause: Errno.current)
-        }
+        for p in [c.root, c.rootfs] { try makeDirectory(p) }
         let target = try Directory.open(c.rootfs)
         for layer in visibleLayers(layers).reversed() {
             try OverlayFormApplier().apply(layer: try Directory.open(layer.path), onto: target)

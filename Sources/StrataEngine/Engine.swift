@@ -3,6 +3,7 @@
 @_exported import StrataLauncher
 @_exported import StrataStore
 import Foundation
+import StrataSystem
 
 /// strata as a library: a store, and what is done with it from start to end (run a container,
 /// write a bundle, remove a container with what it left, check and collect garbage with the
@@ -77,6 +78,7 @@ public final class Engine: Sendable {
     /// Writes an OCI runtime bundle (config.json and rootfs) for an image or a container into
     /// `directory`, with the process `run` would start.
     public func writeBundle(of ref: String, to directory: String, limits: Limits, overrides: RunOverrides = RunOverrides()) throws {
+        try makeDirectory(directory, what: "bundle directory")
         let rootfs = directory + "/rootfs"
         let (image, container) = try store.exportRootfs(of: ref, to: rootfs)
         let config = try store.imageConfig(image).config ?? ImageConfig.Config()

@@ -50,9 +50,7 @@ public final class DirectoryLayoutSink: LayoutSink {
     private var blobs: Set<Digest> = []
 
     public init(path: String) throws {
-        if mkdir(path, 0o755) != 0 && errno != EEXIST {
-            throw StrataError(.system, "cannot create \(path)", cause: Errno.current)
-        }
+        try makeDirectory(path)
         root = try Directory.open(path)
         guard try root.entries().isEmpty else {
             throw StrataError(.alreadyExists, "\(path) is not empty; save an OCI layout into a new or empty directory")

@@ -132,9 +132,7 @@ public struct Cgroup: Sendable {
         var current = ""
         for part in path.split(separator: "/") {
             current += "/" + part
-            if Glibc.mkdir(current, 0o755) != 0 && errno != EEXIST {
-                throw StrataError(.system, "cannot create cgroup \(current)", cause: Errno.current)
-            }
+            try makeDirectory(current, what: "cgroup")
         }
     }
 
@@ -152,9 +150,7 @@ public struct Cgroup: Sendable {
             for part in name.split(separator: "/") {
                 try? write(parent, "cgroup.subtree_control", "+memory +cpu +pids")
                 parent += "/" + part
-                if Glibc.mkdir(parent, 0o755) != 0 && errno != EEXIST {
-                    throw StrataError(.system, "cannot create cgroup \(parent)", cause: Errno.current)
-                }
+                try makeDirectory(parent, what: "cgroup")
             }
             if let m = limits.memory {
                 try write(dir, "memory.max", String(m))

@@ -232,7 +232,7 @@ public final class LayerUnpacker {
         }
         if entry.isSparse {
             guard ftruncate(f.fd, off_t(entry.size)) == 0 else {
-                throw StrataError(.system, "\(label): cannot size \"\(path.display)\"", cause: Errno.current)
+                throw StrataError.errno(.system, "\(label): cannot size \"\(path.display)\"")
             }
         } else if written != entry.size {
             recorder?.markInexact("entry \"\(path.display)\" had \(written) of \(entry.size) payload bytes")
@@ -241,7 +241,7 @@ public final class LayerUnpacker {
         try setMetadata(fd: f.fd, entry: entry, path: path)
         var times = [entry.atime ?? entry.mtime, entry.mtime]
         guard futimens(f.fd, &times) == 0 else {
-            throw StrataError(.system, "\(label): cannot set times of \"\(path.display)\"", cause: Errno.current)
+            throw StrataError.errno(.system, "\(label): cannot set times of \"\(path.display)\"")
         }
     }
 
@@ -331,10 +331,10 @@ public final class LayerUnpacker {
     /// Owner, then mode (chown clears setuid/setgid: Decision 8), then content xattrs.
     private func setMetadata(fd: Int32, entry: TarEntry, path: PathBytes) throws {
         guard fchown(fd, entry.uid, entry.gid) == 0 else {
-            throw StrataError(.system, "\(label): cannot chown \"\(path.display)\"", cause: Errno.current)
+            throw StrataError.errno(.system, "\(label): cannot chown \"\(path.display)\"")
         }
         guard fchmod(fd, mode_t(entry.mode)) == 0 else {
-            throw StrataError(.system, "\(label): cannot chmod \"\(path.display)\"", cause: Errno.current)
+            throw StrataError.errno(.system, "\(label): cannot chmod \"\(path.display)\"")
         }
         for (name, value) in entry.xattrs where Whiteout.isContentXattr(name) {
             try setXattr(fd, name, value, path: path)
@@ -345,14 +345,14 @@ public final class LayerUnpacker {
     private func chmodPath(_ f: FDHandle, mode: UInt32, path: PathBytes) throws {
         let proc = "/proc/self/fd/\(f.fd)"
         guard chmod(proc, mode_t(mode)) == 0 else {
-            throw StrataError(.system, "\(label): cannot chmod \"\(path.display)\"", cause: Errno.current)
+            throw StrataError.errno(.system, "\(label): cannot chmod \"\(path.display)\"")
         }
     }
 
     private func setXattr(_ fd: Int32, _ name: String, _ value: [UInt8], path: PathBytes) throws {
         let r = value.withUnsafeBytes { strata_fsetxattr(fd, name, $0.baseAddress, $0.count, 0) }
         guard r == 0 else {
-            throw StrataError(.system, "\(label): cannot set xattr \(name) on \"\(path.display)\"", cause: Errno.current)
+            throw StrataError.errno(.system, "\(label): cannot set xattr \(name) on \"\(path.display)\"")
         }
     }
 
@@ -369,7 +369,7 @@ public final class LayerUnpacker {
             guard case .success(let d) = root.openDirectory(path, resolve: [.noSymlinks, .noXDev]) else { continue }
             var times = [t.atime, t.mtime]
             guard futimens(d.fd, &times) == 0 else {
-                throw StrataError(.system, "\(label): cannot set times of \"\(path.display)\"", cause: Errno.current)
+                throw StrataError.errno(.system, "\(label): cannot set times of \"\(path.display)\"")
             }
         }
     }

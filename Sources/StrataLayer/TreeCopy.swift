@@ -62,7 +62,7 @@ public struct OverlayFormApplier {
                 try dst.chown(name, uid: st.st_uid, gid: st.st_gid)
                 let f = try dst.openat2(name, flags: STRATA_O_PATH | O_NOFOLLOW, resolve: [.noSymlinks]).get()
                 guard chmod("/proc/self/fd/\(f.fd)", st.st_mode & 0o7777) == 0 else {
-                    throw StrataError(.system, "cannot chmod \(name.display)", cause: Errno.current)
+                    throw StrataError.errno(.system, "cannot chmod \(name.display)")
                 }
                 try dst.setTimes(name, atime: st.st_atim, mtime: st.st_mtim)
             }
@@ -75,7 +75,7 @@ public struct OverlayFormApplier {
             let n = strata_copy_file_range(from, to, Int(min(left, 1 << 30)))
             if n < 0 {
                 if errno == EINTR { continue }
-                throw StrataError(.system, "copy failed", cause: Errno.current)
+                throw StrataError.errno(.system, "copy failed")
             }
             if n == 0 { break }
             left -= Int64(n)
@@ -85,13 +85,13 @@ public struct OverlayFormApplier {
     /// Owner, then mode (chown clears setuid), xattrs other than overlay's, then times.
     private func copyMetadata(from: Int32, to: Int32, _ st: Glibc.stat) throws {
         guard fchown(to, st.st_uid, st.st_gid) == 0, fchmod(to, st.st_mode & 0o7777) == 0 else {
-            throw StrataError(.system, "cannot set owner or mode", cause: Errno.current)
+            throw StrataError.errno(.system, "cannot set owner or mode")
         }
         for (name, value) in Xattrs.list(from) where !name.hasPrefix("trusted.overlay.") {
             _ = value.withUnsafeBytes { strata_fsetxattr(to, name, $0.baseAddress, $0.count, 0) }
         }
         var times = [st.st_atim, st.st_mtim]
-        guard futimens(to, &times) == 0 else { throw StrataError(.system, "cannot set times", cause: Errno.current) }
+        guard futimens(to, &times) == 0 else { throw StrataError.errno(.system, "cannot set times") }
     }
 }
 

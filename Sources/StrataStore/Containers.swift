@@ -127,9 +127,7 @@ extension Store {
     }
 
     func ensureDirectory(_ name: String) throws -> Directory {
-        if Glibc.mkdir(rootPath + "/" + name, 0o700) != 0 && errno != EEXIST {
-            throw StrataError(.system, "cannot create \(rootPath)/\(name)", cause: Errno.current)
-        }
+        try makeDirectory(rootPath + "/" + name, mode: 0o700)
         return try Directory.open(rootPath + "/" + name)
     }
 
@@ -259,7 +257,7 @@ extension Store {
         if running, let pid = c.pid { kill(pid_t(pid), SIGKILL) }
         if isMounted {
             if strata_umount(paths.merged, strata_mnt_detach()) != 0 {
-                throw StrataError(.system, "cannot unmount \(paths.merged)", cause: Errno.current)
+                throw StrataError.errno(.system, "cannot unmount \(paths.merged)")
             }
         }
         try inflight {
@@ -341,7 +339,7 @@ extension Store {
     /// layer, its changes) into `rootfs`, a new directory.
     public func exportRootfs(of ref: String, to rootfs: String) throws -> (image: Digest, container: String?) {
         if Glibc.mkdir(rootfs, 0o755) != 0 {
-            throw StrataError(.alreadyExists, "cannot create \(rootfs)", cause: Errno.current)
+            throw StrataError.errno(.alreadyExists, "cannot create \(rootfs)")
         }
         let target = try Directory.open(rootfs)
         if let c = try? container(ref) {

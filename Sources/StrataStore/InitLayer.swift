@@ -18,9 +18,7 @@ extension Store {
     /// image's own /etc metadata, so the merged /etc looks as before.
     func makeInitLayer(_ paths: ContainerPaths, below layers: [LowerLayer]) throws {
         let initPath = paths.root + "/init"
-        for p in [paths.root, initPath, initPath + "/etc"] where Glibc.mkdir(p, 0o755) != 0 && errno != EEXIST {
-            throw StrataError(.system, "cannot create \(p)", cause: Errno.current)
-        }
+        for p in [paths.root, initPath, initPath + "/etc"] { try makeDirectory(p) }
         let etc = try Directory.open(initPath + "/etc")
         let view = MergedView(layers: try visibleLayers(layers).map { try Directory.open($0.path) })
         if let st = try view.lookup([Array("etc".utf8)]), (st.st_mode & S_IFMT) == S_IFDIR {

@@ -40,7 +40,7 @@ final class LayerLocks {
         let off = LayerLocks.offset(hex: hex)
         while strata_ofd_lock(file.fd, off, exclusive ? 2 : 1, 1) != 0 {
             if errno == EINTR { continue }
-            throw StrataError(.system, "cannot take the lease on \(hex)", cause: Errno.current)
+            throw StrataError.errno(.system, "cannot take the lease on \(hex)")
         }
         held[off] = exclusive
     }
@@ -50,7 +50,7 @@ final class LayerLocks {
         let off = LayerLocks.offset(c)
         while strata_ofd_lock(file.fd, off, exclusive ? 2 : 1, 1) != 0 {
             if errno == EINTR { continue }
-            throw StrataError(.system, "cannot take the lease on layer \(c)", cause: Errno.current)
+            throw StrataError.errno(.system, "cannot take the lease on layer \(c)")
         }
         held[off] = exclusive
     }
@@ -69,7 +69,7 @@ final class LayerLocks {
             return true
         }
         if errno == EAGAIN || errno == EACCES { return false }
-        throw StrataError(.system, "cannot take the lease on layer \(c)", cause: Errno.current)
+        throw StrataError.errno(.system, "cannot take the lease on layer \(c)")
     }
 
     func unlockAll() {

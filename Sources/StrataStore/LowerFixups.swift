@@ -67,7 +67,7 @@ extension Store {
                   case .success(let to) = diff.openDirectory(path, resolve: [.noSymlinks, .noXDev]) else { continue }
             let st = try from.handle.stat()
             guard fchown(to.fd, st.st_uid, st.st_gid) == 0, fchmod(to.fd, st.st_mode & 0o7777) == 0 else {
-                throw StrataError(.system, "layer \(staged.chainID): cannot set owner and mode of \(path.display)", cause: Errno.current)
+                throw StrataError.errno(.system, "layer \(staged.chainID): cannot set owner and mode of \(path.display)")
             }
             for (name, value) in Xattrs.list(from.fd) where Whiteout.isContentXattr(name) {
                 _ = value.withUnsafeBytes { strata_fsetxattr(to.fd, name, $0.baseAddress, $0.count, 0) }

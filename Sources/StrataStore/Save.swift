@@ -63,7 +63,7 @@ extension Store {
                 try write(items.map { ($0.id, $0.tags) }, into: sink, options: options)
                 try out.flush()
                 guard rename(tmpPath, output) == 0 else {
-                    throw StrataError(.system, "cannot rename the saved archive to \(output)", cause: Errno.current)
+                    throw StrataError.errno(.system, "cannot rename the saved archive to \(output)")
                 }
             } catch {
                 unlink(tmpPath)

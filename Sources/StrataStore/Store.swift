@@ -45,21 +45,17 @@ public final class Store: @unchecked Sendable {
     /// store it must match the recorded one.
     public init(root requestedRoot: String, driver: String? = nil, logger: Logger = Logger(label: "strata")) throws {
         self.logger = logger
-        if Glibc.mkdir(requestedRoot, 0o700) != 0 && errno != EEXIST {
-            throw StrataError(.system, "cannot create store directory \(requestedRoot)", cause: Errno.current)
-        }
+        try makeDirectory(requestedRoot, mode: 0o700, what: "store directory")
         // The canonical path: mount points are compared with /proc/self/mountinfo's.
         guard let resolved = realpath(requestedRoot, nil) else {
-            throw StrataError(.system, "cannot resolve \(requestedRoot)", cause: Errno.current)
+            throw StrataError.errno(.system, "cannot resolve \(requestedRoot)")
         }
         let rootPath = String(cString: resolved)
         free(resolved)
         self.rootPath = rootPath
         for sub in ["", "/layers", "/blobs", "/blobs/sha256", "/tmp"] {
             let p = rootPath + sub
-            if Glibc.mkdir(p, 0o700) != 0 && errno != EEXIST {
-                throw StrataError(.system, "cannot create store directory \(p)", cause: Errno.current)
-            }
+            try makeDirectory(p, mode: 0o700, what: "store directory")
         }
         root = try Directory.open(rootPath)
         layersDir = try Directory.open(rootPath + "/layers")
@@ -83,7 +79,7 @@ public final class Store: @unchecked Sendable {
         // migrations (the migrator checks, then applies): byte 0 of ROOT/lock serializes the
         // opening, for the few milliseconds it takes.
         while strata_ofd_lock(lockFile.fd, 0, 2, 1) != 0 {
-            if errno != EINTR { throw StrataError(.system, "cannot lock \(rootPath)/lock", cause: Errno.current) }
+            if errno != EINTR { throw StrataError.errno(.system, "cannot lock \(rootPath)/lock") }
         }
         defer { _ = strata_ofd_lock(lockFile.fd, 0, 0, 0) }
         do {
@@ -119,7 +115,7 @@ public final class Store: @unchecked Sendable {
     /// so a killed run leaves nothing behind.
     func spoolFile() throws -> FDHandle {
         let fd = Glibc.openat(tmpDir.fd, ".", STRATA_O_TMPFILE | O_RDWR | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw StrataError(.system, "cannot create a spool file in \(rootPath)/tmp", cause: Errno.current) }
+        guard fd >= 0 else { throw StrataError.errno(.system, "cannot create a spool file in \(rootPath)/tmp") }
         return FDHandle(owning: fd)
     }
 

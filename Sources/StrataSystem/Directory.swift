@@ -195,7 +195,7 @@ public final class Directory: Sendable {
     public func entries() throws -> [PathBytes] {
         let dupfd = Glibc.openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard dupfd >= 0, let dir = fdopendir(dupfd) else {
-            throw StrataError(.system, "cannot list \(label)", cause: Errno.current)
+            throw StrataError.errno(.system, "cannot list \(label)")
         }
         defer { closedir(dir) }
         var names: [PathBytes] = []

@@ -73,7 +73,7 @@ public final class FDHandle: Sendable {
     /// fstat(2).
     public func stat() throws -> Glibc.stat {
         var st = Glibc.stat()
-        guard Glibc.fstat(fd, &st) == 0 else { throw StrataError(.system, "fstat", cause: Errno.current) }
+        guard Glibc.fstat(fd, &st) == 0 else { throw StrataError.errno(.system, "fstat") }
         return st
     }
 
@@ -113,7 +113,7 @@ public final class FDHandle: Sendable {
 
     /// syncfs(2): flush the whole filesystem holding this fd (one call per layer, not per file).
     public func syncfs() throws {
-        guard strata_syncfs(fd) == 0 else { throw StrataError(.system, "syncfs", cause: Errno.current) }
+        guard strata_syncfs(fd) == 0 else { throw StrataError.errno(.system, "syncfs") }
     }
 
     /// flock(2). Returns false when `nonBlocking` and the lock is held elsewhere.
@@ -139,5 +139,22 @@ extension StrataError {
             return e.rawValue == ENOSPC || e.rawValue == EDQUOT
         }
         return false
+    }
+}
+
+extension StrataError {
+    /// The error of a syscall that just failed: errno is read first, before the message is built
+    /// (building it may call into the C library, which may change errno).
+    public static func errno(_ code: Code = .system, _ message: @autoclosure () -> String) -> StrataError {
+        let e = Errno.current
+        return StrataError(code, message(), cause: e)
+    }
+}
+
+/// mkdir(2) of a path that may already exist (as a directory or anything else: the caller's
+/// next open says which). Throws with the path and errno otherwise.
+public func makeDirectory(_ path: String, mode: mode_t = 0o755, what: @autoclosure () -> String = "directory") throws {
+    if Glibc.mkdir(path, mode) != 0 && errno != EEXIST {
+        throw StrataError.errno(.system, "cannot create \(what()) \(path)")
     }
 }

@@ -23,9 +23,6 @@ struct Bundle: ParsableCommand {
     func run() throws {
         try strata.run {
             let store = try global.openStore()
-            if Glibc.mkdir(directory, 0o755) != 0 && errno != EEXIST {
-                throw StrataError(.system, "cannot create \(directory)", cause: POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO))
-            }
             var limits = Limits(cpus: cpus, pids: pidsLimit)
             if let memory { limits.memory = try ByteSize.parse(memory, what: "--memory") }
             try Engine(store: store).writeBundle(of: source, to: directory, limits: limits)

@@ -27,7 +27,7 @@ public enum InitBinary {
             guard let src = try? FDHandle.open(path, flags: O_RDONLY | O_NONBLOCK), let st = try? src.stat(),
                   (st.st_mode & S_IFMT) == S_IFREG else { continue }
             let fd = strata_sealed_memfd_copy(src.fd, "strata-init")
-            guard fd >= 0 else { throw StrataError(.system, "cannot copy \(path) into a sealed memfd", cause: Errno.current) }
+            guard fd >= 0 else { throw StrataError.errno(.system, "cannot copy \(path) into a sealed memfd") }
             return FDHandle(owning: fd)
         }
         throw StrataError(.notFound, "--init needs strata-init, installed next to strata; looked in \(candidates.joined(separator: ", "))")

@@ -103,7 +103,7 @@ public enum SeccompCompiler {
 
         // libseccomp writes the program to an fd: a memfd, read back whole.
         let fd = strata_memfd("strata-seccomp")
-        guard fd >= 0 else { throw StrataError(.system, "seccomp: cannot create a memfd", cause: Errno.current) }
+        guard fd >= 0 else { throw StrataError.errno(.system, "seccomp: cannot create a memfd") }
         let handle = FDHandle(owning: fd)
         let rc = seccomp_export_bpf(ctx, fd)
         guard rc == 0 else { throw StrataError(.system, "seccomp: cannot export the filter", cause: Errno(-rc)) }
