@@ -84,11 +84,10 @@ public final class Engine: Sendable {
         let config = try store.imageConfig(image).config ?? ImageConfig.Config()
         let process = RunPlan.process(config: config, overrides: overrides, hostEnvironment: ProcessInfo.processInfo.environment)
         let user = try RootfsFiles(rootfs: rootfs).user(process.user)
-        let doc = RuntimeBundle.config(process: process, user: user, env: ProcessEnvironment.completed(process.env, user: user),
-                                       hostname: String((container ?? image.hex).prefix(12)), limits: limits,
-                                       readOnly: false, hostNetwork: false)
-        let data = try JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-        try data.write(to: URL(fileURLWithPath: directory + "/config.json"))
+        let spec = RuntimeSpec(process: process, user: user, env: ProcessEnvironment.completed(process.env, user: user),
+                               hostname: String((container ?? image.hex).prefix(12)), limits: limits,
+                               readOnly: false, hostNetwork: false)
+        try spec.json().write(to: URL(fileURLWithPath: directory + "/config.json"))
     }
 
     /// Removes a container; with `force`, whatever still runs in its cgroups goes first (a
