@@ -157,13 +157,10 @@ static int setup_sys(const struct strata_launch *cfg, int rootfd, int err_fd) {
         if (dir < 0) fail(err_fd, ST_CGROUPFS);
         for (int i = 0; i < cfg->ncgroup_mounts; i++) {
             const struct strata_cgroup_mount *m = &cfg->cgroup_mounts[i];
-            int target;
-            {
-                if (mkdirat(dir, m->name, 0555) != 0 && errno != EEXIST) fail(err_fd, ST_CGROUPFS);
-                target = openat(dir, m->name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                if (target < 0) fail(err_fd, ST_CGROUPFS);
-                snprintf(p, sizeof p, "/proc/self/fd/%d", target);
-            }
+            if (mkdirat(dir, m->name, 0555) != 0 && errno != EEXIST) fail(err_fd, ST_CGROUPFS);
+            int target = openat(dir, m->name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (target < 0) fail(err_fd, ST_CGROUPFS);
+            snprintf(p, sizeof p, "/proc/self/fd/%d", target);
             if (mount("cgroup", p, m->fstype, MS_NOSUID | MS_NODEV | MS_NOEXEC, m->data) != 0) fail(err_fd, ST_CGROUPFS);
             close(target);
         }

@@ -45,10 +45,11 @@ public struct RawTarHeader: Equatable {
             let type = block[block.startIndex + 156]
             let size = try number(block, 124, 12)
             let dataStart = pos + 512
-            let dataEnd = dataStart + Int(size)
-            guard size >= 0, dataEnd <= last else {
+            // Compared before any arithmetic: a hostile size must not overflow.
+            guard size >= 0, size <= Int64(last - dataStart) else {
                 throw Malformed(description: "extended header of \(size) bytes runs past the entry's header")
             }
+            let dataEnd = dataStart + Int(size)
             let data = Array(bytes[dataStart..<dataEnd])
             switch type {
             case UInt8(ascii: "x"), UInt8(ascii: "X"):

@@ -97,7 +97,9 @@ public final class TarReader {
         do { raw = try RawTarHeader.parse(rawBytes, globals: &globals) } catch let m as RawTarHeader.Malformed {
             throw StrataError(.invalidFormat, "\(label): entry at offset \(headerOffset): \(m.description)")
         }
-        tap.consumed(until: dataOffset + raw.storedSize)
+        // (A hostile size cannot overflow the offset: the sum saturates.)
+        let (end, overflow) = dataOffset.addingReportingOverflow(raw.storedSize)
+        tap.consumed(until: overflow ? .max : end)
         let path = raw.path
         guard !path.isEmpty else {
             throw StrataError(.invalidFormat, "\(label): entry at offset \(headerOffset) has an empty name")
