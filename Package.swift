@@ -76,9 +76,16 @@ let package = Package(
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log")]
         ),
+        // What the tests share: temporary directories, processes, tar and layout builders, fixtures.
+        .target(
+            name: "StrataTestSupport",
+            dependencies: ["StrataCore", "StrataSystem", "StrataArchive", "StrataFormats", "StrataLayer",
+                           "StrataDrivers", "StrataLauncher", "StrataStore", "CStrata"],
+            path: "Tests/StrataTestSupport"
+        ),
         .testTarget(
             name: "StrataTests",
-            dependencies: ["StrataCore", "StrataSystem", "StrataArchive", "StrataFormats",
+            dependencies: ["StrataTestSupport", "StrataCore", "StrataSystem", "StrataArchive", "StrataFormats",
                            "StrataLayer", "StrataStore", "StrataDrivers", "StrataLauncher", "StrataEngine", "CArchive", "CStrata"]
         ),
     ],

@@ -2,6 +2,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import StrataTestSupport
 import Testing
 
 /// The `strata` binary as users run it: output shapes, exit codes, standard input.

@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 #endif
 import Synchronization
+import StrataTestSupport
 import Testing
 @testable import StrataCore
 

@@ -2,32 +2,11 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import StrataTestSupport
 import Testing
 @testable import StrataCore
 @testable import StrataStore
 @testable import StrataSystem
-
-/// Starts a process without waiting; output is discarded, or stderr kept in `stderr`.
-func spawn(_ argv: [String], stderr: String = "/dev/null") throws -> pid_t {
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-    let cArgs = argv.map { strdup($0) } + [nil]
-    defer { cArgs.forEach { free($0) } }
-    var pid: pid_t = 0
-    let rc = posix_spawnp(&pid, argv[0], &actions, nil, cArgs, environ)
-    guard rc == 0 else { throw StrataError(.system, "cannot run \(argv[0])", cause: Errno(rc)) }
-    return pid
-}
-
-/// Waits for a process; its exit code, or 128+N when killed by signal N.
-func reap(_ pid: pid_t) -> Int32 {
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-    return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-}
 
 /// Several strata processes on one store, and processes killed at any moment.
 @Suite(.serialized, .enabled(if: isRoot, "needs root")) struct ConcurrencyTests {

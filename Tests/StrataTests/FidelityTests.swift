@@ -2,6 +2,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import StrataTestSupport
 import Testing
 @testable import StrataCore
 @testable import StrataFormats

@@ -3,16 +3,12 @@ import Foundation
 import Glibc
 #endif
 import CStrata
+import StrataTestSupport
 import Testing
 @testable import StrataCore
 @testable import StrataDrivers
 @testable import StrataStore
 @testable import StrataSystem
-
-let overlayWorks: Bool = {
-    let t = TempDir("strata-probe"); defer { t.remove() }
-    return OverlayDriver.probe(scratch: t.sub("p")) == nil
-}()
 
 /// Containers on both drivers: the merged rootfs equals umoci's unpack of the same image;
 /// changes, commit, create again; faults. Real mounts, as root.
@@ -177,8 +173,4 @@ struct MountTests {
         #expect(!exists(orphan))
         #expect(!MountTable.mountPoints().contains { $0.hasPrefix(t.path) })
     }
-}
-
-func strata_mount_bind_for_tests(_ source: String, _ target: String) -> Int32 {
-    strata_mount(source, target, nil, strata_ms_bind(), nil)
 }

@@ -2,37 +2,11 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import StrataTestSupport
 import Testing
 @testable import StrataCore
 @testable import StrataFormats
 @testable import StrataStore
-
-struct Expected: Decodable {
-    struct Image: Decodable { let id: String; let diff_ids: [String] }
-    let image_a: Image
-    let image_b: Image
-    let rootfs_diff_id: String
-    struct Other: Decodable { let platform: String; let id: String }
-    let other_platform: Other
-    static func load() throws -> Expected {
-        try JSONDecoder().decode(Expected.self, from: Data(contentsOf: URL(fileURLWithPath: fixtures + "/expected.json")))
-    }
-}
-
-/// Everything a user can observe of a store: images, layers, and the files (SQLite's -wal and
-/// -shm aside), to show that a refused load leaves the store exactly as it was.
-func snapshot(_ store: Store) throws -> String {
-    let e = JSONEncoder()
-    e.outputFormatting = [.sortedKeys]
-    var s = String(decoding: try e.encode(store.images()), as: UTF8.self)
-    s += String(decoding: try e.encode(store.layers()), as: UTF8.self)
-    let fm = FileManager.default
-    for p in (fm.subpaths(atPath: store.rootPath) ?? []).sorted() where !p.hasSuffix("-wal") && !p.hasSuffix("-shm") {
-        s += "\n" + p
-        if let st = lstatPath(store.rootPath + "/" + p), (st.st_mode & S_IFMT) == S_IFREG, !p.hasSuffix(".db") { s += " \(st.st_size)" }
-    }
-    return s
-}
 
 @Suite(.serialized, .enabled(if: isRoot, "needs root")) struct StoreLoadTests {
     static let formats = ["oci-none", "oci-gzip", "oci-zstd", "oci-archive.tar", "oci-archive-zstd.tar",

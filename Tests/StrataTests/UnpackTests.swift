@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 #endif
 import CStrata
+import StrataTestSupport
 import Testing
 @testable import StrataArchive
 @testable import StrataCore

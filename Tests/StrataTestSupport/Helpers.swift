@@ -9,26 +9,26 @@ import Glibc
 @testable import StrataSystem
 
 /// A temporary directory removed when the value goes away (`defer { tmp.remove() }`).
-struct TempDir {
-    let path: String
-    init(_ prefix: String = "strata-test", inMemory: Bool = false) {
+public struct TempDir: Sendable {
+    public let path: String
+    public init(_ prefix: String = "strata-test", inMemory: Bool = false) {
         let base = inMemory && access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp"
         var template = Array("\(base)/\(prefix).XXXXXX".utf8CString)
         let p = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         path = String(cString: p!)
     }
-    func remove() { try? FileManager.default.removeItem(atPath: path) }
-    func sub(_ name: String) -> String { path + "/" + name }
+    public func remove() { try? FileManager.default.removeItem(atPath: path) }
+    public func sub(_ name: String) -> String { path + "/" + name }
 }
 
 /// In-memory bytes as a ChunkSource, handed out in small chunks to exercise chunk boundaries.
-final class BytesSource: ChunkSource {
+public final class BytesSource: ChunkSource {
     private let bytes: [UInt8]
     private var offset = 0
     private let chunk: Int
     private var current: [UInt8] = []
-    init(_ bytes: [UInt8], chunk: Int = 4096) { self.bytes = bytes; self.chunk = chunk }
-    func nextChunk() throws -> UnsafeRawBufferPointer {
+    public init(_ bytes: [UInt8], chunk: Int = 4096) { self.bytes = bytes; self.chunk = chunk }
+    public func nextChunk() throws -> UnsafeRawBufferPointer {
         let n = min(chunk, bytes.count - offset)
         current = Array(bytes[offset..<(offset + n)])
         offset += n
@@ -38,7 +38,7 @@ final class BytesSource: ChunkSource {
 
 /// Unpacks `tar` into `dir/diff` with its journal at `dir/journal`.
 @discardableResult
-func unpack(_ tar: [UInt8], into dir: String, maxSize: Int64 = 1 << 30, chunk: Int = 4096) throws -> LayerIngestResult {
+public func unpack(_ tar: [UInt8], into dir: String, maxSize: Int64 = 1 << 30, chunk: Int = 4096) throws -> LayerIngestResult {
     mkdir(dir, 0o755)
     mkdir(dir + "/diff", 0o755)
     let root = try Directory.open(dir + "/diff")
@@ -47,7 +47,7 @@ func unpack(_ tar: [UInt8], into dir: String, maxSize: Int64 = 1 << 30, chunk: I
 }
 
 /// Rebuilds the tar of an unpacked layer from `dir/diff` and `dir/journal`.
-func rebuild(_ dir: String) throws -> [UInt8] {
+public func rebuild(_ dir: String) throws -> [UInt8] {
     let root = try Directory.open(dir + "/diff")
     let journal = try FDHandle.open(dir + "/journal", flags: O_RDONLY)
     var out: [UInt8] = []
@@ -55,12 +55,12 @@ func rebuild(_ dir: String) throws -> [UInt8] {
     return out
 }
 
-func lstatPath(_ path: String) -> stat? {
+public func lstatPath(_ path: String) -> stat? {
     var st = stat()
     return lstat(path, &st) == 0 ? st : nil
 }
 
-func xattr(_ path: String, _ name: String) -> [UInt8]? {
+public func xattr(_ path: String, _ name: String) -> [UInt8]? {
     let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
     guard fd >= 0 else { return nil }
     defer { close(fd) }
@@ -69,18 +69,18 @@ func xattr(_ path: String, _ name: String) -> [UInt8]? {
     return n < 0 ? nil : Array(buf[0..<n])
 }
 
-func isWhiteout(_ path: String) -> Bool {
+public func isWhiteout(_ path: String) -> Bool {
     guard let st = lstatPath(path) else { return false }
     return (st.st_mode & S_IFMT) == S_IFCHR && st.st_rdev == 0
 }
 
-func exists(_ path: String) -> Bool { lstatPath(path) != nil }
+public func exists(_ path: String) -> Bool { lstatPath(path) != nil }
 
-func readString(_ path: String) -> String? {
+public func readString(_ path: String) -> String? {
     (try? String(contentsOfFile: path, encoding: .utf8))
 }
 
-func gzip(_ bytes: [UInt8]) throws -> [UInt8] {
+public func gzip(_ bytes: [UInt8]) throws -> [UInt8] {
     let t = TempDir("strata-gz"); defer { t.remove() }
     try Data(bytes).write(to: URL(fileURLWithPath: t.sub("x")))
     try sh(["gzip", "-n", t.sub("x")])
@@ -91,7 +91,7 @@ func gzip(_ bytes: [UInt8]) throws -> [UInt8] {
 /// (Foundation's Process is not safe to use from parallel tests on Linux); output goes through
 /// temporary files, so no pipe can fill up.
 @discardableResult
-func sh(_ argv: [String], env: [String: String] = [:], stdin: [UInt8]? = nil) throws -> (Int32, String, String) {
+public func sh(_ argv: [String], env: [String: String] = [:], stdin: [UInt8]? = nil) throws -> (Int32, String, String) {
     let t = TempDir("strata-sh"); defer { t.remove() }
     FileManager.default.createFile(atPath: t.sub("in"), contents: Data(stdin ?? []))
     var actions = posix_spawn_file_actions_t()
@@ -116,15 +116,15 @@ func sh(_ argv: [String], env: [String: String] = [:], stdin: [UInt8]? = nil) th
 }
 
 /// The repository root (for fixtures and the built binary).
-let repoRoot: String = {
+public let repoRoot: String = {
     var url = URL(fileURLWithPath: #filePath)
-    for _ in 0..<4 { url.deleteLastPathComponent() }
+    for _ in 0..<3 { url.deleteLastPathComponent() }
     return url.path
 }()
 
-let fixtures = repoRoot + "/fixtures/out"
-let isRoot = getuid() == 0
+public let fixtures = repoRoot + "/fixtures/out"
+public let isRoot = getuid() == 0
 
 /// The strata binary the tests run: the debug build, or `STRATA_BINARY` (the sanitizer run
 /// points it at its own build).
-let strataBinary = ProcessInfo.processInfo.environment["STRATA_BINARY"] ?? repoRoot + "/.build/debug/strata"
+public let strataBinary = ProcessInfo.processInfo.environment["STRATA_BINARY"] ?? repoRoot + "/.build/debug/strata"

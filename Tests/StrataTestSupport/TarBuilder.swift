@@ -3,56 +3,56 @@ import Foundation
 /// A small tar writer for tests: each case states its entries in a few lines, including the
 /// hostile ones no well-behaved tool would write (`../x`, 0/0 devices, links out).
 /// Writes ustar headers, with a PAX record for names or targets over 100 bytes or not ASCII.
-struct TarBuilder {
-    enum Kind: UInt8 {
+public struct TarBuilder: Sendable {
+    public enum Kind: UInt8 {
         case file = 0x30, hardlink = 0x31, symlink = 0x32, char = 0x33, block = 0x34, dir = 0x35, fifo = 0x36
     }
 
-    private(set) var bytes: [UInt8] = []
-    var mtime = 1_700_000_000
+    public private(set) var bytes: [UInt8] = []
+    public var mtime = 1_700_000_000
 
-    init() {}
+    public init() {}
 
     @discardableResult
-    mutating func file(_ name: String, _ content: String = "", mode: Int = 0o644, uid: Int = 0, gid: Int = 0,
+    public mutating func file(_ name: String, _ content: String = "", mode: Int = 0o644, uid: Int = 0, gid: Int = 0,
                        pax: [String: String] = [:]) -> TarBuilder {
         entry(Array(name.utf8), .file, data: Array(content.utf8), mode: mode, uid: uid, gid: gid, pax: pax)
         return self
     }
 
     @discardableResult
-    mutating func dir(_ name: String, mode: Int = 0o755, uid: Int = 0, gid: Int = 0) -> TarBuilder {
+    public mutating func dir(_ name: String, mode: Int = 0o755, uid: Int = 0, gid: Int = 0) -> TarBuilder {
         entry(Array(name.utf8), .dir, mode: mode, uid: uid, gid: gid)
         return self
     }
 
     @discardableResult
-    mutating func symlink(_ name: String, to target: String) -> TarBuilder {
+    public mutating func symlink(_ name: String, to target: String) -> TarBuilder {
         entry(Array(name.utf8), .symlink, link: Array(target.utf8), mode: 0o777)
         return self
     }
 
     @discardableResult
-    mutating func hardlink(_ name: String, to target: String) -> TarBuilder {
+    public mutating func hardlink(_ name: String, to target: String) -> TarBuilder {
         entry(Array(name.utf8), .hardlink, link: Array(target.utf8), mode: 0o644)
         return self
     }
 
     @discardableResult
-    mutating func device(_ name: String, kind: Kind = .char, major: Int, minor: Int, mode: Int = 0o666) -> TarBuilder {
+    public mutating func device(_ name: String, kind: Kind = .char, major: Int, minor: Int, mode: Int = 0o666) -> TarBuilder {
         entry(Array(name.utf8), kind, mode: mode, major: major, minor: minor)
         return self
     }
 
     @discardableResult
-    mutating func fifo(_ name: String) -> TarBuilder {
+    public mutating func fifo(_ name: String) -> TarBuilder {
         entry(Array(name.utf8), .fifo, mode: 0o644)
         return self
     }
 
     /// `.wh.BASE` next to `name`.
     @discardableResult
-    mutating func whiteout(_ name: String) -> TarBuilder {
+    public mutating func whiteout(_ name: String) -> TarBuilder {
         let parts = name.split(separator: "/", omittingEmptySubsequences: false)
         let base = parts.last.map(String.init) ?? name
         let dir = parts.dropLast().joined(separator: "/")
@@ -60,11 +60,11 @@ struct TarBuilder {
     }
 
     @discardableResult
-    mutating func opaque(_ dir: String) -> TarBuilder {
+    public mutating func opaque(_ dir: String) -> TarBuilder {
         file((dir.isEmpty ? "" : dir + "/") + ".wh..wh..opq")
     }
 
-    mutating func entry(_ name: [UInt8], _ kind: Kind, data: [UInt8] = [], link: [UInt8] = [], mode: Int,
+    public mutating func entry(_ name: [UInt8], _ kind: Kind, data: [UInt8] = [], link: [UInt8] = [], mode: Int,
                         uid: Int = 0, gid: Int = 0, major: Int = 0, minor: Int = 0, pax: [String: String] = [:],
                         rawPax: [([UInt8], [UInt8])] = []) {
         // PAX records as bytes: a name that is not UTF-8 (a Latin-1 byte) is written as it is.
@@ -128,5 +128,5 @@ struct TarBuilder {
     }
 
     /// The archive with its two zero end blocks.
-    var archive: [UInt8] { bytes + [UInt8](repeating: 0, count: 1024) }
+    public var archive: [UInt8] { bytes + [UInt8](repeating: 0, count: 1024) }
 }

@@ -7,8 +7,8 @@ import Glibc
 
 /// A description of every file under a directory (paths, types, modes, owners, sizes, content
 /// hashes, symlink targets, device numbers, hardlink groups), to compare two unpacked trees.
-enum TreeListing {
-    static func list(_ root: String, ignoring: Set<String> = []) throws -> [String: String] {
+public enum TreeListing {
+    public static func list(_ root: String, ignoring: Set<String> = []) throws -> [String: String] {
         var out: [String: String] = [:]
         var inodeGroups: [UInt: [String]] = [:]
         let fm = FileManager.default
@@ -60,7 +60,7 @@ enum TreeListing {
     }
 
     /// Lines that differ, for readable failures.
-    static func diff(_ a: [String: String], _ b: [String: String]) -> [String] {
+    public static func diff(_ a: [String: String], _ b: [String: String]) -> [String] {
         var lines: [String] = []
         for k in Set(a.keys).union(b.keys).sorted() where a[k] != b[k] {
             lines.append("\(k): \(a[k] ?? "absent") | \(b[k] ?? "absent")")

@@ -3,42 +3,42 @@ import Foundation
 
 /// Edits a copy of an OCI layout to make broken or hostile variants: every change rewrites the
 /// blobs above it (manifest, index) so that only the intended flaw remains.
-struct OCIEditor {
-    let path: String
+public struct OCIEditor: Sendable {
+    public let path: String
 
     /// Copies `source` (an OCI layout directory) to `dest`.
-    init(copying source: String, to dest: String) throws {
+    public init(copying source: String, to dest: String) throws {
         try? FileManager.default.removeItem(atPath: dest)
         try FileManager.default.copyItem(atPath: source, toPath: dest)
         path = dest
     }
 
-    func blobPath(_ digest: String) -> String { path + "/blobs/sha256/" + digest.dropFirst(7) }
+    public func blobPath(_ digest: String) -> String { path + "/blobs/sha256/" + digest.dropFirst(7) }
 
-    func readJSON(_ file: String) throws -> [String: Any] {
+    public func readJSON(_ file: String) throws -> [String: Any] {
         try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: file))) as! [String: Any]
     }
 
     /// Writes `bytes` as a blob; returns its digest string.
     @discardableResult
-    func writeBlob(_ bytes: [UInt8]) throws -> String {
+    public func writeBlob(_ bytes: [UInt8]) throws -> String {
         let d = Digest.of(bytes).string
         try Data(bytes).write(to: URL(fileURLWithPath: blobPath(d)))
         return d
     }
 
-    var index: [String: Any] { get throws { try readJSON(path + "/index.json") } }
+    public var index: [String: Any] { get throws { try readJSON(path + "/index.json") } }
 
-    var manifestDigest: String { get throws { ((try index["manifests"] as! [[String: Any]])[0]["digest"] as! String) } }
+    public var manifestDigest: String { get throws { ((try index["manifests"] as! [[String: Any]])[0]["digest"] as! String) } }
 
-    var manifest: [String: Any] { get throws { try readJSON(blobPath(try manifestDigest)) } }
+    public var manifest: [String: Any] { get throws { try readJSON(blobPath(try manifestDigest)) } }
 
-    var config: [String: Any] {
+    public var config: [String: Any] {
         get throws { try readJSON(blobPath((try manifest["config"] as! [String: Any])["digest"] as! String)) }
     }
 
     /// Replaces the first image's manifest, updating index.json.
-    func setManifest(_ m: [String: Any]) throws {
+    public func setManifest(_ m: [String: Any]) throws {
         let bytes = Array(try JSONSerialization.data(withJSONObject: m, options: [.sortedKeys]))
         let d = try writeBlob(bytes)
         var idx = try index
@@ -50,7 +50,7 @@ struct OCIEditor {
     }
 
     /// Replaces the config, updating the manifest and index.
-    func setConfig(_ c: [String: Any]) throws {
+    public func setConfig(_ c: [String: Any]) throws {
         let bytes = Array(try JSONSerialization.data(withJSONObject: c, options: [.sortedKeys]))
         let d = try writeBlob(bytes)
         var m = try manifest
@@ -59,7 +59,7 @@ struct OCIEditor {
     }
 
     /// Replaces layer `i`'s blob with `bytes` (descriptor updated, config untouched).
-    func setLayer(_ i: Int, _ bytes: [UInt8]) throws {
+    public func setLayer(_ i: Int, _ bytes: [UInt8]) throws {
         let d = try writeBlob(bytes)
         var m = try manifest
         var layers = m["layers"] as! [[String: Any]]
@@ -69,7 +69,7 @@ struct OCIEditor {
         try setManifest(m)
     }
 
-    func layerDigest(_ i: Int) throws -> String {
+    public func layerDigest(_ i: Int) throws -> String {
         ((try manifest["layers"] as! [[String: Any]])[i]["digest"] as! String)
     }
 }

@@ -4,11 +4,11 @@ import Foundation
 
 /// Writes OCI image layouts for tests: the given layer tars (as they are, any compression) under
 /// a config that lists their diffIDs, tagged `ref`.
-enum ImageLayout {
+public enum ImageLayout {
     /// `diffIDs` for compressed blobs (the digests of their uncompressed tars); by default each
     /// blob is its own diffID (uncompressed). `config` keys are added to the generated config;
     /// `rawConfig` replaces it (bytes as given, e.g. with a duplicate key).
-    static func write(_ dir: String, layers: [[UInt8]], diffIDs: [String]? = nil, ref: String = "test",
+    public static func write(_ dir: String, layers: [[UInt8]], diffIDs: [String]? = nil, ref: String = "test",
                       config: [String: Any] = [:], rawConfig: [UInt8]? = nil, rawManifest: ((String, Int) -> [UInt8])? = nil) throws {
         try FileManager.default.createDirectory(atPath: dir + "/blobs/sha256", withIntermediateDirectories: true)
         func put(_ bytes: [UInt8]) throws -> (String, Int) {

@@ -1,0 +1,51 @@
+import Foundation
+import Testing
+import StrataTestSupport
+@testable import StrataCore
+@testable import StrataLauncher
+
+/// cgroup detection and files, against a fake tree (the v2 path cannot run on this machine).
+@Suite struct CgroupTests {
+    @Test func detectsHybridAsV1() {
+        let info = """
+        30 25 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
+        31 30 0:27 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
+        32 30 0:28 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+        33 30 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct
+        34 30 0:30 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids
+        """
+        let layout = CgroupLayout.detect(mountinfo: info) { _ in ["hugetlb"] }
+        #expect(layout == .v1(mounts: ["memory": "/sys/fs/cgroup/memory", "cpu": "/sys/fs/cgroup/cpu,cpuacct",
+                                      "cpuacct": "/sys/fs/cgroup/cpu,cpuacct", "pids": "/sys/fs/cgroup/pids"]))
+        // What the container sees: each joined hierarchy once, with the host's controller options.
+        #expect(layout?.containerView(mountinfo: info) == [
+            CgroupView(name: "cpu,cpuacct", fstype: "cgroup", data: "cpu,cpuacct"),
+            CgroupView(name: "memory", fstype: "cgroup", data: "memory"),
+            CgroupView(name: "pids", fstype: "cgroup", data: "pids"),
+        ])
+        #expect(CgroupLayout.v2(root: "/sys/fs/cgroup").containerView(mountinfo: "") == [CgroupView(name: nil, fstype: "cgroup2", data: nil)])
+    }
+
+    @Test func detectsUnifiedAsV2AndWritesItsFiles() throws {
+        let t = TempDir(); defer { t.remove() }
+        let info = "40 25 0:26 / \(t.path) rw - cgroup2 cgroup2 rw\n"
+        let layout = try #require(CgroupLayout.detect(mountinfo: info) { _ in ["cpu", "memory", "pids", "io"] })
+        #expect(layout == .v2(root: t.path))
+        // The fake tree: the kernel would create the interface files; here they are made ahead.
+        let dir = t.path + "/strata/abc"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        for f in ["memory.max", "memory.swap.max", "cpu.max", "pids.max", "cgroup.procs"] {
+            FileManager.default.createFile(atPath: dir + "/" + f, contents: nil)
+        }
+        for d in [t.path, t.path + "/strata"] { FileManager.default.createFile(atPath: d + "/cgroup.subtree_control", contents: nil) }
+        let cg = Cgroup(layout: layout, id: "abc")
+        try cg.create(Limits(memory: 64 << 20, cpus: 0.5, pids: 10))
+        #expect(readString(dir + "/memory.max") == "67108864")
+        #expect(readString(dir + "/memory.swap.max") == "0")
+        #expect(readString(dir + "/cpu.max") == "50000 100000")
+        #expect(readString(dir + "/pids.max") == "10")
+        #expect(readString(t.path + "/cgroup.subtree_control") == "+memory +cpu +pids")
+        try cg.join(1234)
+        #expect(readString(dir + "/cgroup.procs") == "1234")
+    }
+}
