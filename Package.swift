@@ -83,11 +83,24 @@ let package = Package(
                            "StrataDrivers", "StrataLauncher", "StrataStore", "CStrata"],
             path: "Tests/StrataTestSupport"
         ),
-        .testTarget(
-            name: "StrataTests",
-            dependencies: ["StrataTestSupport", "StrataCore", "StrataSystem", "StrataArchive", "StrataFormats",
-                           "StrataLayer", "StrataStore", "StrataDrivers", "StrataLauncher", "StrataEngine", "CArchive", "CStrata"]
-        ),
+        // Digests, chainIDs, entry names: values, no root.
+        .testTarget(name: "StrataCoreTests", dependencies: ["StrataTestSupport", "StrataCore", "StrataSystem", "StrataArchive", "StrataFormats", "StrataLayer",
+                           "StrataStore", "StrataDrivers", "StrataLauncher", "StrataEngine", "CArchive", "CStrata"]),
+        // Raw tar headers: values, no root.
+        .testTarget(name: "StrataArchiveTests", dependencies: ["StrataTestSupport", "StrataCore", "StrataSystem", "StrataArchive", "StrataFormats", "StrataLayer",
+                           "StrataStore", "StrataDrivers", "StrataLauncher", "StrataEngine", "CArchive", "CStrata"]),
+        // Unpacking and rebuilding layers on disk (root: devices, owners, xattrs).
+        .testTarget(name: "StrataLayerTests", dependencies: ["StrataTestSupport", "StrataCore", "StrataSystem", "StrataArchive", "StrataFormats", "StrataLayer",
+                           "StrataStore", "StrataDrivers", "StrataLauncher", "StrataEngine", "CArchive", "CStrata"]),
+        // seccomp profiles, capabilities, cgroup detection: values, no root.
+        .testTarget(name: "StrataLauncherTests", dependencies: ["StrataTestSupport", "StrataCore", "StrataSystem", "StrataArchive", "StrataFormats", "StrataLayer",
+                           "StrataStore", "StrataDrivers", "StrataLauncher", "StrataEngine", "CArchive", "CStrata"]),
+        // The store end to end (root): load, save, check, containers, mounts, hostile input, concurrency.
+        .testTarget(name: "StrataStoreTests", dependencies: ["StrataTestSupport", "StrataCore", "StrataSystem", "StrataArchive", "StrataFormats", "StrataLayer",
+                           "StrataStore", "StrataDrivers", "StrataLauncher", "StrataEngine", "CArchive", "CStrata"]),
+        // Integration through the strata binary and real containers (root, overlayfs, cgroups, runc).
+        .testTarget(name: "StrataEngineTests", dependencies: ["StrataTestSupport", "StrataCore", "StrataSystem", "StrataArchive", "StrataFormats", "StrataLayer",
+                           "StrataStore", "StrataDrivers", "StrataLauncher", "StrataEngine", "CArchive", "CStrata"]),
     ],
     swiftLanguageModes: [.v6]
 )
