@@ -1,6 +1,12 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+/// Every test target may reach every module (and the shared test support).
+let testDependencies: [Target.Dependency] = [
+    "StrataTestSupport", "StrataCore", "StrataSystem", "StrataArchive", "StrataFormats", "StrataLayer",
+    "StrataStore", "StrataDrivers", "StrataLauncher", "StrataEngine", "CArchive", "CStrata",
+]
+
 let package = Package(
     name: "strata",
     platforms: [.macOS(.v15)],
@@ -84,23 +90,17 @@ let package = Package(
             path: "Tests/StrataTestSupport"
         ),
         // Digests, chainIDs, entry names: values, no root.
-        .testTarget(name: "StrataCoreTests", dependencies: ["StrataTestSupport", "StrataCore", "StrataSystem", "StrataArchive", "StrataFormats", "StrataLayer",
-                           "StrataStore", "StrataDrivers", "StrataLauncher", "StrataEngine", "CArchive", "CStrata"]),
+        .testTarget(name: "StrataCoreTests", dependencies: testDependencies),
         // Raw tar headers: values, no root.
-        .testTarget(name: "StrataArchiveTests", dependencies: ["StrataTestSupport", "StrataCore", "StrataSystem", "StrataArchive", "StrataFormats", "StrataLayer",
-                           "StrataStore", "StrataDrivers", "StrataLauncher", "StrataEngine", "CArchive", "CStrata"]),
+        .testTarget(name: "StrataArchiveTests", dependencies: testDependencies),
         // Unpacking and rebuilding layers on disk (root: devices, owners, xattrs).
-        .testTarget(name: "StrataLayerTests", dependencies: ["StrataTestSupport", "StrataCore", "StrataSystem", "StrataArchive", "StrataFormats", "StrataLayer",
-                           "StrataStore", "StrataDrivers", "StrataLauncher", "StrataEngine", "CArchive", "CStrata"]),
+        .testTarget(name: "StrataLayerTests", dependencies: testDependencies),
         // seccomp profiles, capabilities, cgroup detection: values, no root.
-        .testTarget(name: "StrataLauncherTests", dependencies: ["StrataTestSupport", "StrataCore", "StrataSystem", "StrataArchive", "StrataFormats", "StrataLayer",
-                           "StrataStore", "StrataDrivers", "StrataLauncher", "StrataEngine", "CArchive", "CStrata"]),
+        .testTarget(name: "StrataLauncherTests", dependencies: testDependencies),
         // The store end to end (root): load, save, check, containers, mounts, hostile input, concurrency.
-        .testTarget(name: "StrataStoreTests", dependencies: ["StrataTestSupport", "StrataCore", "StrataSystem", "StrataArchive", "StrataFormats", "StrataLayer",
-                           "StrataStore", "StrataDrivers", "StrataLauncher", "StrataEngine", "CArchive", "CStrata"]),
+        .testTarget(name: "StrataStoreTests", dependencies: testDependencies),
         // Integration through the strata binary and real containers (root, overlayfs, cgroups, runc).
-        .testTarget(name: "StrataEngineTests", dependencies: ["StrataTestSupport", "StrataCore", "StrataSystem", "StrataArchive", "StrataFormats", "StrataLayer",
-                           "StrataStore", "StrataDrivers", "StrataLauncher", "StrataEngine", "CArchive", "CStrata"]),
+        .testTarget(name: "StrataEngineTests", dependencies: testDependencies),
     ],
     swiftLanguageModes: [.v6]
 )
