@@ -5,5 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")"
 scripts/setup.sh
 fixtures/build.sh >/dev/null
+# The shared test support is a regular target, also built by `swift build -c release` (the
+# example): it may use only public API, never `@testable import`.
+if grep -rn '^@testable import' Tests/StrataTestSupport; then
+  echo "Tests/StrataTestSupport must not use @testable import (release builds compile it)" >&2; exit 1
+fi
 swift build --build-tests
 swift test --skip-build "$@"

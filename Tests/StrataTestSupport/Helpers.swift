@@ -3,10 +3,10 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
-@testable import StrataArchive
-@testable import StrataCore
-@testable import StrataLayer
-@testable import StrataSystem
+import StrataArchive
+import StrataCore
+import StrataLayer
+import StrataSystem
 
 /// A temporary directory removed when the value goes away (`defer { tmp.remove() }`).
 public struct TempDir: Sendable {

@@ -1,6 +1,6 @@
 import Foundation
-@testable import StrataCore
-@testable import StrataFormats
+import StrataCore
+import StrataFormats
 
 /// Writes OCI image layouts for tests: the given layer tars (as they are, any compression) under
 /// a config that lists their diffIDs, tagged `ref`.

@@ -1,5 +1,5 @@
 import Foundation
-@testable import StrataCore
+import StrataCore
 
 /// Edits a copy of an OCI layout to make broken or hostile variants: every change rewrites the
 /// blobs above it (manifest, index) so that only the intended flaw remains.

@@ -3,11 +3,11 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
-@testable import StrataCore
-@testable import StrataDrivers
-@testable import StrataLauncher
-@testable import StrataStore
-@testable import StrataSystem
+import StrataCore
+import StrataDrivers
+import StrataLauncher
+import StrataStore
+import StrataSystem
 
 /// Starts a process without waiting; output is discarded, or stderr kept in `stderr`.
 public func spawn(_ argv: [String], stderr: String = "/dev/null") throws -> pid_t {

@@ -3,7 +3,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
-@testable import StrataCore
+import StrataCore
 
 /// A description of every file under a directory (paths, types, modes, owners, sizes, content
 /// hashes, symlink targets, device numbers, hardlink groups), to compare two unpacked trees.
