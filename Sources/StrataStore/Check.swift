@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import GRDB
 import StrataArchive
 import StrataCore
 import StrataFormats
@@ -65,8 +64,7 @@ extension Store {
         summary = CheckSummary()
         summary.layers = layers.count
         summary.blobs = blobs.present.count
-        summary.images = try db.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM images") ?? 0 }
-        summary.containers = try db.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM containers") ?? 0 }
+        (summary.images, summary.containers) = try metadata.read { (try $0.imageCount(), try $0.containerCount()) }
         return problems
     }
 
@@ -123,12 +121,11 @@ extension Store {
     /// Each image: config and manifest there, layers as the config lists them.
     private func checkImages(_ layers: [LayerRecord], present: Set<String>, corrupt: Set<String>) throws -> [CheckProblem] {
         var problems: [CheckProblem] = []
-        let images = try db.read { db in try Row.fetchAll(db, sql: "SELECT id, manifest_digest FROM images") }
-        let tags = try db.read { db in try Row.fetchAll(db, sql: "SELECT name, image_id FROM tags") }
+        let (images, tags) = try metadata.read { (try $0.images(), try $0.allTags()) }
         let byChain = Dictionary(uniqueKeysWithValues: layers.map { ($0.chainID.description, $0) })
-        for row in images {
-            let id: String = row["id"]
-            let names = tags.filter { ($0["image_id"] as String) == id }.map { $0["name"] as String }
+        for image in images {
+            let id = image.id.string
+            let names = tags.filter { $0.imageID == id }.map(\.name)
             let subject = "image \(id.shortID)" + (names.isEmpty ? "" : " (\(names.sorted().joined(separator: ", ")))")
             if !present.contains(id) || corrupt.contains(id) {
                 problems.append(CheckProblem(subject: subject, problem: "its config blob is \(corrupt.contains(id) ? "corrupt" : "missing")",
@@ -137,9 +134,7 @@ extension Store {
             }
             do {
                 let config = try JSONDocument.decode(ImageConfig.self, from: try blob(try Digest(parsing: id)), what: "config")
-                let chain = try db.read { db in
-                    try String.fetchAll(db, sql: "SELECT chain_id FROM image_layers WHERE image_id = ? ORDER BY position", arguments: [id])
-                }
+                let chain = try metadata.read { try $0.chain(ofImage: image.id) }
                 if let missing = chain.first(where: { byChain[$0] == nil }) {
                     problems.append(CheckProblem(subject: subject, problem: "its layer \(missing.shortID) is not in the store",
                                                  advice: Store.repairAdvice, repair: .brokenImage(id: id)))
@@ -150,7 +145,7 @@ extension Store {
             } catch let e as StrataError {
                 problems.append(CheckProblem(subject: subject, problem: e.message, advice: Store.repairAdvice, repair: .brokenImage(id: id)))
             }
-            if let m: String = row["manifest_digest"], !present.contains(m) {
+            if let m = image.manifestDigest?.string, !present.contains(m) {
                 problems.append(CheckProblem(subject: subject, problem: "its manifest blob \(m.shortID) is missing",
                                              advice: "`strata check --repair` forgets it (save writes a new one)", repair: .missingManifest(imageID: id)))
             }
@@ -162,9 +157,9 @@ extension Store {
     /// Each container's directories; mounts left under the store.
     private func checkContainers() throws -> [CheckProblem] {
         var problems: [CheckProblem] = []
-        let rows = try db.read { db in try Row.fetchAll(db, sql: "SELECT id, name, driver, mount_count, pid FROM containers") }
+        let rows = try metadata.read { try $0.containers() }
         for r in rows {
-            let id: String = r["id"], name: String = r["name"], driver: String = r["driver"]
+            let id = r.id, name = r.name, driver = r.driver
             let paths = containerPaths(id)
             let needed = driver == "vfs" ? [paths.root + "/rootfs"] : [paths.root + "/upper", paths.root + "/work"]
             if let gone = needed.first(where: { access($0, F_OK) != 0 }) {
@@ -172,12 +167,12 @@ extension Store {
                                              advice: "`strata check --repair --force` removes the container", repair: .brokenContainer(id: id)))
             }
         }
-        let counted = Dictionary(uniqueKeysWithValues: rows.map { ($0["id"] as String, (($0["mount_count"] as Int?) ?? 0, $0["pid"] as Int?)) })
+        let counted = Dictionary(uniqueKeysWithValues: rows.map { ($0.id, ($0.mountCount, $0.pid)) })
         let prefix = rootPath + "/containers/"
         for point in MountTable.mountPoints() where point.hasPrefix(prefix) && point.hasSuffix("/merged") {
             let id = String(point.dropFirst(prefix.count).dropLast("/merged".count))
             if let (count, pid) = counted[id] {
-                let running = pid.map { Store.isContainerProcess(pid_t($0), id: id) } ?? false
+                let running = pid.map { Store.isContainerProcess($0, id: id) } ?? false
                 if count == 0 && !running {
                     problems.append(CheckProblem(subject: "container \(id.prefix(12))", problem: "mounted at \(point) though nothing uses it",
                                                  advice: "`strata umount -f \(id.prefix(12))` unmounts it"))
@@ -219,17 +214,11 @@ extension Store {
 
     /// Image names (tags, else short IDs) by the chainIDs of the layers they use.
     func imagesByLayer() throws -> [String: [String]] {
-        try db.read { db in
-            var out: [String: [String]] = [:]
-            for r in try Row.fetchAll(db, sql: """
-                SELECT il.chain_id, il.image_id, (SELECT MIN(name) FROM tags t WHERE t.image_id = il.image_id) AS tag
-                FROM image_layers il
-                """) {
-                let name = (r["tag"] as String?) ?? (r["image_id"] as String).shortID
-                out[r["chain_id"], default: []].append(name)
-            }
-            return out.mapValues { Array(Set($0)) }
+        var out: [String: [String]] = [:]
+        for use in try metadata.read({ try $0.imageLayerUses() }) {
+            out[use.chainID, default: []].append(use.tag ?? use.imageID.shortID)
         }
+        return out.mapValues { Array(Set($0)) }
     }
 
     /// What `check --repair` did.
@@ -251,19 +240,17 @@ extension Store {
             case .brokenLayer(let c)?:
                 if let l = try layer(try ChainID(parsing: c)), !brokenLayers.contains(where: { $0.chainID == l.chainID }) {
                     brokenLayers.append(l)
-                    let users = try db.read { db in
-                        try String.fetchAll(db, sql: "SELECT DISTINCT image_id FROM image_layers WHERE chain_id = ?", arguments: [c])
-                    }
+                    let users = try metadata.read { try $0.images(usingLayer: c) }
                     brokenImages.formUnion(users)
                 }
             case .brokenImage(let id)?: brokenImages.insert(id)
             case .corruptBlob(let d)?:
                 try blobsDir.removeTree(Array(d.dropFirst(7).utf8))
                 report.actions.append("removed corrupt blob \(d)")
-                brokenImages.formUnion(try db.read { db in try String.fetchAll(db, sql: "SELECT id FROM images WHERE id = ?", arguments: [d]) })
-                try db.write { db in try db.execute(sql: "UPDATE images SET manifest_digest = NULL WHERE manifest_digest = ?", arguments: [d]) }
+                if let digest = try? Digest(parsing: d), try metadata.read({ try $0.image(digest) }) != nil { brokenImages.insert(d) }
+                try metadata.write { try $0.forgetManifest(digest: d) }
             case .missingManifest(let id)?:
-                try db.write { db in try db.execute(sql: "UPDATE images SET manifest_digest = NULL WHERE id = ?", arguments: [id]) }
+                try metadata.write { try $0.forgetManifest(ofImage: id) }
                 report.actions.append("forgot the missing manifest of image \(id.shortID)")
             case .strayLayerDirectory(let name)?:
                 let to = try moveToBroken(name)
@@ -292,25 +279,18 @@ extension Store {
     /// (its containers are removed with `force`).
     private func dropImages(_ ids: [String], force: Bool, into report: inout RepairReport) throws {
         for id in ids {
-            let (tags, users) = try db.read { db in
-                (try String.fetchAll(db, sql: "SELECT name FROM tags WHERE image_id = ?", arguments: [id]),
-                 try Row.fetchAll(db, sql: "SELECT id, name FROM containers WHERE image_id = ?", arguments: [id]))
-            }
+            let (tags, users) = try metadata.read { (try $0.tags(ofImage: id), try $0.containers(ofImage: id)) }
             if !users.isEmpty && !force {
-                try db.write { db in try db.execute(sql: "DELETE FROM tags WHERE image_id = ?", arguments: [id]) }
+                try metadata.write { try $0.removeTags(ofImage: id) }
                 report.actions.append("untagged image \(id.shortID)" + (tags.isEmpty ? "" : " (\(tags.joined(separator: ", ")))"))
-                report.left.append("image \(id.shortID) stays for container(s) \(users.map { $0["name"] as String }.joined(separator: ", ")) (`--force` removes them)")
+                report.left.append("image \(id.shortID) stays for container(s) \(users.map(\.name).joined(separator: ", ")) (`--force` removes them)")
                 continue
             }
             for u in users {
-                try removeContainer(u["id"], force: true)
-                report.actions.append("removed container \(u["name"] as String), which used image \(id.shortID)")
+                try removeContainer(u.id, force: true)
+                report.actions.append("removed container \(u.name), which used image \(id.shortID)")
             }
-            try db.write { db in
-                try db.execute(sql: "DELETE FROM tags WHERE image_id = ?", arguments: [id])
-                try db.execute(sql: "DELETE FROM image_layers WHERE image_id = ?", arguments: [id])
-                try db.execute(sql: "DELETE FROM images WHERE id = ?", arguments: [id])
-            }
+            try metadata.write { try $0.deleteImage(id) }
             report.actions.append("removed image \(id.shortID)" + (tags.isEmpty ? "" : " (\(tags.joined(separator: ", ")))"))
         }
     }

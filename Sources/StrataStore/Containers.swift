@@ -3,7 +3,6 @@ import Glibc
 #endif
 import CStrata
 import Foundation
-import GRDB
 import StrataArchive
 import StrataCore
 import StrataDrivers
@@ -16,17 +15,13 @@ public enum ContainerState: String, Codable, Sendable {
     case created, mounted, running
 }
 
-/// A container row, as `strata ps --json` shows it.
-public struct ContainerSummary: Codable, Sendable {
-    public var id: String
-    public var name: String
-    public var image: String
+/// A container with what it is doing, as `ps` lists it.
+public struct ContainerView: Sendable {
+    public var record: ContainerRecord
     public var imageTags: [String]
-    public var driver: String
     public var state: ContainerState
-    public var mountCount: Int
-    public var pid: Int?
-    public var created: String
+    /// The pid of its process while it runs.
+    public var pid: Int32?
     /// Bytes of regular files the container changed.
     public var sizeOfChanges: Int64
 }
@@ -67,7 +62,7 @@ extension Store {
         if let requested, !["overlay", "vfs"].contains(requested) {
             throw StrataError(.invalidArgument, "unknown driver \"\(requested)\": expected overlay or vfs")
         }
-        let recorded = try db.read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'driver'") }
+        let recorded = try metadata.read { try $0.setting("driver") }
         if let recorded {
             if let requested, requested != recorded {
                 throw StrataError(.conflict, "the store at \(rootPath) uses the \(recorded) driver; --driver \(requested) contradicts it (use another --root)")
@@ -82,10 +77,10 @@ extension Store {
                 chosen = "vfs"
             }
         }
-        try db.write { db in
-            try db.execute(sql: "INSERT OR IGNORE INTO meta (key, value) VALUES ('driver', ?)", arguments: [chosen])
+        return try metadata.write { tx in
+            try tx.settle("driver", chosen)
+            return try tx.setting("driver") ?? chosen
         }
-        return try db.read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'driver'") } ?? chosen
     }
 
     // MARK: containers
@@ -96,22 +91,12 @@ extension Store {
     func lowerLayers(_ image: Digest) throws -> [LowerLayer] {
         let layers = try imageLayers(image)
         // Link IDs: read in one go; the missing ones assigned in one transaction.
-        var ids = try db.read { db in
-            try Dictionary(Row.fetchAll(db, sql: """
-                SELECT l.chain_id, l.link_id FROM image_layers il JOIN layers l ON l.chain_id = il.chain_id
-                WHERE il.image_id = ? AND l.link_id IS NOT NULL
-                """, arguments: [image.string]).map { ($0["chain_id"] as String, $0["link_id"] as Int64) },
-                uniquingKeysWith: { a, _ in a })
-        }
+        var ids = try metadata.read { try $0.linkIDs(ofImage: image) }
         let missing = layers.filter { ids[$0.chainID.description] == nil }
         if !missing.isEmpty {
             let linkDir = try ensureDirectory("l")
-            try db.write { db in
-                for l in missing {
-                    try db.execute(sql: "UPDATE layers SET link_id = (SELECT COALESCE(MAX(link_id), 0) + 1 FROM layers) WHERE chain_id = ? AND link_id IS NULL",
-                                   arguments: [l.chainID.description])
-                    ids[l.chainID.description] = try Int64.fetchOne(db, sql: "SELECT link_id FROM layers WHERE chain_id = ?", arguments: [l.chainID.description])
-                }
+            try metadata.write { tx in
+                for l in missing { ids[l.chainID.description] = try tx.assignLinkID(l.chainID) }
             }
             for l in missing {
                 let link = Array(String(ids[l.chainID.description] ?? 0, radix: 36).utf8)
@@ -143,7 +128,7 @@ extension Store {
         guard cname.range(of: "^[a-zA-Z0-9][a-zA-Z0-9_.-]*$", options: .regularExpression) != nil else {
             throw StrataError(.invalidArgument, "invalid container name \"\(cname)\": letters, digits, _ . - only, starting with a letter or digit")
         }
-        if try db.read({ db in try Bool.fetchOne(db, sql: "SELECT 1 FROM containers WHERE name = ?", arguments: [cname]) }) == true {
+        if try metadata.read({ try $0.containerExists(name: cname) }) {
             throw StrataError(.alreadyExists, "a container named \"\(cname)\" exists")
         }
         let layers = try lowerLayers(image)
@@ -163,13 +148,10 @@ extension Store {
             }
             try d.create(paths, layers: layers)
             _ = try d.describe(paths, layers: layers)
-            try db.write { db in
-                try db.execute(sql: "INSERT INTO containers (id, name, image_id, driver, created_at) VALUES (?, ?, ?, ?, ?)",
-                               arguments: [id, cname, image.string, d.name, Timestamp.now()])
-            }
+            try metadata.write { try $0.insertContainer(ContainerRecord(id: id, name: cname, image: image, driver: d.name, createdAt: Date())) }
         } catch {
             try? Directory.open(rootPath + "/containers").removeTree(Array(id.utf8))
-            if let e = error as? DatabaseError, e.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
+            if let e = error as? StrataError, e.code == .alreadyExists {
                 throw StrataError(.alreadyExists, "a container named \"\(cname)\" exists")
             }
             throw error
@@ -178,36 +160,22 @@ extension Store {
     }
 
     /// A container's lower layers: its init layer (if it has one), then the image's, top first.
-    func containerLowers(_ c: ContainerRow) throws -> [LowerLayer] {
+    func containerLowers(_ c: ContainerRecord) throws -> [LowerLayer] {
         let paths = containerPaths(c.id)
         var layers = try lowerLayers(c.image)
         if access(paths.root + "/init", F_OK) == 0 { layers.insert(initLowerLayer(paths), at: 0) }
         return layers
     }
 
-    public struct ContainerRow: Sendable {
-        public var id: String
-        public var name: String
-        public var image: Digest
-        var driver: String
-        var mountCount: Int
-        var pid: Int?
-        var created: String
-    }
-
     /// A container by full ID, unique ID prefix, or name.
-    public func container(_ ref: String) throws -> ContainerRow {
-        let rows = try db.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM containers WHERE name = ? OR id = ? OR id LIKE ? LIMIT 2",
-                             arguments: [ref, ref, ref.count >= 3 && ref.allSatisfy(\.isHexDigit) ? ref + "%" : "-"])
-        }
-        let exact = rows.first { ($0["name"] as String) == ref || ($0["id"] as String) == ref } ?? (rows.count == 1 ? rows.first : nil)
+    public func container(_ ref: String) throws -> ContainerRecord {
+        let rows = try metadata.read { try $0.containers(matching: ref) }
+        let exact = rows.first { $0.name == ref || $0.id == ref } ?? (rows.count == 1 ? rows.first : nil)
         guard let r = exact else {
             if rows.count > 1 { throw StrataError(.invalidArgument, "\"\(ref)\" matches several containers; give more of the ID") }
             throw StrataError(.notFound, "no container \"\(ref)\"; `strata ps -a` lists them")
         }
-        return ContainerRow(id: r["id"], name: r["name"], image: try Digest(parsing: r["image_id"]), driver: r["driver"],
-                            mountCount: r["mount_count"], pid: r["pid"], created: r["created_at"])
+        return r
     }
 
     /// Mounts a container's rootfs (idempotent and counted, as `podman mount` is); returns the path.
@@ -222,9 +190,7 @@ extension Store {
         if case .none = description {} else if !MountTable.isMountPoint(description.target) {
             try d.mount(description)
         }
-        try db.write { db in
-            try db.execute(sql: "UPDATE containers SET mount_count = mount_count + 1 WHERE id = ?", arguments: [c.id])
-        }
+        try metadata.write { try $0.countMounts(c.id, delta: 1) }
         return description.target
     }
 
@@ -236,9 +202,7 @@ extension Store {
         defer { lease.unlockAll() }
         let left = force ? 0 : max(0, c.mountCount - 1)
         if left == 0 { try driver.unmount(containerPaths(c.id)) }
-        try db.write { db in
-            try db.execute(sql: "UPDATE containers SET mount_count = ? WHERE id = ?", arguments: [left, c.id])
-        }
+        try metadata.write { try $0.countMounts(c.id, count: left) }
     }
 
     /// Removes a container; a mounted or running one only with `force`.
@@ -247,45 +211,41 @@ extension Store {
         let paths = containerPaths(c.id)
         let isMounted = MountTable.isMountPoint(paths.merged)
         let mounted = c.mountCount > 0 || isMounted
-        let running = c.pid.map { Store.isContainerProcess(pid_t($0), id: c.id) } ?? false
+        let running = c.pid.map { Store.isContainerProcess($0, id: c.id) } ?? false
         if running, !force {
             throw StrataError(.inUse, "container \(c.name) is running (pid \(c.pid ?? 0)); stop it or use rm -f")
         }
         if mounted && !force {
             throw StrataError(.inUse, "container \(c.name) is mounted; `strata umount \(c.name)` first, or rm -f")
         }
-        if running, let pid = c.pid { kill(pid_t(pid), SIGKILL) }
+        if running, let pid = c.pid { kill(pid, SIGKILL) }
         if isMounted {
             if strata_umount(paths.merged, strata_mnt_detach()) != 0 {
                 throw StrataError.errno(.system, "cannot unmount \(paths.merged)")
             }
         }
         try inflight {
-            try db.write { db in try db.execute(sql: "DELETE FROM containers WHERE id = ?", arguments: [c.id]) }
+            try metadata.write { try $0.deleteContainer(c.id) }
             try Directory.open(rootPath + "/containers").removeTree(Array(c.id.utf8))
         }
     }
 
     /// The IDs of this store's containers.
     public func containerIDs() throws -> Set<String> {
-        Set(try db.read { db in try String.fetchAll(db, sql: "SELECT id FROM containers") })
+        Set(try metadata.read { try $0.containers() }.map(\.id))
     }
 
-    public func containers(all: Bool) throws -> [ContainerSummary] {
-        let rows = try db.read { db in try Row.fetchAll(db, sql: "SELECT * FROM containers ORDER BY created_at DESC") }
-        var out: [ContainerSummary] = []
-        for r in rows {
-            let id: String = r["id"], image: String = r["image_id"]
-            let pid: Int? = r["pid"]
-            let running = pid.map { Store.isContainerProcess(pid_t($0), id: id) } ?? false
-            let mounted = MountTable.isMountPoint(containerPaths(id).merged) || (r["driver"] as String) == "vfs" && (r["mount_count"] as Int) > 0
+    /// The containers, newest first: those running or mounted, or `all`.
+    public func containers(all: Bool) throws -> [ContainerView] {
+        var out: [ContainerView] = []
+        for r in try metadata.read({ try $0.containers() }) {
+            let running = r.pid.map { Store.isContainerProcess($0, id: r.id) } ?? false
+            let mounted = MountTable.isMountPoint(containerPaths(r.id).merged) || r.driver == "vfs" && r.mountCount > 0
             let state: ContainerState = running ? .running : mounted ? .mounted : .created
             if !all && !running && !mounted { continue }
-            let tags = try db.read { db in try String.fetchAll(db, sql: "SELECT name FROM tags WHERE image_id = ? ORDER BY name", arguments: [image]) }
-            let size = (try? sizeOfChanges(id)) ?? 0
-            out.append(ContainerSummary(id: id, name: r["name"], image: image, imageTags: tags, driver: r["driver"], state: state,
-                                        mountCount: r["mount_count"], pid: running ? pid : nil, created: r["created_at"],
-                                        sizeOfChanges: size))
+            let tags = try metadata.read { try $0.tags(ofImage: r.image.string) }
+            out.append(ContainerView(record: r, imageTags: tags, state: state, pid: running ? r.pid : nil,
+                                     sizeOfChanges: (try? sizeOfChanges(r.id)) ?? 0))
         }
         return out
     }
@@ -323,9 +283,7 @@ extension Store {
 extension Store {
     /// Records the pid of a running container (nil when it is gone).
     public func setPid(_ id: String, _ pid: Int32?) throws {
-        try db.write { db in
-            try db.execute(sql: "UPDATE containers SET pid = ? WHERE id = ?", arguments: [pid.map { Int($0) }, id])
-        }
+        try metadata.write { try $0.setPid(id, pid) }
     }
 
     /// The image config of an image, parsed.

@@ -3,7 +3,6 @@ import Glibc
 #endif
 import CStrata
 import Foundation
-import GRDB
 import StrataArchive
 import StrataCore
 import StrataDrivers

@@ -4,7 +4,6 @@ import Glibc
 import CStrata
 import Foundation
 import Synchronization
-import GRDB
 import StrataArchive
 import StrataCore
 import StrataFormats

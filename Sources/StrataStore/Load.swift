@@ -4,7 +4,6 @@ import Glibc
 import CStrata
 import Foundation
 import Synchronization
-import GRDB
 import StrataArchive
 import StrataCore
 import StrataFormats
@@ -213,59 +212,36 @@ extension Store {
                 if let m = image.manifestBytes, let d = image.manifestDigest { try putBlob(m, digest: d) }
             }
             for i in staged.indices { try moveIntoPlace(&staged[i]) }
-            let now = Timestamp.now()
+            let now = Date()
             let list = staged
             var replaced: [String] = []
-            let losers: [StagedLayer] = try db.write { db in
+            let losers: [StagedLayer] = try metadata.write { tx in
                 var losers: [StagedLayer] = []
                 for s in list {
+                    let record = s.record(createdAt: now)
                     // A row left without its files takes the new ones.
-                    if let old = try String.fetchOne(db, sql: "SELECT cache_id FROM layers WHERE chain_id = ?", arguments: [s.chainID.description]),
-                       old != s.cacheID, !self.layersDir.openDirectory(Array("\(old)/diff".utf8), resolve: [.noSymlinks]).isSuccess {
-                        try db.execute(sql: """
-                            UPDATE layers SET cache_id = ?, size = ?, tar_size = ?, blob_digest = ?, compression = ?, opaque_root = ?,
-                                journal = ?, journal_note = ?, link_id = NULL WHERE chain_id = ?
-                            """, arguments: [s.cacheID, s.result.stats.contentSize, s.result.tarSize, s.result.blobDigest.string,
-                                             s.result.compression.rawValue, s.result.stats.opaqueRoot,
-                                             (s.result.journalInexactReason == nil ? JournalForm.exact : .raw).rawValue,
-                                             s.result.journalInexactReason, s.chainID.description])
+                    if let old = try tx.layer(s.chainID)?.cacheID, old != s.cacheID,
+                       !self.layersDir.openDirectory(Array("\(old)/diff".utf8), resolve: [.noSymlinks]).isSuccess {
+                        try tx.replaceLayerFiles(record)
                         replaced.append(old)
                     }
-                    try db.execute(sql: """
-                        INSERT OR IGNORE INTO layers (chain_id, diff_id, parent, cache_id, size, tar_size, blob_digest,
-                            compression, opaque_root, journal, journal_note, created_at)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                        """, arguments: [s.chainID.description, s.result.diffID.description, s.parent?.description, s.cacheID,
-                                         s.result.stats.contentSize, s.result.tarSize, s.result.blobDigest.string,
-                                         s.result.compression.rawValue, s.result.stats.opaqueRoot,
-                                         (s.result.journalInexactReason == nil ? JournalForm.exact : .raw).rawValue,
-                                         s.result.journalInexactReason, now])
+                    try tx.insertLayer(record)
                     // Another process recorded the same layer first: keep theirs (docs/store-layout.md, "Two identities per layer").
-                    let owner = try String.fetchOne(db, sql: "SELECT cache_id FROM layers WHERE chain_id = ?", arguments: [s.chainID.description])
-                    if owner != s.cacheID { losers.append(s) }
+                    if try tx.layer(s.chainID)?.cacheID != s.cacheID { losers.append(s) }
                 }
                 for image in images {
                     var size: Int64 = 0
                     for c in image.chain {
-                        guard let sz = try Int64.fetchOne(db, sql: "SELECT size FROM layers WHERE chain_id = ?", arguments: [c.description]) else {
+                        guard let l = try tx.layer(c) else {
                             throw StrataError(.conflict, "layer \(c) was removed while image \(image.configDigest.short) was loading; load it again")
                         }
-                        size += sz
+                        size += l.size
                     }
-                    try db.execute(sql: """
-                        INSERT INTO images (id, top_layer, manifest_digest, created, os, architecture, size, loaded_at)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                        ON CONFLICT(id) DO UPDATE SET manifest_digest = COALESCE(images.manifest_digest, excluded.manifest_digest)
-                        """, arguments: [image.configDigest.string, image.chain.last?.description, image.manifestDigest?.string,
-                                         image.config.created, image.config.os, image.config.architecture, size, now])
-                    for (i, c) in image.chain.enumerated() {
-                        try db.execute(sql: "INSERT OR IGNORE INTO image_layers (image_id, position, chain_id) VALUES (?, ?, ?)",
-                                       arguments: [image.configDigest.string, i, c.description])
-                    }
-                    for t in image.tags {
-                        try db.execute(sql: "INSERT OR REPLACE INTO tags (name, image_id) VALUES (?, ?)",
-                                       arguments: [t, image.configDigest.string])
-                    }
+                    try tx.insertImage(ImageRecord(id: image.configDigest, topLayer: image.chain.last, manifestDigest: image.manifestDigest,
+                                                   created: image.config.created, os: image.config.os,
+                                                   architecture: image.config.architecture, size: size, loadedAt: now),
+                                       chain: image.chain)
+                    for t in image.tags { try tx.setTag(t, imageID: image.configDigest.string) }
                 }
                 return losers
             }
@@ -274,7 +250,6 @@ extension Store {
             for old in replaced { try? layersDir.removeTree(Array(old.utf8)) }
         } catch {
             for s in staged { discard(s) }
-            if let e = error as? DatabaseError { throw StrataError(.system, "cannot record the load in the store database", cause: e) }
             throw error
         }
     }
@@ -285,9 +260,7 @@ extension Store {
     func verifyBlob(_ layer: LayerToLoad, chainID: ChainID, label: String) throws {
         let compressed = HashingSource(layer.blob.source())
         let tar = HashingSource(try Decompressor(compressed, label: label))
-        let known = try db.read { db in
-            try String.fetchOne(db, sql: "SELECT blob_digest FROM layers WHERE chain_id = ?", arguments: [chainID.description])
-        }
+        let known = try self.layer(chainID)?.blobDigest
         let hashOnly = layer.blobDigest != nil && known == layer.blobDigest?.string
         if hashOnly { try compressed.drain() } else { try tar.drain(); try compressed.drain() }
         let blobDigest = compressed.finalize()
@@ -305,9 +278,7 @@ extension Store {
     /// Whether the layer is stored with its files. A row whose directory is gone (moved away by
     /// `check --repair`, or lost) does not count: the layer is unpacked again.
     func hasLayer(_ chainID: ChainID) throws -> Bool {
-        guard let cacheID = try db.read({ db in
-            try String.fetchOne(db, sql: "SELECT cache_id FROM layers WHERE chain_id = ?", arguments: [chainID.description])
-        }) else { return false }
+        guard let cacheID = try layer(chainID)?.cacheID else { return false }
         return layersDir.openDirectory(Array("\(cacheID)/diff".utf8), resolve: [.noSymlinks]).isSuccess
     }
 }

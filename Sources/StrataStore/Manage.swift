@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import Foundation
-import GRDB
 import StrataCore
 import StrataFormats
 import StrataSystem
@@ -65,12 +64,10 @@ extension Store {
         guard !hex.isEmpty, hex.count <= 64, hex.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
             throw StrataError(.notFound, "no layer \"\(ref)\" in the store; `strata layers` lists them")
         }
-        let rows = try db.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM layers WHERE chain_id LIKE ? LIMIT 2", arguments: ["sha256:\(hex)%"])
-        }
+        let rows = try metadata.read { try $0.layers(chainIDPrefix: hex, limit: 2) }
         switch rows.count {
         case 0: throw StrataError(.notFound, "no layer \"\(ref)\" in the store; `strata layers` lists them")
-        case 1: return try LayerRecord(row: rows[0])
+        case 1: return rows[0]
         default: throw StrataError(.invalidArgument, "\"\(ref)\" matches several layers; give more of the chainID")
         }
     }
@@ -79,9 +76,7 @@ extension Store {
     public func tag(_ source: String, _ target: String) throws {
         let id = try resolveImage(source)
         let name = try Reference.normalize(target)
-        try db.write { db in
-            try db.execute(sql: "INSERT OR REPLACE INTO tags (name, image_id) VALUES (?, ?)", arguments: [name, id.string])
-        }
+        try metadata.write { try $0.setTag(name, imageID: id.string) }
     }
 
     /// Removes images as `docker rmi` does: a tag that is not the image's last only untags;
@@ -92,39 +87,35 @@ extension Store {
         // Resolve first: the database is not re-entered from inside the write transaction.
         let targets: [(id: String, tag: String?)] = try refs.map { ref in
             let normalized = try? Reference.normalize(ref)
-            let tagged = try db.read { db in
-                try String.fetchOne(db, sql: "SELECT image_id FROM tags WHERE name = ?", arguments: [normalized])
-            }
+            let tagged = try normalized.flatMap { n in try metadata.read { try $0.imageID(tag: n) } }
             if let tagged { return (tagged, normalized) }
             return (try resolveImage(ref).string, nil)
         }
-        try db.write { db in
+        try metadata.write { tx in
             for (id, tag) in targets {
                 let byTag = tag != nil
                 let normalized = tag
-                let tags = try String.fetchAll(db, sql: "SELECT name FROM tags WHERE image_id = ?", arguments: [id])
+                let tags = try tx.tags(ofImage: id)
                 if byTag, let normalized, tags.count > 1 {
-                    try db.execute(sql: "DELETE FROM tags WHERE name = ?", arguments: [normalized])
+                    try tx.removeTag(normalized)
                     report.untagged.append(normalized)
                     continue
                 }
                 if !byTag && tags.count > 1 && !force {
                     throw StrataError(.conflict, "image \(id.shortID) has several tags (\(tags.joined(separator: ", "))); remove them by name or use -f")
                 }
-                let users = try String.fetchAll(db, sql: "SELECT name FROM containers WHERE image_id = ?", arguments: [id])
+                let users = try tx.containers(ofImage: id).map(\.name)
                 if !users.isEmpty {
                     guard force else {
                         throw StrataError(.inUse, "image \(id.shortID) is used by container(s) \(users.joined(separator: ", ")); remove them first, or -f to untag it")
                     }
                     // As Docker: -f untags, and the image stays for the containers that use it.
                     report.untagged += tags
-                    try db.execute(sql: "DELETE FROM tags WHERE image_id = ?", arguments: [id])
+                    try tx.removeTags(ofImage: id)
                     continue
                 }
                 report.untagged += tags
-                try db.execute(sql: "DELETE FROM tags WHERE image_id = ?", arguments: [id])
-                try db.execute(sql: "DELETE FROM image_layers WHERE image_id = ?", arguments: [id])
-                try db.execute(sql: "DELETE FROM images WHERE id = ?", arguments: [id])
+                try tx.deleteImage(id)
                 report.deletedImages.append(id)
             }
         }
@@ -146,11 +137,7 @@ extension Store {
     func removeUnreferencedBlobs(report: inout RemovalReport) throws {
         guard try lockExclusiveNow() else { return }
         defer { try? relock() }
-        let referenced: Set<String> = try db.read { db in
-            var keep = Set(try String.fetchAll(db, sql: "SELECT id FROM images"))
-            keep.formUnion(try String.fetchAll(db, sql: "SELECT manifest_digest FROM images WHERE manifest_digest IS NOT NULL"))
-            return keep
-        }
+        let referenced = try metadata.read { try $0.referencedBlobs() }
         for name in try blobsDir.entries() {
             let s = "sha256:" + name.display
             if referenced.contains(s) { continue }
@@ -161,11 +148,8 @@ extension Store {
     }
 
     /// Layers no image uses, top-most first (children before their parents).
-    func unreferencedLayers(_ db: GRDB.Database) throws -> [LayerRecord] {
-        let rows = try Row.fetchAll(db, sql: """
-            SELECT * FROM layers WHERE chain_id NOT IN (SELECT chain_id FROM image_layers)
-            """)
-        let layers = try rows.map(LayerRecord.init(row:))
+    func unreferencedLayers(_ tx: MetadataTransaction) throws -> [LayerRecord] {
+        let layers = try tx.unreferencedLayers()
         let byChain = Dictionary(uniqueKeysWithValues: layers.map { ($0.chainID, $0) })
         // Depth order: a layer is deleted before its parent (the parent column references it).
         var depth: [ChainID: Int] = [:]
@@ -183,19 +167,16 @@ extension Store {
     /// taken without waiting; a busy layer is left for a later `gc`). Children go before their
     /// parents; a layer that still has a child row stays. Returns the layers deleted.
     func freeUnreferencedLayers(only: Set<ChainID>? = nil) throws -> [LayerRecord] {
-        let candidates = try db.read { db in try unreferencedLayers(db) }.filter { only?.contains($0.chainID) ?? true }
+        let candidates = try metadata.read { try unreferencedLayers($0) }.filter { only?.contains($0.chainID) ?? true }
         guard !candidates.isEmpty else { return [] }
         let locks = try LayerLocks(store: self)
         defer { locks.unlockAll() }
         let free = try candidates.filter { try locks.tryExclusive($0.chainID) }
-        return try db.write { db in
-            let still = Set(try unreferencedLayers(db).map(\.chainID))
+        return try metadata.write { tx in
+            let still = Set(try unreferencedLayers(tx).map(\.chainID))
             var deleted: [LayerRecord] = []
             for l in free where still.contains(l.chainID) {
-                try db.execute(sql: """
-                    DELETE FROM layers WHERE chain_id = ? AND NOT EXISTS (SELECT 1 FROM layers c WHERE c.parent = ?)
-                    """, arguments: [l.chainID.description, l.chainID.description])
-                if db.changesCount > 0 { deleted.append(l) }
+                if try tx.deleteLayerIfLeaf(l.chainID) { deleted.append(l) }
             }
             return deleted
         }

@@ -3,7 +3,6 @@ import Glibc
 #endif
 import CStrata
 import Foundation
-import GRDB
 import StrataArchive
 import StrataCore
 import StrataFormats
@@ -33,9 +32,7 @@ extension Store {
         for ref in refs {
             let id = try resolveImage(ref)
             let normalized = try? Reference.normalize(ref)
-            let tag = try db.read { db in
-                try String.fetchOne(db, sql: "SELECT name FROM tags WHERE name = ? AND image_id = ?", arguments: [normalized, id.string])
-            }
+            let tag = try normalized.flatMap { n in try metadata.read { try $0.imageID(tag: n) } == id.string ? n : nil }
             if let i = items.firstIndex(where: { $0.id == id }) {
                 if let tag, !items[i].tags.contains(tag) { items[i].tags.append(tag) }
             } else {
@@ -89,10 +86,7 @@ extension Store {
                 written[layer.diffID] = l
                 out.append(l)
             }
-            let manifestDigest = try db.read { db in
-                try String.fetchOne(db, sql: "SELECT manifest_digest FROM images WHERE id = ?", arguments: [id.string])
-            }
-            let original = try manifestDigest.map { try blob(try Digest(parsing: $0)) }
+            let original = try metadata.read { try $0.image(id)?.manifestDigest }.map { try blob($0) }
             exported.append(ExportImage(configBytes: configBytes, configDigest: id, layers: out, tags: tags, originalManifest: original))
         }
         try LayoutWriter.finish(exported, format: format, into: sink)

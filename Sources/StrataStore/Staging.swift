@@ -15,6 +15,14 @@ struct StagedLayer: Sendable {
     let result: LayerIngestResult
     /// Where it is now: tmp/<cacheID> until `moveIntoPlace`, then layers/<cacheID>.
     var placed = false
+
+    /// The row that records it.
+    func record(createdAt: Date) -> LayerRecord {
+        LayerRecord(chainID: chainID, diffID: result.diffID, parent: parent, cacheID: cacheID, size: result.stats.contentSize,
+                    tarSize: result.tarSize, blobDigest: result.blobDigest.string, compression: result.compression.rawValue,
+                    opaqueRoot: result.stats.opaqueRoot, journal: result.journalInexactReason == nil ? .exact : .raw,
+                    journalNote: result.journalInexactReason, createdAt: createdAt)
+    }
 }
 
 /// What happened to each layer during a load, for progress output.

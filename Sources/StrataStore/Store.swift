@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import Foundation
-import GRDB
 import Logging
 import CStrata
 import StrataCore
@@ -30,7 +29,8 @@ public final class Store: @unchecked Sendable {
     let layersDir: Directory
     let blobsDir: Directory
     let tmpDir: Directory
-    let db: DatabasePool
+    /// The store's records (SQLite).
+    public let metadata: Metadata
     let logger: Logger
     private let lock: FDHandle
     /// The union driver this store uses ("overlay" or "vfs"), recorded when it was created.
@@ -64,17 +64,6 @@ public final class Store: @unchecked Sendable {
         let lockFile = try root.openFile(Array("lock".utf8), flags: O_RDWR | O_CREAT, mode: 0o600)
         lock = lockFile
 
-        var config = Configuration()
-        // Several strata processes share one store: wait for each other's write transactions.
-        config.busyMode = .timeout(60)
-        config.label = "strata"
-        // WAL with synchronous=NORMAL: a commit survives the process dying (the crash model),
-        // without an fsync per transaction; layers are synced by syncfs before they are recorded.
-        config.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = NORMAL")
-            // The WAL stays between commands (checkpoints happen as it grows, during writes).
-            if let conn = db.sqliteConnection { _ = strata_sqlite_keep_wal(UnsafeMutableRawPointer(conn)) }
-        }
         // Two processes opening a new store would both switch it to WAL and apply the
         // migrations (the migrator checks, then applies): byte 0 of ROOT/lock serializes the
         // opening, for the few milliseconds it takes.
@@ -82,16 +71,7 @@ public final class Store: @unchecked Sendable {
             if errno != EINTR { throw StrataError.errno(.system, "cannot lock \(rootPath)/lock") }
         }
         defer { _ = strata_ofd_lock(lockFile.fd, 0, 0, 0) }
-        do {
-            db = try DatabasePool(path: rootPath + "/strata.db", configuration: config)
-            try db.read { try Schema.checkNotNewer($0, root: rootPath) }
-            // Opening an up-to-date store writes nothing.
-            if try !db.read({ try Schema.migrator.hasCompletedMigrations($0) }) {
-                try Schema.migrator.migrate(db)
-            }
-        } catch let e as DatabaseError {
-            throw StrataError(.system, "cannot open the store database \(rootPath)/strata.db", cause: e)
-        }
+        metadata = try Metadata(path: rootPath + "/strata.db", storeRoot: rootPath)
 
         // No other strata process runs on this store when the exclusive lock is free: what
         // is in tmp/ and every layer directory the database does not know were left by a killed
@@ -135,7 +115,7 @@ public final class Store: @unchecked Sendable {
             logger.debug("sweep: removing tmp/\(name.display)")
             try tmpDir.removeTree(name)
         }
-        let known = Set(try db.read { db in try String.fetchAll(db, sql: "SELECT cache_id FROM layers") })
+        let known = try metadata.read { try $0.cacheIDs() }
         for name in try layersDir.entries() where !known.contains(name.display) {
             logger.info("sweep: removing unrecorded layer directory layers/\(name.display)")
             try layersDir.removeTree(name)
@@ -147,8 +127,8 @@ public final class Store: @unchecked Sendable {
     /// a row that counts mounts that are gone is reset.
     func sweepContainers() throws {
         guard case .success(let dir) = root.openDirectory(Array("containers".utf8), resolve: [.noSymlinks]) else { return }
-        let rows = try db.read { db in try Row.fetchAll(db, sql: "SELECT id, mount_count, driver FROM containers") }
-        let known = Set(rows.map { $0["id"] as String })
+        let rows = try metadata.read { try $0.containers() }
+        let known = Set(rows.map(\.id))
         let mounts = MountTable.mountPoints()
         for name in try dir.entries() where !known.contains(name.display) {
             let merged = rootPath + "/containers/" + name.display + "/merged"
@@ -156,10 +136,9 @@ public final class Store: @unchecked Sendable {
             logger.info("sweep: removing unrecorded container directory containers/\(name.display)")
             try dir.removeTree(name)
         }
-        for r in rows where (r["mount_count"] as Int) > 0 && (r["driver"] as String) != "vfs" {
-            let id: String = r["id"]
-            if !mounts.contains(rootPath + "/containers/" + id + "/merged") {
-                try db.write { db in try db.execute(sql: "UPDATE containers SET mount_count = 0 WHERE id = ?", arguments: [id]) }
+        for r in rows where r.mountCount > 0 && r.driver != "vfs" {
+            if !mounts.contains(rootPath + "/containers/" + r.id + "/merged") {
+                try metadata.write { try $0.countMounts(r.id, count: 0) }
             }
         }
     }

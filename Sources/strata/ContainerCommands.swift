@@ -3,7 +3,6 @@ import ArgumentParser
 import Glibc
 #endif
 import Foundation
-import GRDB
 import Logging
 import StrataCore
 import StrataFormats
@@ -60,12 +59,12 @@ struct Ps: ParsableCommand {
     var json = false
     func run() throws {
         try strata.run {
-            let list = try global.openStore().containers(all: all)
+            let list = try global.openStore().containers(all: all).map(ContainerJSON.init)
             if json { print(try Format.json(list)); return }
             var rows = [["CONTAINER ID", "NAME", "IMAGE", "DRIVER", "STATE", "PID", "CHANGES"]]
             for c in list {
                 rows.append([String(c.id.prefix(12)), c.name, c.imageTags.first ?? c.image.shortID, c.driver,
-                             c.state.rawValue, c.pid.map(String.init) ?? "-", Format.bytes(c.sizeOfChanges)])
+                             c.state, c.pid.map(String.init) ?? "-", Format.bytes(c.sizeOfChanges)])
             }
             print(Format.table(rows))
         }

@@ -3,7 +3,6 @@ import ArgumentParser
 import Glibc
 #endif
 import Foundation
-import GRDB
 import Logging
 import StrataCore
 import StrataFormats
@@ -83,9 +82,10 @@ struct Images: ParsableCommand {
     func run() throws {
         try strata.run {
             let images = try global.openStore().images()
-            if json { print(try Format.json(images)); return }
+            if json { print(try Format.json(images.map(ImageJSON.init))); return }
             var rows = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]]
-            for i in images {
+            for image in images {
+                let i = ImageJSON(image)
                 let id = noTrunc ? i.id : i.id.shortID
                 let created = i.created ?? ""
                 if i.tags.isEmpty {
@@ -110,9 +110,9 @@ struct Layers: ParsableCommand {
     func run() throws {
         try strata.run {
             let store = try global.openStore()
-            let layers = try store.layers()
+            let layers = try store.layers().map(LayerJSON.init)
             if json { print(try Format.json(layers)); return }
-            if tree { print(try LayerTree.render(layers, images: store.images())); return }
+            if tree { print(LayerTree.render(layers, images: try store.images().map(ImageJSON.init))); return }
             var rows = [["CHAIN ID", "PARENT", "DIFF ID", "SIZE", "IMAGES"]]
             for l in layers {
                 rows.append([l.chainID.shortID, l.parent.map(\.shortID) ?? "-", l.diffID.shortID, Format.bytes(l.size),
@@ -210,7 +210,7 @@ struct Inspect: ParsableCommand {
             }
             if let image {
                 if files { throw StrataError(.invalidArgument, "--files is for layers; `strata history` lists an image's layers") }
-                print(String(decoding: try store.inspectImage(image), as: UTF8.self))
+                print(try InspectJSON.image(try store.inspectImage(image)))
             } else if let layer {
                 if files {
                     let changes = try store.layerChanges(layer)
@@ -224,7 +224,7 @@ struct Inspect: ParsableCommand {
                     print("\(changes.count) changes; \(Format.bytes(wasted)) of the layers below hidden (wasted)")
                     if layer.journal == .raw { print("note: the raw layer tar is kept: \(layer.journalNote ?? "")") }
                 } else {
-                    print(String(decoding: try store.inspectLayer(layer), as: UTF8.self))
+                    print(try InspectJSON.layer(try store.inspectLayer(layer)))
                 }
             } else {
                 throw StrataError(.notFound, "no image or layer \"\(name)\" in the store")

@@ -3,7 +3,6 @@ import ArgumentParser
 import Glibc
 #endif
 import Foundation
-import GRDB
 import Logging
 import StrataCore
 import StrataFormats
@@ -108,9 +107,9 @@ enum ByteSize {
 /// The parent→child forest of layers, drawn with box characters; each node shows its short
 /// chainID, size, and the images whose top layer it is.
 enum LayerTree {
-    static func render(_ layers: [LayerSummary], images: [ImageSummary]) -> String {
-        var children: [String: [LayerSummary]] = [:]
-        var roots: [LayerSummary] = []
+    static func render(_ layers: [LayerJSON], images: [ImageJSON]) -> String {
+        var children: [String: [LayerJSON]] = [:]
+        var roots: [LayerJSON] = []
         let known = Set(layers.map(\.chainID))
         for l in layers {
             if let p = l.parent, known.contains(p) { children[p, default: []].append(l) } else { roots.append(l) }
@@ -123,7 +122,7 @@ enum LayerTree {
             tops[top.description, default: []] += names
         }
         var lines: [String] = []
-        func draw(_ l: LayerSummary, _ prefix: String, _ last: Bool, _ isRoot: Bool) {
+        func draw(_ l: LayerJSON, _ prefix: String, _ last: Bool, _ isRoot: Bool) {
             let branch = isRoot ? "" : (last ? "└── " : "├── ")
             var line = prefix + branch + l.chainID.shortID + "  " + Format.bytes(l.size)
             if l.opaqueRoot { line += "  (hides all below)" }

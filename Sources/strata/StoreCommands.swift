@@ -3,7 +3,6 @@ import ArgumentParser
 import Glibc
 #endif
 import Foundation
-import GRDB
 import Logging
 import StrataCore
 import StrataFormats

@@ -3,7 +3,6 @@ import ArgumentParser
 import Glibc
 #endif
 import Foundation
-import GRDB
 import Logging
 import StrataCore
 import StrataFormats
@@ -103,16 +102,7 @@ func run(_ body: () throws -> Void) throws {
     } catch let e as StrataError {
         FileHandle.standardError.write(Data("strata: \(e)\n".utf8))
         throw ExitCode(exitCode(for: e.code))
-    } catch let e as DatabaseError {
-        throw ExitCode(report(e))
     }
-}
-
-/// A database error the code did not turn into a `StrataError`: SQLite's own message (never
-/// the SQL statement, which `DatabaseError.description` carries) and the system exit code.
-func report(_ e: DatabaseError) -> Int32 {
-    printErr("strata: the store database refused the change: \(e.message ?? "\(e.resultCode)"); run `strata check`")
-    return 71
 }
 
 func exitCode(for code: StrataError.Code) -> Int32 {

@@ -25,7 +25,7 @@ import Testing
             let s = try store
             let layers = try s.layers()
             let l = top ? layers.first { $0.images.count == 1 && $0.parent != nil }! : layers.first { $0.parent == nil }!
-            return s.layerPath(try #require(try s.layer(ChainID(parsing: l.chainID))))
+            return s.layerPath(try #require(try s.layer(l.chainID)))
         }
     }
 

@@ -1,0 +1,333 @@
+import CStrata
+import Foundation
+import GRDB
+import StrataCore
+import StrataSystem
+
+/// The store's metadata in SQLite: every query the store makes is in this file, behind typed
+/// records; the tables themselves are in `Schema`. Reads and writes run in transactions
+/// (`read`, `write`); a GRDB error leaves as a `StrataError` that names the database, never SQL.
+public struct Metadata: Sendable {
+    private let pool: DatabasePool
+    let path: String
+
+    /// Opens (creating and migrating) the database at `path`. The caller serializes opening
+    /// between processes (two would both switch a new file to WAL and migrate it).
+    init(path: String, storeRoot: String) throws {
+        self.path = path
+        var config = Configuration()
+        // Several strata processes share one store: wait for each other's write transactions.
+        config.busyMode = .timeout(60)
+        config.label = "strata"
+        // WAL with synchronous=NORMAL: a commit survives the process dying (the crash model),
+        // without an fsync per transaction; layers are synced by syncfs before they are recorded.
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            // The WAL stays between commands (checkpoints happen as it grows, during writes).
+            if let conn = db.sqliteConnection { _ = strata_sqlite_keep_wal(UnsafeMutableRawPointer(conn)) }
+        }
+        do {
+            pool = try DatabasePool(path: path, configuration: config)
+            try pool.read { try Schema.checkNotNewer($0, root: storeRoot) }
+            // Opening an up-to-date store writes nothing.
+            if try !pool.read({ try Schema.migrator.hasCompletedMigrations($0) }) {
+                try Schema.migrator.migrate(pool)
+            }
+        } catch let e as DatabaseError {
+            throw StrataError(.system, "cannot open the store database \(path)", cause: e)
+        }
+    }
+
+    /// Runs `body` in a read transaction: one consistent snapshot.
+    public func read<T>(_ body: (MetadataTransaction) throws -> T) throws -> T {
+        do { return try pool.read { try body(MetadataTransaction(db: $0)) } } catch let e as DatabaseError {
+            throw failure("read", e)
+        }
+    }
+
+    /// Runs `body` in a write transaction: all of it is recorded, or nothing.
+    public func write<T>(_ body: (MetadataTransaction) throws -> T) throws -> T {
+        do { return try pool.write { try body(MetadataTransaction(db: $0)) } } catch let e as DatabaseError {
+            throw failure("write", e)
+        }
+    }
+
+    /// SQLite's own message, never the statement (which `DatabaseError`'s description carries).
+    private func failure(_ verb: String, _ e: DatabaseError) -> StrataError {
+        StrataError(.system, "cannot \(verb) the store database \(path): \(e.message ?? "SQLite error \(e.resultCode.rawValue)"); run `strata check`")
+    }
+}
+
+/// The queries, typed. Valid only inside the `read`/`write` closure that handed it out.
+public struct MetadataTransaction {
+    fileprivate let db: Database
+
+    // MARK: layers
+
+    public func layer(_ chainID: ChainID) throws -> LayerRecord? {
+        try Row.fetchOne(db, sql: "SELECT * FROM layers WHERE chain_id = ?", arguments: [chainID.description]).map(LayerRecord.init(row:))
+    }
+
+    /// Every layer, oldest first.
+    public func layers() throws -> [LayerRecord] {
+        try Row.fetchAll(db, sql: "SELECT * FROM layers ORDER BY created_at, chain_id").map(LayerRecord.init(row:))
+    }
+
+    /// At most `limit` layers whose chainID starts with `sha256:HEX`.
+    public func layers(chainIDPrefix hex: String, limit: Int) throws -> [LayerRecord] {
+        try Row.fetchAll(db, sql: "SELECT * FROM layers WHERE chain_id LIKE ? LIMIT ?", arguments: ["sha256:\(hex)%", limit])
+            .map(LayerRecord.init(row:))
+    }
+
+    /// The layers of an image, bottom first.
+    public func layers(ofImage id: Digest) throws -> [LayerRecord] {
+        try Row.fetchAll(db, sql: """
+            SELECT l.* FROM image_layers il JOIN layers l ON l.chain_id = il.chain_id
+            WHERE il.image_id = ? ORDER BY il.position
+            """, arguments: [id.string]).map(LayerRecord.init(row:))
+    }
+
+    /// The chainIDs an image lists, bottom first (whether or not the layers are recorded).
+    public func chain(ofImage id: Digest) throws -> [String] {
+        try String.fetchAll(db, sql: "SELECT chain_id FROM image_layers WHERE image_id = ? ORDER BY position", arguments: [id.string])
+    }
+
+    /// Layers no image uses.
+    public func unreferencedLayers() throws -> [LayerRecord] {
+        try Row.fetchAll(db, sql: "SELECT * FROM layers WHERE chain_id NOT IN (SELECT chain_id FROM image_layers)")
+            .map(LayerRecord.init(row:))
+    }
+
+    public func children(of chainID: ChainID) throws -> [String] {
+        try String.fetchAll(db, sql: "SELECT chain_id FROM layers WHERE parent = ? ORDER BY chain_id", arguments: [chainID.description])
+    }
+
+    /// The cache IDs (directory names under layers/) of every recorded layer.
+    public func cacheIDs() throws -> Set<String> { Set(try String.fetchAll(db, sql: "SELECT cache_id FROM layers")) }
+
+    /// Records a layer; a layer already recorded (by another process, first) is kept as it is.
+    public func insertLayer(_ l: LayerRecord) throws {
+        try db.execute(sql: """
+            INSERT OR IGNORE INTO layers (chain_id, diff_id, parent, cache_id, size, tar_size, blob_digest,
+                compression, opaque_root, journal, journal_note, created_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [l.chainID.description, l.diffID.description, l.parent?.description, l.cacheID, l.size, l.tarSize,
+                             l.blobDigest, l.compression, l.opaqueRoot, l.journal.rawValue, l.journalNote,
+                             Timestamp.string(l.createdAt)])
+    }
+
+    /// Points a recorded layer at new files (its old directory was lost); its link is made anew.
+    public func replaceLayerFiles(_ l: LayerRecord) throws {
+        try db.execute(sql: """
+            UPDATE layers SET cache_id = ?, size = ?, tar_size = ?, blob_digest = ?, compression = ?, opaque_root = ?,
+                journal = ?, journal_note = ?, link_id = NULL WHERE chain_id = ?
+            """, arguments: [l.cacheID, l.size, l.tarSize, l.blobDigest, l.compression, l.opaqueRoot, l.journal.rawValue,
+                             l.journalNote, l.chainID.description])
+    }
+
+    /// Deletes a layer's row unless another layer's row names it as parent; whether it went.
+    public func deleteLayerIfLeaf(_ chainID: ChainID) throws -> Bool {
+        try db.execute(sql: "DELETE FROM layers WHERE chain_id = ? AND NOT EXISTS (SELECT 1 FROM layers c WHERE c.parent = ?)",
+                       arguments: [chainID.description, chainID.description])
+        return db.changesCount > 0
+    }
+
+    /// The short link IDs (ROOT/l) of an image's layers that have one, by chainID.
+    public func linkIDs(ofImage id: Digest) throws -> [String: Int64] {
+        try Dictionary(Row.fetchAll(db, sql: """
+            SELECT l.chain_id, l.link_id FROM image_layers il JOIN layers l ON l.chain_id = il.chain_id
+            WHERE il.image_id = ? AND l.link_id IS NOT NULL
+            """, arguments: [id.string]).map { ($0["chain_id"] as String, $0["link_id"] as Int64) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// Gives a layer the next free link ID if it has none; returns its link ID.
+    public func assignLinkID(_ chainID: ChainID) throws -> Int64? {
+        try db.execute(sql: "UPDATE layers SET link_id = (SELECT COALESCE(MAX(link_id), 0) + 1 FROM layers) WHERE chain_id = ? AND link_id IS NULL",
+                       arguments: [chainID.description])
+        return try Int64.fetchOne(db, sql: "SELECT link_id FROM layers WHERE chain_id = ?", arguments: [chainID.description])
+    }
+
+    // MARK: images
+
+    public func image(_ id: Digest) throws -> ImageRecord? {
+        try Row.fetchOne(db, sql: "SELECT * FROM images WHERE id = ?", arguments: [id.string]).map(ImageRecord.init(row:))
+    }
+
+    /// Every image, newest first.
+    public func images() throws -> [ImageRecord] {
+        try Row.fetchAll(db, sql: "SELECT * FROM images ORDER BY loaded_at DESC, id").map(ImageRecord.init(row:))
+    }
+
+    /// At most `limit` image IDs that start with `sha256:HEX`.
+    public func imageIDs(prefix hex: String, limit: Int) throws -> [String] {
+        try String.fetchAll(db, sql: "SELECT id FROM images WHERE id LIKE ? LIMIT ?", arguments: ["sha256:\(hex)%", limit])
+    }
+
+    /// The IDs of the images whose chain includes a layer.
+    public func images(usingLayer chainID: String) throws -> [String] {
+        try String.fetchAll(db, sql: "SELECT DISTINCT image_id FROM image_layers WHERE chain_id = ? ORDER BY image_id", arguments: [chainID])
+    }
+
+    /// Every (chainID, image ID, first tag) of the images' layer lists.
+    public func imageLayerUses() throws -> [(chainID: String, imageID: String, tag: String?)] {
+        try Row.fetchAll(db, sql: """
+            SELECT il.chain_id, il.image_id, (SELECT MIN(name) FROM tags t WHERE t.image_id = il.image_id) AS tag
+            FROM image_layers il
+            """).map { ($0["chain_id"], $0["image_id"], $0["tag"]) }
+    }
+
+    /// The digests blobs/ must keep: every image's config and recorded manifest.
+    public func referencedBlobs() throws -> Set<String> {
+        var keep = Set(try String.fetchAll(db, sql: "SELECT id FROM images"))
+        keep.formUnion(try String.fetchAll(db, sql: "SELECT manifest_digest FROM images WHERE manifest_digest IS NOT NULL"))
+        return keep
+    }
+
+    /// Records an image and its layer list; an image already there keeps its row (and gains a
+    /// manifest digest if it had none).
+    public func insertImage(_ image: ImageRecord, chain: [ChainID]) throws {
+        try db.execute(sql: """
+            INSERT INTO images (id, top_layer, manifest_digest, created, os, architecture, size, loaded_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT(id) DO UPDATE SET manifest_digest = COALESCE(images.manifest_digest, excluded.manifest_digest)
+            """, arguments: [image.id.string, image.topLayer?.description, image.manifestDigest?.string, image.created,
+                             image.os, image.architecture, image.size, Timestamp.string(image.loadedAt)])
+        for (i, c) in chain.enumerated() {
+            try db.execute(sql: "INSERT OR IGNORE INTO image_layers (image_id, position, chain_id) VALUES (?, ?, ?)",
+                           arguments: [image.id.string, i, c.description])
+        }
+    }
+
+    /// Deletes an image with its tags and layer list (its layers stay).
+    public func deleteImage(_ id: String) throws {
+        try db.execute(sql: "DELETE FROM tags WHERE image_id = ?", arguments: [id])
+        try db.execute(sql: "DELETE FROM image_layers WHERE image_id = ?", arguments: [id])
+        try db.execute(sql: "DELETE FROM images WHERE id = ?", arguments: [id])
+    }
+
+    /// Forgets the manifest digest of image `id`, or of every image whose manifest is `digest`.
+    public func forgetManifest(ofImage id: String? = nil, digest: String? = nil) throws {
+        if let id { try db.execute(sql: "UPDATE images SET manifest_digest = NULL WHERE id = ?", arguments: [id]) }
+        if let digest { try db.execute(sql: "UPDATE images SET manifest_digest = NULL WHERE manifest_digest = ?", arguments: [digest]) }
+    }
+
+    public func imageCount() throws -> Int { try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM images") ?? 0 }
+
+    // MARK: tags
+
+    public func tags(ofImage id: String) throws -> [String] {
+        try String.fetchAll(db, sql: "SELECT name FROM tags WHERE image_id = ? ORDER BY name", arguments: [id])
+    }
+
+    /// Every (tag, image ID).
+    public func allTags() throws -> [(name: String, imageID: String)] {
+        try Row.fetchAll(db, sql: "SELECT name, image_id FROM tags").map { ($0["name"], $0["image_id"]) }
+    }
+
+    /// The image a (normalized) tag names.
+    public func imageID(tag name: String) throws -> String? {
+        try String.fetchOne(db, sql: "SELECT image_id FROM tags WHERE name = ?", arguments: [name])
+    }
+
+    /// Points tag `name` at image `id` (moving it if it named another).
+    public func setTag(_ name: String, imageID id: String) throws {
+        try db.execute(sql: "INSERT OR REPLACE INTO tags (name, image_id) VALUES (?, ?)", arguments: [name, id])
+    }
+
+    public func removeTag(_ name: String) throws { try db.execute(sql: "DELETE FROM tags WHERE name = ?", arguments: [name]) }
+
+    public func removeTags(ofImage id: String) throws { try db.execute(sql: "DELETE FROM tags WHERE image_id = ?", arguments: [id]) }
+
+    // MARK: store settings
+
+    public func setting(_ key: String) throws -> String? {
+        try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = ?", arguments: [key])
+    }
+
+    /// Records a setting unless one is recorded already.
+    public func settle(_ key: String, _ value: String) throws {
+        try db.execute(sql: "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", arguments: [key, value])
+    }
+
+    // MARK: containers
+
+    /// Every container, newest first.
+    public func containers() throws -> [ContainerRecord] {
+        try Row.fetchAll(db, sql: "SELECT * FROM containers ORDER BY created_at DESC").map(ContainerRecord.init(row:))
+    }
+
+    /// Containers whose name or ID is `ref`, or (hex, 3 characters or more) whose ID starts with it; at most two.
+    public func containers(matching ref: String) throws -> [ContainerRecord] {
+        try Row.fetchAll(db, sql: "SELECT * FROM containers WHERE name = ? OR id = ? OR id LIKE ? LIMIT 2",
+                         arguments: [ref, ref, ref.count >= 3 && ref.allSatisfy(\.isHexDigit) ? ref + "%" : "-"])
+            .map(ContainerRecord.init(row:))
+    }
+
+    public func containers(ofImage id: String) throws -> [ContainerRecord] {
+        try Row.fetchAll(db, sql: "SELECT * FROM containers WHERE image_id = ? ORDER BY name", arguments: [id]).map(ContainerRecord.init(row:))
+    }
+
+    public func containerExists(name: String) throws -> Bool {
+        try Bool.fetchOne(db, sql: "SELECT 1 FROM containers WHERE name = ?", arguments: [name]) == true
+    }
+
+    public func containerCount() throws -> Int { try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM containers") ?? 0 }
+
+    /// Records a new container; its name must be free.
+    public func insertContainer(_ c: ContainerRecord) throws {
+        do {
+            try db.execute(sql: "INSERT INTO containers (id, name, image_id, driver, created_at) VALUES (?, ?, ?, ?, ?)",
+                           arguments: [c.id, c.name, c.image.string, c.driver, Timestamp.string(c.createdAt)])
+        } catch let e as DatabaseError where e.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
+            throw StrataError(.alreadyExists, "a container named \"\(c.name)\" exists")
+        }
+    }
+
+    public func deleteContainer(_ id: String) throws { try db.execute(sql: "DELETE FROM containers WHERE id = ?", arguments: [id]) }
+
+    /// Adds `delta` mounts to a container's count, or sets it to `count`.
+    public func countMounts(_ id: String, delta: Int? = nil, count: Int? = nil) throws {
+        if let delta { try db.execute(sql: "UPDATE containers SET mount_count = mount_count + ? WHERE id = ?", arguments: [delta, id]) }
+        if let count { try db.execute(sql: "UPDATE containers SET mount_count = ? WHERE id = ?", arguments: [count, id]) }
+    }
+
+    public func setPid(_ id: String, _ pid: Int32?) throws {
+        try db.execute(sql: "UPDATE containers SET pid = ? WHERE id = ?", arguments: [pid.map { Int($0) }, id])
+    }
+}
+
+// MARK: rows to records
+
+/// A stored value that does not parse: the database was changed by hand or is damaged.
+private func stored<T>(_ parse: () throws -> T?, _ what: String) throws -> T {
+    guard let v = try parse() else { throw StrataError(.invalidFormat, "the store database holds an invalid \(what); run `strata check`") }
+    return v
+}
+
+extension LayerRecord {
+    fileprivate init(row: Row) throws {
+        self.init(chainID: try ChainID(parsing: row["chain_id"]), diffID: try DiffID(parsing: row["diff_id"]),
+                  parent: try (row["parent"] as String?).map(ChainID.init(parsing:)), cacheID: row["cache_id"],
+                  size: row["size"], tarSize: row["tar_size"], blobDigest: row["blob_digest"], compression: row["compression"],
+                  opaqueRoot: row["opaque_root"], journal: JournalForm(rawValue: row["journal"]) ?? .raw,
+                  journalNote: row["journal_note"],
+                  createdAt: try stored({ Timestamp.date(row["created_at"]) }, "layer time"))
+    }
+}
+
+extension ImageRecord {
+    fileprivate init(row: Row) throws {
+        self.init(id: try Digest(parsing: row["id"]), topLayer: try (row["top_layer"] as String?).map(ChainID.init(parsing:)),
+                  manifestDigest: try (row["manifest_digest"] as String?).map(Digest.init(parsing:)), created: row["created"],
+                  os: row["os"], architecture: row["architecture"], size: row["size"],
+                  loadedAt: try stored({ Timestamp.date(row["loaded_at"]) }, "image time"))
+    }
+}
+
+extension ContainerRecord {
+    fileprivate init(row: Row) throws {
+        self.init(id: row["id"], name: row["name"], image: try Digest(parsing: row["image_id"]), driver: row["driver"],
+                  mountCount: row["mount_count"], pid: (row["pid"] as Int64?).map { Int32(truncatingIfNeeded: $0) },
+                  createdAt: try stored({ Timestamp.date(row["created_at"]) }, "container time"))
+    }
+}

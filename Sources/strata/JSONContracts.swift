@@ -1,0 +1,94 @@
+import Foundation
+import StrataEngine
+import StrataSystem
+
+// The shapes `--json` prints: documented contracts (README), kept apart from the engine's
+// typed values so that neither changes by accident. Absent values are written as `null`, not
+// left out: the keys are part of the contract.
+
+/// `strata images --json`: one per image.
+struct ImageJSON: Codable {
+    var id: String
+    var tags: [String]
+    /// Bottom layer first.
+    var diffIDs: [String]
+    var size: Int64
+    @NullCoded var created: String?
+    @NullCoded var os: String?
+    @NullCoded var architecture: String?
+
+    init(_ i: ImageView) {
+        id = i.id.string; tags = i.tags; diffIDs = i.diffIDs.map(\.description); size = i.record.size
+        created = i.record.created; os = i.record.os; architecture = i.record.architecture
+    }
+}
+
+/// `strata layers --json`: one per layer.
+struct LayerJSON: Codable {
+    var chainID: String
+    var diffID: String
+    @NullCoded var parent: String?
+    var size: Int64
+    /// IDs of the images whose chain includes this layer.
+    var images: [String]
+    var journal: String
+    var opaqueRoot: Bool
+
+    init(_ l: LayerView) {
+        chainID = l.chainID.description; diffID = l.record.diffID.description; parent = l.parent?.description
+        size = l.record.size; images = l.images.map(\.string); journal = l.record.journal.rawValue; opaqueRoot = l.record.opaqueRoot
+    }
+}
+
+/// `strata ps --json`: one per container.
+struct ContainerJSON: Codable {
+    var id: String
+    var name: String
+    var image: String
+    var imageTags: [String]
+    var driver: String
+    var state: String
+    var mountCount: Int
+    @NullCoded var pid: Int?
+    var created: String
+    var sizeOfChanges: Int64
+
+    init(_ c: ContainerView) {
+        id = c.record.id; name = c.record.name; image = c.record.image.string; imageTags = c.imageTags; driver = c.record.driver
+        state = c.state.rawValue; mountCount = c.record.mountCount; pid = c.pid.map { Int($0) }
+        created = Timestamp.string(c.record.createdAt); sizeOfChanges = c.sizeOfChanges
+    }
+}
+
+/// `strata inspect IMAGE` and `strata inspect LAYER`: pretty, sorted keys; the config as stored.
+enum InspectJSON {
+    static func image(_ d: ImageDetails) throws -> String {
+        let r = d.record
+        let layers = d.layers.map { l -> [String: Any] in
+            ["chainID": l.chainID.description, "diffID": l.diffID.description, "size": l.size, "journal": l.journal.rawValue]
+        }
+        return try render([
+            "id": r.id.string, "tags": d.tags, "size": r.size, "created": r.created ?? NSNull(), "os": r.os ?? NSNull(),
+            "architecture": r.architecture ?? NSNull(), "manifestDigest": r.manifestDigest?.string ?? NSNull(),
+            "loadedAt": Timestamp.string(r.loadedAt), "layers": layers,
+            "config": try JSONSerialization.jsonObject(with: Data(d.config)),
+        ])
+    }
+
+    static func layer(_ d: LayerDetails) throws -> String {
+        let l = d.record
+        return try render([
+            "chainID": l.chainID.description, "diffID": l.diffID.description,
+            "parent": l.parent?.description ?? NSNull(), "children": d.children, "images": d.images,
+            "cacheID": l.cacheID, "path": d.path, "size": l.size, "tarSize": l.tarSize,
+            "blobDigest": l.blobDigest ?? NSNull(), "compression": l.compression ?? NSNull(),
+            "journal": l.journal.rawValue, "journalNote": l.journalNote ?? NSNull(), "opaqueRoot": l.opaqueRoot,
+            "createdAt": Timestamp.string(l.createdAt),
+        ])
+    }
+
+    private static func render(_ doc: [String: Any]) throws -> String {
+        String(decoding: try JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]),
+               as: UTF8.self)
+    }
+}
