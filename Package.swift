@@ -75,7 +75,9 @@ let package = Package(
         ),
         // The library: a store and what is done with it from start to end (run, bundle, rm, gc
         // and check with the cgroups). Re-exports the modules its API uses.
-        .target(name: "StrataEngine", dependencies: ["StrataCore", "StrataSystem", "StrataFormats", "StrataLauncher", "StrataStore"]),
+        .target(name: "StrataEngine", dependencies: ["StrataCore", "StrataSystem", "StrataArchive", "StrataFormats", "StrataLayer",
+                                                   "StrataDrivers", "StrataLauncher", "StrataStore", "CStrata",
+                                                   .product(name: "Logging", package: "swift-log")]),
         .executableTarget(
             name: "strata",
             dependencies: ["StrataEngine", "StrataStore", "StrataCore", "StrataFormats", "StrataArchive", "StrataLauncher",
@@ -86,7 +88,7 @@ let package = Package(
         .target(
             name: "StrataTestSupport",
             dependencies: ["StrataCore", "StrataSystem", "StrataArchive", "StrataFormats", "StrataLayer",
-                           "StrataDrivers", "StrataLauncher", "StrataStore", "CStrata"],
+                           "StrataDrivers", "StrataLauncher", "StrataStore", "StrataEngine", "CStrata"],
             path: "Tests/StrataTestSupport"
         ),
         // Digests, chainIDs, entry names: values, no root.

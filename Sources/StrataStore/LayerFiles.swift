@@ -19,7 +19,7 @@ extension Store {
     /// The directory holding a layer's files.
     public func layerPath(_ layer: LayerRecord) -> String { "\(rootPath)/layers/\(layer.cacheID)/diff" }
 
-    func layerDirectory(_ layer: LayerRecord) throws -> Directory {
+    package func layerDirectory(_ layer: LayerRecord) throws -> Directory {
         switch layersDir.openDirectory(Array("\(layer.cacheID)/diff".utf8), resolve: [.noSymlinks]) {
         case .success(let d): return d
         case .failure(let e):

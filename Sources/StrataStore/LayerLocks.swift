@@ -13,20 +13,20 @@ import StrataSystem
 /// the chainID: no lock files to create or clean up (the store's files stay as they were), and
 /// released by the kernel when a process dies. Leases are taken in offset order, so two loads
 /// never deadlock; two layers sharing an offset (1 in 2^62) only make one wait for the other.
-final class LayerLocks {
+package final class LayerLocks {
     private let file: FDHandle
     private var held: [Int64: Bool] = [:]
 
-    init(store: Store) throws {
+    package init(store: Store) throws {
         // Its own open file description: OFD locks exclude each other even within one process.
         file = try store.root.openFile(Array("lock".utf8), flags: O_RDWR | O_CREAT, mode: 0o600)
     }
 
     /// The byte a layer's lease is on.
-    static func offset(_ c: ChainID) -> Int64 { offset(hex: c.digest.hex) }
+    package static func offset(_ c: ChainID) -> Int64 { offset(hex: c.digest.hex) }
 
     /// The byte for a lease named by lowercase hex (a chainID's or a container ID's).
-    static func offset(hex: String) -> Int64 {
+    package static func offset(hex: String) -> Int64 {
         var v: UInt64 = 0
         for ch in hex.utf8.prefix(15) {
             let d: UInt8 = ch <= 0x39 ? ch &- 0x30 : ch &- 0x61 &+ 10
@@ -36,7 +36,7 @@ final class LayerLocks {
     }
 
     /// A lease on something else named by hex (a container), same rules.
-    func lock(key hex: String, exclusive: Bool) throws {
+    package func lock(key hex: String, exclusive: Bool) throws {
         let off = LayerLocks.offset(hex: hex)
         while strata_ofd_lock(file.fd, off, exclusive ? 2 : 1, 1) != 0 {
             if errno == EINTR { continue }
@@ -46,7 +46,7 @@ final class LayerLocks {
     }
 
     /// Waits for the lease.
-    func lock(_ c: ChainID, exclusive: Bool) throws {
+    package func lock(_ c: ChainID, exclusive: Bool) throws {
         let off = LayerLocks.offset(c)
         while strata_ofd_lock(file.fd, off, exclusive ? 2 : 1, 1) != 0 {
             if errno == EINTR { continue }
@@ -55,14 +55,14 @@ final class LayerLocks {
         held[off] = exclusive
     }
 
-    func unlock(_ c: ChainID) {
+    package func unlock(_ c: ChainID) {
         let off = LayerLocks.offset(c)
         _ = strata_ofd_lock(file.fd, off, 0, 0)
         held[off] = nil
     }
 
     /// Takes the exclusive lease only if nobody holds the layer.
-    func tryExclusive(_ c: ChainID) throws -> Bool {
+    package func tryExclusive(_ c: ChainID) throws -> Bool {
         let off = LayerLocks.offset(c)
         if strata_ofd_lock(file.fd, off, 2, 0) == 0 {
             held[off] = true
@@ -72,7 +72,7 @@ final class LayerLocks {
         throw StrataError.errno(.system, "cannot take the lease on layer \(c)")
     }
 
-    func unlockAll() {
+    package func unlockAll() {
         for off in held.keys { _ = strata_ofd_lock(file.fd, off, 0, 0) }
         held = [:]
     }

@@ -21,7 +21,7 @@ extension Store {
     /// Settles every staged layer against the layers below it, bottom first (`order` lists
     /// parents before children). A lower layer is a staged one or one already in the store;
     /// the walk down stops at a layer whose root is opaque.
-    func settle(order: [ChainID], staged: [ChainID: StagedLayer]) throws {
+    package func settle(order: [ChainID], staged: [ChainID: StagedLayer]) throws {
         var opened: [ChainID: (dir: Directory, opaqueRoot: Bool, parent: ChainID?)] = [:]
         func lower(_ c: ChainID) throws -> (dir: Directory, opaqueRoot: Bool, parent: ChainID?)? {
             if let o = opened[c] { return o }
@@ -52,7 +52,7 @@ extension Store {
     }
 
     /// `lowers`: the diff directories of the layers below, nearest first.
-    func settle(_ staged: StagedLayer, lowers: [Directory]) throws {
+    package func settle(_ staged: StagedLayer, lowers: [Directory]) throws {
         let stats = staged.result.stats
         if stats.implicitDirectories.isEmpty && stats.whiteouts.isEmpty { return }
         let diff = try tmpDir.openDirectory(Array("\(staged.cacheID)/diff".utf8), resolve: [.noSymlinks]).get()

@@ -8,16 +8,16 @@ import StrataLayer
 import StrataSystem
 
 /// A layer unpacked in ROOT/tmp, verified, waiting to be renamed into ROOT/layers.
-struct StagedLayer: Sendable {
-    let cacheID: String
-    let chainID: ChainID
-    let parent: ChainID?
-    let result: LayerIngestResult
+package struct StagedLayer: Sendable {
+    package let cacheID: String
+    package let chainID: ChainID
+    package let parent: ChainID?
+    package let result: LayerIngestResult
     /// Where it is now: tmp/<cacheID> until `moveIntoPlace`, then layers/<cacheID>.
-    var placed = false
+    package var placed = false
 
     /// The row that records it.
-    func record(createdAt: Date) -> LayerRecord {
+    package func record(createdAt: Date) -> LayerRecord {
         LayerRecord(chainID: chainID, diffID: result.diffID, parent: parent, cacheID: cacheID, size: result.stats.contentSize,
                     tarSize: result.tarSize, blobDigest: result.blobDigest.string, compression: result.compression.rawValue,
                     opaqueRoot: result.stats.opaqueRoot, journal: result.journalInexactReason == nil ? .exact : .raw,
@@ -35,16 +35,16 @@ public enum LayerEvent: Sendable {
 }
 
 /// Passes a blob through, reporting how much of it was read, at most every 100 ms.
-final class ProgressSource: ChunkSource {
+package final class ProgressSource: ChunkSource {
     private let upstream: any ChunkSource
     private let report: (Int64) -> Void
     private var count: Int64 = 0
     private var last = DispatchTime.now().uptimeNanoseconds
-    init(_ upstream: any ChunkSource, report: @escaping (Int64) -> Void) {
+    package init(_ upstream: any ChunkSource, report: @escaping (Int64) -> Void) {
         self.upstream = upstream
         self.report = report
     }
-    func nextChunk() throws -> UnsafeRawBufferPointer {
+    package func nextChunk() throws -> UnsafeRawBufferPointer {
         let c = try upstream.nextChunk()
         count += Int64(c.count)
         let now = DispatchTime.now().uptimeNanoseconds
@@ -57,14 +57,14 @@ final class ProgressSource: ChunkSource {
 }
 
 extension Store {
-    static let journalName: PathBytes = Array("tar-split.zst".utf8)
-    static let rawTarName: PathBytes = Array("layer.tar".utf8)
-    static let diffName: PathBytes = Array("diff".utf8)
+    package static let journalName: PathBytes = Array("tar-split.zst".utf8)
+    package static let rawTarName: PathBytes = Array("layer.tar".utf8)
+    package static let diffName: PathBytes = Array("diff".utf8)
 
     /// Streams one layer blob into a new staging directory, in one pass, and checks the diffID
     /// (and the blob digest where the source names one). On any failure the staging directory
     /// is removed and the store is as it was.
-    func stageLayer(source: any ChunkSource, reopen: () -> any ChunkSource, parent: ChainID?,
+    package func stageLayer(source: any ChunkSource, reopen: () -> any ChunkSource, parent: ChainID?,
                     expectedDiffID: DiffID?, expectedBlobDigest: Digest?, maxLayerSize: Int64,
                     label: String) throws -> StagedLayer {
         let cacheID = Store.randomID()
@@ -112,7 +112,7 @@ extension Store {
     }
 
     /// Renames a staged layer from tmp/ into layers/.
-    func moveIntoPlace(_ layer: inout StagedLayer) throws {
+    package func moveIntoPlace(_ layer: inout StagedLayer) throws {
         let name = Array(layer.cacheID.utf8)
         try tmpDir.rename(name, to: name, in: layersDir)
         layer.placed = true
@@ -120,7 +120,7 @@ extension Store {
 
     /// Removes a staged layer wherever it is (after a failure, or when another process
     /// recorded the same chainID first).
-    func discard(_ layer: StagedLayer) {
+    package func discard(_ layer: StagedLayer) {
         let name = Array(layer.cacheID.utf8)
         try? (layer.placed ? layersDir : tmpDir).removeTree(name)
     }

@@ -25,13 +25,13 @@ import StrataSystem
 // everything else is immutable or synchronised by SQLite and the file locks.
 public final class Store: @unchecked Sendable {
     public let rootPath: String
-    let root: Directory
-    let layersDir: Directory
-    let blobsDir: Directory
-    let tmpDir: Directory
+    package let root: Directory
+    package let layersDir: Directory
+    package let blobsDir: Directory
+    package let tmpDir: Directory
     /// The store's records (SQLite).
     public let metadata: Metadata
-    let logger: Logger
+    package let logger: Logger
     private let lock: FDHandle
     /// The union driver this store uses ("overlay" or "vfs"), recorded when it was created.
     public private(set) var driverName = "overlay"
@@ -42,8 +42,10 @@ public final class Store: @unchecked Sendable {
 
     /// Opens (creating if needed) the store at `rootPath`. `driver` chooses the union driver of
     /// a new store (default: overlay if a scratch overlay mounts here, else vfs); for an existing
-    /// store it must match the recorded one.
-    public init(root requestedRoot: String, driver: String? = nil, logger: Logger = Logger(label: "strata")) throws {
+    /// store it must match the recorded one. `overlayShortLinks` mounts overlays in the form
+    /// kernels without `lowerdir+` get (short links under ROOT/l), wherever it runs.
+    public init(root requestedRoot: String, driver: String? = nil, overlayShortLinks: Bool = false,
+                logger: Logger = Logger(label: "strata")) throws {
         self.logger = logger
         try makeDirectory(requestedRoot, mode: 0o700, what: "store directory")
         // The canonical path: mount points are compared with /proc/self/mountinfo's.
@@ -83,17 +85,17 @@ public final class Store: @unchecked Sendable {
         }
         try lock.flock(LOCK_SH)
         driverName = try settleDriver(requested: driver)
-        self.driver = makeDriver(driverName)
+        self.driver = makeDriver(driverName, forceShortLinks: overlayShortLinks)
     }
 
     /// Takes the store lock exclusively if no other strata process holds it.
-    func lockExclusiveNow() throws -> Bool { try lock.flock(LOCK_EX, nonBlocking: true) }
+    package func lockExclusiveNow() throws -> Bool { try lock.flock(LOCK_EX, nonBlocking: true) }
     /// Back to the shared lock every running command holds.
-    func relock() throws { try lock.flock(LOCK_SH) }
+    package func relock() throws { try lock.flock(LOCK_SH) }
 
     /// An unnamed file in tmp/ (O_TMPFILE): whatever is written there vanishes with the process,
     /// so a killed run leaves nothing behind.
-    func spoolFile() throws -> FDHandle {
+    package func spoolFile() throws -> FDHandle {
         let fd = Glibc.openat(tmpDir.fd, ".", STRATA_O_TMPFILE | O_RDWR | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw StrataError.errno(.system, "cannot create a spool file in \(rootPath)/tmp") }
         return FDHandle(owning: fd)
@@ -102,7 +104,7 @@ public final class Store: @unchecked Sendable {
     /// Runs `body` with a marker in tmp/: if the process dies inside, the next start sees it
     /// and sweeps orphaned layer and container directories (between a rename and a database
     /// commit, or a database delete and a directory removal).
-    func inflight<T>(_ body: () throws -> T) throws -> T {
+    package func inflight<T>(_ body: () throws -> T) throws -> T {
         let name = Array("inflight-\(Store.randomID().prefix(16))".utf8)
         _ = try tmpDir.openFile(name, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
         defer { _ = tmpDir.unlink(name) }
@@ -110,7 +112,7 @@ public final class Store: @unchecked Sendable {
     }
 
     /// Removes what a killed run left: staging in tmp/ and layer directories without a row.
-    func sweep() throws {
+    package func sweep() throws {
         for name in try tmpDir.entries() {
             logger.debug("sweep: removing tmp/\(name.display)")
             try tmpDir.removeTree(name)
@@ -125,7 +127,7 @@ public final class Store: @unchecked Sendable {
 
     /// Mounts a killed run left: a container directory without a row is unmounted and removed;
     /// a row that counts mounts that are gone is reset.
-    func sweepContainers() throws {
+    package func sweepContainers() throws {
         guard case .success(let dir) = root.openDirectory(Array("containers".utf8), resolve: [.noSymlinks]) else { return }
         let rows = try metadata.read { try $0.containers() }
         let known = Set(rows.map(\.id))
@@ -144,14 +146,14 @@ public final class Store: @unchecked Sendable {
     }
 
     /// A new random ID for a layer directory or staging area.
-    static func randomID() -> String {
+    package static func randomID() -> String {
         var g = SystemRandomNumberGenerator()
         return (0..<4).map { _ in String(format: "%016llx", g.next() as UInt64) }.joined()
     }
 
     /// Writes a verified JSON document (config, manifest) to blobs/ under its digest.
     /// Idempotent: an existing blob of that digest is left alone.
-    func putBlob(_ bytes: [UInt8], digest: Digest) throws {
+    package func putBlob(_ bytes: [UInt8], digest: Digest) throws {
         let name = Array(digest.hex.utf8)
         if try blobsDir.lstat(name) != nil { return }
         let tmpName = Array("blob-\(Store.randomID())".utf8)

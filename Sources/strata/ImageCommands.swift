@@ -4,6 +4,7 @@ import Glibc
 #endif
 import Foundation
 import Logging
+import StrataEngine
 import StrataCore
 import StrataFormats
 import StrataArchive

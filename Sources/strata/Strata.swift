@@ -89,7 +89,10 @@ struct GlobalOptions: ParsableArguments {
     }
 
     func openStore() throws -> Store {
-        try Store(root: rootPath, driver: driver, logger: makeLogger())
+        // STRATA_OVERLAY_MOUNT_FORM=shortlinks: the overlay mount form of older kernels (tests, benches).
+        try Store(root: rootPath, driver: driver,
+                  overlayShortLinks: ProcessInfo.processInfo.environment["STRATA_OVERLAY_MOUNT_FORM"] == "shortlinks",
+                  logger: makeLogger())
     }
 
     func openEngine() throws -> Engine { Engine(store: try openStore()) }

@@ -6,6 +6,7 @@ import StrataTestSupport
 import Testing
 @testable import StrataCore
 @testable import StrataLauncher
+@testable import StrataEngine
 @testable import StrataStore
 @testable import StrataSystem
 

@@ -5,6 +5,7 @@ import Glibc
 import StrataTestSupport
 import Testing
 @testable import StrataCore
+@testable import StrataEngine
 @testable import StrataStore
 
 /// `check` finds each kind of damage once, in one line that says what to do; `check --repair`

@@ -5,6 +5,7 @@ import Glibc
 import StrataTestSupport
 import Testing
 @testable import StrataCore
+@testable import StrataEngine
 @testable import StrataStore
 @testable import StrataSystem
 

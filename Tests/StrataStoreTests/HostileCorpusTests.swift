@@ -5,6 +5,7 @@ import Glibc
 import StrataTestSupport
 import Testing
 @testable import StrataCore
+@testable import StrataEngine
 @testable import StrataStore
 
 /// A table of crafted archives. Each hostile one gives one clear error naming the archive and

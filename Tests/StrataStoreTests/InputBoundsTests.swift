@@ -6,6 +6,7 @@ import StrataTestSupport
 import Testing
 @testable import StrataCore
 @testable import StrataFormats
+@testable import StrataEngine
 @testable import StrataStore
 
 /// Inputs that are not archives, archives that are far bigger than they look, images of too

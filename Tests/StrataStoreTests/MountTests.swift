@@ -7,6 +7,7 @@ import StrataTestSupport
 import Testing
 @testable import StrataCore
 @testable import StrataDrivers
+@testable import StrataEngine
 @testable import StrataStore
 @testable import StrataSystem
 

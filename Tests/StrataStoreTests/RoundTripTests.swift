@@ -6,6 +6,7 @@ import StrataTestSupport
 import Testing
 @testable import StrataArchive
 @testable import StrataCore
+@testable import StrataEngine
 @testable import StrataStore
 
 /// load → save → the peers (skopeo, umoci from Debian) accept the result with the same diffIDs

@@ -6,6 +6,7 @@ import StrataTestSupport
 import Testing
 @testable import StrataCore
 @testable import StrataFormats
+@testable import StrataEngine
 @testable import StrataStore
 
 @Suite(.serialized, .enabled(if: isRoot, "needs root")) struct StoreLoadTests {

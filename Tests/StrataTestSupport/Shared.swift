@@ -7,6 +7,7 @@ import StrataCore
 import StrataDrivers
 import StrataLauncher
 import StrataStore
+import StrataEngine
 import StrataSystem
 
 /// Starts a process without waiting; output is discarded, or stderr kept in `stderr`.

@@ -43,49 +43,7 @@ public struct ContainerChange: Codable, Sendable {
 }
 
 extension Store {
-    // MARK: driver
-
-    /// The union driver for a store's recorded driver name (`Store.driver` keeps one).
-    func makeDriver(_ name: String) -> any UnionDriver {
-        switch name {
-        case "vfs": return VfsDriver()
-        default:
-            // STRATA_OVERLAY_MOUNT_FORM=shortlinks forces the form older kernels get (tests, benches).
-            let plus = ProcessInfo.processInfo.environment["STRATA_OVERLAY_MOUNT_FORM"] != "shortlinks"
-                && OverlayDriver.kernelHasLowerdirPlus
-            return OverlayDriver(linkDirectory: rootPath + "/l", useLowerdirPlus: plus)
-        }
-    }
-
-    /// Records the driver on first use; refuses one that contradicts the recorded driver.
-    func settleDriver(requested: String?) throws -> String {
-        if let requested, !["overlay", "vfs"].contains(requested) {
-            throw StrataError(.invalidArgument, "unknown driver \"\(requested)\": expected overlay or vfs")
-        }
-        let recorded = try metadata.read { try $0.setting("driver") }
-        if let recorded {
-            if let requested, requested != recorded {
-                throw StrataError(.conflict, "the store at \(rootPath) uses the \(recorded) driver; --driver \(requested) contradicts it (use another --root)")
-            }
-            return recorded
-        }
-        var chosen = requested ?? "overlay"
-        if chosen == "overlay" {
-            if let why = OverlayDriver.probe(scratch: rootPath + "/tmp/probe-\(Store.randomID().prefix(8))") {
-                if requested == "overlay" { throw StrataError(.unsupported, "overlay does not work here: \(why)") }
-                logger.warning("overlay does not work here (\(why)); this store uses the vfs driver")
-                chosen = "vfs"
-            }
-        }
-        return try metadata.write { tx in
-            try tx.settle("driver", chosen)
-            return try tx.setting("driver") ?? chosen
-        }
-    }
-
     // MARK: containers
-
-    public func containerPaths(_ id: String) -> ContainerPaths { ContainerPaths(root: rootPath + "/containers/" + id) }
 
     /// The image's layers for a driver, top first, each with its short link under ROOT/l.
     func lowerLayers(_ image: Digest) throws -> [LowerLayer] {
@@ -109,11 +67,6 @@ extension Store {
             LowerLayer(chainID: l.chainID, path: layerPath(l), link: String(ids[l.chainID.description] ?? 0, radix: 36),
                        opaqueRoot: l.opaqueRoot)
         }
-    }
-
-    func ensureDirectory(_ name: String) throws -> Directory {
-        try makeDirectory(rootPath + "/" + name, mode: 0o700)
-        return try Directory.open(rootPath + "/" + name)
     }
 
     /// Creates a container from an image: its own directories (upper and work, or a full copy),
