@@ -80,7 +80,7 @@ let package = Package(
                                                    .product(name: "Logging", package: "swift-log")]),
         .executableTarget(
             name: "strata",
-            dependencies: ["StrataEngine", "StrataStore", "StrataCore", "StrataFormats", "StrataArchive", "StrataLauncher",
+            dependencies: ["StrataEngine", "StrataStore", "StrataCore", "StrataSystem", "StrataFormats", "StrataArchive", "StrataLauncher",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log")]
         ),

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 @preconcurrency import Crypto
 import StrataCore
 import StrataSystem

@@ -1,4 +1,5 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
 import StrataCore
 import StrataSystem
 
@@ -59,8 +60,7 @@ public final class BackgroundDigester: @unchecked Sendable {
         for _ in 1..<slots { free.signal() }
         // The thread keeps the digester alive until `finalize` lets it finish: call it on every
         // path (it is idempotent).
-        let t = Thread { self.run() }
-        t.start()
+        DetachedThread.start { self.run() }
     }
 
     deinit { buffers.forEach { $0.deallocate() } }

@@ -1,10 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CArchive
-#if canImport(Glibc)
-import Glibc
-#endif
 import CStrata
 import StrataCore
 import StrataSystem
@@ -168,6 +162,6 @@ public final class TarReader {
 
     private var currentName: PathBytes? {
         guard let entry, let c = archive_entry_pathname(entry) else { return nil }
-        return Array(UnsafeRawBufferPointer(start: c, count: strlen(c)))
+        return cStringBytes(c)
     }
 }

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CArchive
 @preconcurrency import Crypto
 import StrataCore

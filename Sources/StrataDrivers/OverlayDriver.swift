@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CStrata
 import StrataCore
 import StrataSystem
@@ -58,33 +55,15 @@ public struct OverlayDriver: UnionDriver {
     public func mount(_ d: MountDescription) throws {
         switch d {
         case .overlay(let lowers, let upper, let work, let target):
-            var err = [CChar](repeating: 0, count: 2048)
-            let cstrings = lowers.map { strdup($0) }
-            defer { cstrings.forEach { free($0) } }
-            let r = cstrings.map { UnsafePointer($0) }.withUnsafeBufferPointer { buf in
-                strata_overlay_mount_fsconfig(target, buf.baseAddress, Int32(lowers.count), upper, work, 0, &err, err.count)
-            }
-            if r != 0 {
-                let e = Errno.current
-                let kernel = String(cString: err)
-                throw StrataError(.system, "cannot mount overlay at \(target)\(kernel.isEmpty ? "" : " (kernel: \(kernel))")", cause: e)
-            }
+            try Mounts.overlay(target: target, lowers: lowers, upper: upper, work: work)
         case .overlayShortLinks(let dir, let options, let target):
-            if strata_mount_in_dir(dir, "overlay", target, "overlay", 0, options) != 0 {
-                throw StrataError.errno(.system, "cannot mount overlay at \(target)")
-            }
+            try Mounts.overlay(target: target, options: options, relativeTo: dir)
         case .none:
             return
         }
     }
 
-    public func unmount(_ c: ContainerPaths) throws {
-        if strata_umount(c.merged, 0) != 0 {
-            let e = Errno.current
-            if e.rawValue == EINVAL || e == .ENOENT { return }  // not mounted
-            throw StrataError(.inUse, "cannot unmount \(c.merged)", cause: e)
-        }
-    }
+    public func unmount(_ c: ContainerPaths) throws { try Mounts.unmount(c.merged) }
 
     public func upperDirectory(_ c: ContainerPaths) -> String? { c.upper }
 
@@ -92,40 +71,31 @@ public struct OverlayDriver: UnionDriver {
     /// store's filesystem) and looks. Returns nil when it works, else why not.
     public static func probe(scratch: String) -> String? {
         let dirs = ["lower", "upper", "work", "merged"].map { scratch + "/" + $0 }
-        for d in [scratch] + dirs where Glibc.mkdir(d, 0o700) != 0 && errno != EEXIST {
-            return "cannot create \(d): \(Errno.current)"
+        do {
+            for d in [scratch] + dirs { try makeDirectory(d, mode: 0o700) }
+        } catch {
+            return "\(error)"
         }
         defer {
-            _ = strata_umount(dirs[3], strata_mnt_detach())
+            try? Mounts.unmount(dirs[3], detach: true)
             if let root = try? Directory.open(scratch + "/.."), let name = scratch.split(separator: "/").last {
                 try? root.removeTree(Array(name.utf8))
             }
         }
-        let fd = Glibc.open(dirs[0] + "/probe", O_CREAT | O_WRONLY | O_CLOEXEC, 0o600)
-        if fd >= 0 { Glibc.close(fd) }
-        var err = [CChar](repeating: 0, count: 1024)
-        let lower = strdup(dirs[0])
-        defer { free(lower) }
-        var lowers: [UnsafePointer<CChar>?] = [UnsafePointer(lower)]
-        if strata_overlay_mount_fsconfig(dirs[3], &lowers, 1, dirs[1], dirs[2], 0, &err, err.count) != 0 {
-            let e = Errno.current
-            if strata_mount("overlay", dirs[3], "overlay", 0,
-                            "lowerdir=\(dirs[0]),upperdir=\(dirs[1]),workdir=\(dirs[2])") != 0 {
-                return "overlayfs cannot be mounted here: \(e) \(String(cString: err))"
+        _ = try? FDHandle.open(dirs[0] + "/probe", flags: [.create, .writeOnly], mode: 0o600)
+        do {
+            try Mounts.overlay(target: dirs[3], lowers: [dirs[0]], upper: dirs[1], work: dirs[2])
+        } catch let newAPI {
+            do {
+                try Mounts.overlay(target: dirs[3], options: "lowerdir=\(dirs[0]),upperdir=\(dirs[1]),workdir=\(dirs[2])")
+            } catch {
+                return "overlayfs cannot be mounted here: \(newAPI)"
             }
         }
-        guard access(dirs[3] + "/probe", F_OK) == 0 else { return "a scratch overlay did not show its lower dir" }
+        guard pathExists(dirs[3] + "/probe") else { return "a scratch overlay did not show its lower dir" }
         return nil
     }
 
     /// Whether the kernel has the new mount API for overlay (and so `lowerdir+`, 6.8+).
-    public static var kernelHasLowerdirPlus: Bool {
-        guard strata_fsopen_overlay_probe() == 0 else { return false }
-        var u = utsname()
-        uname(&u)
-        let release = withUnsafeBytes(of: &u.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        let parts = release.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
-        guard parts.count >= 2 else { return false }
-        return parts[0] > 6 || (parts[0] == 6 && parts[1] >= 8)
-    }
+    public static var kernelHasLowerdirPlus: Bool { Mounts.kernelHasOverlayLowerdirPlus }
 }

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import StrataArchive
 import StrataCore
 import StrataFormats
@@ -105,7 +102,7 @@ extension Store {
         for name in try blobsDir.entries() {
             let digest = "sha256:" + name.display
             present.insert(digest)
-            let f = try blobsDir.openFile(name, flags: O_RDONLY)
+            let f = try blobsDir.openFile(name, flags: .readOnly)
             let h = HashingSource(FileRangeSource(handle: f, offset: 0, length: Int64(try f.stat().st_size), label: "blobs/sha256/\(name.display)"))
             try h.drain()
             if h.finalize().string != digest {
@@ -162,7 +159,7 @@ extension Store {
             let id = r.id, name = r.name, driver = r.driver
             let paths = containerPaths(id)
             let needed = driver == "vfs" ? [paths.root + "/rootfs"] : [paths.root + "/upper", paths.root + "/work"]
-            if let gone = needed.first(where: { access($0, F_OK) != 0 }) {
+            if let gone = needed.first(where: { !pathExists($0) }) {
                 problems.append(CheckProblem(subject: "container \(name)", problem: "\(gone) is gone",
                                              advice: "`strata check --repair --force` removes the container", repair: .brokenContainer(id: id)))
             }
@@ -199,10 +196,10 @@ extension Store {
             let layerDir = try layersDir.openDirectory(Array(layer.cacheID.utf8), resolve: [.noSymlinks]).get()
             let shape: any ChunkSource
             if layer.journal == .raw {
-                let f = try layerDir.openFile(Store.rawTarName, flags: O_RDONLY)
+                let f = try layerDir.openFile(Store.rawTarName, flags: .readOnly)
                 shape = FileRangeSource(handle: f, offset: 0, length: Int64(try f.stat().st_size), label: label)
             } else {
-                shape = try JournalShape(journal: try layerDir.openFile(Store.journalName, flags: O_RDONLY), label: label)
+                shape = try JournalShape(journal: try layerDir.openFile(Store.journalName, flags: .readOnly), label: label)
             }
             let differences = try LayerTree.differences(dir, expected: try LayerTree.expected(from: shape, label: label))
             if !differences.isEmpty { return differences.joined(separator: "; ") }

@@ -1,8 +1,5 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CStrata
-import Foundation
+import FoundationEssentials
 import StrataArchive
 import StrataCore
 import StrataDrivers

@@ -1,8 +1,5 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CStrata
-import Foundation
+import FoundationEssentials
 import StrataArchive
 import StrataCore
 import StrataDrivers
@@ -116,7 +113,7 @@ extension Store {
     func containerLowers(_ c: ContainerRecord) throws -> [LowerLayer] {
         let paths = containerPaths(c.id)
         var layers = try lowerLayers(c.image)
-        if access(paths.root + "/init", F_OK) == 0 { layers.insert(initLowerLayer(paths), at: 0) }
+        if pathExists(paths.root + "/init") { layers.insert(initLowerLayer(paths), at: 0) }
         return layers
     }
 
@@ -171,11 +168,9 @@ extension Store {
         if mounted && !force {
             throw StrataError(.inUse, "container \(c.name) is mounted; `strata umount \(c.name)` first, or rm -f")
         }
-        if running, let pid = c.pid { kill(pid, SIGKILL) }
+        if running, let pid = c.pid { sendSignal(pid, Signal.kill) }
         if isMounted {
-            if strata_umount(paths.merged, strata_mnt_detach()) != 0 {
-                throw StrataError.errno(.system, "cannot unmount \(paths.merged)")
-            }
+            try Mounts.unmount(paths.merged, detach: true)
         }
         try inflight {
             try metadata.write { try $0.deleteContainer(c.id) }
@@ -210,7 +205,7 @@ extension Store {
             return try Directory.open(upper).regularFileBytes()
         }
         return try changes(of: id).reduce(Int64(0)) { total, c in
-            if case .entry(_, _, let st, _) = c.source, (st.st_mode & S_IFMT) == S_IFREG { return total + Int64(st.st_size) }
+            if case .entry(_, _, let st, _) = c.source, FileKind(mode: st.st_mode) == .regular { return total + Int64(st.st_size) }
             return total
         }
     }
@@ -249,9 +244,7 @@ extension Store {
     /// Writes the flattened rootfs of an image or a container (its image's layers, its init
     /// layer, its changes) into `rootfs`, a new directory.
     public func exportRootfs(of ref: String, to rootfs: String) throws -> (image: Digest, container: String?) {
-        if Glibc.mkdir(rootfs, 0o755) != 0 {
-            throw StrataError.errno(.alreadyExists, "cannot create \(rootfs)")
-        }
+        try createNewDirectory(rootfs)
         let target = try Directory.open(rootfs)
         if let c = try? container(ref) {
             let paths = containerPaths(c.id)
@@ -273,7 +266,7 @@ extension Store {
     /// strata and be reused by an unrelated process, which must never be signalled. The
     /// container's processes are in its cgroup `strata/ID`.
     static func isContainerProcess(_ pid: pid_t, id: String) -> Bool {
-        guard pid > 0, let f = try? FDHandle.open("/proc/\(pid)/cgroup", flags: O_RDONLY),
+        guard pid > 0, let f = try? FDHandle.open("/proc/\(pid)/cgroup", flags: .readOnly),
               let bytes = try? f.readAll(limit: 1 << 20, label: "cgroup") else { return false }
         return String(decoding: bytes, as: UTF8.self).contains("/strata/" + id)
     }

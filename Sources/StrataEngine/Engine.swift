@@ -2,7 +2,7 @@
 @_exported import StrataFormats
 @_exported import StrataLauncher
 @_exported import StrataStore
-import Foundation
+import FoundationEssentials
 import StrataSystem
 
 /// strata as a library: a store, and what is done with it from start to end (run a container,

@@ -1,8 +1,5 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CStrata
-import Foundation
+import FoundationEssentials
 import Synchronization
 import StrataArchive
 import StrataCore
@@ -16,10 +13,10 @@ extension Store {
     func openArchive(_ path: String, limit: Int64) throws -> any ArchiveContents {
         if path != "-" {
             let probe: FDHandle
-            do { probe = try FDHandle.open(path, flags: O_RDONLY | O_NONBLOCK) } catch let e as StrataError {
+            do { probe = try FDHandle.open(path, flags: [.readOnly, .nonBlocking]) } catch let e as StrataError {
                 throw StrataError(.notFound, "cannot read \(path)", cause: e.cause)
             }
-            if (try probe.stat().st_mode & S_IFMT) == S_IFDIR { return try DirectoryContents(path: path) }
+            if FileKind(mode: try probe.stat().st_mode) == .directory { return try DirectoryContents(path: path) }
         }
         let input = try openInput(path, decompressOuter: true, limit: limit)
         return try TarContents(handle: input.handle, size: input.size, label: path == "-" ? "standard input" : path)
@@ -32,15 +29,15 @@ extension Store {
         let label = path == "-" ? "standard input" : path
         let h: FDHandle
         if path == "-" {
-            h = FDHandle(owning: dup(0))
+            h = try FDHandle.duplicating(0)
         } else {
-            do { h = try FDHandle.open(path, flags: O_RDONLY) } catch let e as StrataError {
+            do { h = try FDHandle.open(path, flags: .readOnly) } catch let e as StrataError {
                 throw StrataError(.notFound, "cannot read \(path)", cause: e.cause)
             }
         }
         let st = try h.stat()
-        switch st.st_mode & S_IFMT {
-        case S_IFREG:
+        switch FileKind(mode: st.st_mode) {
+        case .regular:
             if st.st_size == 0 { throw StrataError(.invalidFormat, "\(label) is empty, not an archive") }
             let file = InputFile(handle: h, size: Int64(st.st_size), label: label)
             if decompressOuter {
@@ -48,11 +45,11 @@ extension Store {
                 if probe.compression != .none { return try spool(probe, label: label, limit: limit, decompressed: true) }
             }
             return file
-        case S_IFIFO, S_IFSOCK:
+        case .fifo, .socket:
             let stream = StreamSource(handle: h)
             return try spool(decompressOuter ? try Decompressor(stream, label: label) : stream, label: label,
                              limit: limit, decompressed: decompressOuter)
-        case S_IFDIR:
+        case .directory:
             throw StrataError(.invalidArgument, "\(label) is a directory; give a tar file")
         default:
             throw StrataError(.invalidArgument, "\(label) is a device, not an archive; give a file or a pipe")
@@ -87,9 +84,7 @@ extension Store {
 
     /// What a spool may use: the free space of tmp/'s filesystem less the reserve.
     func spoolRoom() -> Int64 {
-        var sv = statvfs()
-        guard fstatvfs(tmpDir.fd, &sv) == 0 else { return .max }
-        let free = Int64(sv.f_bavail) * Int64(sv.f_frsize)
+        guard let free = try? tmpDir.handle.freeBytes() else { return .max }
         return max(0, free - Store.spoolReserve)
     }
 

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import StrataCore
 import StrataDrivers
 import StrataLayer
@@ -46,8 +43,8 @@ extension Store {
             case .whiteout:
                 changes.append(LayerChange(kind: "D", path: path, size: 0, hidden: underOpaque ? 0 : try lower.size(at: comps)))
             case .entry(_, _, let st, let opaque):
-                let isDir = (st.st_mode & S_IFMT) == S_IFDIR
-                let size: Int64 = (st.st_mode & S_IFMT) == S_IFREG ? Int64(st.st_size) : 0
+                let isDir = FileKind(mode: st.st_mode) == .directory
+                let size: Int64 = FileKind(mode: st.st_mode) == .regular ? Int64(st.st_size) : 0
                 if isDir && opaque {
                     opaqueDirs.append(c.path)
                     changes.append(LayerChange(kind: c.kind.rawValue, path: path, size: 0, hidden: underOpaque ? 0 : try lower.size(at: comps)))

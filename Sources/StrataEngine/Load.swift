@@ -1,8 +1,6 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import Dispatch
 import CStrata
-import Foundation
+import FoundationEssentials
 import Synchronization
 import StrataArchive
 import StrataCore

@@ -1,8 +1,5 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CStrata
-import Foundation
+import FoundationEssentials
 import StrataArchive
 import StrataCore
 import StrataFormats
@@ -46,24 +43,24 @@ extension Store {
             try write(items.map { ($0.id, $0.tags) }, into: sink, options: options)
         case .dockerArchive, .ociArchive:
             if output == "-" {
-                let out = BufferedOutput(FDHandle(owning: dup(1)))
+                let out = BufferedOutput(try FDHandle.duplicating(1))
                 let sink = try TarLayoutSink { try out.write($0) }
                 try write(items.map { ($0.id, $0.tags) }, into: sink, options: options)
                 try out.flush()
                 return
             }
-            let dir = (output as NSString).deletingLastPathComponent
-            let tmpPath = (dir.isEmpty ? "." : dir) + "/.\((output as NSString).lastPathComponent).strata-\(Store.randomID().prefix(8))"
-            let out = BufferedOutput(try FDHandle.open(tmpPath, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o644))
+            let slash = output.lastIndex(of: "/")
+            let dir = slash.map { String(output[..<$0]) } ?? "."
+            let file = slash.map { String(output[output.index(after: $0)...]) } ?? output
+            let tmpPath = (dir.isEmpty ? "" : dir) + "/.\(file).strata-\(Store.randomID().prefix(8))"
+            let out = BufferedOutput(try FDHandle.open(tmpPath, flags: [.writeOnly, .create, .exclusive], mode: 0o644))
             do {
                 let sink = try TarLayoutSink { try out.write($0) }
                 try write(items.map { ($0.id, $0.tags) }, into: sink, options: options)
                 try out.flush()
-                guard rename(tmpPath, output) == 0 else {
-                    throw StrataError.errno(.system, "cannot rename the saved archive to \(output)")
-                }
+                try renamePath(tmpPath, to: output)
             } catch {
-                unlink(tmpPath)
+                removeFile(tmpPath)
                 throw error
             }
         }

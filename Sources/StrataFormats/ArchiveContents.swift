@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import StrataArchive
 import StrataCore
 import StrataSystem
@@ -89,10 +86,10 @@ public final class DirectoryContents: ArchiveContents, Sendable {
         }
         // O_NONBLOCK: a FIFO planted as a blob must not hang the load; O_NOFOLLOW: a symlink is
         // not a blob (it is refused, never followed).
-        switch root.openat2(name, flags: O_RDONLY | O_NONBLOCK | O_NOFOLLOW, resolve: [.inRoot, .noMagicLinks]) {
+        switch root.openat2(name, flags: [.readOnly, .nonBlocking, .noFollow], resolve: [.inRoot, .noMagicLinks]) {
         case .success(let h):
             let st = try h.stat()
-            guard (st.st_mode & S_IFMT) == S_IFREG else {
+            guard FileKind(mode: st.st_mode) == .regular else {
                 throw StrataError(.invalidFormat, "\(label)/\(path) is not a regular file")
             }
             return BlobRef(handle: h, offset: 0, size: Int64(st.st_size), label: "\(label)/\(path)")

@@ -1,4 +1,4 @@
-import Foundation
+import Foundation  // JSONSerialization: configs keep keys this code does not know
 import StrataCore
 
 /// Dockerfile instructions applied to an image config, as `docker import --change` and

@@ -1,4 +1,4 @@
-import Foundation
+import Foundation  // JSONSerialization: configs keep keys this code does not know
 import StrataCore
 
 /// Edits an image config (OCI image-spec config.md) as a JSON object: what strata changes is

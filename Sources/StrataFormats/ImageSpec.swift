@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import StrataCore
 
 /// Media types strata reads (OCI image-spec media-types.md and Docker's image manifest v2).

@@ -1,7 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-import Foundation
+import FoundationEssentials
 import StrataArchive
 import StrataCore
 import StrataSystem
@@ -66,7 +63,7 @@ public final class DirectoryLayoutSink: LayoutSink {
     public func addBlob(_ digest: Digest, size: Int64, _ body: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
         guard !blobs.contains(digest) else { return }
         let tmp = Array(".\(digest.hex).partial".utf8)
-        let f = try blobsDir.openFile(tmp, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
+        let f = try blobsDir.openFile(tmp, flags: [.writeOnly, .create, .truncate], mode: 0o644)
         var written: Int64 = 0
         try body { chunk in
             written += Int64(chunk.count)

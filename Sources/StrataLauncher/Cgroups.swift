@@ -59,7 +59,7 @@ public enum CgroupLayout: Equatable, Sendable {
     public static func current() -> CgroupLayout? {
         guard let mountinfo = MountTable.text() else { return nil }
         return detect(mountinfo: mountinfo) { root in
-            let text = (try? FDHandle.open(root + "/cgroup.controllers", flags: O_RDONLY))
+            let text = (try? FDHandle.open(root + "/cgroup.controllers", flags: .readOnly))
                 .flatMap { try? $0.readAll(limit: 1 << 16, label: "cgroup.controllers") }
                 .map { String(decoding: $0, as: UTF8.self) } ?? ""
             return Set(text.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init))
@@ -120,7 +120,7 @@ public struct Cgroup: Sendable {
     private func write(_ dir: String, _ file: String, _ value: String) throws {
         let path = dir + "/" + file
         let f: FDHandle
-        do { f = try FDHandle.open(path, flags: O_WRONLY | O_TRUNC) } catch let e as StrataError {
+        do { f = try FDHandle.open(path, flags: [.writeOnly, .truncate]) } catch let e as StrataError {
             throw StrataError(.system, "cannot open cgroup file \(path)", cause: e.cause)
         }
         do { try f.writeAll(Array(value.utf8)) } catch let e as StrataError {
@@ -236,14 +236,14 @@ public struct Cgroup: Sendable {
     }
 
     static func pids(_ dir: String) -> [pid_t] {
-        guard let f = try? FDHandle.open(dir + "/cgroup.procs", flags: O_RDONLY),
+        guard let f = try? FDHandle.open(dir + "/cgroup.procs", flags: .readOnly),
               let bytes = try? f.readAll(limit: 16 << 20, label: "cgroup.procs") else { return [] }
         return String(decoding: bytes, as: UTF8.self).split(separator: "\n").compactMap { pid_t($0) }
     }
 
     /// SIGKILL to every process of one cgroup (v2: cgroup.kill where the kernel has it).
     static func killAll(_ dir: String) {
-        if let f = try? FDHandle.open(dir + "/cgroup.kill", flags: O_WRONLY), (try? f.writeAll(Array("1".utf8))) != nil { return }
+        if let f = try? FDHandle.open(dir + "/cgroup.kill", flags: .writeOnly), (try? f.writeAll(Array("1".utf8))) != nil { return }
         for pid in pids(dir) where pid > 0 { kill(pid, SIGKILL) }
     }
 }

@@ -13,7 +13,7 @@ public struct RootfsFiles {
 
     /// A small file inside the rootfs, or nil.
     func read(_ path: String, limit: Int = 4 << 20) -> String? {
-        guard case .success(let f) = root.openat2(Array(path.utf8), flags: O_RDONLY, resolve: [.inRoot, .noMagicLinks]),
+        guard case .success(let f) = root.openat2(Array(path.utf8), flags: .readOnly, resolve: [.inRoot, .noMagicLinks]),
               let bytes = try? f.readAll(limit: limit, label: path) else { return nil }
         return String(decoding: bytes, as: UTF8.self)
     }
@@ -73,9 +73,9 @@ public struct RootfsFiles {
             : path.split(separator: ":").map { String($0) + "/" + name }
         var denied: String?
         for c in candidates {
-            guard case .success(let f) = root.openat2(Array(c.utf8), flags: O_RDONLY, resolve: [.inRoot, .noMagicLinks]),
+            guard case .success(let f) = root.openat2(Array(c.utf8), flags: .readOnly, resolve: [.inRoot, .noMagicLinks]),
                   let st = try? f.stat() else { continue }
-            guard (st.st_mode & S_IFMT) == S_IFREG else { denied = denied ?? c; continue }
+            guard FileKind(mode: st.st_mode) == .regular else { denied = denied ?? c; continue }
             if st.st_mode & 0o111 == 0 { denied = denied ?? c; continue }
             return .found(c.hasPrefix("/") ? c : "/" + c)
         }
@@ -109,7 +109,7 @@ public struct RootfsFiles {
         let parent = try root.openDirectory(Array(comps.dropLast().joined(separator: "/").utf8), resolve: [.inRoot, .noMagicLinks], followFinal: true).get()
         let name = Array((comps.last ?? "").utf8)
         if try parent.lstat(name) == nil {
-            _ = try parent.openFile(name, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o644)
+            _ = try parent.openFile(name, flags: [.writeOnly, .create, .exclusive], mode: 0o644)
         }
     }
 }

@@ -112,10 +112,10 @@ public final class Launcher: @unchecked Sendable {
         }
         for v in spec.volumes {
             if let source = v.source {
-                guard let h = try? FDHandle.open(source, flags: STRATA_O_PATH), let st = try? h.stat() else {
+                guard let h = try? FDHandle.open(source, flags: .pathOnly), let st = try? h.stat() else {
                     throw LaunchFailure(exitCode: 125, message: "volume source \(source) does not exist")
                 }
-                if (st.st_mode & S_IFMT) == S_IFDIR { try files.makeDirectory(v.target) } else { try files.makeFile(v.target) }
+                if FileKind(mode: st.st_mode) == .directory { try files.makeDirectory(v.target) } else { try files.makeFile(v.target) }
             } else {
                 try files.makeDirectory(v.target)
             }
@@ -128,13 +128,13 @@ public final class Launcher: @unchecked Sendable {
     func writeNetworkFiles() throws -> [(String, String)] {
         let hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t\(spec.hostname)\n"
         var resolv = "nameserver 127.0.0.53\n"
-        if spec.hostNetwork, let f = try? FDHandle.open("/etc/resolv.conf", flags: O_RDONLY),
+        if spec.hostNetwork, let f = try? FDHandle.open("/etc/resolv.conf", flags: .readOnly),
            let bytes = try? f.readAll(limit: 1 << 20, label: "/etc/resolv.conf") { resolv = String(decoding: bytes, as: UTF8.self) }
         let files = [("hostname", spec.hostname + "\n"), ("hosts", hosts), ("resolv.conf", resolv)]
         var out: [(String, String)] = []
         for (name, content) in files {
             let path = spec.stateDirectory + "/" + name
-            let f = try FDHandle.open(path, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
+            let f = try FDHandle.open(path, flags: [.writeOnly, .create, .truncate], mode: 0o644)
             try f.writeAll(Array(content.utf8))
             out.append((path, "/etc/" + name))
         }

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CArchive
 import CStrata
 import StrataCore
@@ -93,12 +90,12 @@ public final class LayerDiffWriter {
         archive_entry_set_uid(e, la_int64_t(st.st_uid))
         archive_entry_set_gid(e, la_int64_t(st.st_gid))
         archive_entry_set_mtime(e, time_t(st.st_mtim.tv_sec), st.st_mtim.tv_nsec)
-        let type = st.st_mode & S_IFMT
+        let type = FileKind(mode: st.st_mode)
         var content: FDHandle?
         switch type {
-        case S_IFDIR:
+        case .directory:
             archive_entry_set_filetype(e, 0o040000)
-        case S_IFREG:
+        case .regular:
             let key = UInt64(st.st_dev) << 40 ^ UInt64(st.st_ino)
             if st.st_nlink > 1, let first = links[key] {
                 archive_entry_set_filetype(e, 0o100000)
@@ -110,20 +107,20 @@ public final class LayerDiffWriter {
             if st.st_nlink > 1 { links[key] = path }
             archive_entry_set_filetype(e, 0o100000)
             archive_entry_set_size(e, la_int64_t(st.st_size))
-            content = try dir.openFile(name, flags: O_RDONLY)
-        case S_IFLNK:
+            content = try dir.openFile(name, flags: .readOnly)
+        case .symlink:
             archive_entry_set_filetype(e, 0o120000)
             withCPath(try dir.readlink(name)) { archive_entry_copy_symlink(e, $0) }
-        case S_IFCHR, S_IFBLK:
-            archive_entry_set_filetype(e, type == S_IFCHR ? 0o020000 : 0o060000)
+        case .characterDevice, .blockDevice:
+            archive_entry_set_filetype(e, type == .characterDevice ? 0o020000 : 0o060000)
             archive_entry_set_rdevmajor(e, dev_t(strata_major(st.st_rdev)))
             archive_entry_set_rdevminor(e, dev_t(strata_minor(st.st_rdev)))
-        case S_IFIFO:
+        case .fifo:
             archive_entry_set_filetype(e, 0o010000)
         default:
             return  // sockets are not layer content
         }
-        if type == S_IFDIR || type == S_IFREG {
+        if type == .directory || type == .regular {
             let h: FDHandle
             if let content { h = content } else { h = try dir.walkInto(name).handle }
             for (k, v) in Xattrs.list(h.fd) where Whiteout.isContentXattr(k) {

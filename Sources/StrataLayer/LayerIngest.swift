@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import StrataArchive
 import StrataCore
 import StrataSystem
@@ -70,7 +67,7 @@ public enum LayerRebuild {
                 try bytes.withUnsafeBytes { try sink($0) }
             case .file(let size, let path):
                 let f: FDHandle
-                switch root.openat2(path, flags: O_RDONLY | O_NOFOLLOW, resolve: [.inRoot, .noMagicLinks, .noXDev]) {
+                switch root.openat2(path, flags: [.readOnly, .noFollow], resolve: [.inRoot, .noMagicLinks, .noXDev]) {
                 case .success(let h): f = h
                 case .failure(let e):
                     throw StrataError(.notFound, "\(label): file \"\(path.display)\" named by the journal is missing", cause: e)

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import StrataArchive
 import StrataCore
 import StrataSystem
@@ -81,15 +78,15 @@ public enum LayerTree {
                 let p = EntryPath.join(comps)
                 guard let st = try dir.lstat(name) else { continue }
                 seen.insert(p)
-                let type = st.st_mode & S_IFMT
+                let type = FileKind(mode: st.st_mode)
                 let actual: Expect
                 switch type {
-                case S_IFDIR: actual = .directory
-                case S_IFREG: actual = .regular
-                case S_IFLNK: actual = .symlink
+                case .directory: actual = .directory
+                case .regular: actual = .regular
+                case .symlink: actual = .symlink
                 case _ where Whiteout.isOverlayWhiteout(st): actual = .optionalWhiteout
-                case S_IFCHR, S_IFBLK: actual = .device
-                case S_IFIFO: actual = .fifo
+                case .characterDevice, .blockDevice: actual = .device
+                case .fifo: actual = .fifo
                 default: actual = .regular
                 }
                 switch expected[p] {
@@ -97,7 +94,7 @@ public enum LayerTree {
                 case let want? where want != actual: note("\(p.display) is a \(describe(actual)), the layer has a \(describe(want))")
                 default: break
                 }
-                if type == S_IFDIR, expected[p] == .directory { try walk(try dir.walkInto(name), comps) }
+                if type == .directory, expected[p] == .directory { try walk(try dir.walkInto(name), comps) }
             }
         }
         try walk(root, [])

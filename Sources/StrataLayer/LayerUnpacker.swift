@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CStrata
 import StrataArchive
 // (Mode tests are spelled out here: with libarchive imported into this module, the `stat`
@@ -103,7 +100,7 @@ public final class LayerUnpacker {
         let parent = try openParent(parentPath, entry: entry.path)
         var replacedWhiteout = false
         if let existing = try parent.lstat(last) {
-            if entry.kind == .directory && (existing.st_mode & S_IFMT == S_IFDIR) {
+            if entry.kind == .directory && FileKind(mode: existing.st_mode) == .directory {
                 // A duplicate directory entry: keep the children, take the new metadata.
                 switch parent.openDirectory(last, resolve: [.noSymlinks]) {
                 case .success(let d):
@@ -117,7 +114,7 @@ public final class LayerUnpacker {
             replacedWhiteout = Whiteout.isOverlayWhiteout(existing)
             if !replacedWhiteout {
                 // Last entry wins (Decision 4). What the journal pointed at is gone now.
-                if (existing.st_mode & S_IFMT == S_IFDIR) || payloadPaths.contains(path) {
+                if FileKind(mode: existing.st_mode) == .directory || payloadPaths.contains(path) {
                     recorder?.markInexact("entry \"\(path.display)\" replaces an earlier entry of the same layer")
                 }
             }
@@ -143,7 +140,7 @@ public final class LayerUnpacker {
                 // A whiteout and a directory of the same name in one layer: the directory is new,
                 // nothing of the lower one may show through it.
                 if replacedWhiteout {
-                    try setXattr(d.fd, Whiteout.overlayOpaqueXattr, Whiteout.overlayOpaqueValue, path: path)
+                    try setXattr(d.handle, Whiteout.overlayOpaqueXattr, Whiteout.overlayOpaqueValue, path: path)
                 }
             case .failure(let e):
                 throw StrataError(.system, "\(label): cannot open new directory \"\(path.display)\"", cause: e)
@@ -160,10 +157,10 @@ public final class LayerUnpacker {
             if entry.kind == .characterDevice && entry.devMajor == 0 && entry.devMinor == 0 {
                 throw unsafe(entry.path, "a 0/0 character device would be an overlay whiteout on disk")
             }
-            let type: mode_t = entry.kind == .characterDevice ? S_IFCHR : entry.kind == .blockDevice ? S_IFBLK : S_IFIFO
-            try parent.mknod(last, mode: type | 0o600, major: entry.devMajor, minor: entry.devMinor)
+            let type: FileKind = entry.kind == .characterDevice ? .characterDevice : entry.kind == .blockDevice ? .blockDevice : .fifo
+            try parent.mknod(last, mode: type.modeBits | 0o600, major: entry.devMajor, minor: entry.devMinor)
             try parent.chown(last, uid: entry.uid, gid: entry.gid)
-            let f = try parent.openat2(last, flags: STRATA_O_PATH | O_NOFOLLOW, resolve: [.noSymlinks]).get()
+            let f = try parent.openat2(last, flags: [.pathOnly, .noFollow], resolve: [.noSymlinks]).get()
             try chmodPath(f, mode: entry.mode, path: path)
             try parent.setTimes(last, atime: entry.atime ?? entry.mtime, mtime: entry.mtime)
         case .socket:
@@ -183,7 +180,7 @@ public final class LayerUnpacker {
             // The name decides, whatever the entry's type (Docker does the same).
             if parentIsNotDirectory(parentPath) { return true }
             let dir = try openParent(parentPath, entry: entry.path)
-            try setXattr(dir.fd, Whiteout.overlayOpaqueXattr, Whiteout.overlayOpaqueValue, path: EntryPath.join(parentPath))
+            try setXattr(dir.handle, Whiteout.overlayOpaqueXattr, Whiteout.overlayOpaqueValue, path: EntryPath.join(parentPath))
             if parentPath.isEmpty { stats.opaqueRoot = true }
             return true
         case .whiteout(let name):
@@ -194,15 +191,15 @@ public final class LayerUnpacker {
             if let st = try parent.lstat(name) {
                 // This layer already holds the name: it hides the lower one by itself (Decision 9).
                 // A directory must also stop the lower directory's content from showing through.
-                if (st.st_mode & S_IFMT == S_IFDIR) {
+                if FileKind(mode: st.st_mode) == .directory {
                     switch parent.openDirectory(name, resolve: [.noSymlinks]) {
-                    case .success(let d): try setXattr(d.fd, Whiteout.overlayOpaqueXattr, Whiteout.overlayOpaqueValue, path: EntryPath.join(parentPath + [name]))
+                    case .success(let d): try setXattr(d.handle, Whiteout.overlayOpaqueXattr, Whiteout.overlayOpaqueValue, path: EntryPath.join(parentPath + [name]))
                     case .failure(let e): throw StrataError(.system, "\(label): cannot open \"\(path.display)\"", cause: e)
                     }
                 }
                 return true
             }
-            try parent.mknod(name, mode: S_IFCHR | 0o000, major: 0, minor: 0)
+            try parent.mknod(name, mode: FileKind.characterDevice.modeBits | 0o000, major: 0, minor: 0)
             stats.whiteouts.append(EntryPath.join(parentPath + [name]))
             return true
         case .content:
@@ -211,7 +208,7 @@ public final class LayerUnpacker {
     }
 
     private func writeRegular(_ entry: TarEntry, name: PathBytes, path: PathBytes, in parent: Directory, reader: TarReader) throws {
-        let f = try parent.openFile(name, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
+        let f = try parent.openFile(name, flags: [.writeOnly, .create, .exclusive], mode: 0o600)
         if entry.isSparse {
             recorder?.markInexact("entry \"\(path.display)\" is a sparse file")
         } else {
@@ -220,29 +217,17 @@ public final class LayerUnpacker {
         }
         var written: Int64 = 0
         try reader.readData { offset, block in
-            var done = 0
-            while done < block.count {
-                let r = retryingEINTR { Glibc.pwrite(f.fd, block.baseAddress! + done, block.count - done, off_t(offset) + off_t(done)) }
-                switch r {
-                case .success(let n): done += n
-                case .failure(let e): throw StrataError(.system, "\(label): cannot write \"\(path.display)\"", cause: e)
-                }
-            }
+            try at(path) { try f.pwriteAll(block, at: offset) }
             written += Int64(block.count)
         }
         if entry.isSparse {
-            guard ftruncate(f.fd, off_t(entry.size)) == 0 else {
-                throw StrataError.errno(.system, "\(label): cannot size \"\(path.display)\"")
-            }
+            try at(path) { try f.truncate(to: entry.size) }
         } else if written != entry.size {
             recorder?.markInexact("entry \"\(path.display)\" had \(written) of \(entry.size) payload bytes")
         }
         stats.contentSize += entry.size
-        try setMetadata(fd: f.fd, entry: entry, path: path)
-        var times = [entry.atime ?? entry.mtime, entry.mtime]
-        guard futimens(f.fd, &times) == 0 else {
-            throw StrataError.errno(.system, "\(label): cannot set times of \"\(path.display)\"")
-        }
+        try setMetadata(of: f, entry: entry, path: path)
+        try at(path) { try f.setTimes(atime: entry.atime ?? entry.mtime, mtime: entry.mtime) }
     }
 
     /// Whether `comps` resolves (inside the root) to something of this layer that is not a directory.
@@ -276,7 +261,7 @@ public final class LayerUnpacker {
         guard let st = try targetParent.lstat(targetName) else {
             throw unsafe(entry.path, "hardlink target \"\(entry.linkTarget.display)\" is not in this layer (hardlinks into lower layers are not supported)")
         }
-        if (st.st_mode & S_IFMT == S_IFDIR) { throw unsafe(entry.path, "a hardlink to a directory") }
+        if FileKind(mode: st.st_mode) == .directory { throw unsafe(entry.path, "a hardlink to a directory") }
         if Whiteout.isOverlayWhiteout(st) {
             throw unsafe(entry.path, "a hardlink to a whiteout")
         }
@@ -325,35 +310,30 @@ public final class LayerUnpacker {
     }
 
     private func setMetadata(of dir: Directory, entry: TarEntry) throws {
-        try setMetadata(fd: dir.fd, entry: entry, path: entry.path)
+        try setMetadata(of: dir.handle, entry: entry, path: entry.path)
     }
 
     /// Owner, then mode (chown clears setuid/setgid: Decision 8), then content xattrs.
-    private func setMetadata(fd: Int32, entry: TarEntry, path: PathBytes) throws {
-        guard fchown(fd, entry.uid, entry.gid) == 0 else {
-            throw StrataError.errno(.system, "\(label): cannot chown \"\(path.display)\"")
-        }
-        guard fchmod(fd, mode_t(entry.mode)) == 0 else {
-            throw StrataError.errno(.system, "\(label): cannot chmod \"\(path.display)\"")
-        }
-        for (name, value) in entry.xattrs where Whiteout.isContentXattr(name) {
-            try setXattr(fd, name, value, path: path)
+    private func setMetadata(of f: FDHandle, entry: TarEntry, path: PathBytes) throws {
+        try at(path) {
+            try f.chown(uid: entry.uid, gid: entry.gid)
+            try f.chmod(entry.mode)
+            for (name, value) in entry.xattrs where Whiteout.isContentXattr(name) { try f.setXattr(name, value) }
         }
     }
 
     /// chmod through an O_PATH fd (devices and fifos must not be opened for I/O).
     private func chmodPath(_ f: FDHandle, mode: UInt32, path: PathBytes) throws {
-        let proc = "/proc/self/fd/\(f.fd)"
-        guard chmod(proc, mode_t(mode)) == 0 else {
-            throw StrataError.errno(.system, "\(label): cannot chmod \"\(path.display)\"")
-        }
+        try at(path) { try f.chmodPathOnly(mode) }
     }
 
-    private func setXattr(_ fd: Int32, _ name: String, _ value: [UInt8], path: PathBytes) throws {
-        let r = value.withUnsafeBytes { strata_fsetxattr(fd, name, $0.baseAddress, $0.count, 0) }
-        guard r == 0 else {
-            throw StrataError.errno(.system, "\(label): cannot set xattr \(name) on \"\(path.display)\"")
-        }
+    private func setXattr(_ f: FDHandle, _ name: String, _ value: [UInt8], path: PathBytes) throws {
+        try at(path) { try f.setXattr(name, value) }
+    }
+
+    /// Runs a call on the entry at `path`; its error names the layer and the entry.
+    private func at(_ path: PathBytes, _ body: () throws -> Void) throws {
+        do { try body() } catch let e as StrataError { throw e.context("\(label): \"\(path.display)\"") }
     }
 
     /// Directory times last, deepest first, never through a symlink: a later entry may have
@@ -367,10 +347,7 @@ public final class LayerUnpacker {
         for path in ordered {
             guard let t = deferredTimes[path] else { continue }
             guard case .success(let d) = root.openDirectory(path, resolve: [.noSymlinks, .noXDev]) else { continue }
-            var times = [t.atime, t.mtime]
-            guard futimens(d.fd, &times) == 0 else {
-                throw StrataError.errno(.system, "\(label): cannot set times of \"\(path.display)\"")
-            }
+            try at(path) { try d.handle.setTimes(atime: t.atime, mtime: t.mtime) }
         }
     }
 }

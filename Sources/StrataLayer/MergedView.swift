@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 // (Mode tests are spelled out here: with libarchive imported into this module, the `stat`
 // helpers of StrataSystem are not found in whole-module builds.)
 import StrataCore
@@ -16,7 +13,7 @@ public struct MergedView {
 
 
     /// What the view holds at `comps` (nil: nothing, or hidden).
-    public func lookup(_ comps: [PathBytes]) throws -> Glibc.stat? {
+    public func lookup(_ comps: [PathBytes]) throws -> FileStatus? {
         guard !comps.isEmpty else { return nil }
         for dir in layers {
             var blocked = false
@@ -24,7 +21,7 @@ public struct MergedView {
             var parent = dir
             for c in comps.dropLast() {
                 guard let st = try parent.lstat(c) else { blocked = true; break }
-                if !((st.st_mode & S_IFMT) == S_IFDIR) { return nil }  // a file or whiteout here hides everything below
+                if FileKind(mode: st.st_mode) != .directory { return nil }  // a file or whiteout here hides everything below
                 guard case .success(let sub) = parent.openDirectory(c, resolve: [.noSymlinks]) else { blocked = true; break }
                 if Whiteout.isOpaque(sub.fd) { opaque = true }
                 parent = sub
@@ -38,8 +35,8 @@ public struct MergedView {
     }
 
     /// The names the view shows in directory `comps` ([] for the root), with what they are.
-    public func list(_ comps: [PathBytes]) throws -> [PathBytes: Glibc.stat] {
-        var out: [PathBytes: Glibc.stat] = [:]
+    public func list(_ comps: [PathBytes]) throws -> [PathBytes: FileStatus] {
+        var out: [PathBytes: FileStatus] = [:]
         var hidden: Set<PathBytes> = []
         for dir in layers {
             let d: Directory
@@ -50,7 +47,7 @@ public struct MergedView {
                 var cur = dir
                 for c in comps {
                     guard let st = try cur.lstat(c) else { ok = false; break }
-                    if !((st.st_mode & S_IFMT) == S_IFDIR) { return out }  // hides the rest below
+                    if FileKind(mode: st.st_mode) != .directory { return out }  // hides the rest below
                     guard case .success(let sub) = cur.openDirectory(c, resolve: [.noSymlinks]) else { ok = false; break }
                     cur = sub
                 }
@@ -69,10 +66,10 @@ public struct MergedView {
     /// Bytes of regular files the view holds at or below `comps`.
     public func size(at comps: [PathBytes]) throws -> Int64 {
         guard let st = try lookup(comps) else { return 0 }
-        guard ((st.st_mode & S_IFMT) == S_IFDIR) else { return ((st.st_mode & S_IFMT) == S_IFREG) ? Int64(st.st_size) : 0 }
+        guard FileKind(mode: st.st_mode) == .directory else { return FileKind(mode: st.st_mode) == .regular ? Int64(st.st_size) : 0 }
         var total: Int64 = 0
         for (name, child) in try list(comps) {
-            total += ((child.st_mode & S_IFMT) == S_IFDIR) ? try size(at: comps + [name]) : (((child.st_mode & S_IFMT) == S_IFREG) ? Int64(child.st_size) : 0)
+            total += FileKind(mode: child.st_mode) == .directory ? try size(at: comps + [name]) : (FileKind(mode: child.st_mode) == .regular ? Int64(child.st_size) : 0)
         }
         return total
     }
@@ -84,8 +81,8 @@ public struct ChangedPath {
     public enum Kind: String, Sendable { case added = "A", changed = "C", deleted = "D" }
     public enum Source {
         /// A file, directory, link or device to copy from `directory`/`name`.
-        case entry(directory: Directory, name: PathBytes, stat: Glibc.stat, opaque: Bool)
-        case whiteout(stat: Glibc.stat?)
+        case entry(directory: Directory, name: PathBytes, stat: FileStatus, opaque: Bool)
+        case whiteout(stat: FileStatus?)
     }
     public var path: PathBytes
     public var kind: Kind
@@ -113,7 +110,7 @@ public enum ChangeScanner {
                 continue
             }
             let below = underOpaque ? nil : try lower.lookup(comps)
-            if ((st.st_mode & S_IFMT) == S_IFDIR) {
+            if FileKind(mode: st.st_mode) == .directory {
                 let sub = try dir.walkInto(name)
                 let opaque = Whiteout.isOpaque(sub.fd)
                 out.append(ChangedPath(path: path, kind: below == nil ? .added : .changed,
@@ -135,9 +132,9 @@ public enum ChangeScanner {
         return out
     }
 
-    private static func same(_ a: Glibc.stat, _ b: Glibc.stat) -> Bool {
+    private static func same(_ a: FileStatus, _ b: FileStatus) -> Bool {
         guard a.st_mode == b.st_mode, a.st_uid == b.st_uid, a.st_gid == b.st_gid else { return false }
-        if ((a.st_mode & S_IFMT) == S_IFDIR) { return true }
+        if FileKind(mode: a.st_mode) == .directory { return true }
         guard a.st_size == b.st_size, a.st_rdev == b.st_rdev,
               a.st_mtim.tv_sec == b.st_mtim.tv_sec, a.st_mtim.tv_nsec == b.st_mtim.tv_nsec else { return false }
         return true
@@ -157,9 +154,9 @@ public enum ChangeScanner {
                 continue
             }
             let old = below[name]
-            if ((st.st_mode & S_IFMT) == S_IFDIR) {
+            if FileKind(mode: st.st_mode) == .directory {
                 let sub = try dir.walkInto(name)
-                if let old, ((old.st_mode & S_IFMT) == S_IFDIR) {
+                if let old, FileKind(mode: old.st_mode) == .directory {
                     let index = out.count
                     let inner = try walkCopy(sub, comps, lower, &out)
                     let mine = !same(st, old) || st.st_mtim.tv_sec != old.st_mtim.tv_sec || st.st_mtim.tv_nsec != old.st_mtim.tv_nsec
@@ -176,7 +173,7 @@ public enum ChangeScanner {
                 }
                 continue
             }
-            if let old, same(st, old), !(((st.st_mode & S_IFMT) == S_IFLNK) && (try? dir.readlink(name)) != (try? linkTarget(lower, comps))) {
+            if let old, same(st, old), !(FileKind(mode: st.st_mode) == .symlink && (try? dir.readlink(name)) != (try? linkTarget(lower, comps))) {
                 continue
             }
             out.append(ChangedPath(path: path, kind: old == nil ? .added : .changed,
@@ -194,7 +191,7 @@ public enum ChangeScanner {
                 guard case .success(let sub) = cur.openDirectory(c, resolve: [.noSymlinks]) else { ok = false; break }
                 cur = sub
             }
-            if ok, let st = try cur.lstat(comps.last!), ((st.st_mode & S_IFMT) == S_IFLNK) { return try cur.readlink(comps.last!) }
+            if ok, let st = try cur.lstat(comps.last!), FileKind(mode: st.st_mode) == .symlink { return try cur.readlink(comps.last!) }
         }
         return nil
     }
@@ -204,7 +201,7 @@ public enum ChangeScanner {
             guard let st = try dir.lstat(name) else { continue }
             let comps = prefix + [name]
             out.append(ChangedPath(path: EntryPath.join(comps), kind: .added, source: .entry(directory: dir, name: name, stat: st, opaque: false)))
-            if ((st.st_mode & S_IFMT) == S_IFDIR) { try addAll(try dir.walkInto(name), comps, &out) }
+            if FileKind(mode: st.st_mode) == .directory { try addAll(try dir.walkInto(name), comps, &out) }
         }
     }
 }

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CStrata
 import StrataCore
 import StrataSystem
@@ -19,7 +16,7 @@ public enum Whiteout {
     public static let overlayOpaqueValue: [UInt8] = [UInt8(ascii: "y")]
 
     /// On disk, in overlay form: a character device 0/0 is a whiteout.
-    public static func isOverlayWhiteout(_ st: Glibc.stat) -> Bool { (st.st_mode & S_IFMT) == S_IFCHR && st.st_rdev == 0 }
+    public static func isOverlayWhiteout(_ st: FileStatus) -> Bool { FileKind(mode: st.st_mode) == .characterDevice && st.st_rdev == 0 }
 
     /// On disk, in overlay form: whether the directory open at `fd` is opaque.
     public static func isOpaque(_ fd: Int32) -> Bool {

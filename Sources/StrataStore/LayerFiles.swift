@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import StrataArchive
 import StrataCore
 import StrataLayer
@@ -37,7 +34,7 @@ extension Store {
         let label = "layer \(layer.chainID)"
         if layer.journal == .raw {
             let dir = try layersDir.openDirectory(Array(layer.cacheID.utf8), resolve: [.noSymlinks]).get()
-            let f = try dir.openFile(Store.rawTarName, flags: O_RDONLY)
+            let f = try dir.openFile(Store.rawTarName, flags: .readOnly)
             let src = FileRangeSource(handle: f, offset: 0, length: Int64(try f.stat().st_size), label: label + " layer.tar")
             while true {
                 let c = try src.nextChunk()
@@ -47,7 +44,7 @@ extension Store {
             }
         } else {
             let dir = try layersDir.openDirectory(Array(layer.cacheID.utf8), resolve: [.noSymlinks]).get()
-            let journal = try dir.openFile(Store.journalName, flags: O_RDONLY)
+            let journal = try dir.openFile(Store.journalName, flags: .readOnly)
             try LayerRebuild.run(root: try layerDirectory(layer), journal: journal, label: label) { c in
                 hasher.update(c)
                 try sink(c)

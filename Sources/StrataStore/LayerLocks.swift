@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CStrata
 import StrataCore
 import StrataSystem
@@ -19,7 +16,7 @@ package final class LayerLocks {
 
     package init(store: Store) throws {
         // Its own open file description: OFD locks exclude each other even within one process.
-        file = try store.root.openFile(Array("lock".utf8), flags: O_RDWR | O_CREAT, mode: 0o600)
+        file = try store.root.openFile(Array("lock".utf8), flags: [.readWrite, .create], mode: 0o600)
     }
 
     /// The byte a layer's lease is on.
@@ -38,9 +35,8 @@ package final class LayerLocks {
     /// A lease on something else named by hex (a container), same rules.
     package func lock(key hex: String, exclusive: Bool) throws {
         let off = LayerLocks.offset(hex: hex)
-        while strata_ofd_lock(file.fd, off, exclusive ? 2 : 1, 1) != 0 {
-            if errno == EINTR { continue }
-            throw StrataError.errno(.system, "cannot take the lease on \(hex)")
+        do { try file.lockRange(off, exclusive: exclusive, wait: true) } catch let e as StrataError {
+            throw e.context("cannot take the lease on \(hex)")
         }
         held[off] = exclusive
     }
@@ -48,32 +44,32 @@ package final class LayerLocks {
     /// Waits for the lease.
     package func lock(_ c: ChainID, exclusive: Bool) throws {
         let off = LayerLocks.offset(c)
-        while strata_ofd_lock(file.fd, off, exclusive ? 2 : 1, 1) != 0 {
-            if errno == EINTR { continue }
-            throw StrataError.errno(.system, "cannot take the lease on layer \(c)")
+        do { try file.lockRange(off, exclusive: exclusive, wait: true) } catch let e as StrataError {
+            throw e.context("cannot take the lease on layer \(c)")
         }
         held[off] = exclusive
     }
 
     package func unlock(_ c: ChainID) {
         let off = LayerLocks.offset(c)
-        _ = strata_ofd_lock(file.fd, off, 0, 0)
+        file.unlockRange(off)
         held[off] = nil
     }
 
     /// Takes the exclusive lease only if nobody holds the layer.
     package func tryExclusive(_ c: ChainID) throws -> Bool {
         let off = LayerLocks.offset(c)
-        if strata_ofd_lock(file.fd, off, 2, 0) == 0 {
-            held[off] = true
-            return true
+        do {
+            guard try file.lockRange(off, exclusive: true, wait: false) else { return false }
+        } catch let e as StrataError {
+            throw e.context("cannot take the lease on layer \(c)")
         }
-        if errno == EAGAIN || errno == EACCES { return false }
-        throw StrataError.errno(.system, "cannot take the lease on layer \(c)")
+        held[off] = true
+        return true
     }
 
     package func unlockAll() {
-        for off in held.keys { _ = strata_ofd_lock(file.fd, off, 0, 0) }
+        for off in held.keys { file.unlockRange(off) }
         held = [:]
     }
 

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CStrata
 import StrataCore
 import StrataLayer
@@ -66,11 +63,14 @@ extension Store {
             guard let from = lowerDirectory(path),
                   case .success(let to) = diff.openDirectory(path, resolve: [.noSymlinks, .noXDev]) else { continue }
             let st = try from.handle.stat()
-            guard fchown(to.fd, st.st_uid, st.st_gid) == 0, fchmod(to.fd, st.st_mode & 0o7777) == 0 else {
-                throw StrataError.errno(.system, "layer \(staged.chainID): cannot set owner and mode of \(path.display)")
+            do {
+                try to.handle.chown(uid: st.st_uid, gid: st.st_gid)
+                try to.handle.chmod(st.st_mode & 0o7777)
+            } catch let e as StrataError {
+                throw e.context("layer \(staged.chainID): \(path.display)")
             }
             for (name, value) in Xattrs.list(from.fd) where Whiteout.isContentXattr(name) {
-                _ = value.withUnsafeBytes { strata_fsetxattr(to.fd, name, $0.baseAddress, $0.count, 0) }
+                try? to.handle.setXattr(name, value)
             }
         }
         for path in stats.whiteouts {

@@ -1,5 +1,5 @@
 import CStrata
-import Foundation
+import FoundationEssentials
 import GRDB
 import StrataCore
 import StrataSystem

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import StrataCore
 
 /// How a layer's tar is rebuilt: from its files and the tar-split journal (`exact`), or from

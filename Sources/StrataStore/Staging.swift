@@ -1,7 +1,5 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-import Foundation
+import Dispatch
+import FoundationEssentials
 import StrataArchive
 import StrataCore
 import StrataLayer
@@ -80,7 +78,7 @@ extension Store {
         guard case .success(let diff) = stage.openDirectory(Store.diffName, resolve: [.noSymlinks]) else {
             throw StrataError(.system, "cannot open staging directory tmp/\(cacheID)/diff")
         }
-        let journal = try stage.openFile(Store.journalName, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
+        let journal = try stage.openFile(Store.journalName, flags: [.writeOnly, .create, .exclusive], mode: 0o600)
         let result = try LayerIngest.run(blob: source, into: diff, journal: journal, maxTarSize: maxLayerSize, label: label)
 
         if let expectedBlobDigest, expectedBlobDigest != result.blobDigest {
@@ -93,7 +91,7 @@ extension Store {
             // The journal cannot rebuild this tar: keep the tar itself (a second read of the blob,
             // only for such layers), and check that it is the same stream.
             logger.notice("\(label): keeping the raw layer tar: \(reason)")
-            let out = try stage.openFile(Store.rawTarName, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
+            let out = try stage.openFile(Store.rawTarName, flags: [.writeOnly, .create, .exclusive], mode: 0o600)
             let tar = HashingSource(try Decompressor(reopen(), label: label))
             while true {
                 let c = try tar.nextChunk()

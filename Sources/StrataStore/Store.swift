@@ -1,7 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-import Foundation
+import FoundationEssentials
 import Logging
 import CStrata
 import StrataCore
@@ -49,11 +46,7 @@ public final class Store: @unchecked Sendable {
         self.logger = logger
         try makeDirectory(requestedRoot, mode: 0o700, what: "store directory")
         // The canonical path: mount points are compared with /proc/self/mountinfo's.
-        guard let resolved = realpath(requestedRoot, nil) else {
-            throw StrataError.errno(.system, "cannot resolve \(requestedRoot)")
-        }
-        let rootPath = String(cString: resolved)
-        free(resolved)
+        let rootPath = try canonicalPath(requestedRoot)
         self.rootPath = rootPath
         for sub in ["", "/layers", "/blobs", "/blobs/sha256", "/tmp"] {
             let p = rootPath + sub
@@ -63,16 +56,16 @@ public final class Store: @unchecked Sendable {
         layersDir = try Directory.open(rootPath + "/layers")
         blobsDir = try Directory.open(rootPath + "/blobs/sha256")
         tmpDir = try Directory.open(rootPath + "/tmp")
-        let lockFile = try root.openFile(Array("lock".utf8), flags: O_RDWR | O_CREAT, mode: 0o600)
+        let lockFile = try root.openFile(Array("lock".utf8), flags: [.readWrite, .create], mode: 0o600)
         lock = lockFile
 
         // Two processes opening a new store would both switch it to WAL and apply the
         // migrations (the migrator checks, then applies): byte 0 of ROOT/lock serializes the
         // opening, for the few milliseconds it takes.
-        while strata_ofd_lock(lockFile.fd, 0, 2, 1) != 0 {
-            if errno != EINTR { throw StrataError.errno(.system, "cannot lock \(rootPath)/lock") }
+        do { try lockFile.lockRange(0, exclusive: true, wait: true) } catch let e as StrataError {
+            throw e.context("cannot lock \(rootPath)/lock")
         }
-        defer { _ = strata_ofd_lock(lockFile.fd, 0, 0, 0) }
+        defer { lockFile.unlockRange(0) }
         metadata = try Metadata(path: rootPath + "/strata.db", storeRoot: rootPath)
 
         // No other strata process runs on this store when the exclusive lock is free: what
@@ -80,25 +73,25 @@ public final class Store: @unchecked Sendable {
         // run. Otherwise leave them: they may be another process's work in progress.
         // Something to repair only when a run was killed: it leaves staging or an in-flight
         // marker in tmp/ (see `inflight`). An empty tmp/ costs one directory read, not a scan.
-        if try lock.flock(LOCK_EX, nonBlocking: true), try !tmpDir.entries().isEmpty {
+        if try lock.flock(.exclusive, nonBlocking: true), try !tmpDir.entries().isEmpty {
             try sweep()
         }
-        try lock.flock(LOCK_SH)
+        try lock.flock(.shared)
         driverName = try settleDriver(requested: driver)
         self.driver = makeDriver(driverName, forceShortLinks: overlayShortLinks)
     }
 
     /// Takes the store lock exclusively if no other strata process holds it.
-    package func lockExclusiveNow() throws -> Bool { try lock.flock(LOCK_EX, nonBlocking: true) }
+    package func lockExclusiveNow() throws -> Bool { try lock.flock(.exclusive, nonBlocking: true) }
     /// Back to the shared lock every running command holds.
-    package func relock() throws { try lock.flock(LOCK_SH) }
+    package func relock() throws { try lock.flock(.shared) }
 
     /// An unnamed file in tmp/ (O_TMPFILE): whatever is written there vanishes with the process,
     /// so a killed run leaves nothing behind.
     package func spoolFile() throws -> FDHandle {
-        let fd = Glibc.openat(tmpDir.fd, ".", STRATA_O_TMPFILE | O_RDWR | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw StrataError.errno(.system, "cannot create a spool file in \(rootPath)/tmp") }
-        return FDHandle(owning: fd)
+        do { return try tmpDir.openFile(Array(".".utf8), flags: [.temporaryFile, .readWrite], mode: 0o600) } catch let e as StrataError {
+            throw e.context("cannot create a spool file in \(rootPath)/tmp")
+        }
     }
 
     /// Runs `body` with a marker in tmp/: if the process dies inside, the next start sees it
@@ -106,7 +99,7 @@ public final class Store: @unchecked Sendable {
     /// commit, or a database delete and a directory removal).
     package func inflight<T>(_ body: () throws -> T) throws -> T {
         let name = Array("inflight-\(Store.randomID().prefix(16))".utf8)
-        _ = try tmpDir.openFile(name, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
+        _ = try tmpDir.openFile(name, flags: [.writeOnly, .create, .exclusive], mode: 0o600)
         defer { _ = tmpDir.unlink(name) }
         return try body()
     }
@@ -134,7 +127,7 @@ public final class Store: @unchecked Sendable {
         let mounts = MountTable.mountPoints()
         for name in try dir.entries() where !known.contains(name.display) {
             let merged = rootPath + "/containers/" + name.display + "/merged"
-            if mounts.contains(merged) { _ = strata_umount(merged, strata_mnt_detach()) }
+            if mounts.contains(merged) { try? Mounts.unmount(merged, detach: true) }
             logger.info("sweep: removing unrecorded container directory containers/\(name.display)")
             try dir.removeTree(name)
         }
@@ -157,7 +150,7 @@ public final class Store: @unchecked Sendable {
         let name = Array(digest.hex.utf8)
         if try blobsDir.lstat(name) != nil { return }
         let tmpName = Array("blob-\(Store.randomID())".utf8)
-        let f = try tmpDir.openFile(tmpName, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o644)
+        let f = try tmpDir.openFile(tmpName, flags: [.writeOnly, .create, .exclusive], mode: 0o644)
         try f.writeAll(bytes)
         try tmpDir.rename(tmpName, to: name, in: blobsDir)
     }

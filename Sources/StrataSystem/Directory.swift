@@ -31,7 +31,7 @@ public final class Directory: Sendable {
 
     /// Opens a directory by absolute path (store directories, never layer content).
     public static func open(_ path: String) throws -> Directory {
-        let h = try FDHandle.open(path, flags: O_RDONLY | O_DIRECTORY)
+        let h = try FDHandle.open(path, flags: [.readOnly, .directory])
         return Directory(handle: h, label: path)
     }
 
@@ -40,10 +40,10 @@ public final class Directory: Sendable {
     }
 
     /// openat2(2) of `path` below this directory with the given resolution rules.
-    public func openat2(_ path: PathBytes, flags: Int32, mode: mode_t = 0, resolve: Resolve) -> Result<FDHandle, Errno> {
+    public func openat2(_ path: PathBytes, flags: OpenFlags, mode: mode_t = 0, resolve: Resolve) -> Result<FDHandle, Errno> {
         let p = path.isEmpty ? Array(".".utf8) : path
         let r = withCPath(p) { cp in
-            retryingEINTR { strata_openat2(fd, cp, UInt64(UInt32(bitPattern: flags | O_CLOEXEC)), UInt64(mode), resolve.rawValue) }
+            retryingEINTR { strata_openat2(fd, cp, UInt64(UInt32(bitPattern: flags.rawValue | O_CLOEXEC)), UInt64(mode), resolve.rawValue) }
         }
         return r.map { FDHandle(owning: $0) }
     }
@@ -51,7 +51,7 @@ public final class Directory: Sendable {
     /// Opens the subdirectory `path` (resolved with `resolve`), as a `Directory`. A final
     /// symlink is refused unless `followFinal` (then it is resolved by the same rules).
     public func openDirectory(_ path: PathBytes, resolve: Resolve, followFinal: Bool = false) -> Result<Directory, Errno> {
-        openat2(path, flags: O_RDONLY | O_DIRECTORY | (followFinal ? 0 : O_NOFOLLOW), resolve: resolve)
+        openat2(path, flags: followFinal ? [.directory] : [.directory, .noFollow], resolve: resolve)
             .map { Directory(handle: $0, label: label + "/" + path.display) }
     }
 
@@ -68,8 +68,8 @@ public final class Directory: Sendable {
     }
 
     /// openat(2) of a single name with O_NOFOLLOW.
-    public func openFile(_ name: PathBytes, flags: Int32, mode: mode_t = 0o600) throws -> FDHandle {
-        let r = withCPath(name) { cp in retryingEINTR { Glibc.openat(fd, cp, flags | O_CLOEXEC | O_NOFOLLOW, mode) } }
+    public func openFile(_ name: PathBytes, flags: OpenFlags, mode: mode_t = 0o600) throws -> FDHandle {
+        let r = withCPath(name) { cp in retryingEINTR { Glibc.openat(fd, cp, flags.rawValue | O_CLOEXEC | O_NOFOLLOW, mode) } }
         switch r {
         case .success(let f): return FDHandle(owning: f)
         case .failure(let e): throw fail("cannot open", name, e)
@@ -77,7 +77,7 @@ public final class Directory: Sendable {
     }
 
     /// fstatat(2) without following a final symlink; nil when the name does not exist.
-    public func lstat(_ name: PathBytes) throws -> Glibc.stat? {
+    public func lstat(_ name: PathBytes) throws -> FileStatus? {
         var st = Glibc.stat()
         let r = withCPath(name) { Glibc.fstatat(fd, $0, &st, AT_SYMLINK_NOFOLLOW) }
         if r == 0 { return st }
@@ -232,14 +232,14 @@ public final class Directory: Sendable {
     public func writeFileAtomically(_ name: PathBytes, _ bytes: [UInt8]) throws {
         let tmp = name + Array(".tmp".utf8)
         _ = unlink(tmp)
-        let f = try openFile(tmp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o644)
+        let f = try openFile(tmp, flags: [.writeOnly, .create, .exclusive], mode: 0o644)
         try f.writeAll(bytes)
         try rename(tmp, to: name, in: self)
     }
 
     /// Reads a whole small file, refusing more than `limit` bytes.
     public func readFile(_ name: PathBytes, limit: Int) throws -> [UInt8] {
-        let f = try openFile(name, flags: O_RDONLY)
+        let f = try openFile(name, flags: .readOnly)
         return try f.readAll(limit: limit, label: "\(label)/\(name.display)")
     }
 }

@@ -6,7 +6,7 @@ import Glibc
 public enum MountTable {
     /// The whole file. Read to the end: proc files report size 0, so size-based readers see nothing.
     public static func text() -> String? {
-        guard let f = try? FDHandle.open("/proc/self/mountinfo", flags: O_RDONLY),
+        guard let f = try? FDHandle.open("/proc/self/mountinfo", flags: .readOnly),
               let bytes = try? f.readAll(limit: 64 << 20, label: "/proc/self/mountinfo") else { return nil }
         return String(decoding: bytes, as: UTF8.self)
     }

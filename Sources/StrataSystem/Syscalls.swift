@@ -20,6 +20,11 @@ public struct Errno: Error, Hashable, Sendable, CustomStringConvertible {
     public static let EISDIR = Errno(Glibc.EISDIR)
     public static let EWOULDBLOCK = Errno(Glibc.EWOULDBLOCK)
     public static let ENOSYS = Errno(Glibc.ENOSYS)
+    public static let EBUSY = Errno(Glibc.EBUSY)
+    public static let EINVAL = Errno(Glibc.EINVAL)
+    public static let EACCES = Errno(Glibc.EACCES)
+    public static let EAGAIN = Errno(Glibc.EAGAIN)
+    public static let EINTR = Errno(Glibc.EINTR)
 }
 
 /// A path as the kernel sees it: bytes without NUL. Names in tars may be invalid UTF-8,
@@ -62,8 +67,8 @@ public final class FDHandle: Sendable {
     deinit { _ = Glibc.close(fd) }
 
     /// open(2) of an absolute or cwd-relative path.
-    public static func open(_ path: String, flags: Int32, mode: mode_t = 0o644) throws -> FDHandle {
-        let r = retryingEINTR { Glibc.open(path, flags | O_CLOEXEC, mode) }
+    public static func open(_ path: String, flags: OpenFlags, mode: mode_t = 0o644) throws -> FDHandle {
+        let r = retryingEINTR { Glibc.open(path, flags.rawValue | O_CLOEXEC, mode) }
         switch r {
         case .success(let fd): return FDHandle(owning: fd)
         case .failure(let e): throw StrataError(.system, "cannot open \(path)", cause: e)
@@ -71,7 +76,7 @@ public final class FDHandle: Sendable {
     }
 
     /// fstat(2).
-    public func stat() throws -> Glibc.stat {
+    public func stat() throws -> FileStatus {
         var st = Glibc.stat()
         guard Glibc.fstat(fd, &st) == 0 else { throw StrataError.errno(.system, "fstat") }
         return st
@@ -118,13 +123,105 @@ public final class FDHandle: Sendable {
 
     /// flock(2). Returns false when `nonBlocking` and the lock is held elsewhere.
     @discardableResult
-    public func flock(_ operation: Int32, nonBlocking: Bool = false) throws -> Bool {
-        let op = operation | (nonBlocking ? LOCK_NB : 0)
+    public func flock(_ lock: FileLock, nonBlocking: Bool = false) throws -> Bool {
+        let op = lock.operation | (nonBlocking ? LOCK_NB : 0)
         let r = retryingEINTR { strata_flock(fd, op) }
         switch r {
         case .success: return true
         case .failure(let e) where e == .EWOULDBLOCK: return false
         case .failure(let e): throw StrataError(.system, "flock", cause: e)
+        }
+    }
+
+    /// An open-file-description lock on the one byte at `offset` (F_OFD_SETLK/SETLKW): shared
+    /// or exclusive; `wait` blocks until it is granted. Returns false when it is held
+    /// elsewhere and `wait` is false. Released with `unlockRange`, or when the fd closes.
+    @discardableResult
+    public func lockRange(_ offset: Int64, exclusive: Bool, wait: Bool) throws -> Bool {
+        while strata_ofd_lock(fd, offset, exclusive ? 2 : 1, wait ? 1 : 0) != 0 {
+            let e = Errno.current
+            if e == .EINTR { continue }
+            if !wait && (e == .EAGAIN || e == .EACCES) { return false }
+            throw StrataError(.system, "cannot lock byte \(offset)", cause: e)
+        }
+        return true
+    }
+
+    public func unlockRange(_ offset: Int64) { _ = strata_ofd_lock(fd, offset, 0, 0) }
+
+    /// Writes every byte at `offset` (pwrite(2), retrying short writes and EINTR).
+    public func pwriteAll(_ buffer: UnsafeRawBufferPointer, at offset: Int64) throws {
+        var done = 0
+        while done < buffer.count {
+            let r = retryingEINTR { Glibc.pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done)) }
+            switch r {
+            case .success(let n): done += n
+            case .failure(let e): throw StrataError(.system, "write failed", cause: e)
+            }
+        }
+    }
+
+    /// ftruncate(2).
+    public func truncate(to size: Int64) throws {
+        guard Glibc.ftruncate(fd, off_t(size)) == 0 else { throw StrataError.errno(.system, "cannot set the size") }
+    }
+
+    /// fchown(2).
+    public func chown(uid: UInt32, gid: UInt32) throws {
+        guard Glibc.fchown(fd, uid, gid) == 0 else { throw StrataError.errno(.system, "cannot chown to \(uid):\(gid)") }
+    }
+
+    /// fchmod(2).
+    public func chmod(_ mode: UInt32) throws {
+        guard Glibc.fchmod(fd, mode) == 0 else { throw StrataError.errno(.system, "cannot chmod to \(String(mode, radix: 8))") }
+    }
+
+    /// futimens(2): access and modification times.
+    public func setTimes(atime: TimeSpec, mtime: TimeSpec) throws {
+        var times = [atime, mtime]
+        guard Glibc.futimens(fd, &times) == 0 else { throw StrataError.errno(.system, "cannot set times") }
+    }
+
+    /// chmod(2) of what an O_PATH descriptor names, through /proc/self/fd (devices and fifos
+    /// must not be opened for I/O; fchmod refuses O_PATH descriptors).
+    public func chmodPathOnly(_ mode: UInt32) throws {
+        guard Glibc.chmod("/proc/self/fd/\(fd)", mode) == 0 else {
+            throw StrataError.errno(.system, "cannot chmod to \(String(mode, radix: 8))")
+        }
+    }
+
+    /// fsetxattr(2).
+    public func setXattr(_ name: String, _ value: [UInt8]) throws {
+        guard strata_fsetxattr(fd, name, value, value.count, 0) == 0 else { throw StrataError.errno(.system, "cannot set xattr \(name)") }
+    }
+
+    /// fgetxattr(2) of a value of at most `limit` bytes; nil when the file has no such attribute.
+    public func xattr(_ name: String, limit: Int = 65536) -> [UInt8]? {
+        var value = [UInt8](repeating: 0, count: limit)
+        let n = strata_fgetxattr(fd, name, &value, value.count)
+        return n >= 0 ? Array(value[0..<n]) : nil
+    }
+
+    /// A second descriptor of the same open file.
+    public func duplicate() throws -> FDHandle {
+        let n = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+        guard n >= 0 else { throw StrataError.errno(.system, "dup") }
+        return FDHandle(owning: n)
+    }
+
+    /// Bytes free to unprivileged users on the filesystem holding this fd (fstatvfs(3)).
+    public func freeBytes() throws -> Int64 {
+        var sv = statvfs()
+        guard fstatvfs(fd, &sv) == 0 else { throw StrataError.errno(.system, "fstatvfs") }
+        return Int64(sv.f_bavail) * Int64(sv.f_frsize)
+    }
+
+    /// Copies `count` bytes from this file's offset to `target`'s (copy_file_range(2), in the kernel);
+    /// returns the bytes copied (0 at end of file).
+    public func copyRange(to target: FDHandle, count: Int) throws -> Int {
+        switch retryingEINTR({ strata_copy_file_range(fd, target.fd, count) }) {
+        case .success(let n): return n
+        case .failure(let e): throw StrataError(.system, "copy_file_range", cause: e)
         }
     }
 }

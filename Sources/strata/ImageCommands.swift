@@ -1,10 +1,8 @@
 import ArgumentParser
-#if canImport(Glibc)
-import Glibc
-#endif
-import Foundation
+import FoundationEssentials
 import Logging
 import StrataEngine
+import StrataSystem
 import StrataCore
 import StrataFormats
 import StrataArchive
@@ -150,7 +148,7 @@ struct Save: ParsableCommand {
             if output == "-" && f == .ociDir {
                 throw StrataError(.invalidArgument, "oci-dir needs a directory, not standard output")
             }
-            if output == "-" && isatty(1) != 0 {
+            if output == "-" && isTerminal(1) {
                 throw StrataError(.invalidArgument, "refusing to write an archive to a terminal; redirect standard output or use -o FILE")
             }
             var options = SaveOptions()

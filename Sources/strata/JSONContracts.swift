@@ -1,4 +1,4 @@
-import Foundation
+import Foundation  // JSONSerialization: inspect prints the config as stored, unknown keys and all
 import StrataEngine
 import StrataSystem
 

@@ -1,10 +1,9 @@
 import ArgumentParser
-#if canImport(Glibc)
-import Glibc
-#endif
-import Foundation
+import FoundationEssentials
+import Synchronization
 import Logging
 import StrataEngine
+import StrataSystem
 import StrataCore
 import StrataFormats
 import StrataArchive
@@ -14,12 +13,13 @@ import StrataStore
 /// Load progress on stderr. On a terminal, a status line shows each layer being read (bytes,
 /// rate) and is replaced by one line per finished layer; otherwise only the per-layer result
 /// lines ("unpacked", "exists") are printed; `--quiet` prints none.
-// @unchecked: every mutable property is read and written under `lock` only.
-final class LoadProgress: @unchecked Sendable {
-    private let lock = NSLock()
-    private let tty = isatty(2) != 0
-    private var active: [ChainID: (bytes: Int64, total: Int64, start: Date)] = [:]
-    private var statusShown = false
+final class LoadProgress: Sendable {
+    private struct State {
+        var active: [ChainID: (bytes: Int64, total: Int64, start: Date)] = [:]
+        var statusShown = false
+    }
+    private let state = Mutex(State())
+    private let tty = isTerminal(2)
 
     func handler(quiet: Bool) -> @Sendable (LayerEvent) -> Void {
         if quiet { return { _ in } }
@@ -27,41 +27,43 @@ final class LoadProgress: @unchecked Sendable {
     }
 
     private func handle(_ event: LayerEvent) {
-        lock.lock()
-        defer { lock.unlock() }
+        state.withLock { handle(event, &$0) }
+    }
+
+    private func handle(_ event: LayerEvent, _ s: inout State) {
         switch event {
         case .exists(let i, let n, let c):
-            line("layer \(i + 1)/\(n) \(c.digest.short): exists")
+            line("layer \(i + 1)/\(n) \(c.digest.short): exists", &s)
         case .started(_, _, let c, let total):
-            active[c] = (0, total, Date())
-            status()
+            s.active[c] = (0, total, Date())
+            status(&s)
         case .reading(let c, let bytes, let total):
-            if let a = active[c] { active[c] = (bytes, total, a.start) }
-            status()
+            if let a = s.active[c] { s.active[c] = (bytes, total, a.start) }
+            status(&s)
         case .unpacked(let i, let n, let c, let bytes, let seconds):
-            active[c] = nil
+            s.active[c] = nil
             let rate = seconds > 0 ? " (\(Format.bytes(Int64(Double(bytes) / seconds)))/s)" : ""
-            line("layer \(i + 1)/\(n) \(c.digest.short): unpacked \(Format.bytes(bytes)) in \(String(format: "%.2f", seconds))s\(rate)")
+            line("layer \(i + 1)/\(n) \(c.digest.short): unpacked \(Format.bytes(bytes)) in \(String(format: "%.2f", seconds))s\(rate)", &s)
         }
     }
 
-    private func line(_ s: String) {
-        if statusShown { FileHandle.standardError.write(Data("\r\u{1b}[K".utf8)) }
-        statusShown = false
-        printErr(s)
-        status()
+    private func line(_ text: String, _ s: inout State) {
+        if s.statusShown { writeStandardError("\r\u{1b}[K") }
+        s.statusShown = false
+        printErr(text)
+        status(&s)
     }
 
-    private func status() {
-        guard tty, !active.isEmpty else { return }
-        let parts = active.sorted { $0.key.digest < $1.key.digest }.map { c, a -> String in
+    private func status(_ s: inout State) {
+        guard tty, !s.active.isEmpty else { return }
+        let parts = s.active.sorted { $0.key.digest < $1.key.digest }.map { c, a -> String in
             let secs = Date().timeIntervalSince(a.start)
             let pct = a.total > 0 ? Int(Double(a.bytes) * 100 / Double(a.total)) : 0
             let rate = secs > 0.05 ? " \(Format.bytes(Int64(Double(a.bytes) / secs)))/s" : ""
             return "\(c.digest.short) \(pct)% \(Format.bytes(a.bytes))/\(Format.bytes(a.total))\(rate)"
         }
-        FileHandle.standardError.write(Data(("\r\u{1b}[K" + parts.joined(separator: " | ")).utf8))
-        statusShown = true
+        writeStandardError("\r\u{1b}[K" + parts.joined(separator: " | "))
+        s.statusShown = true
     }
 }
 

@@ -1,12 +1,10 @@
 import ArgumentParser
-#if canImport(Glibc)
-import Glibc
-#endif
-import Foundation
+import FoundationEssentials
 import StrataCore
 import StrataFormats
 import StrataLauncher
 import StrataEngine
+import StrataSystem
 import StrataStore
 
 struct Run: ParsableCommand {
@@ -76,7 +74,7 @@ struct Run: ParsableCommand {
                   parts.count == 2 || ["ro", "rw"].contains(parts[2]) else {
                 throw StrataError(.invalidArgument, "invalid --volume \"\(v)\": expected /HOST:/CONTAINER[:ro]")
             }
-            guard access(parts[0], F_OK) == 0 else {
+            guard pathExists(parts[0]) else {
                 throw StrataError(.notFound, "volume source \(parts[0]) does not exist")
             }
             out.append(VolumeSpec(source: parts[0], target: parts[1], readOnly: parts.count == 3 && parts[2] == "ro", tmpfs: false))

@@ -1,8 +1,5 @@
 import ArgumentParser
-#if canImport(Glibc)
-import Glibc
-#endif
-import Foundation
+import FoundationEssentials
 import Logging
 import StrataCore
 import StrataFormats

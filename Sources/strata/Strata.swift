@@ -1,25 +1,18 @@
 import ArgumentParser
-#if canImport(Glibc)
-import Glibc
-#endif
-import Foundation
+import FoundationEssentials
 import Logging
 import StrataCore
 import StrataFormats
 import StrataArchive
 import StrataLauncher
 import StrataEngine
+import StrataSystem
 import StrataStore
 
 @main
 enum Main {
     static func main() {
-        // Deep layer trees are walked with one fd per level: allow as many as the hard limit.
-        var limit = rlimit()
-        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max {
-            limit.rlim_cur = limit.rlim_max
-            _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-        }
+        raiseOpenFileLimit()
         Strata.main(GlobalOptions.hoisted(Array(CommandLine.arguments.dropFirst())))
     }
 }
@@ -103,7 +96,7 @@ func run(_ body: () throws -> Void) throws {
     do {
         try body()
     } catch let e as StrataError {
-        FileHandle.standardError.write(Data("strata: \(e)\n".utf8))
+        writeStandardError("strata: \(e)\n")
         throw ExitCode(exitCode(for: e.code))
     }
 }
@@ -120,5 +113,5 @@ func exitCode(for code: StrataError.Code) -> Int32 {
 }
 
 func printErr(_ s: String) {
-    FileHandle.standardError.write(Data((s + "\n").utf8))
+    writeStandardError(s + "\n")
 }

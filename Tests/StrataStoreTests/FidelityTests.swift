@@ -88,8 +88,8 @@ import CStrata
 
         // Changes: NFD and NFC twins added, one spelling of five deleted, a non-UTF-8 name added.
         let d = try Directory.open(merged + "/d")
-        for n in ["new-e\u{301}", "new-\u{E9}"] { _ = try d.openFile(Array(n.utf8), flags: O_WRONLY | O_CREAT, mode: 0o644) }
-        _ = try d.openFile([0x62, 0x61, 0x64, 0xFF], flags: O_WRONLY | O_CREAT, mode: 0o644)
+        for n in ["new-e\u{301}", "new-\u{E9}"] { _ = try d.openFile(Array(n.utf8), flags: [.writeOnly, .create], mode: 0o644) }
+        _ = try d.openFile([0x62, 0x61, 0x64, 0xFF], flags: [.writeOnly, .create], mode: 0o644)
         _ = d.unlink(Array(five[4].utf8))
 
         let diff = try JSONSerialization.jsonObject(with: Data(try e.ok(["diff", "c", "--json"]).utf8)) as! [[String: Any]]

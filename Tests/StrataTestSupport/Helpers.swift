@@ -42,14 +42,14 @@ public func unpack(_ tar: [UInt8], into dir: String, maxSize: Int64 = 1 << 30, c
     mkdir(dir, 0o755)
     mkdir(dir + "/diff", 0o755)
     let root = try Directory.open(dir + "/diff")
-    let journal = try FDHandle.open(dir + "/journal", flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
+    let journal = try FDHandle.open(dir + "/journal", flags: [.writeOnly, .create, .truncate], mode: 0o600)
     return try LayerIngest.run(blob: BytesSource(tar, chunk: chunk), into: root, journal: journal, maxTarSize: maxSize, label: "test.tar")
 }
 
 /// Rebuilds the tar of an unpacked layer from `dir/diff` and `dir/journal`.
 public func rebuild(_ dir: String) throws -> [UInt8] {
     let root = try Directory.open(dir + "/diff")
-    let journal = try FDHandle.open(dir + "/journal", flags: O_RDONLY)
+    let journal = try FDHandle.open(dir + "/journal", flags: .readOnly)
     var out: [UInt8] = []
     try LayerRebuild.run(root: root, journal: journal, label: "test") { out.append(contentsOf: $0) }
     return out
@@ -71,7 +71,7 @@ public func xattr(_ path: String, _ name: String) -> [UInt8]? {
 
 public func isWhiteout(_ path: String) -> Bool {
     guard let st = lstatPath(path) else { return false }
-    return (st.st_mode & S_IFMT) == S_IFCHR && st.st_rdev == 0
+    return FileKind(mode: st.st_mode) == .characterDevice && st.st_rdev == 0
 }
 
 public func exists(_ path: String) -> Bool { lstatPath(path) != nil }

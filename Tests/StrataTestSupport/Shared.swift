@@ -58,7 +58,7 @@ public func snapshot(_ store: Store) throws -> String {
     let fm = FileManager.default
     for p in (fm.subpaths(atPath: store.rootPath) ?? []).sorted() where !p.hasSuffix("-wal") && !p.hasSuffix("-shm") {
         s += "\n" + p
-        if let st = lstatPath(store.rootPath + "/" + p), (st.st_mode & S_IFMT) == S_IFREG, !p.hasSuffix(".db") { s += " \(st.st_size)" }
+        if let st = lstatPath(store.rootPath + "/" + p), FileKind(mode: st.st_mode) == .regular, !p.hasSuffix(".db") { s += " \(st.st_size)" }
     }
     return s
 }

@@ -4,6 +4,7 @@ import Foundation
 import Glibc
 #endif
 import StrataCore
+import StrataSystem
 
 /// A description of every file under a directory (paths, types, modes, owners, sizes, content
 /// hashes, symlink targets, device numbers, hardlink groups), to compare two unpacked trees.
@@ -17,21 +18,21 @@ public enum TreeListing {
             let full = root + "/" + p
             var st = stat()
             guard lstat(full, &st) == 0 else { continue }
-            let type = st.st_mode & S_IFMT
+            let type = FileKind(mode: st.st_mode)
             var desc = String(format: "%o %d:%d", st.st_mode & 0o7777, st.st_uid, st.st_gid)
             switch type {
-            case S_IFREG:
+            case .regular:
                 let data = try Data(contentsOf: URL(fileURLWithPath: full))
                 desc += " file \(st.st_size) \(Digest.of(data).short)"
                 if st.st_nlink > 1 { inodeGroups[UInt(st.st_ino), default: []].append(p) }
-            case S_IFDIR: desc += " dir"
-            case S_IFLNK: desc += " link -> " + ((try? fm.destinationOfSymbolicLink(atPath: full)) ?? "?")
-            case S_IFCHR: desc += " char \(strata_major(st.st_rdev)),\(strata_minor(st.st_rdev))"
-            case S_IFBLK: desc += " block \(strata_major(st.st_rdev)),\(strata_minor(st.st_rdev))"
-            case S_IFIFO: desc += " fifo"
+            case .directory: desc += " dir"
+            case .symlink: desc += " link -> " + ((try? fm.destinationOfSymbolicLink(atPath: full)) ?? "?")
+            case .characterDevice: desc += " char \(strata_major(st.st_rdev)),\(strata_minor(st.st_rdev))"
+            case .blockDevice: desc += " block \(strata_major(st.st_rdev)),\(strata_minor(st.st_rdev))"
+            case .fifo: desc += " fifo"
             default: desc += " other"
             }
-            if type == S_IFREG || type == S_IFDIR {
+            if type == .regular || type == .directory {
                 let fd = open(full, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
                 if fd >= 0 {
                     var names = [CChar](repeating: 0, count: 4096)

@@ -13,7 +13,7 @@ public struct CapabilitySet: Equatable, Sendable {
     /// Every capability this process holds (its permitted set, from /proc/self/status): what a
     /// privileged container gets. Root in a restricted sandbox may lack some of the kernel's.
     public static var all: CapabilitySet {
-        guard let f = try? FDHandle.open("/proc/self/status", flags: O_RDONLY),
+        guard let f = try? FDHandle.open("/proc/self/status", flags: .readOnly),
               let bytes = try? f.readAll(limit: 1 << 16, label: "/proc/self/status") else { return CapabilitySet(mask: 0) }
         for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") where line.hasPrefix("CapPrm:") {
             let hex = line.dropFirst(7).filter { !$0.isWhitespace }

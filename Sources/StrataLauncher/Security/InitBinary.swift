@@ -24,8 +24,8 @@ public enum InitBinary {
     /// A sealed, close-on-exec memfd holding strata-init.
     public static func sealedCopy() throws -> FDHandle {
         for path in candidates {
-            guard let src = try? FDHandle.open(path, flags: O_RDONLY | O_NONBLOCK), let st = try? src.stat(),
-                  (st.st_mode & S_IFMT) == S_IFREG else { continue }
+            guard let src = try? FDHandle.open(path, flags: [.readOnly, .nonBlocking]), let st = try? src.stat(),
+                  FileKind(mode: st.st_mode) == .regular else { continue }
             let fd = strata_sealed_memfd_copy(src.fd, "strata-init")
             guard fd >= 0 else { throw StrataError.errno(.system, "cannot copy \(path) into a sealed memfd") }
             return FDHandle(owning: fd)

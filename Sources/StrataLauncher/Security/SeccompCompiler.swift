@@ -25,7 +25,7 @@ public enum SeccompCompiler {
             return try compile(profile, capabilities: capabilities, machine: machine)
         }
         let path = dir + "/" + key + ".bpf"
-        if let f = try? FDHandle.open(path, flags: O_RDONLY | O_NOFOLLOW), let st = try? f.stat(),
+        if let f = try? FDHandle.open(path, flags: [.readOnly, .noFollow]), let st = try? f.stat(),
            st.st_uid == 0, (st.st_mode & 0o022) == 0, let bytes = try? f.readAll(limit: 1 << 20, label: path),
            !bytes.isEmpty, bytes.count % 8 == 0 {
             return bytes
@@ -35,7 +35,7 @@ public enum SeccompCompiler {
         let parent = String(dir[..<(dir.lastIndex(of: "/") ?? dir.startIndex)])
         if parent.isEmpty || mkdir(parent, 0o700) == 0 || errno == EEXIST, mkdir(dir, 0o700) == 0 || errno == EEXIST {
             let tmp = path + ".\(getpid())"
-            if let f = try? FDHandle.open(tmp, flags: O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600) {
+            if let f = try? FDHandle.open(tmp, flags: [.writeOnly, .create, .exclusive, .noFollow], mode: 0o600) {
                 if (try? f.writeAll(program)) != nil { rename(tmp, path) } else { unlink(tmp) }
             }
         }

@@ -69,7 +69,7 @@ public struct SeccompProfile: Codable, Sendable, Equatable {
     /// Reads a profile file; errors name the file and what is wrong in it.
     public static func load(path: String) throws -> SeccompProfile {
         let h: FDHandle
-        do { h = try FDHandle.open(path, flags: O_RDONLY | O_NONBLOCK) } catch let e as StrataError {
+        do { h = try FDHandle.open(path, flags: [.readOnly, .nonBlocking]) } catch let e as StrataError {
             throw StrataError(.notFound, "cannot read seccomp profile \(path)", cause: e.cause)
         }
         let bytes = try h.readAll(limit: 4 << 20, label: "seccomp profile \(path)")

@@ -1,0 +1,149 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CStrata
+import StrataCore
+
+/// What `lstat`/`fstat` report, as the C library lays it out.
+public typealias FileStatus = Glibc.stat
+/// A time as the C library keeps it (seconds and nanoseconds).
+public typealias TimeSpec = Glibc.timespec
+
+/// The type of a file, from the top bits of its mode. (Made from `st_mode` rather than from
+/// the stat value: modules that import libarchive see a `stat` type of their own.)
+public enum FileKind: Sendable, Equatable {
+    case regular, directory, symlink, characterDevice, blockDevice, fifo, socket, unknown
+
+    public init(mode: UInt32) {
+        switch mode & S_IFMT {
+        case S_IFREG: self = .regular
+        case S_IFDIR: self = .directory
+        case S_IFLNK: self = .symlink
+        case S_IFCHR: self = .characterDevice
+        case S_IFBLK: self = .blockDevice
+        case S_IFIFO: self = .fifo
+        case S_IFSOCK: self = .socket
+        default: self = .unknown
+        }
+    }
+
+    /// The mode's type bits for this kind (for mknod).
+    public var modeBits: UInt32 {
+        switch self {
+        case .regular: S_IFREG
+        case .directory: S_IFDIR
+        case .symlink: S_IFLNK
+        case .characterDevice: S_IFCHR
+        case .blockDevice: S_IFBLK
+        case .fifo: S_IFIFO
+        case .socket: S_IFSOCK
+        case .unknown: 0
+        }
+    }
+}
+
+/// Major and minor number of a device number (`st_rdev`).
+public func deviceNumbers(_ rdev: UInt) -> (major: UInt32, minor: UInt32) { (strata_major(dev_t(rdev)), strata_minor(dev_t(rdev))) }
+
+/// open(2) flags. `O_CLOEXEC` is always added by the calls that open.
+public struct OpenFlags: OptionSet, Sendable {
+    public let rawValue: Int32
+    public init(rawValue: Int32) { self.rawValue = rawValue }
+    /// O_RDONLY is 0: the empty set reads.
+    public static let readOnly = OpenFlags([])
+    public static let writeOnly = OpenFlags(rawValue: O_WRONLY)
+    public static let readWrite = OpenFlags(rawValue: O_RDWR)
+    public static let create = OpenFlags(rawValue: O_CREAT)
+    public static let exclusive = OpenFlags(rawValue: O_EXCL)
+    public static let truncate = OpenFlags(rawValue: O_TRUNC)
+    public static let append = OpenFlags(rawValue: O_APPEND)
+    public static let noFollow = OpenFlags(rawValue: O_NOFOLLOW)
+    public static let nonBlocking = OpenFlags(rawValue: O_NONBLOCK)
+    public static let directory = OpenFlags(rawValue: O_DIRECTORY)
+    public static let pathOnly = OpenFlags(rawValue: STRATA_O_PATH)
+    /// An unnamed file in the given directory (O_TMPFILE).
+    public static let temporaryFile = OpenFlags(rawValue: STRATA_O_TMPFILE)
+}
+
+/// flock(2) operations.
+public enum FileLock: Sendable {
+    case shared, exclusive, unlock
+    var operation: Int32 {
+        switch self {
+        case .shared: LOCK_SH
+        case .exclusive: LOCK_EX
+        case .unlock: LOCK_UN
+        }
+    }
+}
+
+/// Whether `path` exists (access F_OK; a dangling symlink does not).
+public func pathExists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+/// Whether this process may write `path`.
+public func isWritable(_ path: String) -> Bool { access(path, W_OK) == 0 }
+
+/// The canonical absolute path (realpath(3)).
+public func canonicalPath(_ path: String) throws -> String {
+    guard let resolved = realpath(path, nil) else { throw StrataError.errno(.system, "cannot resolve \(path)") }
+    defer { free(resolved) }
+    return String(cString: resolved)
+}
+
+/// Whether fd `fd` is a terminal.
+public func isTerminal(_ fd: Int32) -> Bool { isatty(fd) == 1 }
+
+/// Sends `signal` to process `pid`; whether it was delivered.
+@discardableResult
+public func sendSignal(_ pid: Int32, _ signal: Int32) -> Bool { kill(pid, signal) == 0 }
+
+/// Signal numbers the callers name.
+public enum Signal {
+    public static let kill: Int32 = SIGKILL
+    public static let term: Int32 = SIGTERM
+}
+
+extension FDHandle {
+    /// A descriptor of its own for standard input, output or error (0, 1, 2).
+    public static func duplicating(_ fd: Int32) throws -> FDHandle {
+        let n = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+        guard n >= 0 else { throw StrataError.errno(.system, "cannot duplicate descriptor \(fd)") }
+        return FDHandle(owning: n)
+    }
+}
+
+/// rename(2) of a path to another on the same filesystem (replacing what is there).
+public func renamePath(_ from: String, to: String) throws {
+    guard rename(from, to) == 0 else { throw StrataError.errno(.system, "cannot rename \(from) to \(to)") }
+}
+
+/// unlink(2); whether it went.
+@discardableResult
+public func removeFile(_ path: String) -> Bool { unlink(path) == 0 }
+
+/// mkdir(2) of a directory that must not exist yet.
+public func createNewDirectory(_ path: String, mode: UInt32 = 0o755) throws {
+    guard mkdir(path, mode) == 0 else { throw StrataError.errno(.alreadyExists, "cannot create \(path)") }
+}
+
+/// Raises the soft limit on open files to the hard limit (deep layer trees are walked with
+/// one descriptor per level).
+public func raiseOpenFileLimit() {
+    var limit = rlimit()
+    if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max
+        _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+    }
+}
+
+/// Writes to standard error, unbuffered (messages and progress lines).
+public func writeStandardError(_ s: String) {
+    var bytes = Array(s.utf8)
+    var done = 0
+    while done < bytes.count {
+        let n = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress! + done, $0.count - done) }
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { return }
+        done += n
+    }
+}
