@@ -38,6 +38,7 @@ public final class FileRangeSource: SkippableSource {
     private let buffer: UnsafeMutableRawBufferPointer
     private let label: String
 
+    /// Reads `length` bytes of `handle` from `offset`, `bufferSize` at a time; `label` names it in errors.
     public init(handle: FDHandle, offset: Int64, length: Int64, label: String, bufferSize: Int = 1 << 20) {
         self.handle = handle
         self.offset = offset
@@ -62,6 +63,7 @@ public final class FileRangeSource: SkippableSource {
         return UnsafeRawBufferPointer(rebasing: buffer[0..<n])
     }
 
+    /// Skips up to `count` bytes without reading them; returns how many were skipped.
     public func skip(_ count: Int64) -> Int64 {
         let n = max(0, min(count, end - offset))
         offset += n
@@ -73,6 +75,7 @@ public final class FileRangeSource: SkippableSource {
 public final class StreamSource: ChunkSource {
     private let handle: FDHandle
     private let buffer: UnsafeMutableRawBufferPointer
+    /// Reads `handle` to its end (a pipe or a file), `bufferSize` at a time.
     public init(handle: FDHandle, bufferSize: Int = 1 << 20) {
         self.handle = handle
         self.buffer = .allocate(byteCount: bufferSize, alignment: 16)
@@ -95,6 +98,7 @@ public final class HashingSource: ChunkSource {
     /// Sees every chunk after it was hashed (the tar-split journal taps here).
     public var observer: ((UnsafeRawBufferPointer, Int64) throws -> Void)?
 
+    /// Hashes what passes through; `limit` caps the bytes, failing with `limitMessage` beyond it.
     public init(_ upstream: any ChunkSource, limit: Int64? = nil, limitMessage: String = "") {
         self.upstream = upstream
         self.limit = limit

@@ -54,6 +54,7 @@ public final class Decompressor: ChunkSource {
     private var finished = false
     public let compression: Compression
 
+    /// Decompresses `upstream` (gzip, zstd, xz, bzip2, lz4 or none, told by its magic bytes).
     public init(_ upstream: any ChunkSource, label: String) throws {
         guard let a = archive_read_new() else { throw StrataError(.internalError, "archive_read_new failed") }
         archive = a

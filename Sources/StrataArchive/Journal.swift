@@ -35,8 +35,10 @@ public final class JournalRecorder {
     /// Bound on buffered non-payload bytes (e.g. a hostile hardlink entry carrying data).
     private let pendingLimit = 16 << 20
 
+    /// Records a journal, handing each record to `sink`.
     public init(sink: @escaping (JournalRecord) throws -> Void) { self.sink = sink }
 
+    /// Notes that the journal cannot rebuild the tar exactly, and why (the first reason is kept).
     public func markInexact(_ reason: String) {
         if inexactReason == nil { inexactReason = reason }
         pending = []
@@ -132,6 +134,7 @@ public final class JournalWriter {
 
     deinit { archive_write_free(archive) }
 
+    /// Appends one record (a header or padding span, or a payload reference).
     public func append(_ record: JournalRecord) throws {
         switch record {
         case .raw(let bytes):
@@ -165,6 +168,7 @@ public final class JournalWriter {
         buffer.removeAll(keepingCapacity: true)
     }
 
+    /// Flushes and ends the journal file.
     public func close() throws {
         guard !closed else { return }
         closed = true
@@ -182,6 +186,7 @@ public final class JournalReader {
     private var index = 0
     private let label: String
 
+    /// Reads the journal in `handle`; `label` names it in errors.
     public init(handle: FDHandle, label: String) throws {
         let size = try handle.stat().st_size
         self.label = label

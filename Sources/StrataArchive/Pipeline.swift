@@ -9,12 +9,14 @@ public final class BufferedOutput {
     private var buffer: [UInt8] = []
     private let capacity: Int
 
+    /// Buffers writes to `handle` in `capacity`-byte blocks.
     public init(_ handle: FDHandle, capacity: Int = 1 << 20) {
         self.handle = handle
         self.capacity = capacity
         buffer.reserveCapacity(capacity)
     }
 
+    /// Appends `chunk`, writing a full buffer through.
     public func write(_ chunk: UnsafeRawBufferPointer) throws {
         if chunk.count >= capacity / 2 {
             // Order matters: what is buffered goes first.
@@ -26,6 +28,7 @@ public final class BufferedOutput {
         buffer.append(contentsOf: chunk)
     }
 
+    /// Writes what is buffered.
     public func flush() throws {
         guard !buffer.isEmpty else { return }
         try handle.writeAll(buffer)
@@ -53,6 +56,7 @@ public final class BackgroundDigester: @unchecked Sendable {
     private var finished = false
     private var digest: Digest?
 
+    /// Starts the hashing thread; `finalize()` must be called on every path (it ends the thread).
     public init() {
         buffers = (0..<4).map { _ in UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64) }
         lengths = Array(repeating: 0, count: 4)

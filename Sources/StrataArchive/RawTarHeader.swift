@@ -27,10 +27,12 @@ public struct RawTarHeader: Equatable {
     /// PAX records from `g` headers: they apply to every later entry of the archive.
     public typealias Globals = [PathBytes: [UInt8]]
 
+    /// A header block that does not parse, with what is wrong.
     public struct Malformed: Error, CustomStringConvertible {
         public var description: String
     }
 
+    /// Parses one header block (with its PAX and GNU long-name records); `globals` carries PAX global headers.
     public static func parse(_ bytes: [UInt8], globals: inout Globals) throws -> RawTarHeader {
         guard bytes.count >= 512, bytes.count % 512 == 0 else {
             throw Malformed(description: "header of \(bytes.count) bytes, not whole 512-byte blocks")

@@ -4,6 +4,7 @@ import StrataSystem
 /// The members of an uncompressed tar file (a docker-archive or oci-archive), by normalised
 /// name, so that each blob can be read in place with pread instead of being copied out.
 public struct TarIndex: Sendable {
+    /// One member of the archive: its type, where its data starts and how long it is.
     public struct Member: Sendable {
         public var name: PathBytes
         public var kind: TarEntry.Kind
@@ -58,6 +59,7 @@ public struct TarIndex: Sendable {
         throw StrataError(.invalidFormat, "\(label): member \"\(name)\": too many links")
     }
 
+    /// Whether the archive has a member of that (normalized) name.
     public func contains(_ name: String) -> Bool {
         guard case .success(let key) = EntryPath.normalized(Array(name.utf8)) else { return false }
         return members[key] != nil

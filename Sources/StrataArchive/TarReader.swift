@@ -5,6 +5,7 @@ import StrataSystem
 
 /// One tar entry's header, with names as bytes.
 public struct TarEntry: Sendable {
+    /// The type of a tar entry.
     public enum Kind: Sendable, Equatable {
         case regular, directory, symlink, hardlink, characterDevice, blockDevice, fifo, socket
     }
@@ -47,6 +48,7 @@ public final class TarReader {
     private var previousLocale: UnsafeMutableRawPointer?
     private var entry: OpaquePointer?
 
+    /// Reads tar entries from `source` (uncompressed); `label` names the archive in errors.
     public init(_ source: any ChunkSource, label: String) throws {
         previousLocale = strata_use_utf8_locale()
         guard let a = archive_read_new() else { throw StrataError(.internalError, "archive_read_new failed") }

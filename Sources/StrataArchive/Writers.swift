@@ -30,6 +30,7 @@ public final class CompressingWriter {
     private let output: ArchiveOutput
     private var closed = false
 
+    /// Compresses what is written with `compression`, handing the output to `sink`.
     public init(_ compression: Compression, sink: @escaping (UnsafeRawBufferPointer) throws -> Void) throws {
         guard let a = archive_write_new() else { throw StrataError(.internalError, "archive_write_new failed") }
         archive = a
@@ -58,12 +59,14 @@ public final class CompressingWriter {
 
     deinit { archive_write_free(archive) }
 
+    /// Compresses `chunk`.
     public func write(_ chunk: UnsafeRawBufferPointer) throws {
         guard !chunk.isEmpty else { return }
         let n = archive_write_data(archive, chunk.baseAddress, chunk.count)
         guard n == chunk.count else { throw output.error ?? StrataError(.system, "compression failed: \(archiveMessage(archive))") }
     }
 
+    /// Ends the stream (writes the compressor's trailer).
     public func close() throws {
         guard !closed else { return }
         closed = true
@@ -80,6 +83,7 @@ public final class TarFileWriter {
     private let output: ArchiveOutput
     private var closed = false
 
+    /// Writes a PAX tar to `sink`.
     public init(sink: @escaping (UnsafeRawBufferPointer) throws -> Void) throws {
         guard let a = archive_write_new() else { throw StrataError(.internalError, "archive_write_new failed") }
         archive = a
@@ -105,6 +109,7 @@ public final class TarFileWriter {
         }
     }
 
+    /// Adds a directory entry.
     public func addDirectory(_ path: String) throws { try header(path, size: 0, directory: true) }
 
     /// Adds a member of exactly `size` bytes, produced by `body` through the given writer.
@@ -125,10 +130,12 @@ public final class TarFileWriter {
         }
     }
 
+    /// Adds a regular file with `bytes` as its content.
     public func addFile(_ path: String, bytes: [UInt8]) throws {
         try addFile(path, size: Int64(bytes.count)) { write in try bytes.withUnsafeBytes { try write($0) } }
     }
 
+    /// Writes the end-of-archive blocks.
     public func close() throws {
         guard !closed else { return }
         closed = true

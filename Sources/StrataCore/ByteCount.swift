@@ -1,6 +1,7 @@
 /// Sizes for people, as Docker prints them: SI units, three significant digits (`1.98MB`,
 /// `27.1GB`, `512B`).
 public enum ByteCount {
+    /// A byte count as people read it ("2.1MB"), in powers of 1000 as Docker prints sizes.
     public static func describe(_ n: Int64) -> String {
         let units = ["B", "kB", "MB", "GB", "TB", "PB", "EB"]
         var v = Double(n)

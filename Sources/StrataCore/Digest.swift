@@ -9,6 +9,7 @@ public struct Digest: Hashable, Comparable, Sendable, CustomStringConvertible, C
 
     public static let algorithm = "sha256"
 
+    /// Parses `sha256:` followed by 64 lowercase hex digits.
     public init(parsing string: String) throws {
         guard string.hasPrefix("sha256:") else {
             throw StrataError(.invalidDigest, "invalid digest \"\(string.prefix(80))\": expected sha256:<64 lowercase hex>")
@@ -20,6 +21,7 @@ public struct Digest: Hashable, Comparable, Sendable, CustomStringConvertible, C
         self.hex = hex
     }
 
+    /// A SHA-256 digest from its 64 lowercase hex digits.
     public init(hex: String) throws {
         guard Digest.isHex64(hex) else {
             throw StrataError(.invalidDigest, "invalid sha256 hex \"\(hex.prefix(80))\"")
@@ -72,7 +74,9 @@ public struct Digest: Hashable, Comparable, Sendable, CustomStringConvertible, C
 /// The digest of a layer's uncompressed tar stream (image config `rootfs.diff_ids`).
 public struct DiffID: Hashable, Sendable, CustomStringConvertible, Codable {
     public let digest: Digest
+    /// The diffID that `digest` is.
     public init(_ digest: Digest) { self.digest = digest }
+    /// Parses a diffID (`sha256:` and 64 hex digits).
     public init(parsing s: String) throws { digest = try Digest(parsing: s) }
     public var description: String { digest.string }
     public init(from decoder: any Decoder) throws { digest = try Digest(from: decoder) }
@@ -85,7 +89,9 @@ public struct DiffID: Hashable, Sendable, CustomStringConvertible, Codable {
 /// (OCI image-spec, config.md "Layer ChainID").
 public struct ChainID: Hashable, Sendable, CustomStringConvertible, Codable {
     public let digest: Digest
+    /// The chainID that `digest` is.
     public init(_ digest: Digest) { self.digest = digest }
+    /// Parses a chainID (`sha256:` and 64 hex digits).
     public init(parsing s: String) throws { digest = try Digest(parsing: s) }
     public var description: String { digest.string }
     public init(from decoder: any Decoder) throws { digest = try Digest(from: decoder) }
@@ -114,8 +120,11 @@ public struct ChainID: Hashable, Sendable, CustomStringConvertible, Codable {
 /// Incremental SHA-256 producing a `Digest`, for code that hashes streams.
 public struct Digester: Sendable {
     private var hasher = SHA256()
+    /// A new SHA-256 computation.
     public init() {}
+    /// Hashes `bytes`.
     public mutating func update(_ bytes: UnsafeRawBufferPointer) { hasher.update(bufferPointer: bytes) }
+    /// The digest of everything hashed.
     public func finalize() -> Digest { Digest(hasher.finalize()) }
 }
 

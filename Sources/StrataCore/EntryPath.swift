@@ -3,6 +3,7 @@
 /// `./x`, `x//y` and `x/./y` all name `x/y`; `a/../b` that stays inside names `b`; a name
 /// that is absolute or climbs out of the root with `..` is refused (docs/unpack-decisions.md, decision 2).
 public enum EntryPath {
+    /// Why an entry name is refused.
     public enum Failure: Error, Equatable {
         case absolute
         case escapes
@@ -29,6 +30,7 @@ public enum EntryPath {
         components(name).map { join($0) }
     }
 
+    /// Joins name components with `/`.
     public static func join(_ parts: [[UInt8]]) -> [UInt8] {
         var out: [UInt8] = []
         for (i, p) in parts.enumerated() {

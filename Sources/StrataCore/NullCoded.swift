@@ -4,6 +4,7 @@
 public struct NullCoded<Value: Codable & Sendable>: Codable, Sendable {
     public var wrappedValue: Value?
 
+    /// Wraps an optional that encodes as `null` when absent.
     public init(wrappedValue: Value?) { self.wrappedValue = wrappedValue }
 
     public init(from decoder: any Decoder) throws {

@@ -41,6 +41,7 @@ public struct StrataError: Error, CustomStringConvertible, Sendable {
     public let message: String
     public let cause: (any Error)?
 
+    /// An error of kind `code`; `message` names what failed and what to do; `cause` is what the system said.
     public init(_ code: Code, _ message: String, cause: (any Error)? = nil) {
         self.code = code
         self.message = message

@@ -11,6 +11,7 @@ public struct LowerLayer: Sendable, Equatable {
     /// `.wh..wh..opq` at its root: nothing below it shows.
     public var opaqueRoot: Bool
 
+    /// A lower layer: its chainID, its directory, its short link name, whether it hides all below.
     public init(chainID: ChainID, path: String, link: String, opaqueRoot: Bool) {
         self.chainID = chainID; self.path = path; self.link = link; self.opaqueRoot = opaqueRoot
     }
@@ -24,6 +25,7 @@ public struct ContainerPaths: Sendable, Equatable {
     public var merged: String { root + "/merged" }
     /// The vfs driver's full copy.
     public var rootfs: String { root + "/rootfs" }
+    /// The paths of the container directory `root`.
     public init(root: String) { self.root = root }
 }
 

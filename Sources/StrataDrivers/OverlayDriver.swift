@@ -22,6 +22,7 @@ public struct OverlayDriver: UnionDriver {
     /// more than 1,000 for "lowerdir=", upperdir, workdir and the flags below.
     public static let pageSize = 4096
 
+    /// Overlay with short links under `linkDirectory`; `useLowerdirPlus` mounts through the new mount API.
     public init(linkDirectory: String, useLowerdirPlus: Bool) {
         self.linkDirectory = linkDirectory
         self.useLowerdirPlus = useLowerdirPlus

@@ -7,6 +7,7 @@ import StrataLayer
 /// and the reference the overlay driver is tested against.
 public struct VfsDriver: UnionDriver {
     public let name = "vfs"
+    /// The copying driver.
     public init() {}
 
     public func create(_ c: ContainerPaths, layers: [LowerLayer]) throws {

@@ -27,6 +27,7 @@ public struct CheckProblem: Codable, Sendable, CustomStringConvertible {
     public var advice: String
     public var repair: Repair?
 
+    /// A problem: what it is about, what is wrong, what to do, and how `--repair` mends it (if it can).
     public init(subject: String, problem: String, advice: String = "", repair: Repair? = nil) {
         self.subject = subject; self.problem = problem; self.advice = advice; self.repair = repair
     }
@@ -37,6 +38,7 @@ public struct CheckProblem: Codable, Sendable, CustomStringConvertible {
 /// What `check` looked at.
 public struct CheckSummary: Codable, Sendable {
     public var layers = 0, images = 0, blobs = 0, containers = 0
+    /// Empty counts.
     public init() {}
 }
 
@@ -52,6 +54,7 @@ extension Store {
         return try check(summary: &summary, progress: progress)
     }
 
+    /// Checks every layer, blob, image and container, filling `summary`; `progress` hears each layer checked.
     public func check(summary: inout CheckSummary, progress: (String) -> Void = { _ in }) throws -> [CheckProblem] {
         let layers = try allLayers()
         let blobs = try checkBlobs()

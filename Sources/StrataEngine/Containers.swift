@@ -32,6 +32,7 @@ public struct ContainerChange: Codable, Sendable {
     /// The path's bytes, base64, only when they are not valid UTF-8.
     public var pathBase64: String?
 
+    /// A change of kind A, C or D at `path` (absolute, as bytes).
     public init(kind: String, path: PathBytes) {
         self.kind = kind
         self.path = path.display

@@ -16,8 +16,10 @@ import StrataSystem
 public final class Engine: Sendable {
     public let store: Store
 
+    /// An engine over an open store.
     public init(store: Store) { self.store = store }
 
+    /// Opens (or creates) the store at `root`, with `driver` for a new one.
     public convenience init(root: String, driver: String? = nil) throws {
         self.init(store: try Store(root: root, driver: driver))
     }
@@ -36,6 +38,7 @@ public final class Engine: Sendable {
         public var security = SecurityOptions()
         /// Remove the container when it exits.
         public var remove = false
+        /// Docker's defaults: a new name, the image's process, no limits, the default seccomp profile.
         public init() {}
     }
 

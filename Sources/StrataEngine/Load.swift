@@ -8,6 +8,7 @@ import StrataFormats
 import StrataLayer
 import StrataSystem
 
+/// How much a load may take in, and what it tags.
 public struct LoadOptions: Sendable {
     public var platform: Platform = .host
     /// Added to every loaded image (normalised, `:latest` when no tag).
@@ -21,9 +22,11 @@ public struct LoadOptions: Sendable {
     /// Layers one image may have (the overlay driver's own depth limit is separate).
     public var maxLayers = ImageArchiveReader.defaultMaxLayers
     public var progress: @Sendable (LayerEvent) -> Void = { _ in }
+    /// The defaults (see each property).
     public init() {}
 }
 
+/// An image a load recorded: its ID, its tags, and how many layers were new.
 public struct LoadedImage: Sendable {
     public var id: Digest
     public var tags: [String]

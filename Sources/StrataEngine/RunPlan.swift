@@ -14,6 +14,7 @@ public struct RunOverrides: Sendable, Equatable {
     public var workdir: String?
     public var user: String?
 
+    /// Overrides as Docker's flags give them; nothing given keeps the image's.
     public init(entrypoint: String? = nil, command: [String] = [], env: [String] = [], workdir: String? = nil, user: String? = nil) {
         self.entrypoint = entrypoint; self.command = command; self.env = env; self.workdir = workdir; self.user = user
     }
@@ -22,6 +23,7 @@ public struct RunOverrides: Sendable, Equatable {
 /// The process a container runs, made once from the image config and the caller's overrides,
 /// as Docker combines them: used by `run` and by `bundle` alike.
 public enum RunPlan {
+    /// The process: entrypoint and command combined as Docker does, `env` merged over the image's (a bare `K` takes the host's value), working directory and user.
     public static func process(config: ImageConfig.Config, overrides: RunOverrides,
                                hostEnvironment: [String: String]) -> ProcessSpec {
         let entry = overrides.entrypoint.map { $0.isEmpty ? [] : [$0] } ?? (config.Entrypoint ?? [])

@@ -5,17 +5,20 @@ import StrataCore
 import StrataFormats
 import StrataSystem
 
+/// The archive formats `save` writes.
 public enum SaveFormat: String, Sendable, CaseIterable {
     case dockerArchive = "docker-archive"
     case ociArchive = "oci-archive"
     case ociDir = "oci-dir"
 }
 
+/// What `save` writes: the format, the layers' compression, where progress goes.
 public struct SaveOptions: Sendable {
     public var format: SaveFormat = .dockerArchive
     /// Layers are written uncompressed by default, as Docker does.
     public var compression: Compression = .none
     public var progress: @Sendable (String) -> Void = { _ in }
+    /// docker-archive, layers uncompressed.
     public init() {}
 }
 

@@ -10,6 +10,7 @@ public struct BlobRef: Sendable {
     /// "ARCHIVE:PATH", for messages.
     public let label: String
 
+    /// The member's bytes as a stream.
     public func source() -> FileRangeSource {
         FileRangeSource(handle: handle, offset: offset, length: size, label: label)
     }
@@ -56,6 +57,7 @@ public final class TarContents: ArchiveContents, Sendable {
     private let handle: FDHandle
     private let index: TarIndex
 
+    /// Indexes the tar in `handle` (`size` bytes) without reading the members' data.
     public init(handle: FDHandle, size: Int64, label: String) throws {
         self.label = label
         self.handle = handle
@@ -75,6 +77,7 @@ public final class DirectoryContents: ArchiveContents, Sendable {
     public let label: String
     private let root: Directory
 
+    /// The contents of the layout directory at `path`.
     public init(path: String) throws {
         label = path
         root = try Directory.open(path)

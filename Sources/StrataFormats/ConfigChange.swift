@@ -5,6 +5,7 @@ import StrataCore
 /// `docker commit --change` take them: CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE,
 /// VOLUME, STOPSIGNAL. CMD and ENTRYPOINT take the JSON form or the shell form.
 public enum ConfigChange {
+    /// Applies one Dockerfile-style instruction (`CMD`, `ENTRYPOINT`, `ENV`, `WORKDIR`, `USER`, `EXPOSE`, `LABEL`, `VOLUME`, `STOPSIGNAL`) to `config`.
     public static func apply(_ change: String, to config: inout ImageConfig.Config) throws {
         let trimmed = change.trimmingCharacters(in: .whitespaces)
         let parts = trimmed.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)

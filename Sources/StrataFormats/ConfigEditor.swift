@@ -34,6 +34,7 @@ public struct ConfigEditor {
         public var createdBy: String
         public var comment: String?
         public var author: String?
+        /// A history entry.
         public init(created: String, createdBy: String, comment: String? = nil, author: String? = nil) {
             self.created = created; self.createdBy = createdBy; self.comment = comment; self.author = author
         }
@@ -72,6 +73,7 @@ public struct ConfigEditor {
         doc["config"] = merged
     }
 
+    /// The edited config as canonical JSON (sorted keys), the bytes whose digest is the image ID.
     public func bytes() throws -> [UInt8] {
         Array(try JSONSerialization.data(withJSONObject: doc, options: [.sortedKeys, .withoutEscapingSlashes]))
     }

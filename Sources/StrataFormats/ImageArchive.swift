@@ -41,6 +41,7 @@ public struct ImageArchiveReader {
 
     public static let defaultMaxLayers = 1000
 
+    /// Reads the manifests of an archive or layout; `platform` chooses from an index; more than `maxLayers` layers is refused.
     public init(contents: any ArchiveContents, platform: Platform, maxLayers: Int = defaultMaxLayers) throws {
         self.contents = contents
         self.platform = platform
@@ -55,6 +56,7 @@ public struct ImageArchiveReader {
         }
     }
 
+    /// The images to load, each with its config, layers and tags.
     public func images() throws -> [ImageToLoad] {
         switch format {
         case .dockerArchive: return try dockerImages()

@@ -15,7 +15,9 @@ public enum MediaType {
     public static let dockerLayerGzip = "application/vnd.docker.image.rootfs.diff.tar.gzip"
     public static let dockerLayer = "application/vnd.docker.image.rootfs.diff.tar"
 
+    /// Whether a media type is an OCI index or a Docker manifest list.
     public static func isIndex(_ t: String?) -> Bool { t == ociIndex || t == dockerManifestList }
+    /// Whether a media type is an OCI or Docker image manifest.
     public static func isManifest(_ t: String?) -> Bool { t == ociManifest || t == dockerManifest }
     /// Layer media types strata can unpack (foreign/non-distributable ones included: the bytes are local).
     public static func isLayer(_ t: String) -> Bool {
@@ -50,6 +52,7 @@ public struct Platform: Codable, Sendable, Equatable, CustomStringConvertible {
 
     enum CodingKeys: String, CodingKey { case architecture, os, variant }
 
+    /// A platform as `os/architecture[/variant]` names it.
     public init(architecture: String, os: String, variant: String? = nil) {
         self.architecture = architecture
         self.os = os
@@ -106,10 +109,12 @@ public struct Index: Codable, Sendable {
 /// OCI image-spec config.md: the parts strata reads. The config itself is kept as the verified
 /// bytes; this is only a view of them.
 public struct ImageConfig: Codable, Sendable {
+    /// The config's `rootfs`: its layers' diffIDs, bottom first.
     public struct RootFS: Codable, Sendable {
         public var type: String
         public var diff_ids: [DiffID]
     }
+    /// One entry of the config's `history` (empty layers included).
     public struct History: Codable, Sendable {
         public var created: String?
         public var created_by: String?
@@ -128,8 +133,10 @@ public struct ImageConfig: Codable, Sendable {
         public var StopSignal: String?
         public var ExposedPorts: [String: EmptyObject]?
         public var Volumes: [String: EmptyObject]?
+        /// An empty process config.
         public init() {}
     }
+    /// A JSON `{}` (the value type of `ExposedPorts` and `Volumes`).
     public struct EmptyObject: Codable, Sendable { public init() {} }
 
     public var created: String?
@@ -155,6 +162,7 @@ public enum JSONLimits {
     public static let config = 8 << 20
 }
 
+/// Decoding of JSON documents from outside: duplicate keys refused, errors that name the document.
 public enum JSONDocument {
     /// Decodes `bytes` as `T`, naming `what` in the error.
     public static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8], what: String) throws -> T {

@@ -19,6 +19,7 @@ public final class TarLayoutSink: LayoutSink {
     private var blobs: Set<Digest> = []
     private var startedBlobs = false
 
+    /// Writes the layout as a tar to `sink`.
     public init(sink: @escaping (UnsafeRawBufferPointer) throws -> Void) throws {
         tar = try TarFileWriter(sink: sink)
     }
@@ -46,6 +47,7 @@ public final class DirectoryLayoutSink: LayoutSink {
     private let blobsDir: Directory
     private var blobs: Set<Digest> = []
 
+    /// Writes the layout into the directory `path` (made if missing).
     public init(path: String) throws {
         try makeDirectory(path)
         root = try Directory.open(path)
@@ -83,10 +85,12 @@ public final class DirectoryLayoutSink: LayoutSink {
 
 /// One image to write into a layout.
 public struct ExportImage {
+    /// A layer blob as the manifest names it.
     public struct Layer {
         public var digest: Digest
         public var size: Int64
         public var mediaType: String
+        /// A layer blob of `digest`, `size` bytes, of `mediaType`.
         public init(digest: Digest, size: Int64, mediaType: String) {
             self.digest = digest; self.size = size; self.mediaType = mediaType
         }
@@ -99,6 +103,7 @@ public struct ExportImage {
     /// blobs (so its digest survives the round trip).
     public var originalManifest: [UInt8]?
 
+    /// An image to write: its config, its layer blobs, its tags, and the manifest it came with (kept when still right).
     public init(configBytes: [UInt8], configDigest: Digest, layers: [Layer], tags: [String], originalManifest: [UInt8]?) {
         self.configBytes = configBytes; self.configDigest = configDigest; self.layers = layers
         self.tags = tags; self.originalManifest = originalManifest
@@ -108,6 +113,7 @@ public struct ExportImage {
 /// Writes the JSON documents of an OCI layout (and, for docker-archive, Docker 25's
 /// `manifest.json` next to it) once the layer blobs are in the sink.
 public enum LayoutWriter {
+    /// Writes the configs, manifests and index (or docker-archive's manifest.json) for `images` into `sink`.
     public static func finish(_ images: [ExportImage], format: ArchiveFormat, into sink: any LayoutSink) throws {
         var indexEntries: [String] = []
         var dockerEntries: [String] = []

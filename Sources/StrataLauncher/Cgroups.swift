@@ -13,6 +13,7 @@ public struct Limits: Sendable, Equatable {
     /// CPUs, e.g. 0.5; nil for none.
     public var cpus: Double?
     public var pids: Int64?
+    /// Limits as `--memory`, `--cpus` and `--pids-limit` give them; nil is no limit.
     public init(memory: Int64? = nil, cpus: Double? = nil, pids: Int64? = nil) {
         self.memory = memory; self.cpus = cpus; self.pids = pids
     }
@@ -104,6 +105,7 @@ public struct Cgroup: Sendable {
     public let layout: CgroupLayout
     public let name: String
 
+    /// The cgroups of container `id` in `layout`.
     public init(layout: CgroupLayout, id: String) {
         self.layout = layout
         self.name = "strata/" + id
@@ -254,6 +256,7 @@ public struct Cgroup: Sendable {
 public final class CgroupCreationLock {
     private let fd: Int32
 
+    /// Takes the lock, shared or exclusive; nil when there is no cgroup hierarchy to lock.
     public init?(layout: CgroupLayout, exclusive: Bool) {
         let root: String
         switch layout {
@@ -273,6 +276,7 @@ public final class CgroupCreationLock {
 /// The container cgroups on this machine (`strata/ID` in each hierarchy), whichever store made
 /// them: what `rm`, `gc` and `check` look at so that none is left after its container.
 public enum ContainerCgroups {
+    /// A cgroup left behind: where it is, whether processes are still in it.
     public struct Entry: Sendable {
         public var id: String
         public var cgroup: Cgroup

@@ -9,6 +9,7 @@ import StrataSystem
 /// through the host's NSS, never following a symlink out of the rootfs).
 public struct RootfsFiles {
     public let root: Directory
+    /// The files of the rootfs at `rootfs`.
     public init(rootfs: String) throws { root = try Directory.open(rootfs) }
 
     /// A small file inside the rootfs, or nil.
@@ -18,6 +19,7 @@ public struct RootfsFiles {
         return String(decoding: bytes, as: UTF8.self)
     }
 
+    /// A user as the image's /etc/passwd and /etc/group resolve it.
     public struct User: Equatable, Sendable {
         public var uid: uid_t
         public var gid: gid_t
@@ -65,6 +67,7 @@ public struct RootfsFiles {
         return User(uid: uid, gid: gid, groups: groups, home: home)
     }
 
+    /// Where a command was found on `PATH`.
     public enum Lookup: Equatable { case found(String), notFound, notExecutable(String) }
 
     /// The program for argv[0]: a path as given, or searched in `PATH` inside the rootfs.

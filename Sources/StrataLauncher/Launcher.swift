@@ -13,21 +13,25 @@ public struct ProcessSpec: Sendable {
     public var env: [String]
     public var cwd: String
     public var user: String
+    /// A process: argv, environment, working directory and user (`name`, `uid`, `uid:gid`).
     public init(args: [String], env: [String], cwd: String, user: String) {
         self.args = args; self.env = env; self.cwd = cwd; self.user = user
     }
 }
 
+/// A bind mount or tmpfs in the container.
 public struct VolumeSpec: Sendable, Equatable {
     public var source: String?
     public var target: String
     public var readOnly: Bool
     public var tmpfs: Bool
+    /// A volume from `source` (nil with `tmpfs`) at `target`.
     public init(source: String?, target: String, readOnly: Bool, tmpfs: Bool) {
         self.source = source; self.target = target; self.readOnly = readOnly; self.tmpfs = tmpfs
     }
 }
 
+/// Everything a launch needs: the rootfs, the process, namespaces, limits, volumes, security.
 public struct LaunchSpec: Sendable {
     public var id: String
     public var rootfs: String
@@ -43,6 +47,7 @@ public struct LaunchSpec: Sendable {
     public var interactive: Bool
     public var initProcess: Bool
     public var security: SecurityOptions
+    /// A launch of `process` in `rootfs`; the rest as `run`'s flags give them.
     public init(id: String, rootfs: String, stateDirectory: String, process: ProcessSpec, hostname: String,
                 hostNetwork: Bool, limits: Limits, volumes: [VolumeSpec], readOnly: Bool, tty: Bool,
                 interactive: Bool, initProcess: Bool, security: SecurityOptions = SecurityOptions()) {
@@ -58,6 +63,7 @@ public struct LaunchSpec: Sendable {
 public enum ProcessEnvironment {
     public static let defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
+    /// `env` with the default `PATH` and `user`'s `HOME` added where it has none.
     public static func completed(_ env: [String], user: RootfsFiles.User) -> [String] {
         var out = env
         if !out.contains(where: { $0.hasPrefix("PATH=") }) { out.append(defaultPath) }
@@ -89,6 +95,7 @@ public final class Launcher: @unchecked Sendable {
     /// Called with the pid once the process runs (for `ps`), and with nil when it is gone.
     public var onPid: (pid_t?) -> Void = { _ in }
 
+    /// A launcher for `spec`.
     public init(spec: LaunchSpec) { self.spec = spec }
 
     /// Resolves everything that can fail before any process or cgroup exists.

@@ -13,6 +13,7 @@ public struct RuntimeSpec: Codable, Sendable {
     public var mounts: [Mount]
     public var linux: Linux
 
+    /// The process runc starts.
     public struct Process: Codable, Sendable {
         public var terminal = false
         public var user: User
@@ -22,24 +23,29 @@ public struct RuntimeSpec: Codable, Sendable {
         public var capabilities: Capabilities
         public var noNewPrivileges = true
     }
+    /// Its uid, gid and groups.
     public struct User: Codable, Sendable {
         public var uid: UInt32
         public var gid: UInt32
         public var additionalGids: [UInt32]
     }
+    /// Its capability sets.
     public struct Capabilities: Codable, Sendable {
         public var bounding: [String], effective: [String], permitted: [String]
     }
+    /// The rootfs, relative to the bundle.
     public struct Root: Codable, Sendable {
         public var path = "rootfs"
         public var readonly: Bool
     }
+    /// A mount in the container.
     public struct Mount: Codable, Sendable {
         public var destination: String
         public var type: String
         public var source: String
         public var options: [String]?
     }
+    /// Linux specifics: namespaces, resources, masked and read-only paths, seccomp.
     public struct Linux: Codable, Sendable {
         public var namespaces: [Namespace]
         public var resources: Resources
@@ -47,18 +53,25 @@ public struct RuntimeSpec: Codable, Sendable {
         public var readonlyPaths: [String]
         public var seccomp: SeccompProfile
     }
+    /// A namespace to create.
     public struct Namespace: Codable, Sendable { public var type: String }
+    /// cgroup limits.
     public struct Resources: Codable, Sendable {
         public var memory: Memory?
         public var cpu: CPU?
         public var pids: Pids?
         public var devices: [Device]
     }
+    /// Memory limit in bytes (swap the same: none extra).
     public struct Memory: Codable, Sendable { public var limit: Int64, swap: Int64 }
+    /// CPU quota per period, in microseconds.
     public struct CPU: Codable, Sendable { public var quota: Int64, period: UInt64 }
+    /// Process count limit.
     public struct Pids: Codable, Sendable { public var limit: Int64 }
+    /// The device allowlist rule (deny all by default).
     public struct Device: Codable, Sendable { public var allow: Bool, access: String }
 
+    /// The spec `run` would use, for runc: the same process, user, hostname, limits and security.
     public init(process spec: ProcessSpec, user: RootfsFiles.User, env: [String], hostname: String,
                 limits: Limits, readOnly: Bool, hostNetwork: Bool) {
         let caps = CapabilitySet.dockerDefault.prefixedNames

@@ -24,6 +24,7 @@ public final class LayerDiffWriter {
     private var previousLocale: UnsafeMutableRawPointer?
     private var buffer = [UInt8](repeating: 0, count: 1 << 20)
 
+    /// Writes a layer tar (PAX, OCI whiteouts) to `sink`.
     public init(sink: @escaping (UnsafeRawBufferPointer) throws -> Void) throws {
         guard let a = archive_write_new() else { throw StrataError(.internalError, "archive_write_new failed") }
         archive = a
@@ -54,6 +55,7 @@ public final class LayerDiffWriter {
         guard archive_write_header(archive, e) >= ARCHIVE_WARN else { throw fail("cannot write entry \(path.display)") }
     }
 
+    /// Writes `entries` in order (parents first), hardlinks as links.
     public func write(_ entries: [DiffTarEntry]) throws {
         for entry in entries {
             switch entry {
@@ -142,6 +144,7 @@ public final class LayerDiffWriter {
         }
     }
 
+    /// Writes the end-of-archive blocks.
     public func close() throws {
         guard archive_write_close(archive) == ARCHIVE_OK else { throw fail("cannot finish the layer tar") }
     }

@@ -6,6 +6,7 @@ import StrataSystem
 /// directory on disk differs from it. The tar's digest alone cannot tell a file added to the
 /// directory, or an empty file or directory removed from it: neither has payload bytes.
 public enum LayerTree {
+    /// What the tar says a path is.
     public enum Expect: Equatable {
         case directory, regular, symlink, device, fifo
         /// A whiteout of a name no entry of the layer has: on disk unless it hides nothing.
@@ -125,6 +126,7 @@ public final class JournalShape: ChunkSource {
     private var zeros: Int64 = 0
     private let zeroBuffer = [UInt8](repeating: 0, count: 1 << 16)
 
+    /// The headers a journal recorded, read back as a tar stream without payloads.
     public init(journal: FDHandle, label: String) throws {
         reader = try JournalReader(handle: journal, label: label)
     }

@@ -52,6 +52,7 @@ public final class LayerUnpacker {
 
     private let resolveInRoot: Resolve = [.inRoot, .noMagicLinks, .noXDev]
 
+    /// Unpacks into `root`; `label` names the layer in errors; `recorder` journals the tar (nil: none).
     public init(root: Directory, label: String, recorder: JournalRecorder?) {
         self.root = root
         self.label = label

@@ -9,6 +9,7 @@ import StrataSystem
 public struct MergedView {
     public let layers: [Directory]
 
+    /// The view of `layers`, top first.
     public init(layers: [Directory]) { self.layers = layers }
 
 
@@ -78,7 +79,9 @@ public struct MergedView {
 /// One path a container changed, in the order a layer tar lists it (parents first, names
 /// sorted), with where its content is.
 public struct ChangedPath {
+    /// A, C or D, as `docker diff` prints them.
     public enum Kind: String, Sendable { case added = "A", changed = "C", deleted = "D" }
+    /// Where the changed path is: an entry in a directory, or a whiteout.
     public enum Source {
         /// A file, directory, link or device to copy from `directory`/`name`.
         case entry(directory: Directory, name: PathBytes, stat: FileStatus, opaque: Bool)

@@ -9,8 +9,10 @@ import StrataSystem
 /// owners, modes, times, devices, xattrs (never overlay's own) and the layer's hardlink groups.
 /// All through directory fds; nothing is followed.
 public struct OverlayFormApplier {
+    /// An applier.
     public init() {}
 
+    /// Copies `layer` onto `target`, whiteouts removing what they name and opaque directories replacing theirs.
     public func apply(layer: Directory, onto target: Directory) throws {
         var links: [UInt64: (Directory, PathBytes)] = [:]
         try applyDir(layer, target, &links)

@@ -38,6 +38,7 @@ public enum Whiteout {
         case invalid
     }
 
+    /// What a name means in a layer tar: content, a whiteout of a sibling, an opaque marker, aufs metadata, or invalid.
     public static func meaning(of name: PathBytes) -> Meaning {
         guard name.starts(with: prefix) else { return .content }
         if name == opaqueMarker { return .opaque }

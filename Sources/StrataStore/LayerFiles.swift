@@ -16,6 +16,7 @@ extension Store {
     /// The directory holding a layer's files.
     public func layerPath(_ layer: LayerRecord) -> String { "\(rootPath)/layers/\(layer.cacheID)/diff" }
 
+    /// The directory of a layer's files (layers/CACHEID/diff), opened without following links.
     package func layerDirectory(_ layer: LayerRecord) throws -> Directory {
         switch layersDir.openDirectory(Array("\(layer.cacheID)/diff".utf8), resolve: [.noSymlinks]) {
         case .success(let d): return d

@@ -14,6 +14,7 @@ package final class LayerLocks {
     private let file: FDHandle
     private var held: [Int64: Bool] = [:]
 
+    /// Leases on `store`'s layers, through an OFD-lock descriptor of its own.
     package init(store: Store) throws {
         // Its own open file description: OFD locks exclude each other even within one process.
         file = try store.root.openFile(Array("lock".utf8), flags: [.readWrite, .create], mode: 0o600)
@@ -50,6 +51,7 @@ package final class LayerLocks {
         held[off] = exclusive
     }
 
+    /// Lets go of the lease on a layer.
     package func unlock(_ c: ChainID) {
         let off = LayerLocks.offset(c)
         file.unlockRange(off)
@@ -68,6 +70,7 @@ package final class LayerLocks {
         return true
     }
 
+    /// Lets go of every lease held.
     package func unlockAll() {
         for off in held.keys { file.unlockRange(off) }
         held = [:]

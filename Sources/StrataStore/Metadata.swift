@@ -64,6 +64,7 @@ public struct MetadataTransaction {
 
     // MARK: layers
 
+    /// The layer recorded under `chainID`.
     public func layer(_ chainID: ChainID) throws -> LayerRecord? {
         try Row.fetchOne(db, sql: "SELECT * FROM layers WHERE chain_id = ?", arguments: [chainID.description]).map(LayerRecord.init(row:))
     }
@@ -98,6 +99,7 @@ public struct MetadataTransaction {
             .map(LayerRecord.init(row:))
     }
 
+    /// The chainIDs of the layers whose parent is `chainID`.
     public func children(of chainID: ChainID) throws -> [String] {
         try String.fetchAll(db, sql: "SELECT chain_id FROM layers WHERE parent = ? ORDER BY chain_id", arguments: [chainID.description])
     }
@@ -149,6 +151,7 @@ public struct MetadataTransaction {
 
     // MARK: images
 
+    /// The image recorded under `id`.
     public func image(_ id: Digest) throws -> ImageRecord? {
         try Row.fetchOne(db, sql: "SELECT * FROM images WHERE id = ?", arguments: [id.string]).map(ImageRecord.init(row:))
     }
@@ -211,10 +214,12 @@ public struct MetadataTransaction {
         if let digest { try db.execute(sql: "UPDATE images SET manifest_digest = NULL WHERE manifest_digest = ?", arguments: [digest]) }
     }
 
+    /// How many images are recorded.
     public func imageCount() throws -> Int { try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM images") ?? 0 }
 
     // MARK: tags
 
+    /// The tags that name image `id`, sorted.
     public func tags(ofImage id: String) throws -> [String] {
         try String.fetchAll(db, sql: "SELECT name FROM tags WHERE image_id = ? ORDER BY name", arguments: [id])
     }
@@ -234,12 +239,15 @@ public struct MetadataTransaction {
         try db.execute(sql: "INSERT OR REPLACE INTO tags (name, image_id) VALUES (?, ?)", arguments: [name, id])
     }
 
+    /// Removes tag `name`.
     public func removeTag(_ name: String) throws { try db.execute(sql: "DELETE FROM tags WHERE name = ?", arguments: [name]) }
 
+    /// Removes every tag of image `id`.
     public func removeTags(ofImage id: String) throws { try db.execute(sql: "DELETE FROM tags WHERE image_id = ?", arguments: [id]) }
 
     // MARK: store settings
 
+    /// A store setting (`driver`).
     public func setting(_ key: String) throws -> String? {
         try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = ?", arguments: [key])
     }
@@ -263,14 +271,17 @@ public struct MetadataTransaction {
             .map(ContainerRecord.init(row:))
     }
 
+    /// The containers made from image `id`.
     public func containers(ofImage id: String) throws -> [ContainerRecord] {
         try Row.fetchAll(db, sql: "SELECT * FROM containers WHERE image_id = ? ORDER BY name", arguments: [id]).map(ContainerRecord.init(row:))
     }
 
+    /// Whether a container has this name.
     public func containerExists(name: String) throws -> Bool {
         try Bool.fetchOne(db, sql: "SELECT 1 FROM containers WHERE name = ?", arguments: [name]) == true
     }
 
+    /// How many containers are recorded.
     public func containerCount() throws -> Int { try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM containers") ?? 0 }
 
     /// Records a new container; its name must be free.
@@ -283,6 +294,7 @@ public struct MetadataTransaction {
         }
     }
 
+    /// Removes a container's row.
     public func deleteContainer(_ id: String) throws { try db.execute(sql: "DELETE FROM containers WHERE id = ?", arguments: [id]) }
 
     /// Adds `delta` mounts to a container's count, or sets it to `count`.
@@ -291,6 +303,7 @@ public struct MetadataTransaction {
         if let count { try db.execute(sql: "UPDATE containers SET mount_count = ? WHERE id = ?", arguments: [count, id]) }
     }
 
+    /// Records the pid of a running container (nil when it is gone).
     public func setPid(_ id: String, _ pid: Int32?) throws {
         try db.execute(sql: "UPDATE containers SET pid = ? WHERE id = ?", arguments: [pid.map { Int($0) }, id])
     }

@@ -30,6 +30,7 @@ public struct LayerRecord: Sendable, Equatable {
     public var journalNote: String?
     public var createdAt: Date
 
+    /// A layer record of these values.
     public init(chainID: ChainID, diffID: DiffID, parent: ChainID?, cacheID: String, size: Int64, tarSize: Int64,
                 blobDigest: String?, compression: String?, opaqueRoot: Bool, journal: JournalForm, journalNote: String?,
                 createdAt: Date) {
@@ -54,6 +55,7 @@ public struct ImageRecord: Sendable, Equatable {
     public var size: Int64
     public var loadedAt: Date
 
+    /// An image record of these values.
     public init(id: Digest, topLayer: ChainID?, manifestDigest: Digest?, created: String?, os: String?, architecture: String?,
                 size: Int64, loadedAt: Date) {
         self.id = id; self.topLayer = topLayer; self.manifestDigest = manifestDigest; self.created = created; self.os = os
@@ -75,6 +77,7 @@ public struct ContainerRecord: Sendable, Equatable {
     public var pid: Int32?
     public var createdAt: Date
 
+    /// A container record of these values (not mounted, not running unless said).
     public init(id: String, name: String, image: Digest, driver: String, mountCount: Int = 0, pid: Int32? = nil, createdAt: Date) {
         self.id = id; self.name = name; self.image = image; self.driver = driver; self.mountCount = mountCount
         self.pid = pid; self.createdAt = createdAt

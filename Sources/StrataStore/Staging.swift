@@ -38,6 +38,7 @@ package final class ProgressSource: ChunkSource {
     private let report: (Int64) -> Void
     private var count: Int64 = 0
     private var last = DispatchTime.now().uptimeNanoseconds
+    /// Passes `upstream` through, calling `report` with the bytes read so far.
     package init(_ upstream: any ChunkSource, report: @escaping (Int64) -> Void) {
         self.upstream = upstream
         self.report = report

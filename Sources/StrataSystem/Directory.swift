@@ -7,6 +7,7 @@ import StrataCore
 /// How `openat2` may resolve a path below a directory.
 public struct Resolve: OptionSet, Sendable {
     public let rawValue: UInt64
+    /// Flags from their `RESOLVE_*` bits.
     public init(rawValue: UInt64) { self.rawValue = rawValue }
     /// Treat the directory as `/`: `..` and absolute symlinks stay inside it.
     public static let inRoot = Resolve(rawValue: UInt64(STRATA_RESOLVE_IN_ROOT))
@@ -24,6 +25,7 @@ public final class Directory: Sendable {
     public let label: String
     public var fd: Int32 { handle.fd }
 
+    /// A directory of `handle`; `label` is its path, for messages.
     public init(handle: FDHandle, label: String) {
         self.handle = handle
         self.label = label
@@ -86,19 +88,23 @@ public final class Directory: Sendable {
         throw fail("cannot stat", name, e)
     }
 
+    /// mkdirat(2) of one name.
     public func mkdir(_ name: PathBytes, mode: mode_t) -> Result<Void, Errno> {
         withCPath(name) { cp in retryingEINTR { Glibc.mkdirat(fd, cp, mode) } }.map { _ in () }
     }
 
+    /// mkdirat(2) of one name; an existing name is an error.
     public func mkdirOrThrow(_ name: PathBytes, mode: mode_t) throws {
         if case .failure(let e) = mkdir(name, mode: mode) { throw fail("cannot create directory", name, e) }
     }
 
+    /// mknodat(2): a device or fifo of `mode` (type bits and permissions).
     public func mknod(_ name: PathBytes, mode: mode_t, major: UInt32, minor: UInt32) throws {
         let r = withCPath(name) { cp in retryingEINTR { strata_mknodat(fd, cp, mode, major, minor) } }
         if case .failure(let e) = r { throw fail("cannot create node", name, e) }
     }
 
+    /// symlinkat(2): `name` pointing at `target`.
     public func symlink(_ name: PathBytes, target: PathBytes) throws {
         let r = withCPath(target) { ct in withCPath(name) { cn in retryingEINTR { Glibc.symlinkat(ct, fd, cn) } } }
         if case .failure(let e) = r { throw fail("cannot create symlink", name, e) }
@@ -111,6 +117,7 @@ public final class Directory: Sendable {
         if case .failure(let e) = r { throw fail("cannot create hardlink", name, e) }
     }
 
+    /// readlinkat(2): the target of symlink `name`.
     public func readlink(_ name: PathBytes) throws -> PathBytes {
         var buf = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
         let n = withCPath(name) { cn in
@@ -210,6 +217,7 @@ public final class Directory: Sendable {
         return names
     }
 
+    /// renameat(2) of `name` to `newName` in `newDir` (the same filesystem).
     public func rename(_ name: PathBytes, to newName: PathBytes, in newDir: Directory) throws {
         let r = withCPath(name) { a in withCPath(newName) { b in retryingEINTR { Glibc.renameat(fd, a, newDir.fd, b) } } }
         if case .failure(let e) = r { throw fail("cannot rename", name, e) }

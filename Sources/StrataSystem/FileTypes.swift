@@ -14,6 +14,7 @@ public typealias TimeSpec = Glibc.timespec
 public enum FileKind: Sendable, Equatable {
     case regular, directory, symlink, characterDevice, blockDevice, fifo, socket, unknown
 
+    /// The kind that `mode`'s type bits say.
     public init(mode: UInt32) {
         switch mode & S_IFMT {
         case S_IFREG: self = .regular
@@ -48,6 +49,7 @@ public func deviceNumbers(_ rdev: UInt) -> (major: UInt32, minor: UInt32) { (str
 /// open(2) flags. `O_CLOEXEC` is always added by the calls that open.
 public struct OpenFlags: OptionSet, Sendable {
     public let rawValue: Int32
+    /// Flags from their `O_*` bits.
     public init(rawValue: Int32) { self.rawValue = rawValue }
     /// O_RDONLY is 0: the empty set reads.
     public static let readOnly = OpenFlags([])

@@ -11,6 +11,7 @@ public enum MountTable {
         return String(decoding: bytes, as: UTF8.self)
     }
 
+    /// The mount points of this mount namespace.
     public static func mountPoints() -> Set<String> {
         guard let text = text() else { return [] }
         var out: Set<String> = []
@@ -22,6 +23,7 @@ public enum MountTable {
         return out
     }
 
+    /// Whether `path` (canonical) is a mount point.
     public static func isMountPoint(_ path: String) -> Bool { mountPoints().contains(path) }
 
     /// mountinfo escapes space, tab, newline and backslash as \\ooo.

@@ -7,6 +7,7 @@ import StrataCore
 /// An errno value, carried as the cause of a `StrataError` at the syscall boundary.
 public struct Errno: Error, Hashable, Sendable, CustomStringConvertible {
     public let rawValue: Int32
+    /// The error of an errno value.
     public init(_ rawValue: Int32) { self.rawValue = rawValue }
     public static var current: Errno { Errno(errno) }
     public var description: String { String(cString: strerror(rawValue)) }
@@ -63,6 +64,7 @@ public func retryingEINTR<T: FixedWidthInteger>(_ call: () -> T) -> Result<T, Er
 /// An owned file descriptor, closed when the last reference goes away.
 public final class FDHandle: Sendable {
     public let fd: Int32
+    /// Takes ownership of `fd` (closed when the handle goes).
     public init(owning fd: Int32) { self.fd = fd }
     deinit { _ = Glibc.close(fd) }
 
@@ -112,6 +114,7 @@ public final class FDHandle: Sendable {
         }
     }
 
+    /// write(2) of every byte of `bytes`.
     public func writeAll(_ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { try writeAll($0) }
     }
@@ -147,6 +150,7 @@ public final class FDHandle: Sendable {
         return true
     }
 
+    /// Releases the lock on the byte at `offset`.
     public func unlockRange(_ offset: Int64) { _ = strata_ofd_lock(fd, offset, 0, 0) }
 
     /// Writes every byte at `offset` (pwrite(2), retrying short writes and EINTR).

@@ -7,6 +7,7 @@ import Glibc
 public enum DetachedThread {
     private final class Box { let body: () -> Void; init(_ body: @escaping () -> Void) { self.body = body } }
 
+    /// Runs `body` on a new detached thread.
     public static func start(_ body: @escaping () -> Void) {
         let box = Unmanaged.passRetained(Box(body)).toOpaque()
         var thread = pthread_t()

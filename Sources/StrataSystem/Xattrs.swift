@@ -5,6 +5,7 @@ import CStrata
 
 /// Extended attributes of open files.
 public enum Xattrs {
+    /// Every extended attribute of the open file `fd`, sorted by name (values up to 64 KiB).
     public static func list(_ fd: Int32) -> [(String, [UInt8])] {
         var names = [CChar](repeating: 0, count: 4096)
         let n = strata_flistxattr(fd, &names, names.count)

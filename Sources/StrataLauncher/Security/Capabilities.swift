@@ -8,6 +8,7 @@ import StrataSystem
 public struct CapabilitySet: Equatable, Sendable {
     public var mask: UInt64
 
+    /// A set from its bit mask (bit N is capability N).
     public init(mask: UInt64) { self.mask = mask }
 
     /// Every capability this process holds (its permitted set, from /proc/self/status): what a
@@ -50,6 +51,7 @@ public struct CapabilitySet: Equatable, Sendable {
         return names.firstIndex(of: n)
     }
 
+    /// Whether the set holds `name` (`CAP_` prefix optional).
     public func contains(_ name: String) -> Bool {
         guard let n = Self.number(name) else { return false }
         return mask & (UInt64(1) << UInt64(n)) != 0

@@ -13,11 +13,13 @@ public struct SeccompProfile: Codable, Sendable, Equatable {
     public var archMap: [ArchMap]?
     public var syscalls: [Rule]?
 
+    /// An architecture and its sub-architectures.
     public struct ArchMap: Codable, Sendable, Equatable {
         public var architecture: String
         public var subArchitectures: [String]?
     }
 
+    /// A rule: syscalls, the action, its argument conditions and when it applies.
     public struct Rule: Codable, Sendable, Equatable {
         public var names: [String]?
         /// The older single-name form.
@@ -29,6 +31,7 @@ public struct SeccompProfile: Codable, Sendable, Equatable {
         public var excludes: Filter?
         public var comment: String?
 
+        /// A rule for `names` with `action` (allow by default).
         public init(names: [String], action: String = "SCMP_ACT_ALLOW", errnoRet: UInt32? = nil, args: [Arg]? = nil,
                     includes: Filter? = nil, excludes: Filter? = nil) {
             self.names = names; self.action = action; self.errnoRet = errnoRet; self.args = args
@@ -38,11 +41,13 @@ public struct SeccompProfile: Codable, Sendable, Equatable {
         var allNames: [String] { (names ?? []) + (name.map { [$0] } ?? []) }
     }
 
+    /// A condition on one syscall argument.
     public struct Arg: Codable, Sendable, Equatable {
         public var index: UInt32
         public var value: UInt64
         public var valueTwo: UInt64?
         public var op: String
+        /// Argument `index` compared with `value` (and `valueTwo` for masked equality) by `op`.
         public init(index: UInt32, value: UInt64, valueTwo: UInt64? = nil, op: String) {
             self.index = index; self.value = value; self.valueTwo = valueTwo; self.op = op
         }
@@ -55,11 +60,13 @@ public struct SeccompProfile: Codable, Sendable, Equatable {
         public var caps: [String]?
         public var arches: [String]?
         public var minKernel: String?
+        /// Applies with these capabilities, on these architectures, from this kernel on.
         public init(caps: [String]? = nil, arches: [String]? = nil, minKernel: String? = nil) {
             self.caps = caps; self.arches = arches; self.minKernel = minKernel
         }
     }
 
+    /// A profile as Docker's JSON writes it.
     public init(defaultAction: String, defaultErrnoRet: UInt32? = nil, architectures: [String]? = nil,
                 archMap: [ArchMap]? = nil, syscalls: [Rule]) {
         self.defaultAction = defaultAction; self.defaultErrnoRet = defaultErrnoRet

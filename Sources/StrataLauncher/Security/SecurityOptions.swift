@@ -9,6 +9,7 @@ public struct SecurityOptions: Sendable, Equatable {
     public var capDrop: [String]
     public var seccomp: SeccompChoice
 
+    /// Options as `--privileged`, `--cap-add`, `--cap-drop` and `--security-opt seccomp=` give them.
     public init(privileged: Bool = false, capAdd: [String] = [], capDrop: [String] = [], seccomp: SeccompChoice = .default) {
         self.privileged = privileged; self.capAdd = capAdd; self.capDrop = capDrop; self.seccomp = seccomp
     }
@@ -32,6 +33,7 @@ public struct SecurityOptions: Sendable, Equatable {
     /// What `resolve()` found, kept so that checking the flags early does not compile twice.
     public private(set) var resolved: Resolved?
 
+    /// The capabilities and seccomp program a container gets, worked out once.
     public struct Resolved: Sendable, Equatable {
         public var capabilities: CapabilitySet
         /// The BPF program; nil for none.
