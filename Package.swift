@@ -4,7 +4,7 @@ import PackageDescription
 /// Every test target may reach every module (and the shared test support).
 let testDependencies: [Target.Dependency] = [
     "StrataTestSupport", "StrataCore", "StrataSystem", "StrataArchive", "StrataFormats", "StrataLayer",
-    "StrataStore", "StrataDrivers", "StrataLauncher", "StrataEngine", "CArchive", "CStrata",
+    "StrataStore", "StrataDrivers", "StrataLauncher", "StrataEngine", "StrataRegistry", "CArchive", "CStrata",
 ]
 
 let package = Package(
@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // libarchive from the system (Debian: libarchive-dev), found through pkg-config.
@@ -73,14 +74,22 @@ let package = Package(
                            .product(name: "GRDB", package: "GRDB.swift"),
                            .product(name: "Logging", package: "swift-log")]
         ),
+        // Registries: references, the distribution API (token and Basic auth, TLS), manifests,
+        // and layer blobs streamed with backpressure.
+        .target(
+            name: "StrataRegistry",
+            dependencies: ["StrataCore", "StrataSystem", "StrataArchive", "StrataFormats",
+                           .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                           .product(name: "Logging", package: "swift-log")]
+        ),
         // The library: a store and what is done with it from start to end (run, bundle, rm, gc
         // and check with the cgroups). Re-exports the modules its API uses.
         .target(name: "StrataEngine", dependencies: ["StrataCore", "StrataSystem", "StrataArchive", "StrataFormats", "StrataLayer",
-                                                   "StrataDrivers", "StrataLauncher", "StrataStore", "CStrata",
+                                                   "StrataDrivers", "StrataLauncher", "StrataStore", "StrataRegistry", "CStrata",
                                                    .product(name: "Logging", package: "swift-log")]),
         .executableTarget(
             name: "strata",
-            dependencies: ["StrataEngine", "StrataStore", "StrataCore", "StrataSystem", "StrataFormats", "StrataArchive", "StrataLauncher",
+            dependencies: ["StrataEngine", "StrataStore", "StrataRegistry", "StrataCore", "StrataSystem", "StrataFormats", "StrataArchive", "StrataLauncher",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log")]
         ),
@@ -93,6 +102,8 @@ let package = Package(
         ),
         // Digests, chainIDs, entry names: values, no root.
         .testTarget(name: "StrataCoreTests", dependencies: testDependencies),
+        // References (values, no root); pulls from a real registry started by the tests (root).
+        .testTarget(name: "StrataRegistryTests", dependencies: testDependencies),
         // Raw tar headers: values, no root.
         .testTarget(name: "StrataArchiveTests", dependencies: testDependencies),
         // Unpacking and rebuilding layers on disk (root: devices, owners, xattrs).

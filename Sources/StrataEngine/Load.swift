@@ -22,6 +22,8 @@ public struct LoadOptions: Sendable {
     /// Layers one image may have (the overlay driver's own depth limit is separate).
     public var maxLayers = ImageArchiveReader.defaultMaxLayers
     public var progress: @Sendable (LayerEvent) -> Void = { _ in }
+    /// Layers fetched and unpacked at once; nil: one per processor.
+    public var parallelLayers: Int?
     /// The defaults (see each property).
     public init() {}
 }
@@ -34,16 +36,37 @@ public struct LoadedImage: Sendable {
     public var layersExisting: Int
 }
 
+/// A layer blob to ingest, wherever it comes from (an archive member, a registry): its size,
+/// the digests it must have, and how to read it (again, for the rare layer whose raw tar is kept).
+struct LayerBlob: Sendable {
+    var size: Int64
+    var label: String
+    var digest: Digest?
+    var diffID: DiffID
+    var open: @Sendable () throws -> any ChunkSource
+
+    init(size: Int64, label: String, digest: Digest?, diffID: DiffID, open: @escaping @Sendable () throws -> any ChunkSource) {
+        self.size = size; self.label = label; self.digest = digest; self.diffID = diffID; self.open = open
+    }
+
+    init(_ layer: LayerToLoad) {
+        let blob = layer.blob
+        self.init(size: blob.size, label: blob.label, digest: layer.blobDigest, diffID: layer.diffID, open: { blob.source() })
+    }
+}
+
 /// One distinct layer of a load: where it comes from, where it goes in its chain, and whether
-/// this load creates it (else it is stored already, and only its blob is checked).
+/// this load creates it (else it is stored already, and only its blob is checked, where
+/// `verifyStored` says so: an archive's bytes always are, a registry's are not fetched at all).
 struct LoadJob: Sendable {
-    var layer: LayerToLoad
+    var layer: LayerBlob
     var chainID: ChainID
     var parent: ChainID?
     var index: Int
     var count: Int
     var label: String
     var create = false
+    var verifyStored = true
 }
 
 /// An image whose config and layers are verified, ready to be recorded.
@@ -73,7 +96,7 @@ extension Store {
         for image in found {
             let chain = ChainID.chain(image.config.rootfs.diff_ids)
             for (i, layer) in image.layers.enumerated() where seen.insert(chain[i]).inserted {
-                jobs.append(LoadJob(layer: layer, chainID: chain[i], parent: i == 0 ? nil : chain[i - 1], index: i,
+                jobs.append(LoadJob(layer: LayerBlob(layer), chainID: chain[i], parent: i == 0 ? nil : chain[i - 1], index: i,
                                     count: chain.count, label: "\(layer.blob.label) (layer \(i + 1) of image \(image.configDigest.short))"))
             }
             prepared.append(PreparedImage(configBytes: image.configBytes, configDigest: image.configDigest,
@@ -82,6 +105,13 @@ extension Store {
                                           tags: Array(Set(image.tags + extra)).sorted()))
         }
 
+        return try ingest(jobs, prepared, options: options)
+    }
+
+    /// Leases the layers, stages the missing ones in parallel (each in its single pass), settles
+    /// them against their lowers and records everything in one transaction.
+    func ingest(_ plan: [LoadJob], _ prepared: [PreparedImage], options: LoadOptions) throws -> [LoadedImage] {
+        var jobs = plan
         let locks = try LayerLocks(store: self)
         defer { locks.unlockAll() }
         try takeLeases(&jobs, locks)
@@ -128,7 +158,7 @@ extension Store {
             var failure: (any Error)?
         }
         let state = Mutex(Progress())
-        let workers = max(1, min(plan.count, ProcessInfo.processInfo.activeProcessorCount))
+        let workers = max(1, min(plan.count, options.parallelLayers ?? ProcessInfo.processInfo.activeProcessorCount))
         DispatchQueue.concurrentPerform(iterations: workers) { _ in
             while true {
                 let taken: LoadJob? = state.withLock { p in
@@ -139,23 +169,25 @@ extension Store {
                 guard let job = taken else { return }
                 do {
                     if job.create {
-                        options.progress(.started(index: job.index, count: job.count, chainID: job.chainID, bytes: job.layer.blob.size))
+                        options.progress(.started(index: job.index, count: job.count, chainID: job.chainID, bytes: job.layer.size))
                         let t0 = Date()
-                        let total = job.layer.blob.size, chainID = job.chainID
-                        let source = ProgressSource(job.layer.blob.source()) {
+                        let total = job.layer.size, chainID = job.chainID
+                        let source = ProgressSource(try job.layer.open()) {
                             options.progress(.reading(chainID: chainID, bytes: $0, total: total))
                         }
                         let s = try stageLayer(
-                            source: source, reopen: { job.layer.blob.source() }, parent: job.parent,
-                            expectedDiffID: job.layer.diffID, expectedBlobDigest: job.layer.blobDigest,
+                            source: source, reopen: job.layer.open, parent: job.parent,
+                            expectedDiffID: job.layer.diffID, expectedBlobDigest: job.layer.digest,
                             maxLayerSize: options.maxLayerSize, label: job.label)
                         state.withLock { $0.staged[job.chainID] = s }
                         options.progress(.unpacked(index: job.index, count: job.count, chainID: job.chainID,
                                                    tarBytes: s.result.tarSize, seconds: Date().timeIntervalSince(t0)))
-                    } else {
+                    } else if job.verifyStored {
                         // Not unpacked again, but the archive's bytes are still checked: a load
                         // never succeeds on an archive with a corrupt blob.
                         try verifyBlob(job.layer, chainID: job.chainID, label: job.label)
+                        options.progress(.exists(index: job.index, count: job.count, chainID: job.chainID))
+                    } else {
                         options.progress(.exists(index: job.index, count: job.count, chainID: job.chainID))
                     }
                 } catch {
@@ -258,14 +290,14 @@ extension Store {
     /// Checks a layer blob that need not be unpacked. When the manifest names the very blob the
     /// store unpacked this layer from, hashing the blob is enough; otherwise it is decompressed
     /// and its diffID checked too.
-    func verifyBlob(_ layer: LayerToLoad, chainID: ChainID, label: String) throws {
-        let compressed = HashingSource(layer.blob.source())
+    func verifyBlob(_ layer: LayerBlob, chainID: ChainID, label: String) throws {
+        let compressed = HashingSource(try layer.open())
         let tar = HashingSource(try Decompressor(compressed, label: label))
         let known = try self.layer(chainID)?.blobDigest
-        let hashOnly = layer.blobDigest != nil && known == layer.blobDigest?.string
+        let hashOnly = layer.digest != nil && known == layer.digest?.string
         if hashOnly { try compressed.drain() } else { try tar.drain(); try compressed.drain() }
         let blobDigest = compressed.finalize()
-        if let expected = layer.blobDigest, blobDigest != expected {
+        if let expected = layer.digest, blobDigest != expected {
             throw StrataError(.digestMismatch, "\(label): blob hashes to \(blobDigest), but the manifest names \(expected)")
         }
         if !hashOnly {

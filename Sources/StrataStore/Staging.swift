@@ -63,7 +63,7 @@ extension Store {
     /// Streams one layer blob into a new staging directory, in one pass, and checks the diffID
     /// (and the blob digest where the source names one). On any failure the staging directory
     /// is removed and the store is as it was.
-    package func stageLayer(source: any ChunkSource, reopen: () -> any ChunkSource, parent: ChainID?,
+    package func stageLayer(source: any ChunkSource, reopen: () throws -> any ChunkSource, parent: ChainID?,
                     expectedDiffID: DiffID?, expectedBlobDigest: Digest?, maxLayerSize: Int64,
                     label: String) throws -> StagedLayer {
         let cacheID = Store.randomID()
@@ -93,7 +93,7 @@ extension Store {
             // only for such layers), and check that it is the same stream.
             logger.notice("\(label): keeping the raw layer tar: \(reason)")
             let out = try stage.openFile(Store.rawTarName, flags: [.writeOnly, .create, .exclusive], mode: 0o600)
-            let tar = HashingSource(try Decompressor(reopen(), label: label))
+            let tar = HashingSource(try Decompressor(try reopen(), label: label))
             while true {
                 let c = try tar.nextChunk()
                 if c.isEmpty { break }

@@ -1,0 +1,54 @@
+import FoundationEssentials
+import StrataCore
+import StrataFormats
+import StrataRegistry
+import StrataStore
+
+/// What `pull` does besides loading: which registry settings to use.
+public struct PullOptions: Sendable {
+    public var registry = RegistryOptions()
+    public var load = LoadOptions()
+    /// The defaults: TLS verified, stored credentials, three layers at once.
+    public init() { load.parallelLayers = 3 }
+}
+
+/// An image a pull recorded.
+public struct PulledImage: Sendable {
+    public var image: LoadedImage
+    /// The full reference it was pulled by (`docker.io/library/busybox:latest`).
+    public var reference: ImageReference
+    /// The digest of the image manifest (for one platform), as `images --digests` shows it.
+    public var manifestDigest: Digest
+}
+
+extension Store {
+    /// Pulls `ref` from its registry: the manifest for the platform, the config, and every layer
+    /// not in the store by chainID, each streamed straight into the ingest pipeline (digest,
+    /// decompress, diffID, journal, unpack in one pass). Nothing is recorded before every digest
+    /// is verified; a failure leaves the store as it was.
+    public func pull(_ ref: String, options: PullOptions) throws -> PulledImage {
+        let reference = try ImageReference(parsing: ref)
+        let client = try RegistryClient(registry: reference.registry, options: options.registry)
+        let remote = try client.resolve(reference, platform: options.load.platform, maxLayers: options.load.maxLayers)
+        let chain = ChainID.chain(remote.config.rootfs.diff_ids)
+        var jobs: [LoadJob] = []
+        var seen: Set<ChainID> = []
+        for (i, layer) in remote.layers.enumerated() where seen.insert(chain[i]).inserted {
+            let d = layer.descriptor
+            let label = "\(reference.name)@\(d.digest.short) (layer \(i + 1) of \(remote.layers.count))"
+            let repository = reference.repository
+            let blob = LayerBlob(size: d.size, label: label, digest: d.digest, diffID: layer.diffID) {
+                client.blobStream(repository: repository, digest: d.digest, size: d.size, label: label)
+            }
+            jobs.append(LoadJob(layer: blob, chainID: chain[i], parent: i == 0 ? nil : chain[i - 1], index: i,
+                                count: chain.count, label: label, verifyStored: false))
+        }
+        var tags = reference.tag.map { _ in [reference.name + ":" + (reference.tag ?? "latest")] } ?? []
+        tags += try options.load.extraTags.map(Reference.normalize)
+        let prepared = PreparedImage(configBytes: remote.configBytes, configDigest: remote.configDigest, config: remote.config,
+                                     manifestBytes: remote.manifestBytes, manifestDigest: remote.manifestDigest, chain: chain,
+                                     tags: Array(Set(tags)).sorted())
+        let loaded = try ingest(jobs, [prepared], options: options.load)
+        return PulledImage(image: loaded[0], reference: reference, manifestDigest: remote.manifestDigest)
+    }
+}

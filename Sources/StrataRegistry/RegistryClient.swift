@@ -1,0 +1,236 @@
+import AsyncHTTPClient
+import FoundationEssentials
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOSSL
+import StrataCore
+import StrataSystem
+import Synchronization
+
+/// How to reach a registry: TLS, certificates, credentials.
+public struct RegistryOptions: Sendable {
+    /// Verify the registry's certificate; false also allows plain http (as podman's flag does).
+    public var tlsVerify = true
+    /// A directory with `ca.crt` (or any `*.crt`), and `client.cert` + `client.key`.
+    public var certDirectory: String?
+    /// From `--creds`; else the stored credentials for the registry are used.
+    public var credentials: Credentials?
+    /// Where stored credentials are looked up (`$HOME`, `$XDG_RUNTIME_DIR`, `$REGISTRY_AUTH_FILE`).
+    public var environment: [String: String] = [:]
+    /// The defaults: TLS verified, stored credentials.
+    public init() {}
+}
+
+/// One registry, spoken to over the OCI distribution API: its `/v2/` endpoints, token or Basic
+/// authentication (tokens cached per scope for the life of the client), small documents read
+/// whole (capped) and layer blobs streamed (`BlobStream`).
+public final class RegistryClient: Sendable {
+    public let registry: String
+    let http: HTTPClient
+    let baseURL: String
+    private let credentials: Credentials?
+    /// `Authorization` values by scope (`repository:NAME:pull`).
+    private let tokens = Mutex<[String: String]>([:])
+
+    /// Connects to `registry` (host[:port]): https, or plain http where allowed and https is not
+    /// spoken there (`tlsVerify` false, or a loopback registry).
+    public init(registry: String, options: RegistryOptions) throws {
+        self.registry = registry
+        credentials = options.credentials ?? CredentialStore.lookup(registry: registry, environment: options.environment)
+        var tls = TLSConfiguration.makeClientConfiguration()
+        if !options.tlsVerify { tls.certificateVerification = .none }
+        let host = String(registry.split(separator: ":").first ?? "")
+        let dirs = ([options.certDirectory].compactMap { $0 }) + ["/etc/containers/certs.d/\(registry)", "/etc/docker/certs.d/\(registry)"]
+        try RegistryClient.addCertificates(from: dirs, to: &tls)
+        var config = HTTPClient.Configuration(tlsConfiguration: tls, redirectConfiguration: .follow(max: 5, allowCycles: false),
+                                              timeout: .init(connect: .seconds(15), read: .seconds(60)))
+        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
+        let loopback = ["localhost", "127.0.0.1", "::1", "[::1]"].contains(host)
+        let insecureAllowed = !options.tlsVerify || loopback
+        // The probe fails fast: a connection that cannot be made is not retried until the timeout.
+        var probeConfig = config
+        probeConfig.connectionPool.retryConnectionEstablishment = false
+        let probe = HTTPClient(eventLoopGroupProvider: .singleton, configuration: probeConfig)
+        defer { try? probe.syncShutdown() }
+        do {
+            baseURL = try RegistryClient.chooseScheme(probe, registry: registry, allowHTTP: insecureAllowed)
+        } catch {
+            try? http.syncShutdown()
+            throw error
+        }
+    }
+
+    deinit { try? http.syncShutdown() }
+
+    /// Trusted CAs (`*.crt`) and a client certificate (`client.cert`, `client.key`) from the
+    /// first of `dirs` that exist.
+    private static func addCertificates(from dirs: [String], to tls: inout TLSConfiguration) throws {
+        for dir in dirs {
+            guard let d = try? Directory.open(dir) else { continue }
+            let names = try d.entries().map(\.display).sorted()
+            for n in names where n.hasSuffix(".crt") {
+                tls.additionalTrustRoots.append(.file(dir + "/" + n))
+            }
+            if names.contains("client.cert"), names.contains("client.key") {
+                do {
+                    tls.certificateChain = try NIOSSLCertificate.fromPEMFile(dir + "/client.cert").map { .certificate($0) }
+                    tls.privateKey = .privateKey(try NIOSSLPrivateKey(file: dir + "/client.key", format: .pem))
+                } catch {
+                    throw StrataError(.invalidArgument, "cannot read the client certificate in \(dir): \(error)")
+                }
+            }
+        }
+    }
+
+    /// https if the registry speaks it; http only when allowed and https fails to connect.
+    private static func chooseScheme(_ http: HTTPClient, registry: String, allowHTTP: Bool) throws -> String {
+        do {
+            let request = try HTTPClient.Request(url: "https://\(registry)/v2/", method: .GET)
+            _ = try http.execute(request: request, delegate: ResponseAccumulator(request: request, maxBodySize: 1 << 16)).wait()
+            return "https://\(registry)"
+        } catch is ResponseAccumulator.ResponseTooBigError {
+            return "https://\(registry)"
+        } catch {
+            guard allowHTTP else {
+                throw StrataError(.system, "cannot reach registry \(registry) over https: \(error); for a registry without TLS use --tls-verify=false")
+            }
+            return "http://\(registry)"
+        }
+    }
+
+    /// A small response (manifest, config, token, error), read whole up to `limit` bytes.
+    struct Reply {
+        var status: HTTPResponseStatus
+        var headers: HTTPHeaders
+        var body: [UInt8]
+    }
+
+    /// Sends a request for `path` under /v2/, authenticating for `scope` on a 401 (once).
+    func send(_ method: HTTPMethod = .GET, _ path: String, headers: HTTPHeaders = [:], scope: String, limit: Int) throws -> Reply {
+        var reply = try raw(method, baseURL + path, headers: headers, auth: authorization(scope), limit: limit)
+        if reply.status == .unauthorized {
+            try authenticate(challenge: reply.headers["WWW-Authenticate"].first, scope: scope)
+            reply = try raw(method, baseURL + path, headers: headers, auth: authorization(scope), limit: limit)
+        }
+        return reply
+    }
+
+    /// Checks that the registry accepts the credentials (or needs none): `GET /v2/` with the
+    /// authentication it asks for. Throws with the registry's answer otherwise.
+    public func verifyAccess() throws {
+        let reply = try send(.GET, "/v2/", scope: "", limit: 1 << 16)
+        guard reply.status == .ok else { throw failure(reply, what: "access to /v2/") }
+    }
+
+    /// The `Authorization` value for `scope`, if one was obtained.
+    func authorization(_ scope: String) -> String? { tokens.withLock { $0[scope] } }
+
+    private func raw(_ method: HTTPMethod, _ url: String, headers: HTTPHeaders, auth: String?, limit: Int) throws -> Reply {
+        var request = try HTTPClient.Request(url: url, method: method, headers: headers)
+        if let auth { request.headers.replaceOrAdd(name: "Authorization", value: auth) }
+        do {
+            let r = try http.execute(request: request, delegate: ResponseAccumulator(request: request, maxBodySize: limit)).wait()
+            return Reply(status: r.status, headers: r.headers, body: r.body.map { Array($0.readableBytesView) } ?? [])
+        } catch is ResponseAccumulator.ResponseTooBigError {
+            throw StrataError(.tooLarge, "registry \(registry): the answer to \(method) \(Self.redact(url)) is over \(ByteCount.describe(Int64(limit)))")
+        } catch {
+            throw StrataError(.system, "registry \(registry): \(method) \(Self.redact(url)) failed: \(error)")
+        }
+    }
+
+    /// A URL without its query (a token service may carry secrets there).
+    static func redact(_ url: String) -> String { String(url.split(separator: "?", maxSplits: 1).first ?? "") }
+
+    /// Answers a `WWW-Authenticate` challenge: Basic with the credentials, or a Bearer token from
+    /// the realm (anonymous, or with the credentials as Basic auth).
+    private func authenticate(challenge: String?, scope: String) throws {
+        guard let challenge else {
+            throw StrataError(.system, "registry \(registry) refused access (401) without saying how to authenticate")
+        }
+        let (scheme, params) = Self.parseChallenge(challenge)
+        switch scheme.lowercased() {
+        case "basic":
+            guard let credentials else {
+                throw StrataError(.notFound, "registry \(registry) wants a user name and password: `strata login \(registry)`, or --creds")
+            }
+            tokens.withLock { $0[scope] = credentials.basicHeader }
+        case "bearer":
+            guard let realm = params["realm"] else { throw StrataError(.invalidFormat, "registry \(registry): a Bearer challenge without a realm") }
+            var query = [String]()
+            if let service = params["service"] { query.append("service=" + Self.escape(service)) }
+            if !scope.isEmpty { query.append("scope=" + Self.escape(scope)) }
+            let url = realm + (realm.contains("?") ? "&" : "?") + query.joined(separator: "&")
+            let reply = try raw(.GET, url, headers: [:], auth: credentials?.basicHeader, limit: 1 << 20)
+            guard reply.status == .ok else {
+                if reply.status == .unauthorized || reply.status == .forbidden {
+                    throw StrataError(.conflict, "registry \(registry) refused the credentials for \(scope) (\(reply.status.code)); check them with `strata login \(registry)`")
+                }
+                throw StrataError(.system, "registry \(registry): the token service answered \(reply.status.code)")
+            }
+            struct Token: Decodable { var token: String?; var access_token: String? }
+            guard let t = try? JSONDecoder().decode(Token.self, from: Data(reply.body)), let value = t.token ?? t.access_token, !value.isEmpty else {
+                throw StrataError(.invalidFormat, "registry \(registry): the token service's answer has no token")
+            }
+            tokens.withLock { $0[scope] = "Bearer " + value }
+        default:
+            throw StrataError(.unsupported, "registry \(registry) asks for \(scheme) authentication, which strata does not speak")
+        }
+    }
+
+    /// `Bearer realm="…",service="…",scope="…"` → ("Bearer", [realm: …, …]).
+    static func parseChallenge(_ header: String) -> (String, [String: String]) {
+        let trimmed = header.drop { $0 == " " }
+        let scheme = String(trimmed.prefix { $0 != " " })
+        var params: [String: String] = [:]
+        var rest = Substring(trimmed.dropFirst(scheme.count))
+        while let eq = rest.firstIndex(of: "=") {
+            let key = String(rest[..<eq].filter { $0 != " " && $0 != "," })
+            rest = rest[rest.index(after: eq)...]
+            var value = ""
+            if rest.first == "\"" {
+                rest = rest.dropFirst()
+                while let c = rest.first, c != "\"" {
+                    if c == "\\", rest.count > 1 { rest = rest.dropFirst() }
+                    value.append(rest.first!)
+                    rest = rest.dropFirst()
+                }
+                rest = rest.dropFirst()
+            } else {
+                value = String(rest.prefix { $0 != "," })
+                rest = rest.dropFirst(value.count)
+            }
+            params[key.lowercased()] = value
+            rest = rest.drop { $0 == "," || $0 == " " }
+        }
+        return (scheme, params)
+    }
+
+    static func escape(_ s: String) -> String {
+        var out = ""
+        for b in s.utf8 {
+            let c = Character(Unicode.Scalar(b))
+            if c.isASCII && (c.isLetter || c.isNumber || "-._~".contains(c)) { out.append(c) } else { out += "%" + String(b, radix: 16, uppercase: true).leftPad(2) }
+        }
+        return out
+    }
+
+    /// A message for a failed request: the registry's error codes where it sent them.
+    func failure(_ reply: Reply, what: String) -> StrataError {
+        struct Errors: Decodable { struct E: Decodable { var code: String?; var message: String? }; var errors: [E]? }
+        let detail = (try? JSONDecoder().decode(Errors.self, from: Data(reply.body)))?.errors?
+            .map { [$0.code, $0.message].compactMap { $0 }.joined(separator: ": ") }.joined(separator: "; ") ?? ""
+        let suffix = detail.isEmpty ? "" : " (\(detail))"
+        switch reply.status {
+        case .notFound: return StrataError(.notFound, "registry \(registry) has no \(what)\(suffix)")
+        case .unauthorized, .forbidden:
+            return StrataError(.conflict, "registry \(registry) refused access to \(what) (\(reply.status.code))\(suffix); `strata login \(registry)` or --creds")
+        case .tooManyRequests: return StrataError(.system, "registry \(registry) asks to slow down (429) for \(what); try again later")
+        default: return StrataError(.system, "registry \(registry) answered \(reply.status.code) for \(what)\(suffix)")
+        }
+    }
+}
+
+extension String {
+    fileprivate func leftPad(_ n: Int) -> String { String(repeating: "0", count: max(0, n - count)) + self }
+}

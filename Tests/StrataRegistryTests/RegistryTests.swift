@@ -1,0 +1,125 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import StrataTestSupport
+import Testing
+
+/// Debian's docker-registry (distribution 2.8) on 127.0.0.1, started for each test: images
+/// copied in by skopeo are pulled by strata and compared with `load` of the same archive.
+@Suite(.serialized, .enabled(if: isRoot && FileManager.default.fileExists(atPath: "/usr/bin/docker-registry"), "needs root and docker-registry"))
+struct RegistryTests {
+    let binary = strataBinary
+
+    func strata(_ args: [String], root: String) throws -> (Int32, String, String) { try sh([binary, "--root", root] + args) }
+
+    @Test func pullMatchesLoad() throws {
+        let t = TempDir(); defer { t.remove() }
+        let registry = try TestRegistry(in: t.sub("registry"))
+        defer { registry.stop() }
+        let expected = try Expected.load()
+        let ref = "\(registry.host)/strata/busybox:a"
+        try registry.push(archive: "oci-archive:\(fixtures)/oci-archive.tar", as: ref)
+
+        let (rc, out, err) = try strata(["pull", ref], root: t.sub("pulled"))
+        #expect(rc == 0, "\(err)")
+        #expect(out.trimmingCharacters(in: .whitespacesAndNewlines) == expected.image_a.id)
+        #expect(err.contains("unpacked") && err.contains("Digest: sha256:"))
+        let (_, loadedOut, _) = try strata(["load", fixtures + "/oci-archive.tar"], root: t.sub("loaded"))
+        #expect(loadedOut.contains("Loaded"))
+        // The same layers as a load of the archive (chainIDs, sizes, images), and a clean check.
+        let pulledLayers = try strata(["layers", "--json"], root: t.sub("pulled")).1
+        let loadedLayers = try strata(["layers", "--json"], root: t.sub("loaded")).1
+        #expect(pulledLayers == loadedLayers)
+        #expect(try strata(["check"], root: t.sub("pulled")).0 == 0)
+        let (_, images, _) = try strata(["images", "--json"], root: t.sub("pulled"))
+        #expect(images.contains("\"\(ref)\""))
+
+        // Again: every layer is in the store by chainID, so none is downloaded.
+        let (rc2, _, err2) = try strata(["pull", ref], root: t.sub("pulled"))
+        #expect(rc2 == 0 && !err2.contains("unpacked") && err2.contains("exists"), "\(err2)")
+
+        // By digest, into a new store: the same image.
+        let digest = try registry.digest(of: ref)
+        let (rc3, out3, err3) = try strata(["pull", "\(registry.host)/strata/busybox@\(digest)"], root: t.sub("bydigest"))
+        #expect(rc3 == 0, "\(err3)")
+        #expect(out3.contains(expected.image_a.id))
+    }
+
+    @Test func multiPlatformIndex() throws {
+        let t = TempDir(); defer { t.remove() }
+        let registry = try TestRegistry(in: t.sub("registry"))
+        defer { registry.stop() }
+        let expected = try Expected.load()
+        let ref = "\(registry.host)/strata/multi:1"
+        try registry.push(archive: "oci:\(fixtures)/oci-multiplatform", as: ref, all: true)
+        let (rc, out, err) = try strata(["pull", "--platform", expected.other_platform.platform, ref], root: t.path)
+        #expect(rc == 0, "\(err)")
+        #expect(out.contains(expected.other_platform.id))
+        let (rc2, _, err2) = try strata(["pull", "--platform", "linux/s390x", ref], root: t.path)
+        #expect(rc2 == 2 && err2.contains("no image for platform linux/s390x"), "\(err2)")
+    }
+
+    @Test func errorsLeaveTheStoreAsItWas() throws {
+        let t = TempDir(); defer { t.remove() }
+        let registry = try TestRegistry(in: t.sub("registry"))
+        defer { registry.stop() }
+        let ref = "\(registry.host)/strata/busybox:a"
+        try registry.push(archive: "oci-archive:\(fixtures)/oci-archive.tar", as: ref)
+        let root = t.sub("store")
+        #expect(try strata(["images"], root: root).0 == 0)
+
+        let (rc, _, err) = try strata(["pull", "\(registry.host)/strata/nothing:here"], root: root)
+        #expect(rc == 2 && err.contains("has no manifest"), "\(err)")
+        let (rc2, _, err2) = try strata(["pull", "\(registry.host)/strata/busybox:nosuchtag"], root: root)
+        #expect(rc2 == 2 && err2.contains("has no manifest"), "\(err2)")
+        let (rc3, _, err3) = try strata(["pull", "\(registry.host)/Strata/x"], root: root)
+        #expect(rc3 == 64 && err3.contains("lowercase"), "\(err3)")
+
+        // A layer blob changed in the registry's storage: refused, naming the digest; nothing kept.
+        let layer = try registry.largestBlob()
+        let before = try sh(["sh", "-c", "cd \(root) && find . -path ./tmp -prune -o -print | sort"]).1
+        var bytes = try Array(Data(contentsOf: URL(fileURLWithPath: layer.path)))
+        bytes[bytes.count / 2] ^= 0xff
+        try Data(bytes).write(to: URL(fileURLWithPath: layer.path))
+        let (rc4, _, err4) = try strata(["pull", ref], root: root)
+        #expect(rc4 == 1 && err4.contains(layer.digest), "\(err4)")
+        let after = try sh(["sh", "-c", "cd \(root) && find . -path ./tmp -prune -o -print | sort"]).1
+        #expect(before == after)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: root + "/tmp").isEmpty)
+    }
+
+    @Test func tlsAndBasicAuth() throws {
+        let t = TempDir(); defer { t.remove() }
+        let registry = try TestRegistry(in: t.sub("registry"), tls: true, user: ("strata", "s3cret-pw"))
+        defer { registry.stop() }
+        let expected = try Expected.load()
+        let ref = "\(registry.host)/strata/busybox:a"
+        try registry.push(archive: "oci-archive:\(fixtures)/oci-archive.tar", as: ref)
+        let certs = registry.certDirectory!
+
+        // No CA: the certificate is not trusted.
+        let (rc0, _, err0) = try strata(["pull", "--creds", "strata:s3cret-pw", ref], root: t.sub("s0"))
+        #expect(rc0 != 0 && !err0.contains("s3cret-pw"), "\(err0)")
+        // Wrong password: refused with a message that does not repeat it.
+        let (rc1, _, err1) = try strata(["pull", "--cert-dir", certs, "--creds", "strata:wrong-pw", ref], root: t.sub("s1"))
+        #expect(rc1 == 3 && err1.contains("refused") && !err1.contains("wrong-pw"), "\(err1)")
+        // Right: pulled over TLS with Basic auth.
+        let (rc2, out2, err2) = try strata(["pull", "--cert-dir", certs, "--creds", "strata:s3cret-pw", ref], root: t.sub("s2"))
+        #expect(rc2 == 0 && out2.contains(expected.image_a.id), "\(err2)")
+
+        // login stores the credentials (0600) and pull finds them; logout forgets them.
+        let auth = t.sub("auth.json")
+        let (rc3, out3, err3) = try sh([binary, "login", "--cert-dir", certs, "--authfile", auth, "-u", "strata", "--password-stdin", registry.host],
+                                       stdin: Array("s3cret-pw\n".utf8))
+        #expect(rc3 == 0 && out3.contains("Login Succeeded"), "\(err3)")
+        var st = stat()
+        #expect(stat(auth, &st) == 0 && st.st_mode & 0o777 == 0o600)
+        let (rc4, _, err4) = try sh([binary, "--root", t.sub("s3"), "pull", "--cert-dir", certs, ref], env: ["REGISTRY_AUTH_FILE": auth])
+        #expect(rc4 == 0, "\(err4)")
+        let (rc5, _, _) = try sh([binary, "logout", "--authfile", auth, registry.host])
+        #expect(rc5 == 0)
+        let (rc6, _, err6) = try sh([binary, "--root", t.sub("s4"), "pull", "--cert-dir", certs, ref], env: ["REGISTRY_AUTH_FILE": auth])
+        #expect(rc6 != 0 && err6.contains("login"), "\(err6)")
+    }
+}
