@@ -83,9 +83,11 @@ extension Store {
         var report = RemovalReport()
         // Resolve first: the database is not re-entered from inside the write transaction.
         let targets: [(id: String, tag: String?)] = try refs.map { ref in
-            let normalized = try? Reference.normalize(ref)
-            let tagged = try normalized.flatMap { n in try metadata.read { try $0.imageID(tag: n) } }
-            if let tagged { return (tagged, normalized) }
+            let found: (String, String)? = try metadata.read { tx in
+                for name in Store.tagCandidates(ref) { if let id = try tx.imageID(tag: name) { return (id, name) } }
+                return nil
+            }
+            if let (id, name) = found { return (id, name) }
             return (try resolveImage(ref).string, nil)
         }
         try metadata.write { tx in

@@ -21,6 +21,21 @@ public struct LayerView: Sendable {
 }
 
 extension Store {
+    /// The tags a reference may be stored under, most literal first: as typed (`:latest`
+    /// added), the full Docker form (`busybox` → `docker.io/library/busybox:latest`), its short
+    /// forms, and podman's `localhost/` form of an unqualified name.
+    static func tagCandidates(_ ref: String) -> [String] {
+        var out: [String] = []
+        if let n = try? Reference.normalize(ref) { out.append(n) }
+        if let r = try? ImageReference(parsing: ref), r.tag != nil {
+            let full = r.name + ":" + (r.tag ?? "latest")
+            out += [full] + r.shortForms
+            if r.registry == ImageReference.dockerHub, !ref.hasPrefix("docker.io/"), let n = out.first { out.append("localhost/" + n) }
+        }
+        var seen: Set<String> = []
+        return out.filter { seen.insert($0).inserted }
+    }
+
     /// Every image, newest first, with its tags and layers.
     public func images() throws -> [ImageView] {
         try metadata.read { tx in
@@ -44,8 +59,8 @@ extension Store {
     /// (`sha256:HEX` or `HEX`), or a unique prefix of an ID, as in Docker.
     public func resolveImage(_ ref: String) throws -> Digest {
         try metadata.read { tx in
-            if let normalized = try? Reference.normalize(ref), let id = try tx.imageID(tag: normalized) {
-                return try Digest(parsing: id)
+            for name in Store.tagCandidates(ref) {
+                if let id = try tx.imageID(tag: name) { return try Digest(parsing: id) }
             }
             var hex = ref
             if hex.hasPrefix("sha256:") { hex = String(hex.dropFirst(7)) }

@@ -123,3 +123,22 @@ struct RegistryTests {
         #expect(rc6 != 0 && err6.contains("login"), "\(err6)")
     }
 }
+
+extension RegistryTests {
+    /// A pulled image is found by the names Docker users type: `strata run busybox` finds
+    /// `docker.io/library/busybox:latest`; `x` finds podman's `localhost/x:latest`.
+    @Test func shortNamesFindFullOnes() throws {
+        let t = TempDir(); defer { t.remove() }
+        #expect(try strata(["load", fixtures + "/oci-archive.tar"], root: t.path).0 == 0)
+        #expect(try strata(["tag", "example.com/strata/busybox:archive", "docker.io/library/bb:1"], root: t.path).0 == 0)
+        #expect(try strata(["tag", "example.com/strata/busybox:archive", "localhost/lx"], root: t.path).0 == 0)
+        for name in ["bb:1", "library/bb:1", "docker.io/library/bb:1", "lx", "localhost/lx:latest"] {
+            let (rc, _, err) = try strata(["history", name], root: t.path)
+            #expect(rc == 0, "\(name): \(err)")
+        }
+        let (rc, _, err) = try strata(["rmi", "bb:1"], root: t.path)
+        #expect(rc == 0, "\(err)")
+        let (_, images, _) = try strata(["images", "--json"], root: t.path)
+        #expect(!images.contains("docker.io/library/bb:1") && images.contains("localhost/lx:latest"))
+    }
+}
