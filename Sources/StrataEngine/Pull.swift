@@ -49,6 +49,14 @@ extension Store {
                                      manifestBytes: remote.manifestBytes, manifestDigest: remote.manifestDigest, chain: chain,
                                      tags: Array(Set(tags)).sorted())
         let loaded = try ingest(jobs, [prepared], options: options.load)
+        // Where these blobs live: a later push to this registry reuses or mounts them.
+        try metadata.write { tx in
+            for (i, layer) in remote.layers.enumerated() {
+                let d = layer.descriptor
+                try tx.recordLayerBlob(chain[i], LayerBlobRecord(digest: d.digest, size: d.size, mediaType: d.mediaType ?? MediaType.ociLayerGzip),
+                                       registry: reference.registry, repository: reference.repository)
+            }
+        }
         return PulledImage(image: loaded[0], reference: reference, manifestDigest: remote.manifestDigest)
     }
 }

@@ -33,6 +33,11 @@ public struct Descriptor: Codable, Sendable {
     public var annotations: [String: String]?
     public var platform: Platform?
 
+    /// A descriptor of `size` bytes of `digest`, of `mediaType`.
+    public init(mediaType: String?, digest: Digest, size: Int64, annotations: [String: String]? = nil, platform: Platform? = nil) {
+        self.mediaType = mediaType; self.digest = digest; self.size = size; self.annotations = annotations; self.platform = platform
+    }
+
     /// Rejects sizes no blob can have (negative, or over `limit`).
     public func checkSize(limit: Int64, label: String) throws {
         guard size >= 0 else {
@@ -96,6 +101,12 @@ public struct Manifest: Codable, Sendable {
     public var config: Descriptor
     public var layers: [Descriptor]
     public var annotations: [String: String]?
+
+    /// A manifest of `config` and `layers` (bottom first).
+    public init(schemaVersion: Int? = 2, mediaType: String?, config: Descriptor, layers: [Descriptor], annotations: [String: String]? = nil) {
+        self.schemaVersion = schemaVersion; self.mediaType = mediaType; self.config = config; self.layers = layers
+        self.annotations = annotations
+    }
 }
 
 /// OCI image-spec image-index.md (also Docker's manifest list).

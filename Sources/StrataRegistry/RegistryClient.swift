@@ -107,11 +107,12 @@ public final class RegistryClient: Sendable {
     }
 
     /// Sends a request for `path` under /v2/, authenticating for `scope` on a 401 (once).
-    func send(_ method: HTTPMethod = .GET, _ path: String, headers: HTTPHeaders = [:], scope: String, limit: Int) throws -> Reply {
-        var reply = try raw(method, baseURL + path, headers: headers, auth: authorization(scope), limit: limit)
+    func send(_ method: HTTPMethod = .GET, _ path: String, headers: HTTPHeaders = [:], scope: String, limit: Int,
+              body: [UInt8]? = nil) throws -> Reply {
+        var reply = try raw(method, baseURL + path, headers: headers, auth: authorization(scope), limit: limit, body: body)
         if reply.status == .unauthorized {
             try authenticate(challenge: reply.headers["WWW-Authenticate"].first, scope: scope)
-            reply = try raw(method, baseURL + path, headers: headers, auth: authorization(scope), limit: limit)
+            reply = try raw(method, baseURL + path, headers: headers, auth: authorization(scope), limit: limit, body: body)
         }
         return reply
     }
@@ -126,8 +127,8 @@ public final class RegistryClient: Sendable {
     /// The `Authorization` value for `scope`, if one was obtained.
     func authorization(_ scope: String) -> String? { tokens.withLock { $0[scope] } }
 
-    private func raw(_ method: HTTPMethod, _ url: String, headers: HTTPHeaders, auth: String?, limit: Int) throws -> Reply {
-        var request = try HTTPClient.Request(url: url, method: method, headers: headers)
+    func raw(_ method: HTTPMethod, _ url: String, headers: HTTPHeaders, auth: String?, limit: Int, body: [UInt8]? = nil) throws -> Reply {
+        var request = try HTTPClient.Request(url: url, method: method, headers: headers, body: body.map { .bytes($0) })
         if let auth { request.headers.replaceOrAdd(name: "Authorization", value: auth) }
         do {
             let r = try http.execute(request: request, delegate: ResponseAccumulator(request: request, maxBodySize: limit)).wait()
@@ -159,7 +160,7 @@ public final class RegistryClient: Sendable {
             guard let realm = params["realm"] else { throw StrataError(.invalidFormat, "registry \(registry): a Bearer challenge without a realm") }
             var query = [String]()
             if let service = params["service"] { query.append("service=" + Self.escape(service)) }
-            if !scope.isEmpty { query.append("scope=" + Self.escape(scope)) }
+            for one in scope.split(separator: " ") { query.append("scope=" + Self.escape(String(one))) }
             let url = realm + (realm.contains("?") ? "&" : "?") + query.joined(separator: "&")
             let reply = try raw(.GET, url, headers: [:], auth: credentials?.basicHeader, limit: 1 << 20)
             guard reply.status == .ok else {

@@ -245,6 +245,30 @@ public struct MetadataTransaction {
     /// Removes every tag of image `id`.
     public func removeTags(ofImage id: String) throws { try db.execute(sql: "DELETE FROM tags WHERE image_id = ?", arguments: [id]) }
 
+    // MARK: registry blobs
+
+    /// The compressed forms of a layer known to exist somewhere.
+    public func layerBlobs(_ chainID: ChainID) throws -> [LayerBlobRecord] {
+        try Row.fetchAll(db, sql: "SELECT digest, size, media_type FROM layer_blobs WHERE chain_id = ? ORDER BY digest",
+                         arguments: [chainID.description]).map { r in
+            LayerBlobRecord(digest: try Digest(parsing: r["digest"]), size: r["size"], mediaType: r["media_type"])
+        }
+    }
+
+    /// Records a compressed form of a layer, and that `registry/repository` has it.
+    public func recordLayerBlob(_ chainID: ChainID, _ blob: LayerBlobRecord, registry: String, repository: String) throws {
+        try db.execute(sql: "INSERT OR IGNORE INTO layer_blobs (chain_id, digest, size, media_type) VALUES (?, ?, ?, ?)",
+                       arguments: [chainID.description, blob.digest.string, blob.size, blob.mediaType])
+        try db.execute(sql: "INSERT OR IGNORE INTO blob_locations (digest, registry, repository) VALUES (?, ?, ?)",
+                       arguments: [blob.digest.string, registry, repository])
+    }
+
+    /// The repositories of `registry` where `digest` was seen.
+    public func repositories(having digest: Digest, registry: String) throws -> [String] {
+        try String.fetchAll(db, sql: "SELECT repository FROM blob_locations WHERE digest = ? AND registry = ? ORDER BY repository",
+                            arguments: [digest.string, registry])
+    }
+
     // MARK: store settings
 
     /// A store setting (`driver`).

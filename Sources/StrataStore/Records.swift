@@ -83,3 +83,12 @@ public struct ContainerRecord: Sendable, Equatable {
         self.pid = pid; self.createdAt = createdAt
     }
 }
+
+/// A compressed form of a layer (a registry blob): its digest, size and media type.
+public struct LayerBlobRecord: Sendable, Equatable {
+    public var digest: Digest
+    public var size: Int64
+    public var mediaType: String
+    /// A blob record of these values.
+    public init(digest: Digest, size: Int64, mediaType: String) { self.digest = digest; self.size = size; self.mediaType = mediaType }
+}

@@ -5,7 +5,7 @@ import StrataCore
 /// `version`, which is written to SQLite's `user_version`: a store a newer strata wrote (a
 /// higher version, or a migration this strata does not know) is refused, never written.
 enum Schema {
-    static let version = 3
+    static let version = 4
 
     static var migrator: DatabaseMigrator {
         var m = DatabaseMigrator()
@@ -71,7 +71,28 @@ enum Schema {
                 """)
         }
         m.registerMigration("v3-user-version") { db in
-            try db.execute(sql: "PRAGMA user_version = \(version)")
+            try db.execute(sql: "PRAGMA user_version = 3")
+        }
+        m.registerMigration("v4-registry-blobs") { db in
+            try db.execute(sql: """
+                -- Compressed forms of a layer known to exist somewhere (pulled, or pushed by strata):
+                -- a push names one the registry has instead of uploading the layer again.
+                CREATE TABLE layer_blobs (
+                    chain_id   TEXT NOT NULL REFERENCES layers(chain_id) ON DELETE CASCADE,
+                    digest     TEXT NOT NULL,
+                    size       INTEGER NOT NULL,
+                    media_type TEXT NOT NULL,
+                    PRIMARY KEY (chain_id, digest)
+                );
+                -- Where a blob was seen: a push mounts it from another repository of the same registry.
+                CREATE TABLE blob_locations (
+                    digest     TEXT NOT NULL,
+                    registry   TEXT NOT NULL,
+                    repository TEXT NOT NULL,
+                    PRIMARY KEY (digest, registry, repository)
+                );
+                PRAGMA user_version = 4;
+                """)
         }
         return m
     }

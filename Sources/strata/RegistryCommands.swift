@@ -3,6 +3,7 @@ import FoundationEssentials
 import StrataEngine
 import StrataRegistry
 import StrataSystem
+import StrataArchive
 
 /// Flags every command that talks to a registry takes (podman's names).
 struct RegistryFlags: ParsableArguments {
@@ -44,6 +45,34 @@ struct Pull: ParsableCommand {
             let pulled = try store.pull(reference, options: options)
             if !global.quiet { printErr("Digest: \(pulled.manifestDigest)") }
             print(pulled.image.id.string)
+        }
+    }
+}
+
+struct Push: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Push an image to a registry.",
+        discussion: "Layers the repository has are skipped, layers in another repository of the registry are mounted, the rest are compressed on the fly and uploaded in chunks.")
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var registry: RegistryFlags
+    @Argument(help: "The image (name, ID or ID prefix).") var image: String
+    @Argument(help: "Where to push it (default: the image's name).") var destination: String?
+    @Option(name: .long, help: "Compression of uploaded layers: gzip, zstd or none.") var compress: String = "gzip"
+
+    func run() throws {
+        try strata.run {
+            let store = try global.openStore()
+            var options = PushOptions()
+            options.registry = try registry.options()
+            guard let c = Compression(rawValue: compress), [.gzip, .zstd, .none].contains(c) else {
+                throw StrataError(.invalidArgument, "invalid --compress \"\(compress)\": expected gzip, zstd or none")
+            }
+            options.compression = c
+            let quiet = global.quiet
+            options.progress = { line in if !quiet { printErr(line) } }
+            let pushed = try store.push(image, to: destination, options: options)
+            if !quiet { printErr("pushed \(pushed.reference): \(pushed.uploaded) layer(s) uploaded, \(pushed.reused) reused") }
+            print(pushed.manifestDigest.string)
         }
     }
 }

@@ -28,7 +28,7 @@ struct Strata: ParsableCommand {
             """,
         subcommands: [Load.self, Import.self, Images.self, Layers.self, History.self, Inspect.self, Tag.self,
                       Rmi.self, Save.self, GC.self, Check.self, Create.self, Mount.self, Umount.self, Rm.self,
-                      Ps.self, Diff.self, Commit.self, Run.self, Bundle.self, Pull.self, Login.self, Logout.self]
+                      Ps.self, Diff.self, Commit.self, Run.self, Bundle.self, Pull.self, Push.self, Login.self, Logout.self]
     )
 }
 

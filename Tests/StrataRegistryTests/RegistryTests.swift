@@ -142,3 +142,52 @@ extension RegistryTests {
         #expect(!images.contains("docker.io/library/bb:1") && images.contains("localhost/lx:latest"))
     }
 }
+
+extension RegistryTests {
+    /// push → skopeo reads the same diffIDs, umoci unpacks the same tree; a second push sends
+    /// nothing and gives the same manifest; a push to another repository mounts the layers.
+    @Test func pushRoundTrip() throws {
+        let t = TempDir(); defer { t.remove() }
+        let registry = try TestRegistry(in: t.sub("registry"))
+        defer { registry.stop() }
+        let expected = try Expected.load()
+        let root = t.sub("store")
+        #expect(try strata(["load", fixtures + "/oci-archive.tar"], root: root).0 == 0)
+        let ref = "\(registry.host)/pushed/busybox:1"
+        let (rc, out, err) = try strata(["push", "example.com/strata/busybox:archive", ref], root: root)
+        #expect(rc == 0, "\(err)")
+        #expect(err.components(separatedBy: ": pushed").count - 1 == 3, "\(err)")
+        let digest = out.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try registry.digest(of: ref) == digest)
+
+        let (irc, inspect, ierr) = try sh(["skopeo", "inspect", "--tls-verify=false", "--config", "docker://" + ref])
+        #expect(irc == 0, "\(ierr)")
+        let config = try JSONSerialization.jsonObject(with: Data(inspect.utf8)) as? [String: Any]
+        #expect((config?["rootfs"] as? [String: Any])?["diff_ids"] as? [String] == expected.image_a.diff_ids)
+
+        // umoci unpacks what skopeo copies out: the same files as strata's own export.
+        let (crc, _, cerr) = try sh(["skopeo", "copy", "-q", "--src-tls-verify=false", "docker://" + ref, "oci:\(t.sub("oci")):x"])
+        #expect(crc == 0, "\(cerr)")
+        let (urc, _, uerr) = try sh(["umoci", "unpack", "--image", t.sub("oci") + ":x", t.sub("bundle")])
+        #expect(urc == 0, "\(uerr)")
+        let (brc, _, berr) = try strata(["bundle", "example.com/strata/busybox:archive", t.sub("ours")], root: root)
+        #expect(brc == 0, "\(berr)")
+        let differences = TreeListing.diff(try TreeListing.list(t.sub("bundle/rootfs")), try TreeListing.list(t.sub("ours/rootfs")))
+        #expect(differences.isEmpty, "\(differences.prefix(5))")
+
+        // Again: every blob is there; the same bytes, so the same manifest.
+        let (rc2, out2, err2) = try strata(["push", "example.com/strata/busybox:archive", ref], root: root)
+        #expect(rc2 == 0 && out2 == out && err2.contains("3 reused") && !err2.contains(": pushed"), "\(err2)")
+
+        // Another repository of the same registry: the layers are mounted, not sent.
+        let other = "\(registry.host)/elsewhere/busybox:1"
+        let (rc3, out3, err3) = try strata(["push", "example.com/strata/busybox:archive", other], root: root)
+        #expect(rc3 == 0 && out3 == out && err3.components(separatedBy: "mounted from pushed/busybox").count - 1 == 3, "\(err3)")
+
+        // A pulled image pushed elsewhere in the registry mounts the blobs it was pulled as.
+        let pulledRoot = t.sub("pulled")
+        #expect(try strata(["pull", ref], root: pulledRoot).0 == 0)
+        let (rc4, _, err4) = try strata(["push", ref, "\(registry.host)/third/busybox:1"], root: pulledRoot)
+        #expect(rc4 == 0 && err4.contains("mounted from pushed/busybox"), "\(err4)")
+    }
+}
