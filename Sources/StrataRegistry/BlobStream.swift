@@ -34,7 +34,13 @@ final class BlobStream: ChunkSource {
 
     func nextChunk() throws -> UnsafeRawBufferPointer {
         while true {
-            if pipe == nil { pipe = try start() }
+            if pipe == nil {
+                do { pipe = try start() } catch let e as StrataError where e.code == .system {
+                    // The registry cannot be reached, or answers 5xx: as a drop, worth a retry.
+                    try dropped(e)
+                    continue
+                }
+            }
             switch try pipe!.take() {
             case .bytes(let buffer):
                 delivered += Int64(buffer.readableBytes)
@@ -49,15 +55,19 @@ final class BlobStream: ChunkSource {
                 }
                 return UnsafeRawBufferPointer(start: nil, count: 0)
             case .dropped(let error):
-                pipe = nil
-                retries += 1
-                guard retries <= 3 else {
-                    throw StrataError(.system, "\(label): the connection to registry \(client.registry) dropped \(retries) times; last: \(error)")
-                }
-                // 0.5 s, 1 s, 2 s: then resume where the stream stopped.
-                usleepSeconds(0.5 * Double(1 << (retries - 1)))
+                try dropped(error)
             }
         }
+    }
+
+    /// After a drop: waits 0.5 s, 1 s, 2 s (then gives up), to resume where the stream stopped.
+    private func dropped(_ error: any Error) throws {
+        pipe = nil
+        retries += 1
+        guard retries <= 3 else {
+            throw StrataError(.system, "\(label): the connection to registry \(client.registry) dropped \(retries) times; last: \(error)")
+        }
+        usleepSeconds(0.5 * Double(1 << (retries - 1)))
     }
 
     /// Sends the GET (with `Range` after a drop) and hands back the pipe its body flows into.

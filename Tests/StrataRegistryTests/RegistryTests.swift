@@ -191,3 +191,83 @@ extension RegistryTests {
         #expect(rc4 == 0 && err4.contains("mounted from pushed/busybox"), "\(err4)")
     }
 }
+
+/// A misbehaving registry (Tests/registry-fakes/fake_registry.py) on a free port.
+struct FakeRegistry {
+    let host: String
+    let pid: pid_t
+
+    init(_ args: [String], in dir: String) throws {
+        let portFile = dir + "/port"
+        pid = try spawn(["python3", repoRoot + "/Tests/registry-fakes/fake_registry.py", portFile] + args, stderr: dir + "/fake.log")
+        for _ in 0..<100 where !FileManager.default.fileExists(atPath: portFile) || ((try? String(contentsOfFile: portFile, encoding: .utf8)) ?? "").isEmpty {
+            usleep(50_000)
+        }
+        host = "127.0.0.1:" + ((try? String(contentsOfFile: portFile, encoding: .utf8)) ?? "")
+    }
+
+    func stop() { kill(pid, SIGKILL); _ = reap(pid) }
+}
+
+extension RegistryTests {
+    /// Token auth (the Bearer challenge and the token service, with credentials), and answers
+    /// that never end or are too big: capped, with an error that says so.
+    @Test func bearerTokensAndCappedAnswers() throws {
+        let t = TempDir(); defer { t.remove() }
+        let fake = try FakeRegistry(["bearer"], in: t.path)
+        defer { fake.stop() }
+        let root = t.sub("store")
+        let (rc, _, err) = try strata(["pull", "--creds", "u:p", "\(fake.host)/x:huge"], root: root)
+        #expect(rc == 1 && err.contains("is over 4.19MB"), "\(err)")
+        let (rc2, _, err2) = try strata(["pull", "--creds", "u:p", "\(fake.host)/x:endless"], root: root)
+        #expect(rc2 == 1 && err2.contains("is over"), "\(err2)")
+        let (rc3, _, err3) = try strata(["pull", "--creds", "u:wrong", "\(fake.host)/x:huge"], root: root)
+        #expect(rc3 == 3 && err3.contains("refused the credentials") && !err3.contains("wrong"), "\(err3)")
+        let (rc4, _, err4) = try strata(["pull", "--creds", "u:p", "\(fake.host)/x:none"], root: root)
+        #expect(rc4 == 2, "\(err4)")
+    }
+
+    /// A connection dropped in the middle of a layer: the pull resumes it with a Range request
+    /// and ends with the same image as an undisturbed one.
+    @Test func droppedConnectionsResume() throws {
+        let t = TempDir(); defer { t.remove() }
+        let registry = try TestRegistry(in: t.sub("registry"))
+        defer { registry.stop() }
+        let expected = try Expected.load()
+        try registry.push(archive: "oci-archive:\(fixtures)/oci-archive.tar", as: "\(registry.host)/strata/busybox:a")
+        let proxy = try FakeRegistry(["proxy", registry.host], in: t.path)
+        defer { proxy.stop() }
+        let (rc, out, err) = try strata(["pull", "\(proxy.host)/strata/busybox:a"], root: t.sub("store"))
+        #expect(rc == 0, "\(err)")
+        #expect(out.contains(expected.image_a.id))
+        #expect(try strata(["check"], root: t.sub("store")).0 == 0)
+        // It did drop, and the pull did resume where it stopped.
+        let log = (try? String(contentsOfFile: t.sub("fake.log"), encoding: .utf8)) ?? ""
+        #expect(log.contains("cut /v2/strata/busybox/blobs/") && log.contains("range bytes="), "\(log)")
+    }
+}
+
+extension RegistryTests {
+    /// A registry that dies in the middle of a pull: a clear error after the retries, the store
+    /// as it was, and the next pull (from a registry that works) completes.
+    @Test func registryDyingMidPull() throws {
+        let t = TempDir(); defer { t.remove() }
+        let registry = try TestRegistry(in: t.sub("registry"))
+        defer { registry.stop() }
+        let expected = try Expected.load()
+        try registry.push(archive: "oci-archive:\(fixtures)/oci-archive.tar", as: "\(registry.host)/strata/busybox:a")
+        let dying = try FakeRegistry(["die", registry.host], in: t.path)
+        defer { dying.stop() }
+        let root = t.sub("store")
+        #expect(try strata(["images"], root: root).0 == 0)
+        let (rc, _, err) = try strata(["pull", "\(dying.host)/strata/busybox:a"], root: root)
+        #expect(rc == 71 && err.contains("dropped"), "\(err)")
+        for list in ["images", "layers"] {
+            let json = try strata([list, "--json"], root: root).1
+            #expect((try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [Any])?.isEmpty == true, "\(list): \(json)")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: root + "/tmp").isEmpty)
+        let (rc2, out2, err2) = try strata(["pull", "\(registry.host)/strata/busybox:a"], root: root)
+        #expect(rc2 == 0 && out2.contains(expected.image_a.id), "\(err2)")
+    }
+}
