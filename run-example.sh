@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the built-in example: build strata, build the example images (without
 # strata), load them into a fresh store, list the images and show the layer chain; then create
-# a container, change it, commit the change as a new image, and run a command in that image.
+# a container, change it, commit the change as a new image, and run a command in that image;
+# then push that image to a registry started on loopback, pull it into a second store, run it.
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/setup.sh
@@ -28,3 +29,19 @@ $strata rm example
 $strata run --rm --memory 64m --pids-limit 64 example/greeting:1 sh -c 'cat /etc/greeting; echo "pid $$ on $(hostname)"; ls /'
 $strata layers --tree
 $strata check
+
+# A registry on loopback (Debian's docker-registry), stopped when the example ends.
+set +x
+registry_dir=$(mktemp -d /tmp/strata-registry.XXXXXX)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+printf 'version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
+  "$registry_dir/data" "$port" > "$registry_dir/config.yml"
+docker-registry serve "$registry_dir/config.yml" 2>"$registry_dir/log" &
+registry_pid=$!
+trap 'kill $registry_pid 2>/dev/null || true' EXIT
+for _ in $(seq 50); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
+set -x
+$strata push example/greeting:1 "127.0.0.1:$port/example/greeting:1"
+STRATA_ROOT="$STRATA_ROOT-pulled" $strata pull "127.0.0.1:$port/example/greeting:1"
+STRATA_ROOT="$STRATA_ROOT-pulled" $strata run --rm "127.0.0.1:$port/example/greeting:1" cat /etc/greeting
+STRATA_ROOT="$STRATA_ROOT-pulled" $strata layers --tree

@@ -80,7 +80,7 @@ final class BlobStream: ChunkSource {
             }
         }
         var request = try HTTPClient.Request(url: client.baseURL + path, method: .GET)
-        if let auth = client.authorization(scope) { request.headers.add(name: "Authorization", value: auth) }
+        if let auth = client.authorization(scope), !auth.isEmpty { request.headers.add(name: "Authorization", value: auth) }
         if delivered > 0 { request.headers.add(name: "Range", value: "bytes=\(delivered)-") }
         let pipe = BodyPipe(label: label, resumingAt: delivered)
         let task = client.http.execute(request: request, delegate: BlobDelegate(pipe: pipe))

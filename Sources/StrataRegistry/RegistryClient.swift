@@ -113,6 +113,9 @@ public final class RegistryClient: Sendable {
         if reply.status == .unauthorized {
             try authenticate(challenge: reply.headers["WWW-Authenticate"].first, scope: scope)
             reply = try raw(method, baseURL + path, headers: headers, auth: authorization(scope), limit: limit, body: body)
+        } else {
+            // Served without asking: remembered as "" (no header), so blob reads skip the probe.
+            tokens.withLock { t in if t[scope] == nil { t[scope] = "" } }
         }
         return reply
     }
@@ -124,12 +127,12 @@ public final class RegistryClient: Sendable {
         guard reply.status == .ok else { throw failure(reply, what: "access to /v2/") }
     }
 
-    /// The `Authorization` value for `scope`, if one was obtained.
+    /// The `Authorization` value for `scope` once known ("" when the registry needs none).
     func authorization(_ scope: String) -> String? { tokens.withLock { $0[scope] } }
 
     func raw(_ method: HTTPMethod, _ url: String, headers: HTTPHeaders, auth: String?, limit: Int, body: [UInt8]? = nil) throws -> Reply {
         var request = try HTTPClient.Request(url: url, method: method, headers: headers, body: body.map { .bytes($0) })
-        if let auth { request.headers.replaceOrAdd(name: "Authorization", value: auth) }
+        if let auth, !auth.isEmpty { request.headers.replaceOrAdd(name: "Authorization", value: auth) }
         do {
             let r = try http.execute(request: request, delegate: ResponseAccumulator(request: request, maxBodySize: limit)).wait()
             return Reply(status: r.status, headers: r.headers, body: r.body.map { Array($0.readableBytesView) } ?? [])

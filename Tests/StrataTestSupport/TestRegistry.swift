@@ -27,6 +27,8 @@ public final class TestRegistry: @unchecked Sendable {
             version: 0.1
             log:
               level: error
+              accesslog:
+                disabled: true
             storage:
               filesystem:
                 rootdirectory: \(directory)/data
