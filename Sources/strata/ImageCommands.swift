@@ -77,22 +77,22 @@ struct Images: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Flag(name: .long, help: "JSON: an array of {id, tags, diffIDs, size, created, os, architecture}.") var json = false
     @Flag(name: .long, help: "Show full image IDs.") var noTrunc = false
+    @Flag(name: .long, help: "Show the manifest digest each image was loaded or pulled with.") var digests = false
 
     func run() throws {
         try strata.run {
             let images = try global.openStore().images()
             if json { print(try Format.json(images.map(ImageJSON.init))); return }
-            var rows = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]]
+            var rows = [["REPOSITORY", "TAG"] + (digests ? ["DIGEST"] : []) + ["IMAGE ID", "CREATED", "SIZE"]]
             for image in images {
                 let i = ImageJSON(image)
                 let id = noTrunc ? i.id : i.id.shortID
-                let created = i.created ?? ""
-                if i.tags.isEmpty {
-                    rows.append(["<none>", "<none>", id, created, Format.bytes(i.size)])
-                }
+                let digest = digests ? [image.record.manifestDigest?.string ?? "<none>"] : []
+                let rest = [id, i.created ?? "", Format.bytes(i.size)]
+                if i.tags.isEmpty { rows.append(["<none>", "<none>"] + digest + rest) }
                 for t in i.tags {
-                    guard let cut = t.lastIndex(of: ":") else { rows.append([t, "", id, created, Format.bytes(i.size)]); continue }
-                    rows.append([String(t[..<cut]), String(t[t.index(after: cut)...]), id, created, Format.bytes(i.size)])
+                    guard let cut = t.lastIndex(of: ":"), !t[cut...].contains("/") else { rows.append([t, ""] + digest + rest); continue }
+                    rows.append([String(t[..<cut]), String(t[t.index(after: cut)...])] + digest + rest)
                 }
             }
             print(Format.table(rows))

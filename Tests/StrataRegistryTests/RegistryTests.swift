@@ -34,6 +34,9 @@ struct RegistryTests {
         #expect(try strata(["check"], root: t.sub("pulled")).0 == 0)
         let (_, images, _) = try strata(["images", "--json"], root: t.sub("pulled"))
         #expect(images.contains("\"\(ref)\""))
+        // The manifest digest it was pulled with is kept, and shown.
+        let (_, table, _) = try strata(["images", "--digests"], root: t.sub("pulled"))
+        #expect(table.contains(try registry.digest(of: ref)), "\(table)")
 
         // Again: every layer is in the store by chainID, so none is downloaded.
         let (rc2, _, err2) = try strata(["pull", ref], root: t.sub("pulled"))
