@@ -53,8 +53,10 @@ public final class RegistryClient: Sendable {
         probeConfig.connectionPool.retryConnectionEstablishment = false
         let probe = HTTPClient(eventLoopGroupProvider: .singleton, configuration: probeConfig)
         defer { try? probe.syncShutdown() }
+        // Docker Hub's API lives at registry-1.docker.io (its credentials are stored as docker.io).
+        let endpoint = registry == "docker.io" ? "registry-1.docker.io" : registry
         do {
-            baseURL = try RegistryClient.chooseScheme(probe, registry: registry, allowHTTP: insecureAllowed)
+            baseURL = try RegistryClient.chooseScheme(probe, registry: endpoint, allowHTTP: insecureAllowed)
         } catch {
             try? http.syncShutdown()
             throw error
