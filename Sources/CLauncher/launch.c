@@ -346,10 +346,13 @@ pid_t strata_launch(const struct strata_launch *cfg, int go_fd, int err_fd) {
 
     /* privileges: groups, gid, uid; capabilities; no_new_privs */
     if (drop_bounding(cfg->capabilities) != 0) fail(err_fd, ST_CAPS);
-    if (setgroups((size_t)cfg->ngroups, cfg->groups) != 0) fail(err_fd, ST_GROUPS);
+    /* Raw syscalls, not glibc's wrappers: those make every thread of the process change its
+       ids together (setxid), and this child of a raw clone still carries the parent's thread
+       list (and maybe its locks); the wrapper could wait forever for threads it does not have. */
+    if (syscall(SYS_setgroups, (size_t)cfg->ngroups, cfg->groups) != 0) fail(err_fd, ST_GROUPS);
     if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) fail(err_fd, ST_CAPS);
-    if (setresgid(cfg->gid, cfg->gid, cfg->gid) != 0) fail(err_fd, ST_UID);
-    if (setresuid(cfg->uid, cfg->uid, cfg->uid) != 0) fail(err_fd, ST_UID);
+    if (syscall(SYS_setresgid, cfg->gid, cfg->gid, cfg->gid) != 0) fail(err_fd, ST_UID);
+    if (syscall(SYS_setresuid, cfg->uid, cfg->uid, cfg->uid) != 0) fail(err_fd, ST_UID);
     if (set_caps(cfg->uid == 0 ? cfg->capabilities : 0) != 0) fail(err_fd, ST_CAPS);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail(err_fd, ST_NNP);
     if (chdir(cfg->cwd) != 0) fail(err_fd, ST_CWD);

@@ -9,7 +9,7 @@ import StrataSystem
 
 /// What a container is doing, as `ps` shows it.
 public enum ContainerState: String, Codable, Sendable {
-    case created, mounted, running
+    case created, mounted, running, exited
 }
 
 /// A container with what it is doing, as `ps` lists it.
@@ -21,6 +21,10 @@ public struct ContainerView: Sendable {
     public var pid: Int32?
     /// Bytes of regular files the container changed.
     public var sizeOfChanges: Int64
+    /// How its last run went (nil before its first).
+    public var run: RunState?
+    /// The command it runs, where `run` recorded one.
+    public var command: [String]?
 }
 
 /// One line of `strata diff`.
@@ -164,7 +168,7 @@ extension Store {
         let mounted = c.mountCount > 0 || isMounted
         let running = c.pid.map { Store.isContainerProcess($0, id: c.id) } ?? false
         if running, !force {
-            throw StrataError(.inUse, "container \(c.name) is running (pid \(c.pid ?? 0)); stop it or use rm -f")
+            throw StrataError(.inUse, "container \(c.name) is running (pid \(c.pid ?? 0)); `strata stop \(c.name)` first, or rm -f")
         }
         if mounted && !force {
             throw StrataError(.inUse, "container \(c.name) is mounted; `strata umount \(c.name)` first, or rm -f")
@@ -190,11 +194,15 @@ extension Store {
         for r in try metadata.read({ try $0.containers() }) {
             let running = r.pid.map { Store.isContainerProcess($0, id: r.id) } ?? false
             let mounted = MountTable.isMountPoint(containerPaths(r.id).merged) || r.driver == "vfs" && r.mountCount > 0
-            let state: ContainerState = running ? .running : mounted ? .mounted : .created
+            let run = runState(r.id)
+            // A monitor killed by SIGKILL writes no end: the cgroup tells that nothing runs.
+            let exited = !running && run?.startedAt != nil
+            let state: ContainerState = running ? .running : mounted ? .mounted : exited ? .exited : .created
             if !all && !running && !mounted { continue }
             let tags = try metadata.read { try $0.tags(ofImage: r.image.string) }
             out.append(ContainerView(record: r, imageTags: tags, state: state, pid: running ? r.pid : nil,
-                                     sizeOfChanges: (try? sizeOfChanges(r.id)) ?? 0))
+                                     sizeOfChanges: (try? sizeOfChanges(r.id)) ?? 0, run: run,
+                                     command: (try? readRunRecord(r.id))??.args))
         }
         return out
     }

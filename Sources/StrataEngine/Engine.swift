@@ -38,6 +38,10 @@ public final class Engine: Sendable {
         public var security = SecurityOptions()
         /// Remove the container when it exits.
         public var remove = false
+        /// The signal `stop` sends first (default: the image's StopSignal, else SIGTERM).
+        public var stopSignal: String?
+        /// The size at which a detached container's log is rotated (one old file is kept).
+        public var logMaxSize: Int64 = 10 << 20
         /// Docker's defaults: a new name, the image's process, no limits, the default seccomp profile.
         public init() {}
     }

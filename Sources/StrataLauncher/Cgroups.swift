@@ -318,6 +318,14 @@ public enum ContainerCgroups {
         return try body(list(layout: layout).filter { !$0.populated })
     }
 
+    /// SIGKILL to everything in a container's cgroups (which stay: its monitor removes them).
+    public static func kill(id: String, layout: CgroupLayout? = CgroupLayout.current()) {
+        guard let layout else { return }
+        for dir in Cgroup(layout: layout, id: id).directories {
+            for d in Cgroup.subtree(dir) { Cgroup.killAll(d) }
+        }
+    }
+
     /// Kills what still runs in a container's cgroups and removes them; returns what is left.
     @discardableResult
     public static func release(id: String, layout: CgroupLayout? = CgroupLayout.current()) -> [String] {

@@ -85,6 +85,8 @@ public struct LaunchFailure: Error, CustomStringConvertible {
     public var exitCode: Int32
     public var message: String
     public var description: String { message }
+    /// A failure with Docker's exit code for it (125 strata, 126 cannot run, 127 not found).
+    public init(exitCode: Int32, message: String) { self.exitCode = exitCode; self.message = message }
 }
 
 /// Runs a process in a rootfs in new namespaces with cgroup limits, and waits for it.

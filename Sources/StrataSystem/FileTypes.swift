@@ -149,3 +149,14 @@ public func writeStandardError(_ s: String) {
         done += n
     }
 }
+
+/// Writes bytes to standard output, unbuffered (log lines that are not text are kept as they are).
+public func writeStandardOutput(_ bytes: [UInt8]) {
+    var done = 0
+    while done < bytes.count {
+        let n = bytes.withUnsafeBytes { write(1, $0.baseAddress! + done, $0.count - done) }
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { return }
+        done += n
+    }
+}

@@ -22,6 +22,15 @@ public enum Timestamp {
         return "\(pad(tm.tm_year + 1900, 4))-\(pad(tm.tm_mon + 1, 2))-\(pad(tm.tm_mday, 2))T\(pad(tm.tm_hour, 2)):\(pad(tm.tm_min, 2)):\(pad(tm.tm_sec, 2))Z"
     }
 
+    /// Now, to the nanosecond (`YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`), as container log lines carry it.
+    public static func preciseNow() -> String {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        let whole = string(Date(timeIntervalSince1970: Double(ts.tv_sec)))
+        let nanos = String(ts.tv_nsec)
+        return whole.dropLast() + "." + String(repeating: "0", count: max(0, 9 - nanos.count)) + nanos + "Z"
+    }
+
     /// Parses an RFC 3339 time (`2024-05-01T10:00:00Z`, with optional fractional seconds and a
     /// `±HH:MM` offset); nil when it is not one.
     public static func date(_ text: String) -> Date? {

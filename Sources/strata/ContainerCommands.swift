@@ -49,19 +49,24 @@ struct Rm: ParsableCommand {
 }
 
 struct Ps: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List mounted or running containers (-a: all).")
+    static let configuration = CommandConfiguration(abstract: "List running or mounted containers (-a: all).")
     @OptionGroup var global: GlobalOptions
     @Flag(name: [.short, .long], help: "All containers.") var all = false
-    @Flag(name: .long, help: "JSON: an array of {id, name, image, imageTags, driver, state, mountCount, pid, created, sizeOfChanges}.")
+    @Flag(name: .short, help: "Only the IDs.") var quiet = false
+    @Flag(name: .long, help: "Full IDs and commands.") var noTrunc = false
+    @Flag(name: .long, help: "JSON: an array of {id, name, image, imageTags, driver, state, mountCount, pid, created, sizeOfChanges, exitCode, startedAt, finishedAt, command}.")
     var json = false
     func run() throws {
         try strata.run {
             let list = try global.openStore().containers(all: all).map(ContainerJSON.init)
             if json { print(try Format.json(list)); return }
-            var rows = [["CONTAINER ID", "NAME", "IMAGE", "DRIVER", "STATE", "PID", "CHANGES"]]
+            if quiet { for c in list { print(noTrunc ? c.id : String(c.id.prefix(12))) }; return }
+            var rows = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"]]
             for c in list {
-                rows.append([String(c.id.prefix(12)), c.name, c.imageTags.first ?? c.image.shortID, c.driver,
-                             c.state, c.pid.map(String.init) ?? "-", Format.bytes(c.sizeOfChanges)])
+                var command = (c.command ?? []).joined(separator: " ")
+                if !noTrunc && command.count > 20 { command = String(command.prefix(19)) + "…" }
+                rows.append([noTrunc ? c.id : String(c.id.prefix(12)), c.imageTags.first ?? c.image.shortID, "\"\(command)\"",
+                             Format.ago(c.created), Format.status(c), c.name])
             }
             print(Format.table(rows))
         }

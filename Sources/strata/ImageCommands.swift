@@ -78,11 +78,13 @@ struct Images: ParsableCommand {
     @Flag(name: .long, help: "JSON: an array of {id, tags, diffIDs, size, created, os, architecture}.") var json = false
     @Flag(name: .long, help: "Show full image IDs.") var noTrunc = false
     @Flag(name: .long, help: "Show the manifest digest each image was loaded or pulled with.") var digests = false
+    @Flag(name: .short, help: "Only the image IDs.") var quiet = false
 
     func run() throws {
         try strata.run {
             let images = try global.openStore().images()
             if json { print(try Format.json(images.map(ImageJSON.init))); return }
+            if quiet { for i in images { print(noTrunc ? i.id.string : i.id.string.shortID) }; return }
             var rows = [["REPOSITORY", "TAG"] + (digests ? ["DIGEST"] : []) + ["IMAGE ID", "CREATED", "SIZE"]]
             for image in images {
                 let i = ImageJSON(image)

@@ -68,6 +68,36 @@ final class LoadProgress: Sendable {
 }
 
 enum Format {
+    /// "3 seconds ago", "2 minutes ago", "5 hours ago", "2 days ago", as Docker says it.
+    static func ago(_ time: String?) -> String {
+        guard let time, let d = Timestamp.date(time) else { return "" }
+        return since(d) + " ago"
+    }
+
+    /// "3 seconds", "About a minute", "2 hours", as Docker's `ps` says how long.
+    static func since(_ d: Date) -> String {
+        let s = max(0, Int(Date().timeIntervalSince(d)))
+        switch s {
+        case ..<1: return "Less than a second"
+        case ..<60: return "\(s) second\(s == 1 ? "" : "s")"
+        case ..<120: return "About a minute"
+        case ..<3600: return "\(s / 60) minutes"
+        case ..<7200: return "About an hour"
+        case ..<172800: return "\(s / 3600) hours"
+        default: return "\(s / 86400) days"
+        }
+    }
+
+    /// Docker's STATUS column: "Up 3 seconds", "Exited (7) 2 minutes ago", "Created".
+    static func status(_ c: ContainerJSON) -> String {
+        switch c.state {
+        case "running": return "Up " + (c.startedAt.flatMap(Timestamp.date).map(since) ?? "")
+        case "exited": return "Exited (\(c.exitCode.map(String.init) ?? "?")) " + ago(c.finishedAt ?? c.startedAt)
+        case "mounted": return "Mounted"
+        default: return "Created"
+        }
+    }
+
     /// Sizes as Docker prints them (SI units).
     static func bytes(_ n: Int64) -> String { ByteCount.describe(n) }
 

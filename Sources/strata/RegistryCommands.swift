@@ -31,19 +31,21 @@ struct Pull: ParsableCommand {
     @Option(name: .long, help: "Platform to pick from a multi-platform image (os/arch[/variant]).") var platform: String?
     @Option(name: .long, help: "Refuse a layer over this many uncompressed bytes (suffixes k, m, g).") var maxLayerSize: String = "32g"
     @Option(name: .long, help: "Refuse an image of more layers than this.") var maxLayers: Int = 1000
+    @Flag(name: .customShort("q"), help: "No progress: only the image ID.") var q = false
 
     func run() throws {
         try strata.run {
             let store = try global.openStore()
+            let quiet = global.quiet || q
             var options = PullOptions()
             options.registry = try registry.options()
             if let platform { options.load.platform = try Platform(parsing: platform) }
             options.load.maxLayerSize = try ByteSize.parse(maxLayerSize, what: "--max-layer-size")
             guard maxLayers > 0 else { throw StrataError(.invalidArgument, "invalid --max-layers \(maxLayers): expected a positive number") }
             options.load.maxLayers = maxLayers
-            options.load.progress = LoadProgress().handler(quiet: global.quiet)
+            options.load.progress = LoadProgress().handler(quiet: quiet)
             let pulled = try store.pull(reference, options: options)
-            if !global.quiet { printErr("Digest: \(pulled.manifestDigest)") }
+            if !quiet { printErr("Digest: \(pulled.manifestDigest)") }
             print(pulled.image.id.string)
         }
     }

@@ -38,6 +38,9 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: "Drop a capability from the set (or ALL).") var capDrop: [String] = []
     @Option(name: .long, help: "seccomp=unconfined, seccomp=PROFILE.json (Docker's format) or no-new-privileges.") var securityOpt: [String] = []
     @Flag(name: [.short, .long], help: "Allocate a pseudo-terminal.") var tty = false
+    @Flag(name: [.short, .long], help: "Run in the background under a monitor; print the container ID.") var detach = false
+    @Option(name: .long, help: "The signal `strata stop` sends first (default: the image's StopSignal, else TERM).") var stopSignal: String?
+    @Option(name: .long, help: "Rotate a detached container's log at this size (one old file is kept).") var logMaxSize: String = "10m"
     @Argument(help: "Image: tag, ID or unique ID prefix.") var image: String
     @Argument(parsing: .captureForPassthrough, help: "Command and arguments.") var command: [String] = []
 
@@ -108,7 +111,17 @@ struct Run: ParsableCommand {
             options.interactive = interactive
             options.initProcess = `init`
             options.remove = rm
+            if let stopSignal { _ = try MonitorProcess.signalNumber(stopSignal) }
+            options.stopSignal = stopSignal
+            options.logMaxSize = try ByteSize.parse(logMaxSize, what: "--log-max-size")
             let overrides = RunOverrides(entrypoint: entrypoint, command: command, env: env, workdir: workdir, user: user)
+            if detach {
+                if tty || interactive {
+                    throw StrataError(.invalidArgument, "-d with -t or -i needs `attach`, which strata does not have yet; run in the foreground, or drop -t/-i")
+                }
+                print(try global.openEngine().runDetached(image: image, overrides: overrides, options: options))
+                return
+            }
             code = try global.openEngine().run(image: image, overrides: overrides, options: options)
         } catch let e as LaunchFailure {
             printErr("strata: \(e.message)")

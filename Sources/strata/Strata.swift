@@ -28,7 +28,8 @@ struct Strata: ParsableCommand {
             """,
         subcommands: [Load.self, Import.self, Images.self, Layers.self, History.self, Inspect.self, Tag.self,
                       Rmi.self, Save.self, GC.self, Check.self, Create.self, Mount.self, Umount.self, Rm.self,
-                      Ps.self, Diff.self, Commit.self, Run.self, Bundle.self, Pull.self, Push.self, Login.self, Logout.self]
+                      Ps.self, Diff.self, Commit.self, Run.self, Bundle.self, Pull.self, Push.self, Login.self, Logout.self,
+                      Start.self, Stop.self, Restart.self, Kill.self, Wait.self, Logs.self, ContainerMonitor.self]
     )
 }
 
@@ -43,7 +44,9 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "warning"
 
-    @Flag(name: [.short, .long], help: "Print only results, no progress.")
+    /// `--quiet` only: `-q` after a command is that command's (`images -q`, `ps -q` print IDs,
+    /// as in Docker); a `-q` before the command still means `--quiet`.
+    @Flag(name: .long, help: "Print only results, no progress.")
     var quiet = false
 
     /// Global options may come before the command (`strata --root DIR load X`), as with
@@ -58,7 +61,7 @@ struct GlobalOptions: ParsableArguments {
                 leading += [a, args[i + 1]]
                 i += 2
             } else if a.hasPrefix("--root=") || a.hasPrefix("--log-level=") || a.hasPrefix("--driver=") || a == "--quiet" || a == "-q" {
-                leading.append(a)
+                leading.append(a == "-q" ? "--quiet" : a)
                 i += 1
             } else {
                 break

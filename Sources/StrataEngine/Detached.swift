@@ -1,0 +1,112 @@
+import FoundationEssentials
+import StrataCore
+import StrataFormats
+import StrataLauncher
+import StrataStore
+import StrataSystem
+
+/// What a container runs, recorded in its folder (`run.json`) when it is made by `run`: the
+/// monitor launches from it, and `start` runs it again.
+struct RunRecord: Codable {
+    var args: [String]
+    var env: [String]
+    var cwd: String
+    var user: String
+    var hostname: String
+    var hostNetwork: Bool
+    var memory: Int64?
+    var cpus: Double?
+    var pids: Int64?
+    var volumes: [Volume]
+    var readOnly: Bool
+    var initProcess: Bool
+    var remove: Bool
+    var privileged: Bool
+    var capAdd: [String]
+    var capDrop: [String]
+    /// "default", "unconfined" or "profile" (then `seccompProfile`).
+    var seccomp: String
+    var seccompProfile: SeccompProfile?
+    var stopSignal: String?
+    var logMaxSize: Int64
+
+    struct Volume: Codable { var source: String?; var target: String; var readOnly: Bool; var tmpfs: Bool }
+
+    init(process: ProcessSpec, hostname: String, options: Engine.RunOptions, stopSignal: String?) {
+        args = process.args; env = process.env; cwd = process.cwd; user = process.user
+        self.hostname = hostname
+        hostNetwork = options.hostNetwork
+        memory = options.limits.memory; cpus = options.limits.cpus; pids = options.limits.pids
+        volumes = options.volumes.map { Volume(source: $0.source, target: $0.target, readOnly: $0.readOnly, tmpfs: $0.tmpfs) }
+        readOnly = options.readOnly
+        initProcess = options.initProcess
+        remove = options.remove
+        privileged = options.security.privileged
+        capAdd = options.security.capAdd
+        capDrop = options.security.capDrop
+        switch options.security.seccomp {
+        case .default: seccomp = "default"
+        case .unconfined: seccomp = "unconfined"
+        case .profile(let p, _): seccomp = "profile"; seccompProfile = p
+        }
+        self.stopSignal = options.stopSignal ?? stopSignal
+        logMaxSize = options.logMaxSize
+    }
+
+    func launchSpec(id: String, rootfs: String, stateDirectory: String) -> LaunchSpec {
+        var security = SecurityOptions(privileged: privileged, capAdd: capAdd, capDrop: capDrop)
+        if seccomp == "unconfined" { security.seccomp = .unconfined }
+        if seccomp == "profile", let p = seccompProfile { security.seccomp = .profile(p, path: "run.json") }
+        var limits = Limits()
+        limits.memory = memory; limits.cpus = cpus; limits.pids = pids
+        return LaunchSpec(id: id, rootfs: rootfs, stateDirectory: stateDirectory,
+                          process: ProcessSpec(args: args, env: env, cwd: cwd, user: user), hostname: hostname,
+                          hostNetwork: hostNetwork, limits: limits,
+                          volumes: volumes.map { VolumeSpec(source: $0.source, target: $0.target, readOnly: $0.readOnly, tmpfs: $0.tmpfs) },
+                          readOnly: readOnly, tty: false, interactive: false, initProcess: initProcess, security: security)
+    }
+}
+
+/// How a container's last run went, written by its monitor (`state.json`, atomically).
+public struct RunState: Codable, Sendable, Equatable {
+    public var startedAt: String?
+    public var finishedAt: String?
+    /// The exit code (128+N for signal N); nil while it runs, or when it never started.
+    public var exitCode: Int32?
+    /// Why it did not start, if it did not.
+    public var error: String?
+    /// The monitor's pid while it watches.
+    public var monitorPid: Int32?
+}
+
+extension Store {
+    static let runRecordName = "run.json"
+    static let runStateName = "state.json"
+    static let logName = "ctr.log"
+
+    func readRunRecord(_ id: String) throws -> RunRecord? {
+        let path = containerPaths(id).root + "/" + Store.runRecordName
+        guard let f = try? FDHandle.open(path, flags: .readOnly) else { return nil }
+        return try JSONDocument.decode(RunRecord.self, from: try f.readAll(limit: 4 << 20, label: path), what: path)
+    }
+
+    func writeRunRecord(_ id: String, _ record: RunRecord) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        try Directory.open(containerPaths(id).root).writeFileAtomically(Array(Store.runRecordName.utf8), Array(try encoder.encode(record)))
+    }
+
+    /// The state the container's monitor last wrote (nil before its first run).
+    public func runState(_ id: String) -> RunState? {
+        let path = containerPaths(id).root + "/" + Store.runStateName
+        guard let f = try? FDHandle.open(path, flags: .readOnly), let bytes = try? f.readAll(limit: 1 << 20, label: path) else { return nil }
+        return try? JSONDecoder().decode(RunState.self, from: Data(bytes))
+    }
+
+    func writeRunState(_ id: String, _ state: RunState) throws {
+        try Directory.open(containerPaths(id).root).writeFileAtomically(Array(Store.runStateName.utf8), Array(try JSONEncoder().encode(state)))
+    }
+
+    /// The container's log file.
+    public func logPath(_ id: String) -> String { containerPaths(id).root + "/" + Store.logName }
+}

@@ -1,0 +1,156 @@
+import FoundationEssentials
+import StrataCore
+import StrataFormats
+import StrataLauncher
+import StrataStore
+import StrataSystem
+
+extension Engine {
+    /// `run -d`: creates the container, records what it runs, and starts it under a monitor of
+    /// its own; returns the ID once the process runs (or throws the launcher's failure).
+    public func runDetached(image ref: String, overrides: RunOverrides, options: RunOptions) throws -> String {
+        var security = options.security
+        try security.resolve()
+        let imageID = try store.resolveImage(ref)
+        let config = try store.imageConfig(imageID).config ?? ImageConfig.Config()
+        let process = RunPlan.process(config: config, overrides: overrides, hostEnvironment: ProcessInfo.processInfo.environment)
+        let id = try store.createContainer(image: imageID.string, name: options.name, initLayer: true)
+        do {
+            let record = RunRecord(process: process, hostname: options.hostname ?? String(id.prefix(12)), options: options,
+                                   stopSignal: config.StopSignal)
+            try store.writeRunRecord(id, record)
+            try start(id)
+        } catch {
+            try? removeContainer(id, force: true)
+            throw error
+        }
+        return id
+    }
+
+    /// Starts a created or exited container again with its recorded run (detached), and returns
+    /// once its process runs.
+    public func start(_ ref: String) throws {
+        let c = try store.container(ref)
+        if isRunning(c) { return }
+        guard try store.readRunRecord(c.id) != nil else {
+            throw StrataError(.unsupported, "container \(c.name) was made by `strata create`, with nothing recorded to run; use `strata run -d`")
+        }
+        let status = try MonitorProcess.spawn(arguments: ["--root", store.rootPath, "--driver", store.driverName, "container-monitor", c.id])
+        let line = MonitorProcess.readStatus(status)
+        if line.hasPrefix("started") { return }
+        if line.hasPrefix("failed ") {
+            let rest = line.dropFirst(7)
+            let code = Int32(rest.prefix { $0 != " " }) ?? 125
+            throw LaunchFailure(exitCode: code, message: String(rest.drop { $0 != " " }.dropFirst()).trimmingSuffixNewline())
+        }
+        throw LaunchFailure(exitCode: 125, message: "the monitor of container \(c.name) ended without starting it\(line.isEmpty ? "" : ": \(line)")")
+    }
+
+    /// The monitor's work (`strata container-monitor ID`, started by `start`): mounts the
+    /// container, runs it with its output going to the log, tells the starter whether it started,
+    /// records how it ended, and unmounts it (removes it with `--rm`).
+    public func monitor(_ id: String) -> Int32 {
+        let status = MonitorProcess.statusPipe
+        func report(_ line: String) { try? status?.writeAll(Array((line + "\n").utf8)) }
+        var state = RunState(monitorPid: ProcessInfo.processInfo.processIdentifier)
+        do {
+            guard let record = try store.readRunRecord(id) else { throw StrataError(.notFound, "container \(id.prefix(12)) has no run.json") }
+            let rootfs = try store.mountContainer(id)
+            defer { if !record.remove { try? store.unmountContainer(id, force: true) } }
+            let log = try ContainerLogWriter(path: store.logPath(id), maxSize: record.logMaxSize)
+            let pipes = try MonitorProcess.outputPipes()
+            let drains = [log.drain(pipes.stdout, stream: "stdout"), log.drain(pipes.stderr, stream: "stderr")]
+            let launcher = Launcher(spec: record.launchSpec(id: id, rootfs: rootfs, stateDirectory: store.containerPaths(id).root))
+            let store = self.store
+            var started = state
+            launcher.onPid = { pid in
+                try? store.setPid(id, pid)
+                guard let pid else { return }
+                // Running: the monitor lets go of the log pipes (the container holds them now).
+                MonitorProcess.releaseOutput()
+                started.startedAt = Timestamp.preciseNow()
+                try? store.writeRunState(id, started)
+                report("started \(pid)")
+            }
+            var code: Int32
+            do {
+                code = try launcher.run()
+            } catch {
+                MonitorProcess.releaseOutput()
+                throw error
+            }
+            state = started
+            state.exitCode = code
+            state.finishedAt = Timestamp.preciseNow()
+            state.monitorPid = nil
+            drains.forEach { $0.wait(seconds: 5) }
+            try? store.writeRunState(id, state)
+            if record.remove { try? removeContainer(id, force: true) }
+            return 0
+        } catch let e as LaunchFailure {
+            state.error = e.message
+            state.exitCode = e.exitCode
+            state.monitorPid = nil
+            try? store.writeRunState(id, state)
+            report("failed \(e.exitCode) \(e.message)")
+            return 1
+        } catch {
+            state.error = "\(error)"
+            state.monitorPid = nil
+            try? store.writeRunState(id, state)
+            report("failed 125 \(error)")
+            return 1
+        }
+    }
+
+    /// Whether the container's process still runs (its recorded pid, in its cgroup).
+    public func isRunning(_ c: ContainerRecord) -> Bool {
+        c.pid.map { Store.isContainerProcess($0, id: c.id) } ?? false
+    }
+
+    /// `stop`: the stop signal, then SIGKILL after `timeout` seconds; waits until it has ended.
+    public func stop(_ ref: String, timeout: Double) throws {
+        let c = try store.container(ref)
+        guard isRunning(c), let pid = c.pid else { return }
+        let record = try store.readRunRecord(c.id)
+        let signal = try MonitorProcess.signalNumber(record?.stopSignal ?? "TERM")
+        MonitorProcess.signal(pid, signal)
+        if try !waitForExit(c.id, seconds: timeout) {
+            ContainerCgroups.kill(id: c.id)
+            _ = try waitForExit(c.id, seconds: 10)
+        }
+    }
+
+    /// `kill -s SIG`: sends the signal to the container's main process.
+    public func kill(_ ref: String, signal: Int32) throws {
+        let c = try store.container(ref)
+        guard isRunning(c), let pid = c.pid else { throw StrataError(.conflict, "container \(c.name) is not running") }
+        MonitorProcess.signal(pid, signal)
+    }
+
+    /// `wait`: blocks until the container has ended; its exit code.
+    public func wait(_ ref: String) throws -> Int32 {
+        let c = try store.container(ref)
+        while isRunning(try store.container(c.id)) || store.runState(c.id)?.monitorPid.map({ MonitorProcess.signal($0, 0) }) == true
+                && store.runState(c.id)?.finishedAt == nil {
+            sleepSeconds(0.05)
+        }
+        return store.runState(c.id)?.exitCode ?? 0
+    }
+
+    /// Waits up to `seconds` for the process to be gone and its end recorded; whether it was.
+    private func waitForExit(_ id: String, seconds: Double) throws -> Bool {
+        let end = Date().addingTimeInterval(seconds)
+        repeat {
+            let c = try store.container(id)
+            let monitorGone = store.runState(id)?.monitorPid.map { !MonitorProcess.signal($0, 0) } ?? true
+            if !isRunning(c) && (store.runState(id)?.finishedAt != nil || monitorGone) { return true }
+            sleepSeconds(0.02)
+        } while Date() < end
+        return false
+    }
+}
+
+extension String {
+    fileprivate func trimmingSuffixNewline() -> String { hasSuffix("\n") ? String(dropLast()) : self }
+}

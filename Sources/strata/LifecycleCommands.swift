@@ -1,0 +1,114 @@
+import ArgumentParser
+import FoundationEssentials
+import StrataEngine
+import StrataLauncher
+import StrataSystem
+
+/// The monitor of a detached container (started by `run -d` and `start`; not for users).
+struct ContainerMonitor: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "container-monitor", shouldDisplay: false)
+    @OptionGroup var global: GlobalOptions
+    @Argument var id: String
+    func run() throws {
+        let engine: Engine
+        do { engine = try global.openEngine() } catch {
+            if let status = MonitorProcess.statusPipe { try? status.writeAll(Array("failed 125 \(error)\n".utf8)) }
+            throw ExitCode(125)
+        }
+        throw ExitCode(engine.monitor(id))
+    }
+}
+
+struct Start: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Start stopped containers again with what `run` recorded (in the background).")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Containers.") var containers: [String]
+    func run() throws {
+        try strata.run {
+            let engine = try global.openEngine()
+            for c in containers { try engine.start(c); print(c) }
+        }
+    }
+}
+
+struct Stop: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Stop containers: the stop signal, then SIGKILL after a grace period.")
+    @OptionGroup var global: GlobalOptions
+    @Option(name: [.short, .customLong("time")], help: "Seconds to wait before SIGKILL.") var time: Double = 10
+    @Argument(help: "Containers.") var containers: [String]
+    func run() throws {
+        try strata.run {
+            let engine = try global.openEngine()
+            for c in containers { try engine.stop(c, timeout: time); print(c) }
+        }
+    }
+}
+
+struct Restart: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Stop containers, then start them again.")
+    @OptionGroup var global: GlobalOptions
+    @Option(name: [.short, .customLong("time")], help: "Seconds to wait before SIGKILL.") var time: Double = 10
+    @Argument(help: "Containers.") var containers: [String]
+    func run() throws {
+        try strata.run {
+            let engine = try global.openEngine()
+            for c in containers { try engine.stop(c, timeout: time); try engine.start(c); print(c) }
+        }
+    }
+}
+
+struct Kill: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Send a signal to the main process of running containers.")
+    @OptionGroup var global: GlobalOptions
+    @Option(name: [.short, .long], help: "Signal name or number.") var signal: String = "KILL"
+    @Argument(help: "Containers.") var containers: [String]
+    func run() throws {
+        try strata.run {
+            let engine = try global.openEngine()
+            let n = try MonitorProcess.signalNumber(signal)
+            for c in containers { try engine.kill(c, signal: n); print(c) }
+        }
+    }
+}
+
+struct Wait: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Wait for containers to end; print their exit codes.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Containers.") var containers: [String]
+    func run() throws {
+        try strata.run {
+            let engine = try global.openEngine()
+            for c in containers { print(try engine.wait(c)) }
+        }
+    }
+}
+
+struct Logs: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show what a detached container wrote (stdout and stderr kept apart).")
+    @OptionGroup var global: GlobalOptions
+    @Flag(name: [.short, .long], help: "Keep following the log until the container ends.") var follow = false
+    @Option(name: .long, help: "Only the last N lines (or all).") var tail: String = "all"
+    @Flag(name: [.short, .long], help: "Show the time of each line.") var timestamps = false
+    @Option(name: .long, help: "Only lines since a time (RFC 3339) or a duration ago (10m, 1h30m, 45s).") var since: String?
+    @Argument(help: "Container.") var container: String
+
+    func run() throws {
+        try strata.run {
+            let engine = try global.openEngine()
+            let c = try engine.store.container(container)
+            var options = LogOptions()
+            if tail != "all" {
+                guard let n = Int(tail), n >= 0 else { throw StrataError(.invalidArgument, "invalid --tail \"\(tail)\": a number, or all") }
+                options.tail = n
+            }
+            options.since = try since.map(LogOptions.parseSince)
+            options.follow = follow
+            try engine.logs(c.id, options: options) { line in
+                let text = (timestamps ? Array((line.time + " ").utf8) : []) + line.text + (line.partial ? [] : [0x0a])
+                if line.stream == "stderr" { writeStandardError(String(decoding: text, as: UTF8.self)) } else {
+                    writeStandardOutput(text)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,115 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import StrataTestSupport
+import Testing
+
+/// Containers that keep running: `run -d` under a monitor, `ps`, `logs`, `stop`, `kill`,
+/// `start`, `restart`, `wait`, `rm`; each test ends with nothing left (mounts, cgroups, monitors).
+extension RunTests {
+    static let trap = "trap 'echo got TERM; exit 7' TERM; echo ready; echo oops >&2; while :; do sleep 0.1; done"
+
+    func strata(_ e: Env, _ args: [String]) throws -> (Int32, String, String) {
+        try sh([RunTests.binary, "--root", e.root] + args)
+    }
+
+    func monitors(_ e: Env) -> [String] {
+        ((try? sh(["pgrep", "-f", "container-monitor"]).1) ?? "").split(separator: "\n").map(String.init).filter { pid in
+            ((try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? "").contains(e.root)
+        }
+    }
+
+    @Test func detachedLifecycle() throws {
+        let e = try Env()
+        let t0 = Date()
+        let (rc, out, err) = try strata(e, ["run", "-d", "--name", "web", RunTests.image, "sh", "-c", RunTests.trap])
+        #expect(rc == 0, "\(err)")
+        #expect(Date().timeIntervalSince(t0) < 1, "run -d returns once the process runs")
+        #expect(out.trimmingCharacters(in: .whitespacesAndNewlines).count == 64)
+        #expect(monitors(e).count == 1)
+
+        let (_, table, _) = try strata(e, ["ps"])
+        #expect(table.contains("CONTAINER ID") && table.contains("Up ") && table.contains("web"), "\(table)")
+        let (_, ids, _) = try strata(e, ["ps", "-q"])
+        #expect(ids.split(separator: "\n") == [Substring(out.prefix(12))])
+        let (_, stdout, stderr) = try strata(e, ["logs", "web"])
+        #expect(stdout == "ready\n" && stderr == "oops\n", "\(stdout) | \(stderr)")
+        let (_, stamped, _) = try strata(e, ["logs", "-t", "web"])
+        #expect(stamped.hasSuffix(" ready\n") && stamped.hasPrefix("20"), "\(stamped)")
+        #expect(try strata(e, ["logs", "--tail", "0", "web"]).1.isEmpty)
+
+        let (rc2, _, err2) = try strata(e, ["rm", "web"])
+        #expect(rc2 == 3 && err2.contains("strata stop web"), "\(err2)")
+
+        // stop: the TERM reaches the trap, whose exit code `wait` and `ps` report.
+        #expect(try strata(e, ["stop", "web"]).0 == 0)
+        #expect(try strata(e, ["wait", "web"]).1 == "7\n")
+        let (_, json, _) = try strata(e, ["ps", "-a", "--json"])
+        let list = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]]
+        #expect(list?.first?["state"] as? String == "exited" && list?.first?["exitCode"] as? Int == 7, "\(json)")
+        #expect(list?.first?["finishedAt"] is String && (list?.first?["command"] as? [String])?.first == "sh")
+        #expect(try strata(e, ["ps", "-a"]).1.contains("Exited (7)"))
+        #expect(try strata(e, ["logs", "web"]).1 == "ready\ngot TERM\n")
+        #expect(monitors(e).isEmpty)
+
+        // start runs it again with what was recorded; kill sends a signal; restart.
+        #expect(try strata(e, ["start", "web"]).0 == 0)
+        #expect(try strata(e, ["ps"]).1.contains("Up "))
+        #expect(try strata(e, ["kill", "-s", "KILL", "web"]).0 == 0)
+        #expect(try strata(e, ["wait", "web"]).1 == "137\n")
+        #expect(try strata(e, ["restart", "-t", "1", "web"]).0 == 0)
+        #expect(try strata(e, ["ps"]).1.contains("Up "))
+        #expect(try strata(e, ["rm", "-f", "web"]).0 == 0)
+        #expect(monitors(e).isEmpty)
+        try e.expectClean()
+    }
+
+    @Test func stopSignalAndGracePeriod() throws {
+        let e = try Env()
+        // A process that ignores TERM: killed after the grace period.
+        #expect(try strata(e, ["run", "-d", "--name", "stubborn", RunTests.image, "sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"]).0 == 0)
+        let t0 = Date()
+        #expect(try strata(e, ["stop", "-t", "1", "stubborn"]).0 == 0)
+        let took = Date().timeIntervalSince(t0)
+        #expect(took >= 1 && took < 5, "\(took)")
+        #expect(try strata(e, ["wait", "stubborn"]).1 == "137\n")
+        // --stop-signal: the one `stop` sends.
+        #expect(try strata(e, ["run", "-d", "--name", "usr1", "--stop-signal", "USR1", RunTests.image, "sh", "-c",
+                                "trap 'exit 3' USR1; while :; do sleep 0.1; done"]).0 == 0)
+        #expect(try strata(e, ["stop", "usr1"]).0 == 0)
+        #expect(try strata(e, ["wait", "usr1"]).1 == "3\n")
+        #expect(try strata(e, ["rm", "stubborn", "usr1"]).0 == 0)
+        try e.expectClean()
+    }
+
+    @Test func followAndRemoveOnExit() throws {
+        let e = try Env()
+        #expect(try strata(e, ["run", "-d", "--name", "ticker", RunTests.image, "sh", "-c",
+                                "for i in 1 2 3; do echo tick $i; sleep 0.3; done"]).0 == 0)
+        // -f follows new lines until the container ends.
+        let (rc, out, _) = try strata(e, ["logs", "-f", "ticker"])
+        #expect(rc == 0 && out == "tick 1\ntick 2\ntick 3\n", "\(out)")
+        #expect(try strata(e, ["rm", "ticker"]).0 == 0)
+        // --rm: the monitor removes the container once it has ended.
+        let (rc2, id, _) = try strata(e, ["run", "-d", "--rm", RunTests.image, "true"])
+        #expect(rc2 == 0)
+        for _ in 0..<50 where try strata(e, ["ps", "-a", "-q"]).1.contains(id.prefix(12)) { usleep(100_000) }
+        try e.expectClean()
+        // A command that cannot start: the launcher's error and code, nothing left.
+        let (rc3, _, err3) = try strata(e, ["run", "-d", RunTests.image, "/no/such/program"])
+        #expect(rc3 == 127 && err3.contains("no/such/program"), "\(err3)")
+        try e.expectClean()
+    }
+
+    @Test func killedMonitorLeavesNothingUnremovable() throws {
+        let e = try Env()
+        #expect(try strata(e, ["run", "-d", "--name", "orphan", RunTests.image, "sleep", "30"]).0 == 0)
+        for pid in monitors(e) { kill(pid_t(pid) ?? 0, SIGKILL) }
+        usleep(200_000)
+        // The cgroup tells what still runs.
+        #expect(try strata(e, ["ps"]).1.contains("Up "))
+        #expect(try strata(e, ["rm", "-f", "orphan"]).0 == 0)
+        try e.expectClean()
+    }
+}
