@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "clauncher.h"
+#include "child.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -69,12 +70,6 @@ const char *strata_launch_step_name(int step) {
     return names[step];
 }
 
-static void fail(int err_fd, int stage) {
-    int msg[2] = { stage, errno };
-    ssize_t r = write(err_fd, msg, sizeof msg);
-    (void)r;
-    _exit(125);
-}
 
 /* Opens `rel` inside the rootfs (RESOLVE_IN_ROOT) as O_PATH; returns "/proc/self/fd/N" in buf. */
 static int open_in_root(int rootfd, const char *rel, char *buf, size_t n) {
@@ -139,58 +134,44 @@ static int setup_sys(const struct strata_launch *cfg, int rootfd, int err_fd) {
     char buf[64], p[64];
     unsigned long ro = cfg->privileged ? 0 : MS_RDONLY;
     int at = open_in_root(rootfd, "sys", buf, sizeof buf);
-    if (at < 0) fail(err_fd, ST_SYS);
-    if (mount("sysfs", buf, "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | ro, NULL) != 0) fail(err_fd, ST_SYS);
+    if (at < 0) child_fail(err_fd, ST_SYS);
+    if (mount("sysfs", buf, "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | ro, NULL) != 0) child_fail(err_fd, ST_SYS);
     close(at);
     if (cfg->ncgroup_mounts == 1 && cfg->cgroup_mounts[0].name == NULL) {
         /* cgroup v2: the unified hierarchy at /sys/fs/cgroup itself */
         at = open_in_root(rootfd, "sys/fs/cgroup", buf, sizeof buf);
-        if (at < 0) fail(err_fd, ST_CGROUPFS);
-        if (mount("cgroup2", buf, "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) fail(err_fd, ST_CGROUPFS);
+        if (at < 0) child_fail(err_fd, ST_CGROUPFS);
+        if (mount("cgroup2", buf, "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) child_fail(err_fd, ST_CGROUPFS);
         close(at);
     } else if (cfg->ncgroup_mounts > 0) {
         at = open_in_root(rootfd, "sys/fs/cgroup", buf, sizeof buf);
-        if (at < 0) fail(err_fd, ST_CGROUPFS);
-        if (mount("tmpfs", buf, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755,size=64k") != 0) fail(err_fd, ST_CGROUPFS);
+        if (at < 0) child_fail(err_fd, ST_CGROUPFS);
+        if (mount("tmpfs", buf, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755,size=64k") != 0) child_fail(err_fd, ST_CGROUPFS);
         close(at);
         int dir = open_in_root(rootfd, "sys/fs/cgroup", buf, sizeof buf);
-        if (dir < 0) fail(err_fd, ST_CGROUPFS);
+        if (dir < 0) child_fail(err_fd, ST_CGROUPFS);
         for (int i = 0; i < cfg->ncgroup_mounts; i++) {
             const struct strata_cgroup_mount *m = &cfg->cgroup_mounts[i];
-            if (mkdirat(dir, m->name, 0555) != 0 && errno != EEXIST) fail(err_fd, ST_CGROUPFS);
+            if (mkdirat(dir, m->name, 0555) != 0 && errno != EEXIST) child_fail(err_fd, ST_CGROUPFS);
             int target = openat(dir, m->name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (target < 0) fail(err_fd, ST_CGROUPFS);
+            if (target < 0) child_fail(err_fd, ST_CGROUPFS);
             snprintf(p, sizeof p, "/proc/self/fd/%d", target);
-            if (mount("cgroup", p, m->fstype, MS_NOSUID | MS_NODEV | MS_NOEXEC, m->data) != 0) fail(err_fd, ST_CGROUPFS);
+            if (mount("cgroup", p, m->fstype, MS_NOSUID | MS_NODEV | MS_NOEXEC, m->data) != 0) child_fail(err_fd, ST_CGROUPFS);
             close(target);
         }
         close(dir);
     }
     if (!cfg->privileged) {
         int sys = open_in_root(rootfd, "sys", buf, sizeof buf);
-        if (sys < 0) fail(err_fd, ST_SYS);
+        if (sys < 0) child_fail(err_fd, ST_SYS);
         struct l_mount_attr attr = { L_MOUNT_ATTR_RDONLY | L_MOUNT_ATTR_NOSUID | L_MOUNT_ATTR_NODEV | L_MOUNT_ATTR_NOEXEC, 0, 0, 0 };
-        if (syscall(SYS_mount_setattr, sys, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) != 0) fail(err_fd, ST_SYS);
+        if (syscall(SYS_mount_setattr, sys, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) != 0) child_fail(err_fd, ST_SYS);
         close(sys);
     }
     return 0;
 }
 
-/* Closes every fd but 0-2 and the ones in keep[] (ascending, -1 entries ignored). */
-static int close_others(const int *keep, int n) {
-    unsigned int from = 3;
-    for (int i = 0; i < n; i++) {
-        if (keep[i] < (int)from) continue;
-        if ((unsigned)keep[i] > from && syscall(SYS_close_range, from, (unsigned)keep[i] - 1, 0) != 0) return -1;
-        from = (unsigned)keep[i] + 1;
-    }
-    return (int)syscall(SYS_close_range, from, ~0U, 0);
-}
 
-static void sort_fds(int *a, int n) {
-    for (int i = 1; i < n; i++)
-        for (int j = i; j > 0 && a[j - 1] > a[j]; j--) { int t = a[j]; a[j] = a[j - 1]; a[j - 1] = t; }
-}
 
 static int lo_up(void) {
     int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -205,24 +186,7 @@ static int lo_up(void) {
     return r;
 }
 
-/* Drops from the bounding set what is not kept (needs CAP_SETPCAP: before changing uid). */
-static int drop_bounding(uint64_t keep) {
-    for (int c = 0; c <= 63; c++) {
-        if (keep & (1ULL << c)) continue;
-        if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0 && errno != EINVAL) return -1;
-    }
-    return 0;
-}
 
-/* Sets the effective, permitted and inheritable sets (after the uid change). */
-static int set_caps(uint64_t keep) {
-    struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
-    struct __user_cap_data_struct d[2];
-    memset(d, 0, sizeof d);
-    d[0].effective = d[0].permitted = d[0].inheritable = (uint32_t)keep;
-    d[1].effective = d[1].permitted = d[1].inheritable = (uint32_t)(keep >> 32);
-    return (int)syscall(SYS_capset, &h, d);
-}
 
 pid_t strata_launch(const struct strata_launch *cfg, int go_fd, int err_fd) {
     int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD;
@@ -235,52 +199,52 @@ pid_t strata_launch(const struct strata_launch *cfg, int go_fd, int err_fd) {
     char c;
     /* First: nothing in the container may read this process's memory or fds, and it holds no
        fd of strata's (store, database, locks) beyond the few it is handed. */
-    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) fail(err_fd, ST_DUMPABLE);
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) child_fail(err_fd, ST_DUMPABLE);
     int keep[4] = { go_fd, err_fd, cfg->console_socket, cfg->init_fd };
-    sort_fds(keep, 4);
-    if (close_others(keep, 4) != 0) fail(err_fd, ST_FDS);
-    if (read(go_fd, &c, 1) != 1) fail(err_fd, ST_SYNC);
+    child_sort_fds(keep, 4);
+    if (child_close_others(keep, 4) != 0) child_fail(err_fd, ST_FDS);
+    if (read(go_fd, &c, 1) != 1) child_fail(err_fd, ST_SYNC);
     close(go_fd);
     /* The parent has put us in our cgroups: now they become our cgroup root. */
-    if (unshare(CLONE_NEWCGROUP) != 0) fail(err_fd, ST_CGROUPNS);
-    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) fail(err_fd, ST_PRIVATE);
-    if (sethostname(cfg->hostname, strlen(cfg->hostname)) != 0) fail(err_fd, ST_HOSTNAME);
-    if (mount(cfg->rootfs, cfg->rootfs, NULL, MS_BIND | MS_REC, NULL) != 0) fail(err_fd, ST_BINDROOT);
+    if (unshare(CLONE_NEWCGROUP) != 0) child_fail(err_fd, ST_CGROUPNS);
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) child_fail(err_fd, ST_PRIVATE);
+    if (sethostname(cfg->hostname, strlen(cfg->hostname)) != 0) child_fail(err_fd, ST_HOSTNAME);
+    if (mount(cfg->rootfs, cfg->rootfs, NULL, MS_BIND | MS_REC, NULL) != 0) child_fail(err_fd, ST_BINDROOT);
     int rootfd = open(cfg->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (rootfd < 0) fail(err_fd, ST_BINDROOT);
+    if (rootfd < 0) child_fail(err_fd, ST_BINDROOT);
 
     /* /proc, /dev, /sys: each target resolved inside the rootfs, never through the image's symlinks */
     mkdirat(rootfd, "proc", 0555);
     mkdirat(rootfd, "dev", 0755);
     mkdirat(rootfd, "sys", 0555);
     int at = open_in_root(rootfd, "proc", buf, sizeof buf);
-    if (at < 0 || mount("proc", buf, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) fail(err_fd, ST_PROC);
+    if (at < 0 || mount("proc", buf, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) child_fail(err_fd, ST_PROC);
     close(at);
-    if (setup_dev(rootfd) != 0) fail(err_fd, ST_DEV);
+    if (setup_dev(rootfd) != 0) child_fail(err_fd, ST_DEV);
     setup_sys(cfg, rootfd, err_fd);
 
     /* /etc/hostname, /etc/hosts, /etc/resolv.conf from the container's own folder */
     for (int i = 0; i + 1 < cfg->nbind_files * 2; i += 2) {
         int fd = open_in_root(rootfd, cfg->bind_files[i + 1], buf, sizeof buf);
-        if (fd < 0) fail(err_fd, ST_FILES);
-        if (mount(cfg->bind_files[i], buf, NULL, MS_BIND, NULL) != 0) fail(err_fd, ST_FILES);
+        if (fd < 0) child_fail(err_fd, ST_FILES);
+        if (mount(cfg->bind_files[i], buf, NULL, MS_BIND, NULL) != 0) child_fail(err_fd, ST_FILES);
         close(fd);
     }
     /* volumes and tmpfs, resolved inside the rootfs */
     for (int i = 0; i < cfg->nmounts; i++) {
         const struct strata_mount *m = &cfg->mounts[i];
         int fd = open_in_root(rootfd, m->target, buf, sizeof buf);
-        if (fd < 0) fail(err_fd, ST_MOUNTS);
+        if (fd < 0) child_fail(err_fd, ST_MOUNTS);
         if (m->tmpfs) {
-            if (mount("tmpfs", buf, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0) fail(err_fd, ST_MOUNTS);
+            if (mount("tmpfs", buf, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0) child_fail(err_fd, ST_MOUNTS);
         } else {
-            if (mount(m->source, buf, NULL, MS_BIND | MS_REC, NULL) != 0) fail(err_fd, ST_MOUNTS);
+            if (mount(m->source, buf, NULL, MS_BIND | MS_REC, NULL) != 0) child_fail(err_fd, ST_MOUNTS);
             if (m->readonly) {
                 close(fd);
                 fd = open_in_root(rootfd, m->target, buf, sizeof buf);
                 struct l_mount_attr attr = { L_MOUNT_ATTR_RDONLY, 0, 0, 0 };
                 if (fd < 0 || syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) != 0)
-                    fail(err_fd, ST_MOUNTS);
+                    child_fail(err_fd, ST_MOUNTS);
             }
         }
         close(fd);
@@ -288,38 +252,38 @@ pid_t strata_launch(const struct strata_launch *cfg, int go_fd, int err_fd) {
     close(rootfd);
 
     /* pivot_root into the rootfs; the old root is detached at once */
-    if (chdir(cfg->rootfs) != 0) fail(err_fd, ST_PIVOT);
-    if (syscall(SYS_pivot_root, ".", ".") != 0) fail(err_fd, ST_PIVOT);
-    if (umount2(".", MNT_DETACH) != 0) fail(err_fd, ST_PIVOT);
-    if (chdir("/") != 0) fail(err_fd, ST_PIVOT);
+    if (chdir(cfg->rootfs) != 0) child_fail(err_fd, ST_PIVOT);
+    if (syscall(SYS_pivot_root, ".", ".") != 0) child_fail(err_fd, ST_PIVOT);
+    if (umount2(".", MNT_DETACH) != 0) child_fail(err_fd, ST_PIVOT);
+    if (chdir("/") != 0) child_fail(err_fd, ST_PIVOT);
 
     /* masked and read-only paths in /proc and /sys, as runc does (not with --privileged) */
     for (int i = 0; i < cfg->nmasked; i++) {
         struct stat st;
         if (lstat(cfg->masked_paths[i], &st) != 0) continue;
         if (S_ISDIR(st.st_mode)) {
-            if (mount("tmpfs", cfg->masked_paths[i], "tmpfs", MS_RDONLY, NULL) != 0) fail(err_fd, ST_MASK);
-        } else if (mount("/dev/null", cfg->masked_paths[i], NULL, MS_BIND, NULL) != 0) fail(err_fd, ST_MASK);
+            if (mount("tmpfs", cfg->masked_paths[i], "tmpfs", MS_RDONLY, NULL) != 0) child_fail(err_fd, ST_MASK);
+        } else if (mount("/dev/null", cfg->masked_paths[i], NULL, MS_BIND, NULL) != 0) child_fail(err_fd, ST_MASK);
     }
     for (int i = 0; i < cfg->nreadonly; i++) {
         struct stat st;
         if (lstat(cfg->readonly_paths[i], &st) != 0) continue;
         if (mount(cfg->readonly_paths[i], cfg->readonly_paths[i], NULL, MS_BIND | MS_REC, NULL) != 0 ||
-            mount(NULL, cfg->readonly_paths[i], NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) != 0) fail(err_fd, ST_MASK);
+            mount(NULL, cfg->readonly_paths[i], NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) != 0) child_fail(err_fd, ST_MASK);
     }
-    if (cfg->readonly_rootfs && mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) != 0) fail(err_fd, ST_READONLY);
-    if (cfg->new_net && lo_up() != 0) fail(err_fd, ST_LO);
+    if (cfg->readonly_rootfs && mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) != 0) child_fail(err_fd, ST_READONLY);
+    if (cfg->new_net && lo_up() != 0) child_fail(err_fd, ST_LO);
 
     /* terminal: a pty of the container's own devpts, so ttyname() finds it in /dev/pts */
     if (cfg->console_socket >= 0) {
         int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
-        if (master < 0) fail(err_fd, ST_TTY);
+        if (master < 0) child_fail(err_fd, ST_TTY);
         int unlock = 0, n = -1;
-        if (ioctl(master, TIOCSPTLCK, &unlock) != 0 || ioctl(master, TIOCGPTN, &n) != 0) fail(err_fd, ST_TTY);
+        if (ioctl(master, TIOCSPTLCK, &unlock) != 0 || ioctl(master, TIOCGPTN, &n) != 0) child_fail(err_fd, ST_TTY);
         char slave_path[64];
         snprintf(slave_path, sizeof slave_path, "/dev/pts/%d", n);
         int slave = open(slave_path, O_RDWR | O_NOCTTY);
-        if (slave < 0) fail(err_fd, ST_TTY);
+        if (slave < 0) child_fail(err_fd, ST_TTY);
         char data = 't';
         struct iovec iov = { &data, 1 };
         char control[CMSG_SPACE(sizeof(int))];
@@ -335,51 +299,20 @@ pid_t strata_launch(const struct strata_launch *cfg, int go_fd, int err_fd) {
         cm->cmsg_type = SCM_RIGHTS;
         cm->cmsg_len = CMSG_LEN(sizeof(int));
         memcpy(CMSG_DATA(cm), &master, sizeof(int));
-        if (sendmsg(cfg->console_socket, &msg, 0) != 1) fail(err_fd, ST_TTY);
+        if (sendmsg(cfg->console_socket, &msg, 0) != 1) child_fail(err_fd, ST_TTY);
         close(master);
         close(cfg->console_socket);
-        if (setsid() < 0) fail(err_fd, ST_TTY);
-        if (ioctl(slave, TIOCSCTTY, 0) != 0) fail(err_fd, ST_TTY);
-        if (dup2(slave, 0) < 0 || dup2(slave, 1) < 0 || dup2(slave, 2) < 0) fail(err_fd, ST_TTY);
+        if (setsid() < 0) child_fail(err_fd, ST_TTY);
+        if (ioctl(slave, TIOCSCTTY, 0) != 0) child_fail(err_fd, ST_TTY);
+        if (dup2(slave, 0) < 0 || dup2(slave, 1) < 0 || dup2(slave, 2) < 0) child_fail(err_fd, ST_TTY);
         if (slave > 2) close(slave);
     }
 
-    /* privileges: groups, gid, uid; capabilities; no_new_privs */
-    if (drop_bounding(cfg->capabilities) != 0) fail(err_fd, ST_CAPS);
-    /* Raw syscalls, not glibc's wrappers: those make every thread of the process change its
-       ids together (setxid), and this child of a raw clone still carries the parent's thread
-       list (and maybe its locks); the wrapper could wait forever for threads it does not have. */
-    if (syscall(SYS_setgroups, (size_t)cfg->ngroups, cfg->groups) != 0) fail(err_fd, ST_GROUPS);
-    if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) fail(err_fd, ST_CAPS);
-    if (syscall(SYS_setresgid, cfg->gid, cfg->gid, cfg->gid) != 0) fail(err_fd, ST_UID);
-    if (syscall(SYS_setresuid, cfg->uid, cfg->uid, cfg->uid) != 0) fail(err_fd, ST_UID);
-    if (set_caps(cfg->uid == 0 ? cfg->capabilities : 0) != 0) fail(err_fd, ST_CAPS);
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail(err_fd, ST_NNP);
-    if (chdir(cfg->cwd) != 0) fail(err_fd, ST_CWD);
-
-    /* signals: default dispositions (SIGPIPE included), nothing blocked */
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = SIG_DFL;
-    for (int s = 1; s < NSIG; s++) {
-        if (s == SIGKILL || s == SIGSTOP) continue;
-        sigaction(s, &sa, NULL);
-    }
-    sigset_t none;
-    sigemptyset(&none);
-    if (sigprocmask(SIG_SETMASK, &none, NULL) != 0) fail(err_fd, ST_SIGNALS);
-
-    /* seccomp last: from here on only execve/execveat and the failure report run under it */
-    if (cfg->seccomp_filter) {
-        struct sock_fprog prog = { (unsigned short)cfg->seccomp_len, (struct sock_filter *)cfg->seccomp_filter };
-        if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) fail(err_fd, ST_SECCOMP);
-    }
-    if (cfg->init_fd >= 0) {
-        syscall(SYS_execveat, cfg->init_fd, "", cfg->init_argv, cfg->envp, AT_EMPTY_PATH);
-        fail(err_fd, ST_INIT);
-    }
-    execve(cfg->path, cfg->argv, cfg->envp);
-    fail(err_fd, ST_EXEC);
+    struct child_identity id = {
+        cfg->uid, cfg->gid, cfg->groups, cfg->ngroups, cfg->capabilities, cfg->cwd,
+        cfg->seccomp_filter, cfg->seccomp_len, cfg->path, cfg->argv, cfg->envp, cfg->init_fd, cfg->init_argv,
+    };
+    child_become(&id, err_fd);
     return -1;
 }
 

@@ -61,7 +61,7 @@ public enum CredentialStore {
         auths[registry] = credentials.map { ["auth": Base64.encode(Array("\($0.username):\($0.password)".utf8))] }
         let slash = file.lastIndex(of: "/") ?? file.startIndex
         let dir = String(file[..<slash])
-        if !dir.isEmpty { try makeDirectories(dir) }
+        if !dir.isEmpty { try makeDirectories(dir, mode: 0o700) }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let bytes = Array(try encoder.encode(["auths": auths]))
@@ -78,14 +78,6 @@ public enum CredentialStore {
 
     /// Whether `file` holds an entry for `registry`.
     public static func has(registry: String, file: String) -> Bool { ((try? readAuths(file)) ?? [:])[registry] != nil }
-
-    private static func makeDirectories(_ path: String) throws {
-        var current = ""
-        for c in path.split(separator: "/") {
-            current += "/" + c
-            try makeDirectory(current, mode: 0o700)
-        }
-    }
 
     private static func keys(for registry: String) -> [String] {
         var keys = [registry, "https://\(registry)", "http://\(registry)", "https://\(registry)/v1/", "https://\(registry)/v2/"]

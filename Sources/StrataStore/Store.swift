@@ -44,7 +44,7 @@ public final class Store: @unchecked Sendable {
     public init(root requestedRoot: String, driver: String? = nil, overlayShortLinks: Bool = false,
                 logger: Logger = Logger(label: "strata")) throws {
         self.logger = logger
-        try makeDirectory(requestedRoot, mode: 0o700, what: "store directory")
+        try makeDirectories(requestedRoot, mode: 0o700, what: "store directory")
         // The canonical path: mount points are compared with /proc/self/mountinfo's.
         let rootPath = try canonicalPath(requestedRoot)
         self.rootPath = rootPath

@@ -259,3 +259,12 @@ public func makeDirectory(_ path: String, mode: mode_t = 0o755, what: @autoclosu
         throw StrataError.errno(.system, "cannot create \(what()) \(path)")
     }
 }
+
+/// mkdir -p: `path` and the directories above it that are missing.
+public func makeDirectories(_ path: String, mode: mode_t = 0o755, what: @autoclosure () -> String = "directory") throws {
+    var current = path.hasPrefix("/") ? "" : "."
+    for c in path.split(separator: "/") {
+        current += "/" + c
+        try makeDirectory(current, mode: mode, what: what())
+    }
+}

@@ -1,0 +1,98 @@
+#define _GNU_SOURCE
+#include "child.h"
+#include "clauncher.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* What the container processes share between clone (or setns) and exec: the failure report,
+   fd hygiene, and becoming the container's user with its capabilities and seccomp filter.
+   Syscalls only: these run in a child of a raw clone of a multithreaded process. */
+
+void child_fail(int err_fd, int stage) {
+    int msg[2] = { stage, errno };
+    ssize_t r = write(err_fd, msg, sizeof msg);
+    (void)r;
+    _exit(125);
+}
+
+/* Closes every fd but 0-2 and the ones in keep[] (ascending, -1 entries ignored). */
+int child_close_others(const int *keep, int n) {
+    unsigned int from = 3;
+    for (int i = 0; i < n; i++) {
+        if (keep[i] < (int)from) continue;
+        if ((unsigned)keep[i] > from && syscall(SYS_close_range, from, (unsigned)keep[i] - 1, 0) != 0) return -1;
+        from = (unsigned)keep[i] + 1;
+    }
+    return (int)syscall(SYS_close_range, from, ~0U, 0);
+}
+
+void child_sort_fds(int *a, int n) {
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && a[j - 1] > a[j]; j--) { int t = a[j]; a[j] = a[j - 1]; a[j - 1] = t; }
+}
+
+/* Drops from the bounding set what is not kept (needs CAP_SETPCAP: before changing uid). */
+int child_drop_bounding(uint64_t keep) {
+    for (int c = 0; c <= 63; c++) {
+        if (keep & (1ULL << c)) continue;
+        if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0 && errno != EINVAL) return -1;
+    }
+    return 0;
+}
+
+/* Sets the effective, permitted and inheritable sets (after the uid change). */
+int child_set_caps(uint64_t keep) {
+    struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct d[2];
+    memset(d, 0, sizeof d);
+    d[0].effective = d[0].permitted = d[0].inheritable = (uint32_t)keep;
+    d[1].effective = d[1].permitted = d[1].inheritable = (uint32_t)(keep >> 32);
+    return (int)syscall(SYS_capset, &h, d);
+}
+
+void child_become(const struct child_identity *id, int err_fd) {
+    /* privileges: groups, gid, uid; capabilities; no_new_privs */
+    if (child_drop_bounding(id->capabilities) != 0) child_fail(err_fd, ST_CAPS);
+    /* Raw syscalls, not glibc's wrappers: those make every thread of the process change its
+       ids together (setxid), and this child of a raw clone still carries the parent's thread
+       list (and maybe its locks); the wrapper could wait forever for threads it does not have. */
+    if (syscall(SYS_setgroups, (size_t)id->ngroups, id->groups) != 0) child_fail(err_fd, ST_GROUPS);
+    if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) child_fail(err_fd, ST_CAPS);
+    if (syscall(SYS_setresgid, id->gid, id->gid, id->gid) != 0) child_fail(err_fd, ST_UID);
+    if (syscall(SYS_setresuid, id->uid, id->uid, id->uid) != 0) child_fail(err_fd, ST_UID);
+    if (child_set_caps(id->uid == 0 ? id->capabilities : 0) != 0) child_fail(err_fd, ST_CAPS);
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(err_fd, ST_NNP);
+    if (chdir(id->cwd) != 0) child_fail(err_fd, ST_CWD);
+
+    /* signals: default dispositions (SIGPIPE included), nothing blocked */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_DFL;
+    for (int s = 1; s < NSIG; s++) {
+        if (s == SIGKILL || s == SIGSTOP) continue;
+        sigaction(s, &sa, NULL);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    if (sigprocmask(SIG_SETMASK, &none, NULL) != 0) child_fail(err_fd, ST_SIGNALS);
+
+    /* seccomp last: from here on only execve/execveat and the failure report run under it */
+    if (id->seccomp_filter) {
+        struct sock_fprog prog = { (unsigned short)id->seccomp_len, (struct sock_filter *)id->seccomp_filter };
+        if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) child_fail(err_fd, ST_SECCOMP);
+    }
+    if (id->init_fd >= 0) {
+        syscall(SYS_execveat, id->init_fd, "", id->init_argv, id->envp, AT_EMPTY_PATH);
+        child_fail(err_fd, ST_INIT);
+    }
+    execve(id->path, id->argv, id->envp);
+    child_fail(err_fd, ST_EXEC);
+}

@@ -1,0 +1,40 @@
+#ifndef STRATA_CHILD_H
+#define STRATA_CHILD_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Internal to CLauncher: the steps shared by the container's first process and `exec`. */
+
+/* Reports "stage errno" on err_fd and exits 125. */
+void child_fail(int err_fd, int stage);
+/* Closes every fd but 0-2 and the ones in keep[] (ascending, -1 entries ignored). */
+int child_close_others(const int *keep, int n);
+void child_sort_fds(int *a, int n);
+/* Drops from the bounding set what is not kept (needs CAP_SETPCAP: before changing uid). */
+int child_drop_bounding(uint64_t keep);
+/* Sets the effective, permitted and inheritable sets (after the uid change). */
+int child_set_caps(uint64_t keep);
+
+/* Who the process becomes, and what it runs. */
+struct child_identity {
+    uid_t uid;
+    gid_t gid;
+    const gid_t *groups;
+    int ngroups;
+    uint64_t capabilities;
+    const char *cwd;
+    const void *seccomp_filter;
+    int seccomp_len;
+    const char *path;
+    char *const *argv;
+    char *const *envp;
+    int init_fd;
+    char *const *init_argv;
+};
+
+/* Groups, gid, uid, capabilities, no_new_privs, working directory, default signals, the
+   seccomp filter last, then exec; reports the step that fails on err_fd. Does not return. */
+void child_become(const struct child_identity *id, int err_fd);
+
+#endif
