@@ -65,6 +65,7 @@ const char *strata_launch_step_name(int step) {
         "setting uid and gid", "setting no_new_privs", "changing to the working directory", "setting up the terminal",
         "resetting signals", "exec", "starting the init process", "closing inherited fds",
         "making the process non-dumpable", "mounting the cgroup filesystem", "loading the seccomp filter",
+        "joining the container's namespaces",
     };
     if (step < 0 || step >= (int)(sizeof names / sizeof names[0])) return "?";
     return names[step];

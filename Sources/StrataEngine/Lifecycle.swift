@@ -154,3 +154,30 @@ extension Engine {
 extension String {
     fileprivate func trimmingSuffixNewline() -> String { hasSuffix("\n") ? String(dropLast()) : self }
 }
+
+extension Engine {
+    /// `exec`: runs `command` inside the running container: its namespaces, cgroups,
+    /// capabilities, seccomp filter and no_new_privs; the environment, user and working
+    /// directory its run recorded, changed by `env` (`K=V`), `user` and `workdir`.
+    public func exec(_ ref: String, command: [String], env: [String] = [], user: String? = nil, workdir: String? = nil) throws -> Int32 {
+        let c = try store.container(ref)
+        guard isRunning(c), let pid = c.pid else {
+            throw LaunchFailure(exitCode: 125, message: "container \(c.name) is not running; `strata start \(c.name)` first")
+        }
+        guard !command.isEmpty else { throw LaunchFailure(exitCode: 125, message: "exec needs a command") }
+        guard let record = try store.readRunRecord(c.id) else {
+            throw LaunchFailure(exitCode: 125, message: "container \(c.name) has no recorded run to take the user and environment from")
+        }
+        var environment = record.env
+        for e in env {
+            let key = e.split(separator: "=", maxSplits: 1).first.map(String.init) ?? e
+            environment.removeAll { $0.hasPrefix(key + "=") }
+            if e.contains("=") { environment.append(e) }
+        }
+        let paths = store.containerPaths(c.id)
+        let rootfs = MountTable.isMountPoint(paths.merged) ? paths.merged : paths.rootfs
+        let spec = record.launchSpec(id: c.id, rootfs: rootfs, stateDirectory: paths.root)
+        let process = ProcessSpec(args: command, env: environment, cwd: workdir ?? record.cwd, user: user ?? record.user)
+        return try ExecLauncher(id: c.id, target: pid, rootfs: rootfs, process: process, security: spec.security).run()
+    }
+}

@@ -259,7 +259,7 @@ public final class Launcher: @unchecked Sendable {
 
     /// Waits for the exec (EOF on the close-on-exec error pipe) or the child's report of the
     /// step that failed.
-    private func awaitExec(_ pid: pid_t, report fd: Int32, program: String) throws {
+    func awaitExec(_ pid: pid_t, report fd: Int32, program: String) throws {
         var report = [Int32](repeating: 0, count: 2)
         let n = read(fd, &report, 8)
         close(fd)

@@ -112,3 +112,32 @@ struct Logs: ParsableCommand {
         }
     }
 }
+
+struct Exec: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a command inside a running container.",
+        discussion: "It joins every namespace and cgroup of the container, with its capabilities, seccomp filter and user. Exit code as `run`.")
+    @OptionGroup var global: GlobalOptions
+    @Option(name: [.short, .customLong("env")], help: "Set an environment variable K=V.") var env: [String] = []
+    @Option(name: [.short, .long], help: "USER[:GROUP] from the image's own files.") var user: String?
+    @Option(name: [.short, .customLong("workdir")], help: "Working directory inside the container.") var workdir: String?
+    @Flag(name: [.short, .long], help: "Keep standard input open (it always is).") var interactive = false
+    @Flag(name: [.short, .long], help: "Allocate a pseudo-terminal (not there yet for exec).") var tty = false
+    @Argument(help: "Container.") var container: String
+    @Argument(parsing: .captureForPassthrough, help: "Command and arguments.") var command: [String] = []
+
+    func run() throws {
+        var code: Int32 = 125
+        do {
+            if tty { throw StrataError(.unsupported, "exec -t is not there yet; use exec without -t") }
+            code = try global.openEngine().exec(container, command: command, env: env, user: user, workdir: workdir)
+        } catch let e as LaunchFailure {
+            printErr("strata: \(e.message)")
+            throw ExitCode(e.exitCode)
+        } catch let e as StrataError {
+            printErr("strata: \(e)")
+            throw ExitCode(125)
+        }
+        throw ExitCode(code)
+    }
+}

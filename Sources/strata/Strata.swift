@@ -29,7 +29,7 @@ struct Strata: ParsableCommand {
         subcommands: [Load.self, Import.self, Images.self, Layers.self, History.self, Inspect.self, Tag.self,
                       Rmi.self, Save.self, GC.self, Check.self, Create.self, Mount.self, Umount.self, Rm.self,
                       Ps.self, Diff.self, Commit.self, Run.self, Bundle.self, Pull.self, Push.self, Login.self, Logout.self,
-                      Start.self, Stop.self, Restart.self, Kill.self, Wait.self, Logs.self, ContainerMonitor.self]
+                      Start.self, Stop.self, Restart.self, Kill.self, Wait.self, Logs.self, Exec.self, ContainerMonitor.self]
     )
 }
 

@@ -113,3 +113,29 @@ extension RunTests {
         try e.expectClean()
     }
 }
+
+extension RunTests {
+    /// exec sees what the container sees: its hostname, its pid 1, its cgroup limit, its
+    /// capabilities and seccomp filter; fds 0-2 only; users from the image; exit codes as run.
+    @Test func execJoinsTheContainer() throws {
+        let e = try Env()
+        #expect(try strata(e, ["run", "-d", "--name", "box", "--hostname", "boxy", "--memory", "64m", RunTests.image, "sleep", "60"]).0 == 0)
+        let script = "hostname; tr '\\0' ' ' < /proc/1/cmdline; echo; echo me=$$; cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; grep -E 'CapEff|NoNewPrivs|Seccomp:' /proc/self/status; ls /proc/self/fd | tr '\\n' ' '"
+        let (rc, out, err) = try strata(e, ["exec", "box", "sh", "-c", script])
+        #expect(rc == 0, "\(err)")
+        let lines = out.split(separator: "\n").map(String.init)
+        #expect(lines.first == "boxy" && lines.dropFirst().first == "sleep 60 " && lines.contains("me=2"), "\(out)")
+        #expect(lines.contains("67108864") || lines.contains("67108864\n"), "\(out)")
+        #expect(out.contains("CapEff:\t00000000a80425fb") && out.contains("NoNewPrivs:\t1") && out.contains("Seccomp:\t2"), "\(out)")
+        #expect(lines.last == "0 1 2 3 ", "fds 0-2 and ls's own: \(out)")
+        #expect(try strata(e, ["exec", "-u", "1000", "-e", "X=y", "-w", "/tmp", "box", "sh", "-c", "id -u; echo $X; pwd"]).1 == "1000\ny\n/tmp\n")
+        #expect(try strata(e, ["exec", "box", "sh", "-c", "exit 5"]).0 == 5)
+        #expect(try strata(e, ["exec", "box", "/no/such"]).0 == 127)
+        // A container that does not run cannot be joined.
+        #expect(try strata(e, ["stop", "-t", "0", "box"]).0 == 0)
+        let (rc2, _, err2) = try strata(e, ["exec", "box", "true"])
+        #expect(rc2 == 125 && err2.contains("not running"), "\(err2)")
+        #expect(try strata(e, ["rm", "box"]).0 == 0)
+        try e.expectClean()
+    }
+}

@@ -61,7 +61,7 @@ struct strata_launch {
 enum {
     ST_SYNC = 1, ST_CGROUPNS, ST_PRIVATE, ST_HOSTNAME, ST_BINDROOT, ST_MOUNTS, ST_PROC, ST_DEV, ST_SYS,
     ST_FILES, ST_PIVOT, ST_MASK, ST_READONLY, ST_LO, ST_CAPS, ST_GROUPS, ST_UID, ST_NNP, ST_CWD, ST_TTY,
-    ST_SIGNALS, ST_EXEC, ST_INIT, ST_FDS, ST_DUMPABLE, ST_CGROUPFS, ST_SECCOMP
+    ST_SIGNALS, ST_EXEC, ST_INIT, ST_FDS, ST_DUMPABLE, ST_CGROUPFS, ST_SECCOMP, ST_SETNS
 };
 
 /// What a step number means, for messages.
@@ -75,6 +75,30 @@ const char *strata_launch_step_name(int step);
 /// allocated after the clone.
 /// Returns the child's pid (in the parent's namespace) or -1 with errno.
 pid_t strata_launch(const struct strata_launch *cfg, int go_fd, int err_fd);
+
+/// A process to run inside a running container (`exec`).
+struct strata_exec {
+    pid_t target;                /* the container's pid 1, as the host sees it */
+    const char *path;            /* absolute path of the program inside the container */
+    char *const *argv;
+    char *const *envp;
+    const char *cwd;
+    uid_t uid;
+    gid_t gid;
+    const gid_t *groups;
+    int ngroups;
+    uint64_t capabilities;
+    const void *seccomp_filter;  /* as in strata_launch */
+    int seccomp_len;
+};
+
+/// Clones a child that, once `go_fd` says so (the parent has put it into the container's
+/// cgroups), joins every namespace of `target` (ipc, uts, net, cgroup, pid, mnt), forks the
+/// command into the container's pid namespace, and exits as the command does (128+N for signal
+/// N). The command becomes the user with the capabilities and seccomp filter given, as the
+/// container's first process did. Failures before exec are reported on `err_fd` as with
+/// strata_launch. Returns the child's pid or -1 with errno.
+pid_t strata_exec(const struct strata_exec *cfg, int go_fd, int err_fd);
 
 /// pipe2(fds, O_CLOEXEC).
 int strata_pipe_cloexec(int fds[2]);

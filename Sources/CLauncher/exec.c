@@ -1,0 +1,65 @@
+#define _GNU_SOURCE
+#include "child.h"
+#include "clauncher.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* The namespaces a process joins to run inside a container, in the order they are joined:
+   the mount namespace last (it changes what /proc/TARGET means), the pid namespace before the
+   fork that makes a process of it. */
+static const struct { const char *name; int type; } namespaces[] = {
+    { "ipc", CLONE_NEWIPC }, { "uts", CLONE_NEWUTS }, { "net", CLONE_NEWNET },
+    { "cgroup", CLONE_NEWCGROUP }, { "pid", CLONE_NEWPID }, { "mnt", CLONE_NEWNS },
+};
+#define NNS (int)(sizeof namespaces / sizeof namespaces[0])
+
+pid_t strata_exec(const struct strata_exec *cfg, int go_fd, int err_fd) {
+    pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
+    if (pid != 0) return pid;
+
+    /* --- child, still in the host's namespaces; syscalls only --- */
+    char path[64];
+    char c;
+    int ns[NNS];
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) child_fail(err_fd, ST_DUMPABLE);
+    int keep[2] = { go_fd, err_fd };
+    child_sort_fds(keep, 2);
+    if (child_close_others(keep, 2) != 0) child_fail(err_fd, ST_FDS);
+    /* The parent puts us in the container's cgroups first (the cgroup namespace is theirs). */
+    if (read(go_fd, &c, 1) != 1) child_fail(err_fd, ST_SYNC);
+    close(go_fd);
+    for (int i = 0; i < NNS; i++) {
+        snprintf(path, sizeof path, "/proc/%d/ns/%s", (int)cfg->target, namespaces[i].name);
+        ns[i] = open(path, O_RDONLY | O_CLOEXEC);
+        if (ns[i] < 0) child_fail(err_fd, ST_SETNS);
+    }
+    for (int i = 0; i < NNS; i++) {
+        if (setns(ns[i], namespaces[i].type) != 0) child_fail(err_fd, ST_SETNS);
+        close(ns[i]);
+    }
+    /* The pid namespace applies to children: the command is a child of this process, which
+       waits for it and exits as it does. */
+    pid_t cmd = (pid_t)syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
+    if (cmd < 0) child_fail(err_fd, ST_SETNS);
+    if (cmd == 0) {
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) child_fail(err_fd, ST_SETNS);
+        struct child_identity id = {
+            cfg->uid, cfg->gid, cfg->groups, cfg->ngroups, cfg->capabilities, cfg->cwd,
+            cfg->seccomp_filter, cfg->seccomp_len, cfg->path, cfg->argv, cfg->envp, -1, NULL,
+        };
+        child_become(&id, err_fd);
+    }
+    close(err_fd);
+    /* Signals sent to this process reach the command. */
+    int status = 0;
+    while (waitpid(cmd, &status, 0) < 0 && errno == EINTR) {}
+    if (WIFSIGNALED(status)) _exit(128 + WTERMSIG(status));
+    _exit(WEXITSTATUS(status));
+}

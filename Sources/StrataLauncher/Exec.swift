@@ -1,0 +1,75 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLauncher
+import StrataCore
+import StrataSystem
+
+/// Runs a process inside a running container (`exec`): in every namespace of its first
+/// process, in its cgroups, as a user of its image, with the container's capabilities and
+/// seccomp filter and no_new_privs.
+public struct ExecLauncher {
+    public var id: String
+    /// The container's pid 1, as the host sees it.
+    public var target: Int32
+    /// The container's rootfs as mounted on the host (for the image's users and `PATH`).
+    public var rootfs: String
+    public var process: ProcessSpec
+    public var security: SecurityOptions
+
+    /// An exec of `process` into container `id` whose first process is `target`.
+    public init(id: String, target: Int32, rootfs: String, process: ProcessSpec, security: SecurityOptions) {
+        self.id = id; self.target = target; self.rootfs = rootfs; self.process = process; self.security = security
+    }
+
+    /// Runs the process to its end; its exit code (128+N for signal N; 126, 127 and 125 as `run`).
+    public func run() throws -> Int32 {
+        let spec = LaunchSpec(id: id, rootfs: rootfs, stateDirectory: "/", process: process, hostname: "", hostNetwork: false,
+                              limits: Limits(), volumes: [], readOnly: false, tty: false, interactive: false, initProcess: false,
+                              security: security)
+        let launcher = Launcher(spec: spec)
+        let (program, user, env) = try launcher.prepare()
+        var security = self.security
+        let resolved = try security.resolve()
+        let arena = CArena()
+        var cfg = strata_exec()
+        cfg.target = target
+        cfg.path = arena.string(program)
+        cfg.argv = UnsafePointer(arena.list(process.args))
+        cfg.envp = UnsafePointer(arena.list(env.filter { !$0.hasPrefix("HOSTNAME=") }))
+        cfg.cwd = arena.string(process.cwd)
+        cfg.uid = user.uid
+        cfg.gid = user.gid
+        cfg.groups = arena.copy(user.groups)
+        cfg.ngroups = Int32(user.groups.count)
+        cfg.capabilities = resolved.capabilities.mask
+        if let bpf = resolved.seccomp {
+            cfg.seccomp_filter = UnsafeRawPointer(arena.copy(bpf))
+            cfg.seccomp_len = Int32(bpf.count / 8)
+        }
+        var goPipe: [Int32] = [0, 0], errPipe: [Int32] = [0, 0]
+        guard strata_pipe_cloexec(&goPipe) == 0, strata_pipe_cloexec(&errPipe) == 0 else {
+            throw LaunchFailure(exitCode: 125, message: "cannot create pipes: \(Errno.current)")
+        }
+        let pid = withExtendedLifetime(arena) { strata_exec(&cfg, goPipe[0], errPipe[1]) }
+        close(goPipe[0]); close(errPipe[1])
+        guard pid > 0 else {
+            close(goPipe[1]); close(errPipe[0])
+            throw LaunchFailure(exitCode: 125, message: "cannot clone the exec process: \(Errno.current)")
+        }
+        if let layout = CgroupLayout.current() {
+            do { try Cgroup(layout: layout, id: id).join(pid) } catch {
+                kill(pid, SIGKILL); var st: Int32 = 0; waitpid(pid, &st, 0)
+                close(goPipe[1]); close(errPipe[0])
+                throw LaunchFailure(exitCode: 125, message: "cannot join the container's cgroups: \(error)")
+            }
+        }
+        var go: UInt8 = 1
+        _ = write(goPipe[1], &go, 1)
+        close(goPipe[1])
+        try launcher.awaitExec(pid, report: errPipe[0], program: program)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return (status & 0x7f) != 0 ? 128 + (status & 0x7f) : (status >> 8) & 0xff
+    }
+}
