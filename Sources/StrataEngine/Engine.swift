@@ -77,8 +77,18 @@ public final class Engine: Sendable {
             try? store.removeContainer(id, force: true)
             throw error
         }
+        // Removed under it (`strata rm -f` from elsewhere kills, then removes): said as such.
+        let removed = LaunchFailure(exitCode: 137, message: "container \(id.prefix(12)) was removed while it ran (strata rm -f)")
+        if code == 137 {
+            for _ in 0..<25 where (try? store.container(id)) != nil { sleepSeconds(0.02) }
+            if (try? store.container(id)) == nil { throw removed }
+        }
         // With `remove` the mount is detached and the container removed in one go.
-        if options.remove { try store.removeContainer(id, force: true) } else { try store.unmountContainer(id, force: true) }
+        do {
+            if options.remove { try store.removeContainer(id, force: true) } else { try store.unmountContainer(id, force: true) }
+        } catch let e as StrataError where e.code == .notFound {
+            throw removed
+        }
         return code
     }
 

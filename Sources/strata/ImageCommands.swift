@@ -191,19 +191,26 @@ struct History: ParsableCommand {
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show an image or a layer as JSON; with --files, what a layer adds, changes and deletes.")
+        abstract: "Show a container, an image or a layer as JSON; with --files, what a layer adds, changes and deletes.")
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Image (tag, ID, ID prefix) or layer (chainID or prefix).") var name: String
-    @Option(name: .long, help: "image or layer, when a prefix matches both.") var type: String?
+    @Argument(help: "Container (name, ID), image (tag, ID, ID prefix) or layer (chainID or prefix).") var name: String
+    @Option(name: .long, help: "container, image or layer, when a name matches more than one.") var type: String?
     @Flag(name: .long, help: "For a layer: its changes (A/C/D) with sizes and the bytes it hides below.") var files = false
     @Flag(name: .long, help: "With --files: JSON instead of a table.") var json = false
 
     func run() throws {
         try strata.run {
             let store = try global.openStore()
-            if let type, type != "image" && type != "layer" {
-                throw StrataError(.invalidArgument, "invalid --type \"\(type)\": expected image or layer")
+            if let type, !["container", "image", "layer"].contains(type) {
+                throw StrataError(.invalidArgument, "invalid --type \"\(type)\": expected container, image or layer")
             }
+            // A container first (as `docker inspect`): the same object `ps --json` shows.
+            if type == nil || type == "container", let c = try? store.container(name),
+               let view = try store.containers(all: true).first(where: { $0.record.id == c.id }) {
+                print(try Format.json(ContainerJSON(view)))
+                return
+            }
+            if type == "container" { throw StrataError(.notFound, "no container \"\(name)\"; `strata ps -a` lists them") }
             let image: Digest? = type == "layer" ? nil : try? store.resolveImage(name)
             let layer: LayerRecord? = type == "image" ? nil : try? store.resolveLayer(name)
             if image != nil && layer != nil {

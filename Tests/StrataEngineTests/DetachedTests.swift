@@ -52,6 +52,8 @@ extension RunTests {
         #expect(try strata(e, ["ps", "-a"]).1.contains("Exited (7)"))
         #expect(try strata(e, ["logs", "web"]).1 == "ready\ngot TERM\n")
         #expect(monitors(e).isEmpty)
+        let inspect = try JSONSerialization.jsonObject(with: Data(try strata(e, ["inspect", "web"]).1.utf8)) as? [String: Any]
+        #expect(inspect?["name"] as? String == "web" && inspect?["exitCode"] as? Int == 7 && inspect?["state"] as? String == "exited")
 
         // start runs it again with what was recorded; kill sends a signal; restart.
         #expect(try strata(e, ["start", "web"]).0 == 0)
@@ -136,6 +138,20 @@ extension RunTests {
         let (rc2, _, err2) = try strata(e, ["exec", "box", "true"])
         #expect(rc2 == 125 && err2.contains("not running"), "\(err2)")
         #expect(try strata(e, ["rm", "box"]).0 == 0)
+        try e.expectClean()
+    }
+}
+
+extension RunTests {
+    /// A foreground run whose container is removed under it says so, with 137.
+    @Test func foregroundRunRemovedUnderIt() throws {
+        let e = try Env()
+        let pid = try spawn([RunTests.binary, "--root", e.root, "run", "--name", "fg", RunTests.image, "sleep", "30"], stderr: e.t.sub("fg.err"))
+        #expect(try e.waitUntilRunning() > 0)
+        #expect(try strata(e, ["rm", "-f", "fg"]).0 == 0)
+        #expect(reap(pid) == 137)
+        let err = (try? String(contentsOfFile: e.t.sub("fg.err"), encoding: .utf8)) ?? ""
+        #expect(err.contains("was removed while it ran"), "\(err)")
         try e.expectClean()
     }
 }
