@@ -174,9 +174,9 @@ extension Engine {
             environment.removeAll { $0.hasPrefix(key + "=") }
             if e.contains("=") { environment.append(e) }
         }
-        let paths = store.containerPaths(c.id)
-        let rootfs = MountTable.isMountPoint(paths.merged) ? paths.merged : paths.rootfs
-        let spec = record.launchSpec(id: c.id, rootfs: rootfs, stateDirectory: paths.root)
+        // The container's own view of its files (volumes and /etc files included): its root.
+        let rootfs = "/proc/\(pid)/root"
+        let spec = record.launchSpec(id: c.id, rootfs: rootfs, stateDirectory: store.containerPaths(c.id).root)
         let process = ProcessSpec(args: command, env: environment, cwd: workdir ?? record.cwd, user: user ?? record.user)
         return try ExecLauncher(id: c.id, target: pid, rootfs: rootfs, process: process, security: spec.security).run()
     }

@@ -12,7 +12,7 @@ public struct ExecLauncher {
     public var id: String
     /// The container's pid 1, as the host sees it.
     public var target: Int32
-    /// The container's rootfs as mounted on the host (for the image's users and `PATH`).
+    /// The container's root as the host reaches it, `/proc/PID/root` (for its users and `PATH`).
     public var rootfs: String
     public var process: ProcessSpec
     public var security: SecurityOptions

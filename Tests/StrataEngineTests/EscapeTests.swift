@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 #endif
 import StrataTestSupport
+import Synchronization
 import Testing
 @testable import StrataCore
 @testable import StrataLauncher
@@ -150,5 +151,52 @@ extension RunTests {
         #expect(grc == 0 && gout.contains("cgroups"))
         #expect(stray.directories.allSatisfy { !exists($0) })
         #expect(kill(busy, 0) == 0, "gc touched a running container")
+    }
+}
+
+extension RunTests {
+    /// The same probe, entering through `exec` into a container run with -d: a joined process
+    /// gets the same boundary (fds, capabilities, seccomp, masks, cgroups) as the container's own.
+    @Test(arguments: [[String](), ["--init", "--network", "host"]]) func escapeProbeThroughExec(_ flags: [String]) throws {
+        let probe = try #require(RunTests.probe, "cc -static must build the probe")
+        let e = try Env()
+        let canary = TempDir("strata-canary"); defer { canary.remove() }
+        try Data("host secret\n".utf8).write(to: URL(fileURLWithPath: canary.sub("secret")))
+        let (rc0, _, err0) = try sh([RunTests.binary, "--root", e.root, "run", "-d", "--name", "target"] + flags +
+                                    ["-e", "CANARY=" + canary.sub("secret"), "-v", probe + ":/probe:ro", RunTests.image, "sleep", "60"])
+        #expect(rc0 == 0, "\(err0)")
+        let (rc, out, err) = try sh([RunTests.binary, "--root", e.root, "exec", "target", "/probe"])
+        let escapes = out.split(separator: "\n").filter { $0.contains("ESCAPED") }
+        #expect(rc == 0 && escapes.isEmpty, "\(flags): \(escapes.joined(separator: "\n")) \(err)")
+        #expect(out.contains("escapes: 0"))
+        let blocked = out.split(separator: "\n").filter { $0.contains(": blocked") }.count
+        #expect(blocked >= 50, "\(flags): only \(blocked) attempts ran:\n\(out)")
+        #expect(!exists("/tmp/ESCAPED") && !exists(e.t.sub("ESCAPED")) && !exists(e.root + "/tmp/ESCAPED"))
+        #expect(try sh([RunTests.binary, "--root", e.root, "rm", "-f", "target"]).0 == 0)
+        try e.expectClean()
+    }
+
+    /// Twenty containers started and stopped at once: each runs, each stops, nothing is left.
+    @Test func twentyAtOnce() throws {
+        let e = try Env()
+        let names = (1...20).map { "c\($0)" }
+        let root = e.root
+        let results = Mutex<[Int32]>([])
+        DispatchQueue.concurrentPerform(iterations: names.count) { i in
+            let rc = (try? sh([RunTests.binary, "--root", root, "run", "-d", "--name", names[i], RunTests.image, "sleep", "60"]).0) ?? -1
+            results.withLock { $0.append(rc) }
+        }
+        #expect(results.withLock { $0 } == Array(repeating: 0, count: 20))
+        let (_, ids, _) = try sh([RunTests.binary, "--root", e.root, "ps", "-q"])
+        #expect(ids.split(separator: "\n").count == 20, "\(ids)")
+        let stops = Mutex<[Int32]>([])
+        DispatchQueue.concurrentPerform(iterations: names.count) { i in
+            let rc = (try? sh([RunTests.binary, "--root", root, "stop", "-t", "1", names[i]]).0) ?? -1
+            stops.withLock { $0.append(rc) }
+        }
+        #expect(stops.withLock { $0 } == Array(repeating: 0, count: 20))
+        #expect(try sh([RunTests.binary, "--root", e.root, "ps", "-q"]).1.isEmpty)
+        #expect(try sh([RunTests.binary, "--root", e.root, "rm"] + names).0 == 0)
+        try e.expectClean()
     }
 }
