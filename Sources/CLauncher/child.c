@@ -3,6 +3,11 @@
 #include "clauncher.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <termios.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -95,4 +100,37 @@ void child_become(const struct child_identity *id, int err_fd) {
     }
     execve(id->path, id->argv, id->envp);
     child_fail(err_fd, ST_EXEC);
+}
+
+void child_console(int console_socket, int err_fd) {
+    int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0) child_fail(err_fd, ST_TTY);
+    int unlock = 0, n = -1;
+    if (ioctl(master, TIOCSPTLCK, &unlock) != 0 || ioctl(master, TIOCGPTN, &n) != 0) child_fail(err_fd, ST_TTY);
+    char slave_path[64];
+    snprintf(slave_path, sizeof slave_path, "/dev/pts/%d", n);
+    int slave = open(slave_path, O_RDWR | O_NOCTTY);
+    if (slave < 0) child_fail(err_fd, ST_TTY);
+    char data = 't';
+    struct iovec iov = { &data, 1 };
+    char control[CMSG_SPACE(sizeof(int))];
+    memset(control, 0, sizeof control);
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &master, sizeof(int));
+    if (sendmsg(console_socket, &msg, 0) != 1) child_fail(err_fd, ST_TTY);
+    close(master);
+    close(console_socket);
+    if (setsid() < 0) child_fail(err_fd, ST_TTY);
+    if (ioctl(slave, TIOCSCTTY, 0) != 0) child_fail(err_fd, ST_TTY);
+    if (dup2(slave, 0) < 0 || dup2(slave, 1) < 0 || dup2(slave, 2) < 0) child_fail(err_fd, ST_TTY);
+    if (slave > 2) close(slave);
 }

@@ -16,6 +16,10 @@ int child_drop_bounding(uint64_t keep);
 /* Sets the effective, permitted and inheritable sets (after the uid change). */
 int child_set_caps(uint64_t keep);
 
+/* A pseudo-terminal from the devpts this process sees at /dev/ptmx: the master is sent over
+   console_socket (SCM_RIGHTS), the slave becomes the controlling terminal and fds 0-2. */
+void child_console(int console_socket, int err_fd);
+
 /* Who the process becomes, and what it runs. */
 struct child_identity {
     uid_t uid;

@@ -29,9 +29,9 @@ pid_t strata_exec(const struct strata_exec *cfg, int go_fd, int err_fd) {
     char c;
     int ns[NNS];
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) child_fail(err_fd, ST_DUMPABLE);
-    int keep[2] = { go_fd, err_fd };
-    child_sort_fds(keep, 2);
-    if (child_close_others(keep, 2) != 0) child_fail(err_fd, ST_FDS);
+    int keep[3] = { go_fd, err_fd, cfg->console_socket };
+    child_sort_fds(keep, 3);
+    if (child_close_others(keep, 3) != 0) child_fail(err_fd, ST_FDS);
     /* The parent puts us in the container's cgroups first (the cgroup namespace is theirs). */
     if (read(go_fd, &c, 1) != 1) child_fail(err_fd, ST_SYNC);
     close(go_fd);
@@ -50,6 +50,8 @@ pid_t strata_exec(const struct strata_exec *cfg, int go_fd, int err_fd) {
     if (cmd < 0) child_fail(err_fd, ST_SETNS);
     if (cmd == 0) {
         if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) child_fail(err_fd, ST_SETNS);
+        /* A terminal from the container's own devpts (its /dev/ptmx, now that we see its mounts). */
+        if (cfg->console_socket >= 0) child_console(cfg->console_socket, err_fd);
         struct child_identity id = {
             cfg->uid, cfg->gid, cfg->groups, cfg->ngroups, cfg->capabilities, cfg->cwd,
             cfg->seccomp_filter, cfg->seccomp_len, cfg->path, cfg->argv, cfg->envp, -1, NULL,
@@ -57,7 +59,7 @@ pid_t strata_exec(const struct strata_exec *cfg, int go_fd, int err_fd) {
         child_become(&id, err_fd);
     }
     close(err_fd);
-    /* Signals sent to this process reach the command. */
+    if (cfg->console_socket >= 0) close(cfg->console_socket);
     int status = 0;
     while (waitpid(cmd, &status, 0) < 0 && errno == EINTR) {}
     if (WIFSIGNALED(status)) _exit(128 + WTERMSIG(status));

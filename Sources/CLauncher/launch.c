@@ -276,38 +276,7 @@ pid_t strata_launch(const struct strata_launch *cfg, int go_fd, int err_fd) {
     if (cfg->new_net && lo_up() != 0) child_fail(err_fd, ST_LO);
 
     /* terminal: a pty of the container's own devpts, so ttyname() finds it in /dev/pts */
-    if (cfg->console_socket >= 0) {
-        int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
-        if (master < 0) child_fail(err_fd, ST_TTY);
-        int unlock = 0, n = -1;
-        if (ioctl(master, TIOCSPTLCK, &unlock) != 0 || ioctl(master, TIOCGPTN, &n) != 0) child_fail(err_fd, ST_TTY);
-        char slave_path[64];
-        snprintf(slave_path, sizeof slave_path, "/dev/pts/%d", n);
-        int slave = open(slave_path, O_RDWR | O_NOCTTY);
-        if (slave < 0) child_fail(err_fd, ST_TTY);
-        char data = 't';
-        struct iovec iov = { &data, 1 };
-        char control[CMSG_SPACE(sizeof(int))];
-        memset(control, 0, sizeof control);
-        struct msghdr msg;
-        memset(&msg, 0, sizeof msg);
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control;
-        msg.msg_controllen = sizeof control;
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cm), &master, sizeof(int));
-        if (sendmsg(cfg->console_socket, &msg, 0) != 1) child_fail(err_fd, ST_TTY);
-        close(master);
-        close(cfg->console_socket);
-        if (setsid() < 0) child_fail(err_fd, ST_TTY);
-        if (ioctl(slave, TIOCSCTTY, 0) != 0) child_fail(err_fd, ST_TTY);
-        if (dup2(slave, 0) < 0 || dup2(slave, 1) < 0 || dup2(slave, 2) < 0) child_fail(err_fd, ST_TTY);
-        if (slave > 2) close(slave);
-    }
+    if (cfg->console_socket >= 0) child_console(cfg->console_socket, err_fd);
 
     struct child_identity id = {
         cfg->uid, cfg->gid, cfg->groups, cfg->ngroups, cfg->capabilities, cfg->cwd,

@@ -159,7 +159,8 @@ extension Engine {
     /// `exec`: runs `command` inside the running container: its namespaces, cgroups,
     /// capabilities, seccomp filter and no_new_privs; the environment, user and working
     /// directory its run recorded, changed by `env` (`K=V`), `user` and `workdir`.
-    public func exec(_ ref: String, command: [String], env: [String] = [], user: String? = nil, workdir: String? = nil) throws -> Int32 {
+    public func exec(_ ref: String, command: [String], env: [String] = [], user: String? = nil, workdir: String? = nil,
+                     tty: Bool = false, interactive: Bool = false) throws -> Int32 {
         let c = try store.container(ref)
         guard isRunning(c), let pid = c.pid else {
             throw LaunchFailure(exitCode: 125, message: "container \(c.name) is not running; `strata start \(c.name)` first")
@@ -177,7 +178,9 @@ extension Engine {
         // The container's own view of its files (volumes and /etc files included): its root.
         let rootfs = "/proc/\(pid)/root"
         let spec = record.launchSpec(id: c.id, rootfs: rootfs, stateDirectory: store.containerPaths(c.id).root)
+        if tty && !environment.contains(where: { $0.hasPrefix("TERM=") }) { environment.append("TERM=xterm") }
         let process = ProcessSpec(args: command, env: environment, cwd: workdir ?? record.cwd, user: user ?? record.user)
-        return try ExecLauncher(id: c.id, target: pid, rootfs: rootfs, process: process, security: spec.security).run()
+        return try ExecLauncher(id: c.id, target: pid, rootfs: rootfs, process: process, security: spec.security,
+                                tty: tty, interactive: interactive).run()
     }
 }

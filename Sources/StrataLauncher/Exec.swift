@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CLauncher
+import Dispatch
 import StrataCore
 import StrataSystem
 
@@ -16,16 +17,22 @@ public struct ExecLauncher {
     public var rootfs: String
     public var process: ProcessSpec
     public var security: SecurityOptions
+    /// A pseudo-terminal from the container's devpts, relayed to this one.
+    public var tty = false
+    /// Keep standard input flowing to the terminal.
+    public var interactive = false
 
     /// An exec of `process` into container `id` whose first process is `target`.
-    public init(id: String, target: Int32, rootfs: String, process: ProcessSpec, security: SecurityOptions) {
+    public init(id: String, target: Int32, rootfs: String, process: ProcessSpec, security: SecurityOptions,
+                tty: Bool = false, interactive: Bool = false) {
         self.id = id; self.target = target; self.rootfs = rootfs; self.process = process; self.security = security
+        self.tty = tty; self.interactive = interactive
     }
 
     /// Runs the process to its end; its exit code (128+N for signal N; 126, 127 and 125 as `run`).
     public func run() throws -> Int32 {
         let spec = LaunchSpec(id: id, rootfs: rootfs, stateDirectory: "/", process: process, hostname: "", hostNetwork: false,
-                              limits: Limits(), volumes: [], readOnly: false, tty: false, interactive: false, initProcess: false,
+                              limits: Limits(), volumes: [], readOnly: false, tty: tty, interactive: interactive, initProcess: false,
                               security: security)
         let launcher = Launcher(spec: spec)
         let (program, user, env) = try launcher.prepare()
@@ -47,12 +54,18 @@ public struct ExecLauncher {
             cfg.seccomp_filter = UnsafeRawPointer(arena.copy(bpf))
             cfg.seccomp_len = Int32(bpf.count / 8)
         }
+        var console: [Int32] = [-1, -1]
+        if tty, strata_socketpair(&console) != 0 {
+            throw LaunchFailure(exitCode: 125, message: "cannot create the console socket: \(Errno.current)")
+        }
+        cfg.console_socket = console[1]
         var goPipe: [Int32] = [0, 0], errPipe: [Int32] = [0, 0]
         guard strata_pipe_cloexec(&goPipe) == 0, strata_pipe_cloexec(&errPipe) == 0 else {
             throw LaunchFailure(exitCode: 125, message: "cannot create pipes: \(Errno.current)")
         }
         let pid = withExtendedLifetime(arena) { strata_exec(&cfg, goPipe[0], errPipe[1]) }
         close(goPipe[0]); close(errPipe[1])
+        if console[1] >= 0 { close(console[1]) }
         guard pid > 0 else {
             close(goPipe[1]); close(errPipe[0])
             throw LaunchFailure(exitCode: 125, message: "cannot clone the exec process: \(Errno.current)")
@@ -67,9 +80,27 @@ public struct ExecLauncher {
         var go: UInt8 = 1
         _ = write(goPipe[1], &go, 1)
         close(goPipe[1])
+        var master: Int32 = -1
+        if console[0] >= 0 {
+            master = strata_recv_fd(console[0])
+            close(console[0])
+            var ws = winsize()
+            if master >= 0, ioctl(0, UInt(TIOCGWINSZ), &ws) == 0 { _ = ioctl(master, UInt(TIOCSWINSZ), &ws) }
+        }
         try launcher.awaitExec(pid, report: errPipe[0], program: program)
+        var restore: termios?
+        var output: DispatchSemaphore?
+        if master >= 0 {
+            restore = Terminal.makeRaw(0)
+            output = Terminal.relay(master: master, interactive: interactive)
+        }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        if var t = restore { tcsetattr(0, TCSANOW, &t) }
+        if master >= 0 {
+            _ = output?.wait(timeout: .now() + 2)
+            close(master)
+        }
         return (status & 0x7f) != 0 ? 128 + (status & 0x7f) : (status >> 8) & 0xff
     }
 }

@@ -121,16 +121,16 @@ struct Exec: ParsableCommand {
     @Option(name: [.short, .customLong("env")], help: "Set an environment variable K=V.") var env: [String] = []
     @Option(name: [.short, .long], help: "USER[:GROUP] from the image's own files.") var user: String?
     @Option(name: [.short, .customLong("workdir")], help: "Working directory inside the container.") var workdir: String?
-    @Flag(name: [.short, .long], help: "Keep standard input open (it always is).") var interactive = false
-    @Flag(name: [.short, .long], help: "Allocate a pseudo-terminal (not there yet for exec).") var tty = false
+    @Flag(name: [.short, .long], help: "Keep standard input open.") var interactive = false
+    @Flag(name: [.short, .long], help: "Allocate a pseudo-terminal (from the container's own devpts).") var tty = false
     @Argument(help: "Container.") var container: String
     @Argument(parsing: .captureForPassthrough, help: "Command and arguments.") var command: [String] = []
 
     func run() throws {
         var code: Int32 = 125
         do {
-            if tty { throw StrataError(.unsupported, "exec -t is not there yet; use exec without -t") }
-            code = try global.openEngine().exec(container, command: command, env: env, user: user, workdir: workdir)
+            code = try global.openEngine().exec(container, command: command, env: env, user: user, workdir: workdir,
+                                                tty: tty, interactive: interactive)
         } catch let e as LaunchFailure {
             printErr("strata: \(e.message)")
             throw ExitCode(e.exitCode)

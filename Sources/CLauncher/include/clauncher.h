@@ -90,6 +90,7 @@ struct strata_exec {
     uint64_t capabilities;
     const void *seccomp_filter;  /* as in strata_launch */
     int seccomp_len;
+    int console_socket;          /* as in strata_launch: a pty from the container's devpts; else -1 */
 };
 
 /// Clones a child that, once `go_fd` says so (the parent has put it into the container's
