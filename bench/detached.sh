@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Detached containers: `run -d` + `stop` of 20 containers (all started, then all stopped), and
+# `exec true` into a running container against `runc exec` into a runc container of the same
+# image's bundle (and podman's where installed), median of N, alternating, in one run.
+#   bench/detached.sh [runs]
+source "$(dirname "$0")/common.sh"
+runs=${1:-20}
+build_strata
+"$repo/fixtures/build.sh" >/dev/null
+root=$work/store-detached
+rm -rf "$root" "$work/bundle-d"
+$strata --root "$root" -q load "$repo/fixtures/out/oci-gzip" >/dev/null
+image=example.com/strata/busybox:gzip
+ns() { date +%s%N; }
+
+echo "== run -d of 20 containers, then stop -t 0 of all 20 (ms for the 20)"
+s=$(ns)
+for i in $(seq 20); do $strata --root "$root" run -d --name "d$i" "$image" sleep 600 >/dev/null; done
+e=$(ns); start_ms=$(( (e - s) / 1000000 ))
+s=$(ns)
+for i in $(seq 20); do $strata --root "$root" stop -t 0 "d$i" >/dev/null; done
+e=$(ns); stop_ms=$(( (e - s) / 1000000 ))
+for i in $(seq 20); do $strata --root "$root" rm "d$i" >/dev/null; done
+printf "strata run -d x20  %6d ms  (%d ms each)\nstrata stop x20    %6d ms  (%d ms each)\n" "$start_ms" $((start_ms / 20)) "$stop_ms" $((stop_ms / 20))
+
+echo "== exec true into a running container; $runs runs, alternating (ms)"
+$strata --root "$root" run -d --name target "$image" sleep 600 >/dev/null
+$strata --root "$root" bundle "$image" "$work/bundle-d" >/dev/null
+python3 - "$work/bundle-d/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); c["process"]["args"] = ["sleep", "600"]; c["process"]["terminal"] = False
+json.dump(c, open(sys.argv[1], "w"))
+PY
+runc delete -f bench-exec >/dev/null 2>&1 || true
+runc run -d -b "$work/bundle-d" bench-exec >/dev/null 2>&1 </dev/null
+: > "$work/x.strata"; : > "$work/x.runc"
+for i in $(seq "$runs"); do
+  s=$(ns); $strata --root "$root" exec target true; e=$(ns); echo $(( (e - s) / 1000 )) >> "$work/x.strata"
+  s=$(ns); runc exec bench-exec true; e=$(ns); echo $(( (e - s) / 1000 )) >> "$work/x.runc"
+done
+runc delete -f bench-exec >/dev/null 2>&1 || true
+$strata --root "$root" rm -f target >/dev/null
+s=$(median < "$work/x.strata"); r=$(median < "$work/x.runc")
+printf "strata exec true  %7.1f ms\nrunc exec true    %7.1f ms   strata/runc = %.2f\n" "$(echo "$s" | awk '{print $1/1000}')" \
+  "$(echo "$r" | awk '{print $1/1000}')" "$(echo "$s $r" | awk '{print $1/$2}')"
+command -v podman >/dev/null || echo "(podman is not installed here: no podman exec line)"
