@@ -81,7 +81,16 @@ extension RunTests {
                                 "trap 'exit 3' USR1; while :; do sleep 0.1; done"]).0 == 0)
         #expect(try strata(e, ["stop", "usr1"]).0 == 0)
         #expect(try strata(e, ["wait", "usr1"]).1 == "3\n")
-        #expect(try strata(e, ["rm", "stubborn", "usr1"]).0 == 0)
+        // The image's own StopSignal (set here by a commit's STOPSIGNAL change).
+        #expect(try strata(e, ["create", "--name", "base", RunTests.image]).0 == 0)
+        #expect(try strata(e, ["commit", "base", "example.com/strata/sig:1", "-c", "STOPSIGNAL USR2"]).0 == 0)
+        #expect(try strata(e, ["rm", "base"]).0 == 0)
+        #expect(try strata(e, ["run", "-d", "--name", "usr2", "example.com/strata/sig:1", "sh", "-c",
+                                "trap 'exit 4' USR2; while :; do sleep 0.1; done"]).0 == 0)
+        #expect(try strata(e, ["stop", "usr2"]).0 == 0)
+        #expect(try strata(e, ["wait", "usr2"]).1 == "4\n")
+        #expect(try strata(e, ["rm", "stubborn", "usr1", "usr2"]).0 == 0)
+        #expect(try strata(e, ["rmi", "example.com/strata/sig:1"]).0 == 0)
         try e.expectClean()
     }
 
