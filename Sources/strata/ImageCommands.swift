@@ -15,7 +15,8 @@ struct Load: ParsableCommand {
         discussion: "The format is detected from the content. PATH may be - for standard input.")
 
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Archive file, OCI layout directory, or - for standard input.") var path: String
+    @Argument(help: "Archive file, OCI layout directory, or - for standard input (the default when it is not a terminal).") var path: String?
+    @Option(name: [.short, .customLong("input")], help: "The archive to read (as docker load -i).") var input: String?
     @Option(name: .long, help: "Platform to pick from multi-platform indexes (os/arch[/variant]).") var platform: String?
     @Option(name: .long, help: "Also tag the loaded image(s) NAME[:TAG].") var tag: [String] = []
     @Option(name: .long, help: "Refuse a layer over this many uncompressed bytes (suffixes k, m, g).")
@@ -35,7 +36,11 @@ struct Load: ParsableCommand {
             guard maxLayers > 0 else { throw StrataError(.invalidArgument, "invalid --max-layers \(maxLayers): expected a positive number") }
             options.maxLayers = maxLayers
             options.progress = LoadProgress().handler(quiet: global.quiet)
-            let loaded = try store.load(path: path, options: options)
+            if path != nil && input != nil { throw StrataError(.invalidArgument, "give the archive once: PATH or -i FILE") }
+            guard let source = path ?? input ?? (isTerminal(0) ? nil : "-") else {
+                throw StrataError(.invalidArgument, "load needs an archive: PATH, -i FILE, or the archive piped in")
+            }
+            let loaded = try store.load(path: source, options: options)
             for image in loaded {
                 if image.tags.isEmpty {
                     print("Loaded image ID: \(image.id)")
@@ -79,10 +84,11 @@ struct Images: ParsableCommand {
     @Flag(name: .long, help: "Show full image IDs.") var noTrunc = false
     @Flag(name: .long, help: "Show the manifest digest each image was loaded or pulled with.") var digests = false
     @Flag(name: .short, help: "Only the image IDs.") var quiet = false
+    @Argument(help: "Only the images of REPOSITORY[:TAG].") var reference: String?
 
     func run() throws {
         try strata.run {
-            let images = try global.openStore().images()
+            let images = try global.openStore().images().filter { i in reference.map { r in i.tags.contains { Images.matches($0, r) } } ?? true }
             if json { print(try Format.json(images.map(ImageJSON.init))); return }
             if quiet { for i in images { print(noTrunc ? i.id.string : i.id.string.shortID) }; return }
             var rows = [["REPOSITORY", "TAG"] + (digests ? ["DIGEST"] : []) + ["IMAGE ID", "CREATED", "SIZE"]]
@@ -92,13 +98,27 @@ struct Images: ParsableCommand {
                 let digest = digests ? [image.record.manifestDigest?.string ?? "<none>"] : []
                 let rest = [id, i.created ?? "", Format.bytes(i.size)]
                 if i.tags.isEmpty { rows.append(["<none>", "<none>"] + digest + rest) }
-                for t in i.tags {
+                for t in i.tags where reference.map({ Images.matches(t, $0) }) ?? true {
                     guard let cut = t.lastIndex(of: ":"), !t[cut...].contains("/") else { rows.append([t, ""] + digest + rest); continue }
                     rows.append([String(t[..<cut]), String(t[t.index(after: cut)...])] + digest + rest)
                 }
             }
             print(Format.table(rows))
         }
+    }
+}
+
+extension Images {
+    /// Whether stored tag `tag` is what the user's `REPOSITORY[:TAG]` names (Docker Hub's and
+    /// podman's localhost names matched by their short form too).
+    static func matches(_ tag: String, _ ref: String) -> Bool {
+        func split(_ s: String) -> (String, String?) {
+            guard let cut = s.lastIndex(of: ":"), !s[cut...].contains("/") else { return (s, nil) }
+            return (String(s[..<cut]), String(s[s.index(after: cut)...]))
+        }
+        let (repo, t) = split(tag), (wantRepo, wantTag) = split(ref)
+        let repos = [wantRepo, "docker.io/library/" + wantRepo, "docker.io/" + wantRepo, "localhost/" + wantRepo]
+        return repos.contains(repo) && (wantTag == nil || wantTag == t)
     }
 }
 

@@ -119,21 +119,20 @@ enum Format {
 }
 
 enum ByteSize {
-    /// `123`, `64k`, `512m`, `32g` (binary units).
+    /// Sizes as Docker parses them: bytes (`512`), or a number with k, m, g or t (binary units),
+    /// optionally followed by b: `64m`, `64mb`, `1.5g`, `512kb`.
     static func parse(_ s: String, what: String) throws -> Int64 {
-        let lower = s.lowercased()
-        var digits = lower
-        var mult: Int64 = 1
-        if let last = lower.last, let m = ["k": Int64(1) << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40][String(last)] {
-            digits = String(lower.dropLast())
+        var text = s.lowercased()
+        if text.hasSuffix("ib") { text.removeLast(2) } else if text.hasSuffix("b") { text.removeLast() }
+        var mult: Double = 1
+        if let last = text.last, let m = ["k": 1024.0, "m": 1024.0 * 1024, "g": 1024.0 * 1024 * 1024, "t": 1024.0 * 1024 * 1024 * 1024][String(last)] {
+            text.removeLast()
             mult = m
-        } else if lower.hasSuffix("b") {
-            digits = String(lower.dropLast())
         }
-        guard let n = Int64(digits), n > 0, n <= Int64.max / mult else {
-            throw StrataError(.invalidArgument, "invalid \(what) \"\(s)\": expected a positive size like 512m or 32g")
+        guard let n = Double(text), n.isFinite, n > 0, n * mult < Double(Int64.max), !text.contains("e") else {
+            throw StrataError(.invalidArgument, "invalid \(what) \"\(s)\": expected a positive size like 512m, 1.5g or 64mb")
         }
-        return n * mult
+        return Int64((n * mult).rounded(.down))
     }
 }
 

@@ -13,8 +13,28 @@ import StrataStore
 enum Main {
     static func main() {
         raiseOpenFileLimit()
-        Strata.main(GlobalOptions.hoisted(Array(CommandLine.arguments.dropFirst())))
+        let args = GlobalOptions.hoisted(Array(CommandLine.arguments.dropFirst()))
+        if let first = args.first, !first.hasPrefix("-"), let message = Strata.unknownCommand(first) {
+            printErr(message)
+            Strata.exit(withError: ExitCode(64))
+        }
+        do {
+            var command = try Strata.parseAsRoot(args)
+            try command.run()
+        } catch {
+            // `run` exits as Docker's does: 125 when strata itself cannot start it, bad flags included.
+            if args.first == "run", Strata.exitCode(for: error) != .success, !(error is ExitCode), !(error is CleanExit) {
+                printErr(Strata.fullMessage(for: error))
+                Strata.exit(withError: ExitCode(125))
+            }
+            Strata.exit(withError: error)
+        }
     }
+}
+
+/// strata's version (`strata --version`, `strata version`).
+enum StrataVersion {
+    static let string = "0.5.0"
 }
 
 struct Strata: ParsableCommand {
@@ -26,11 +46,48 @@ struct Strata: ParsableCommand {
             entry, over a limit); 2 not found; 3 conflict or in use; 64 usage; 70 internal error; \
             71 system error.
             """,
+        version: StrataVersion.string,
         subcommands: [Load.self, Import.self, Images.self, Layers.self, History.self, Inspect.self, Tag.self,
                       Rmi.self, Save.self, GC.self, Check.self, Create.self, Mount.self, Umount.self, Rm.self,
                       Ps.self, Diff.self, Commit.self, Run.self, Bundle.self, Pull.self, Push.self, Login.self, Logout.self,
-                      Start.self, Stop.self, Restart.self, Kill.self, Wait.self, Logs.self, Exec.self, ContainerMonitor.self]
+                      Start.self, Stop.self, Restart.self, Kill.self, Wait.self, Logs.self, Exec.self, Version.self,
+                      ContainerMonitor.self]
     )
+
+    /// "unknown command 'X'" with the nearest command, or nil for a command that exists.
+    static func unknownCommand(_ name: String) -> String? {
+        let names = configuration.subcommands.map { $0._commandName } + ["help"]
+        guard !names.contains(name) else { return nil }
+        func distance(_ a: String, _ b: String) -> Int {
+            let a = Array(a), b = Array(b)
+            var row = Array(0...b.count)
+            for i in 1...max(a.count, 1) where !a.isEmpty {
+                var previous = row[0]
+                row[0] = i
+                for j in 1...max(b.count, 1) where !b.isEmpty {
+                    let current = row[j]
+                    row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
+                    previous = current
+                }
+            }
+            return row[b.count]
+        }
+        let nearest = names.filter { $0 != "container-monitor" }.min { distance(name, $0) < distance(name, $1) }
+        let hint = nearest.map { distance(name, $0) <= 3 ? "; did you mean '\($0)'?" : "" } ?? ""
+        return "strata: unknown command '\(name)'\(hint) (`strata --help` lists them)"
+    }
+}
+
+struct Version: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show strata's version.")
+    @OptionGroup var global: GlobalOptions
+    func run() throws {
+        var u = [String]()
+        if let release = try? FDHandle.open("/proc/sys/kernel/osrelease", flags: .readOnly).readAll(limit: 256, label: "osrelease") {
+            u.append("kernel " + String(decoding: release, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        print("strata version \(StrataVersion.string)" + (u.isEmpty ? "" : " (\(u.joined(separator: ", ")))"))
+    }
 }
 
 /// Options every command takes.

@@ -97,3 +97,31 @@ import Testing
         #expect(exists(t.sub("diff/caf\u{e9}")))
     }
 }
+
+extension CLITests {
+    /// Docker habits: -q lists IDs, unknown commands name the nearest one, --version, load
+    /// from a pipe without `-` and with -i, the REPOSITORY[:TAG] filter, Docker's size syntax,
+    /// and `run`'s 125 for flags it cannot take.
+    @Test func dockerHabits() throws {
+        let t = TempDir(); defer { t.remove() }
+        let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: fixtures + "/docker-legacy.tar")))
+        #expect(try strata(["load"], root: t.path, stdin: bytes).1.contains("Loaded image: strata/busybox:legacy"))
+        #expect(try strata(["load", "-i", fixtures + "/oci-archive.tar"], root: t.path).0 == 0)
+        let (_, ids, _) = try strata(["images", "-q"], root: t.path)
+        #expect(ids == "317acaaa6770\n", "\(ids)")
+        let (_, filtered, _) = try strata(["images", "strata/busybox"], root: t.path)
+        #expect(filtered.contains("legacy") && !filtered.contains("archive"), "\(filtered)")
+        #expect(!(try strata(["images", "strata/busybox:other"], root: t.path).1.contains("legacy")))
+        let (rc, _, err) = try strata(["imagez"], root: t.path)
+        #expect(rc == 64 && err.contains("unknown command 'imagez'; did you mean 'images'?"), "\(err)")
+        #expect(try strata(["--version"], root: t.path).1.contains("."))
+        #expect(try strata(["version"], root: t.path).1.hasPrefix("strata version "))
+        #expect(try strata(["run", "--no-such-flag", "strata/busybox:legacy"], root: t.path).0 == 125)
+        #expect(try strata(["images", "--no-such-flag"], root: t.path).0 == 64)
+        #expect(try strata(["run", "--rm", "--memory", "64mb", "strata/busybox:legacy", "true"], root: t.path).0 == 0)
+        #expect(try strata(["run", "--rm", "--memory", "0.5g", "strata/busybox:legacy", "sh", "-c",
+                            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"],
+                           root: t.path).1 == "536870912\n")
+        #expect(try strata(["run", "--rm", "--memory", "lots", "strata/busybox:legacy", "true"], root: t.path).0 == 125)
+    }
+}
