@@ -184,3 +184,42 @@ extension Engine {
                                 tty: tty, interactive: interactive).run()
     }
 }
+
+/// What a prune removed.
+public struct PruneReport: Sendable {
+    public var containers = 0
+    public var images = 0
+    public var layers = 0
+    public var bytes: Int64 = 0
+}
+
+extension Engine {
+    /// `system prune`: containers that do not run and are not mounted (`containers`), images
+    /// with no tag that no container uses (`images`), then what `gc` removes (`collect`).
+    public func prune(containers: Bool, images: Bool, collect: Bool = true) throws -> PruneReport {
+        var report = PruneReport()
+        if containers {
+            for c in try store.containers(all: true) where c.state == .exited || c.state == .created {
+                try removeContainer(c.record.id, force: false)
+                report.containers += 1
+            }
+        }
+        if images {
+            let used = Set(try store.containers(all: true).map(\.record.image))
+            let unused = try store.images().filter { $0.tags.isEmpty && !used.contains($0.id) }.map(\.id.string)
+            if !unused.isEmpty {
+                let r = try store.removeImages(unused, force: false)
+                report.images += r.deletedImages.count
+                report.layers += r.deletedLayers.count
+                report.bytes += r.bytesFreed
+            }
+        }
+        if collect {
+            let r = try store.garbageCollect()
+            report.layers += r.deletedLayers.count
+            report.bytes += r.bytesFreed
+            _ = ContainerLeftovers.removeCgroups()
+        }
+        return report
+    }
+}

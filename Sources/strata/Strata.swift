@@ -51,7 +51,7 @@ struct Strata: ParsableCommand {
                       Rmi.self, Save.self, GC.self, Check.self, Create.self, Mount.self, Umount.self, Rm.self,
                       Ps.self, Diff.self, Commit.self, Run.self, Bundle.self, Pull.self, Push.self, Login.self, Logout.self,
                       Start.self, Stop.self, Restart.self, Kill.self, Wait.self, Logs.self, Exec.self, Version.self,
-                      ContainerMonitor.self]
+                      ImageGroup.self, ContainerGroup.self, SystemGroup.self, Info.self, ContainerMonitor.self]
     )
 
     /// "unknown command 'X'" with the nearest command, or nil for a command that exists.
@@ -125,6 +125,10 @@ struct GlobalOptions: ParsableArguments {
             }
         }
         guard i < args.count, !leading.isEmpty else { return args }
+        // `image ls`, `container rm`, `system df`: after the subcommand.
+        if ["image", "container", "system"].contains(args[i]), i + 1 < args.count {
+            return [args[i], args[i + 1]] + leading + args[(i + 2)...]
+        }
         return [args[i]] + leading + args[(i + 1)...]
     }
 

@@ -125,3 +125,26 @@ extension CLITests {
         #expect(try strata(["run", "--rm", "--memory", "lots", "strata/busybox:legacy", "true"], root: t.path).0 == 125)
     }
 }
+
+extension CLITests {
+    /// Docker's management command names over the same commands; system df, prune and info.
+    @Test func managementCommands() throws {
+        let t = TempDir(); defer { t.remove() }
+        #expect(try strata(["load", fixtures + "/oci-shared"], root: t.path).0 == 0)
+        let (_, ls, _) = try strata(["image", "ls"], root: t.path)
+        #expect(ls.contains("REPOSITORY") && ls.contains("example.com/strata/busybox"))
+        #expect(try strata(["image", "ls", "-q"], root: t.path).1.split(separator: "\n").count == 2)
+        #expect(try strata(["container", "create", "--name", "c1", "example.com/strata/busybox:a"], root: t.path).0 == 0)
+        #expect(try strata(["container", "ls", "-a", "-q"], root: t.path).1.split(separator: "\n").count == 1)
+        let (_, df, _) = try strata(["system", "df"], root: t.path)
+        #expect(df.contains("Images       2       1"), "\(df)")
+        let (_, info, _) = try strata(["info"], root: t.path)
+        #expect(info.contains("Store: ") && info.contains("Driver: ") && info.contains("Cgroups: "), "\(info)")
+        // prune: the container that never ran goes; -a then the untagged image no container uses.
+        #expect(try strata(["system", "prune"], root: t.path).1.contains("removed 1 containers"))
+        #expect(try strata(["image", "rm", "example.com/strata/busybox:b"], root: t.path).1.contains("Deleted"))
+        #expect(try strata(["container", "ls", "-a", "-q"], root: t.path).1.isEmpty)
+        let (rc, _, err) = try strata(["image", "rm", "nothing:here"], root: t.path)
+        #expect(rc == 2, "\(err)")
+    }
+}

@@ -1,0 +1,145 @@
+import ArgumentParser
+import FoundationEssentials
+import StrataEngine
+import StrataLauncher
+import StrataSystem
+
+// Docker's management commands (`image ls`, `container rm`, `system df`, …) over the same
+// commands as the short forms. Where the name differs (`ls`, `image rm`) a small command passes
+// its arguments to the short form's parser.
+
+struct ImageGroup: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "image", abstract: "Manage images (Docker's management command names).",
+        subcommands: [ImageLs.self, ImageRm.self, Inspect.self, Pull.self, Push.self, Tag.self, Save.self, Load.self,
+                      History.self, Import.self, ImagePrune.self])
+}
+
+struct ContainerGroup: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "container", abstract: "Manage containers (Docker's management command names).",
+        subcommands: [ContainerLs.self, Rm.self, Run.self, Create.self, Start.self, Stop.self, Restart.self, Kill.self,
+                      Wait.self, Logs.self, Exec.self, Inspect.self, Diff.self, Commit.self, Mount.self, Umount.self,
+                      ContainerPrune.self])
+}
+
+struct SystemGroup: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "system", abstract: "The store as a whole: what it uses, what can go.",
+        subcommands: [SystemDf.self, SystemPrune.self, Info.self])
+}
+
+/// `image ls` = `images`.
+struct ImageLs: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "ls", abstract: "List images (as `strata images`).", aliases: ["list"])
+    @Argument(parsing: .captureForPassthrough) var arguments: [String] = []
+    func run() throws { var c = try Images.parse(arguments); try c.run() }
+}
+
+/// `image rm` = `rmi`.
+struct ImageRm: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "rm", abstract: "Remove images (as `strata rmi`).", aliases: ["remove"])
+    @Argument(parsing: .captureForPassthrough) var arguments: [String] = []
+    func run() throws { var c = try Rmi.parse(arguments); try c.run() }
+}
+
+/// `container ls` = `ps`.
+struct ContainerLs: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "ls", abstract: "List containers (as `strata ps`).", aliases: ["list", "ps"])
+    @Argument(parsing: .captureForPassthrough) var arguments: [String] = []
+    func run() throws { var c = try Ps.parse(arguments); try c.run() }
+}
+
+/// `image prune`: unused layers and blobs (`gc`); with `-a`, images no tag and no container names.
+struct ImagePrune: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "prune", abstract: "Remove what no image uses; -a: also untagged images no container uses.")
+    @OptionGroup var global: GlobalOptions
+    @Flag(name: [.short, .long], help: "Also every image without a tag that no container uses.") var all = false
+    func run() throws {
+        try strata.run {
+            let engine = try global.openEngine()
+            let r = try engine.prune(containers: false, images: all)
+            print("removed \(r.containers) containers, \(r.images) images, \(r.layers) layers; \(Format.bytes(r.bytes)) freed")
+        }
+    }
+}
+
+/// `container prune`: every container that has ended (or never ran) and is not mounted.
+struct ContainerPrune: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "prune", abstract: "Remove stopped containers.")
+    @OptionGroup var global: GlobalOptions
+    func run() throws {
+        try strata.run {
+            let r = try global.openEngine().prune(containers: true, images: false, collect: false)
+            print("removed \(r.containers) containers")
+        }
+    }
+}
+
+/// `system prune [-a]`: stopped containers, then what `gc` removes; `-a` also unused untagged images.
+struct SystemPrune: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "prune", abstract: "Remove stopped containers and unused layers and blobs; -a: also untagged images.")
+    @OptionGroup var global: GlobalOptions
+    @Flag(name: [.short, .long], help: "Also every image without a tag that no container uses.") var all = false
+    func run() throws {
+        try strata.run {
+            let r = try global.openEngine().prune(containers: true, images: all)
+            print("removed \(r.containers) containers, \(r.images) images, \(r.layers) layers; \(Format.bytes(r.bytes)) freed")
+        }
+    }
+}
+
+/// `system df`: what images, layers and containers take.
+struct SystemDf: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "df", abstract: "Show the space images, layers and containers use.")
+    @OptionGroup var global: GlobalOptions
+    @Flag(name: .long, help: "JSON.") var json = false
+    func run() throws {
+        try strata.run {
+            let store = try global.openStore()
+            let images = try store.images(), layers = try store.layers(), containers = try store.containers(all: true)
+            let layerBytes = layers.reduce(Int64(0)) { $0 + $1.record.size }
+            let unused = layers.filter { $0.images.isEmpty }.reduce(Int64(0)) { $0 + $1.record.size }
+            let changes = containers.reduce(Int64(0)) { $0 + $1.sizeOfChanges }
+            struct DF: Codable { var images: Int; var layers: Int; var layerBytes: Int64; var unusedLayerBytes: Int64; var containers: Int; var running: Int; var containerBytes: Int64 }
+            let df = DF(images: images.count, layers: layers.count, layerBytes: layerBytes, unusedLayerBytes: unused,
+                        containers: containers.count, running: containers.filter { $0.state == .running }.count, containerBytes: changes)
+            if json { print(try Format.json(df)); return }
+            print(Format.table([["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
+                                ["Images", String(df.images), String(images.filter { i in containers.contains { $0.record.image == i.id } }.count),
+                                 Format.bytes(layerBytes), Format.bytes(unused)],
+                                ["Containers", String(df.containers), String(df.running), Format.bytes(changes), "-"]]))
+        }
+    }
+}
+
+/// `info`: the store, its driver, and what the kernel offers.
+struct Info: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "info", abstract: "Show the store, its driver and the kernel features strata uses.")
+    @OptionGroup var global: GlobalOptions
+    func run() throws {
+        try strata.run {
+            let store = try global.openStore()
+            let layout = CgroupLayout.current()
+            let lines: [(String, String)] = [
+                ("Version", StrataVersion.string),
+                ("Store", store.rootPath),
+                ("Driver", store.driverName + (store.driverName == "overlay" ? " (a scratch overlay mounted when the store was made)" : " (overlay did not mount here)")),
+                ("Overlay mount form", Mounts.kernelHasOverlayLowerdirPlus ? "lowerdir+ through the new mount API (any depth of options)"
+                                                                          : "short links under ROOT/l (options within one page)"),
+                ("Cgroups", layout.map { l -> String in
+                    switch l {
+                    case .v2(let root): return "v2 at \(root)"
+                    case .v1(let mounts): return "v1: " + mounts.keys.sorted().joined(separator: ", ")
+                    }
+                } ?? "none mounted (limits cannot be set)"),
+                ("Seccomp", "libseccomp, Docker's default profile"),
+                ("Images", String(try store.images().count)),
+                ("Layers", String(try store.layers().count)),
+                ("Containers", String(try store.containers(all: true).count)),
+                ("Disk used by layers", Format.bytes(try store.layers().reduce(Int64(0)) { $0 + $1.record.size })),
+            ]
+            for (k, v) in lines { print("\(k): \(v)") }
+        }
+    }
+}
