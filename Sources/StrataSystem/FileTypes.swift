@@ -160,3 +160,6 @@ public func writeStandardOutput(_ bytes: [UInt8]) {
         done += n
     }
 }
+
+/// Whether this process runs as root (effective uid 0).
+public var isRootUser: Bool { geteuid() == 0 }

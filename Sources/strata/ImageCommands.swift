@@ -177,6 +177,9 @@ struct Save: ParsableCommand {
             options.format = f
             options.compression = c
             let quiet = global.quiet
+            if c == .zstd && !quiet {
+                printErr("note: zstd layers load in Docker 23 and later, podman and containerd; older Docker cannot load them")
+            }
             options.progress = { if !quiet { printErr($0) } }
             try global.openStore().save(images, to: output, options: options)
         }

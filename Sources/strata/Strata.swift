@@ -146,13 +146,22 @@ struct GlobalOptions: ParsableArguments {
     }
 
     func openStore() throws -> Store {
+        // A store this user cannot write: one line that says what to do, before anything is made.
+        if !isRootUser, !isWritable(rootPath), pathExists(rootPath) || !isWritable(parentOf(rootPath)) {
+            throw StrataError(.invalidArgument, "the store \(rootPath) is not writable by this user: run as root, or use --root DIR you own")
+        }
         // STRATA_OVERLAY_MOUNT_FORM=shortlinks: the overlay mount form of older kernels (tests, benches).
-        try Store(root: rootPath, driver: driver,
+        return try Store(root: rootPath, driver: driver,
                   overlayShortLinks: ProcessInfo.processInfo.environment["STRATA_OVERLAY_MOUNT_FORM"] == "shortlinks",
                   logger: makeLogger())
     }
 
     func openEngine() throws -> Engine { Engine(store: try openStore()) }
+
+    private func parentOf(_ path: String) -> String {
+        guard let slash = path.dropLast().lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
 }
 
 /// Runs a command body, turning a `StrataError` into one message on stderr and an exit code.

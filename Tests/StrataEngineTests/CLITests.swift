@@ -148,3 +148,23 @@ extension CLITests {
         #expect(rc == 2, "\(err)")
     }
 }
+
+extension CLITests {
+    /// A user who cannot write the store gets one line that says what to do, and nothing is made.
+    @Test func storeNotWritableSaysSo() throws {
+        let t = TempDir(); defer { t.remove() }
+        // The binary where that user can run it (the checkout may be under a private directory).
+        #expect(chmod(t.path, 0o755) == 0)
+        let copy = t.sub("strata")
+        try FileManager.default.copyItem(atPath: binary, toPath: copy)
+        let (rc, _, err) = try sh(["su", "nobody", "-s", "/bin/sh", "-c", "\(copy) --root /var/lib/strata-test-\(getpid()) images"])
+        #expect(rc == 64 && err.contains("not writable by this user: run as root, or use --root DIR you own"), "\(err)")
+        #expect(err.split(separator: "\n").count == 1)
+        #expect(!FileManager.default.fileExists(atPath: "/var/lib/strata-test-\(getpid())"))
+        // In a directory of its own, the same user gets a store.
+        try FileManager.default.createDirectory(atPath: t.sub("own"), withIntermediateDirectories: false)
+        #expect(chown(t.sub("own"), 65534, 65534) == 0)
+        let (rc2, _, err2) = try sh(["su", "nobody", "-s", "/bin/sh", "-c", "\(copy) --root \(t.sub("own"))/store --driver vfs images"])
+        #expect(rc2 == 0, "\(err2)")
+    }
+}
