@@ -56,11 +56,23 @@ struct Ps: ParsableCommand {
     @Flag(name: .long, help: "Full IDs and commands.") var noTrunc = false
     @Flag(name: .long, help: "JSON: an array of {id, name, image, imageTags, driver, state, mountCount, pid, created, sizeOfChanges, exitCode, startedAt, finishedAt, command}.")
     var json = false
+    @Option(name: .long, help: "A template per row: {{.ID}}, {{.Image}}, {{.Command}}, {{.CreatedAt}}, {{.RunningFor}}, {{.Status}}, {{.State}}, {{.Names}}, {{json .}}; or json.")
+    var format: String?
     func run() throws {
         try strata.run {
+            let template = try format.map(RowTemplate.init)
             let list = try global.openStore().containers(all: all).map(ContainerJSON.init)
             if json { print(try Format.json(list)); return }
             if quiet { for c in list { print(noTrunc ? c.id : String(c.id.prefix(12))) }; return }
+            if let template {
+                for c in list {
+                    let fields = ["ID": noTrunc ? c.id : String(c.id.prefix(12)), "Image": c.imageTags.first ?? c.image.shortID,
+                                  "Command": (c.command ?? []).joined(separator: " "), "CreatedAt": c.created,
+                                  "RunningFor": Format.ago(c.created), "Status": Format.status(c), "State": c.state, "Names": c.name]
+                    print(try template.render(fields) { try Format.compactJSON(fields) })
+                }
+                return
+            }
             var rows = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"]]
             for c in list {
                 var command = (c.command ?? []).joined(separator: " ")

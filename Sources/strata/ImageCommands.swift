@@ -85,18 +85,35 @@ struct Images: ParsableCommand {
     @Flag(name: .long, help: "Show the manifest digest each image was loaded or pulled with.") var digests = false
     @Flag(name: .short, help: "Only the image IDs.") var quiet = false
     @Argument(help: "Only the images of REPOSITORY[:TAG].") var reference: String?
+    @Option(name: .long, help: "A template per row: {{.ID}}, {{.Repository}}, {{.Tag}}, {{.Digest}}, {{.CreatedSince}}, {{.CreatedAt}}, {{.Size}}, {{json .}}; or json.")
+    var format: String?
 
     func run() throws {
         try strata.run {
+            let template = try format.map(RowTemplate.init)
             let images = try global.openStore().images().filter { i in reference.map { r in i.tags.contains { Images.matches($0, r) } } ?? true }
             if json { print(try Format.json(images.map(ImageJSON.init))); return }
+            if let template {
+                for image in images {
+                    let i = ImageJSON(image)
+                    let tags = i.tags.filter { t in reference.map { Images.matches(t, $0) } ?? true }
+                    for t in tags.isEmpty ? ["<none>:<none>"] : tags {
+                        let cut = t.lastIndex(of: ":").map { t[..<$0] }.map(String.init) ?? t
+                        let fields = ["ID": noTrunc ? i.id : i.id.shortID, "Repository": cut, "Tag": String(t.dropFirst(cut.count + 1)),
+                                      "Digest": image.record.manifestDigest?.string ?? "<none>", "CreatedAt": i.created ?? "",
+                                      "CreatedSince": Format.ago(i.created), "Size": Format.bytes(i.size)]
+                        print(try template.render(fields) { try Format.compactJSON(fields) })
+                    }
+                }
+                return
+            }
             if quiet { for i in images { print(noTrunc ? i.id.string : i.id.string.shortID) }; return }
             var rows = [["REPOSITORY", "TAG"] + (digests ? ["DIGEST"] : []) + ["IMAGE ID", "CREATED", "SIZE"]]
             for image in images {
                 let i = ImageJSON(image)
                 let id = noTrunc ? i.id : i.id.shortID
                 let digest = digests ? [image.record.manifestDigest?.string ?? "<none>"] : []
-                let rest = [id, i.created ?? "", Format.bytes(i.size)]
+                let rest = [id, Format.ago(i.created), Format.bytes(i.size)]
                 if i.tags.isEmpty { rows.append(["<none>", "<none>"] + digest + rest) }
                 for t in i.tags where reference.map({ Images.matches(t, $0) }) ?? true {
                     guard let cut = t.lastIndex(of: ":"), !t[cut...].contains("/") else { rows.append([t, ""] + digest + rest); continue }

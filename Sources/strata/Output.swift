@@ -84,7 +84,10 @@ enum Format {
         case ..<3600: return "\(s / 60) minutes"
         case ..<7200: return "About an hour"
         case ..<172800: return "\(s / 3600) hours"
-        default: return "\(s / 86400) days"
+        case ..<(86400 * 14): return "\(s / 86400) days"
+        case ..<(86400 * 90): return "\(s / (86400 * 7)) weeks"
+        case ..<(86400 * 730): return "\(s / (86400 * 30)) months"
+        default: return "\(s / (86400 * 365)) years"
         }
     }
 
@@ -109,6 +112,13 @@ enum Format {
             r.enumerated().map { i, c in i == r.count - 1 ? c : c.padding(toLength: widths[i] + 3, withPad: " ", startingAt: 0) }
                 .joined()
         }.joined(separator: "\n")
+    }
+
+    /// One line of JSON with sorted keys (`--format '{{json .}}'`).
+    static func compactJSON(_ fields: [String: String]) throws -> String {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try e.encode(fields), as: UTF8.self)
     }
 
     static func json<T: Encodable>(_ value: T) throws -> String {
@@ -168,5 +178,49 @@ enum LayerTree {
             draw(r, "", i == roots.count - 1, true)
         }
         return lines.joined(separator: "\n")
+    }
+}
+
+/// `--format` as Docker's Go templates are used for listings: `{{.Field}}` (fields by their
+/// column names: `.ID`, `.Repository`, `.Tag`, `.Names`, `.Status`, …), `{{json .}}` for the
+/// whole row, `\t` and `\n` as themselves; `--format json` prints one JSON object per line.
+struct RowTemplate {
+    let text: String
+
+    init(_ text: String) throws {
+        var rest = Substring(text)
+        while let open = rest.range(of: "{{") {
+            guard let close = rest[open.upperBound...].range(of: "}}") else {
+                throw StrataError(.invalidArgument, "invalid --format \"\(text)\": a {{ without its }}")
+            }
+            let action = rest[open.upperBound..<close.lowerBound].trimmingCharacters(in: .whitespaces)
+            guard action == "json ." || action.hasPrefix(".") else {
+                throw StrataError(.invalidArgument, "invalid --format \"\(text)\": {{\(action)}} is not a field (.Name) or json .")
+            }
+            rest = rest[close.upperBound...]
+        }
+        self.text = text
+    }
+
+    /// The row written out; `fields` by name, `json` the whole row as JSON.
+    func render(_ fields: [String: String], json: () throws -> String) throws -> String {
+        if text == "json" || text == "{{json .}}" { return try json() }
+        var out = ""
+        var rest = Substring(text.replacingOccurrences(of: "\\t", with: "\t").replacingOccurrences(of: "\\n", with: "\n"))
+        while let open = rest.range(of: "{{"), let close = rest[open.upperBound...].range(of: "}}") {
+            out += rest[..<open.lowerBound]
+            let action = rest[open.upperBound..<close.lowerBound].trimmingCharacters(in: .whitespaces)
+            if action == "json ." {
+                out += try json()
+            } else {
+                let name = String(action.dropFirst())
+                guard let v = fields[name] else {
+                    throw StrataError(.invalidArgument, "--format: no field .\(name); the fields are \(fields.keys.sorted().map { "." + $0 }.joined(separator: ", "))")
+                }
+                out += v
+            }
+            rest = rest[close.upperBound...]
+        }
+        return out + rest
     }
 }

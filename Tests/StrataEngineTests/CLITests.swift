@@ -168,3 +168,21 @@ extension CLITests {
         #expect(rc2 == 0, "\(err2)")
     }
 }
+
+extension CLITests {
+    /// --format with Docker's template fields and json; CREATED as Docker says it.
+    @Test func formatTemplates() throws {
+        let t = TempDir(); defer { t.remove() }
+        #expect(try strata(["load", fixtures + "/oci-shared"], root: t.path).0 == 0)
+        #expect(try strata(["images", "--format", "{{.Repository}}:{{.Tag}}"], root: t.path).1
+                == "example.com/strata/busybox:a\nexample.com/strata/busybox:b\n")
+        let lines = try strata(["images", "--format", "json"], root: t.path).1.split(separator: "\n")
+        let first = try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as? [String: String]
+        #expect(lines.count == 2 && first?["Tag"] == "a" && first?["ID"]?.count == 12)
+        let (rc, _, err) = try strata(["images", "--format", "{{.Nope}}"], root: t.path)
+        #expect(rc == 64 && err.contains("no field .Nope"), "\(err)")
+        #expect(try strata(["images"], root: t.path).1.contains(" years ago"))
+        #expect(try strata(["create", "--name", "x", "example.com/strata/busybox:a"], root: t.path).0 == 0)
+        #expect(try strata(["ps", "-a", "--format", "{{.Names}} {{.Status}}"], root: t.path).1 == "x Created\n")
+    }
+}
