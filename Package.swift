@@ -89,7 +89,7 @@ let package = Package(
                                                    .product(name: "Logging", package: "swift-log")]),
         .executableTarget(
             name: "strata",
-            dependencies: ["StrataEngine", "StrataStore", "StrataRegistry", "StrataCore", "StrataSystem", "StrataFormats", "StrataArchive", "StrataLauncher",
+            dependencies: ["StrataEngine", "StrataStore", "StrataRegistry", "StrataDrivers", "StrataCore", "StrataSystem", "StrataFormats", "StrataArchive", "StrataLauncher",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log")]
         ),

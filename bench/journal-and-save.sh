@@ -20,7 +20,7 @@ import json, os, subprocess, sys
 root = sys.argv[1]
 for l in json.load(sys.stdin):
     info = json.loads(subprocess.run([sys.argv[2], "--root", root, "inspect", "--type", "layer", l["chainID"]],
-                                     capture_output=True, check=True).stdout)
+                                     capture_output=True, check=True).stdout)[0]["Strata"]
     d = os.path.dirname(info["path"])
     du = int(subprocess.run(["du", "-sb", info["path"]], capture_output=True, text=True).stdout.split()[0])
     j = os.path.getsize(d + "/tar-split.zst")
@@ -28,8 +28,8 @@ for l in json.load(sys.stdin):
 ' "$root" "$strata"
 
 echo "== save (docker-archive, uncompressed) against tar -c of the same tree; $runs runs, alternating, warm cache"
-diff=$($strata --root "$root" inspect bench/debian | python3 -c 'import json,sys; print(json.load(sys.stdin)["layers"][0]["chainID"])')
-path=$($strata --root "$root" inspect --type layer "$diff" | python3 -c 'import json,sys; print(json.load(sys.stdin)["path"])')
+diff=$($strata --root "$root" inspect -f '{{.Id}}' --type layer "$($strata --root "$root" inspect -f '{{json .Strata.layers}}' bench/debian | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["chainID"])')")
+path=$($strata --root "$root" inspect -f '{{.Strata.path}}' --type layer "$diff")
 out=${STRATA_BENCH_OUT:-/dev/shm/strata-save-out}
 mkdir -p "$out"
 : > "$work/t.strata"; : > "$work/t.tar"

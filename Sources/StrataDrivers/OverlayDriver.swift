@@ -64,7 +64,9 @@ public struct OverlayDriver: UnionDriver {
         }
     }
 
-    public func unmount(_ c: ContainerPaths) throws { try Mounts.unmount(c.merged) }
+    /// Detached, as Docker's overlay2 does: a mount that another mount namespace still holds a
+    /// copy of for a moment (a container being cloned elsewhere) does not fail the unmount.
+    public func unmount(_ c: ContainerPaths) throws { try Mounts.unmount(c.merged, detach: true) }
 
     public func upperDirectory(_ c: ContainerPaths) -> String? { c.upper }
 

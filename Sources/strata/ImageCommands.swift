@@ -229,65 +229,6 @@ struct History: ParsableCommand {
     }
 }
 
-struct Inspect: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Show a container, an image or a layer as JSON; with --files, what a layer adds, changes and deletes.")
-    @OptionGroup var global: GlobalOptions
-    @Argument(help: "Container (name, ID), image (tag, ID, ID prefix) or layer (chainID or prefix).") var name: String
-    @Option(name: .long, help: "container, image or layer, when a name matches more than one.") var type: String?
-    @Flag(name: .long, help: "For a layer: its changes (A/C/D) with sizes and the bytes it hides below.") var files = false
-    @Flag(name: .long, help: "With --files: JSON instead of a table.") var json = false
-
-    func run() throws {
-        try strata.run {
-            let store = try global.openStore()
-            if let type, !["container", "image", "layer"].contains(type) {
-                throw StrataError(.invalidArgument, "invalid --type \"\(type)\": expected container, image or layer")
-            }
-            // A container first (as `docker inspect`): the same object `ps --json` shows.
-            if type == nil || type == "container", let c = try? store.container(name),
-               let view = try store.containers(all: true).first(where: { $0.record.id == c.id }) {
-                print(try Format.json(ContainerJSON(view)))
-                return
-            }
-            if type == "container" { throw StrataError(.notFound, "no container \"\(name)\"; `strata ps -a` lists them") }
-            let image: Digest? = type == "layer" ? nil : try? store.resolveImage(name)
-            let layer: LayerRecord? = type == "image" ? nil : try? store.resolveLayer(name)
-            if image != nil && layer != nil {
-                throw StrataError(.invalidArgument, "\"\(name)\" names both an image and a layer; add --type image or --type layer")
-            }
-            if let image {
-                if files { throw StrataError(.invalidArgument, "--files is for layers; `strata history` lists an image's layers") }
-                print(try InspectJSON.image(try store.inspectImage(image)))
-            } else if let layer {
-                if files {
-                    let changes = try store.layerChanges(layer)
-                    if json { print(try Format.json(changes)); return }
-                    var rows = [["", "PATH", "SIZE", "HIDES"]]
-                    for c in changes {
-                        rows.append([c.kind, c.path, Format.bytes(c.size), c.hidden > 0 ? Format.bytes(c.hidden) : "-"])
-                    }
-                    print(Format.table(rows))
-                    let wasted = changes.reduce(Int64(0)) { $0 + $1.hidden }
-                    print("\(changes.count) changes; \(Format.bytes(wasted)) of the layers below hidden (wasted)")
-                    if layer.journal == .raw { print("note: the raw layer tar is kept: \(layer.journalNote ?? "")") }
-                } else {
-                    print(try InspectJSON.layer(try store.inspectLayer(layer)))
-                }
-            } else {
-                throw StrataError(.notFound, "no image or layer \"\(name)\" in the store")
-            }
-        }
-    }
-}
-
-struct Tag: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Tag an image: strata tag SOURCE TARGET.")
-    @OptionGroup var global: GlobalOptions
-    @Argument(help: "Image: tag, ID or unique ID prefix.") var source: String
-    @Argument(help: "New name NAME[:TAG].") var target: String
-    func run() throws { try strata.run { try global.openStore().tag(source, target) } }
-}
 
 struct Rmi: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -303,4 +244,12 @@ struct Rmi: ParsableCommand {
             if !global.quiet { for l in r.deletedLayers { printErr("freed layer \(l)") } }
         }
     }
+}
+
+struct Tag: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Tag an image: strata tag SOURCE TARGET.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Image: tag, ID or unique ID prefix.") var source: String
+    @Argument(help: "New name NAME[:TAG].") var target: String
+    func run() throws { try strata.run { try global.openStore().tag(source, target) } }
 }

@@ -1,4 +1,5 @@
 import Foundation  // JSONSerialization: inspect prints the config as stored, unknown keys and all
+import StrataDrivers
 import StrataEngine
 import StrataSystem
 
@@ -66,35 +67,61 @@ struct ContainerJSON: Codable {
     }
 }
 
-/// `strata inspect IMAGE` and `strata inspect LAYER`: pretty, sorted keys; the config as stored.
+/// `strata inspect`: an array of objects with Docker's keys (`Id`, `RepoTags`, `RepoDigests`,
+/// `Created`, `Config`, `RootFS`, `GraphDriver`, `State`, …) and strata's own facts under `Strata`
+/// (the config as stored for an image; the layer's journal and paths; the `ps --json` object).
 enum InspectJSON {
-    static func image(_ d: ImageDetails) throws -> String {
+    static func image(_ d: ImageDetails, driver: String, lowerDirs: [String]) throws -> [String: Any] {
         let r = d.record
+        let config = try JSONSerialization.jsonObject(with: Data(d.config)) as? [String: Any] ?? [:]
         let layers = d.layers.map { l -> [String: Any] in
             ["chainID": l.chainID.description, "diffID": l.diffID.description, "size": l.size, "journal": l.journal.rawValue]
         }
-        return try render([
+        let strata: [String: Any] = [
             "id": r.id.string, "tags": d.tags, "size": r.size, "created": r.created ?? NSNull(), "os": r.os ?? NSNull(),
             "architecture": r.architecture ?? NSNull(), "manifestDigest": r.manifestDigest?.string ?? NSNull(),
-            "loadedAt": Timestamp.string(r.loadedAt), "layers": layers,
-            "config": try JSONSerialization.jsonObject(with: Data(d.config)),
-        ])
+            "loadedAt": Timestamp.string(r.loadedAt), "layers": layers, "config": config,
+        ]
+        let repos = Set(d.tags.map { t in t.lastIndex(of: ":").map { String(t[..<$0]) } ?? t })
+        return [
+            "Id": r.id.string, "RepoTags": d.tags,
+            "RepoDigests": r.manifestDigest.map { m in repos.sorted().map { "\($0)@\(m)" } } ?? [],
+            "Created": r.created ?? NSNull(), "Architecture": r.architecture ?? NSNull(), "Os": r.os ?? NSNull(),
+            "Size": r.size, "Config": config["config"] ?? NSNull(),
+            "RootFS": ["Type": "layers", "Layers": d.layers.map(\.diffID.description)],
+            "GraphDriver": ["Name": driver, "Data": ["LowerDir": lowerDirs.joined(separator: ":")]],
+            "Strata": strata,
+        ]
     }
 
-    static func layer(_ d: LayerDetails) throws -> String {
+    static func layer(_ d: LayerDetails) throws -> [String: Any] {
         let l = d.record
-        return try render([
+        let strata: [String: Any] = [
             "chainID": l.chainID.description, "diffID": l.diffID.description,
             "parent": l.parent?.description ?? NSNull(), "children": d.children, "images": d.images,
             "cacheID": l.cacheID, "path": d.path, "size": l.size, "tarSize": l.tarSize,
             "blobDigest": l.blobDigest ?? NSNull(), "compression": l.compression ?? NSNull(),
             "journal": l.journal.rawValue, "journalNote": l.journalNote ?? NSNull(), "opaqueRoot": l.opaqueRoot,
             "createdAt": Timestamp.string(l.createdAt),
-        ])
+        ]
+        return ["Id": l.chainID.description, "Parent": l.parent?.description ?? "", "Size": l.size, "Strata": strata]
     }
 
-    private static func render(_ doc: [String: Any]) throws -> String {
-        String(decoding: try JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]),
+    static func container(_ c: ContainerJSON, paths: ContainerPaths, driver: String) throws -> [String: Any] {
+        let strata = try JSONSerialization.jsonObject(with: Data(try Format.json(c).utf8))
+        return [
+            "Id": c.id, "Name": "/" + c.name, "Created": c.created, "Image": c.image,
+            "Path": c.command?.first ?? "", "Args": Array((c.command ?? []).dropFirst()),
+            "State": ["Status": c.state, "Running": c.state == "running", "Pid": c.pid ?? 0, "ExitCode": c.exitCode ?? 0,
+                      "StartedAt": c.startedAt ?? "", "FinishedAt": c.finishedAt ?? ""],
+            "Config": ["Image": c.imageTags.first ?? c.image, "Cmd": c.command ?? []],
+            "GraphDriver": ["Name": driver, "Data": ["MergedDir": paths.merged, "UpperDir": paths.upper, "WorkDir": paths.work]],
+            "Strata": strata,
+        ]
+    }
+
+    static func render(_ objects: [[String: Any]]) throws -> String {
+        String(decoding: try JSONSerialization.data(withJSONObject: objects, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]),
                as: UTF8.self)
     }
 }

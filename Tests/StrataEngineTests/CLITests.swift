@@ -156,7 +156,8 @@ extension CLITests {
         // The binary where that user can run it (the checkout may be under a private directory).
         #expect(chmod(t.path, 0o755) == 0)
         let copy = t.sub("strata")
-        try FileManager.default.copyItem(atPath: binary, toPath: copy)
+        // Copied by another process: a write fd of ours could leak into a concurrent fork (ETXTBSY).
+        #expect(try sh(["cp", binary, copy]).0 == 0)
         let (rc, _, err) = try sh(["su", "nobody", "-s", "/bin/sh", "-c", "\(copy) --root /var/lib/strata-test-\(getpid()) images"])
         #expect(rc == 64 && err.contains("not writable by this user: run as root, or use --root DIR you own"), "\(err)")
         #expect(err.split(separator: "\n").count == 1)

@@ -52,8 +52,10 @@ extension RunTests {
         #expect(try strata(e, ["ps", "-a"]).1.contains("Exited (7)"))
         #expect(try strata(e, ["logs", "web"]).1 == "ready\ngot TERM\n")
         #expect(monitors(e).isEmpty)
-        let inspect = try JSONSerialization.jsonObject(with: Data(try strata(e, ["inspect", "web"]).1.utf8)) as? [String: Any]
-        #expect(inspect?["name"] as? String == "web" && inspect?["exitCode"] as? Int == 7 && inspect?["state"] as? String == "exited")
+        let inspect = (try JSONSerialization.jsonObject(with: Data(try strata(e, ["inspect", "web"]).1.utf8)) as? [[String: Any]])?.first
+        let state = inspect?["State"] as? [String: Any]
+        #expect(inspect?["Name"] as? String == "/web" && state?["ExitCode"] as? Int == 7 && state?["Status"] as? String == "exited")
+        #expect(try strata(e, ["inspect", "-f", "{{.State.ExitCode}} {{.Strata.name}}", "web"]).1 == "7 web\n")
 
         // start runs it again with what was recorded; kill sends a signal; restart.
         #expect(try strata(e, ["start", "web"]).0 == 0)

@@ -287,7 +287,8 @@ import CStrata
         _ = try e.mount("short:1", name: "c")
         _ = try e.ok(["commit", "c", "short:2"])
         let id = try e.ok(["inspect", "short:2"])
-        let doc = try JSONSerialization.jsonObject(with: Data(id.utf8)) as! [String: Any]
+        let docs = try #require(try JSONSerialization.jsonObject(with: Data(id.utf8)) as? [[String: Any]])
+        let doc = try #require((docs.first?["Strata"] as? [String: Any]))
         let config = (doc["config"] as? [String: Any]) ?? doc
         let history = (config["history"] as? [[String: Any]]) ?? []
         let rootfs = (config["rootfs"] as? [String: Any])?["diff_ids"] as? [String] ?? []
