@@ -54,40 +54,19 @@ public struct ExecLauncher {
             cfg.seccomp_filter = UnsafeRawPointer(arena.copy(bpf))
             cfg.seccomp_len = Int32(bpf.count / 8)
         }
-        var console: [Int32] = [-1, -1]
-        if tty, strata_socketpair(&console) != 0 {
-            throw LaunchFailure(exitCode: 125, message: "cannot create the console socket: \(Errno.current)")
+        let cgroup = CgroupLayout.current().map { Cgroup(layout: $0, id: id) }
+        let (pid, report, consoleParent) = try Launcher.cloneChild(tty: tty, what: "the exec process", cgroup: cgroup) { consoleFD, goFD, errFD in
+            cfg.console_socket = consoleFD
+            return withExtendedLifetime(arena) { strata_exec(&cfg, goFD, errFD) }
         }
-        cfg.console_socket = console[1]
-        var goPipe: [Int32] = [0, 0], errPipe: [Int32] = [0, 0]
-        guard strata_pipe_cloexec(&goPipe) == 0, strata_pipe_cloexec(&errPipe) == 0 else {
-            throw LaunchFailure(exitCode: 125, message: "cannot create pipes: \(Errno.current)")
-        }
-        let pid = withExtendedLifetime(arena) { strata_exec(&cfg, goPipe[0], errPipe[1]) }
-        close(goPipe[0]); close(errPipe[1])
-        if console[1] >= 0 { close(console[1]) }
-        guard pid > 0 else {
-            close(goPipe[1]); close(errPipe[0])
-            throw LaunchFailure(exitCode: 125, message: "cannot clone the exec process: \(Errno.current)")
-        }
-        if let layout = CgroupLayout.current() {
-            do { try Cgroup(layout: layout, id: id).join(pid) } catch {
-                kill(pid, SIGKILL); var st: Int32 = 0; waitpid(pid, &st, 0)
-                close(goPipe[1]); close(errPipe[0])
-                throw LaunchFailure(exitCode: 125, message: "cannot join the container's cgroups: \(error)")
-            }
-        }
-        var go: UInt8 = 1
-        _ = write(goPipe[1], &go, 1)
-        close(goPipe[1])
         var master: Int32 = -1
-        if console[0] >= 0 {
-            master = strata_recv_fd(console[0])
-            close(console[0])
+        if consoleParent >= 0 {
+            master = strata_recv_fd(consoleParent)
+            close(consoleParent)
             var ws = winsize()
             if master >= 0, ioctl(0, UInt(TIOCGWINSZ), &ws) == 0 { _ = ioctl(master, UInt(TIOCSWINSZ), &ws) }
         }
-        try launcher.awaitExec(pid, report: errPipe[0], program: program)
+        try launcher.awaitExec(pid, report: report, program: program)
         var restore: termios?
         var output: DispatchSemaphore?
         if master >= 0 {

@@ -175,41 +175,56 @@ public final class Launcher: @unchecked Sendable {
         cfg.init_fd = initBinary?.fd ?? -1
 
         // Pseudo-terminal: the child opens it in its own devpts and sends us the master.
+        let (pid, report, consoleParent) = try Launcher.cloneChild(tty: spec.tty, what: "the container process", cgroup: cgroup) { consoleFD, goFD, errFD in
+            cfg.console_socket = consoleFD
+            // The child needs the read end of "go" across the clone (it reads before exec).
+            return withExtendedLifetime(arena) { strata_launch(&cfg, goFD, errFD) }
+        }
+        creating = nil
+        var master: Int32 = -1
+        if consoleParent >= 0 {
+            master = strata_recv_fd(consoleParent)
+            close(consoleParent)
+            var ws = winsize()
+            if master >= 0, ioctl(0, UInt(TIOCGWINSZ), &ws) == 0 { _ = ioctl(master, UInt(TIOCSWINSZ), &ws) }
+        }
+        try awaitExec(pid, report: report, program: program)
+        return supervise(pid, master: master)
+    }
+
+    /// The handshake around a clone: a console socket with a terminal, the "go" and error pipes.
+    /// `clone` gets the console's child end, the read end of "go" and the write end of the error
+    /// pipe, and returns the pid. The child is put into `cgroup` (its cgroup namespace is made or
+    /// joined after that), then let go. Returns the pid, the error pipe's read end and the
+    /// console's parent end (-1 without a terminal).
+    static func cloneChild(tty: Bool, what: String, cgroup: Cgroup?,
+                           clone: (Int32, Int32, Int32) -> pid_t) throws -> (pid: pid_t, report: Int32, console: Int32) {
         var console: [Int32] = [-1, -1]
-        if spec.tty, strata_socketpair(&console) != 0 {
+        if tty, strata_socketpair(&console) != 0 {
             throw LaunchFailure(exitCode: 125, message: "cannot create the console socket: \(Errno.current)")
         }
-        cfg.console_socket = console[1]
         var goPipe: [Int32] = [0, 0], errPipe: [Int32] = [0, 0]
         guard strata_pipe_cloexec(&goPipe) == 0, strata_pipe_cloexec(&errPipe) == 0 else {
             throw LaunchFailure(exitCode: 125, message: "cannot create pipes: \(Errno.current)")
         }
-        // The child needs the read end of "go" across the clone (it reads before exec).
-        let pid = withExtendedLifetime(arena) { strata_launch(&cfg, goPipe[0], errPipe[1]) }
+        let pid = clone(console[1], goPipe[0], errPipe[1])
         close(goPipe[0]); close(errPipe[1])
         if console[1] >= 0 { close(console[1]) }
         guard pid > 0 else {
             close(goPipe[1]); close(errPipe[0])
-            throw LaunchFailure(exitCode: 125, message: "cannot clone the container process: \(Errno.current)")
+            if console[0] >= 0 { close(console[0]) }
+            throw LaunchFailure(exitCode: 125, message: "cannot clone \(what): \(Errno.current)")
         }
-        // Join the cgroups before the child unshares its cgroup namespace, then let it go.
         do { try cgroup?.join(pid) } catch {
             kill(pid, SIGKILL); var st: Int32 = 0; waitpid(pid, &st, 0)
+            close(goPipe[1]); close(errPipe[0])
+            if console[0] >= 0 { close(console[0]) }
             throw error
         }
-        creating = nil
         var go: UInt8 = 1
         _ = write(goPipe[1], &go, 1)
         close(goPipe[1])
-        var master: Int32 = -1
-        if console[0] >= 0 {
-            master = strata_recv_fd(console[0])
-            close(console[0])
-            var ws = winsize()
-            if master >= 0, ioctl(0, UInt(TIOCGWINSZ), &ws) == 0 { _ = ioctl(master, UInt(TIOCSWINSZ), &ws) }
-        }
-        try awaitExec(pid, report: errPipe[0], program: program)
-        return supervise(pid, master: master)
+        return (pid, errPipe[0], console[0])
     }
 
     /// The child's whole configuration, its strings and arrays in `arena`.
