@@ -1,6 +1,7 @@
 import FoundationEssentials
 import StrataCore
 import StrataFormats
+import StrataLayer
 import StrataLauncher
 import StrataStore
 import StrataSystem
@@ -221,5 +222,30 @@ extension Engine {
             _ = ContainerLeftovers.removeCgroups()
         }
         return report
+    }
+}
+
+extension Engine {
+    /// `export`: the container's whole tree (its image's layers, its init layer, its changes)
+    /// as one tar written to `sink`, as `docker export` does. Mounted for the walk (a count
+    /// like any other mount), unmounted after.
+    public func export(_ ref: String, to sink: @escaping (UnsafeRawBufferPointer) throws -> Void) throws {
+        let c = try store.container(ref)
+        let rootfs = try store.mountContainer(c.id)
+        defer { try? store.unmountContainer(c.id) }
+        let root = try Directory.open(rootfs)
+        var entries: [DiffTarEntry] = []
+        func walk(_ dir: Directory, _ prefix: PathBytes) throws {
+            for name in try dir.entries().sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+                guard let st = try dir.lstat(name) else { continue }
+                let path = prefix.isEmpty ? name : prefix + [UInt8(ascii: "/")] + name
+                entries.append(.entry(path: path, directory: dir, name: name, stat: st, opaque: false))
+                if FileKind(mode: st.st_mode) == .directory { try walk(try dir.walkInto(name), path) }
+            }
+        }
+        try walk(root, [])
+        let writer = try LayerDiffWriter(sink: sink)
+        try writer.write(entries)
+        try writer.close()
     }
 }

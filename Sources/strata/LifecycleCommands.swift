@@ -3,6 +3,7 @@ import FoundationEssentials
 import StrataEngine
 import StrataLauncher
 import StrataSystem
+import StrataArchive
 
 /// The monitor of a detached container (started by `run -d` and `start`; not for users).
 struct ContainerMonitor: ParsableCommand {
@@ -139,5 +140,31 @@ struct Exec: ParsableCommand {
             throw ExitCode(125)
         }
         throw ExitCode(code)
+    }
+}
+
+struct Export: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Write a container's whole tree as a tar (as docker export).")
+    @OptionGroup var global: GlobalOptions
+    @Option(name: [.short, .long], help: "The tar file (default: standard output, not a terminal).") var output: String?
+    @Argument(help: "Container.") var container: String
+    func run() throws {
+        try strata.run {
+            let engine = try global.openEngine()
+            if output == nil && isTerminal(1) {
+                throw StrataError(.invalidArgument, "refusing to write a tar to a terminal; redirect standard output or use -o FILE")
+            }
+            let file = try output.map { try FDHandle.open($0 + ".strata-partial", flags: [.writeOnly, .create, .truncate], mode: 0o644) }
+                ?? FDHandle.duplicating(1)
+            let out = BufferedOutput(file)
+            do {
+                try engine.export(container) { try out.write($0) }
+                try out.flush()
+                if let output { try renamePath(output + ".strata-partial", to: output) }
+            } catch {
+                if let output { removeFile(output + ".strata-partial") }
+                throw error
+            }
+        }
     }
 }

@@ -50,7 +50,7 @@ struct Strata: ParsableCommand {
         subcommands: [Load.self, Import.self, Images.self, Layers.self, History.self, Inspect.self, Tag.self,
                       Rmi.self, Save.self, GC.self, Check.self, Create.self, Mount.self, Umount.self, Rm.self,
                       Ps.self, Diff.self, Commit.self, Run.self, Bundle.self, Pull.self, Push.self, Login.self, Logout.self,
-                      Start.self, Stop.self, Restart.self, Kill.self, Wait.self, Logs.self, Exec.self, Version.self,
+                      Start.self, Stop.self, Restart.self, Kill.self, Wait.self, Logs.self, Exec.self, Export.self, Version.self,
                       ImageGroup.self, ContainerGroup.self, SystemGroup.self, Info.self, ContainerMonitor.self]
     )
 

@@ -187,3 +187,25 @@ extension CLITests {
         #expect(try strata(["ps", "-a", "--format", "{{.Names}} {{.Status}}"], root: t.path).1 == "x Created\n")
     }
 }
+
+extension CLITests {
+    /// export: the container's whole tree as a tar, its own changes in, deleted files out, no
+    /// whiteouts; the container is left as it was (not mounted).
+    @Test func exportWritesTheMergedTree() throws {
+        let t = TempDir(); defer { t.remove() }
+        #expect(try strata(["load", fixtures + "/oci-shared"], root: t.path).0 == 0)
+        #expect(try strata(["create", "--name", "c", "example.com/strata/busybox:a"], root: t.path).0 == 0)
+        let merged = try strata(["mount", "c"], root: t.path).1.split(separator: "\n").last.map(String.init) ?? ""
+        try Data("hi\n".utf8).write(to: URL(fileURLWithPath: merged + "/new.txt"))
+        try FileManager.default.removeItem(atPath: merged + "/bin/ls")
+        #expect(try strata(["umount", "c"], root: t.path).0 == 0)
+        let (rc, _, err) = try strata(["export", "c", "-o", t.sub("c.tar")], root: t.path)
+        #expect(rc == 0, "\(err)")
+        let names = try sh(["tar", "-tf", t.sub("c.tar")]).1.split(separator: "\n").map(String.init)
+        #expect(names.contains("new.txt") && names.contains("bin/busybox") && !names.contains("bin/ls"))
+        #expect(!names.contains { $0.contains(".wh.") })
+        #expect(try sh(["tar", "-xOf", t.sub("c.tar"), "new.txt"]).1 == "hi\n")
+        #expect(try strata(["ps", "-a", "--json"], root: t.path).1.contains("\"mountCount\" : 0"))
+        #expect(!FileManager.default.fileExists(atPath: t.sub("c.tar.strata-partial")))
+    }
+}
