@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -19,6 +20,11 @@ static const struct { const char *name; int type; } namespaces[] = {
     { "cgroup", CLONE_NEWCGROUP }, { "pid", CLONE_NEWPID }, { "mnt", CLONE_NEWNS },
 };
 #define NNS (int)(sizeof namespaces / sizeof namespaces[0])
+
+/* The command, for the waiting process's signal handler: what strata forwards to the waiting
+   process (its pid is the one strata knows) reaches the command. */
+static volatile pid_t command_pid;
+static void forward(int sig) { if (command_pid > 0) kill(command_pid, sig); }
 
 pid_t strata_exec(const struct strata_exec *cfg, int go_fd, int err_fd) {
     pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
@@ -60,6 +66,12 @@ pid_t strata_exec(const struct strata_exec *cfg, int go_fd, int err_fd) {
     }
     close(err_fd);
     if (cfg->console_socket >= 0) close(cfg->console_socket);
+    command_pid = cmd;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = forward;
+    const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH };
+    for (unsigned i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++) sigaction(forwarded[i], &sa, NULL);
     int status = 0;
     while (waitpid(cmd, &status, 0) < 0 && errno == EINTR) {}
     if (WIFSIGNALED(status)) _exit(128 + WTERMSIG(status));

@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import CLauncher
-import Dispatch
 import StrataCore
 import StrataSystem
 
@@ -55,31 +54,12 @@ public struct ExecLauncher {
             cfg.seccomp_len = Int32(bpf.count / 8)
         }
         let cgroup = CgroupLayout.current().map { Cgroup(layout: $0, id: id) }
-        let (pid, report, consoleParent) = try Launcher.cloneChild(tty: tty, what: "the exec process", cgroup: cgroup) { consoleFD, goFD, errFD in
+        let (pid, report, master) = try Launcher.cloneChild(tty: tty, what: "the exec process", cgroup: cgroup) { consoleFD, goFD, errFD in
             cfg.console_socket = consoleFD
             return withExtendedLifetime(arena) { strata_exec(&cfg, goFD, errFD) }
         }
-        var master: Int32 = -1
-        if consoleParent >= 0 {
-            master = strata_recv_fd(consoleParent)
-            close(consoleParent)
-            var ws = winsize()
-            if master >= 0, ioctl(0, UInt(TIOCGWINSZ), &ws) == 0 { _ = ioctl(master, UInt(TIOCSWINSZ), &ws) }
-        }
         try launcher.awaitExec(pid, report: report, program: program)
-        var restore: termios?
-        var output: DispatchSemaphore?
-        if master >= 0 {
-            restore = Terminal.makeRaw(0)
-            output = Terminal.relay(master: master, interactive: interactive)
-        }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        if var t = restore { tcsetattr(0, TCSANOW, &t) }
-        if master >= 0 {
-            _ = output?.wait(timeout: .now() + 2)
-            close(master)
-        }
-        return (status & 0x7f) != 0 ? 128 + (status & 0x7f) : (status >> 8) & 0xff
+        // Signals reach the process that waits for the command; the terminal is relayed as run's.
+        return launcher.supervise(pid, master: master)
     }
 }

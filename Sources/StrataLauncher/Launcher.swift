@@ -175,19 +175,12 @@ public final class Launcher: @unchecked Sendable {
         cfg.init_fd = initBinary?.fd ?? -1
 
         // Pseudo-terminal: the child opens it in its own devpts and sends us the master.
-        let (pid, report, consoleParent) = try Launcher.cloneChild(tty: spec.tty, what: "the container process", cgroup: cgroup) { consoleFD, goFD, errFD in
+        let (pid, report, master) = try Launcher.cloneChild(tty: spec.tty, what: "the container process", cgroup: cgroup) { consoleFD, goFD, errFD in
             cfg.console_socket = consoleFD
             // The child needs the read end of "go" across the clone (it reads before exec).
             return withExtendedLifetime(arena) { strata_launch(&cfg, goFD, errFD) }
         }
         creating = nil
-        var master: Int32 = -1
-        if consoleParent >= 0 {
-            master = strata_recv_fd(consoleParent)
-            close(consoleParent)
-            var ws = winsize()
-            if master >= 0, ioctl(0, UInt(TIOCGWINSZ), &ws) == 0 { _ = ioctl(master, UInt(TIOCSWINSZ), &ws) }
-        }
         try awaitExec(pid, report: report, program: program)
         return supervise(pid, master: master)
     }
@@ -195,10 +188,10 @@ public final class Launcher: @unchecked Sendable {
     /// The handshake around a clone: a console socket with a terminal, the "go" and error pipes.
     /// `clone` gets the console's child end, the read end of "go" and the write end of the error
     /// pipe, and returns the pid. The child is put into `cgroup` (its cgroup namespace is made or
-    /// joined after that), then let go. Returns the pid, the error pipe's read end and the
-    /// console's parent end (-1 without a terminal).
+    /// joined after that), then let go. Returns the pid, the error pipe's read end and, with a
+    /// terminal, the pty master the child sent (sized as our terminal; else -1).
     static func cloneChild(tty: Bool, what: String, cgroup: Cgroup?,
-                           clone: (Int32, Int32, Int32) -> pid_t) throws -> (pid: pid_t, report: Int32, console: Int32) {
+                           clone: (Int32, Int32, Int32) -> pid_t) throws -> (pid: pid_t, report: Int32, master: Int32) {
         var console: [Int32] = [-1, -1]
         if tty, strata_socketpair(&console) != 0 {
             throw LaunchFailure(exitCode: 125, message: "cannot create the console socket: \(Errno.current)")
@@ -224,7 +217,14 @@ public final class Launcher: @unchecked Sendable {
         var go: UInt8 = 1
         _ = write(goPipe[1], &go, 1)
         close(goPipe[1])
-        return (pid, errPipe[0], console[0])
+        var master: Int32 = -1
+        if console[0] >= 0 {
+            master = strata_recv_fd(console[0])
+            close(console[0])
+            var ws = winsize()
+            if master >= 0, ioctl(0, UInt(TIOCGWINSZ), &ws) == 0 { _ = ioctl(master, UInt(TIOCSWINSZ), &ws) }
+        }
+        return (pid, errPipe[0], master)
     }
 
     /// The child's whole configuration, its strings and arrays in `arena`.
@@ -290,7 +290,7 @@ public final class Launcher: @unchecked Sendable {
     }
 
     /// Forwards signals to the container and relays its terminal until it exits; its exit code.
-    private func supervise(_ pid: pid_t, master: Int32) -> Int32 {
+    func supervise(_ pid: pid_t, master: Int32) -> Int32 {
         let forwarded = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH]
         var sources: [DispatchSourceSignal] = []
         for s in forwarded {

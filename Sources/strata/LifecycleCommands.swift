@@ -128,18 +128,10 @@ struct Exec: ParsableCommand {
     @Argument(parsing: .captureForPassthrough, help: "Command and arguments.") var command: [String] = []
 
     func run() throws {
-        var code: Int32 = 125
-        do {
-            code = try global.openEngine().exec(container, command: command, env: env, user: user, workdir: workdir,
-                                                tty: tty, interactive: interactive)
-        } catch let e as LaunchFailure {
-            printErr("strata: \(e.message)")
-            throw ExitCode(e.exitCode)
-        } catch let e as StrataError {
-            printErr("strata: \(e)")
-            throw ExitCode(125)
+        try runsAProcess {
+            try global.openEngine().exec(container, command: command, env: env, user: user, workdir: workdir,
+                                         tty: tty, interactive: interactive)
         }
-        throw ExitCode(code)
     }
 }
 

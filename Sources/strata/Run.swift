@@ -90,8 +90,7 @@ struct Run: ParsableCommand {
     }
 
     func run() throws {
-        var code: Int32 = 125
-        do {
+        try runsAProcess {
             guard ["none", "host"].contains(network) else {
                 throw StrataError(.invalidArgument, "invalid --network \"\(network)\": none or host (bridge networking is not there yet)")
             }
@@ -120,16 +119,25 @@ struct Run: ParsableCommand {
                     throw StrataError(.invalidArgument, "-d with -t or -i needs `attach`, which strata does not have yet; run in the foreground, or drop -t/-i")
                 }
                 print(try global.openEngine().runDetached(image: image, overrides: overrides, options: options))
-                return
+                return 0
             }
-            code = try global.openEngine().run(image: image, overrides: overrides, options: options)
-        } catch let e as LaunchFailure {
-            printErr("strata: \(e.message)")
-            throw ExitCode(e.exitCode)
-        } catch let e as StrataError {
-            printErr("strata: \(e)")
-            throw ExitCode(125)
+            return try global.openEngine().run(image: image, overrides: overrides, options: options)
         }
-        throw ExitCode(code)
     }
+}
+
+/// Runs what starts a process in a container (`run`, `exec`) and exits as Docker does: the
+/// process's code; the launcher's (125, 126, 127) when it could not start; 125 for strata's errors.
+func runsAProcess(_ body: () throws -> Int32) throws -> Never {
+    let code: Int32
+    do {
+        code = try body()
+    } catch let e as LaunchFailure {
+        printErr("strata: \(e.message)")
+        throw ExitCode(e.exitCode)
+    } catch let e as StrataError {
+        printErr("strata: \(e)")
+        throw ExitCode(125)
+    }
+    throw ExitCode(code)
 }
