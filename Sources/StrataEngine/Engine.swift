@@ -77,12 +77,9 @@ public final class Engine: Sendable {
             try? store.removeContainer(id, force: true)
             throw error
         }
-        // Removed under it (`strata rm -f` from elsewhere kills, then removes): said as such.
+        // Removed under it: `rm -f` marks the container before it kills (see removeContainer).
         let removed = LaunchFailure(exitCode: 137, message: "container \(id.prefix(12)) was removed while it ran (strata rm -f)")
-        if code == 137 {
-            for _ in 0..<25 where (try? store.container(id)) != nil { sleepSeconds(0.02) }
-            if (try? store.container(id)) == nil { throw removed }
-        }
+        if pathExists(store.containerPaths(id).root + "/" + Engine.removingMarker) || (try? store.container(id)) == nil { throw removed }
         // With `remove` the mount is detached and the container removed in one go.
         do {
             if options.remove { try store.removeContainer(id, force: true) } else { try store.unmountContainer(id, force: true) }
@@ -107,11 +104,19 @@ public final class Engine: Sendable {
         try spec.json().write(to: URL(fileURLWithPath: directory + "/config.json"))
     }
 
+    /// The file `rm -f` leaves in a container's folder before it kills what runs there.
+    static let removingMarker = "removing"
+
     /// Removes a container; with `force`, whatever still runs in its cgroups goes first (a
     /// container whose strata was killed has no parent to stop it). Its cgroups go with it.
     public func removeContainer(_ ref: String, force: Bool) throws {
         let id = try store.container(ref).id
-        if force { ContainerCgroups.release(id: id) }
+        if force {
+            // Marked first: a foreground `run` of it wakes up when the kill lands and must tell a
+            // removal from any other SIGKILL, without waiting to see whether the row goes.
+            _ = try? FDHandle.open(store.containerPaths(id).root + "/" + Engine.removingMarker, flags: [.writeOnly, .create], mode: 0o600)
+            ContainerCgroups.release(id: id)
+        }
         try store.removeContainer(ref, force: force)
         ContainerCgroups.release(id: id)
     }
