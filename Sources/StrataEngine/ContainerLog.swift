@@ -130,37 +130,49 @@ extension Engine {
     /// `emit`; with `follow`, keeps reading what is written until the container has ended.
     public func logs(_ id: String, options: LogOptions, emit: (LogLine) -> Void) throws {
         let path = store.logPath(id)
-        var lines: [LogLine] = []
-        for p in [path + ".1", path] {
-            guard let f = try? FDHandle.open(p, flags: .readOnly) else { continue }
-            let bytes = try f.readAll(limit: 1 << 30, label: p)
-            lines += bytes.split(separator: 0x0a).compactMap(LogLine.init)
-        }
         func keep(_ l: LogLine) -> Bool { options.since.map { s in (Timestamp.date(l.time) ?? .distantPast) >= s } ?? true }
-        lines = lines.filter(keep)
-        if let tail = options.tail { lines = Array(lines.suffix(tail)) }
-        lines.forEach(emit)
+        // Streamed, never the whole file in memory: with --tail only the last lines are held.
+        var last: [LogLine] = []
+        func take(_ l: LogLine) {
+            guard keep(l) else { return }
+            guard let tail = options.tail else { emit(l); return }
+            last.append(l)
+            if last.count > 2 * tail + 64 { last.removeFirst(last.count - tail) }
+        }
+        _ = try Engine.readLogLines(path + ".1", from: 0, take)
+        var offset = try Engine.readLogLines(path, from: 0, take)
+        if let tail = options.tail { last.suffix(tail).forEach(emit) }
         guard options.follow else { return }
-        var offset = Int64((try? FDHandle.open(path, flags: .readOnly).stat().st_size) ?? 0)
-        var pending: [UInt8] = []
         while true {
             let running = isRunning(try store.container(id))
-            if let f = try? FDHandle.open(path, flags: .readOnly), let size = try? Int64(f.stat().st_size) {
-                if size < offset { offset = 0 }  // rotated: the new file from its start
-                if size > offset {
-                    var chunk = [UInt8](repeating: 0, count: Int(min(size - offset, 1 << 20)))
-                    let n = try chunk.withUnsafeMutableBytes { try f.pread(into: $0, at: offset) }
-                    offset += Int64(n)
-                    pending += chunk[0..<n]
-                    while let nl = pending.firstIndex(of: 0x0a) {
-                        if let l = LogLine(pending[..<nl]), keep(l) { emit(l) }
-                        pending.removeFirst(nl + 1)
-                    }
-                    continue
-                }
-            }
+            if let size = try? FDHandle.open(path, flags: .readOnly).stat().st_size, Int64(size) < offset { offset = 0 }  // rotated
+            let next = try Engine.readLogLines(path, from: offset) { if keep($0) { emit($0) } }
+            if next != offset { offset = next; continue }
             if !running { return }
             sleepSeconds(0.1)
+        }
+    }
+
+    /// Hands each whole line of the log file `path` from `offset` on to `line`, reading 64 KiB
+    /// at a time; returns the offset after the last whole line (a line being written stays for
+    /// the next read). A line over 1 MiB (the writer splits at 16 KiB) is not a log line: skipped.
+    static func readLogLines(_ path: String, from offset: Int64, _ line: (LogLine) -> Void) throws -> Int64 {
+        guard let f = try? FDHandle.open(path, flags: .readOnly) else { return offset }
+        var at = offset
+        var pending: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = try chunk.withUnsafeMutableBytes { try f.pread(into: $0, at: at + Int64(pending.count)) }
+            if n == 0 { return at }
+            pending += chunk[0..<n]
+            var start = 0
+            while let nl = pending[start...].firstIndex(of: 0x0a) {
+                if let l = LogLine(pending[start..<nl]) { line(l) }
+                start = nl + 1
+            }
+            if start == 0 && pending.count > 1 << 20 { start = pending.count }
+            at += Int64(start)
+            pending.removeFirst(start)
         }
     }
 }

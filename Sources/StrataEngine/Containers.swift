@@ -190,21 +190,28 @@ extension Store {
 
     /// The containers, newest first: those running or mounted, or `all`.
     public func containers(all: Bool) throws -> [ContainerView] {
-        var out: [ContainerView] = []
-        for r in try metadata.read({ try $0.containers() }) {
-            let running = r.pid.map { Store.isContainerProcess($0, id: r.id) } ?? false
-            let mounted = MountTable.isMountPoint(containerPaths(r.id).merged) || r.driver == "vfs" && r.mountCount > 0
-            let run = runState(r.id)
-            // A monitor killed by SIGKILL writes no end: the cgroup tells that nothing runs.
-            let exited = !running && run?.startedAt != nil
-            let state: ContainerState = running ? .running : mounted ? .mounted : exited ? .exited : .created
-            if !all && !running && !mounted { continue }
-            let tags = try metadata.read { try $0.tags(ofImage: r.image.string) }
-            out.append(ContainerView(record: r, imageTags: tags, state: state, pid: running ? r.pid : nil,
-                                     sizeOfChanges: (try? sizeOfChanges(r.id)) ?? 0, run: run,
-                                     command: (try? readRunRecord(r.id))??.args))
-        }
-        return out
+        // Without `all`, a container that neither runs nor is mounted is passed over before its
+        // changes are measured.
+        try metadata.read({ try $0.containers() }).filter { r in
+            all || (r.pid.map { Store.isContainerProcess($0, id: r.id) } ?? false) || MountTable.isMountPoint(containerPaths(r.id).merged)
+                || r.driver == "vfs" && r.mountCount > 0
+        }.map(view)
+    }
+
+    /// One container with what it is doing (`inspect`).
+    public func containerView(_ ref: String) throws -> ContainerView { try view(try container(ref)) }
+
+    private func view(_ r: ContainerRecord) throws -> ContainerView {
+        let running = r.pid.map { Store.isContainerProcess($0, id: r.id) } ?? false
+        let mounted = MountTable.isMountPoint(containerPaths(r.id).merged) || r.driver == "vfs" && r.mountCount > 0
+        let run = runState(r.id)
+        // A monitor killed by SIGKILL writes no end: the cgroup tells that nothing runs.
+        let exited = !running && run?.startedAt != nil
+        let state: ContainerState = running ? .running : mounted ? .mounted : exited ? .exited : .created
+        let tags = try metadata.read { try $0.tags(ofImage: r.image.string) }
+        return ContainerView(record: r, imageTags: tags, state: state, pid: running ? r.pid : nil,
+                             sizeOfChanges: (try? sizeOfChanges(r.id)) ?? 0, run: run,
+                             command: (try? readRunRecord(r.id))??.args)
     }
 
     /// Bytes of regular files a container changed: its upper dir as it is (overlay; no

@@ -38,9 +38,8 @@ struct Inspect: ParsableCommand {
 
     /// The object for one name: a container first (as `docker inspect`), then an image, then a layer.
     private func object(_ store: Store, _ name: String) throws -> [String: Any] {
-        if type == nil || type == "container", let c = try? store.container(name),
-           let view = try store.containers(all: true).first(where: { $0.record.id == c.id }) {
-            return try InspectJSON.container(ContainerJSON(view), paths: store.containerPaths(c.id), driver: store.driverName)
+        if type == nil || type == "container", let view = try? store.containerView(name) {
+            return try InspectJSON.container(ContainerJSON(view), paths: store.containerPaths(view.record.id), driver: store.driverName)
         }
         if type == "container" { throw StrataError(.notFound, "no container \"\(name)\"; `strata ps -a` lists them") }
         let image: Digest? = type == "layer" ? nil : try? store.resolveImage(name)
