@@ -22,7 +22,7 @@ extension RegistryClient {
         let reply = try send(.POST, "/v2/\(repository)/blobs/uploads/?mount=\(digest)&from=\(source)", scope: scope, limit: 1 << 16)
         if reply.status == .created { return true }
         if reply.status == .accepted, let location = reply.headers["Location"].first {
-            _ = try? raw(.DELETE, absolute(location), headers: [:], auth: authorization(scope), limit: 1 << 16)
+            _ = try? raw(.DELETE, absolute(location), headers: [:], auth: authorization(scope, for: absolute(location)), limit: 1 << 16)
         }
         return false
     }
@@ -44,7 +44,8 @@ extension RegistryClient {
             var headers = HTTPHeaders()
             headers.add(name: "Content-Type", value: "application/octet-stream")
             headers.add(name: "Content-Range", value: "\(sent)-\(sent + Int64(pending.count) - 1)")
-            let reply = try raw(.PATCH, absolute(location), headers: headers, auth: authorization(scope), limit: 1 << 16, body: pending)
+            let reply = try raw(.PATCH, absolute(location), headers: headers, auth: authorization(scope, for: absolute(location)),
+                                limit: 1 << 16, body: pending)
             guard reply.status == .accepted, let next = reply.headers["Location"].first else {
                 throw failure(reply, what: "an upload to \(repository) (at byte \(sent))")
             }
@@ -62,7 +63,7 @@ extension RegistryClient {
         let url = absolute(location) + (location.contains("?") ? "&" : "?") + "digest=\(digest)"
         var headers = HTTPHeaders()
         headers.add(name: "Content-Length", value: "0")
-        let done = try raw(.PUT, url, headers: headers, auth: authorization(scope), limit: 1 << 16)
+        let done = try raw(.PUT, url, headers: headers, auth: authorization(scope, for: url), limit: 1 << 16)
         guard done.status == .created else { throw failure(done, what: "the end of an upload to \(repository)") }
         return (digest, sent)
     }
@@ -79,6 +80,12 @@ extension RegistryClient {
                              limit: 1 << 16, body: bytes)
         guard reply.status == .created else { throw failure(reply, what: "the manifest \(repository):\(reference)") }
         return Digest.of(bytes)
+    }
+
+    /// The credentials for `scope`, only for a URL of this registry: an upload `Location` the
+    /// registry answers with may name another host, which must not see them.
+    func authorization(_ scope: String, for url: String) -> String? {
+        url.hasPrefix(baseURL + "/") ? authorization(scope) : nil
     }
 
     /// An upload `Location` made absolute.
