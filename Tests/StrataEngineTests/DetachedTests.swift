@@ -172,27 +172,8 @@ extension RunTests {
     @Test func execThroughATerminal() throws {
         let e = try Env()
         #expect(try strata(e, ["run", "-d", "--name", "tty", RunTests.image, "sleep", "60"]).0 == 0)
-        let script = """
-        import os, pty, sys, time
-        pid, fd = pty.fork()
-        if pid == 0:
-            os.execv(sys.argv[1], [sys.argv[1], "--root", sys.argv[2], "exec", "-i", "-t", "tty", "sh"])
-        time.sleep(1.0)
-        os.write(fd, b"tty; echo marker-$((6*7)); exit 5\\n")
-        out = b""
-        while True:
-            try:
-                chunk = os.read(fd, 1024)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-        _, status = os.waitpid(pid, 0)
-        print(out.decode(errors="replace"))
-        print("exit", os.waitstatus_to_exitcode(status))
-        """
-        let (_, out, err) = try sh(["python3", "-c", script, RunTests.binary, e.root])
+        let (out, err) = try onTerminal([RunTests.binary, "--root", e.root, "exec", "-i", "-t", "tty", "sh"],
+                                        typing: "tty; echo marker-$((6*7)); exit 5\n")
         #expect(out.contains("marker-42"), "\(out) \(err)")
         #expect(out.contains("/dev/pts/0"), "a terminal of the container's own devpts: \(out)")
         #expect(out.contains("exit 5"))

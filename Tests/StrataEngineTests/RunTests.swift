@@ -224,27 +224,8 @@ struct RunTests {
     /// -i -t: an interactive shell on a pseudo-terminal (driven through a pty: CI has no terminal).
     @Test func interactiveTerminal() throws {
         let e = try Env()
-        let script = """
-        import os, pty, sys, time
-        pid, fd = pty.fork()
-        if pid == 0:
-            os.execv(sys.argv[1], [sys.argv[1], "--root", sys.argv[2], "run", "--rm", "-i", "-t", sys.argv[3], "sh"])
-        time.sleep(1.0)
-        os.write(fd, b"tty; echo marker-$((6*7)); exit 5\\n")
-        out = b""
-        while True:
-            try:
-                chunk = os.read(fd, 1024)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-        _, status = os.waitpid(pid, 0)
-        print(out.decode(errors="replace"))
-        print("exit", os.waitstatus_to_exitcode(status))
-        """
-        let (_, out, err) = try sh(["python3", "-c", script, RunTests.binary, e.root, RunTests.image])
+        let (out, err) = try onTerminal([RunTests.binary, "--root", e.root, "run", "--rm", "-i", "-t", RunTests.image, "sh"],
+                                        typing: "tty; echo marker-$((6*7)); exit 5\n")
         #expect(out.contains("marker-42"), "\(out) \(err)")
         #expect(out.contains("/dev/pts/"))
         #expect(out.contains("exit 5"))

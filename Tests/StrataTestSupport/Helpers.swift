@@ -128,3 +128,30 @@ public let isRoot = getuid() == 0
 /// The strata binary the tests run: the debug build, or `STRATA_BINARY` (the sanitizer run
 /// points it at its own build).
 public let strataBinary = ProcessInfo.processInfo.environment["STRATA_BINARY"] ?? repoRoot + "/.build/debug/strata"
+
+/// Runs `argv` on a new pseudo-terminal (CI has no terminal of its own), types `input` after a
+/// second, and returns everything the terminal showed followed by a line "exit N".
+public func onTerminal(_ argv: [String], typing input: String) throws -> (String, String) {
+    let script = """
+    import os, pty, sys, time
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(sys.argv[2], sys.argv[2:])
+    time.sleep(1.0)
+    os.write(fd, sys.argv[1].encode())
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    _, status = os.waitpid(pid, 0)
+    print(out.decode(errors="replace"))
+    print("exit", os.waitstatus_to_exitcode(status))
+    """
+    let (_, out, err) = try sh(["python3", "-c", script, input] + argv)
+    return (out, err)
+}
