@@ -71,7 +71,7 @@ extension Store {
     /// Each layer against its tar and its parent; layer directories no row names.
     private func checkLayers(_ layers: [LayerRecord], progress: (String) -> Void) throws -> [CheckProblem] {
         var problems: [CheckProblem] = []
-        let known = Set(layers.map(\.cacheID))
+        let known = Set(layers.map(\.cacheID)).union(try metadata.read { try $0.flattenedLayers() }.map(\.cacheID))
         let usedBy = try imagesByLayer()
         func subject(_ l: LayerRecord) -> String {
             let users = usedBy[l.chainID.description] ?? []

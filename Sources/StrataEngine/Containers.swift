@@ -86,7 +86,10 @@ extension Store {
         if try metadata.read({ try $0.containerExists(name: cname) }) {
             throw StrataError(.alreadyExists, "a container named \"\(cname)\" exists")
         }
-        let layers = try lowerLayers(image)
+        // A lease on the flattened layer a deep chain mounts (if any) until the row is in.
+        let locks = try LayerLocks(store: self)
+        defer { locks.unlockAll() }
+        let layers = try mountable(try lowerLayers(image), locks: locks)
         _ = try ensureDirectory("containers")
         let paths = containerPaths(id)
         let d = driver
@@ -114,10 +117,11 @@ extension Store {
         return id
     }
 
-    /// A container's lower layers: its init layer (if it has one), then the image's, top first.
+    /// A container's lower layers: its init layer (if it has one), then the image's, top first
+    /// (the bottom ones flattened into one when there are more than overlayfs stacks).
     func containerLowers(_ c: ContainerRecord) throws -> [LowerLayer] {
         let paths = containerPaths(c.id)
-        var layers = try lowerLayers(c.image)
+        var layers = try mountable(try lowerLayers(c.image))
         if pathExists(paths.root + "/init") { layers.insert(initLowerLayer(paths), at: 0) }
         return layers
     }

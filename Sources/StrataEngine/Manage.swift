@@ -22,6 +22,8 @@ public struct RemovalReport: Codable, Sendable {
     public var removedCgroups: [String] = []
     public var deletedImages: [String] = []
     public var deletedLayers: [String] = []
+    /// Flattened layers (of chains deeper than overlayfs stacks) no container used, by top layer.
+    public var deletedFlattened: [String] = []
     public var deletedBlobs: [String] = []
     public var bytesFreed: Int64 = 0
 }
@@ -125,6 +127,7 @@ extension Store {
     /// Frees, at once, layers no image uses and blobs no image names (blobs only while no other
     /// strata runs): what `rmi` leaves behind and the first half of `gc`.
     func freeUnused(into report: inout RemovalReport) throws {
+        try freeUnusedFlattened(into: &report)
         try inflight {
             try removeLayerDirectories(try freeUnreferencedLayers(), report: &report)
         }

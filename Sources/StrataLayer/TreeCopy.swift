@@ -9,8 +9,12 @@ import StrataSystem
 /// owners, modes, times, devices, xattrs (never overlay's own) and the layer's hardlink groups.
 /// All through directory fds; nothing is followed.
 public struct OverlayFormApplier {
-    /// An applier.
-    public init() {}
+    /// Regular files become hardlinks to the layer's own (falling back to a copy where the
+    /// filesystem refuses): for a target that is itself read-only forever, a flattened layer.
+    public var linkRegularFiles = false
+
+    /// An applier; with `linkRegularFiles`, one that links rather than copies file contents.
+    public init(linkRegularFiles: Bool = false) { self.linkRegularFiles = linkRegularFiles }
 
     /// Copies `layer` onto `target`, whiteouts removing what they name and opaque directories replacing theirs.
     public func apply(layer: Directory, onto target: Directory) throws {
@@ -41,6 +45,9 @@ public struct OverlayFormApplier {
                 continue
             }
             if existing != nil { try dst.removeTree(name) }
+            if linkRegularFiles, FileKind(mode: st.st_mode) == .regular, (try? dst.link(name, to: name, in: src)) != nil {
+                continue
+            }
             if FileKind(mode: st.st_mode) == .regular && st.st_nlink > 1, let (d, n) = links[key(st)] {
                 try dst.link(name, to: n, in: d)
                 continue

@@ -105,7 +105,9 @@ public struct MetadataTransaction {
     }
 
     /// The cache IDs (directory names under layers/) of every recorded layer.
-    public func cacheIDs() throws -> Set<String> { Set(try String.fetchAll(db, sql: "SELECT cache_id FROM layers")) }
+    public func cacheIDs() throws -> Set<String> {
+        Set(try String.fetchAll(db, sql: "SELECT cache_id FROM layers UNION ALL SELECT cache_id FROM flattened_layers"))
+    }
 
     /// Records a layer; a layer already recorded (by another process, first) is kept as it is.
     public func insertLayer(_ l: LayerRecord) throws {
@@ -281,6 +283,40 @@ public struct MetadataTransaction {
         try db.execute(sql: "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", arguments: [key, value])
     }
 
+    // MARK: flattened layers
+
+    /// The flattened layer whose highest layer is `top`.
+    public func flattened(_ top: ChainID) throws -> FlattenedRecord? {
+        try Row.fetchOne(db, sql: "SELECT * FROM flattened_layers WHERE top_layer = ?", arguments: [top.description]).map(FlattenedRecord.init(row:))
+    }
+
+    /// Every flattened layer.
+    public func flattenedLayers() throws -> [FlattenedRecord] {
+        try Row.fetchAll(db, sql: "SELECT * FROM flattened_layers ORDER BY created_at").map(FlattenedRecord.init(row:))
+    }
+
+    /// Records a flattened layer with the next free link ID, unless one of that top layer is
+    /// recorded already; returns the one recorded (the first wins).
+    public func insertFlattened(top: ChainID, cacheID: String, layerCount: Int, createdAt: Date) throws -> FlattenedRecord? {
+        try db.execute(sql: """
+            INSERT OR IGNORE INTO flattened_layers (top_layer, cache_id, layer_count, link_id, created_at)
+            VALUES (?, ?, ?, (SELECT COALESCE(MAX(link_id), 0) + 1 FROM flattened_layers), ?)
+            """, arguments: [top.description, cacheID, layerCount, Timestamp.string(createdAt)])
+        return try flattened(top)
+    }
+
+    /// Whether a container's image has `top` in its chain (and may so mount that flattened layer).
+    public func flattenedInUse(_ top: ChainID) throws -> Bool {
+        try Bool.fetchOne(db, sql: """
+            SELECT 1 FROM containers c JOIN image_layers il ON il.image_id = c.image_id WHERE il.chain_id = ? LIMIT 1
+            """, arguments: [top.description]) == true
+    }
+
+    /// Removes a flattened layer's row.
+    public func deleteFlattened(_ top: ChainID) throws {
+        try db.execute(sql: "DELETE FROM flattened_layers WHERE top_layer = ?", arguments: [top.description])
+    }
+
     // MARK: containers
 
     /// Every container, newest first.
@@ -330,41 +366,5 @@ public struct MetadataTransaction {
     /// Records the pid of a running container (nil when it is gone).
     public func setPid(_ id: String, _ pid: Int32?) throws {
         try db.execute(sql: "UPDATE containers SET pid = ? WHERE id = ?", arguments: [pid.map { Int($0) }, id])
-    }
-}
-
-// MARK: rows to records
-
-/// A stored value that does not parse: the database was changed by hand or is damaged.
-private func stored<T>(_ parse: () throws -> T?, _ what: String) throws -> T {
-    guard let v = try parse() else { throw StrataError(.invalidFormat, "the store database holds an invalid \(what); run `strata check`") }
-    return v
-}
-
-extension LayerRecord {
-    fileprivate init(row: Row) throws {
-        self.init(chainID: try ChainID(parsing: row["chain_id"]), diffID: try DiffID(parsing: row["diff_id"]),
-                  parent: try (row["parent"] as String?).map(ChainID.init(parsing:)), cacheID: row["cache_id"],
-                  size: row["size"], tarSize: row["tar_size"], blobDigest: row["blob_digest"], compression: row["compression"],
-                  opaqueRoot: row["opaque_root"], journal: JournalForm(rawValue: row["journal"]) ?? .raw,
-                  journalNote: row["journal_note"],
-                  createdAt: try stored({ Timestamp.date(row["created_at"]) }, "layer time"))
-    }
-}
-
-extension ImageRecord {
-    fileprivate init(row: Row) throws {
-        self.init(id: try Digest(parsing: row["id"]), topLayer: try (row["top_layer"] as String?).map(ChainID.init(parsing:)),
-                  manifestDigest: try (row["manifest_digest"] as String?).map(Digest.init(parsing:)), created: row["created"],
-                  os: row["os"], architecture: row["architecture"], size: row["size"],
-                  loadedAt: try stored({ Timestamp.date(row["loaded_at"]) }, "image time"))
-    }
-}
-
-extension ContainerRecord {
-    fileprivate init(row: Row) throws {
-        self.init(id: row["id"], name: row["name"], image: try Digest(parsing: row["image_id"]), driver: row["driver"],
-                  mountCount: row["mount_count"], pid: (row["pid"] as Int64?).map { Int32(truncatingIfNeeded: $0) },
-                  createdAt: try stored({ Timestamp.date(row["created_at"]) }, "container time"))
     }
 }

@@ -92,3 +92,23 @@ public struct LayerBlobRecord: Sendable, Equatable {
     /// A blob record of these values.
     public init(digest: Digest, size: Int64, mediaType: String) { self.digest = digest; self.size = size; self.mediaType = mediaType }
 }
+
+/// Layers flattened into one directory (table `flattened_layers`): the bottom of a chain too
+/// deep for overlayfs, as one lower dir.
+public struct FlattenedRecord: Sendable, Equatable {
+    /// The chainID of the highest layer it holds: names the whole prefix of the chain.
+    public var topLayer: ChainID
+    public var cacheID: String
+    public var layerCount: Int
+    /// Its short link is ROOT/l/F followed by this in base 36.
+    public var linkID: Int64
+    public var createdAt: Date
+
+    /// A flattened-layer record of these values.
+    public init(topLayer: ChainID, cacheID: String, layerCount: Int, linkID: Int64, createdAt: Date) {
+        self.topLayer = topLayer; self.cacheID = cacheID; self.layerCount = layerCount; self.linkID = linkID; self.createdAt = createdAt
+    }
+
+    /// The name of its short link under ROOT/l (upper case: never one of a layer's).
+    public var link: String { "F" + String(linkID, radix: 36) }
+}

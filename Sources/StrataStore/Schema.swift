@@ -5,7 +5,7 @@ import StrataCore
 /// `version`, which is written to SQLite's `user_version`: a store a newer strata wrote (a
 /// higher version, or a migration this strata does not know) is refused, never written.
 enum Schema {
-    static let version = 4
+    static let version = 5
 
     static var migrator: DatabaseMigrator {
         var m = DatabaseMigrator()
@@ -92,6 +92,20 @@ enum Schema {
                     PRIMARY KEY (digest, registry, repository)
                 );
                 PRAGMA user_version = 4;
+                """)
+        }
+        m.registerMigration("v5-flattened-layers") { db in
+            try db.execute(sql: """
+                -- The bottom layers of a chain deeper than overlayfs stacks, made into one tree
+                -- (docs/store-layout.md, "Any depth"): a cache, named by the top layer it holds.
+                CREATE TABLE flattened_layers (
+                    top_layer   TEXT PRIMARY KEY,          -- chainID of the highest layer flattened
+                    cache_id    TEXT NOT NULL UNIQUE,      -- ROOT/layers/CACHEID/diff
+                    layer_count INTEGER NOT NULL,          -- how many layers it holds
+                    link_id     INTEGER NOT NULL UNIQUE,   -- ROOT/l/F<base 36>
+                    created_at  TEXT NOT NULL
+                );
+                PRAGMA user_version = 5;
                 """)
         }
         return m

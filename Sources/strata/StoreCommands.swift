@@ -19,7 +19,8 @@ struct GC: ParsableCommand {
             var r = try store.garbageCollect()
             r.removedCgroups = ContainerLeftovers.removeCgroups()
             if json { print(try Format.json(r)); return }
-            print("removed \(r.deletedLayers.count) layers, \(r.deletedBlobs.count) blobs, \(r.removedCgroups.count) cgroups; \(Format.bytes(r.bytesFreed)) freed")
+            let flattened = r.deletedFlattened.isEmpty ? "" : " \(r.deletedFlattened.count) flattened layers,"
+            print("removed \(r.deletedLayers.count) layers,\(flattened) \(r.deletedBlobs.count) blobs, \(r.removedCgroups.count) cgroups; \(Format.bytes(r.bytesFreed)) freed")
         }
     }
 }
