@@ -91,7 +91,12 @@ let package = Package(
             name: "strata",
             dependencies: ["StrataEngine", "StrataStore", "StrataRegistry", "StrataDrivers", "StrataCore", "StrataSystem", "StrataFormats", "StrataArchive", "StrataLauncher",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                           .product(name: "Logging", package: "swift-log")]
+                           .product(name: "Logging", package: "swift-log")],
+            // Release builds export `main` only: the static Swift runtime links with
+            // --export-dynamic, which fills the dynamic symbol table with ~38,000 symbols that
+            // nothing looks up and that dladdr (called by the runtime at start) scans.
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/strata/exports.map"],
+                                          .when(configuration: .release))]
         ),
         // What the tests share: temporary directories, processes, tar and layout builders, fixtures.
         .target(

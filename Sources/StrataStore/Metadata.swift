@@ -8,7 +8,7 @@ import StrataSystem
 /// records; the tables themselves are in `Schema`. Reads and writes run in transactions
 /// (`read`, `write`); a GRDB error leaves as a `StrataError` that names the database, never SQL.
 public struct Metadata: Sendable {
-    private let pool: DatabasePool
+    private let pool: DatabaseQueue
     let path: String
 
     /// Opens (creating and migrating) the database at `path`. The caller serializes opening
@@ -22,12 +22,15 @@ public struct Metadata: Sendable {
         // WAL with synchronous=NORMAL: a commit survives the process dying (the crash model),
         // without an fsync per transaction; layers are synced by syncfs before they are recorded.
         config.prepareDatabase { db in
+            // WAL (readers never wait for the writer, across processes), set here rather than
+            // by GRDB's pool, whose set-up costs more than the rest of a short command's opening.
+            try db.execute(sql: "PRAGMA journal_mode = WAL")
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
             // The WAL stays between commands (checkpoints happen as it grows, during writes).
             if let conn = db.sqliteConnection { _ = strata_sqlite_keep_wal(UnsafeMutableRawPointer(conn)) }
         }
         do {
-            pool = try DatabasePool(path: path, configuration: config)
+            pool = try DatabaseQueue(path: path, configuration: config)
             try pool.read { try Schema.checkNotNewer($0, root: storeRoot) }
             // Opening an up-to-date store writes nothing.
             if try !pool.read({ try Schema.migrator.hasCompletedMigrations($0) }) {

@@ -9,7 +9,7 @@ import StrataEngine
 import StrataStore
 
 struct Create: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Create a container from an image; prints its ID on the last line.")
+    static let configuration = CommandConfiguration(commandName: "create", abstract: "Create a container from an image; prints its ID on the last line.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Image: tag, ID or unique ID prefix.") var image: String
     @Option(name: .long, help: "A name for the container.") var name: String?
@@ -17,7 +17,7 @@ struct Create: ParsableCommand {
 }
 
 struct Mount: ParsableCommand {
-    static let configuration = CommandConfiguration(
+    static let configuration = CommandConfiguration(commandName: "mount", 
         abstract: "Mount a container's rootfs; prints its path on the last line. Mounting twice is counted.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Container: name, ID or unique ID prefix.") var container: String
@@ -25,7 +25,7 @@ struct Mount: ParsableCommand {
 }
 
 struct Umount: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Drop one mount of a container; unmount when none is left.")
+    static let configuration = CommandConfiguration(commandName: "umount", abstract: "Drop one mount of a container; unmount when none is left.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Container: name, ID or unique ID prefix.") var container: String
     @Flag(name: [.short, .long], help: "Unmount now, whatever the count.") var force = false
@@ -33,7 +33,7 @@ struct Umount: ParsableCommand {
 }
 
 struct Rm: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Remove containers.")
+    static let configuration = CommandConfiguration(commandName: "rm", abstract: "Remove containers.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Containers: name, ID or unique ID prefix.") var containers: [String]
     @Flag(name: [.short, .long], help: "Also when mounted or running (kills and unmounts).") var force = false
@@ -49,7 +49,7 @@ struct Rm: ParsableCommand {
 }
 
 struct Ps: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List running or mounted containers (-a: all).")
+    static let configuration = CommandConfiguration(commandName: "ps", abstract: "List running or mounted containers (-a: all).")
     @OptionGroup var global: GlobalOptions
     @Flag(name: [.short, .long], help: "All containers.") var all = false
     @Flag(name: .short, help: "Only the IDs.") var quiet = false
@@ -86,7 +86,7 @@ struct Ps: ParsableCommand {
 }
 
 struct Diff: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show what a container changed: A added, C changed, D deleted.")
+    static let configuration = CommandConfiguration(commandName: "diff", abstract: "Show what a container changed: A added, C changed, D deleted.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Container: name, ID or unique ID prefix.") var container: String
     @Flag(name: .long, help: "JSON: an array of {kind, path}.") var json = false
@@ -100,7 +100,7 @@ struct Diff: ParsableCommand {
 }
 
 struct Commit: ParsableCommand {
-    static let configuration = CommandConfiguration(
+    static let configuration = CommandConfiguration(commandName: "commit", 
         abstract: "Commit a container's changes as a new layer and image; prints the image ID.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Container: name, ID or unique ID prefix.") var container: String

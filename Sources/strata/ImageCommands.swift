@@ -10,7 +10,7 @@ import StrataLauncher
 import StrataStore
 
 struct Load: ParsableCommand {
-    static let configuration = CommandConfiguration(
+    static let configuration = CommandConfiguration(commandName: "load", 
         abstract: "Load images from a docker-archive, an oci-archive, or an OCI layout directory.",
         discussion: "The format is detected from the content. PATH may be - for standard input.")
 
@@ -53,7 +53,7 @@ struct Load: ParsableCommand {
 }
 
 struct Import: ParsableCommand {
-    static let configuration = CommandConfiguration(
+    static let configuration = CommandConfiguration(commandName: "import", 
         abstract: "Import a plain rootfs tarball (any compression) as a one-layer image.")
 
     @OptionGroup var global: GlobalOptions
@@ -78,7 +78,7 @@ struct Import: ParsableCommand {
 }
 
 struct Images: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List images.")
+    static let configuration = CommandConfiguration(commandName: "images", abstract: "List images.")
     @OptionGroup var global: GlobalOptions
     @Flag(name: .long, help: "JSON: an array of {id, tags, diffIDs, size, created, os, architecture}.") var json = false
     @Flag(name: .long, help: "Show full image IDs.") var noTrunc = false
@@ -140,7 +140,7 @@ extension Images {
 }
 
 struct Layers: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List the layers in the store with their parents.")
+    static let configuration = CommandConfiguration(commandName: "layers", abstract: "List the layers in the store with their parents.")
     @OptionGroup var global: GlobalOptions
     @Flag(name: .long, help: "JSON: an array of {chainID, diffID, parent, size, images, journal, opaqueRoot}.") var json = false
     @Flag(name: .long, help: "Show the parent→child forest, with sizes and the images at each layer.") var tree = false
@@ -162,7 +162,7 @@ struct Layers: ParsableCommand {
 }
 
 struct Save: ParsableCommand {
-    static let configuration = CommandConfiguration(
+    static let configuration = CommandConfiguration(commandName: "save", 
         abstract: "Save images to a docker-archive, an oci-archive or an OCI layout directory.",
         discussion: "Layer tars are rebuilt byte-exact, so diffIDs and image IDs survive. Images share common layers once.")
 
@@ -204,7 +204,7 @@ struct Save: ParsableCommand {
 }
 
 struct History: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show an image's layers, bottom to top, with how each was made.")
+    static let configuration = CommandConfiguration(commandName: "history", abstract: "Show an image's layers, bottom to top, with how each was made.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Image: tag, ID or unique ID prefix.") var image: String
     @Flag(name: .long, help: "JSON: an array of {created, createdBy, comment, emptyLayer, chainID, diffID, size}.") var json = false
@@ -231,7 +231,7 @@ struct History: ParsableCommand {
 
 
 struct Rmi: ParsableCommand {
-    static let configuration = CommandConfiguration(
+    static let configuration = CommandConfiguration(commandName: "rmi", 
         abstract: "Remove images; layers no other image uses are freed at once.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Images: tag, ID or unique ID prefix.") var images: [String]
@@ -247,7 +247,7 @@ struct Rmi: ParsableCommand {
 }
 
 struct Tag: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Tag an image: strata tag SOURCE TARGET.")
+    static let configuration = CommandConfiguration(commandName: "tag", abstract: "Tag an image: strata tag SOURCE TARGET.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Image: tag, ID or unique ID prefix.") var source: String
     @Argument(help: "New name NAME[:TAG].") var target: String

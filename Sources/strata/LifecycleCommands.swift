@@ -21,7 +21,7 @@ struct ContainerMonitor: ParsableCommand {
 }
 
 struct Start: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Start stopped containers again with what `run` recorded (in the background).")
+    static let configuration = CommandConfiguration(commandName: "start", abstract: "Start stopped containers again with what `run` recorded (in the background).")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Containers.") var containers: [String]
     func run() throws {
@@ -33,7 +33,7 @@ struct Start: ParsableCommand {
 }
 
 struct Stop: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Stop containers: the stop signal, then SIGKILL after a grace period.")
+    static let configuration = CommandConfiguration(commandName: "stop", abstract: "Stop containers: the stop signal, then SIGKILL after a grace period.")
     @OptionGroup var global: GlobalOptions
     @Option(name: [.short, .customLong("time")], help: "Seconds to wait before SIGKILL.") var time: Double = 10
     @Argument(help: "Containers.") var containers: [String]
@@ -46,7 +46,7 @@ struct Stop: ParsableCommand {
 }
 
 struct Restart: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Stop containers, then start them again.")
+    static let configuration = CommandConfiguration(commandName: "restart", abstract: "Stop containers, then start them again.")
     @OptionGroup var global: GlobalOptions
     @Option(name: [.short, .customLong("time")], help: "Seconds to wait before SIGKILL.") var time: Double = 10
     @Argument(help: "Containers.") var containers: [String]
@@ -59,7 +59,7 @@ struct Restart: ParsableCommand {
 }
 
 struct Kill: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Send a signal to the main process of running containers.")
+    static let configuration = CommandConfiguration(commandName: "kill", abstract: "Send a signal to the main process of running containers.")
     @OptionGroup var global: GlobalOptions
     @Option(name: [.short, .long], help: "Signal name or number.") var signal: String = "KILL"
     @Argument(help: "Containers.") var containers: [String]
@@ -73,7 +73,7 @@ struct Kill: ParsableCommand {
 }
 
 struct Wait: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Wait for containers to end; print their exit codes.")
+    static let configuration = CommandConfiguration(commandName: "wait", abstract: "Wait for containers to end; print their exit codes.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Containers.") var containers: [String]
     func run() throws {
@@ -85,7 +85,7 @@ struct Wait: ParsableCommand {
 }
 
 struct Logs: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show what a detached container wrote (stdout and stderr kept apart).")
+    static let configuration = CommandConfiguration(commandName: "logs", abstract: "Show what a detached container wrote (stdout and stderr kept apart).")
     @OptionGroup var global: GlobalOptions
     @Flag(name: [.short, .long], help: "Keep following the log until the container ends.") var follow = false
     @Option(name: .long, help: "Only the last N lines (or all).") var tail: String = "all"
@@ -115,7 +115,7 @@ struct Logs: ParsableCommand {
 }
 
 struct Exec: ParsableCommand {
-    static let configuration = CommandConfiguration(
+    static let configuration = CommandConfiguration(commandName: "exec", 
         abstract: "Run a command inside a running container.",
         discussion: "It joins every namespace and cgroup of the container, with its capabilities, seccomp filter and user. Exit code as `run`.")
     @OptionGroup var global: GlobalOptions
@@ -136,7 +136,7 @@ struct Exec: ParsableCommand {
 }
 
 struct Export: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Write a container's whole tree as a tar (as docker export).")
+    static let configuration = CommandConfiguration(commandName: "export", abstract: "Write a container's whole tree as a tar (as docker export).")
     @OptionGroup var global: GlobalOptions
     @Option(name: [.short, .long], help: "The tar file (default: standard output, not a terminal).") var output: String?
     @Argument(help: "Container.") var container: String

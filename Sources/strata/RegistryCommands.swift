@@ -22,7 +22,7 @@ struct RegistryFlags: ParsableArguments {
 }
 
 struct Pull: ParsableCommand {
-    static let configuration = CommandConfiguration(
+    static let configuration = CommandConfiguration(commandName: "pull", 
         abstract: "Pull an image from a registry.",
         discussion: "REF as Docker reads it: busybox is docker.io/library/busybox:latest; HOST[:PORT]/NAME[:TAG][@sha256:…]. Layers already in the store are not downloaded.")
     @OptionGroup var global: GlobalOptions
@@ -52,7 +52,7 @@ struct Pull: ParsableCommand {
 }
 
 struct Push: ParsableCommand {
-    static let configuration = CommandConfiguration(
+    static let configuration = CommandConfiguration(commandName: "push", 
         abstract: "Push an image to a registry.",
         discussion: "Layers the repository has are skipped, layers in another repository of the registry are mounted, the rest are compressed on the fly and uploaded in chunks.")
     @OptionGroup var global: GlobalOptions
@@ -80,7 +80,7 @@ struct Push: ParsableCommand {
 }
 
 struct Login: ParsableCommand {
-    static let configuration = CommandConfiguration(
+    static let configuration = CommandConfiguration(commandName: "login", 
         abstract: "Log in to a registry: check the credentials there, then store them (mode 0600).")
     @OptionGroup var global: GlobalOptions
     @Option(name: .long, help: "Verify the registry's TLS certificate; false also allows plain http.") var tlsVerify: Bool = true
@@ -115,7 +115,7 @@ struct Login: ParsableCommand {
 }
 
 struct Logout: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Forget the stored credentials of a registry.")
+    static let configuration = CommandConfiguration(commandName: "logout", abstract: "Forget the stored credentials of a registry.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The registry (HOST[:PORT]).") var registry: String
     @Option(name: .long, help: ArgumentHelp("The credentials file (default: strata's own auth.json).", valueName: "FILE")) var authfile: String?

@@ -79,7 +79,7 @@ struct Strata: ParsableCommand {
 }
 
 struct Version: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show strata's version.")
+    static let configuration = CommandConfiguration(commandName: "version", abstract: "Show strata's version.")
     @OptionGroup var global: GlobalOptions
     func run() throws {
         var u = [String]()
