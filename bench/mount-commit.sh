@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Containers: mount+umount time against chain depth (1, 10, 100, 400 layers), and `strata
-# commit` of an upper dir with 10,000 changed files against the floor (tar -c of the upper
-# piped through sha256sum into tar -x) and against `buildah commit` of the same change.
+# Containers: create (first and second container), mount and umount against chain depth (1 to
+# 2,000 layers; past overlayfs's 500 the bottom is flattened), beside `runc --version`; and
+# `strata commit` of 10,000 new files and of one 1 GB file on tmpfs against the floor (`tar -c |
+# sha256sum` of the upper dir; and with the `tar -x` strata's unpack corresponds to) and against
+# `buildah commit` of the same change.
 #   bench/mount-commit.sh [runs]
 source "$(dirname "$0")/common.sh"
 runs=${1:-10}
@@ -11,9 +13,14 @@ root=$work/store-mount
 rm -rf "$root"
 img=$work/chains
 mkdir -p "$img"
-echo "== mount + umount (one 'strata mount' and one 'strata umount' process each), median of $runs"
-printf "%-8s %12s %12s\n" layers "mount ms" "umount ms"
-for depth in 1 10 100 400; do
+: > "$work/r"
+for i in $(seq "$runs"); do s=$(date +%s%N); runc --version >/dev/null; e=$(date +%s%N); echo $(( (e - s) / 1000 )) >> "$work/r"; done
+runc_ms=$(median < "$work/r" | awk '{print $1/1000}')
+echo "== create, mount, umount (one strata process each), by chain depth; median of $runs"
+echo "   past 499 layers the bottom ones are flattened into one cached layer: made by the first"
+echo "   container's create, reused by the second's"
+printf "%-7s %14s %14s %10s %10s %10s\n" layers "create 1st ms" "create 2nd ms" "mount ms" "umount ms" "runc ms"
+for depth in 1 10 100 400 1000 2000; do
   if [ ! -d "$img/d$depth" ]; then
     for i in $(seq 0 $((depth - 1))); do
       mkdir -p "$img/t/$i"; echo "$i" > "$img/t/$i/f$i"
@@ -23,54 +30,68 @@ for depth in 1 10 100 400; do
     rm -rf "$img/t"
   fi
   $strata --root "$root" -q load "$img/d$depth" >/dev/null
-  id=$($strata --root "$root" create "chain:$depth" | tail -1)
+  s=$(date +%s%N); id=$($strata --root "$root" create "chain:$depth" | tail -1); e=$(date +%s%N); first=$(( (e - s) / 1000 ))
+  s=$(date +%s%N); id2=$($strata --root "$root" create "chain:$depth" | tail -1); e=$(date +%s%N); second=$(( (e - s) / 1000 ))
   : > "$work/m"; : > "$work/u"
   for i in $(seq "$runs"); do
     s=$(date +%s%N); $strata --root "$root" mount "$id" >/dev/null; e=$(date +%s%N); echo $(( (e - s) / 1000 )) >> "$work/m"
     s=$(date +%s%N); $strata --root "$root" umount "$id"; e=$(date +%s%N); echo $(( (e - s) / 1000 )) >> "$work/u"
   done
-  printf "%-8s %12.1f %12.1f\n" "$depth" "$(median < "$work/m" | awk '{print $1/1000}')" "$(median < "$work/u" | awk '{print $1/1000}')"
-  $strata --root "$root" rm -f "$id" >/dev/null
+  printf "%-7s %14.1f %14.1f %10.1f %10.1f %10.1f\n" "$depth" "$(echo "$first" | awk '{print $1/1000}')" "$(echo "$second" | awk '{print $1/1000}')" \
+    "$(median < "$work/m" | awk '{print $1/1000}')" "$(median < "$work/u" | awk '{print $1/1000}')" "$runc_ms"
+  $strata --root "$root" rm -f "$id" "$id2" >/dev/null
 done
-s=$(date +%s%N); $strata --root "$root" images >/dev/null; e=$(date +%s%N)
-echo "(a strata process that only lists images: $(( (e - s) / 1000000 )) ms)"
+s=$(date +%s%N); $strata --root "$root" gc >/dev/null; e=$(date +%s%N)
+echo "(gc removing the flattened layers: $(( (e - s) / 1000000 )) ms)"
 
-echo "== commit of 10,000 changed files, median of 3"
+# Commit on tmpfs, so that the disk's noise does not decide it: the store, the floor's output
+# and buildah's storage all live there.
+tmpfs=$work/tmpfs
+mkdir -p "$tmpfs"; mountpoint -q "$tmpfs" || mount -t tmpfs -o size=8g tmpfs "$tmpfs"
+trap 'umount -l "$tmpfs" 2>/dev/null || true' EXIT
+croot=$tmpfs/store
 "$repo/fixtures/build.sh" >/dev/null
-$strata --root "$root" -q load "$repo/fixtures/out/oci-gzip" >/dev/null
-: > "$work/c.strata"; : > "$work/c.floor"; : > "$work/c.buildah"
-for i in 1 2 3; do
-  id=$($strata --root "$root" create example.com/strata/busybox:gzip | tail -1)
-  m=$($strata --root "$root" mount "$id" | tail -1)
-  mkdir -p "$m/data"
-  for d in $(seq 0 99); do mkdir -p "$m/data/$d"; for f in $(seq 0 99); do echo "file $d $f" > "$m/data/$d/$f"; done; done
-  upper=$root/containers/$id/upper
-  # strata syncs the new layer before recording it (syncfs): start every tool with nothing
-  # else dirty, so that no one pays for another's writes.
-  sync
-  measure $strata --root "$root" -q commit "$id" "bench/commit:$i" | awk '{print $1, $2}' >> "$work/c.strata"
-  rm -rf "$work/floor-out"; mkdir -p "$work/floor-out"; sync
-  measure bash -c "tar -C '$upper' -cf - . | tee >(sha256sum >/dev/null) | tar -x -C '$work/floor-out'" >> "$work/c.floor"
-  $strata --root "$root" rm -f "$id" >/dev/null
-  if command -v buildah >/dev/null; then
-    br=$work/buildah-root; rm -rf "$br" "$work/buildah-run"
-    b="buildah --root $br --runroot $work/buildah-run --storage-driver overlay"
-    c=$($b from -q "oci:$repo/fixtures/out/oci-gzip:example.com/strata/busybox:gzip" 2>/dev/null) || c=""
-    if [ -n "$c" ]; then
-      bm=$($b mount "$c")
-      mkdir -p "$bm/data"
-      for d in $(seq 0 99); do mkdir -p "$bm/data/$d"; for f in $(seq 0 99); do echo "file $d $f" > "$bm/data/$d/$f"; done; done
-      sync
-      measure $b commit -q "$c" "bench/commit:$i" >> "$work/c.buildah" || true
-      $b rm "$c" >/dev/null 2>&1 || true
+$strata --root "$croot" -q load "$repo/fixtures/out/oci-gzip" >/dev/null
+
+many_files() { mkdir -p "$1/data"; for d in $(seq 0 99); do mkdir -p "$1/data/$d"; for f in $(seq 0 99); do echo "file $d $f" > "$1/data/$d/$f"; done; done; }
+one_gb() { mkdir -p "$1/data"; head -c 1G /dev/urandom > "$1/data/big"; }
+
+for change in many_files one_gb; do
+  echo "== commit of $change (tmpfs), median of 3"
+  : > "$work/c.strata"; : > "$work/c.floor"; : > "$work/c.unpack"; : > "$work/c.buildah"
+  for i in 1 2 3; do
+    id=$($strata --root "$croot" create example.com/strata/busybox:gzip | tail -1)
+    m=$($strata --root "$croot" mount "$id" | tail -1)
+    $change "$m"
+    upper=$croot/containers/$id/upper
+    measure $strata --root "$croot" -q commit "$id" "bench/commit:$i" >> "$work/c.strata"
+    # The floor: read the upper dir as a tar and hash it. And with the unpack strata also does
+    # (the new layer becomes a layer directory of the store).
+    measure bash -c "tar -C '$upper' -cf - . | sha256sum >/dev/null" >> "$work/c.floor"
+    rm -rf "$tmpfs/floor-out"; mkdir -p "$tmpfs/floor-out"
+    measure bash -c "tar -C '$upper' -cf - . | tee >(sha256sum >/dev/null) | tar -x -C '$tmpfs/floor-out'" >> "$work/c.unpack"
+    rm -rf "$tmpfs/floor-out"
+    $strata --root "$croot" rm -f "$id" >/dev/null
+    $strata --root "$croot" rmi "bench/commit:$i" >/dev/null
+    if command -v buildah >/dev/null; then
+      br=$tmpfs/buildah-root; rm -rf "$br" "$tmpfs/buildah-run"
+      b="buildah --root $br --runroot $tmpfs/buildah-run --storage-driver overlay"
+      c=$($b from -q "oci:$repo/fixtures/out/oci-gzip:example.com/strata/busybox:gzip" 2>/dev/null) || c=""
+      if [ -n "$c" ]; then
+        $change "$($b mount "$c")"
+        measure $b commit -q "$c" "bench/commit:$i" >> "$work/c.buildah" || true
+        $b rm "$c" >/dev/null 2>&1 || true
+      fi
+      rm -rf "$br" "$tmpfs/buildah-run"
     fi
-  fi
-done
-s=$(awk '{print $1}' "$work/c.strata" | median)
-printf "%-10s %10s %10s %10s\n" tool seconds "vs strata" "peak MiB"
-for t in strata floor buildah; do
-  [ -s "$work/c.$t" ] || continue
-  m=$(awk '{print $1}' "$work/c.$t" | median)
-  rss=$(awk '{print $2}' "$work/c.$t" | sort -n | tail -1)
-  printf "%-10s %10s %10s %10s\n" "$t" "$m" "$(python3 -c "print('%.2fx' % ($m / $s))")" "$((rss / 1024))"
+  done
+  s=$(awk '{print $1}' "$work/c.strata" | median)
+  printf "%-22s %10s %10s %10s\n" tool seconds "strata is" "peak MiB"
+  for t in strata floor unpack buildah; do
+    [ -s "$work/c.$t" ] || continue
+    m=$(awk '{print $1}' "$work/c.$t" | median)
+    rss=$(awk '{print $2}' "$work/c.$t" | sort -n | tail -1)
+    label=$t; [ $t = floor ] && label="tar|sha256sum (floor)"; [ $t = unpack ] && label="floor + tar -x"
+    printf "%-22s %10s %10s %10s\n" "$label" "$m" "$(python3 -c "print('%.2fx' % ($s / $m) if $m > 0 else '-')")" "$((rss / 1024))"
+  done
 done

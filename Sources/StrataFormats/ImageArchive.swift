@@ -28,10 +28,15 @@ public struct ImageToLoad: Sendable {
 public enum ArchiveFormat: String, Sendable {
     case dockerArchive = "docker-archive"
     case ociLayout = "oci"
+    /// skopeo's `dir:` transport (and `podman save --format docker-dir|oci-dir`): `version`,
+    /// `manifest.json` (one image manifest, or a list with `HEX.manifest.json` beside it) and
+    /// blobs named by their hex digest.
+    case directory = "dir"
 }
 
 /// Reads the images an archive holds: docker-archive (legacy `ID/layer.tar`, skopeo's
-/// `<hex>.tar`, Docker 25+'s OCI layout inside) or an OCI layout (directory or tar).
+/// `<hex>.tar`, Docker 25+'s OCI layout inside), an OCI layout (directory or tar) or skopeo's
+/// `dir:` directory.
 public struct ImageArchiveReader {
     public let contents: any ArchiveContents
     public let format: ArchiveFormat
@@ -46,7 +51,9 @@ public struct ImageArchiveReader {
         self.contents = contents
         self.platform = platform
         self.maxLayers = maxLayers
-        if contents.exists("manifest.json") {
+        if ImageArchiveReader.isDirectoryTransport(contents) {
+            format = .directory
+        } else if contents.exists("manifest.json") {
             format = .dockerArchive
         } else if contents.exists("index.json") {
             format = .ociLayout
@@ -61,7 +68,46 @@ public struct ImageArchiveReader {
         switch format {
         case .dockerArchive: return try dockerImages()
         case .ociLayout: return try ociImages()
+        case .directory: return try directoryImages()
         }
+    }
+
+    /// Where a blob a validated digest names is: `blobs/sha256/HEX` in OCI layouts, `HEX` in a `dir:` directory.
+    private func blob(_ digest: Digest) throws -> BlobRef {
+        guard format == .directory else { return try contents.blob(digest) }
+        do {
+            return try contents.open(digest.hex)
+        } catch let e as StrataError where e.code == .notFound {
+            throw StrataError(.notFound, "\(contents.label): blob \(digest) is missing from the directory")
+        }
+    }
+
+    // MARK: skopeo dir:
+
+    /// A `version` file that says "Directory Transport Version: …", and a manifest.
+    static func isDirectoryTransport(_ contents: any ArchiveContents) -> Bool {
+        guard contents.exists("manifest.json"), let v = try? contents.open("version").readAll(limit: 256) else { return false }
+        return v.starts(with: Array("Directory Transport Version:".utf8))
+    }
+
+    private func directoryImages() throws -> [ImageToLoad] {
+        let ref = try contents.open("manifest.json")
+        let bytes = try ref.readAll(limit: JSONLimits.manifest)
+        let kind = try JSONDocument.decode(MediaTypeOnly.self, from: bytes, what: ref.label)
+        guard kind.manifests != nil || MediaType.isIndex(kind.mediaType) else {
+            return [try image(manifest: bytes, digest: Digest.of(bytes), tags: [])]
+        }
+        // `skopeo copy --all`: a list, each instance's manifest in HEX.manifest.json.
+        let index = try JSONDocument.decode(Index.self, from: bytes, what: ref.label)
+        for desc in index.manifests where desc.platform.map(platform.matches) ?? true && MediaType.isManifest(desc.mediaType) {
+            let mref = try contents.open(desc.digest.hex + ".manifest.json")
+            let mbytes = try mref.readAll(limit: JSONLimits.manifest)
+            guard Digest.of(mbytes) == desc.digest else {
+                throw StrataError(.digestMismatch, "\(mref.label): content hashes to \(Digest.of(mbytes)), not \(desc.digest)")
+            }
+            return [try image(manifest: mbytes, digest: desc.digest, tags: [])]
+        }
+        throw StrataError(.notFound, "\(contents.label): no image for platform \(platform) in manifest.json; choose another with --platform")
     }
 
     // MARK: docker-archive
@@ -148,8 +194,12 @@ public struct ImageArchiveReader {
     }
 
     private func ociImage(_ desc: Descriptor, tags: [String]) throws -> ImageToLoad {
-        let bytes = try readVerified(desc, limit: JSONLimits.manifest)
-        let what = "\(contents.label): manifest \(desc.digest)"
+        try image(manifest: try readVerified(desc, limit: JSONLimits.manifest), digest: desc.digest, tags: tags)
+    }
+
+    /// The image a verified manifest (`bytes`, of `digest`) describes.
+    private func image(manifest bytes: [UInt8], digest: Digest, tags: [String]) throws -> ImageToLoad {
+        let what = "\(contents.label): manifest \(digest)"
         let manifest = try JSONDocument.decode(Manifest.self, from: bytes, what: what)
         try checkLayerCount(manifest.layers.count, what: what)
         let configBytes = try readVerified(manifest.config, limit: JSONLimits.config)
@@ -163,20 +213,20 @@ public struct ImageArchiveReader {
             if let t = d.mediaType, !MediaType.isLayer(t) {
                 throw StrataError(.unsupported, "\(what): layer \(d.digest) has media type \(t), which is not an image layer")
             }
-            let blob = try contents.blob(d.digest)
+            let blob = try self.blob(d.digest)
             guard blob.size == d.size else {
                 throw StrataError(.sizeMismatch, "\(blob.label): layer blob is \(blob.size) bytes, the manifest says \(d.size)")
             }
             return LayerToLoad(blob: blob, blobDigest: d.digest, mediaType: d.mediaType, diffID: diffID)
         }
         return ImageToLoad(configBytes: configBytes, configDigest: manifest.config.digest, config: config,
-                           manifestBytes: bytes, manifestDigest: desc.digest, layers: layers, tags: tags)
+                           manifestBytes: bytes, manifestDigest: digest, layers: layers, tags: tags)
     }
 
     /// A small blob, checked against its descriptor's size and digest.
     private func readVerified(_ desc: Descriptor, limit: Int) throws -> [UInt8] {
         try desc.checkSize(limit: Int64(limit), label: contents.label)
-        let ref = try contents.blob(desc.digest)
+        let ref = try blob(desc.digest)
         guard ref.size == desc.size else {
             throw StrataError(.sizeMismatch, "\(ref.label): \(ref.size) bytes, the descriptor says \(desc.size)")
         }
@@ -187,4 +237,10 @@ public struct ImageArchiveReader {
         }
         return bytes
     }
+}
+
+/// Just enough of a manifest to tell an image manifest from a list.
+private struct MediaTypeOnly: Decodable {
+    var mediaType: String?
+    var manifests: [Descriptor]?
 }

@@ -209,3 +209,33 @@ extension CLITests {
         #expect(!FileManager.default.fileExists(atPath: t.sub("c.tar.strata-partial")))
     }
 }
+
+extension CLITests {
+    /// skopeo's `dir:` layout (what `podman save --format docker-dir|oci-dir` writes) loads, as
+    /// OCI and as Docker v2s2 manifests, to the same image as the OCI layout it was copied
+    /// from; a blob changed in it is refused by digest and leaves the store as it was.
+    @Test func directoryTransportLoads() throws {
+        let t = TempDir(); defer { t.remove() }
+        let source = "oci:\(fixtures)/oci-gzip:example.com/strata/busybox:gzip"
+        for (dir, extra) in [("oci-dir", [String]()), ("v2s2-dir", ["--format", "v2s2"])] {
+            let (rc, _, err) = try sh(["skopeo", "--insecure-policy", "copy", "-q"] + extra + [source, "dir:" + t.sub(dir)])
+            #expect(rc == 0, "\(err)")
+            let (lrc, out, lerr) = try strata(["load", t.sub(dir)], root: t.sub("store"))
+            #expect(lrc == 0 && out.contains("Loaded image ID: sha256:317acaaa6770"), "\(out) \(lerr)")
+        }
+        #expect(try strata(["images", "-q"], root: t.sub("store")).1 == "317acaaa6770\n")
+
+        // A tampered layer blob: refused naming the digest, nothing recorded.
+        let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: t.sub("oci-dir/manifest.json")))) as? [String: Any]
+        let layers = manifest?["layers"] as? [[String: Any]] ?? []
+        let digest = try #require(layers.last?["digest"] as? String)
+        let path = t.sub("oci-dir/") + String(digest.dropFirst(7))
+        var bytes = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+        bytes[bytes.count / 2] ^= 0xff
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let (rc, _, err) = try strata(["load", t.sub("oci-dir")], root: t.sub("fresh"))
+        #expect(rc == 1 && err.contains(String(digest.dropFirst(7).prefix(12))), "\(err)")
+        let left = try JSONSerialization.jsonObject(with: Data(try strata(["layers", "--json"], root: t.sub("fresh")).1.utf8)) as? [Any]
+        #expect(left?.isEmpty == true)
+    }
+}
