@@ -29,7 +29,7 @@ for depth in 1 10 100 400 1000 2000; do
     python3 "$repo/fixtures/mkimages.py" --layout "$img/d$depth" none "chain:$depth" $(for i in $(seq 0 $((depth - 1))); do echo "$img/t/$i.tar"; done)
     rm -rf "$img/t"
   fi
-  $strata --root "$root" -q load "$img/d$depth" >/dev/null
+  $strata --root "$root" -q load --max-layers 5000 "$img/d$depth" >/dev/null
   s=$(date +%s%N); id=$($strata --root "$root" create "chain:$depth" | tail -1); e=$(date +%s%N); first=$(( (e - s) / 1000 ))
   s=$(date +%s%N); id2=$($strata --root "$root" create "chain:$depth" | tail -1); e=$(date +%s%N); second=$(( (e - s) / 1000 ))
   : > "$work/m"; : > "$work/u"
