@@ -92,6 +92,7 @@ let package = Package(
             dependencies: ["StrataEngine", "StrataStore", "StrataRegistry", "StrataDrivers", "StrataCore", "StrataSystem", "StrataFormats", "StrataArchive", "StrataLauncher",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log")],
+            exclude: ["exports.map"],
             // Release builds export `main` only: the static Swift runtime links with
             // --export-dynamic, which fills the dynamic symbol table with ~38,000 symbols that
             // nothing looks up and that dladdr (called by the runtime at start) scans.

@@ -72,7 +72,7 @@ for change in many_files one_gb; do
     measure bash -c "tar -C '$upper' -cf - . | tee >(sha256sum >/dev/null) | tar -x -C '$tmpfs/floor-out'" >> "$work/c.unpack"
     rm -rf "$tmpfs/floor-out"
     $strata --root "$croot" rm -f "$id" >/dev/null
-    $strata --root "$croot" rmi "bench/commit:$i" >/dev/null
+    $strata --root "$croot" -q rmi "bench/commit:$i" >/dev/null 2>&1
     if command -v buildah >/dev/null; then
       br=$tmpfs/buildah-root; rm -rf "$br" "$tmpfs/buildah-run"
       b="buildah --root $br --runroot $tmpfs/buildah-run --storage-driver overlay"

@@ -97,6 +97,8 @@ public final class HashingSource: ChunkSource {
     private let limitMessage: String
     /// Sees every chunk after it was hashed (the tar-split journal taps here).
     public var observer: ((UnsafeRawBufferPointer, Int64) throws -> Void)?
+    /// Off: bytes pass and are counted, not hashed (another hasher sees the same bytes).
+    public var hashing = true
 
     /// Hashes what passes through; `limit` caps the bytes, failing with `limitMessage` beyond it.
     public init(_ upstream: any ChunkSource, limit: Int64? = nil, limitMessage: String = "") {
@@ -108,7 +110,7 @@ public final class HashingSource: ChunkSource {
     public func nextChunk() throws -> UnsafeRawBufferPointer {
         let c = try upstream.nextChunk()
         if c.isEmpty { return c }
-        hasher.update(bufferPointer: c)
+        if hashing { hasher.update(bufferPointer: c) }
         let at = count
         count += Int64(c.count)
         if let limit, count > limit {

@@ -115,6 +115,7 @@ extension Store {
         let locks = try LayerLocks(store: self)
         defer { locks.unlockAll() }
         try takeLeases(&jobs, locks)
+        options.progress(.planned(layers: jobs.count, bytes: jobs.filter(\.create).reduce(0) { $0 + $1.layer.size }))
         let staged = try stageAll(jobs, options: options)
         do { try settle(order: jobs.map(\.chainID), staged: staged) } catch {
             for s in staged.values { discard(s) }

@@ -74,15 +74,20 @@ extension Store {
         /// diffID → the blob written for it.
         var written: [DiffID: ExportImage.Layer] = [:]
         let format: ArchiveFormat = options.format == .dockerArchive ? .dockerArchive : .ociLayout
+        let start = Date()
+        var total: Int64 = 0
         for (id, tags) in images {
             let configBytes = try blob(id)
             let layers = try imageLayers(id)
             var out: [ExportImage.Layer] = []
-            for layer in layers {
+            for (i, layer) in layers.enumerated() {
                 if let done = written[layer.diffID] { out.append(done); continue }
                 let t0 = Date()
                 let l = try writeLayer(layer, compression: options.compression, into: sink)
-                options.progress("layer \(layer.chainID.digest.short): \(l.size) bytes in \(String(format: "%.2f", Date().timeIntervalSince(t0)))s")
+                let secs = Date().timeIntervalSince(t0)
+                total += l.size
+                options.progress("layer \(i + 1)/\(layers.count) \(layer.chainID.digest.short): wrote \(ByteCount.describe(l.size))"
+                                 + " in \(String(format: "%.2f", secs))s" + (secs > 0 ? " (\(ByteCount.describe(Int64(Double(l.size) / secs)))/s)" : ""))
                 written[layer.diffID] = l
                 out.append(l)
             }
@@ -90,6 +95,9 @@ extension Store {
             exported.append(ExportImage(configBytes: configBytes, configDigest: id, layers: out, tags: tags, originalManifest: original))
         }
         try LayoutWriter.finish(exported, format: format, into: sink)
+        let secs = Date().timeIntervalSince(start)
+        options.progress("saved \(exported.count) image\(exported.count == 1 ? "" : "s"), \(written.count) layer\(written.count == 1 ? "" : "s"), "
+                         + "\(ByteCount.describe(total)) in \(String(format: "%.2f", secs))s")
     }
 
     /// Writes one layer blob into the sink. Uncompressed: streamed straight in (its digest is

@@ -29,6 +29,9 @@ public enum LayerIngest {
                            maxTarSize: Int64, label: String) throws -> LayerIngestResult {
         let compressed = HashingSource(blob)
         let decompressor = try Decompressor(compressed, label: label)
+        // An uncompressed blob is the tar itself: its digest is the diffID, hashed once.
+        let plain = decompressor.compression == .none
+        if plain { compressed.hashing = false }
         let tar = HashingSource(decompressor, limit: maxTarSize,
                                 limitMessage: "\(label): the uncompressed layer is over the --max-layer-size limit of \(maxTarSize) bytes")
         let writer = try JournalWriter(handle: journal)
@@ -46,9 +49,10 @@ public enum LayerIngest {
         try compressed.drain()
         try recorder.finish()
         try writer.close()
+        let diffID = DiffID(tar.finalize())
         return LayerIngestResult(
-            blobDigest: compressed.finalize(), blobSize: compressed.count,
-            diffID: DiffID(tar.finalize()), tarSize: tar.count,
+            blobDigest: plain ? diffID.digest : compressed.finalize(), blobSize: compressed.count,
+            diffID: diffID, tarSize: tar.count,
             compression: decompressor.compression, stats: unpacker.stats,
             journalInexactReason: recorder.inexactReason)
     }

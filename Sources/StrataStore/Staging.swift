@@ -25,6 +25,8 @@ package struct StagedLayer: Sendable {
 
 /// What happened to each layer during a load, for progress output.
 public enum LayerEvent: Sendable {
+    /// Before any layer: how many there are, and the blob bytes of those to read.
+    case planned(layers: Int, bytes: Int64)
     case exists(index: Int, count: Int, chainID: ChainID)
     case started(index: Int, count: Int, chainID: ChainID, bytes: Int64)
     case unpacked(index: Int, count: Int, chainID: ChainID, tarBytes: Int64, seconds: Double)

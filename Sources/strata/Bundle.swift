@@ -7,7 +7,7 @@ import StrataEngine
 import StrataStore
 
 struct Bundle: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "bundle", 
+    static let configuration = CommandConfiguration(commandName: "bundle",
         abstract: "Write an OCI runtime bundle (config.json and rootfs) for an image or a container.",
         discussion: "`runc run -b DIR ID` runs it.")
     @OptionGroup var global: GlobalOptions

@@ -17,7 +17,7 @@ struct Create: ParsableCommand {
 }
 
 struct Mount: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "mount", 
+    static let configuration = CommandConfiguration(commandName: "mount",
         abstract: "Mount a container's rootfs; prints its path on the last line. Mounting twice is counted.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Container: name, ID or unique ID prefix.") var container: String
@@ -100,7 +100,7 @@ struct Diff: ParsableCommand {
 }
 
 struct Commit: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "commit", 
+    static let configuration = CommandConfiguration(commandName: "commit",
         abstract: "Commit a container's changes as a new layer and image; prints the image ID.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Container: name, ID or unique ID prefix.") var container: String

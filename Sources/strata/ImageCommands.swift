@@ -10,7 +10,7 @@ import StrataLauncher
 import StrataStore
 
 struct Load: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "load", 
+    static let configuration = CommandConfiguration(commandName: "load",
         abstract: "Load images from a docker-archive, an oci-archive, or an OCI layout directory.",
         discussion: "The format is detected from the content. PATH may be - for standard input.")
 
@@ -35,12 +35,17 @@ struct Load: ParsableCommand {
             options.maxArchiveSize = try maxArchiveSize.map { try ByteSize.parse($0, what: "--max-archive-size") }
             guard maxLayers > 0 else { throw StrataError(.invalidArgument, "invalid --max-layers \(maxLayers): expected a positive number") }
             options.maxLayers = maxLayers
-            options.progress = LoadProgress().handler(quiet: global.quiet)
+            let progress = LoadProgress(quiet: global.quiet)
+            options.progress = progress.handler
             if path != nil && input != nil { throw StrataError(.invalidArgument, "give the archive once: PATH or -i FILE") }
             guard let source = path ?? input ?? (isTerminal(0) ? nil : "-") else {
                 throw StrataError(.invalidArgument, "load needs an archive: PATH, -i FILE, or the archive piped in")
             }
-            let loaded = try store.load(path: source, options: options)
+            let loaded: [LoadedImage]
+            do {
+                defer { progress.finish() }
+                loaded = try store.load(path: source, options: options)
+            }
             for image in loaded {
                 if image.tags.isEmpty {
                     print("Loaded image ID: \(image.id)")
@@ -53,7 +58,7 @@ struct Load: ParsableCommand {
 }
 
 struct Import: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "import", 
+    static let configuration = CommandConfiguration(commandName: "import",
         abstract: "Import a plain rootfs tarball (any compression) as a one-layer image.")
 
     @OptionGroup var global: GlobalOptions
@@ -162,7 +167,7 @@ struct Layers: ParsableCommand {
 }
 
 struct Save: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "save", 
+    static let configuration = CommandConfiguration(commandName: "save",
         abstract: "Save images to a docker-archive, an oci-archive or an OCI layout directory.",
         discussion: "Layer tars are rebuilt byte-exact, so diffIDs and image IDs survive. Images share common layers once.")
 
@@ -231,7 +236,7 @@ struct History: ParsableCommand {
 
 
 struct Rmi: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "rmi", 
+    static let configuration = CommandConfiguration(commandName: "rmi",
         abstract: "Remove images; layers no other image uses are freed at once.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Images: tag, ID or unique ID prefix.") var images: [String]

@@ -5,7 +5,7 @@ import StrataEngine
 import StrataSystem
 
 struct Inspect: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "inspect", 
+    static let configuration = CommandConfiguration(commandName: "inspect",
         abstract: "Show containers, images or layers as a JSON array (Docker's keys, strata's own under \"Strata\"); with --files, what a layer adds, changes and deletes.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Containers (name, ID), images (tag, ID, ID prefix) or layers (chainID or prefix).") var names: [String]

@@ -115,7 +115,7 @@ struct Logs: ParsableCommand {
 }
 
 struct Exec: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "exec", 
+    static let configuration = CommandConfiguration(commandName: "exec",
         abstract: "Run a command inside a running container.",
         discussion: "It joins every namespace and cgroup of the container, with its capabilities, seccomp filter and user. Exit code as `run`.")
     @OptionGroup var global: GlobalOptions

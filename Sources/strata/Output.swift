@@ -10,63 +10,6 @@ import StrataArchive
 import StrataLauncher
 import StrataStore
 
-/// Load progress on stderr. On a terminal, a status line shows each layer being read (bytes,
-/// rate) and is replaced by one line per finished layer; otherwise only the per-layer result
-/// lines ("unpacked", "exists") are printed; `--quiet` prints none.
-final class LoadProgress: Sendable {
-    private struct State {
-        var active: [ChainID: (bytes: Int64, total: Int64, start: Date)] = [:]
-        var statusShown = false
-    }
-    private let state = Mutex(State())
-    private let tty = isTerminal(2)
-
-    func handler(quiet: Bool) -> @Sendable (LayerEvent) -> Void {
-        if quiet { return { _ in } }
-        return { event in self.handle(event) }
-    }
-
-    private func handle(_ event: LayerEvent) {
-        state.withLock { handle(event, &$0) }
-    }
-
-    private func handle(_ event: LayerEvent, _ s: inout State) {
-        switch event {
-        case .exists(let i, let n, let c):
-            line("layer \(i + 1)/\(n) \(c.digest.short): exists", &s)
-        case .started(_, _, let c, let total):
-            s.active[c] = (0, total, Date())
-            status(&s)
-        case .reading(let c, let bytes, let total):
-            if let a = s.active[c] { s.active[c] = (bytes, total, a.start) }
-            status(&s)
-        case .unpacked(let i, let n, let c, let bytes, let seconds):
-            s.active[c] = nil
-            let rate = seconds > 0 ? " (\(Format.bytes(Int64(Double(bytes) / seconds)))/s)" : ""
-            line("layer \(i + 1)/\(n) \(c.digest.short): unpacked \(Format.bytes(bytes)) in \(String(format: "%.2f", seconds))s\(rate)", &s)
-        }
-    }
-
-    private func line(_ text: String, _ s: inout State) {
-        if s.statusShown { writeStandardError("\r\u{1b}[K") }
-        s.statusShown = false
-        printErr(text)
-        status(&s)
-    }
-
-    private func status(_ s: inout State) {
-        guard tty, !s.active.isEmpty else { return }
-        let parts = s.active.sorted { $0.key.digest < $1.key.digest }.map { c, a -> String in
-            let secs = Date().timeIntervalSince(a.start)
-            let pct = a.total > 0 ? Int(Double(a.bytes) * 100 / Double(a.total)) : 0
-            let rate = secs > 0.05 ? " \(Format.bytes(Int64(Double(a.bytes) / secs)))/s" : ""
-            return "\(c.digest.short) \(pct)% \(Format.bytes(a.bytes))/\(Format.bytes(a.total))\(rate)"
-        }
-        writeStandardError("\r\u{1b}[K" + parts.joined(separator: " | "))
-        s.statusShown = true
-    }
-}
-
 enum Format {
     /// "3 seconds ago", "2 minutes ago", "5 hours ago", "2 days ago", as Docker says it.
     static func ago(_ time: String?) -> String {

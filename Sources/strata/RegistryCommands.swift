@@ -22,7 +22,7 @@ struct RegistryFlags: ParsableArguments {
 }
 
 struct Pull: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "pull", 
+    static let configuration = CommandConfiguration(commandName: "pull",
         abstract: "Pull an image from a registry.",
         discussion: "REF as Docker reads it: busybox is docker.io/library/busybox:latest; HOST[:PORT]/NAME[:TAG][@sha256:…]. Layers already in the store are not downloaded.")
     @OptionGroup var global: GlobalOptions
@@ -43,8 +43,13 @@ struct Pull: ParsableCommand {
             options.load.maxLayerSize = try ByteSize.parse(maxLayerSize, what: "--max-layer-size")
             guard maxLayers > 0 else { throw StrataError(.invalidArgument, "invalid --max-layers \(maxLayers): expected a positive number") }
             options.load.maxLayers = maxLayers
-            options.load.progress = LoadProgress().handler(quiet: quiet)
-            let pulled = try store.pull(reference, options: options)
+            let progress = LoadProgress(quiet: quiet)
+            options.load.progress = progress.handler
+            let pulled: PulledImage
+            do {
+                defer { progress.finish() }
+                pulled = try store.pull(reference, options: options)
+            }
             if !quiet { printErr("Digest: \(pulled.manifestDigest)") }
             print(pulled.image.id.string)
         }
@@ -52,7 +57,7 @@ struct Pull: ParsableCommand {
 }
 
 struct Push: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "push", 
+    static let configuration = CommandConfiguration(commandName: "push",
         abstract: "Push an image to a registry.",
         discussion: "Layers the repository has are skipped, layers in another repository of the registry are mounted, the rest are compressed on the fly and uploaded in chunks.")
     @OptionGroup var global: GlobalOptions
@@ -80,7 +85,7 @@ struct Push: ParsableCommand {
 }
 
 struct Login: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "login", 
+    static let configuration = CommandConfiguration(commandName: "login",
         abstract: "Log in to a registry: check the credentials there, then store them (mode 0600).")
     @OptionGroup var global: GlobalOptions
     @Option(name: .long, help: "Verify the registry's TLS certificate; false also allows plain http.") var tlsVerify: Bool = true

@@ -8,7 +8,7 @@ import StrataSystem
 import StrataStore
 
 struct Run: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "run", 
+    static let configuration = CommandConfiguration(commandName: "run",
         abstract: "Run a command in a new container from an image.",
         discussion: """
             Exit code: the command's; 128+N when it was killed by signal N; 127 when the command \

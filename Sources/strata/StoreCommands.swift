@@ -26,7 +26,7 @@ struct GC: ParsableCommand {
 }
 
 struct Check: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "check", 
+    static let configuration = CommandConfiguration(commandName: "check",
         abstract: "Check the store: layers against their tars, blobs against their digests, images, containers, leftovers.",
         discussion: """
             Prints one line per problem (what, what is wrong, what to do) and a summary; exits 1 on \

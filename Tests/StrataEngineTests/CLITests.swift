@@ -239,3 +239,25 @@ extension CLITests {
         #expect(left?.isEmpty == true)
     }
 }
+
+extension CLITests {
+    /// Load progress: on a terminal one block (a line per layer, then a total with bytes), the
+    /// image line after it untouched; not on a terminal one result line per layer and no
+    /// escape codes; `--quiet` nothing. `save` says what it wrote with sizes, and a total.
+    @Test func progressOutput() throws {
+        let t = TempDir(); defer { t.remove() }
+        let (shown, _) = try onTerminal([binary, "--root", t.sub("tty"), "load", fixtures + "/oci-gzip"], typing: "")
+        #expect(shown.contains("layer 1/3 3d2924f0a01c: unpacked") && shown.contains("total: 3/3 layers, 1.03MB/1.03MB in "), "\(shown)")
+        // The block is drawn before the result: the last cursor-up comes before "Loaded image".
+        let loaded = try #require(shown.range(of: "Loaded image: example.com/strata/busybox:gzip"))
+        #expect(!shown[loaded.upperBound...].contains("\u{1b}[1A"), "\(shown)")
+
+        let (rc, out, err) = try strata(["load", fixtures + "/oci-gzip"], root: t.sub("pipe"))
+        #expect(rc == 0 && out == "Loaded image: example.com/strata/busybox:gzip\n")
+        #expect(err.split(separator: "\n").count == 3 && !err.contains("\u{1b}") && err.contains("layer 3/3 7830d5938000: unpacked"), "\(err)")
+        #expect(try strata(["--quiet", "load", fixtures + "/oci-gzip"], root: t.sub("quiet")).2.isEmpty)
+
+        let (src, _, serr) = try strata(["save", "example.com/strata/busybox:gzip", "-o", t.sub("out.tar")], root: t.sub("pipe"))
+        #expect(src == 0 && serr.contains("layer 1/3 3d2924f0a01c: wrote 2.02MB in ") && serr.contains("saved 1 image, 3 layers, 2.05MB in "), "\(serr)")
+    }
+}
