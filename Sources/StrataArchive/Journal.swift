@@ -23,9 +23,8 @@ public enum JournalRecord: Equatable {
 /// payload is known to land in a file, `payload(at:size:path:)` marks that span. Bytes of a
 /// payload span are never buffered, so memory stays at the tar reader's read-ahead.
 public final class JournalRecorder {
-    private var pending: [UInt8] = []
-    /// Stream offset of pending[0].
-    private var pendingBase: Int64 = 0
+    /// Non-payload bytes not yet written as a raw record.
+    private var pending = ByteWindow()
     /// Bytes below this offset belong to a payload already recorded.
     private var discardUntil: Int64 = 0
     private let sink: (JournalRecord) throws -> Void
@@ -41,7 +40,7 @@ public final class JournalRecorder {
     /// Notes that the journal cannot rebuild the tar exactly, and why (the first reason is kept).
     public func markInexact(_ reason: String) {
         if inexactReason == nil { inexactReason = reason }
-        pending = []
+        pending = ByteWindow()
     }
 
     /// Called with every chunk of the decompressed stream, in order.
@@ -52,7 +51,7 @@ public final class JournalRecorder {
             start = Int(min(Int64(chunk.count), discardUntil - offset))
         }
         if start == chunk.count { return }
-        if pending.isEmpty { pendingBase = offset + Int64(start) }
+        if pending.isEmpty { pending.reset(at: offset + Int64(start)) }
         pending.append(contentsOf: chunk[start...])
         if pending.count > pendingLimit {
             markInexact("more than \(pendingLimit) bytes of tar metadata in a row")
@@ -63,11 +62,10 @@ public final class JournalRecorder {
     /// (raw), so it can be written out now instead of waiting for the next payload. Without this,
     /// a layer of many empty files would buffer all of its headers.
     public func entryStarted(at headerOffset: Int64) throws {
-        guard inexactReason == nil, pending.count >= 1 << 16, headerOffset > pendingBase else { return }
-        let n = Int(min(headerOffset - pendingBase, Int64(pending.count)))
-        try sink(.raw(Array(pending[0..<n])))
-        pending.removeFirst(n)
-        pendingBase += Int64(n)
+        guard inexactReason == nil, pending.count >= 1 << 16, headerOffset > pending.base else { return }
+        let until = min(headerOffset, pending.end)
+        try sink(.raw(pending.bytes(from: pending.base, to: until)))
+        pending.drop(until: until)
     }
 
     /// The span [dataOffset, dataOffset+size) is the payload of the file now at `path`.
@@ -77,21 +75,17 @@ public final class JournalRecorder {
         // The header of this entry was observed before the reader returned it, so the payload
         // starts inside (or right after) the buffered bytes; anything else means the reader's
         // offsets do not describe the stream and the journal would be wrong.
-        guard dataOffset >= pendingBase, dataOffset <= pendingBase + Int64(pending.count) else {
+        guard dataOffset >= pending.base, dataOffset <= pending.end else {
             markInexact("payload offset \(dataOffset) outside the buffered stream")
             return
         }
-        let rawCount = Int(dataOffset - pendingBase)
-        if rawCount > 0 { try sink(.raw(Array(pending[0..<rawCount]))) }
+        if dataOffset > pending.base { try sink(.raw(pending.bytes(from: pending.base, to: dataOffset))) }
         try sink(.file(size: size, path: path))
         // Drop the payload bytes already buffered; future ones are skipped in `observe`.
-        let bufferedEnd = pendingBase + Int64(pending.count)
-        if bufferedEnd > end {
-            pending.removeFirst(Int(end - pendingBase))
-            pendingBase = end
+        if pending.end > end {
+            pending.drop(until: end)
         } else {
-            pending.removeAll(keepingCapacity: true)
-            pendingBase = end
+            pending.reset(at: end)
         }
         discardUntil = end
     }
@@ -99,8 +93,8 @@ public final class JournalRecorder {
     /// After the whole stream was observed: the remaining bytes are one raw record.
     public func finish() throws {
         guard inexactReason == nil else { return }
-        if !pending.isEmpty { try sink(.raw(pending)) }
-        pending = []
+        if !pending.isEmpty { try sink(.raw(pending.bytes(from: pending.base, to: pending.end))) }
+        pending = ByteWindow()
     }
 }
 

@@ -199,8 +199,7 @@ public struct RawTarHeader: Equatable {
 final class HeaderTap: ChunkSource {
     private let upstream: any ChunkSource
     private(set) var offset: Int64 = 0
-    private var buffer: [UInt8] = []
-    private var bufferBase: Int64 = 0
+    private var buffer = ByteWindow()
     private var discardUntil: Int64 = 0
     /// More header bytes than this in a row is refused (PAX headers of that size are hostile).
     static let limit = 16 << 20
@@ -214,11 +213,11 @@ final class HeaderTap: ChunkSource {
         offset += Int64(c.count)
         if c.isEmpty || offset <= discardUntil { return c }
         let skip = Int(max(0, discardUntil - start))
-        if buffer.isEmpty { bufferBase = start + Int64(skip) }
+        if buffer.isEmpty { buffer.reset(at: start + Int64(skip)) }
         if buffer.count + c.count - skip > HeaderTap.limit {
             overflowed = true
-            buffer.removeAll()
-            bufferBase = offset
+            buffer = ByteWindow()
+            buffer.reset(at: offset)
         } else {
             buffer.append(contentsOf: c[skip...])
         }
@@ -227,19 +226,17 @@ final class HeaderTap: ChunkSource {
 
     /// The bytes [from, to), if they passed and were kept.
     func bytes(from: Int64, to: Int64) -> [UInt8]? {
-        guard from >= bufferBase, to >= from, to <= bufferBase + Int64(buffer.count) else { return nil }
-        return Array(buffer[Int(from - bufferBase)..<Int(to - bufferBase)])
+        guard from >= buffer.base, to >= from, to <= buffer.end else { return nil }
+        return buffer.bytes(from: from, to: to)
     }
 
     /// Nothing before `end` is needed again: drop what is kept and skip it as it passes.
     func consumed(until end: Int64) {
         discardUntil = max(discardUntil, end)
-        if end >= bufferBase + Int64(buffer.count) {
-            buffer.removeAll(keepingCapacity: true)
-            bufferBase = end
-        } else if end > bufferBase {
-            buffer.removeFirst(Int(end - bufferBase))
-            bufferBase = end
+        if end >= buffer.end {
+            buffer.reset(at: end)
+        } else if end > buffer.base {
+            buffer.drop(until: end)
         }
         overflowed = false
     }
