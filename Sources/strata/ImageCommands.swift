@@ -11,7 +11,7 @@ import StrataStore
 
 struct Load: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "load",
-        abstract: "Load images from a docker-archive, an oci-archive, or an OCI layout directory.",
+        abstract: "Load images from a docker-archive, an oci-archive, an OCI layout or a skopeo dir: directory.",
         discussion: "The format is detected from the content. PATH may be - for standard input.")
 
     @OptionGroup var global: GlobalOptions

@@ -261,3 +261,22 @@ extension CLITests {
         #expect(src == 0 && serr.contains("layer 1/3 3d2924f0a01c: wrote 2.02MB in ") && serr.contains("saved 1 image, 3 layers, 2.05MB in "), "\(serr)")
     }
 }
+
+extension CLITests {
+    /// What scripts/install.sh installs is generated from the commands: completion scripts for
+    /// bash, zsh and fish that know the commands and their flags, and the help dump the man page
+    /// is made from, with every command and its abstract.
+    @Test func completionsAndManualSource() throws {
+        let t = TempDir(); defer { t.remove() }
+        for shell in ["bash", "zsh", "fish"] {
+            let (rc, script, _) = try strata(["--generate-completion-script", shell], root: t.path)
+            #expect(rc == 0 && script.contains("exec") && script.contains("--max-layer-size"), "\(shell)")
+        }
+        let (rc, json, _) = try strata(["--experimental-dump-help"], root: t.path)
+        let doc = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
+        let command = doc?["command"] as? [String: Any]
+        let subs = (command?["subcommands"] as? [[String: Any]] ?? []).compactMap { $0["commandName"] as? String }
+        #expect(rc == 0 && ["load", "pull", "run", "exec", "logs", "system", "image", "container"].allSatisfy(subs.contains), "\(subs)")
+        #expect((command?["subcommands"] as? [[String: Any]] ?? []).allSatisfy { ($0["abstract"] as? String)?.isEmpty == false || $0["shouldDisplay"] as? Bool == false })
+    }
+}
