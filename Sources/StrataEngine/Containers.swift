@@ -49,24 +49,23 @@ extension Store {
 
     /// The image's layers for a driver, top first, each with its short link under ROOT/l.
     func lowerLayers(_ image: Digest) throws -> [LowerLayer] {
-        let layers = try imageLayers(image)
-        // Link IDs: read in one go; the missing ones assigned in one transaction.
-        var ids = try metadata.read { try $0.linkIDs(ofImage: image) }
-        let missing = layers.filter { ids[$0.chainID.description] == nil }
+        var layers = try metadata.read { try $0.mountLayers(ofImage: image) }
+        // Link IDs: the missing ones assigned in one transaction.
+        let missing = layers.indices.filter { layers[$0].linkID == nil }
         if !missing.isEmpty {
             let linkDir = try ensureDirectory("l")
             try metadata.write { tx in
-                for l in missing { ids[l.chainID.description] = try tx.assignLinkID(l.chainID) }
+                for i in missing { layers[i].linkID = try tx.assignLinkID(layers[i].chainID) }
             }
-            for l in missing {
-                let link = Array(String(ids[l.chainID.description] ?? 0, radix: 36).utf8)
+            for i in missing {
+                let link = Array(String(layers[i].linkID ?? 0, radix: 36).utf8)
                 if try linkDir.lstat(link) == nil {
-                    try linkDir.symlink(link, target: Array("../layers/\(l.cacheID)/diff".utf8))
+                    try linkDir.symlink(link, target: Array("../layers/\(layers[i].cacheID)/diff".utf8))
                 }
             }
         }
         return layers.reversed().map { l in
-            LowerLayer(chainID: l.chainID, path: layerPath(l), link: String(ids[l.chainID.description] ?? 0, radix: 36),
+            LowerLayer(chainID: l.chainID, path: "\(rootPath)/layers/\(l.cacheID)/diff", link: String(l.linkID ?? 0, radix: 36),
                        opaqueRoot: l.opaqueRoot)
         }
     }

@@ -91,6 +91,18 @@ public struct MetadataTransaction {
             """, arguments: [id.string]).map(LayerRecord.init(row:))
     }
 
+    /// The layers of an image as a driver mounts them, bottom first: only what that takes, for
+    /// `mount` and `run` of deep images.
+    public func mountLayers(ofImage id: Digest) throws -> [MountLayerRecord] {
+        try Row.fetchAll(db, sql: """
+            SELECT l.chain_id, l.cache_id, l.opaque_root, l.link_id FROM image_layers il JOIN layers l ON l.chain_id = il.chain_id
+            WHERE il.image_id = ? ORDER BY il.position
+            """, arguments: [id.string]).map { row in
+            MountLayerRecord(chainID: try ChainID(parsing: row["chain_id"]), cacheID: row["cache_id"], opaqueRoot: row["opaque_root"],
+                             linkID: row["link_id"])
+        }
+    }
+
     /// The chainIDs an image lists, bottom first (whether or not the layers are recorded).
     public func chain(ofImage id: Digest) throws -> [String] {
         try String.fetchAll(db, sql: "SELECT chain_id FROM image_layers WHERE image_id = ? ORDER BY position", arguments: [id.string])
@@ -137,14 +149,6 @@ public struct MetadataTransaction {
         try db.execute(sql: "DELETE FROM layers WHERE chain_id = ? AND NOT EXISTS (SELECT 1 FROM layers c WHERE c.parent = ?)",
                        arguments: [chainID.description, chainID.description])
         return db.changesCount > 0
-    }
-
-    /// The short link IDs (ROOT/l) of an image's layers that have one, by chainID.
-    public func linkIDs(ofImage id: Digest) throws -> [String: Int64] {
-        try Dictionary(Row.fetchAll(db, sql: """
-            SELECT l.chain_id, l.link_id FROM image_layers il JOIN layers l ON l.chain_id = il.chain_id
-            WHERE il.image_id = ? AND l.link_id IS NOT NULL
-            """, arguments: [id.string]).map { ($0["chain_id"] as String, $0["link_id"] as Int64) }, uniquingKeysWith: { a, _ in a })
     }
 
     /// Gives a layer the next free link ID if it has none; returns its link ID.

@@ -112,3 +112,16 @@ public struct FlattenedRecord: Sendable, Equatable {
     /// The name of its short link under ROOT/l (upper case: never one of a layer's).
     public var link: String { "F" + String(linkID, radix: 36) }
 }
+
+/// A layer as a union driver needs it (a part of `LayerRecord`, read without the rest).
+public struct MountLayerRecord: Sendable, Equatable {
+    public var chainID: ChainID
+    public var cacheID: String
+    public var opaqueRoot: Bool
+    /// Its short link's ID (ROOT/l), once it has one.
+    public var linkID: Int64?
+    /// A mount record of these values.
+    public init(chainID: ChainID, cacheID: String, opaqueRoot: Bool, linkID: Int64?) {
+        self.chainID = chainID; self.cacheID = cacheID; self.opaqueRoot = opaqueRoot; self.linkID = linkID
+    }
+}
