@@ -110,11 +110,12 @@ final class LoadProgress: Sendable {
         let rate = secs > 0.05 ? Double(read) / secs : 0
         let done = s.lines.filter(\.done).count
         var line = "total: \(done)/\(max(s.layers, s.lines.count)) layers, \(Format.bytes(read))/\(Format.bytes(s.totalBytes))"
-        if rate > 0 { line += ", \(Format.bytes(Int64(rate)))/s" }
+        let speed = rate > 0 ? "\(Format.bytes(Int64(rate)))/s" : ""
         if final {
-            line += " in \(String(format: "%.1f", secs))s"
-        } else if rate > 0, s.totalBytes > read {
-            line += ", ETA \(Int((Double(s.totalBytes - read) / rate).rounded(.up)))s"
+            line += " in \(String(format: "%.1f", secs))s" + (speed.isEmpty ? "" : " (\(speed))")
+        } else if !speed.isEmpty {
+            line += ", " + speed
+            if s.totalBytes > read { line += ", ETA \(Int((Double(s.totalBytes - read) / rate).rounded(.up)))s" }
         }
         return line
     }
