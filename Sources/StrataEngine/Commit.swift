@@ -24,32 +24,7 @@ extension Store {
             throw StrataError(.unsafeEntry, "commit of container \(c.name): /\(p.path.display) has a name starting with .wh., which image layers reserve for whiteouts; rename or remove it, then commit again")
         }
 
-        // The layer tar, into an unnamed spool file, then through ingest like any other layer.
-        let spool = try spoolFile()
-        var size: Int64 = 0
-        do {
-            let out = BufferedOutput(spool)
-            let writer = try LayerDiffWriter { chunk in size += Int64(chunk.count); try out.write(chunk) }
-            try writer.write(list.map { p in
-                switch p.source {
-                case .entry(let dir, let name, let st, let opaque): return .entry(path: p.path, directory: dir, name: name, stat: st, opaque: opaque)
-                case .whiteout(let st): return .whiteout(path: p.path, stat: st)
-                }
-            })
-            try writer.close()
-            try out.flush()
-        } catch let e as StrataError where e.isNoSpace {
-            throw StrataError(.system, "commit of container \(c.name): no space left on the device of \(rootPath)/tmp while writing the layer tar (\(ByteCount.describe(size)) written); free some space and commit again")
-        }
-        let input = InputFile(handle: spool, size: size, label: "commit of container \(c.name)")
-        let staged: StagedLayer
-        do {
-            staged = try stageLayer(source: input.source(), reopen: { input.source() }, parent: chain.last,
-                                    expectedDiffID: nil, expectedBlobDigest: nil, maxLayerSize: Int64.max, label: input.label)
-        } catch let e as StrataError where e.isNoSpace {
-            throw StrataError(.system, "commit of container \(c.name): no space left on the device of \(rootPath)/layers while unpacking the new layer (\(ByteCount.describe(size)) of tar); free some space and commit again")
-        }
-
+        let staged = try stageCommit(list, parent: chain.last, container: c.name)
         // The new config: the old one with its unknown keys kept, plus the layer.
         var doc = try ConfigEditor(bytes: baseConfig, what: "config \(c.image)")
         let now = Timestamp.now()
@@ -69,5 +44,44 @@ extension Store {
         try record([PreparedImage(configBytes: bytes, configDigest: digest, config: parsed, manifestBytes: nil,
                                   manifestDigest: nil, chain: chain + [staged.chainID], tags: tags)], staged: &stagedList)
         return digest
+    }
+
+    /// The layer tar of `list` is written on a thread of its own and streams straight into the
+    /// ingest (hashed and unpacked while it is written); a copy goes to an unnamed spool file
+    /// in tmp/, which the ingest reads again only if it must keep the raw tar.
+    private func stageCommit(_ list: [ChangedPath], parent: ChainID?, container name: String) throws -> StagedLayer {
+        let spool = try spoolFile()
+        let label = "commit of container \(name)"
+        var size: Int64 = 0
+        let source = ProducedSource { write in
+            let out = BufferedOutput(spool)
+            let writer = try LayerDiffWriter { chunk in
+                size += Int64(chunk.count)
+                try out.write(chunk)
+                try write(chunk)
+            }
+            try writer.write(list.map { p in
+                switch p.source {
+                case .entry(let dir, let name, let st, let opaque): return .entry(path: p.path, directory: dir, name: name, stat: st, opaque: opaque)
+                case .whiteout(let st): return .whiteout(path: p.path, stat: st)
+                }
+            })
+            try writer.close()
+            try out.flush()
+        }
+        do {
+            // `reopen` runs after the first pass has read the stream to its end: the spool is whole.
+            return try stageLayer(source: source, reopen: { InputFile(handle: spool, size: size, label: label).source() }, parent: parent,
+                                  expectedDiffID: nil, expectedBlobDigest: nil, maxLayerSize: Int64.max, label: label)
+        } catch {
+            source.cancel()
+            if let e = source.producerError as? StrataError, e.isNoSpace {
+                throw StrataError(.system, "\(label): no space left on the device of \(rootPath)/tmp while writing the layer tar (\(ByteCount.describe(size)) written); free some space and commit again")
+            }
+            if let e = error as? StrataError, e.isNoSpace {
+                throw StrataError(.system, "\(label): no space left on the device of \(rootPath)/layers while unpacking the new layer (\(ByteCount.describe(size)) of tar); free some space and commit again")
+            }
+            throw error
+        }
     }
 }
