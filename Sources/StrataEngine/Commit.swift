@@ -6,6 +6,7 @@ import StrataDrivers
 import StrataFormats
 import StrataLayer
 import StrataSystem
+import Synchronization
 
 extension Store {
     /// Commits a container's changes as a new layer on its image and a new image whose config
@@ -47,41 +48,36 @@ extension Store {
     }
 
     /// The layer tar of `list` is written on a thread of its own and streams straight into the
-    /// ingest (hashed and unpacked while it is written); a copy goes to an unnamed spool file
-    /// in tmp/, which the ingest reads again only if it must keep the raw tar.
+    /// ingest: hashed and unpacked while it is written, never spooled. Where the ingest must
+    /// keep the raw tar (never for a tar strata writes, but the path exists), the tar is written
+    /// a second time; the ingest checks that it is the same stream, so a container that changed
+    /// in between fails the commit instead of recording a tar that is not the layer.
     private func stageCommit(_ list: [ChangedPath], parent: ChainID?, container name: String) throws -> StagedLayer {
-        let spool = try spoolFile()
         let label = "commit of container \(name)"
-        var size: Int64 = 0
-        let source = ProducedSource { write in
-            let out = BufferedOutput(spool)
-            let writer = try LayerDiffWriter { chunk in
-                size += Int64(chunk.count)
-                try out.write(chunk)
-                try write(chunk)
+        let entries = list.map { p -> DiffTarEntry in
+            switch p.source {
+            case .entry(let dir, let name, let st, let opaque): return .entry(path: p.path, directory: dir, name: name, stat: st, opaque: opaque)
+            case .whiteout(let st): return .whiteout(path: p.path, stat: st)
             }
-            try writer.write(list.map { p in
-                switch p.source {
-                case .entry(let dir, let name, let st, let opaque): return .entry(path: p.path, directory: dir, name: name, stat: st, opaque: opaque)
-                case .whiteout(let st): return .whiteout(path: p.path, stat: st)
-                }
-            })
-            try writer.close()
-            try out.flush()
         }
+        let size = Mutex<Int64>(0)
+        func tar() -> ProducedSource {
+            ProducedSource { write in
+                let writer = try LayerDiffWriter { chunk in
+                    size.withLock { $0 += Int64(chunk.count) }
+                    try write(chunk)
+                }
+                try writer.write(entries)
+                try writer.close()
+            }
+        }
+        var sources = [tar()]
+        defer { sources.forEach { $0.cancel() } }
         do {
-            // `reopen` runs after the first pass has read the stream to its end: the spool is whole.
-            return try stageLayer(source: source, reopen: { InputFile(handle: spool, size: size, label: label).source() }, parent: parent,
+            return try stageLayer(source: sources[0], reopen: { sources.append(tar()); return sources[sources.count - 1] }, parent: parent,
                                   expectedDiffID: nil, expectedBlobDigest: nil, maxLayerSize: Int64.max, label: label)
-        } catch {
-            source.cancel()
-            if let e = source.producerError as? StrataError, e.isNoSpace {
-                throw StrataError(.system, "\(label): no space left on the device of \(rootPath)/tmp while writing the layer tar (\(ByteCount.describe(size)) written); free some space and commit again")
-            }
-            if let e = error as? StrataError, e.isNoSpace {
-                throw StrataError(.system, "\(label): no space left on the device of \(rootPath)/layers while unpacking the new layer (\(ByteCount.describe(size)) of tar); free some space and commit again")
-            }
-            throw error
+        } catch let e as StrataError where e.isNoSpace {
+            throw StrataError(.system, "\(label): no space left on the device of \(rootPath)/layers while unpacking the new layer (\(ByteCount.describe(size.withLock { $0 })) of tar); free some space and commit again")
         }
     }
 }
