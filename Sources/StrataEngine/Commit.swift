@@ -26,6 +26,7 @@ extension Store {
         }
 
         let staged = try stageCommit(list, parent: chain.last, container: c.name)
+
         // The new config: the old one with its unknown keys kept, plus the layer.
         var doc = try ConfigEditor(bytes: baseConfig, what: "config \(c.image)")
         let now = Timestamp.now()
