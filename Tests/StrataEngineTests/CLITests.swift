@@ -280,3 +280,21 @@ extension CLITests {
         #expect((command?["subcommands"] as? [[String: Any]] ?? []).allSatisfy { ($0["abstract"] as? String)?.isEmpty == false || $0["shouldDisplay"] as? Bool == false })
     }
 }
+
+extension CLITests {
+    /// Container names follow Docker's rule, [a-zA-Z0-9][a-zA-Z0-9_.-]*: others are refused
+    /// with the rule in the message, before anything is made.
+    @Test func containerNames() throws {
+        let t = TempDir(); defer { t.remove() }
+        #expect(try strata(["load", fixtures + "/oci-gzip"], root: t.path).0 == 0)
+        for bad in ["-lead", ".dot", "with space", "slash/x", "ünï"] {
+            let (rc, _, err) = try strata(["create", "--name=" + bad, "example.com/strata/busybox:gzip"], root: t.path)
+            #expect(rc != 0 && err.contains("invalid container name"), "\(bad): \(err)")
+        }
+        for good in ["a", "Z9", "ok_1.x-y"] {
+            #expect(try strata(["create", "--name", good, "example.com/strata/busybox:gzip"], root: t.path).0 == 0, "\(good)")
+        }
+        let (_, names, _) = try strata(["ps", "-a", "--format", "{{.Names}}"], root: t.path)
+        #expect(Set(names.split(separator: "\n").map(String.init)) == ["a", "Z9", "ok_1.x-y"], "\(names)")
+    }
+}

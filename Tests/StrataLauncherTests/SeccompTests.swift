@@ -79,5 +79,9 @@ import Testing
         // Another capability set is another program, another file.
         _ = try SeccompCompiler.cachedCompile(.dockerDefault, capabilities: CapabilitySet(mask: 0), cacheDirectory: t.path)
         #expect(try FileManager.default.contentsOfDirectory(atPath: t.path).filter { $0.hasSuffix(".bpf") }.count == 2)
+        // The built-in profile is keyed by this binary rather than by its encoding: the same program.
+        #expect(try SeccompCompiler.cachedCompile(.dockerDefault, capabilities: .dockerDefault, builtIn: true, cacheDirectory: t.path) == first)
+        #expect(try SeccompCompiler.cachedCompile(.dockerDefault, capabilities: .dockerDefault, builtIn: true, cacheDirectory: t.path) == first)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: t.path).filter { $0.hasSuffix(".bpf") }.count == 3)
     }
 }

@@ -53,7 +53,7 @@ public struct SecurityOptions: Sendable, Equatable {
         let caps = try CapabilitySet.resolve(add: capAdd, drop: capDrop, privileged: privileged)
         switch seccomp {
         case .unconfined: return (caps, nil)
-        case .default: return (caps, privileged ? nil : try SeccompCompiler.cachedCompile(.dockerDefault, capabilities: caps))
+        case .default: return (caps, privileged ? nil : try SeccompCompiler.cachedCompile(.dockerDefault, capabilities: caps, builtIn: true))
         case .profile(let p, let path):
             do { return (caps, try SeccompCompiler.cachedCompile(p, capabilities: caps)) } catch let e as StrataError {
                 throw e.context("seccomp profile \(path)")
