@@ -118,7 +118,10 @@ public enum ChangeScanner {
                 let opaque = Whiteout.isOpaque(sub.fd)
                 out.append(ChangedPath(path: path, kind: below == nil ? .added : .changed,
                                        source: .entry(directory: dir, name: name, stat: st, opaque: opaque)))
-                try walkUpper(sub, comps, lower, underOpaque: underOpaque || opaque, &out)
+                // Nothing below shows under an opaque directory, nor under one the layers do
+                // not have as a directory: its children need no lookups in them.
+                let hidden = underOpaque || opaque || below.map { FileKind(mode: $0.st_mode) != .directory } ?? true
+                try walkUpper(sub, comps, lower, underOpaque: hidden, &out)
             } else {
                 out.append(ChangedPath(path: path, kind: below == nil ? .added : .changed,
                                        source: .entry(directory: dir, name: name, stat: st, opaque: false)))
