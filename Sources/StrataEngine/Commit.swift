@@ -61,21 +61,22 @@ extension Store {
             case .whiteout(let st): return .whiteout(path: p.path, stat: st)
             }
         }
+        // Bytes of the first pass, for the message when space runs out.
         let size = Mutex<Int64>(0)
-        func tar() -> ProducedSource {
+        func tar(counted: Bool) -> ProducedSource {
             ProducedSource { write in
                 let writer = try LayerDiffWriter { chunk in
-                    size.withLock { $0 += Int64(chunk.count) }
+                    if counted { size.withLock { $0 += Int64(chunk.count) } }
                     try write(chunk)
                 }
                 try writer.write(entries)
                 try writer.close()
             }
         }
-        var sources = [tar()]
+        var sources = [tar(counted: true)]
         defer { sources.forEach { $0.cancel() } }
         do {
-            return try stageLayer(source: sources[0], reopen: { sources.append(tar()); return sources[sources.count - 1] }, parent: parent,
+            return try stageLayer(source: sources[0], reopen: { sources.append(tar(counted: false)); return sources[sources.count - 1] }, parent: parent,
                                   expectedDiffID: nil, expectedBlobDigest: nil, maxLayerSize: Int64.max, label: label)
         } catch let e as StrataError where e.isNoSpace {
             throw StrataError(.system, "\(label): no space left on the device of \(rootPath)/layers while unpacking the new layer (\(ByteCount.describe(size.withLock { $0 })) of tar); free some space and commit again")
