@@ -60,12 +60,12 @@ extension Store {
             for i in missing {
                 let link = Array(String(layers[i].linkID ?? 0, radix: 36).utf8)
                 if try linkDir.lstat(link) == nil {
-                    try linkDir.symlink(link, target: Array("../layers/\(layers[i].cacheID)/diff".utf8))
+                    try linkDir.symlink(link, target: Store.linkTarget(cacheID: layers[i].cacheID))
                 }
             }
         }
         return layers.reversed().map { l in
-            LowerLayer(chainID: l.chainID, path: "\(rootPath)/layers/\(l.cacheID)/diff", link: String(l.linkID ?? 0, radix: 36),
+            LowerLayer(chainID: l.chainID, path: layerPath(cacheID: l.cacheID), link: String(l.linkID ?? 0, radix: 36),
                        opaqueRoot: l.opaqueRoot)
         }
     }

@@ -40,7 +40,7 @@ extension Store {
     }
 
     /// ROOT/layers/CACHEID/diff of a flattened layer.
-    func flattenedPath(_ f: FlattenedRecord) -> String { "\(rootPath)/layers/\(f.cacheID)/diff" }
+    func flattenedPath(_ f: FlattenedRecord) -> String { layerPath(cacheID: f.cacheID) }
 
     /// Applies `prefix` (top first) bottom first into a staging directory, regular files as
     /// hardlinks to the layers' own (layers never change), renames it into layers/ and records
@@ -77,7 +77,7 @@ extension Store {
     /// ROOT/l/F…: the short link the page-limited mount(2) form names the layer by.
     private func ensureFlattenedLink(_ f: FlattenedRecord) throws {
         let linkDir = try ensureDirectory("l")
-        let name = Array(f.link.utf8), target = Array("../layers/\(f.cacheID)/diff".utf8)
+        let name = Array(f.link.utf8), target = Store.linkTarget(cacheID: f.cacheID)
         if (try? linkDir.readlink(name)) == target { return }
         // Missing, or left by a flattened layer of the same link ID that is gone.
         _ = linkDir.unlink(name)

@@ -14,7 +14,13 @@ extension Store {
     public func imageLayers(_ id: Digest) throws -> [LayerRecord] { try metadata.read { try $0.layers(ofImage: id) } }
 
     /// The directory holding a layer's files.
-    public func layerPath(_ layer: LayerRecord) -> String { "\(rootPath)/layers/\(layer.cacheID)/diff" }
+    public func layerPath(_ layer: LayerRecord) -> String { layerPath(cacheID: layer.cacheID) }
+
+    /// ROOT/layers/CACHEID/diff: a layer's (or a flattened layer's) files.
+    public func layerPath(cacheID: String) -> String { "\(rootPath)/layers/\(cacheID)/diff" }
+
+    /// What a short link in ROOT/l points at: the same directory, relative to ROOT/l.
+    public static func linkTarget(cacheID: String) -> PathBytes { Array("../layers/\(cacheID)/diff".utf8) }
 
     /// The directory of a layer's files (layers/CACHEID/diff), opened without following links.
     package func layerDirectory(_ layer: LayerRecord) throws -> Directory {
