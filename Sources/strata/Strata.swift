@@ -124,7 +124,8 @@ struct GlobalOptions: ParsableArguments {
                 break
             }
         }
-        guard i < args.count, !leading.isEmpty else { return args }
+        // Only before a subcommand: `--root R --generate-completion-script zsh` stays as typed.
+        guard i < args.count, !leading.isEmpty, !args[i].hasPrefix("-") else { return args }
         // `image ls`, `container rm`, `system df`: after the subcommand.
         if ["image", "container", "system"].contains(args[i]), i + 1 < args.count {
             return [args[i], args[i + 1]] + leading + args[(i + 2)...]

@@ -268,9 +268,13 @@ extension CLITests {
     /// is made from, with every command and its abstract.
     @Test func completionsAndManualSource() throws {
         let t = TempDir(); defer { t.remove() }
-        for shell in ["bash", "zsh", "fish"] {
-            let (rc, script, _) = try strata(["--generate-completion-script", shell], root: t.path)
-            #expect(rc == 0 && script.contains("exec") && script.contains("--max-layer-size"), "\(shell)")
+        // Each shell gets its own script whatever $SHELL says, with or without a global option first.
+        let marks = ["bash": "complete -o filenames -F _strata strata", "zsh": "#compdef strata", "fish": "complete -c 'strata'"]
+        for (shell, mark) in marks {
+            for lead in [["--root", t.path], []] {
+                let (rc, script, err) = try sh([binary] + lead + ["--generate-completion-script", shell], env: ["SHELL": "/bin/sh"])
+                #expect(rc == 0 && script.contains(mark) && script.contains("exec") && script.contains("--max-layer-size"), "\(shell) \(lead): \(err)")
+            }
         }
         let (rc, json, _) = try strata(["--experimental-dump-help"], root: t.path)
         let doc = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
