@@ -51,6 +51,7 @@ public final class Engine: Sendable {
     /// command never started is removed. Throws `LaunchFailure` (with Docker's exit code) when
     /// the process cannot start.
     public func run(image ref: String, overrides: RunOverrides, options: RunOptions) throws -> Int32 {
+        CgroupWarmUp.begin()
         var security = options.security
         try security.resolve()  // a bad profile or capability is refused before anything exists
         let imageID = try store.resolveImage(ref)

@@ -51,6 +51,7 @@ extension Engine {
     /// container, runs it with its output going to the log, tells the starter whether it started,
     /// records how it ended, and unmounts it (removes it with `--rm`).
     public func monitor(_ id: String) -> Int32 {
+        CgroupWarmUp.begin()
         let status = MonitorProcess.statusPipe
         func report(_ line: String) { try? status?.writeAll(Array((line + "\n").utf8)) }
         var state = RunState(monitorPid: ProcessInfo.processInfo.processIdentifier)
@@ -162,6 +163,7 @@ extension Engine {
     /// directory its run recorded, changed by `env` (`K=V`), `user` and `workdir`.
     public func exec(_ ref: String, command: [String], env: [String] = [], user: String? = nil, workdir: String? = nil,
                      tty: Bool = false, interactive: Bool = false) throws -> Int32 {
+        CgroupWarmUp.begin()
         let c = try store.container(ref)
         guard isRunning(c), let pid = c.pid else {
             throw LaunchFailure(exitCode: 125, message: "container \(c.name) is not running; `strata start \(c.name)` first")

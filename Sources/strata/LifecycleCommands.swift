@@ -11,6 +11,7 @@ struct ContainerMonitor: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Argument var id: String
     func run() throws {
+        CgroupWarmUp.begin()
         let engine: Engine
         do { engine = try global.openEngine() } catch {
             if let status = MonitorProcess.statusPipe { try? status.writeAll(Array("failed 125 \(error)\n".utf8)) }
@@ -25,6 +26,7 @@ struct Start: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Containers.") var containers: [String]
     func run() throws {
+        CgroupWarmUp.begin()
         try strata.run {
             let engine = try global.openEngine()
             for c in containers { try engine.start(c); print(c) }

@@ -129,6 +129,7 @@ struct Run: ParsableCommand {
 /// Runs what starts a process in a container (`run`, `exec`) and exits as Docker does: the
 /// process's code; the launcher's (125, 126, 127) when it could not start; 125 for strata's errors.
 func runsAProcess(_ body: () throws -> Int32) throws -> Never {
+    CgroupWarmUp.begin()  // before the store opens: see CgroupWarmUp
     let code: Int32
     do {
         code = try body()

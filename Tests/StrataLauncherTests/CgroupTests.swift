@@ -49,3 +49,21 @@ import StrataTestSupport
         #expect(readString(dir + "/cgroup.procs") == "1234")
     }
 }
+
+extension CgroupTests {
+    /// The warm-up writes into the cgroup this process is already in (v2: the unified line; v1: a
+    /// hierarchy the layout mounts, nested paths kept), and leaves the process where it was.
+    @Test func warmUpRejoinsOwnCgroup() throws {
+        let selfCgroup = "12:pids:/user.slice/a\n4:memory:/process_api/x\n1:cpu,cpuacct:/\n0::/init.scope\n"
+        let v1 = CgroupLayout.v1(mounts: ["memory": "/m", "cpu": "/c", "pids": "/p"])
+        #expect(CgroupWarmUp.ownProcsFile(layout: v1, selfCgroup: selfCgroup) == "/p/user.slice/a/cgroup.procs")
+        #expect(CgroupWarmUp.ownProcsFile(layout: .v1(mounts: ["cpu": "/c"]), selfCgroup: selfCgroup) == "/c/cgroup.procs")
+        #expect(CgroupWarmUp.ownProcsFile(layout: .v2(root: "/u"), selfCgroup: selfCgroup) == "/u/init.scope/cgroup.procs")
+        #expect(CgroupWarmUp.ownProcsFile(layout: .v1(mounts: ["cpu": "/c"]), selfCgroup: "0::/x\n") == nil)
+
+        guard getuid() == 0, CgroupLayout.current() != nil else { return }
+        let before = readString("/proc/self/cgroup")
+        CgroupWarmUp.rejoinOwnCgroup()
+        #expect(readString("/proc/self/cgroup") == before)
+    }
+}
