@@ -34,18 +34,13 @@ public enum CgroupLayout: Equatable, Sendable {
     public static func detect(mountinfo: String, controllers: (String) -> Set<String>) -> CgroupLayout? {
         var v1: [String: String] = [:]
         var v2: String?
-        for line in mountinfo.split(separator: "\n") {
-            let halves = line.components(separatedBy: " - ")
-            guard halves.count == 2 else { continue }
-            let left = halves[0].split(separator: " "), right = halves[1].split(separator: " ")
-            guard left.count >= 5, right.count >= 3 else { continue }
-            let point = String(left[4])
-            switch right[0] {
-            case "cgroup2": v2 = point
+        for entry in MountTable.entries(mountinfo) {
+            switch entry.fsType {
+            case "cgroup2": v2 = entry.mountPoint
             case "cgroup":
                 // cpuacct: joined for accounting only (usage is read there).
-                for opt in right[2].split(separator: ",") where wanted.contains(String(opt)) || opt == "devices" || opt == "cpuacct" {
-                    v1[String(opt)] = point
+                for opt in entry.superOptions where wanted.contains(opt) || opt == "devices" || opt == "cpuacct" {
+                    v1[opt] = entry.mountPoint
                 }
             default: break
             }
@@ -85,12 +80,8 @@ extension CgroupLayout {
         case .v2: return [CgroupView(name: nil, fstype: "cgroup2", data: nil)]
         case .v1(let mounts):
             var options: [String: String] = [:]
-            for line in mountinfo.split(separator: "\n") {
-                let halves = line.components(separatedBy: " - ")
-                guard halves.count == 2 else { continue }
-                let left = halves[0].split(separator: " "), right = halves[1].split(separator: " ")
-                guard left.count >= 5, right.count >= 3, right[0] == "cgroup" else { continue }
-                options[String(left[4])] = right[2].split(separator: ",").filter { $0 != "rw" && $0 != "ro" }.joined(separator: ",")
+            for entry in MountTable.entries(mountinfo) where entry.fsType == "cgroup" {
+                options[entry.mountPoint] = entry.superOptions.filter { $0 != "rw" && $0 != "ro" }.joined(separator: ",")
             }
             return Set(mounts.values).sorted().compactMap { point in
                 guard let data = options[point], let name = point.split(separator: "/").last else { return nil }

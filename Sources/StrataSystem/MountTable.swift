@@ -11,16 +11,36 @@ public enum MountTable {
         return String(decoding: bytes, as: UTF8.self)
     }
 
+    /// One line of mountinfo: where it is mounted (unescaped), the filesystem type and its
+    /// per-superblock options (`rw,memory` for a v1 cgroup hierarchy).
+    public struct Entry: Sendable, Equatable {
+        public var mountPoint: String
+        public var fsType: String
+        public var superOptions: [String]
+    }
+
+    /// The lines of mountinfo `text`, split as bytes (a String split by Characters costs
+    /// thousands of instructions per line); malformed lines are skipped. The optional fields end
+    /// at a lone "-" after the six fixed ones, so a mount point called "-" is not mistaken for it.
+    public static func entries(_ text: String) -> [Entry] {
+        let bytes = Array(text.utf8)
+        var out: [Entry] = []
+        for line in bytes.split(separator: UInt8(ascii: "\n")) {
+            let fields = line.split(separator: UInt8(ascii: " "))
+            guard fields.count >= 9,
+                  let dash = fields[6...].firstIndex(where: { $0.count == 1 && $0.first == UInt8(ascii: "-") }),
+                  fields.count >= dash + 4 else { continue }
+            let point = unescape(String(decoding: fields[4], as: UTF8.self))
+            let options = fields[dash + 3].split(separator: UInt8(ascii: ",")).map { String(decoding: $0, as: UTF8.self) }
+            out.append(Entry(mountPoint: point, fsType: String(decoding: fields[dash + 1], as: UTF8.self), superOptions: options))
+        }
+        return out
+    }
+
     /// The mount points of this mount namespace.
     public static func mountPoints() -> Set<String> {
         guard let text = text() else { return [] }
-        var out: Set<String> = []
-        for line in text.split(separator: "\n") {
-            let fields = line.split(separator: " ")
-            guard fields.count > 4 else { continue }
-            out.insert(unescape(String(fields[4])))
-        }
-        return out
+        return Set(entries(text).map(\.mountPoint))
     }
 
     /// Whether `path` (canonical) is a mount point.

@@ -3,6 +3,7 @@ import Testing
 import StrataTestSupport
 @testable import StrataCore
 @testable import StrataLauncher
+import StrataSystem
 
 /// cgroup detection and files, against a fake tree (the v2 path cannot run on this machine).
 @Suite struct CgroupTests {
@@ -65,5 +66,24 @@ extension CgroupTests {
         let before = readString("/proc/self/cgroup")
         CgroupWarmUp.rejoinOwnCgroup()
         #expect(readString("/proc/self/cgroup") == before)
+    }
+}
+
+extension CgroupTests {
+    /// mountinfo lines as the kernel writes them: optional fields of any number before the lone
+    /// "-", escaped mount points, a mount point named "-", and lines too short to use.
+    @Test func mountinfoEntries() {
+        let info = """
+        22 1 0:21 / / rw,relatime shared:1 - ext4 /dev/vda1 rw,errors=remount-ro
+        35 22 0:31 / /mnt/with\\040space rw shared:5 master:2 - tmpfs tmpfs rw,size=64k
+        36 22 0:32 / - rw - tmpfs none rw
+        37 22 0:33 / /short rw -
+        garbage
+        32 30 0:28 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory
+        """
+        let entries = MountTable.entries(info)
+        #expect(entries.map(\.mountPoint) == ["/", "/mnt/with space", "-", "/sys/fs/cgroup/memory"])
+        #expect(entries.map(\.fsType) == ["ext4", "tmpfs", "tmpfs", "cgroup"])
+        #expect(entries.last?.superOptions == ["rw", "memory"])
     }
 }
