@@ -11,11 +11,14 @@ public struct Digest: Hashable, Comparable, Sendable, CustomStringConvertible, C
 
     /// Parses `sha256:` followed by 64 lowercase hex digits.
     public init(parsing string: String) throws {
-        guard string.hasPrefix("sha256:") else {
-            throw StrataError(.invalidDigest, "invalid digest \"\(string.prefix(80))\": expected sha256:<64 lowercase hex>")
+        // On the contiguous bytes: Character comparisons and UTF8View walks cost tens of
+        // instructions a byte, and deep chains parse hundreds of digests per command.
+        var s = string
+        let hex: String? = s.withUTF8 { b in
+            guard b.count == 71, b.starts(with: "sha256:".utf8), Digest.isLowerHex(UnsafeBufferPointer(rebasing: b[7...])) else { return nil }
+            return String(decoding: UnsafeBufferPointer(rebasing: b[7...]), as: UTF8.self)
         }
-        let hex = String(string.dropFirst("sha256:".count))
-        guard Digest.isHex64(hex) else {
+        guard let hex else {
             throw StrataError(.invalidDigest, "invalid digest \"\(string.prefix(80))\": expected sha256:<64 lowercase hex>")
         }
         self.hex = hex
@@ -65,9 +68,13 @@ public struct Digest: Hashable, Comparable, Sendable, CustomStringConvertible, C
     private static let hexDigits: [Character] = Array("0123456789abcdef")
 
     static func isHex64(_ s: String) -> Bool {
-        let utf8 = s.utf8
-        guard utf8.count == 64 else { return false }
-        return utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
+        var s = s
+        return s.withUTF8 { $0.count == 64 && isLowerHex($0) }
+    }
+
+    private static func isLowerHex(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        for b in bytes where !(b &- 0x30 < 10 || b &- 0x61 < 6) { return false }
+        return true
     }
 }
 

@@ -94,13 +94,16 @@ public struct MetadataTransaction {
     /// The layers of an image as a driver mounts them, bottom first: only what that takes, for
     /// `mount` and `run` of deep images.
     public func mountLayers(ofImage id: Digest) throws -> [MountLayerRecord] {
-        try Row.fetchAll(db, sql: """
+        // A cursor (one row reused) and columns by position: a deep chain is hundreds of rows per mount.
+        let rows = try Row.fetchCursor(db, sql: """
             SELECT l.chain_id, l.cache_id, l.opaque_root, l.link_id FROM image_layers il JOIN layers l ON l.chain_id = il.chain_id
             WHERE il.image_id = ? ORDER BY il.position
-            """, arguments: [id.string]).map { row in
-            MountLayerRecord(chainID: try ChainID(parsing: row["chain_id"]), cacheID: row["cache_id"], opaqueRoot: row["opaque_root"],
-                             linkID: row["link_id"])
+            """, arguments: [id.string])
+        var out: [MountLayerRecord] = []
+        while let row = try rows.next() {
+            out.append(MountLayerRecord(chainID: try ChainID(parsing: row[0]), cacheID: row[1], opaqueRoot: row[2], linkID: row[3]))
         }
+        return out
     }
 
     /// The chainIDs an image lists, bottom first (whether or not the layers are recorded).
