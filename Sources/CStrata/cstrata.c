@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <locale.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <sys/file.h>
 #include <sys/syscall.h>
@@ -89,6 +90,18 @@ int strata_sqlite_keep_wal(void *db) {
 }
 
 int strata_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
+
+int strata_wait_process_end(pid_t pid, int timeout_ms) {
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (fd < 0) return errno == ESRCH ? 1 : -1;
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    int r;
+    do { r = poll(&p, 1, timeout_ms); } while (r < 0 && errno == EINTR);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return r < 0 ? -1 : r > 0;
+}
 
 int strata_sealed_memfd_copy(int src, const char *name) {
     struct stat st;

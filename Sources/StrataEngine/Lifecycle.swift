@@ -141,12 +141,24 @@ extension Engine {
     }
 
     /// Waits up to `seconds` for the process to be gone and its end recorded; whether it was.
+    /// The monitor records the end and then exits: its end is awaited through a pidfd, so the
+    /// caller learns of it at once; polls every 20 ms where that is not possible.
     private func waitForExit(_ id: String, seconds: Double) throws -> Bool {
         let end = Date().addingTimeInterval(seconds)
+        var monitor = store.runState(id)?.monitorPid
         repeat {
             let c = try store.container(id)
             let monitorGone = store.runState(id)?.monitorPid.map { !MonitorProcess.signal($0, 0) } ?? true
             if !isRunning(c) && (store.runState(id)?.finishedAt != nil || monitorGone) { return true }
+            let left = end.timeIntervalSinceNow
+            if left <= 0 { break }
+            if let pid = monitor {
+                switch waitForProcessEnd(pid, seconds: left) {
+                case false?: continue  // the time is up
+                case true?: monitor = nil; continue  // its end is checked above; then polled
+                case nil: monitor = nil
+                }
+            }
             sleepSeconds(0.02)
         } while Date() < end
         return false

@@ -21,12 +21,7 @@ public enum CgroupWarmUp {
     /// Starts the warm-up on a detached thread, once per process; returns at once.
     public static func begin() {
         guard begun.withLock({ (b: inout Bool) -> Bool in defer { b = true }; return !b }) else { return }
-        var thread = pthread_t()
-        var attr = pthread_attr_t()
-        pthread_attr_init(&attr)
-        defer { pthread_attr_destroy(&attr) }
-        pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
-        _ = pthread_create(&thread, &attr, { _ in CgroupWarmUp.rejoinOwnCgroup(); return nil }, nil)
+        DetachedThread.start { CgroupWarmUp.rejoinOwnCgroup() }
     }
 
     /// Writes our pid into our own cgroup's `cgroup.procs` in one hierarchy of this machine.

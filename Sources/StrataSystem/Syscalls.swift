@@ -268,3 +268,15 @@ public func makeDirectories(_ path: String, mode: mode_t = 0o755, what: @autoclo
         try makeDirectory(current, mode: mode, what: what())
     }
 }
+
+/// Waits up to `seconds` for process `pid` (any process, not only a child) to end, through a
+/// pidfd: true when it ended (or was never there), false at the timeout, nil when this kernel
+/// gives no pidfd (poll instead).
+public func waitForProcessEnd(_ pid: pid_t, seconds: Double) -> Bool? {
+    let ms = Int32(max(0, min(seconds, 86_400)) * 1000)
+    switch strata_wait_process_end(pid, ms) {
+    case 1: return true
+    case 0: return false
+    default: return nil
+    }
+}

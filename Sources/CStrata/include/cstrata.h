@@ -78,4 +78,9 @@ int strata_memfd(const char *name);
 /// program into a container that nothing there can modify. Returns the fd or -1 with errno.
 int strata_sealed_memfd_copy(int src, const char *name);
 
+/// Waits up to `timeout_ms` for process `pid` (any process, not only a child) to end, through a
+/// pidfd. 1: it ended (or never existed); 0: still there at the timeout; -1 with errno: no pidfd
+/// here (the caller polls instead).
+int strata_wait_process_end(pid_t pid, int timeout_ms);
+
 #endif
