@@ -99,6 +99,13 @@ public final class LayerUnpacker {
         if try applyMarker(entry, last: last, parentPath: parentPath, path: path) { return }
 
         let parent = try openParent(parentPath, entry: entry.path)
+        // Most names are new: make the entry first (each kind's first syscall is exclusive) and
+        // look at what is there only when the name turns out to be taken.
+        if entry.kind != .socket {
+            do {
+                return try create(entry, name: last, path: path, in: parent, replacedWhiteout: false, reader: reader, exclusive: true)
+            } catch is NameTaken {}
+        }
         var replacedWhiteout = false
         if let existing = try parent.lstat(last) {
             if entry.kind == .directory && FileKind(mode: existing.st_mode) == .directory {
@@ -127,14 +134,23 @@ public final class LayerUnpacker {
         try create(entry, name: last, path: path, in: parent, replacedWhiteout: replacedWhiteout, reader: reader)
     }
 
-    /// Makes the entry's file, directory, link or device (the name is free).
+    /// The first syscall of `create` found the name taken (EEXIST); nothing was made or read.
+    private struct NameTaken: Error {}
+
+    /// Runs the syscall that makes the entry's name; with `exclusive`, EEXIST becomes `NameTaken`.
+    private func making<T>(_ exclusive: Bool, _ body: () throws -> T) throws -> T {
+        do { return try body() } catch let e as StrataError where exclusive && (e.cause as? Errno) == .EEXIST { throw NameTaken() }
+    }
+
+    /// Makes the entry's file, directory, link or device (the name is free, or with `exclusive`
+    /// throws `NameTaken` before anything is done when it is not).
     private func create(_ entry: TarEntry, name last: PathBytes, path: PathBytes, in parent: Directory,
-                        replacedWhiteout: Bool, reader: TarReader) throws {
+                        replacedWhiteout: Bool, reader: TarReader, exclusive: Bool = false) throws {
         switch entry.kind {
         case .regular:
-            try writeRegular(entry, name: last, path: path, in: parent, reader: reader)
+            try writeRegular(entry, name: last, path: path, in: parent, reader: reader, exclusive: exclusive)
         case .directory:
-            try parent.mkdirOrThrow(last, mode: 0o700)
+            try making(exclusive) { try parent.mkdirOrThrow(last, mode: 0o700) }
             switch parent.openDirectory(last, resolve: [.noSymlinks]) {
             case .success(let d):
                 try setMetadata(of: d, entry: entry)
@@ -148,18 +164,18 @@ public final class LayerUnpacker {
             }
             deferredTimes[path] = (entry.atime ?? entry.mtime, entry.mtime)
         case .symlink:
-            try parent.symlink(last, target: entry.linkTarget)
+            try making(exclusive) { try parent.symlink(last, target: entry.linkTarget) }
             try parent.chown(last, uid: entry.uid, gid: entry.gid)
             try parent.setTimes(last, atime: entry.atime ?? entry.mtime, mtime: entry.mtime)
             cachedParent = nil
         case .hardlink:
-            try link(entry, name: last, in: parent)
+            try link(entry, name: last, in: parent, exclusive: exclusive)
         case .characterDevice, .blockDevice, .fifo:
             if entry.kind == .characterDevice && entry.devMajor == 0 && entry.devMinor == 0 {
                 throw unsafe(entry.path, "a 0/0 character device would be an overlay whiteout on disk")
             }
             let type: FileKind = entry.kind == .characterDevice ? .characterDevice : entry.kind == .blockDevice ? .blockDevice : .fifo
-            try parent.mknod(last, mode: type.modeBits | 0o600, major: entry.devMajor, minor: entry.devMinor)
+            try making(exclusive) { try parent.mknod(last, mode: type.modeBits | 0o600, major: entry.devMajor, minor: entry.devMinor) }
             try parent.chown(last, uid: entry.uid, gid: entry.gid)
             let f = try parent.openat2(last, flags: [.pathOnly, .noFollow], resolve: [.noSymlinks]).get()
             try chmodPath(f, mode: entry.mode, path: path)
@@ -208,8 +224,9 @@ public final class LayerUnpacker {
         }
     }
 
-    private func writeRegular(_ entry: TarEntry, name: PathBytes, path: PathBytes, in parent: Directory, reader: TarReader) throws {
-        let f = try parent.openFile(name, flags: [.writeOnly, .create, .exclusive], mode: 0o600)
+    private func writeRegular(_ entry: TarEntry, name: PathBytes, path: PathBytes, in parent: Directory, reader: TarReader,
+                              exclusive: Bool) throws {
+        let f = try making(exclusive) { try parent.openFile(name, flags: [.writeOnly, .create, .exclusive], mode: 0o600) }
         if entry.isSparse {
             recorder?.markInexact("entry \"\(path.display)\" is a sparse file")
         } else {
@@ -240,7 +257,7 @@ public final class LayerUnpacker {
         return false
     }
 
-    private func link(_ entry: TarEntry, name: PathBytes, in parent: Directory) throws {
+    private func link(_ entry: TarEntry, name: PathBytes, in parent: Directory, exclusive: Bool) throws {
         // An absolute target (kaniko writes `/usr/bin/perl`) is read from the layer root, as
         // Docker and umoci do; `..` out of the root is still refused.
         var target = entry.linkTarget[...]
@@ -266,7 +283,7 @@ public final class LayerUnpacker {
         if Whiteout.isOverlayWhiteout(st) {
             throw unsafe(entry.path, "a hardlink to a whiteout")
         }
-        try parent.link(name, to: targetName, in: targetParent)
+        try making(exclusive) { try parent.link(name, to: targetName, in: targetParent) }
     }
 
     /// Opens the directory `comps` inside the root, creating missing ones (0755, root-owned,
