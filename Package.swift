@@ -96,7 +96,10 @@ let package = Package(
             // Release builds export `main` only: the static Swift runtime links with
             // --export-dynamic, which fills the dynamic symbol table with ~38,000 symbols that
             // nothing looks up and that dladdr (called by the runtime at start) scans.
-            linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/strata/exports.map"],
+            // And they are position-dependent, as runc, podman, skopeo and umoci are here: a PIE
+            // made every start apply 137,000 relative relocations, each page of metadata they
+            // touch a copy-on-write fault (2-3 ms of a 7 ms `--version`; docs/start-up.md).
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/strata/exports.map", "-Xlinker", "-no-pie"],
                                           .when(configuration: .release))]
         ),
         // What the tests share: temporary directories, processes, tar and layout builders, fixtures.
