@@ -31,9 +31,12 @@ public struct Metadata: Sendable {
         }
         do {
             pool = try DatabaseQueue(path: path, configuration: config)
-            try pool.read { try Schema.checkNotNewer($0, root: storeRoot) }
-            // Opening an up-to-date store writes nothing.
-            if try !pool.read({ try Schema.migrator.hasCompletedMigrations($0) }) {
+            // One read transaction for both checks; opening an up-to-date store writes nothing.
+            let upToDate = try pool.read { db in
+                try Schema.checkNotNewer(db, root: storeRoot)
+                return try Schema.migrator.hasCompletedMigrations(db)
+            }
+            if !upToDate {
                 try Schema.migrator.migrate(pool)
             }
         } catch let e as DatabaseError {

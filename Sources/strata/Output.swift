@@ -52,7 +52,7 @@ enum Format {
         var widths = Array(repeating: 0, count: first.count)
         for r in rows { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
         return rows.map { r in
-            r.enumerated().map { i, c in i == r.count - 1 ? c : c.padding(toLength: widths[i] + 3, withPad: " ", startingAt: 0) }
+            r.enumerated().map { i, c in i == r.count - 1 ? c : c + String(repeating: " ", count: widths[i] + 3 - c.count) }
                 .joined()
         }.joined(separator: "\n")
     }
