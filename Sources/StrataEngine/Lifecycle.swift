@@ -133,8 +133,14 @@ extension Engine {
     /// `wait`: blocks until the container has ended; its exit code.
     public func wait(_ ref: String) throws -> Int32 {
         let c = try store.container(ref)
+        var awaited: Int32?  // a monitor whose end was seen: polled from then on
         while isRunning(try store.container(c.id)) || store.runState(c.id)?.monitorPid.map({ MonitorProcess.signal($0, 0) }) == true
                 && store.runState(c.id)?.finishedAt == nil {
+            // The monitor records the end and exits: wait for that through a pidfd.
+            if let m = store.runState(c.id)?.monitorPid, m != awaited, let ended = waitForProcessEnd(m, seconds: 1) {
+                if ended { awaited = m }
+                continue
+            }
             sleepSeconds(0.05)
         }
         return store.runState(c.id)?.exitCode ?? 0
