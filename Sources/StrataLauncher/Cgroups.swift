@@ -245,7 +245,7 @@ public struct Cgroup: Sendable {
 /// leftovers are looked for (exclusive): an empty cgroup seen under the exclusive lock is not a
 /// container that is about to start. A flock on the `strata` directory of the first hierarchy.
 public final class CgroupCreationLock {
-    private let fd: Int32
+    private var fd: Int32
 
     /// Takes the lock, shared or exclusive; nil when there is no cgroup hierarchy to lock.
     public init?(layout: CgroupLayout, exclusive: Bool) {
@@ -261,7 +261,12 @@ public final class CgroupCreationLock {
         while strata_flock(fd, exclusive ? LOCK_EX : LOCK_SH) != 0 && errno == EINTR {}
     }
 
-    deinit { close(fd) }
+    /// Lets go of the lock now (the deinit would at the end of the holder's scope).
+    public func release() {
+        if fd >= 0 { close(fd); fd = -1 }
+    }
+
+    deinit { release() }
 }
 
 /// The container cgroups on this machine (`strata/ID` in each hierarchy), whichever store made

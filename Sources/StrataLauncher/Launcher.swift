@@ -165,7 +165,7 @@ public final class Launcher: @unchecked Sendable {
         // Removed on every way out, a failed create included (some directories may exist).
         defer { cgroup?.remove() }
         // Until the process has joined, an empty cgroup of ours must not look like a leftover.
-        var creating = layout.flatMap { CgroupCreationLock(layout: $0, exclusive: false) }
+        let creating = layout.flatMap { CgroupCreationLock(layout: $0, exclusive: false) }
         try cgroup?.create(spec.limits, allDevices: spec.security.privileged)
 
         // Everything the child reads is built now: nothing is allocated after the clone.
@@ -180,7 +180,7 @@ public final class Launcher: @unchecked Sendable {
             // The child needs the read end of "go" across the clone (it reads before exec).
             return withExtendedLifetime(arena) { strata_launch(&cfg, goFD, errFD) }
         }
-        creating = nil
+        creating?.release()  // the process has joined (cloneChild joins it): gc may look now
         try awaitExec(pid, report: report, program: program)
         return supervise(pid, master: master)
     }

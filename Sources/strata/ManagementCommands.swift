@@ -33,21 +33,21 @@ struct SystemGroup: ParsableCommand {
 struct ImageLs: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "ls", abstract: "List images (as `strata images`).", aliases: ["list"])
     @Argument(parsing: .captureForPassthrough) var arguments: [String] = []
-    func run() throws { var c = try Images.parse(arguments); try c.run() }
+    func run() throws { let c = try Images.parse(arguments); try c.run() }
 }
 
 /// `image rm` = `rmi`.
 struct ImageRm: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "rm", abstract: "Remove images (as `strata rmi`).", aliases: ["remove"])
     @Argument(parsing: .captureForPassthrough) var arguments: [String] = []
-    func run() throws { var c = try Rmi.parse(arguments); try c.run() }
+    func run() throws { let c = try Rmi.parse(arguments); try c.run() }
 }
 
 /// `container ls` = `ps`.
 struct ContainerLs: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "ls", abstract: "List containers (as `strata ps`).", aliases: ["list", "ps"])
     @Argument(parsing: .captureForPassthrough) var arguments: [String] = []
-    func run() throws { var c = try Ps.parse(arguments); try c.run() }
+    func run() throws { let c = try Ps.parse(arguments); try c.run() }
 }
 
 /// `image prune`: unused layers and blobs (`gc`); with `-a`, images no tag and no container names.

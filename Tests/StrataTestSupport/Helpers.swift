@@ -93,7 +93,7 @@ public func gzip(_ bytes: [UInt8]) throws -> [UInt8] {
 @discardableResult
 public func sh(_ argv: [String], env: [String: String] = [:], stdin: [UInt8]? = nil) throws -> (Int32, String, String) {
     let t = TempDir("strata-sh"); defer { t.remove() }
-    FileManager.default.createFile(atPath: t.sub("in"), contents: Data(stdin ?? []))
+    _ = FileManager.default.createFile(atPath: t.sub("in"), contents: Data(stdin ?? []))
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
