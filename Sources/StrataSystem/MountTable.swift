@@ -26,7 +26,8 @@ public enum MountTable {
         let bytes = Array(text.utf8)
         var out: [Entry] = []
         for line in bytes.split(separator: UInt8(ascii: "\n")) {
-            let fields = line.split(separator: UInt8(ascii: " "))
+            // Empty fields kept (a filesystem may have an empty source): positions stay right.
+            let fields = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: false)
             guard fields.count >= 9,
                   let dash = fields[6...].firstIndex(where: { $0.count == 1 && $0.first == UInt8(ascii: "-") }),
                   fields.count >= dash + 4 else { continue }
