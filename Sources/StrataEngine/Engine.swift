@@ -52,6 +52,9 @@ public final class Engine: Sendable {
     /// the process cannot start.
     public func run(image ref: String, overrides: RunOverrides, options: RunOptions) throws -> Int32 {
         CgroupWarmUp.begin()
+        // From here a signal cancels the start cleanly, or reaches the container's process.
+        SignalRelay.begin()
+        defer { SignalRelay.end() }
         var security = options.security
         try security.resolve()  // a bad profile or capability is refused before anything exists
         let imageID = try store.resolveImage(ref)
@@ -59,7 +62,10 @@ public final class Engine: Sendable {
         let process = RunPlan.process(config: config, overrides: overrides, hostEnvironment: ProcessInfo.processInfo.environment)
         let id = try store.createContainer(image: imageID.string, name: options.name, initLayer: true)
         let rootfs: String
-        do { rootfs = try store.mountContainer(id) } catch {
+        do {
+            try SignalRelay.checkNotCancelled("container \(id.prefix(12))")
+            rootfs = try store.mountContainer(id)
+        } catch {
             try? store.removeContainer(id, force: true)
             throw error
         }

@@ -182,6 +182,8 @@ extension Engine {
     public func exec(_ ref: String, command: [String], env: [String] = [], user: String? = nil, workdir: String? = nil,
                      tty: Bool = false, interactive: Bool = false) throws -> Int32 {
         CgroupWarmUp.begin()
+        SignalRelay.begin()
+        defer { SignalRelay.end() }
         let c = try store.container(ref)
         guard isRunning(c), let pid = c.pid else {
             throw LaunchFailure(exitCode: 125, message: "container \(c.name) is not running; `strata start \(c.name)` first")

@@ -175,6 +175,7 @@ public final class Launcher: @unchecked Sendable {
         cfg.init_fd = initBinary?.fd ?? -1
 
         // Pseudo-terminal: the child opens it in its own devpts and sends us the master.
+        try SignalRelay.checkNotCancelled("container \(spec.id.prefix(12))")
         let (pid, report, master) = try Launcher.cloneChild(tty: spec.tty, what: "the container process", cgroup: cgroup) { consoleFD, goFD, errFD in
             cfg.console_socket = consoleFD
             // The child needs the read end of "go" across the clone (it reads before exec).
@@ -291,26 +292,11 @@ public final class Launcher: @unchecked Sendable {
 
     /// Forwards signals to the container and relays its terminal until it exits; its exit code.
     func supervise(_ pid: pid_t, master: Int32) -> Int32 {
-        let forwarded = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH]
-        var sources: [DispatchSourceSignal] = []
-        for s in forwarded {
-            signal(s, SIG_IGN)
-            let src = DispatchSource.makeSignalSource(signal: s, queue: .global())
-            src.setEventHandler {
-                if s == SIGWINCH, master >= 0 {
-                    var ws = winsize()
-                    if ioctl(0, UInt(TIOCGWINSZ), &ws) == 0 { _ = ioctl(master, UInt(TIOCSWINSZ), &ws) }
-                    return
-                }
-                kill(pid, s)
-            }
-            src.resume()
-            sources.append(src)
-        }
-        defer {
-            sources.forEach { $0.cancel() }
-            for s in forwarded { signal(s, SIG_DFL) }
-        }
+        // Signals to strata go to the process from here on (SignalRelay; installed at the start
+        // of `run` and `exec`, here for whoever did not), what came before it included.
+        SignalRelay.begin()
+        strata_relay_to(pid, master)
+        defer { strata_relay_to(0, -1) }  // reaped: its pid may belong to another process soon
         // Announced once signals are forwarded: whoever sees the pid can signal strata.
         onPid(pid)
         defer { onPid(nil) }

@@ -110,5 +110,16 @@ int strata_socketpair(int fds[2]);
 /// Receives one fd sent with SCM_RIGHTS on a unix socket; -1 on EOF or error.
 int strata_recv_fd(int sock);
 
+/// The signal relay (relay.c): SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are caught
+/// from `install` on and sent to the target once `strata_relay_to` names it; before that the
+/// first is kept (`pending`) and a second one is fatal. SIGWINCH resizes the pty master.
+void strata_relay_install(void);
+/// The first relayed signal that came before a target; 0 for none.
+int strata_relay_pending(void);
+/// Names the process signals go to (and the pty master, or -1), passing on what is pending.
+void strata_relay_to(pid_t pid, int master);
+/// Back to the default actions; nothing pending.
+void strata_relay_uninstall(void);
+
 
 #endif

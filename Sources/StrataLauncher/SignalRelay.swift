@@ -1,0 +1,26 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLauncher
+
+/// Signals sent to strata while it runs a container reach the container's process (the C side
+/// is `relay.c`). `run` and `exec` begin the relay before they touch the store: a signal that
+/// comes before the process exists cancels the start (`checkNotCancelled`, between the steps
+/// that make the container) instead of killing strata half-way and leaving a container,
+/// mount and cgroups behind; a second one is fatal at once. Once the process exists, every
+/// relayed signal goes to it (`Launcher.supervise`).
+public enum SignalRelay {
+    /// From now on SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH are caught.
+    public static func begin() { strata_relay_install() }
+
+    /// Back to the default actions.
+    public static func end() { strata_relay_uninstall() }
+
+    /// Throws when a signal came before the container's process exists: what `what` names
+    /// is not to be started. Exit code 128 + the signal, as a shell reports it.
+    public static func checkNotCancelled(_ what: @autoclosure () -> String) throws {
+        let s = strata_relay_pending()
+        guard s != 0 else { return }
+        throw LaunchFailure(exitCode: 128 + s, message: "\(what()) was cancelled by signal \(s) before it started")
+    }
+}
