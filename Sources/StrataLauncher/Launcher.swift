@@ -174,8 +174,9 @@ public final class Launcher: @unchecked Sendable {
                               views: layout.map { $0.containerView(mountinfo: MountTable.text() ?? "") } ?? [], arena: arena)
         cfg.init_fd = initBinary?.fd ?? -1
 
-        // Pseudo-terminal: the child opens it in its own devpts and sends us the master.
+        // The last moment a signal can still cancel the start (see SignalRelay).
         try SignalRelay.checkNotCancelled("container \(spec.id.prefix(12))")
+        // Pseudo-terminal: the child opens it in its own devpts and sends us the master.
         let (pid, report, master) = try Launcher.cloneChild(tty: spec.tty, what: "the container process", cgroup: cgroup) { consoleFD, goFD, errFD in
             cfg.console_socket = consoleFD
             // The child needs the read end of "go" across the clone (it reads before exec).
