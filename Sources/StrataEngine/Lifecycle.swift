@@ -133,41 +133,42 @@ extension Engine {
     /// `wait`: blocks until the container has ended; its exit code.
     public func wait(_ ref: String) throws -> Int32 {
         let c = try store.container(ref)
-        var awaited: Int32?  // a monitor whose end was seen: polled from then on
-        while isRunning(try store.container(c.id)) || store.runState(c.id)?.monitorPid.map({ MonitorProcess.signal($0, 0) }) == true
-                && store.runState(c.id)?.finishedAt == nil {
-            // The monitor records the end and exits: wait for that through a pidfd.
-            if let m = store.runState(c.id)?.monitorPid, m != awaited, let ended = waitForProcessEnd(m, seconds: 1) {
-                if ended { awaited = m }
-                continue
-            }
-            sleepSeconds(0.05)
+        var monitor = store.runState(c.id)?.monitorPid
+        while true {
+            let state = store.runState(c.id)
+            let monitorAlive = state?.monitorPid.map { MonitorProcess.signal($0, 0) } == true
+            if !isRunning(try store.container(c.id)) && !(monitorAlive && state?.finishedAt == nil) { return state?.exitCode ?? 0 }
+            pause(forMonitor: &monitor, upTo: 1, poll: 0.05)
         }
-        return store.runState(c.id)?.exitCode ?? 0
     }
 
     /// Waits up to `seconds` for the process to be gone and its end recorded; whether it was.
-    /// The monitor records the end and then exits: its end is awaited through a pidfd, so the
-    /// caller learns of it at once; polls every 20 ms where that is not possible.
     private func waitForExit(_ id: String, seconds: Double) throws -> Bool {
         let end = Date().addingTimeInterval(seconds)
         var monitor = store.runState(id)?.monitorPid
-        repeat {
+        while true {
             let c = try store.container(id)
-            let monitorGone = store.runState(id)?.monitorPid.map { !MonitorProcess.signal($0, 0) } ?? true
-            if !isRunning(c) && (store.runState(id)?.finishedAt != nil || monitorGone) { return true }
+            let state = store.runState(id)
+            let monitorGone = state?.monitorPid.map { !MonitorProcess.signal($0, 0) } ?? true
+            if !isRunning(c) && (state?.finishedAt != nil || monitorGone) { return true }
             let left = end.timeIntervalSinceNow
-            if left <= 0 { break }
-            if let pid = monitor {
-                switch waitForProcessEnd(pid, seconds: left) {
-                case false?: continue  // the time is up
-                case true?: monitor = nil; continue  // its end is checked above; then polled
-                case nil: monitor = nil
-                }
+            if left <= 0 { return false }
+            pause(forMonitor: &monitor, upTo: left, poll: 0.02)
+        }
+    }
+
+    /// The monitor records a container's end and then exits: waits up to `seconds` for that
+    /// through a pidfd, so the caller looks again at once. Once the monitor has ended (or this
+    /// kernel gives no pidfd) `monitor` is nil, and it sleeps `poll` seconds between looks.
+    private func pause(forMonitor monitor: inout Int32?, upTo seconds: Double, poll: Double) {
+        if let pid = monitor {
+            switch waitForProcessEnd(pid, seconds: seconds) {
+            case false?: return
+            case true?: monitor = nil; return
+            case nil: monitor = nil
             }
-            sleepSeconds(0.02)
-        } while Date() < end
-        return false
+        }
+        sleepSeconds(min(poll, seconds))
     }
 }
 
