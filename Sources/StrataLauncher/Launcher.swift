@@ -296,8 +296,8 @@ public final class Launcher: @unchecked Sendable {
         // Signals to strata go to the process from here on (SignalRelay; installed at the start
         // of `run` and `exec`, here for whoever did not), what came before it included.
         SignalRelay.begin()
-        strata_relay_to(pid, master)
-        defer { strata_relay_to(0, -1) }  // reaped: its pid may belong to another process soon
+        SignalRelay.target(pid, master: master)
+        defer { SignalRelay.target(0, master: -1) }  // reaped: its pid may belong to another process soon
         // Announced once signals are forwarded: whoever sees the pid can signal strata.
         onPid(pid)
         defer { onPid(nil) }

@@ -13,6 +13,10 @@ public enum SignalRelay {
     /// From now on SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH are caught.
     public static func begin() { strata_relay_install() }
 
+    /// Relayed signals go to `pid` from now on (SIGWINCH resizes `master`, a pty master or -1),
+    /// the one kept before it existed included; `pid` 0: to nothing (kept again).
+    static func target(_ pid: pid_t, master: Int32) { strata_relay_to(pid, master) }
+
     /// Back to the default actions.
     public static func end() { strata_relay_uninstall() }
 
