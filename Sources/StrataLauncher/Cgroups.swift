@@ -51,9 +51,9 @@ public enum CgroupLayout: Equatable, Sendable {
         return nil
     }
 
-    /// This machine's layout.
-    public static func current() -> CgroupLayout? {
-        guard let mountinfo = MountTable.text() else { return nil }
+    /// This machine's layout, from `mountinfo` (read from /proc/self/mountinfo unless given).
+    public static func current(mountinfo: String? = MountTable.text()) -> CgroupLayout? {
+        guard let mountinfo else { return nil }
         return detect(mountinfo: mountinfo) { root in
             let text = (try? FDHandle.open(root + "/cgroup.controllers", flags: .readOnly))
                 .flatMap { try? $0.readAll(limit: 1 << 16, label: "cgroup.controllers") }

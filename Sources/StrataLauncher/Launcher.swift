@@ -157,7 +157,8 @@ public final class Launcher: @unchecked Sendable {
         let resolved = try security.resolve()
         let initBinary = spec.initProcess ? try InitBinary.sealedCopy() : nil
         let binds = try writeNetworkFiles()
-        let layout = CgroupLayout.current()
+        let mountinfo = MountTable.text()  // read once: the layout and the container's view of it
+        let layout = CgroupLayout.current(mountinfo: mountinfo)
         let cgroup = layout.map { Cgroup(layout: $0, id: spec.id) }
         if (spec.limits.memory != nil || spec.limits.cpus != nil || spec.limits.pids != nil) && cgroup == nil {
             throw LaunchFailure(exitCode: 125, message: "limits were asked for, but no cgroup hierarchy is mounted here")
@@ -171,7 +172,7 @@ public final class Launcher: @unchecked Sendable {
         // Everything the child reads is built now: nothing is allocated after the clone.
         let arena = CArena()
         var cfg = childConfig(program: program, user: user, env: env, resolved: resolved, binds: binds,
-                              views: layout.map { $0.containerView(mountinfo: MountTable.text() ?? "") } ?? [], arena: arena)
+                              views: layout.map { $0.containerView(mountinfo: mountinfo ?? "") } ?? [], arena: arena)
         cfg.init_fd = initBinary?.fd ?? -1
 
         // The last moment a signal can still cancel the start (see SignalRelay).
