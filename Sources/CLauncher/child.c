@@ -63,7 +63,7 @@ int child_set_caps(uint64_t keep) {
     return (int)syscall(SYS_capset, &h, d);
 }
 
-void child_become(const struct child_identity *id, int err_fd) {
+void child_drop(const struct child_identity *id, int err_fd) {
     /* privileges: groups, gid, uid; capabilities; no_new_privs */
     if (child_drop_bounding(id->capabilities) != 0) child_fail(err_fd, ST_CAPS);
     /* Raw syscalls, not glibc's wrappers: those make every thread of the process change its
@@ -89,11 +89,14 @@ void child_become(const struct child_identity *id, int err_fd) {
     sigemptyset(&none);
     if (sigprocmask(SIG_SETMASK, &none, NULL) != 0) child_fail(err_fd, ST_SIGNALS);
 
-    /* seccomp last: from here on only execve/execveat and the failure report run under it */
+    /* seccomp last: from here on only the rest of the way to exec runs under it */
     if (id->seccomp_filter) {
         struct sock_fprog prog = { (unsigned short)id->seccomp_len, (struct sock_filter *)id->seccomp_filter };
         if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) child_fail(err_fd, ST_SECCOMP);
     }
+}
+
+void child_exec(const struct child_identity *id, int err_fd) {
     if (id->init_fd >= 0) {
         syscall(SYS_execveat, id->init_fd, "", id->init_argv, id->envp, AT_EMPTY_PATH);
         child_fail(err_fd, ST_INIT);
@@ -102,7 +105,19 @@ void child_become(const struct child_identity *id, int err_fd) {
     child_fail(err_fd, ST_EXEC);
 }
 
-void child_console(int console_socket, int err_fd) {
+void child_become(const struct child_identity *id, int err_fd) {
+    child_drop(id, err_fd);
+    child_exec(id, err_fd);
+}
+
+void child_stdio(const int stdio[3], int err_fd) {
+    for (int i = 0; i < 3; i++)
+        if (stdio[i] >= 0 && dup2(stdio[i], i) < 0) child_fail(err_fd, ST_STDIO);
+    for (int i = 0; i < 3; i++)
+        if (stdio[i] > 2) close(stdio[i]);  /* EBADF for one given twice is harmless */
+}
+
+int child_console_open(int console_socket, int err_fd) {
     int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (master < 0) child_fail(err_fd, ST_TTY);
     int unlock = 0, n = -1;
@@ -129,8 +144,16 @@ void child_console(int console_socket, int err_fd) {
     if (sendmsg(console_socket, &msg, 0) != 1) child_fail(err_fd, ST_TTY);
     close(master);
     close(console_socket);
+    return slave;
+}
+
+void child_console_take(int slave, int err_fd) {
     if (setsid() < 0) child_fail(err_fd, ST_TTY);
     if (ioctl(slave, TIOCSCTTY, 0) != 0) child_fail(err_fd, ST_TTY);
     if (dup2(slave, 0) < 0 || dup2(slave, 1) < 0 || dup2(slave, 2) < 0) child_fail(err_fd, ST_TTY);
     if (slave > 2) close(slave);
+}
+
+void child_console(int console_socket, int err_fd) {
+    child_console_take(child_console_open(console_socket, err_fd), err_fd);
 }

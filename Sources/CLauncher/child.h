@@ -19,6 +19,14 @@ int child_set_caps(uint64_t keep);
 /* A pseudo-terminal from the devpts this process sees at /dev/ptmx: the master is sent over
    console_socket (SCM_RIGHTS), the slave becomes the controlling terminal and fds 0-2. */
 void child_console(int console_socket, int err_fd);
+/* The two halves of child_console: open the pty and send the master (returns the slave);
+   then, in the process that will exec, a new session with the slave as its terminal and 0-2. */
+int child_console_open(int console_socket, int err_fd);
+void child_console_take(int slave, int err_fd);
+
+/* Makes stdio[0..2] (each >= 3, or -1 to leave that fd) the process's 0, 1 and 2, and closes
+   the originals: strata's own stdin, stdout and stderr are gone from here on. */
+void child_stdio(const int stdio[3], int err_fd);
 
 /* Who the process becomes, and what it runs. */
 struct child_identity {
@@ -40,5 +48,8 @@ struct child_identity {
 /* Groups, gid, uid, capabilities, no_new_privs, working directory, default signals, the
    seccomp filter last, then exec; reports the step that fails on err_fd. Does not return. */
 void child_become(const struct child_identity *id, int err_fd);
+/* The two halves of child_become: everything up to the seccomp filter; then the exec. */
+void child_drop(const struct child_identity *id, int err_fd);
+void child_exec(const struct child_identity *id, int err_fd);
 
 #endif

@@ -35,9 +35,10 @@ pid_t strata_exec(const struct strata_exec *cfg, int go_fd, int err_fd) {
     char c;
     int ns[NNS];
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) child_fail(err_fd, ST_DUMPABLE);
-    int keep[3] = { go_fd, err_fd, cfg->console_socket };
-    child_sort_fds(keep, 3);
-    if (child_close_others(keep, 3) != 0) child_fail(err_fd, ST_FDS);
+    int keep[6] = { go_fd, err_fd, cfg->console_socket, cfg->stdio[0], cfg->stdio[1], cfg->stdio[2] };
+    child_sort_fds(keep, 6);
+    if (child_close_others(keep, 6) != 0) child_fail(err_fd, ST_FDS);
+    child_stdio(cfg->stdio, err_fd);
     /* The parent puts us in the container's cgroups first (the cgroup namespace is theirs). */
     if (read(go_fd, &c, 1) != 1) child_fail(err_fd, ST_SYNC);
     close(go_fd);
@@ -50,22 +51,30 @@ pid_t strata_exec(const struct strata_exec *cfg, int go_fd, int err_fd) {
         if (setns(ns[i], namespaces[i].type) != 0) child_fail(err_fd, ST_SETNS);
         close(ns[i]);
     }
+    /* A terminal from the container's own devpts (its /dev/ptmx, now that we see its mounts). */
+    int slave = cfg->console_socket >= 0 ? child_console_open(cfg->console_socket, err_fd) : -1;
+    /* Become the container's user, with its bounding set, capabilities, no_new_privs and
+       seccomp filter, before anything of ours enters its pid namespace: a process there with
+       CAP_SYS_PTRACE can see and trace what does, and must find nothing more privileged than
+       itself. */
+    struct child_identity id = {
+        cfg->uid, cfg->gid, cfg->groups, cfg->ngroups, cfg->capabilities, cfg->cwd,
+        cfg->seccomp_filter, cfg->seccomp_len, cfg->path, cfg->argv, cfg->envp, -1, NULL,
+    };
+    child_drop(&id, err_fd);
     /* The pid namespace applies to children: the command is a child of this process, which
        waits for it and exits as it does. */
     pid_t cmd = (pid_t)syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
     if (cmd < 0) child_fail(err_fd, ST_SETNS);
     if (cmd == 0) {
         if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) child_fail(err_fd, ST_SETNS);
-        /* A terminal from the container's own devpts (its /dev/ptmx, now that we see its mounts). */
-        if (cfg->console_socket >= 0) child_console(cfg->console_socket, err_fd);
-        struct child_identity id = {
-            cfg->uid, cfg->gid, cfg->groups, cfg->ngroups, cfg->capabilities, cfg->cwd,
-            cfg->seccomp_filter, cfg->seccomp_len, cfg->path, cfg->argv, cfg->envp, -1, NULL,
-        };
-        child_become(&id, err_fd);
+        /* Its own session, with the container's pty as its terminal or none at all. */
+        if (slave >= 0) child_console_take(slave, err_fd);
+        else if (setsid() < 0) child_fail(err_fd, ST_SESSION);
+        child_exec(&id, err_fd);
     }
+    if (slave >= 0) close(slave);
     close(err_fd);
-    if (cfg->console_socket >= 0) close(cfg->console_socket);
     command_pid = cmd;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

@@ -65,7 +65,7 @@ const char *strata_launch_step_name(int step) {
         "setting uid and gid", "setting no_new_privs", "changing to the working directory", "setting up the terminal",
         "resetting signals", "exec", "starting the init process", "closing inherited fds",
         "making the process non-dumpable", "mounting the cgroup filesystem", "loading the seccomp filter",
-        "joining the container's namespaces",
+        "joining the container's namespaces", "setting up stdin, stdout and stderr", "starting a new session",
     };
     if (step < 0 || step >= (int)(sizeof names / sizeof names[0])) return "?";
     return names[step];
@@ -201,9 +201,14 @@ pid_t strata_launch(const struct strata_launch *cfg, int go_fd, int err_fd) {
     /* First: nothing in the container may read this process's memory or fds, and it holds no
        fd of strata's (store, database, locks) beyond the few it is handed. */
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) child_fail(err_fd, ST_DUMPABLE);
-    int keep[4] = { go_fd, err_fd, cfg->console_socket, cfg->init_fd };
-    child_sort_fds(keep, 4);
-    if (child_close_others(keep, 4) != 0) child_fail(err_fd, ST_FDS);
+    int keep[7] = { go_fd, err_fd, cfg->console_socket, cfg->init_fd, cfg->stdio[0], cfg->stdio[1], cfg->stdio[2] };
+    child_sort_fds(keep, 7);
+    if (child_close_others(keep, 7) != 0) child_fail(err_fd, ST_FDS);
+    /* strata's own stdin, stdout and stderr (maybe the caller's terminal) are replaced now, and
+       without a terminal of its own the process leaves strata's session: the caller's terminal
+       is never its controlling terminal (TIOCSTI). With one, child_console makes the session. */
+    child_stdio(cfg->stdio, err_fd);
+    if (cfg->console_socket < 0 && setsid() < 0) child_fail(err_fd, ST_SESSION);
     if (read(go_fd, &c, 1) != 1) child_fail(err_fd, ST_SYNC);
     close(go_fd);
     /* The parent has put us in our cgroups: now they become our cgroup root. */

@@ -293,6 +293,6 @@ extension Store {
     static func isContainerProcess(_ pid: pid_t, id: String) -> Bool {
         guard pid > 0, let f = try? FDHandle.open("/proc/\(pid)/cgroup", flags: .readOnly),
               let bytes = try? f.readAll(limit: 1 << 20, label: "cgroup") else { return false }
-        return String(decoding: bytes, as: UTF8.self).contains("/strata/" + id)
+        return String(decoding: bytes, as: UTF8.self).contains("/" + id)
     }
 }

@@ -19,6 +19,10 @@ public final class Engine: Sendable {
     /// An engine over an open store.
     public init(store: Store) { self.store = store }
 
+    /// Where this store's containers have their cgroups (`strata/KEY` in each hierarchy): no
+    /// other store on the host looks there.
+    public var cgroupParent: String { CgroupParent.forStore(root: store.rootPath) }
+
     /// Opens (or creates) the store at `root`, with `driver` for a new one.
     public convenience init(root: String, driver: String? = nil) throws {
         self.init(store: try Store(root: root, driver: driver))
@@ -69,10 +73,11 @@ public final class Engine: Sendable {
             try? store.removeContainer(id, force: true)
             throw error
         }
-        let spec = LaunchSpec(id: id, rootfs: rootfs, stateDirectory: store.containerPaths(id).root, process: process,
+        var spec = LaunchSpec(id: id, rootfs: rootfs, stateDirectory: store.containerPaths(id).root, process: process,
                               hostname: options.hostname ?? String(id.prefix(12)), hostNetwork: options.hostNetwork,
                               limits: options.limits, volumes: options.volumes, readOnly: options.readOnly, tty: options.tty,
                               interactive: options.interactive, initProcess: options.initProcess, security: security)
+        spec.cgroupParent = cgroupParent
         let launcher = Launcher(spec: spec)
         let store = self.store
         launcher.onPid = { pid in try? store.setPid(id, pid) }
@@ -122,9 +127,9 @@ public final class Engine: Sendable {
             // Marked first: a foreground `run` of it wakes up when the kill lands and must tell a
             // removal from any other SIGKILL, without waiting to see whether the row goes.
             _ = try? FDHandle.open(store.containerPaths(id).root + "/" + Engine.removingMarker, flags: [.writeOnly, .create], mode: 0o600)
-            ContainerCgroups.release(id: id)
+            ContainerCgroups.release(id: id, parent: cgroupParent)
         }
         try store.removeContainer(ref, force: force)
-        ContainerCgroups.release(id: id)
+        ContainerCgroups.release(id: id, parent: cgroupParent)
     }
 }

@@ -62,14 +62,17 @@ extension Engine {
             let log = try ContainerLogWriter(path: store.logPath(id), maxSize: record.logMaxSize)
             let pipes = try MonitorProcess.outputPipes()
             let drains = [log.drain(pipes.stdout, stream: "stdout"), log.drain(pipes.stderr, stream: "stderr")]
-            let launcher = Launcher(spec: record.launchSpec(id: id, rootfs: rootfs, stateDirectory: store.containerPaths(id).root))
+            var spec = record.launchSpec(id: id, rootfs: rootfs, stateDirectory: store.containerPaths(id).root)
+            spec.stdio = pipes.plan
+            spec.cgroupParent = cgroupParent
+            let launcher = Launcher(spec: spec)
             let store = self.store
             var started = state
             launcher.onPid = { pid in
                 try? store.setPid(id, pid)
                 guard let pid else { return }
                 // Running: the monitor lets go of the log pipes (the container holds them now).
-                MonitorProcess.releaseOutput()
+                pipes.release()
                 started.startedAt = Timestamp.preciseNow()
                 try? store.writeRunState(id, started)
                 report("started \(pid)")
@@ -78,7 +81,7 @@ extension Engine {
             do {
                 code = try launcher.run()
             } catch {
-                MonitorProcess.releaseOutput()
+                pipes.release()
                 throw error
             }
             state = started
@@ -118,7 +121,7 @@ extension Engine {
         let signal = try MonitorProcess.signalNumber(record?.stopSignal ?? "TERM")
         MonitorProcess.signal(pid, signal)
         if try !waitForExit(c.id, seconds: timeout) {
-            ContainerCgroups.kill(id: c.id)
+            ContainerCgroups.kill(id: c.id, parent: cgroupParent)
             _ = try waitForExit(c.id, seconds: 10)
         }
     }
@@ -205,7 +208,7 @@ extension Engine {
         if tty && !environment.contains(where: { $0.hasPrefix("TERM=") }) { environment.append("TERM=xterm") }
         let process = ProcessSpec(args: command, env: environment, cwd: workdir ?? record.cwd, user: user ?? record.user)
         return try ExecLauncher(id: c.id, target: pid, rootfs: rootfs, process: process, security: spec.security,
-                                tty: tty, interactive: interactive).run()
+                                cgroupParent: cgroupParent, tty: tty, interactive: interactive).run()
     }
 }
 
@@ -242,7 +245,7 @@ extension Engine {
             let r = try store.garbageCollect()
             report.layers += r.deletedLayers.count
             report.bytes += r.bytesFreed
-            _ = ContainerLeftovers.removeCgroups()
+            _ = ContainerLeftovers.removeCgroups(parent: cgroupParent)
         }
         return report
     }

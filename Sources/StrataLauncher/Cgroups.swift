@@ -12,11 +12,19 @@ public struct Limits: Sendable, Equatable {
     public var memory: Int64?
     /// CPUs, e.g. 0.5; nil for none.
     public var cpus: Double?
+    /// Processes (and threads); nil for none. 2048 unless `--pids-limit` says otherwise, as podman.
     public var pids: Int64?
+    /// The process limit a container gets unless told otherwise (podman's default): a fork bomb
+    /// in one container does not take the host's pid space.
+    public static let defaultPids: Int64 = 2048
     /// Limits as `--memory`, `--cpus` and `--pids-limit` give them; nil is no limit.
-    public init(memory: Int64? = nil, cpus: Double? = nil, pids: Int64? = nil) {
+    public init(memory: Int64? = nil, cpus: Double? = nil, pids: Int64? = Limits.defaultPids) {
         self.memory = memory; self.cpus = cpus; self.pids = pids
     }
+
+    /// Whether a limit beyond the defaults was asked for (those need a cgroup hierarchy; the
+    /// default process limit applies where there is one).
+    public var asked: Bool { memory != nil || cpus != nil || (pids != nil && pids != Limits.defaultPids) }
 }
 
 /// The cgroup hierarchies of this machine, found in /proc/self/mountinfo (never assumed):
@@ -30,7 +38,14 @@ public enum CgroupLayout: Equatable, Sendable {
 
     static let wanted = ["memory", "cpu", "pids"]
 
+    /// The key of a hybrid host's unified (v2) hierarchy among the v1 mounts.
+    static let unifiedKey = "unified"
+
     /// Decides from mountinfo text; `controllers(of:)` reads a v2 root's cgroup.controllers.
+    /// On v1 every mounted hierarchy is taken (freezer, blkio, cpuset, name=systemd, … and a
+    /// hybrid host's unified one), not only the ones limits use: a container is joined to each,
+    /// so that no hierarchy's cgroup-namespace root is the host's (a v1 hierarchy whose root a
+    /// container can mount is a `release_agent` away from host root).
     public static func detect(mountinfo: String, controllers: (String) -> Set<String>) -> CgroupLayout? {
         var v1: [String: String] = [:]
         var v2: String?
@@ -38,15 +53,17 @@ public enum CgroupLayout: Equatable, Sendable {
             switch entry.fsType {
             case "cgroup2": v2 = entry.mountPoint
             case "cgroup":
-                // cpuacct: joined for accounting only (usage is read there).
-                for opt in entry.superOptions where wanted.contains(opt) || opt == "devices" || opt == "cpuacct" {
-                    v1[opt] = entry.mountPoint
-                }
+                // Keyed by each controller (and name=…) the hierarchy carries.
+                for opt in entry.superOptions where opt != "rw" && opt != "ro" { v1[opt] = entry.mountPoint }
+                v1["mount:" + entry.mountPoint] = entry.mountPoint
             default: break
             }
         }
         if let v2, Set(wanted).isSubset(of: controllers(v2)) { return .v2(root: v2) }
-        if !v1.isEmpty { return .v1(mounts: v1) }
+        if !v1.isEmpty {
+            if let v2 { v1[unifiedKey] = v2 }
+            return .v1(mounts: v1)
+        }
         if let v2 { return .v2(root: v2) }
         return nil
     }
@@ -81,25 +98,42 @@ extension CgroupLayout {
         case .v1(let mounts):
             var options: [String: String] = [:]
             for entry in MountTable.entries(mountinfo) where entry.fsType == "cgroup" {
-                options[entry.mountPoint] = entry.superOptions.filter { $0 != "rw" && $0 != "ro" }.joined(separator: ",")
+                // The hierarchy is named by its controllers; a release agent is the host's business.
+                options[entry.mountPoint] = entry.superOptions.filter {
+                    $0 != "rw" && $0 != "ro" && !$0.hasPrefix("release_agent=")
+                }.joined(separator: ",")
             }
+            let unified = mounts[CgroupLayout.unifiedKey]
             return Set(mounts.values).sorted().compactMap { point in
-                guard let data = options[point], let name = point.split(separator: "/").last else { return nil }
+                guard let name = point.split(separator: "/").last else { return nil }
+                if point == unified { return CgroupView(name: String(name), fstype: "cgroup2", data: nil) }
+                guard let data = options[point] else { return nil }
                 return CgroupView(name: String(name), fstype: "cgroup", data: data)
             }
         }
     }
 }
 
-/// One container's cgroup(s): `strata/ID` in each hierarchy used.
+/// Where one store's container cgroups live in each hierarchy: `strata/KEY`, KEY from the
+/// store's own path, so that stores on one host never see (or clean up) each other's.
+public enum CgroupParent {
+    /// The parent for the store at `root`: `strata/` and 12 hex digits of the SHA-256 of its
+    /// real path.
+    public static func forStore(root: String) -> String {
+        let real = realpath(root, nil).map { p in defer { free(p) }; return String(cString: p) } ?? root
+        return "strata/" + Digest.of(Array(real.utf8)).hex.prefix(12)
+    }
+}
+
+/// One container's cgroup(s): `PARENT/ID` in each hierarchy used.
 public struct Cgroup: Sendable {
     public let layout: CgroupLayout
     public let name: String
 
-    /// The cgroups of container `id` in `layout`.
-    public init(layout: CgroupLayout, id: String) {
+    /// The cgroups of container `id` in `layout`, under `parent` (`CgroupParent.forStore`).
+    public init(layout: CgroupLayout, id: String, parent: String) {
         self.layout = layout
-        self.name = "strata/" + id
+        self.name = parent + "/" + id
     }
 
     /// The directories this cgroup consists of.
@@ -153,6 +187,7 @@ public struct Cgroup: Sendable {
             if let p = limits.pids { try write(dir, "pids.max", String(p)) }
         case .v1(let mounts):
             for dir in directories { try mkdirs(dir) }
+            if let mnt = mounts["cpuset"] { try inheritCPUSet(mnt) }
             if let m = limits.memory, let mnt = mounts["memory"] {
                 let dir = mnt + "/" + name
                 try write(dir, "memory.limit_in_bytes", String(m))
@@ -176,6 +211,22 @@ public struct Cgroup: Sendable {
                              "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm"] {
                     try write(dir, "devices.allow", rule)
                 }
+            }
+        }
+    }
+
+    /// A new v1 cpuset cgroup has no CPUs or memory nodes (joining it fails with ENOSPC) unless
+    /// its parent clones them: each level gets its parent's, as Docker does.
+    private func inheritCPUSet(_ mount: String) throws {
+        var dir = mount
+        for part in name.split(separator: "/") {
+            let parent = dir
+            dir += "/" + part
+            for file in ["cpuset.cpus", "cpuset.mems"] {
+                let mine = (try? FDHandle.open(dir + "/" + file, flags: .readOnly)).flatMap { try? $0.readAll(limit: 1 << 16, label: file) } ?? []
+                guard mine.allSatisfy({ $0 == 0x0a || $0 == 0x20 }) else { continue }
+                let theirs = (try? FDHandle.open(parent + "/" + file, flags: .readOnly)).flatMap { try? $0.readAll(limit: 1 << 16, label: file) } ?? []
+                try write(dir, file, String(decoding: theirs, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
             }
         }
     }
@@ -243,19 +294,23 @@ public struct Cgroup: Sendable {
 
 /// Held while a container's cgroups are made and its process joined (shared), and while
 /// leftovers are looked for (exclusive): an empty cgroup seen under the exclusive lock is not a
-/// container that is about to start. A flock on the `strata` directory of the first hierarchy.
+/// container that is about to start. A flock on the store's parent directory (`strata/KEY`) in
+/// the first hierarchy.
 public final class CgroupCreationLock {
     private var fd: Int32
 
     /// Takes the lock, shared or exclusive; nil when there is no cgroup hierarchy to lock.
-    public init?(layout: CgroupLayout, exclusive: Bool) {
+    public init?(layout: CgroupLayout, exclusive: Bool, parent: String) {
         let root: String
         switch layout {
         case .v2(let r): root = r
         case .v1(let mounts): guard let first = Set(mounts.values).sorted().first else { return nil }; root = first
         }
-        let dir = root + "/strata"
-        if mkdir(dir, 0o755) != 0 && errno != EEXIST { return nil }
+        var dir = root
+        for part in parent.split(separator: "/") {
+            dir += "/" + part
+            if mkdir(dir, 0o755) != 0 && errno != EEXIST { return nil }
+        }
         fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         while strata_flock(fd, exclusive ? LOCK_EX : LOCK_SH) != 0 && errno == EINTR {}
@@ -269,8 +324,9 @@ public final class CgroupCreationLock {
     deinit { release() }
 }
 
-/// The container cgroups on this machine (`strata/ID` in each hierarchy), whichever store made
-/// them: what `rm`, `gc` and `check` look at so that none is left after its container.
+/// One store's container cgroups on this machine (`PARENT/ID` in each hierarchy): what `rm`,
+/// `gc` and `check` look at so that none is left after its container. Another store's are
+/// under another parent and never looked at.
 public enum ContainerCgroups {
     /// A cgroup left behind: where it is, whether processes are still in it.
     public struct Entry: Sendable {
@@ -279,8 +335,8 @@ public enum ContainerCgroups {
         public var populated: Bool
     }
 
-    /// Every `strata/ID` cgroup, one entry per ID across hierarchies.
-    public static func list(layout: CgroupLayout? = CgroupLayout.current()) -> [Entry] {
+    /// Every `PARENT/ID` cgroup, one entry per ID across hierarchies.
+    public static func list(parent: String, layout: CgroupLayout? = CgroupLayout.current()) -> [Entry] {
         guard let layout else { return [] }
         let roots: [String]
         switch layout {
@@ -289,7 +345,7 @@ public enum ContainerCgroups {
         }
         var ids: Set<String> = []
         for root in roots {
-            guard let d = opendir(root + "/strata") else { continue }
+            guard let d = opendir(root + "/" + parent) else { continue }
             while let e = readdir(d) {
                 let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
                 if e.pointee.d_type == UInt8(DT_DIR), name.utf8.count == 64, name.utf8.allSatisfy({ isxdigit(Int32($0)) != 0 }) {
@@ -299,7 +355,7 @@ public enum ContainerCgroups {
             closedir(d)
         }
         return ids.sorted().map { id in
-            let cg = Cgroup(layout: layout, id: id)
+            let cg = Cgroup(layout: layout, id: id, parent: parent)
             return Entry(id: id, cgroup: cg, populated: cg.isPopulated)
         }
     }
@@ -307,25 +363,25 @@ public enum ContainerCgroups {
     /// The cgroups nothing runs in, each left by a container that is gone or stopped (checked
     /// under the creation lock, so none is a container that is starting). Kept locked while
     /// `body` runs.
-    public static func withLeftovers<T>(_ body: ([Entry]) throws -> T) rethrows -> T {
+    public static func withLeftovers<T>(parent: String, _ body: ([Entry]) throws -> T) rethrows -> T {
         guard let layout = CgroupLayout.current() else { return try body([]) }
-        let lock = CgroupCreationLock(layout: layout, exclusive: true)
+        let lock = CgroupCreationLock(layout: layout, exclusive: true, parent: parent)
         defer { withExtendedLifetime(lock) {} }
-        return try body(list(layout: layout).filter { !$0.populated })
+        return try body(list(parent: parent, layout: layout).filter { !$0.populated })
     }
 
     /// SIGKILL to everything in a container's cgroups (which stay: its monitor removes them).
-    public static func kill(id: String, layout: CgroupLayout? = CgroupLayout.current()) {
+    public static func kill(id: String, parent: String, layout: CgroupLayout? = CgroupLayout.current()) {
         guard let layout else { return }
-        for dir in Cgroup(layout: layout, id: id).directories {
+        for dir in Cgroup(layout: layout, id: id, parent: parent).directories {
             for d in Cgroup.subtree(dir) { Cgroup.killAll(d) }
         }
     }
 
     /// Kills what still runs in a container's cgroups and removes them; returns what is left.
     @discardableResult
-    public static func release(id: String, layout: CgroupLayout? = CgroupLayout.current()) -> [String] {
+    public static func release(id: String, parent: String, layout: CgroupLayout? = CgroupLayout.current()) -> [String] {
         guard let layout else { return [] }
-        return Cgroup(layout: layout, id: id).remove()
+        return Cgroup(layout: layout, id: id, parent: parent).remove()
     }
 }

@@ -20,12 +20,14 @@ public struct ExecLauncher {
     public var tty = false
     /// Keep standard input flowing to the terminal.
     public var interactive = false
+    /// Where the container's cgroups are (`CgroupParent.forStore`).
+    public var cgroupParent: String
 
     /// An exec of `process` into container `id` whose first process is `target`.
     public init(id: String, target: Int32, rootfs: String, process: ProcessSpec, security: SecurityOptions,
-                tty: Bool = false, interactive: Bool = false) {
+                cgroupParent: String, tty: Bool = false, interactive: Bool = false) {
         self.id = id; self.target = target; self.rootfs = rootfs; self.process = process; self.security = security
-        self.tty = tty; self.interactive = interactive
+        self.cgroupParent = cgroupParent; self.tty = tty; self.interactive = interactive
     }
 
     /// Runs the process to its end; its exit code (128+N for signal N; 126, 127 and 125 as `run`).
@@ -53,13 +55,18 @@ public struct ExecLauncher {
             cfg.seccomp_filter = UnsafeRawPointer(arena.copy(bpf))
             cfg.seccomp_len = Int32(bpf.count / 8)
         }
-        let cgroup = CgroupLayout.current().map { Cgroup(layout: $0, id: id) }
-        let (pid, report, master) = try Launcher.cloneChild(tty: tty, what: "the exec process", cgroup: cgroup) { consoleFD, goFD, errFD in
+        let cgroup = CgroupLayout.current().map { Cgroup(layout: $0, id: id, parent: cgroupParent) }
+        var stdio = try ProcessStdio(plan: .relayed, tty: tty, interactive: interactive)
+        let childFDs = stdio.child
+        let (pid, report, master) = try Launcher.cloneChild(tty: tty, what: "the exec process", cgroup: cgroup,
+                                                            stdio: &stdio) { consoleFD, goFD, errFD in
             cfg.console_socket = consoleFD
+            cfg.stdio = (childFDs[0], childFDs[1], childFDs[2])
             return withExtendedLifetime(arena) { strata_exec(&cfg, goFD, errFD) }
         }
-        try launcher.awaitExec(pid, report: report, program: program)
-        // Signals reach the process that waits for the command; the terminal is relayed as run's.
-        return launcher.supervise(pid, master: master)
+        do { try launcher.awaitExec(pid, report: report, program: program) } catch { stdio.closeAll(); throw error }
+        // Signals reach the process that waits for the command; its terminal or stdio pipes are
+        // relayed as run's.
+        return launcher.supervise(pid, master: master, stdio: &stdio)
     }
 }

@@ -27,6 +27,9 @@ public struct RootfsFiles {
         public var home: String
     }
 
+    /// The largest uid or gid a container process may get (2³¹−1).
+    public static let maxID: UInt32 = 0x7fff_ffff
+
     /// `user`, `uid`, `user:group`, `uid:gid` (empty: root), as Docker resolves them.
     public func user(_ spec: String) throws -> User {
         let parts = spec.split(separator: ":", maxSplits: 1).map(String.init)
@@ -63,6 +66,11 @@ public struct RootfsFiles {
             for e in group where e.count >= 4 && e[3].split(separator: ",").contains(Substring(name)) {
                 if let v = gid_t(e[2]), !groups.contains(v) { groups.append(v) }
             }
+        }
+        // 4294967295 is (uid_t)-1, which setresuid reads as "leave unchanged": the process would
+        // stay root. The kernel's ids are 31 bits in practice; runc refuses the same range.
+        for (what, id) in [("uid", uid), ("gid", gid)] + groups.map({ ("group id", $0) }) where id > RootfsFiles.maxID {
+            throw StrataError(.invalidArgument, "\(what) \(id) for user \"\(spec)\" is out of range: ids go up to \(RootfsFiles.maxID)")
         }
         return User(uid: uid, gid: gid, groups: groups, home: home)
     }

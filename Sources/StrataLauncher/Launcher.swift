@@ -47,6 +47,10 @@ public struct LaunchSpec: Sendable {
     public var interactive: Bool
     public var initProcess: Bool
     public var security: SecurityOptions
+    /// Where the process's stdin, stdout and stderr come from (never strata's own).
+    public var stdio: StdioPlan = .relayed
+    /// Where the container's cgroups go in each hierarchy (`CgroupParent.forStore`).
+    public var cgroupParent = "strata/default"
     /// A launch of `process` in `rootfs`; the rest as `run`'s flags give them.
     public init(id: String, rootfs: String, stateDirectory: String, process: ProcessSpec, hostname: String,
                 hostNetwork: Bool, limits: Limits, volumes: [VolumeSpec], readOnly: Bool, tty: Bool,
@@ -159,14 +163,14 @@ public final class Launcher: @unchecked Sendable {
         let binds = try writeNetworkFiles()
         let mountinfo = MountTable.text()  // read once: the layout and the container's view of it
         let layout = CgroupLayout.current(mountinfo: mountinfo)
-        let cgroup = layout.map { Cgroup(layout: $0, id: spec.id) }
-        if (spec.limits.memory != nil || spec.limits.cpus != nil || spec.limits.pids != nil) && cgroup == nil {
+        let cgroup = layout.map { Cgroup(layout: $0, id: spec.id, parent: spec.cgroupParent) }
+        if spec.limits.asked && cgroup == nil {
             throw LaunchFailure(exitCode: 125, message: "limits were asked for, but no cgroup hierarchy is mounted here")
         }
         // Removed on every way out, a failed create included (some directories may exist).
         defer { cgroup?.remove() }
         // Until the process has joined, an empty cgroup of ours must not look like a leftover.
-        let creating = layout.flatMap { CgroupCreationLock(layout: $0, exclusive: false) }
+        let creating = layout.flatMap { CgroupCreationLock(layout: $0, exclusive: false, parent: spec.cgroupParent) }
         try cgroup?.create(spec.limits, allDevices: spec.security.privileged)
 
         // Everything the child reads is built now: nothing is allocated after the clone.
@@ -178,43 +182,53 @@ public final class Launcher: @unchecked Sendable {
         // The last moment a signal can still cancel the start (see SignalRelay).
         try SignalRelay.checkNotCancelled("container \(spec.id.prefix(12))")
         // Pseudo-terminal: the child opens it in its own devpts and sends us the master.
-        let (pid, report, master) = try Launcher.cloneChild(tty: spec.tty, what: "the container process", cgroup: cgroup) { consoleFD, goFD, errFD in
+        var stdio = try ProcessStdio(plan: spec.stdio, tty: spec.tty, interactive: spec.interactive)
+        let childFDs = stdio.child
+        let (pid, report, master) = try Launcher.cloneChild(tty: spec.tty, what: "the container process", cgroup: cgroup,
+                                                            stdio: &stdio) { consoleFD, goFD, errFD in
             cfg.console_socket = consoleFD
+            cfg.stdio = (childFDs[0], childFDs[1], childFDs[2])
             // The child needs the read end of "go" across the clone (it reads before exec).
             return withExtendedLifetime(arena) { strata_launch(&cfg, goFD, errFD) }
         }
         creating?.release()  // the process has joined (cloneChild joins it): gc may look now
-        try awaitExec(pid, report: report, program: program)
-        return supervise(pid, master: master)
+        do { try awaitExec(pid, report: report, program: program) } catch { stdio.closeAll(); throw error }
+        return supervise(pid, master: master, stdio: &stdio)
     }
 
     /// The handshake around a clone: a console socket with a terminal, the "go" and error pipes.
     /// `clone` gets the console's child end, the read end of "go" and the write end of the error
-    /// pipe, and returns the pid. The child is put into `cgroup` (its cgroup namespace is made or
+    /// pipe, and returns the pid; the child takes `stdio`'s child ends as its 0, 1 and 2 (closed
+    /// here after the clone). The child is put into `cgroup` (its cgroup namespace is made or
     /// joined after that), then let go. Returns the pid, the error pipe's read end and, with a
     /// terminal, the pty master the child sent (sized as our terminal; else -1).
-    static func cloneChild(tty: Bool, what: String, cgroup: Cgroup?,
+    static func cloneChild(tty: Bool, what: String, cgroup: Cgroup?, stdio: inout ProcessStdio,
                            clone: (Int32, Int32, Int32) -> pid_t) throws -> (pid: pid_t, report: Int32, master: Int32) {
         var console: [Int32] = [-1, -1]
         if tty, strata_socketpair(&console) != 0 {
+            stdio.closeAll()
             throw LaunchFailure(exitCode: 125, message: "cannot create the console socket: \(Errno.current)")
         }
         var goPipe: [Int32] = [0, 0], errPipe: [Int32] = [0, 0]
         guard strata_pipe_cloexec(&goPipe) == 0, strata_pipe_cloexec(&errPipe) == 0 else {
+            stdio.closeAll()
             throw LaunchFailure(exitCode: 125, message: "cannot create pipes: \(Errno.current)")
         }
         let pid = clone(console[1], goPipe[0], errPipe[1])
         close(goPipe[0]); close(errPipe[1])
         if console[1] >= 0 { close(console[1]) }
+        stdio.closeChildEnds()
         guard pid > 0 else {
             close(goPipe[1]); close(errPipe[0])
             if console[0] >= 0 { close(console[0]) }
+            stdio.closeAll()
             throw LaunchFailure(exitCode: 125, message: "cannot clone \(what): \(Errno.current)")
         }
         do { try cgroup?.join(pid) } catch {
             kill(pid, SIGKILL); var st: Int32 = 0; waitpid(pid, &st, 0)
             close(goPipe[1]); close(errPipe[0])
             if console[0] >= 0 { close(console[0]) }
+            stdio.closeAll()
             throw error
         }
         var go: UInt8 = 1
@@ -292,8 +306,9 @@ public final class Launcher: @unchecked Sendable {
         throw LaunchFailure(exitCode: 125, message: "container setup failed while \(step): \(e)")
     }
 
-    /// Forwards signals to the container and relays its terminal until it exits; its exit code.
-    func supervise(_ pid: pid_t, master: Int32) -> Int32 {
+    /// Forwards signals to the container and relays its terminal, or copies its stdio pipes,
+    /// until it exits; its exit code.
+    func supervise(_ pid: pid_t, master: Int32, stdio: inout ProcessStdio) -> Int32 {
         // Signals to strata go to the process from here on (SignalRelay; installed at the start
         // of `run` and `exec`, here for whoever did not), what came before it included.
         SignalRelay.begin()
@@ -308,6 +323,7 @@ public final class Launcher: @unchecked Sendable {
             restore = Terminal.makeRaw(0)
             output = Terminal.relay(master: master, interactive: spec.interactive)
         }
+        stdio.pump(until: pid)
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         if var t = restore { tcsetattr(0, TCSANOW, &t) }

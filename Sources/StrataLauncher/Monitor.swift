@@ -43,27 +43,18 @@ public enum MonitorProcess {
         fcntl(3, F_GETFD) >= 0 ? FDHandle(owning: 3) : nil
     }
 
-    /// In the monitor: makes standard output and error the write ends of two new pipes (the
-    /// container inherits them at its clone) and returns the read ends.
-    public static func outputPipes() throws -> (stdout: FDHandle, stderr: FDHandle) {
-        var readers: [FDHandle] = []
-        for target in [Int32(1), 2] {
+    /// In the monitor: two new log pipes and /dev/null, which become the container's stdout,
+    /// stderr and stdin at its clone.
+    public static func outputPipes() throws -> LogPipes {
+        var readers: [FDHandle] = [], writers: [FDHandle] = []
+        for _ in 0..<2 {
             var fds: [Int32] = [0, 0]
             guard strata_pipe_cloexec(&fds) == 0 else { throw StrataError.errno(.system, "cannot create a log pipe") }
             readers.append(FDHandle(owning: fds[0]))
-            dup2(fds[1], target)
-            close(fds[1])
+            writers.append(FDHandle(owning: fds[1]))
         }
-        return (readers[0], readers[1])
-    }
-
-    /// In the monitor, once the container runs: standard output and error back on /dev/null,
-    /// so that the monitor holds no write end of the log pipes and sees them end when the
-    /// container's processes are gone.
-    public static func releaseOutput() {
-        let null = open("/dev/null", O_WRONLY | O_CLOEXEC)
-        dup2(null, 1); dup2(null, 2)
-        close(null)
+        let null = try FDHandle.open("/dev/null", flags: .readOnly)
+        return LogPipes(stdout: readers[0], stderr: readers[1], writers: writers, null: null)
     }
 
     /// Reads one line (up to its newline, or the end) from the status pipe.
@@ -95,4 +86,25 @@ public enum MonitorProcess {
         }
         return n
     }
+}
+
+/// The monitor's log pipes: it reads the ends it keeps; the container gets the write ends (and
+/// /dev/null as stdin) at its clone, and the monitor lets go of its own write ends once the
+/// container runs, so that the pipes end when the container's processes are gone.
+// @unchecked: `writers` is changed only by `release()`, on the monitor's main thread.
+public final class LogPipes: @unchecked Sendable {
+    public let stdout: FDHandle
+    public let stderr: FDHandle
+    private var writers: [FDHandle]?
+    private let null: FDHandle
+    /// The container's stdio: /dev/null, then the two write ends.
+    public let plan: StdioPlan
+
+    init(stdout: FDHandle, stderr: FDHandle, writers: [FDHandle], null: FDHandle) {
+        self.stdout = stdout; self.stderr = stderr; self.writers = writers; self.null = null
+        plan = .given(stdin: null.fd, stdout: writers[0].fd, stderr: writers[1].fd)
+    }
+
+    /// Closes the monitor's write ends (the container holds its own).
+    public func release() { writers = nil }
 }

@@ -109,7 +109,7 @@ public final class LayerDiffWriter {
             if st.st_nlink > 1 { links[key] = path }
             archive_entry_set_filetype(e, 0o100000)
             archive_entry_set_size(e, la_int64_t(st.st_size))
-            content = try dir.openFile(name, flags: .readOnly)
+            content = try dir.openWalked(name, as: st)
         case .symlink:
             archive_entry_set_filetype(e, 0o120000)
             withCPath(try dir.readlink(name)) { archive_entry_copy_symlink(e, $0) }
@@ -124,7 +124,7 @@ public final class LayerDiffWriter {
         }
         if type == .directory || type == .regular {
             let h: FDHandle
-            if let content { h = content } else { h = try dir.walkInto(name).handle }
+            if let content { h = content } else { h = try dir.openWalked(name, as: st) }
             for (k, v) in Xattrs.list(h.fd) where Whiteout.isContentXattr(k) {
                 v.withUnsafeBytes { archive_entry_xattr_add_entry(e, k, $0.baseAddress, $0.count) }
             }

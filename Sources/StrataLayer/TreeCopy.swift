@@ -54,7 +54,7 @@ public struct OverlayFormApplier {
             }
             switch FileKind(mode: st.st_mode) {
             case .regular:
-                let from = try src.openFile(name, flags: .readOnly)
+                let from = try src.openWalked(name, as: st)
                 let to = try dst.openFile(name, flags: [.writeOnly, .create, .exclusive], mode: 0o600)
                 try copyContent(from, to, size: Int64(st.st_size))
                 try copyMetadata(from: from, to: to, st)

@@ -167,7 +167,9 @@ public final class RegistryClient: Sendable {
             if let service = params["service"] { query.append("service=" + Self.escape(service)) }
             for one in scope.split(separator: " ") { query.append("scope=" + Self.escape(String(one))) }
             let url = realm + (realm.contains("?") ? "&" : "?") + query.joined(separator: "&")
-            let reply = try raw(.GET, url, headers: [:], auth: credentials?.basicHeader, limit: 1 << 20)
+            let sendCredentials = try Self.mayReceiveCredentials(realm: realm, registryBase: baseURL, registry: registry,
+                                                                 hasCredentials: credentials != nil)
+            let reply = try raw(.GET, url, headers: [:], auth: sendCredentials ? credentials?.basicHeader : nil, limit: 1 << 20)
             guard reply.status == .ok else {
                 if reply.status == .unauthorized || reply.status == .forbidden {
                     throw StrataError(.conflict, "registry \(registry) refused the credentials for \(scope) (\(reply.status.code)); check them with `strata login \(registry)`")
@@ -182,6 +184,30 @@ public final class RegistryClient: Sendable {
         default:
             throw StrataError(.unsupported, "registry \(registry) asks for \(scheme) authentication, which strata does not speak")
         }
+    }
+
+    /// Whether a token realm may be sent the registry's credentials: only over https, or over
+    /// plain http to the registry's own origin (a registry that is allowed plain http). A realm
+    /// of any other scheme (`http+unix://`, `file://`) is refused, credentials or not.
+    static func mayReceiveCredentials(realm: String, registryBase: String, registry: String, hasCredentials: Bool) throws -> Bool {
+        let scheme = realm.prefix { $0 != ":" }.lowercased()
+        guard realm.contains("://"), scheme == "https" || scheme == "http" else {
+            throw StrataError(.invalidFormat, "registry \(registry) names the token service \"\(redact(realm))\": strata asks token services for tokens over https (or http) only")
+        }
+        guard hasCredentials, scheme == "http" else { return hasCredentials }
+        if origin(realm) == origin(registryBase) { return true }
+        throw StrataError(.conflict, "registry \(registry) sends its login to the token service \(redact(realm)) over plain http on another host; strata sends credentials there only over https")
+    }
+
+    /// `scheme://host[:port]` of a URL, lowercased, with the scheme's default port made explicit.
+    static func origin(_ url: String) -> String {
+        let scheme = url.prefix { $0 != ":" }.lowercased()
+        let rest = url.dropFirst(scheme.count).drop { $0 == ":" || $0 == "/" }
+        var authority = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }.lowercased()
+        if let at = authority.lastIndex(of: "@") { authority = String(authority[authority.index(after: at)...]) }
+        let hasPort = authority.hasSuffix("]") ? false : authority.contains(":")
+        if !hasPort { authority += scheme == "https" ? ":443" : ":80" }
+        return scheme + "://" + authority
     }
 
     /// `Bearer realm="…",service="…",scope="…"` → ("Bearer", [realm: …, …]).

@@ -69,6 +69,34 @@ public final class Directory: Sendable {
         }
     }
 
+    /// Opens `name` for reading as the walk saw it (`walked`, from `lstat`), in a tree a
+    /// container may change under us: without following a symlink, without blocking (a FIFO
+    /// swapped in opens at once), without taking a terminal; then the opened fd must be the same
+    /// kind of file with the same device and inode, or this names the entry and refuses. Content
+    /// is only ever read through the fd this returns, so a device node or FIFO renamed over a
+    /// file between the walk and the open is never read as the file's content.
+    public func openWalked(_ name: PathBytes, as walked: FileStatus) throws -> FDHandle {
+        let kind = FileKind(mode: walked.st_mode)
+        var flags: OpenFlags = [.readOnly, .nonBlocking, .noControllingTerminal]
+        if kind == .directory { flags.insert(.directory) }
+        let f: FDHandle
+        do { f = try openFile(name, flags: flags) } catch let e as StrataError {
+            if let c = e.cause as? Errno, c == .ELOOP || c == .ENOENT || c == .ENOTDIR || c == .ENXIO {
+                throw StrataError(.conflict, "\(label)/\(name.display) was replaced while it was read (something in the container is changing it); try again with the container stopped", cause: c)
+            }
+            throw e
+        }
+        let now = try f.stat()
+        guard FileKind(mode: now.st_mode) == kind, now.st_dev == walked.st_dev, now.st_ino == walked.st_ino else {
+            throw StrataError(.conflict, "\(label)/\(name.display) was replaced while it was read (it is now \(FileKind(mode: now.st_mode)), not the \(kind) the walk found); try again with the container stopped")
+        }
+        if kind == .regular {
+            // Reads block again (a regular file never blocks; this only undoes the open flag).
+            _ = fcntl(f.fd, F_SETFL, fcntl(f.fd, F_GETFL) & ~O_NONBLOCK)
+        }
+        return f
+    }
+
     /// openat(2) of a single name with O_NOFOLLOW.
     public func openFile(_ name: PathBytes, flags: OpenFlags, mode: mode_t = 0o600) throws -> FDHandle {
         let r = withCPath(name) { cp in retryingEINTR { Glibc.openat(fd, cp, flags.rawValue | O_CLOEXEC | O_NOFOLLOW, mode) } }

@@ -61,6 +61,7 @@ public struct OpenFlags: OptionSet, Sendable {
     public static let append = OpenFlags(rawValue: O_APPEND)
     public static let noFollow = OpenFlags(rawValue: O_NOFOLLOW)
     public static let nonBlocking = OpenFlags(rawValue: O_NONBLOCK)
+    public static let noControllingTerminal = OpenFlags(rawValue: O_NOCTTY)
     public static let directory = OpenFlags(rawValue: O_DIRECTORY)
     public static let pathOnly = OpenFlags(rawValue: STRATA_O_PATH)
     /// An unnamed file in the given directory (O_TMPFILE).

@@ -15,6 +15,7 @@ public struct Errno: Error, Hashable, Sendable, CustomStringConvertible {
     public static let ENOENT = Errno(Glibc.ENOENT)
     public static let EEXIST = Errno(Glibc.EEXIST)
     public static let ELOOP = Errno(Glibc.ELOOP)
+    public static let ENXIO = Errno(Glibc.ENXIO)
     public static let ENOTDIR = Errno(Glibc.ENOTDIR)
     public static let EXDEV = Errno(Glibc.EXDEV)
     public static let ENOTEMPTY = Errno(Glibc.ENOTEMPTY)

@@ -20,7 +20,7 @@ struct Bundle: ParsableCommand {
     func run() throws {
         try strata.run {
             let store = try global.openStore()
-            var limits = Limits(cpus: cpus, pids: pidsLimit)
+            var limits = Limits(cpus: cpus, pids: pidsLimit ?? Limits.defaultPids)
             if let memory { limits.memory = try ByteSize.parse(memory, what: "--memory") }
             try Engine(store: store).writeBundle(of: source, to: directory, limits: limits)
             print(directory)

@@ -17,7 +17,7 @@ struct GC: ParsableCommand {
         try strata.run {
             let store = try global.openStore()
             var r = try store.garbageCollect()
-            r.removedCgroups = ContainerLeftovers.removeCgroups()
+            r.removedCgroups = ContainerLeftovers.removeCgroups(parent: CgroupParent.forStore(root: store.rootPath))
             if json { print(try Format.json(r)); return }
             let flattened = r.deletedFlattened.isEmpty ? "" : " \(r.deletedFlattened.count) flattened layers,"
             print("removed \(r.deletedLayers.count) layers,\(flattened) \(r.deletedBlobs.count) blobs, \(r.removedCgroups.count) cgroups; \(Format.bytes(r.bytesFreed)) freed")
@@ -50,19 +50,20 @@ struct Check: ParsableCommand {
         try strata.run {
             let store = try global.openStore()
             let verbose = self.verbose && !json
+            let parent = CgroupParent.forStore(root: store.rootPath)
             var summary = CheckSummary()
-            var problems = try store.check(summary: &summary) { if verbose { print($0) } } + ContainerLeftovers.problems()
+            var problems = try store.check(summary: &summary) { if verbose { print($0) } } + ContainerLeftovers.problems(parent: parent)
             var repaired: Store.RepairReport?
             if repair && !problems.isEmpty {
                 let r = try store.repair(problems, force: force)
-                if !ContainerLeftovers.problems().isEmpty { _ = ContainerLeftovers.removeCgroups() }
+                if !ContainerLeftovers.problems(parent: parent).isEmpty { _ = ContainerLeftovers.removeCgroups(parent: parent) }
                 repaired = r
                 if !json {
                     for p in problems { print("problem: \(p)") }
                     for a in r.actions { print("repaired: \(a)") }
                     for l in r.left { print("left: \(l)") }
                 }
-                problems = try store.check(summary: &summary) + ContainerLeftovers.problems()
+                problems = try store.check(summary: &summary) + ContainerLeftovers.problems(parent: parent)
             }
             if json {
                 print(try Format.json(Output(problems: problems, summary: summary, repaired: repaired)))

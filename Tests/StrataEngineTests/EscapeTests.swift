@@ -23,27 +23,35 @@ extension RunTests {
     }()
 
     static let variants: [[String]] = [[], ["--init"], ["--network", "host"], ["-u", "0"], ["--init", "--network", "host", "-u", "0"]]
+    /// The probe also runs with a terminal and with the capabilities that widen the attack
+    /// surface most (with SYS_ADMIN mounts are allowed: it then tries release_agent instead).
+    static let probeVariants: [[String]] = variants + [["-t"], ["--init", "-t"], ["--cap-add", "SYS_ADMIN"],
+                                                       ["--cap-add", "SYS_PTRACE"], ["--init", "--cap-add", "SYS_ADMIN", "--cap-add", "SYS_PTRACE"]]
 
     /// Every attempt of the probe is blocked: inherited fds (3…1023, every process), /proc/1/fd,
     /// /proc/1/root and chroot tricks against a host canary, /proc/self/exe, open_by_handle_at,
     /// mount and unshare, block devices, /proc/sys and /sys writes, cgroup writes, keyctl, bpf,
     /// perf_event_open and more.
-    @Test(arguments: variants) func escapeProbeFindsNothing(_ flags: [String]) throws {
+    @Test(arguments: probeVariants) func escapeProbeFindsNothing(_ flags: [String]) throws {
         let probe = try #require(RunTests.probe, "cc -static must build the probe")
         let e = try Env()
         let canary = TempDir("strata-canary"); defer { canary.remove() }
         try Data("host secret\n".utf8).write(to: URL(fileURLWithPath: canary.sub("secret")))
-        let (rc, out, err) = try e.run(flags + ["-e", "CANARY=" + canary.sub("secret"), "-v", probe + ":/probe:ro",
-                                                RunTests.image, "/probe"])
+        let sysAdmin = flags.contains("SYS_ADMIN")
+        let (rc, out, err) = try e.run(flags + (sysAdmin ? ["-e", "PROBE_SYS_ADMIN=1"] : []) +
+                                       ["-e", "CANARY=" + canary.sub("secret"), "-v", probe + ":/probe:ro", RunTests.image, "/probe"])
         let escapes = out.split(separator: "\n").filter { $0.contains("ESCAPED") }
         #expect(rc == 0 && escapes.isEmpty, "\(flags): \(escapes.joined(separator: "\n")) \(err)")
         #expect(out.contains("escapes: 0"))
         let blocked = out.split(separator: "\n").filter { $0.contains(": blocked") }.count
         #expect(blocked >= 50, "\(flags): only \(blocked) attempts ran:\n\(out)")
+        let mountAttempts = sysAdmin ? ["release_agent freezer", "release_agent memory", "release_agent none,name=systemd"]
+                                     : ["mount-tmpfs", "unshare-user-mount"]
         for attempt in ["inherited-fd", "process-fds", "proc1-fd-write", "canary/proc/1/root", "chroot-breakout",
-                        "proc-self-exe-write", "open_by_handle_at", "mount-tmpfs", "unshare-user-mount", "block-device",
+                        "proc-self-exe-write", "open_by_handle_at", "block-device", "tiocsti-fd-0", "controlling-tty", "session",
                         "write /proc/sys/kernel/core_pattern", "write /sys/fs/cgroup/memory/cgroup.procs",
-                        "mkdir /sys/fs/cgroup/memory/probe-escape", "keyctl", "bpf", "perf_event_open"] {
+                        "mkdir /sys/fs/cgroup/memory/probe-escape", "keyctl", "io_uring"] + mountAttempts +
+                        (sysAdmin ? [] : ["bpf", "perf_event_open"]) {
             #expect(out.contains(attempt + ": blocked"), "\(flags): \(attempt) was not tried or not blocked")
         }
         #expect(!exists("/tmp/ESCAPED") && !exists(e.t.sub("ESCAPED")) && !exists(e.root + "/tmp/ESCAPED"))
@@ -141,7 +149,7 @@ extension RunTests {
         defer { kill(busy, SIGKILL); _ = reap(running) }
         #expect(busy > 0)
         let layout = try #require(cgroupLayout)
-        let stray = Cgroup(layout: layout, id: String(repeating: "ab", count: 32))
+        let stray = Cgroup(layout: layout, id: String(repeating: "ab", count: 32), parent: CgroupParent.forStore(root: e.root))
         try stray.create(Limits())
         defer { stray.remove() }
         let id = stray.name

@@ -32,7 +32,7 @@ struct RunTests {
         }
         /// No cgroup, mount or container left.
         func expectClean() throws {
-            for dir in cgroupLayout.map({ Cgroup(layout: $0, id: "x").directories }) ?? [] {
+            for dir in cgroupLayout.map({ Cgroup(layout: $0, id: "x", parent: CgroupParent.forStore(root: root)).directories }) ?? [] {
                 let parent = (dir as NSString).deletingLastPathComponent
                 let left = (try? FileManager.default.contentsOfDirectory(atPath: parent))?.filter { $0.count == 64 } ?? []
                 #expect(left.isEmpty, "cgroups left: \(left)")

@@ -14,15 +14,25 @@ import StrataSystem
         32 30 0:28 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
         33 30 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct
         34 30 0:30 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids
+        35 30 0:31 / /sys/fs/cgroup/freezer rw - cgroup cgroup rw,freezer
+        36 30 0:32 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,release_agent=/lib/systemd/agent,name=systemd
         """
         let layout = CgroupLayout.detect(mountinfo: info) { _ in ["hugetlb"] }
-        #expect(layout == .v1(mounts: ["memory": "/sys/fs/cgroup/memory", "cpu": "/sys/fs/cgroup/cpu,cpuacct",
-                                      "cpuacct": "/sys/fs/cgroup/cpu,cpuacct", "pids": "/sys/fs/cgroup/pids"]))
-        // What the container sees: each joined hierarchy once, with the host's controller options.
+        guard case .v1(let mounts) = layout else { Issue.record("not v1: \(String(describing: layout))"); return }
+        #expect(mounts["memory"] == "/sys/fs/cgroup/memory" && mounts["cpu"] == "/sys/fs/cgroup/cpu,cpuacct" &&
+                mounts["cpuacct"] == "/sys/fs/cgroup/cpu,cpuacct" && mounts["pids"] == "/sys/fs/cgroup/pids")
+        // Every hierarchy is joined, the ones no limit uses and the hybrid unified one included.
+        #expect(Set(mounts.values) == ["/sys/fs/cgroup/memory", "/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/pids",
+                                       "/sys/fs/cgroup/freezer", "/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"])
+        // What the container sees: each joined hierarchy once, with the host's controller options
+        // (a release agent is not one of them).
         #expect(layout?.containerView(mountinfo: info) == [
             CgroupView(name: "cpu,cpuacct", fstype: "cgroup", data: "cpu,cpuacct"),
+            CgroupView(name: "freezer", fstype: "cgroup", data: "freezer"),
             CgroupView(name: "memory", fstype: "cgroup", data: "memory"),
             CgroupView(name: "pids", fstype: "cgroup", data: "pids"),
+            CgroupView(name: "systemd", fstype: "cgroup", data: "xattr,name=systemd"),
+            CgroupView(name: "unified", fstype: "cgroup2", data: nil),
         ])
         #expect(CgroupLayout.v2(root: "/sys/fs/cgroup").containerView(mountinfo: "") == [CgroupView(name: nil, fstype: "cgroup2", data: nil)])
     }
@@ -39,7 +49,7 @@ import StrataSystem
             FileManager.default.createFile(atPath: dir + "/" + f, contents: nil)
         }
         for d in [t.path, t.path + "/strata"] { FileManager.default.createFile(atPath: d + "/cgroup.subtree_control", contents: nil) }
-        let cg = Cgroup(layout: layout, id: "abc")
+        let cg = Cgroup(layout: layout, id: "abc", parent: "strata")
         try cg.create(Limits(memory: 64 << 20, cpus: 0.5, pids: 10))
         #expect(readString(dir + "/memory.max") == "67108864")
         #expect(readString(dir + "/memory.swap.max") == "0")

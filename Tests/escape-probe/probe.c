@@ -18,8 +18,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -181,6 +183,107 @@ static void block_devices(void) {
     if (!tried) blocked("block-device", ENOENT);
 }
 
+/* The caller's terminal and files: fds 0-2 are pipes, /dev/null or (with -t) a pty of the
+   container's own devpts; never a host file or terminal. TIOCSTI on a terminal that is not the
+   container's own would type into the host's shell, so a harmless byte is pushed on each. */
+static void terminal(void) {
+    struct stat own_pts, st;
+    int have_pts = stat("/dev/pts/ptmx", &own_pts) == 0, own_tty = 0;
+    for (int fd = 0; fd <= 2; fd++) {
+        char name[32], detail[128];
+        snprintf(name, sizeof name, "stdio-fd-%d", fd);
+        if (fstat(fd, &st) != 0) { blocked(name, errno); continue; }
+        if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || S_ISBLK(st.st_mode)) {
+            snprintf(detail, sizeof detail, "fd %d is a host file (mode %o)", fd, st.st_mode);
+            escaped(name, detail);
+            continue;
+        }
+        blocked(name, EPERM);
+        int own = have_pts && S_ISCHR(st.st_mode) && st.st_dev == own_pts.st_dev;
+        own_tty |= own && isatty(fd);
+        char c = 'x';
+        snprintf(name, sizeof name, "tiocsti-fd-%d", fd);
+        if (isatty(fd) && !own && ioctl(fd, TIOCSTI, &c) == 0) {
+            snprintf(detail, sizeof detail, "pushed input into a terminal of the host through fd %d", fd);
+            escaped(name, detail);
+        } else blocked(name, isatty(fd) ? (own ? EPERM : errno) : ENOTTY);
+    }
+    /* A controlling terminal is the container's own pty (-t) or none at all. */
+    int t = open("/dev/tty", O_RDWR | O_NOCTTY);
+    if (t >= 0) {
+        char c = 'x';
+        if (!own_tty && ioctl(t, TIOCSTI, &c) == 0) escaped("controlling-tty", "a terminal of the host is the controlling terminal");
+        else blocked("controlling-tty", own_tty ? EPERM : errno);
+        close(t);
+    } else blocked("controlling-tty", errno);
+    /* Sessions: the process is not in the session of whoever started strata. */
+    if (getsid(0) == 0) escaped("session", "in a session led from outside the container");
+    else blocked("session", EPERM);
+}
+
+/* With --cap-add SYS_ADMIN mounts are allowed; what must not be reachable is a v1 hierarchy's
+   root, whose release_agent runs as host root when a cgroup empties (CVE-2022-0492). */
+static void release_agent(void) {
+    const char *controllers[] = { "memory", "cpu", "cpuacct", "cpuset", "devices", "freezer", "blkio", "pids",
+                                  "net_cls", "perf_event", "hugetlb", "rdma", "misc", "none,name=systemd" };
+    mkdir("/tmp/.probe-cg", 0700);
+    for (size_t i = 0; i < sizeof controllers / sizeof controllers[0]; i++) {
+        char name[96];
+        snprintf(name, sizeof name, "release_agent %s", controllers[i]);
+        if (mount("cgroup", "/tmp/.probe-cg", "cgroup", 0, controllers[i]) != 0) { blocked(name, errno); continue; }
+        int f = open("/tmp/.probe-cg/release_agent", O_WRONLY);
+        if (f >= 0) { escaped(name, "the hierarchy's root release_agent is writable"); close(f); }
+        else blocked(name, errno);
+        umount2("/tmp/.probe-cg", MNT_DETACH);
+    }
+}
+
+/* `probe watch SECONDS`: every process that appears in the container's pid namespace must hold
+   no capability this one lacks and be under seccomp when this one is (an exec helper that still
+   has strata's privileges could be traced with CAP_SYS_PTRACE). */
+static int watch(int seconds) {
+    char line[256];
+    unsigned long long mine = 0;
+    int my_seccomp = 0, seen = 0;
+    FILE *f = fopen("/proc/self/status", "r");
+    while (f && fgets(line, sizeof line, f)) {
+        sscanf(line, "CapEff: %llx", &mine);
+        sscanf(line, "Seccomp: %d", &my_seccomp);
+    }
+    if (f) fclose(f);
+    time_t end = time(NULL) + seconds;
+    while (time(NULL) < end) {
+        DIR *d = opendir("/proc");
+        struct dirent *e;
+        while (d && (e = readdir(d))) {
+            int pid = atoi(e->d_name);
+            if (pid <= 0 || pid == getpid()) continue;
+            char p[64];
+            snprintf(p, sizeof p, "/proc/%d/status", pid);
+            FILE *s = fopen(p, "r");
+            if (!s) continue;
+            unsigned long long cap = 0;
+            int sec = -1;
+            while (fgets(line, sizeof line, s)) {
+                sscanf(line, "CapEff: %llx", &cap);
+                sscanf(line, "Seccomp: %d", &sec);
+            }
+            fclose(s);
+            if (sec < 0) continue;
+            seen++;
+            if ((cap & ~mine) != 0 || (my_seccomp != 0 && sec == 0)) {
+                char detail[128];
+                snprintf(detail, sizeof detail, "pid %d CapEff %llx Seccomp %d", pid, cap, sec);
+                escaped("privileged-process-visible", detail);
+            }
+        }
+        if (d) closedir(d);
+    }
+    if (!escapes) blocked("privileged-process-visible", EPERM);
+    printf("looked at %d processes\nescapes: %d\n", seen, escapes);
+    return escapes > 100 ? 100 : escapes;
+}
+
 static void writes(void) {
     const char *files[] = { "/proc/sys/kernel/hostname", "/proc/sys/kernel/core_pattern", "/proc/sysrq-trigger",
                             "/sys/kernel/uevent_helper", "/sys/kernel/mm/transparent_hugepage/enabled",
@@ -218,33 +321,48 @@ static void writes(void) {
 static void syscalls(void) {
     expect_fail("keyctl", syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, "probe"));
     expect_fail("add_key", syscall(SYS_add_key, "user", "probe", "x", 1, -2 /* KEY_SPEC_PROCESS_KEYRING */));
-    union bpf_attr attr;
-    memset(&attr, 0, sizeof attr);
-    attr.map_type = BPF_MAP_TYPE_ARRAY;
-    attr.key_size = 4;
-    attr.value_size = 4;
-    attr.max_entries = 1;
-    expect_fail("bpf", syscall(SYS_bpf, BPF_MAP_CREATE, &attr, sizeof attr));
-    struct perf_event_attr pe;
-    memset(&pe, 0, sizeof pe);
-    pe.type = PERF_TYPE_SOFTWARE;
-    pe.size = sizeof pe;
-    pe.config = PERF_COUNT_SW_CPU_CLOCK;
-    expect_fail("perf_event_open", syscall(SYS_perf_event_open, &pe, 0, -1, -1, 0));
+    /* bpf and perf_event_open are what CAP_SYS_ADMIN grants (Docker's profile allows them then). */
+    if (!getenv("PROBE_SYS_ADMIN")) {
+        union bpf_attr attr;
+        memset(&attr, 0, sizeof attr);
+        attr.map_type = BPF_MAP_TYPE_ARRAY;
+        attr.key_size = 4;
+        attr.value_size = 4;
+        attr.max_entries = 1;
+        expect_fail("bpf", syscall(SYS_bpf, BPF_MAP_CREATE, &attr, sizeof attr));
+        struct perf_event_attr pe;
+        memset(&pe, 0, sizeof pe);
+        pe.type = PERF_TYPE_SOFTWARE;
+        pe.size = sizeof pe;
+        pe.config = PERF_COUNT_SW_CPU_CLOCK;
+        expect_fail("perf_event_open", syscall(SYS_perf_event_open, &pe, 0, -1, -1, 0));
+    }
     expect_fail("init_module", syscall(SYS_init_module, NULL, 0, ""));
     expect_fail("kexec_load", syscall(SYS_kexec_load, 0, 0, NULL, 0));
     expect_fail("setns", syscall(SYS_setns, 0, 0));
     expect_fail("settimeofday", syscall(SYS_settimeofday, NULL, NULL) == 0 ? 0 : -1);
+    char params[120];  /* struct io_uring_params */
+    memset(params, 0, sizeof params);
+    long ring = syscall(425 /* io_uring_setup */, 1, params);
+    expect_fail("io_uring", ring);
+    if (ring >= 0) close((int)ring);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc > 2 && strcmp(argv[1], "watch") == 0) return watch(atoi(argv[2]));
     fds();               /* first: before the probe opens anything itself */
+    terminal();
+    if (argc > 1 && strcmp(argv[1], "tty") == 0) {
+        printf("escapes: %d\n", escapes);
+        return escapes;
+    }
     proc1_fd_walk();
     canary(getenv("CANARY"));
     exe_overwrite();
     handles();
-    mounts();
+    /* PROBE_SYS_ADMIN=1: the container was given CAP_SYS_ADMIN, mounts are expected to work. */
+    if (getenv("PROBE_SYS_ADMIN")) release_agent(); else mounts();
     block_devices();
     writes();
     syscalls();

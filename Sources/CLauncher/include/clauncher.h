@@ -55,13 +55,15 @@ struct strata_launch {
     const void *seccomp_filter;  /* struct sock_filter[seccomp_len], loaded last before exec; NULL for none */
     int seccomp_len;
     char *const *init_argv;      /* with init_fd: "strata-init", path, argv... */
+    int stdio[3];                /* without a terminal: the fds that become 0, 1 and 2 (pipes strata or the
+                                    monitor copies out, /dev/null); never strata's own. All >= 3. */
 };
 
 /// The steps a child reports a failure at (with errno) before exec.
 enum {
     ST_SYNC = 1, ST_CGROUPNS, ST_PRIVATE, ST_HOSTNAME, ST_BINDROOT, ST_MOUNTS, ST_PROC, ST_DEV, ST_SYS,
     ST_FILES, ST_PIVOT, ST_MASK, ST_READONLY, ST_LO, ST_CAPS, ST_GROUPS, ST_UID, ST_NNP, ST_CWD, ST_TTY,
-    ST_SIGNALS, ST_EXEC, ST_INIT, ST_FDS, ST_DUMPABLE, ST_CGROUPFS, ST_SECCOMP, ST_SETNS
+    ST_SIGNALS, ST_EXEC, ST_INIT, ST_FDS, ST_DUMPABLE, ST_CGROUPFS, ST_SECCOMP, ST_SETNS, ST_STDIO, ST_SESSION
 };
 
 /// What a step number means, for messages.
@@ -91,15 +93,35 @@ struct strata_exec {
     const void *seccomp_filter;  /* as in strata_launch */
     int seccomp_len;
     int console_socket;          /* as in strata_launch: a pty from the container's devpts; else -1 */
+    int stdio[3];                /* as in strata_launch */
 };
 
 /// Clones a child that, once `go_fd` says so (the parent has put it into the container's
-/// cgroups), joins every namespace of `target` (ipc, uts, net, cgroup, pid, mnt), forks the
-/// command into the container's pid namespace, and exits as the command does (128+N for signal
-/// N). The command becomes the user with the capabilities and seccomp filter given, as the
-/// container's first process did. Failures before exec are reported on `err_fd` as with
+/// cgroups), joins every namespace of `target` (ipc, uts, net, cgroup, pid, mnt), becomes the
+/// user with the capabilities, no_new_privs and seccomp filter given (as the container's first
+/// process did), and only then forks the command into the container's pid namespace: nothing
+/// that enters the container holds more than the container's privileges. It exits as the
+/// command does (128+N for signal N). Failures before exec are reported on `err_fd` as with
 /// strata_launch. Returns the child's pid or -1 with errno.
 pid_t strata_exec(const struct strata_exec *cfg, int go_fd, int err_fd);
+
+/// What strata copies while a container process without a terminal runs in the foreground:
+/// its own stdin into the process's stdin pipe (with -i), the process's stdout and stderr pipes
+/// out to its own. Uses splice where both ends allow it.
+struct strata_stdio_pump {
+    int in_src, in_dst;          /* strata's stdin -> the process's stdin pipe; -1, -1 without -i */
+    int out_src, out_dst;        /* the process's stdout pipe -> strata's stdout */
+    int err_src, err_dst;        /* the process's stderr pipe -> strata's stderr */
+    pid_t pid;                   /* copies until this child has ended, then drains what is buffered */
+};
+
+/// Runs the pump; closes in_dst, out_src and err_src. A destination that is gone (EPIPE) closes
+/// its source, so the process sees a broken pipe as it would outside. SIGPIPE is ignored in
+/// strata from here on (a container's process gets default dispositions at exec).
+void strata_stdio_pump(const struct strata_stdio_pump *pump);
+
+/// fcntl(fd, F_DUPFD_CLOEXEC, 3) and close(fd) when fd < 3; else fd.
+int strata_fd_above_stdio(int fd);
 
 /// pipe2(fds, O_CLOEXEC).
 int strata_pipe_cloexec(int fds[2]);
