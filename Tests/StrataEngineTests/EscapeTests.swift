@@ -38,8 +38,9 @@ extension RunTests {
         let canary = TempDir("strata-canary"); defer { canary.remove() }
         try Data("host secret\n".utf8).write(to: URL(fileURLWithPath: canary.sub("secret")))
         let sysAdmin = flags.contains("SYS_ADMIN")
-        let (rc, out, err) = try e.run(flags + (sysAdmin ? ["-e", "PROBE_SYS_ADMIN=1"] : []) +
+        let (rc, raw, err) = try e.run(flags + (sysAdmin ? ["-e", "PROBE_SYS_ADMIN=1"] : []) +
                                        ["-e", "CANARY=" + canary.sub("secret"), "-v", probe + ":/probe:ro", RunTests.image, "/probe"])
+        let out = raw.replacingOccurrences(of: "\r\n", with: "\n")  // a terminal's line ends (-t)
         let escapes = out.split(separator: "\n").filter { $0.contains("ESCAPED") }
         #expect(rc == 0 && escapes.isEmpty, "\(flags): \(escapes.joined(separator: "\n")) \(err)")
         #expect(out.contains("escapes: 0"))

@@ -137,7 +137,8 @@ struct RunTests {
         let pid = try spawn([RunTests.binary, "--root", e.root, "run", "--rm", "--name", "busy", "--cpus", "0.5", RunTests.image,
                              "sh", "-c", "yes > /dev/null & sleep 3; kill $!"])
         #expect(try e.waitUntilRunning() > 0)
-        let dir = try FileManager.default.contentsOfDirectory(atPath: cpu + "/strata").first { $0.count == 64 }.map { cpu + "/strata/" + $0 }
+        let parent = cpu + "/" + CgroupParent.forStore(root: e.root)
+        let dir = try FileManager.default.contentsOfDirectory(atPath: parent).first { $0.count == 64 }.map { parent + "/" + $0 }
         let read = { () -> Double in
             guard let dir, let s = try? String(contentsOfFile: dir + "/cpuacct.usage", encoding: .utf8) else { return 0 }
             return (Double(s.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) / 1e9

@@ -4,6 +4,7 @@ import Glibc
 #endif
 import StrataTestSupport
 import Testing
+@testable import StrataRegistry
 
 /// Debian's docker-registry (distribution 2.8) on 127.0.0.1, started for each test: images
 /// copied in by skopeo are pulled by strata and compared with `load` of the same archive.
@@ -228,6 +229,34 @@ extension RegistryTests {
         #expect(rc3 == 3 && err3.contains("refused the credentials") && !err3.contains("wrong"), "\(err3)")
         let (rc4, _, err4) = try strata(["pull", "--creds", "u:p", "\(fake.host)/x:none"], root: root)
         #expect(rc4 == 2, "\(err4)")
+    }
+
+    /// Credentials go to a token service only over https, or over plain http to the registry's own
+    /// origin; a realm on another host over plain http gets none (the pull says why), and a realm
+    /// of another scheme (a host Unix socket) is refused outright.
+    @Test func credentialsStayOffPlainHTTPElsewhere() throws {
+        let t = TempDir(); defer { t.remove() }
+        // localhost is another origin than 127.0.0.1, though it reaches the same fake.
+        let other = try FakeRegistry(["bearer", "http://localhost:{port}/token"], in: t.path)
+        defer { other.stop() }
+        let (rc, _, err) = try strata(["pull", "--creds", "u:p", "\(other.host)/x:huge"], root: t.sub("store"))
+        #expect(rc != 0 && err.contains("over plain http on another host"), "\(err)")
+        let log = readString(t.path + "/fake.log") ?? ""
+        #expect(!log.contains("auth /token"), "the credentials reached the token service: \(log)")
+        let u = TempDir(); defer { u.remove() }
+        let unix = try FakeRegistry(["bearer", "http+unix://%2Frun%2Fsecret.sock/token"], in: u.path)
+        defer { unix.stop() }
+        let (rc2, _, err2) = try strata(["pull", "--creds", "u:p", "\(unix.host)/x:huge"], root: u.sub("store"))
+        #expect(rc2 != 0 && err2.contains("over https (or http) only"), "\(err2)")
+        let (rc3, _, err3) = try strata(["pull", "\(unix.host)/x:huge"], root: u.sub("store"))
+        #expect(rc3 != 0 && err3.contains("over https (or http) only"), "\(err3)")
+        // The registry's own origin over plain http still gets them (the test above pulls so).
+        #expect(try RegistryClient.mayReceiveCredentials(realm: "http://127.0.0.1:5000/token", registryBase: "http://127.0.0.1:5000",
+                                                         registry: "127.0.0.1:5000", hasCredentials: true))
+        #expect(try RegistryClient.mayReceiveCredentials(realm: "https://auth.example/token", registryBase: "http://127.0.0.1:5000",
+                                                         registry: "127.0.0.1:5000", hasCredentials: true))
+        #expect(try !RegistryClient.mayReceiveCredentials(realm: "http://other:80/token", registryBase: "http://127.0.0.1:5000",
+                                                          registry: "127.0.0.1:5000", hasCredentials: false))
     }
 
     /// A connection dropped in the middle of a layer: the pull resumes it with a Range request

@@ -4,6 +4,10 @@
   fake_registry.py PORTFILE bearer   token auth (Bearer challenge, token service at /token,
                                      user "u" / password "p"); /v2/x/manifests/huge answers with
                                      a 10 MB body, /v2/x/manifests/endless never stops
+  fake_registry.py PORTFILE bearer REALM
+                                     the same, with the realm REALM ({host} is this registry's
+                                     host:port, {port} its port); every request that carries an
+                                     Authorization header is logged to stderr as "auth PATH"
   fake_registry.py PORTFILE die UPSTREAM
                                      the same, but after the first cut every request finds the
                                      connection closed (a registry that died mid-pull)
@@ -24,6 +28,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def bearer(self):
         auth = self.headers.get("Authorization", "")
+        if auth: sys.stderr.write("auth " + self.path.split("?")[0] + "\n"); sys.stderr.flush()
         if self.path.startswith("/token"):
             ok = auth == "Basic " + base64.b64encode(b"u:p").decode()
             body = json.dumps({"token": "tok-123"} if ok else {"errors": [{"code": "UNAUTHORIZED"}]}).encode()
@@ -31,8 +36,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body); return
         if auth != "Bearer tok-123":
             host = self.headers.get("Host")
+            realm = sys.argv[3] if len(sys.argv) > 3 else "http://{host}/token"
+            realm = realm.replace("{host}", host).replace("{port}", str(self.server.server_address[1]))
             self.send_response(401)
-            self.send_header("WWW-Authenticate", f'Bearer realm="http://{host}/token",service="fake",scope="repository:x:pull"')
+            self.send_header("WWW-Authenticate", f'Bearer realm="{realm}",service="fake",scope="repository:x:pull"')
             self.send_header("Content-Length", "0"); self.end_headers(); return
         if self.path == "/v2/":
             self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers(); self.wfile.write(b"{}"); return
