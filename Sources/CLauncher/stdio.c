@@ -37,10 +37,17 @@ static void stream_close(struct stream *s, int input) {
     close(input ? s->dst : s->src);
 }
 
+/* Blocking write of everything, also to a descriptor someone else made non-blocking (a shared
+   terminal): EAGAIN waits until it takes more. */
 static int write_all(int fd, const char *p, size_t n) {
     while (n > 0) {
         ssize_t w = write(fd, p, n);
         if (w < 0 && errno == EINTR) continue;
+        if (w < 0 && errno == EAGAIN) {
+            struct pollfd out = { fd, POLLOUT, 0 };
+            if (poll(&out, 1, -1) < 0 && errno != EINTR) return -1;
+            continue;
+        }
         if (w <= 0) return -1;
         p += w;
         n -= (size_t)w;
@@ -59,7 +66,13 @@ static int pump_output(struct stream *s) {
             if (n == 0) { stream_close(s, 0); return 0; }
             if (errno == EINTR) continue;
             if (errno == EINVAL || errno == ESPIPE || errno == EBADF) { s->splice = 0; continue; }
-            if (errno == EAGAIN) return 1;
+            if (errno == EAGAIN) {
+                /* Nothing to read after all, or a destination someone made non-blocking: wait
+                   for it to take more (a no-op wait when it is the source that was empty). */
+                struct pollfd out = { s->dst, POLLOUT, 0 };
+                poll(&out, 1, -1);
+                return 1;
+            }
             stream_close(s, 0);  /* EPIPE or another write error: the process sees a broken pipe */
             return 0;
         }
