@@ -132,25 +132,46 @@ public struct Cgroup: Sendable {
     /// Creates the cgroup and sets the limits. v1: `memory.limit_in_bytes` and, where the
     /// kernel accounts swap, `memory.memsw.limit_in_bytes` to the same value (no swap beyond the
     /// limit); never kmem. v2: memory.max, memory.swap.max 0, cpu.max, pids.max.
-    /// `allDevices` (for --privileged) lifts the v1 device allowlist.
+    /// The device allowlist (`DeviceRule.defaults`): v1 `devices.allow`, v2 a BPF program
+    /// attached to the cgroup before any process joins it. `allDevices` (--privileged) lifts it.
     public func create(_ limits: Limits, allDevices: Bool = false) throws {
         let period = 100_000
         switch layout {
         case .v2(let root):
             let dir = root + "/" + name
-            // Controllers must be enabled in every parent's subtree_control.
+            // Controllers must be enabled in every parent's subtree_control. The kernel refuses
+            // (EBUSY) in a cgroup that holds processes (the root excepted), and one controller
+            // it does not have (ENOENT) fails the whole write: then each is tried alone.
+            var refused: [(parent: String, cause: Errno)] = []
             var parent = root
             for part in name.split(separator: "/") {
-                try? write(parent, "cgroup.subtree_control", "+memory +cpu +pids")
+                if (try? write(parent, "cgroup.subtree_control", "+memory +cpu +pids")) == nil {
+                    for c in CgroupLayout.wanted {
+                        do { try write(parent, "cgroup.subtree_control", "+" + c) } catch let e as StrataError {
+                            refused.append((parent, (e.cause as? Errno) ?? Errno(EINVAL)))
+                        }
+                    }
+                }
                 parent += "/" + part
                 try makeDirectory(parent, what: "cgroup")
             }
+            if !allDevices { try DeviceFilter.attach(DeviceRule.defaults, to: dir) }
+            // A limit whose file is missing: say which parent refused its controller, and why.
+            let limit = { (file: String, value: String) throws in
+                if access(dir + "/" + file, F_OK) != 0, let first = refused.first {
+                    let why = first.cause == .EBUSY
+                        ? "\(first.parent) holds processes, and the kernel enables controllers only below a cgroup without processes (the root excepted); move the processes of \(first.parent)/cgroup.procs (this shell's too) into a child cgroup, e.g. \(first.parent)/init.scope, as systemd does, and run strata from there"
+                        : "the kernel refused to enable it in \(first.parent)/cgroup.subtree_control"
+                    throw StrataError(.system, "cannot set \(file) of cgroup \(dir): its controller is not enabled there: \(why)", cause: first.cause)
+                }
+                try write(dir, file, value)
+            }
             if let m = limits.memory {
-                try write(dir, "memory.max", String(m))
+                try limit("memory.max", String(m))
                 try? write(dir, "memory.swap.max", "0")
             }
-            if let c = limits.cpus { try write(dir, "cpu.max", "\(Int(c * Double(period))) \(period)") }
-            if let p = limits.pids { try write(dir, "pids.max", String(p)) }
+            if let c = limits.cpus { try limit("cpu.max", "\(Int(c * Double(period))) \(period)") }
+            if let p = limits.pids { try limit("pids.max", String(p)) }
         case .v1(let mounts):
             for dir in directories { try mkdirs(dir) }
             if let m = limits.memory, let mnt = mounts["memory"] {
@@ -172,10 +193,7 @@ public struct Cgroup: Sendable {
                 // The device allowlist: deny all, then what a container's /dev holds.
                 let dir = mnt + "/" + name
                 try write(dir, "devices.deny", "a")
-                for rule in ["c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
-                             "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm"] {
-                    try write(dir, "devices.allow", rule)
-                }
+                for rule in DeviceRule.defaults { try write(dir, "devices.allow", rule.description) }
             }
         }
     }
