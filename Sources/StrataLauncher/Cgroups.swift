@@ -139,18 +139,27 @@ public struct Cgroup: Sendable {
         switch layout {
         case .v2(let root):
             let dir = root + "/" + name
-            // Controllers must be enabled in every parent's subtree_control. The kernel refuses
-            // (EBUSY) in a cgroup that holds processes (the root excepted), and one controller
-            // it does not have (ENOENT) fails the whole write: then each is tried alone.
+            // Controllers must be enabled in every parent's subtree_control, in one write: the
+            // kernel refuses memory (EBUSY) in a cgroup that holds processes (the top of the
+            // hierarchy excepted) but would take cpu and pids alone, which makes that cgroup a
+            // thread root no process can then join below. A controller the parent lacks
+            // (ENOENT) fails the whole write: then those it has are enabled.
             var refused: [(parent: String, cause: Errno)] = []
+            let enable = { (parent: String, controllers: [String]) -> Errno? in
+                do { try write(parent, "cgroup.subtree_control", controllers.map { "+" + $0 }.joined(separator: " ")); return nil }
+                catch let e as StrataError { return (e.cause as? Errno) ?? Errno(EINVAL) }
+                catch { return Errno(EINVAL) }
+            }
             var parent = root
             for part in name.split(separator: "/") {
-                if (try? write(parent, "cgroup.subtree_control", "+memory +cpu +pids")) == nil {
-                    for c in CgroupLayout.wanted {
-                        do { try write(parent, "cgroup.subtree_control", "+" + c) } catch let e as StrataError {
-                            refused.append((parent, (e.cause as? Errno) ?? Errno(EINVAL)))
-                        }
+                if var cause = enable(parent, CgroupLayout.wanted) {
+                    if cause == .ENOENT {
+                        let text = (try? FDHandle.open(parent + "/cgroup.controllers", flags: .readOnly))
+                            .flatMap { try? $0.readAll(limit: 1 << 16, label: "cgroup.controllers") }.map { String(decoding: $0, as: UTF8.self) } ?? ""
+                        let available = CgroupLayout.wanted.filter { text.split(whereSeparator: \.isWhitespace).contains(Substring($0)) }
+                        if !available.isEmpty, let again = enable(parent, available) { cause = again }
                     }
+                    refused.append((parent, cause))
                 }
                 parent += "/" + part
                 try makeDirectory(parent, what: "cgroup")
@@ -160,7 +169,7 @@ public struct Cgroup: Sendable {
             let limit = { (file: String, value: String) throws in
                 if access(dir + "/" + file, F_OK) != 0, let first = refused.first {
                     let why = first.cause == .EBUSY
-                        ? "\(first.parent) holds processes, and the kernel enables controllers only below a cgroup without processes (the root excepted); move the processes of \(first.parent)/cgroup.procs (this shell's too) into a child cgroup, e.g. \(first.parent)/init.scope, as systemd does, and run strata from there"
+                        ? "\(first.parent) holds processes, and the kernel enables controllers only below a cgroup without processes (the top of the host's hierarchy excepted); move the processes of \(first.parent)/cgroup.procs (this shell's too) into a child cgroup, e.g. \(first.parent)/init.scope, as systemd does, and run strata from there"
                         : "the kernel refused to enable it in \(first.parent)/cgroup.subtree_control"
                     throw StrataError(.system, "cannot set \(file) of cgroup \(dir): its controller is not enabled there: \(why)", cause: first.cause)
                 }

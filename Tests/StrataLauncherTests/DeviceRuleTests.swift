@@ -131,9 +131,16 @@ struct CgroupV2Tests {
             #expect(e.description.contains("\(busy) holds processes") && e.description.contains("memory.max")
                     && e.description.contains("child cgroup"), "\(e)")
         }
-        // Without limits nothing needs a controller: the container runs.
+        // Without limits nothing needs a controller: the container's process joins. (Had cpu
+        // and pids been enabled alone in the busy cgroup, it would be a thread root and the
+        // join would fail with EOPNOTSUPP.)
         let plain = Cgroup(layout: .v2(root: busy), id: "y")
         defer { plain.remove() }
         try plain.create(Limits())
+        #expect(readString(busy + "/cgroup.subtree_control")?.trimmingCharacters(in: .whitespacesAndNewlines) == "")
+        let joiner = try spawn(["sleep", "60"])
+        defer { kill(joiner, SIGKILL); _ = reap(joiner) }
+        try plain.join(joiner)
+        #expect(plain.isPopulated)
     }
 }
