@@ -166,25 +166,55 @@ public struct Cgroup: Sendable {
     /// Creates the cgroup and sets the limits. v1: `memory.limit_in_bytes` and, where the
     /// kernel accounts swap, `memory.memsw.limit_in_bytes` to the same value (no swap beyond the
     /// limit); never kmem. v2: memory.max, memory.swap.max 0, cpu.max, pids.max.
-    /// `allDevices` (for --privileged) lifts the v1 device allowlist.
+    /// The device allowlist (`DeviceRule.defaults`): v1 `devices.allow`, v2 a BPF program
+    /// attached to the cgroup before any process joins it. `allDevices` (--privileged) lifts it.
     public func create(_ limits: Limits, allDevices: Bool = false) throws {
         let period = 100_000
         switch layout {
         case .v2(let root):
             let dir = root + "/" + name
-            // Controllers must be enabled in every parent's subtree_control.
+            // Controllers must be enabled in every parent's subtree_control, in one write: the
+            // kernel refuses memory (EBUSY) in a cgroup that holds processes (the top of the
+            // hierarchy excepted) but would take cpu and pids alone, which makes that cgroup a
+            // thread root no process can then join below. A controller the parent lacks
+            // (ENOENT) fails the whole write: then those it has are enabled.
+            var refused: [(parent: String, cause: Errno)] = []
+            let enable = { (parent: String, controllers: [String]) -> Errno? in
+                do { try write(parent, "cgroup.subtree_control", controllers.map { "+" + $0 }.joined(separator: " ")); return nil }
+                catch let e as StrataError { return (e.cause as? Errno) ?? Errno(EINVAL) }
+                catch { return Errno(EINVAL) }
+            }
             var parent = root
             for part in name.split(separator: "/") {
-                try? write(parent, "cgroup.subtree_control", "+memory +cpu +pids")
+                if var cause = enable(parent, CgroupLayout.wanted) {
+                    if cause == .ENOENT {
+                        let text = (try? FDHandle.open(parent + "/cgroup.controllers", flags: .readOnly))
+                            .flatMap { try? $0.readAll(limit: 1 << 16, label: "cgroup.controllers") }.map { String(decoding: $0, as: UTF8.self) } ?? ""
+                        let available = CgroupLayout.wanted.filter { text.split(whereSeparator: \.isWhitespace).contains(Substring($0)) }
+                        if !available.isEmpty, let again = enable(parent, available) { cause = again }
+                    }
+                    refused.append((parent, cause))
+                }
                 parent += "/" + part
                 try makeDirectory(parent, what: "cgroup")
             }
+            if !allDevices { try DeviceFilter.attach(DeviceRule.defaults, to: dir) }
+            // A limit whose file is missing: say which parent refused its controller, and why.
+            let limit = { (file: String, value: String) throws in
+                if access(dir + "/" + file, F_OK) != 0, let first = refused.first {
+                    let why = first.cause == .EBUSY
+                        ? "\(first.parent) holds processes, and the kernel enables controllers only below a cgroup without processes (the top of the host's hierarchy excepted); move the processes of \(first.parent)/cgroup.procs (this shell's too) into a child cgroup, e.g. \(first.parent)/init.scope, as systemd does, and run strata from there"
+                        : "the kernel refused to enable it in \(first.parent)/cgroup.subtree_control"
+                    throw StrataError(.system, "cannot set \(file) of cgroup \(dir): its controller is not enabled there: \(why)", cause: first.cause)
+                }
+                try write(dir, file, value)
+            }
             if let m = limits.memory {
-                try write(dir, "memory.max", String(m))
+                try limit("memory.max", String(m))
                 try? write(dir, "memory.swap.max", "0")
             }
-            if let c = limits.cpus { try write(dir, "cpu.max", "\(Int(c * Double(period))) \(period)") }
-            if let p = limits.pids { try write(dir, "pids.max", String(p)) }
+            if let c = limits.cpus { try limit("cpu.max", "\(Int(c * Double(period))) \(period)") }
+            if let p = limits.pids { try limit("pids.max", String(p)) }
         case .v1(let mounts):
             for dir in directories { try mkdirs(dir) }
             if let mnt = mounts["cpuset"] { try inheritCPUSet(mnt) }
@@ -207,10 +237,7 @@ public struct Cgroup: Sendable {
                 // The device allowlist: deny all, then what a container's /dev holds.
                 let dir = mnt + "/" + name
                 try write(dir, "devices.deny", "a")
-                for rule in ["c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
-                             "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm"] {
-                    try write(dir, "devices.allow", rule)
-                }
+                for rule in DeviceRule.defaults { try write(dir, "devices.allow", rule.description) }
             }
         }
     }

@@ -22,6 +22,15 @@ extension RunTests {
         return rc == 0 ? out : nil
     }()
 
+    /// The probe's writes into the container's own cgroup view, which must fail: v1 the memory
+    /// hierarchy's directory, v2 the unified hierarchy's root.
+    static var cgroupAttempts: [String] {
+        if case .v2? = cgroupLayout {
+            return ["write /sys/fs/cgroup/cgroup.procs", "mkdir /sys/fs/cgroup/X"]
+        }
+        return ["write /sys/fs/cgroup/memory/cgroup.procs", "mkdir /sys/fs/cgroup/memory/probe-escape"]
+    }
+
     static let variants: [[String]] = [[], ["--init"], ["--network", "host"], ["-u", "0"], ["--init", "--network", "host", "-u", "0"]]
     /// The probe also runs with a terminal and with the capabilities that widen the attack
     /// surface most (with SYS_ADMIN mounts are allowed: it then tries release_agent instead).
@@ -50,11 +59,13 @@ extension RunTests {
                                      : ["mount-tmpfs", "unshare-user-mount"]
         for attempt in ["inherited-fd", "process-fds", "proc1-fd-write", "canary/proc/1/root", "chroot-breakout",
                         "proc-self-exe-write", "open_by_handle_at", "block-device", "tiocsti-fd-0", "controlling-tty", "session",
-                        "write /proc/sys/kernel/core_pattern", "write /sys/fs/cgroup/memory/cgroup.procs",
-                        "mkdir /sys/fs/cgroup/memory/probe-escape", "keyctl", "io_uring"] + mountAttempts +
+                        "write /proc/sys/kernel/core_pattern", "keyctl", "io_uring"] + mountAttempts + RunTests.cgroupAttempts +
                         (sysAdmin ? [] : ["bpf", "perf_event_open"]) {
             #expect(out.contains(attempt + ": blocked"), "\(flags): \(attempt) was not tried or not blocked")
         }
+        // Every block device of the host was made and none opened (the device allowlist).
+        let blockLine = out.split(separator: "\n").first { $0.hasPrefix("block-devices opened: ") } ?? ""
+        #expect(blockLine.hasPrefix("block-devices opened: 0 of ") && !blockLine.hasSuffix(" of 0"), "\(flags): \(blockLine)")
         #expect(!exists("/tmp/ESCAPED") && !exists(e.t.sub("ESCAPED")) && !exists(e.root + "/tmp/ESCAPED"))
     }
 
@@ -62,10 +73,14 @@ extension RunTests {
     /// cannot be written (the container stays under its limits).
     @Test(arguments: variants) func reportedAttacksFail(_ flags: [String]) throws {
         let e = try Env()
+        // The memory and pids files of the container's own cgroups: v1 one directory per
+        // hierarchy, v2 the root of the unified one.
+        let (memory, pids) = if case .v2? = cgroupLayout { ("/sys/fs/cgroup", "/sys/fs/cgroup") }
+                             else { ("/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids") }
         let script = """
             ls /proc/1/fd; echo --; head -2 /proc/1/fd/3/../../etc/shadow; echo x > /proc/1/fd/3/../../tmp/ESCAPED; \
-            echo $$ > /sys/fs/cgroup/memory/cgroup.procs && echo MOVED; mkdir /sys/fs/cgroup/memory/X && echo MADE; \
-            unshare -Urm true && echo UNSHARED; cat /sys/fs/cgroup/pids/pids.max
+            echo $$ > \(memory)/cgroup.procs && echo MOVED; mkdir \(memory)/X && echo MADE; \
+            unshare -Urm true && echo UNSHARED; cat \(pids)/pids.max
             """
         let (_, out, _) = try e.run(flags + ["--pids-limit", "50", RunTests.image, "sh", "-c", script])
         let fds = out.split(separator: "\n").prefix { Int($0) != nil }
@@ -75,6 +90,20 @@ extension RunTests {
         let hostShadow = (readString("/etc/shadow") ?? "").split(separator: "\n").first.map(String.init) ?? "root:"
         #expect(!out.contains(hostShadow))
         #expect(!exists("/tmp/ESCAPED") && !exists(e.t.sub("ESCAPED")) && !exists(e.root + "/tmp/ESCAPED"))
+    }
+
+    /// A container may make a node of a host disk (CAP_MKNOD is in the default set) but not open
+    /// it: the device allowlist (v1 devices.allow, v2 a BPF program on the container's cgroup)
+    /// refuses with EPERM. --privileged lifts the list.
+    @Test func blockDeviceOfTheHostIsRefused() throws {
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: "/sys/dev/block")) ?? []).sorted()
+        let disk = try #require(names.first { !$0.hasPrefix("7:") } ?? names.first, "no block device on this machine")
+        let mm = disk.split(separator: ":").joined(separator: " ")
+        let e = try Env()
+        let (rc, out, err) = try e.run([RunTests.image, "sh", "-c", "mknod /tmp/d b \(mm) && echo MADE && head -c1 /tmp/d > /dev/null && echo READ"])
+        #expect(rc != 0 && out == "MADE\n" && err.contains("Operation not permitted"), "\(disk): \(rc) \(out) \(err)")
+        let (prc, pout, perr) = try e.run(["--privileged", RunTests.image, "sh", "-c", "mknod /tmp/d b \(mm) && head -c1 /tmp/d > /dev/null; echo done"])
+        #expect(prc == 0 && pout == "done\n" && !perr.contains("Operation not permitted"), "\(disk): \(pout) \(perr)")
     }
 
     /// --init: pid 1 is strata-init from a sealed memfd, holding fds 0-2 only; the command is its child.

@@ -72,7 +72,8 @@ struct RunTests {
         #expect(mounts.split(separator: "\n").count < 30)
         // /sys and the container's own cgroups are there, read-only.
         let sys = mounts.split(separator: "\n").filter { $0.contains(" /sys") }
-        #expect(sys.contains { $0.hasPrefix("cgroup /sys/fs/cgroup/memory ") }, "\(mounts)")
+        let cgroupMount = if case .v2? = cgroupLayout { "cgroup2 /sys/fs/cgroup " } else { "cgroup /sys/fs/cgroup/memory " }
+        #expect(sys.contains { $0.hasPrefix(cgroupMount) }, "\(mounts)")
         #expect(sys.allSatisfy { $0.split(separator: " ")[3].hasPrefix("ro,") }, "\(sys)")
     }
 
@@ -130,22 +131,44 @@ struct RunTests {
         #expect(rc != 0 && (out + err).contains("can't fork"), "\(rc) \(err)")
     }
 
+    /// A fork bomb stays under its --pids-limit: the container's shell goes on, the run ends, and
+    /// every process of the bomb goes with the container's cgroup.
+    @Test func forkBombIsContained() throws {
+        let e = try Env()
+        let t0 = Date()
+        let (rc, out, err) = try e.run(["--pids-limit", "32", RunTests.image, "sh", "-c", "b() { b | b & }; b; sleep 2; echo contained"])
+        #expect(rc == 0 && out == "contained\n" && err.contains("can't fork"), "\(rc) \(out) \(err.prefix(300))")
+        #expect(Date().timeIntervalSince(t0) < 60)
+    }
+
     /// A busy loop under --cpus 0.5 uses about half a CPU.
     @Test func cpuQuota() throws {
-        guard case .v1(let mounts)? = cgroupLayout, let cpu = mounts["cpuacct"] else { return }
+        // The CPU time used: v1 cpuacct.usage (ns), v2 usage_usec in cpu.stat.
+        let (cpu, file): (String, String)
+        switch cgroupLayout {
+        case .v1(let mounts)?: guard let m = mounts["cpuacct"] else { return }; (cpu, file) = (m, "cpuacct.usage")
+        case .v2(let root)?: (cpu, file) = (root, "cpu.stat")
+        case nil: return
+        }
         let e = try Env()
         let pid = try spawn([RunTests.binary, "--root", e.root, "run", "--rm", "--name", "busy", "--cpus", "0.5", RunTests.image,
-                             "sh", "-c", "yes > /dev/null & sleep 3; kill $!"])
+                             "sh", "-c", "trap 'exit 0' TERM; yes > /dev/null & sleep 60 & wait"])
         #expect(try e.waitUntilRunning() > 0)
         let parent = cpu + "/" + CgroupParent.forStore(root: e.root)
         let dir = try FileManager.default.contentsOfDirectory(atPath: parent).first { $0.count == 64 }.map { parent + "/" + $0 }
         let read = { () -> Double in
-            guard let dir, let s = try? String(contentsOfFile: dir + "/cpuacct.usage", encoding: .utf8) else { return 0 }
+            guard let dir, let s = try? String(contentsOfFile: dir + "/" + file, encoding: .utf8) else { return 0 }
+            if file == "cpu.stat" {
+                let usec = s.split(separator: "\n").first { $0.hasPrefix("usage_usec ") }?.split(separator: " ").last
+                return (usec.flatMap { Double($0) } ?? 0) / 1e6
+            }
             return (Double(s.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) / 1e9
         }
         let u0 = read()
+        #expect(u0 > 0, "no CPU time read from the container's cgroup")
         usleep(2_000_000)
         let used = read() - u0
+        kill(pid, SIGTERM)
         #expect(reap(pid) == 0)
         // The quota caps it at 1.0 CPU-second in 2 s (plus scheduling slack); other test suites
         // running on the same 2 cores may leave it less, never more.

@@ -125,6 +125,11 @@ public let repoRoot: String = {
 public let fixtures = repoRoot + "/fixtures/out"
 public let isRoot = getuid() == 0
 
+/// How much slower than this machine the tests may find the one they run on: bounds on how long
+/// something takes are multiplied by it (`STRATA_TEST_TIME_SCALE`; the cgroup v2 VM job, which
+/// emulates its CPU, sets 10).
+public let timeScale: Double = ProcessInfo.processInfo.environment["STRATA_TEST_TIME_SCALE"].flatMap(Double.init) ?? 1
+
 /// The strata binary the tests run: the debug build, or `STRATA_BINARY` (the sanitizer run
 /// points it at its own build).
 public let strataBinary = ProcessInfo.processInfo.environment["STRATA_BINARY"] ?? repoRoot + "/.build/debug/strata"

@@ -156,11 +156,12 @@ static void mounts(void) {
     expect_fail("unshare-user-mount", unshare(CLONE_NEWUSER | CLONE_NEWNS));
 }
 
-/* mknod every block device the host has (listed in /sys/dev/block) and open it. */
+/* mknod every block device the host has (listed in /sys/dev/block) and open it; then one line
+   "block-devices opened: N of M" (the device allowlist: cgroup v1 devices.allow, v2 a BPF program). */
 static void block_devices(void) {
     DIR *d = opendir("/sys/dev/block");
-    int tried = 0;
-    if (!d) { blocked("block-device", errno); return; }
+    int tried = 0, opened = 0;
+    if (!d) { blocked("block-device", errno); printf("block-devices opened: 0 of 0\n"); return; }
     struct dirent *e;
     while ((e = readdir(d))) {
         unsigned ma, mi;
@@ -175,12 +176,14 @@ static void block_devices(void) {
             char detail[64];
             snprintf(detail, sizeof detail, "opened block device %u:%u", ma, mi);
             escaped("block-device", detail);
+            opened++;
             close(f);
         } else blocked("block-device", errno);
         unlink(p);
     }
     closedir(d);
     if (!tried) blocked("block-device", ENOENT);
+    printf("block-devices opened: %d of %d\n", opened, tried);
 }
 
 /* The caller's terminal and files: fds 0-2 are pipes, /dev/null or (with -t) a pty of the
