@@ -6,7 +6,7 @@
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let header = String(decoding: UnsafeBufferPointer(start: data, count: size), as: UTF8.self)
     let (scheme, params) = RegistryClient.parseChallenge(header)
-    precondition(!scheme.contains(" "), "scheme \"\(scheme)\" has a space")
+    precondition(!scheme.utf8.contains(UInt8(ascii: " ")), "scheme \"\(scheme)\" has a space")
     for (_, value) in params {
         let escaped = RegistryClient.escape(value)
         precondition(escaped.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7f && $0 != UInt8(ascii: "&") }, "\(escaped) is not escaped")
