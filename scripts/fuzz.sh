@@ -89,6 +89,10 @@ t=$1; shift
 [ $# -ge 1 ] || usage
 build_target "$t"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1:halt_on_error=1}
+# A Swift trap (a failed precondition, an overflow) is reported by libFuzzer: the Swift
+# runtime's own backtracer reads the stack from another thread, which ASan takes for a
+# stack-buffer-underflow and reports instead.
+export SWIFT_BACKTRACE=${SWIFT_BACKTRACE:-enable=no}
 if [ -f "$1" ]; then
   exec "$out/$t" "$@"
 fi
