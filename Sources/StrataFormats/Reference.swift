@@ -3,16 +3,26 @@ import StrataCore
 /// Image references as users type them: `name[:tag]`, where a name without a tag means
 /// `:latest` (as in Docker). No registry defaults are added.
 public enum Reference {
+    /// Characters a reference may have, its tag included.
+    public static let maxLength = 512
+
     /// `name` → `name:latest`; `host:5000/name` keeps its port; `name@sha256:…` is kept.
+    /// The result is at most `maxLength` characters (the limit counts the `:latest` added), so
+    /// that it normalizes to itself.
     public static func normalize(_ ref: String) throws -> String {
-        guard !ref.isEmpty, ref.count <= 512,
+        guard !ref.isEmpty, ref.count <= maxLength,
               ref.unicodeScalars.allSatisfy({ $0.isASCII && $0.value > 0x20 && $0.value < 0x7f }) else {
             throw StrataError(.invalidArgument, "invalid image reference \"\(ref.prefix(80))\"")
         }
         if ref.contains("@") { return ref }
         let lastComponent = ref.split(separator: "/", omittingEmptySubsequences: false).last ?? Substring(ref)
         if lastComponent.contains(":") { return ref }
-        return ref + ":latest"
+        let full = ref + ":latest"
+        guard full.utf8.count <= maxLength else {
+            throw StrataError(.invalidArgument,
+                              "invalid image reference \"\(ref.prefix(80))…\": \(full.utf8.count) characters with the :latest tag, over the limit of \(maxLength)")
+        }
+        return full
     }
 
     /// Whether `s` is a tag alone (no name): `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.

@@ -211,29 +211,38 @@ public final class RegistryClient: Sendable {
     }
 
     /// `Bearer realm="…",service="…",scope="…"` → ("Bearer", [realm: …, …]).
+    ///
+    /// Read as UTF-8 bytes, as HTTP defines the header: over Characters, a space, quote, comma
+    /// or `=` joined into one grapheme with a neighbour (a combining mark after it, a prepended
+    /// mark such as U+0604 before it) stopped being that delimiter, and the scheme or a value ran
+    /// on past it.
     static func parseChallenge(_ header: String) -> (String, [String: String]) {
-        let trimmed = header.drop { $0 == " " }
-        let scheme = String(trimmed.prefix { $0 != " " })
+        let b = Array(header.utf8)
+        let space = UInt8(ascii: " "), comma = UInt8(ascii: ","), quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
+        var i = 0
+        while i < b.count, b[i] == space { i += 1 }
+        let schemeStart = i
+        while i < b.count, b[i] != space { i += 1 }
+        let scheme = String(decoding: b[schemeStart..<i], as: UTF8.self)
         var params: [String: String] = [:]
-        var rest = Substring(trimmed.dropFirst(scheme.count))
-        while let eq = rest.firstIndex(of: "=") {
-            let key = String(rest[..<eq].filter { $0 != " " && $0 != "," })
-            rest = rest[rest.index(after: eq)...]
-            var value = ""
-            if rest.first == "\"" {
-                rest = rest.dropFirst()
-                while let c = rest.first, c != "\"" {
-                    if c == "\\", rest.count > 1 { rest = rest.dropFirst() }
-                    value.append(rest.first!)
-                    rest = rest.dropFirst()
+        while let eq = b[i...].firstIndex(of: UInt8(ascii: "=")) {
+            let key = String(decoding: b[i..<eq].filter { $0 != space && $0 != comma }, as: UTF8.self)
+            i = eq + 1
+            var value: [UInt8] = []
+            if i < b.count, b[i] == quote {
+                i += 1
+                // A backslash escapes the next byte (one at the very end stands for itself).
+                while i < b.count, b[i] != quote {
+                    if b[i] == backslash, i + 1 < b.count { i += 1 }
+                    value.append(b[i])
+                    i += 1
                 }
-                rest = rest.dropFirst()
+                i = min(i + 1, b.count)  // the closing quote, if there is one
             } else {
-                value = String(rest.prefix { $0 != "," })
-                rest = rest.dropFirst(value.count)
+                while i < b.count, b[i] != comma { value.append(b[i]); i += 1 }
             }
-            params[key.lowercased()] = value
-            rest = rest.drop { $0 == "," || $0 == " " }
+            params[key.lowercased()] = String(decoding: value, as: UTF8.self)
+            while i < b.count, b[i] == comma || b[i] == space { i += 1 }
         }
         return (scheme, params)
     }

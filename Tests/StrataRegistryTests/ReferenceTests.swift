@@ -44,4 +44,23 @@ import Testing
         #expect(try ImageReference.registryHost("127.0.0.1:5000") == "127.0.0.1:5000")
         #expect(throws: StrataError.self) { try ImageReference.registryHost("bad host") }
     }
+
+    /// Found by the `reference` fuzz target: a 511-character name normalized to 518 characters
+    /// with `:latest`, which `normalize` itself (and so every lookup of the tag) then refused.
+    @Test func normalizedNamesNormalizeToThemselves() throws {
+        let fuzzed = "odocker.rry-0.docker.y-0.doiregiistry-0cker.irker.rry-0.diregiistry-0.doiregiistry-0cker.ireggstr-1." +
+            "testtry-1regiistry-0.docker.iregi11111giistry-0.doiregiie9r.ireggstr-1.testtry-1regiistry-dcok0.er.i" +
+            "regi11111111111111111111111111111111111111111111111,1111111111%1111111111111111111111qstry-1.testtst" +
+            "ry-0.docker.iregistry-1.testtry-1.teegistry-11111119111111111111111111111111111111111111111111111111" +
+            "11111111111111111111111111111111stry-1.testtsstry-0.docker.iregistry-1.testtry-1.teegistry-1.tes/Att" +
+            "ry-1regiist"
+        #expect(fuzzed.count == 511)
+        #expect { try Reference.normalize(fuzzed) } throws: { e in
+            (e as? StrataError)?.message.contains("518 characters with the :latest tag, over the limit of 512") == true
+        }
+        let longest = String(repeating: "a", count: Reference.maxLength - 7)
+        #expect(try Reference.normalize(longest) == longest + ":latest")
+        #expect(try Reference.normalize(longest + ":latest") == longest + ":latest")
+        #expect(throws: StrataError.self) { try Reference.normalize(longest + "a") }
+    }
 }

@@ -79,7 +79,11 @@ public struct SeccompProfile: Codable, Sendable, Equatable {
         do { h = try FDHandle.open(path, flags: [.readOnly, .nonBlocking]) } catch let e as StrataError {
             throw StrataError(.notFound, "cannot read seccomp profile \(path)", cause: e.cause)
         }
-        let bytes = try h.readAll(limit: 4 << 20, label: "seccomp profile \(path)")
+        return try decode(try h.readAll(limit: 4 << 20, label: "seccomp profile \(path)"), path: path)
+    }
+
+    /// A profile from the JSON bytes of the file at `path` (named in the error).
+    static func decode(_ bytes: [UInt8], path: String) throws -> SeccompProfile {
         do {
             return try JSONDecoder().decode(SeccompProfile.self, from: Data(bytes))
         } catch {
