@@ -13,7 +13,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     for controllers: Set<String> in [[], ["memory", "cpu", "pids"]] {
         if let layout = CgroupLayout.detect(mountinfo: text, controllers: { _ in controllers }) {
             _ = layout.containerView(mountinfo: text)
-            _ = Cgroup(layout: layout, id: "0123456789ab").directories
+            _ = Cgroup(layout: layout, id: "0123456789ab", parent: "strata/0123456789ab").directories
         }
     }
     return 0
