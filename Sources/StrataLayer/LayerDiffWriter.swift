@@ -137,7 +137,7 @@ public final class LayerDiffWriter {
             let n = try buffer.withUnsafeMutableBytes { b in
                 try content.pread(into: UnsafeMutableRawBufferPointer(rebasing: b[0..<want]), at: offset)
             }
-            if n == 0 { throw StrataError(.conflict, "\(path.display) shrank while it was being committed") }
+            if n == 0 { throw StrataError(.conflict, "\(path.display) shrank while it was being read (something in the container is writing it); try again with the container stopped") }
             let w = buffer.withUnsafeBytes { archive_write_data(archive, $0.baseAddress, n) }
             guard w == n else { throw fail("cannot write \(path.display)") }
             offset += Int64(n)
