@@ -51,8 +51,6 @@ pid_t strata_exec(const struct strata_exec *cfg, int go_fd, int err_fd) {
         if (setns(ns[i], namespaces[i].type) != 0) child_fail(err_fd, ST_SETNS);
         close(ns[i]);
     }
-    /* A terminal from the container's own devpts (its /dev/ptmx, now that we see its mounts). */
-    int slave = cfg->console_socket >= 0 ? child_console_open(cfg->console_socket, err_fd) : -1;
     /* Become the container's user, with its bounding set, capabilities, no_new_privs and
        seccomp filter, before anything of ours enters its pid namespace: a process there with
        CAP_SYS_PTRACE can see and trace what does, and must find nothing more privileged than
@@ -62,6 +60,9 @@ pid_t strata_exec(const struct strata_exec *cfg, int go_fd, int err_fd) {
         cfg->seccomp_filter, cfg->seccomp_len, cfg->path, cfg->argv, cfg->envp, -1, NULL,
     };
     child_drop(&id, err_fd);
+    /* A terminal from the container's own devpts (its /dev/ptmx, now that we see its mounts),
+       opened as the container's user: nothing of the container's /dev is resolved with more. */
+    int slave = cfg->console_socket >= 0 ? child_console_open(cfg->console_socket, err_fd) : -1;
     /* The pid namespace applies to children: the command is a child of this process, which
        waits for it and exits as it does. */
     pid_t cmd = (pid_t)syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
@@ -82,7 +83,10 @@ pid_t strata_exec(const struct strata_exec *cfg, int go_fd, int err_fd) {
     const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH };
     for (unsigned i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++) sigaction(forwarded[i], &sa, NULL);
     int status = 0;
-    while (waitpid(cmd, &status, 0) < 0 && errno == EINTR) {}
+    for (;;) {
+        if (waitpid(cmd, &status, 0) >= 0) break;
+        if (errno != EINTR) _exit(125);  /* never report a command's end that was not seen */
+    }
     if (WIFSIGNALED(status)) _exit(128 + WTERMSIG(status));
     _exit(WEXITSTATUS(status));
 }

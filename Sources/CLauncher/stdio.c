@@ -25,6 +25,7 @@ struct stream {
     int src, dst;
     int splice;          /* 1 until splice says this pair cannot */
     int open;            /* still copying */
+    int full;            /* input by splice: the destination took nothing last time, wait for room */
     char *buf;           /* the fallback's pending bytes (input only keeps some between polls) */
     size_t len, off;
 };
@@ -94,7 +95,7 @@ static void pump_input_read(struct stream *s) {
             if (n > 0) return;
             if (n == 0) { stream_close(s, 1); return; }  /* EOF: the process sees its stdin end */
             if (errno == EINTR) continue;
-            if (errno == EAGAIN) return;
+            if (errno == EAGAIN) { s->full = 1; return; }  /* the pipe is full (or the source empty) */
             if (errno == EINVAL || errno == ESPIPE || errno == EBADF) { s->splice = 0; continue; }
             stream_close(s, 1);
             return;
@@ -123,9 +124,11 @@ static void pump_input_write(struct stream *s) {
 void strata_stdio_pump(const struct strata_stdio_pump *pump) {
     signal(SIGPIPE, SIG_IGN);
     char *bufs = malloc(3 * (size_t)CHUNK);
-    struct stream in = { pump->in_src, pump->in_dst, 1, pump->in_dst >= 0, bufs, 0, 0 };
-    struct stream out = { pump->out_src, pump->out_dst, 1, pump->out_src >= 0, bufs ? bufs + CHUNK : NULL, 0, 0 };
-    struct stream err = { pump->err_src, pump->err_dst, 1, pump->err_src >= 0, bufs ? bufs + 2 * CHUNK : NULL, 0, 0 };
+    struct stream in = { .src = pump->in_src, .dst = pump->in_dst, .splice = 1, .open = pump->in_dst >= 0, .buf = bufs };
+    struct stream out = { .src = pump->out_src, .dst = pump->out_dst, .splice = 1, .open = pump->out_src >= 0,
+                          .buf = bufs ? bufs + CHUNK : NULL };
+    struct stream err = { .src = pump->err_src, .dst = pump->err_dst, .splice = 1, .open = pump->err_src >= 0,
+                          .buf = bufs ? bufs + 2 * CHUNK : NULL };
     if (bufs == NULL) { in.splice = out.splice = err.splice = 1; }
     if (in.open) fcntl(in.dst, F_SETFL, fcntl(in.dst, F_GETFL) | O_NONBLOCK);
     int pidfd = (int)syscall(SYS_pidfd_open, pump->pid, 0);
@@ -134,12 +137,12 @@ void strata_stdio_pump(const struct strata_stdio_pump *pump) {
     while (!ended) {
         struct pollfd p[5];
         int n = 0, io = -1, ii = -1, oi = -1, ei = -1, pi = -1;
+        /* Input waits on one side at a time: for room in the process's stdin pipe while it is
+           full (or bytes are pending), else for strata's stdin. Polling both would spin when
+           the source is always readable (a file) and the process never reads. */
         if (in.open) {
-            if (in.len > in.off) { io = n; p[n++] = (struct pollfd){ in.dst, POLLOUT, 0 }; }
-            else {
-                ii = n; p[n++] = (struct pollfd){ in.src, POLLIN, 0 };
-                if (in.splice) { io = n; p[n++] = (struct pollfd){ in.dst, POLLOUT, 0 }; }
-            }
+            if (in.len > in.off || in.full) { io = n; p[n++] = (struct pollfd){ in.dst, POLLOUT, 0 }; }
+            else { ii = n; p[n++] = (struct pollfd){ in.src, POLLIN, 0 }; }
         }
         if (out.open) { oi = n; p[n++] = (struct pollfd){ out.src, POLLIN, 0 }; }
         if (err.open) { ei = n; p[n++] = (struct pollfd){ err.src, POLLIN, 0 }; }
@@ -154,8 +157,12 @@ void strata_stdio_pump(const struct strata_stdio_pump *pump) {
         if (ei >= 0 && p[ei].revents) pump_output(&err);
         if (in.open) {
             if (io >= 0 && (p[io].revents & (POLLERR | POLLHUP))) stream_close(&in, 1);  /* nobody reads it */
-            else if (in.len > in.off) { if (p[io].revents) pump_input_write(&in); }
-            else if (p[ii].revents && (!in.splice || (p[io].revents & POLLOUT))) {
+            else if (io >= 0) {
+                if (p[io].revents & POLLOUT) {
+                    in.full = 0;
+                    if (in.len > in.off) pump_input_write(&in);
+                }
+            } else if (p[ii].revents) {
                 pump_input_read(&in);
                 if (in.open && in.len > in.off) pump_input_write(&in);
             }

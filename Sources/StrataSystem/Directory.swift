@@ -77,24 +77,29 @@ public final class Directory: Sendable {
     /// file between the walk and the open is never read as the file's content.
     public func openWalked(_ name: PathBytes, as walked: FileStatus) throws -> FDHandle {
         let kind = FileKind(mode: walked.st_mode)
-        var flags: OpenFlags = [.readOnly, .nonBlocking, .noControllingTerminal]
-        if kind == .directory { flags.insert(.directory) }
-        let f: FDHandle
-        do { f = try openFile(name, flags: flags) } catch let e as StrataError {
+        // O_PATH first: no driver's open runs (a device node swapped in is never opened, not
+        // even to be closed again: opening /dev/watchdog arms it), then the check, then the
+        // real open through the pinned inode.
+        let pinned: FDHandle
+        do { pinned = try openFile(name, flags: [.pathOnly]) } catch let e as StrataError {
             if let c = e.cause as? Errno, c == .ELOOP || c == .ENOENT || c == .ENOTDIR || c == .ENXIO {
                 throw StrataError(.conflict, "\(label)/\(name.display) was replaced while it was read (something in the container is changing it); try again with the container stopped", cause: c)
             }
             throw e
         }
-        let now = try f.stat()
+        let now = try pinned.stat()
         guard FileKind(mode: now.st_mode) == kind, now.st_dev == walked.st_dev, now.st_ino == walked.st_ino else {
             throw StrataError(.conflict, "\(label)/\(name.display) was replaced while it was read (it is now \(FileKind(mode: now.st_mode)), not the \(kind) the walk found); try again with the container stopped")
         }
-        if kind == .regular {
-            // Reads block again (a regular file never blocks; this only undoes the open flag).
-            _ = fcntl(f.fd, F_SETFL, fcntl(f.fd, F_GETFL) & ~O_NONBLOCK)
+        guard kind == .regular || kind == .directory else {
+            throw StrataError(.invalidArgument, "\(label)/\(name.display) is a \(kind): only files and directories are opened to be read")
         }
-        return f
+        let flags = O_RDONLY | O_NOCTTY | O_CLOEXEC | (kind == .directory ? O_DIRECTORY : 0)
+        let r = retryingEINTR { Glibc.open("/proc/self/fd/\(pinned.fd)", flags) }
+        switch r {
+        case .success(let fd): return FDHandle(owning: fd)
+        case .failure(let e): throw fail("cannot open", name, e)
+        }
     }
 
     /// openat(2) of a single name with O_NOFOLLOW.

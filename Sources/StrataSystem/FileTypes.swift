@@ -131,6 +131,16 @@ public func createNewDirectory(_ path: String, mode: UInt32 = 0o755) throws {
 
 /// Raises the soft limit on open files to the hard limit (deep layer trees are walked with
 /// one descriptor per level).
+/// Opens /dev/null onto whichever of fds 0, 1 and 2 is closed: strata started with one closed
+/// would otherwise hand that number to the next file it opens (a lock, a layer file), and what
+/// is meant for its stdin, stdout or stderr (a container's output) would land there.
+public func ensureStandardDescriptors() {
+    for fd: Int32 in 0...2 where fcntl(fd, F_GETFD) < 0 {
+        let null = Glibc.open("/dev/null", O_RDWR)
+        if null >= 0 && null != fd { dup2(null, fd); close(null) }
+    }
+}
+
 public func raiseOpenFileLimit() {
     var limit = rlimit()
     if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max {

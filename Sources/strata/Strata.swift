@@ -12,6 +12,7 @@ import StrataStore
 @main
 enum Main {
     static func main() {
+        ensureStandardDescriptors()
         raiseOpenFileLimit()
         let args = GlobalOptions.hoisted(Array(CommandLine.arguments.dropFirst()))
         if let first = args.first, !first.hasPrefix("-"), let message = Strata.unknownCommand(first) {
