@@ -13,8 +13,8 @@
 # controller enabled at the root, and the command runs in a leaf cgroup (test.scope), as a login
 # shell of a systemd host would: a cgroup holding processes cannot enable controllers below it.
 #
-# The command runs in DIR (default: the current directory; it must be on the root filesystem
-# seen read-only, so write to /tmp), with STRATA_V2VM set to the accelerator (kvm or tcg). Its output comes here as it runs. Exit status: the
+# The command runs in DIR (default: the current directory; shared read-only at its own path,
+# wherever it is, so write to /tmp), with STRATA_V2VM set to the accelerator (kvm or tcg). Its output comes here as it runs. Exit status: the
 # command's, or 125 with a message when the VM did not run it (no qemu, no kernel, boot
 # failure, timeout).
 #
@@ -163,6 +163,10 @@ ctl=/run/v2vm
     mount -t tmpfs -o mode=1777 tmpfs /dev/shm
     hostname v2vm
     ip link set lo up 2>/dev/null || busybox ip link set lo up
+    # The command's directory, at its own path: it may lie under /tmp, /var/tmp, /run or /root,
+    # which the VM has fresh (a clone made in /tmp would be hidden by the scratch disk).
+    mkdir -p $(printf '%q' "$dir") && mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,ro,cache=loose v2vmwork $(printf '%q' "$dir") ||
+        echo "v2vm: cannot mount the work directory $(printf '%q' "$dir")"
 } >>\$ctl/output 2>&1
 date +%s.%N >\$ctl/booted
 cd $(printf '%q' "$dir") && bash \$ctl/command </dev/null >>\$ctl/output 2>&1
@@ -183,6 +187,8 @@ timeout -k 10 "$timeout" qemu-system-x86_64 -nodefaults -no-user-config -machine
     -device virtio-9p-pci,fsdev=root,mount_tag=hostroot \
     -fsdev "local,id=ctl,path=$state,security_model=none" \
     -device virtio-9p-pci,fsdev=ctl,mount_tag=v2vmctl \
+    -fsdev "local,id=work,path=$dir,security_model=none,readonly=on,multidevs=remap" \
+    -device virtio-9p-pci,fsdev=work,mount_tag=v2vmwork \
     -drive "file=$state/disk.img,if=virtio,format=raw" \
     </dev/null >"$state/qemu.log" 2>&1 &
 qemu_pid=$!
