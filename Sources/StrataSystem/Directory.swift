@@ -69,12 +69,13 @@ public final class Directory: Sendable {
         }
     }
 
-    /// Opens `name` for reading as the walk saw it (`walked`, from `lstat`), in a tree a
-    /// container may change under us: without following a symlink, without blocking (a FIFO
-    /// swapped in opens at once), without taking a terminal; then the opened fd must be the same
-    /// kind of file with the same device and inode, or this names the entry and refuses. Content
-    /// is only ever read through the fd this returns, so a device node or FIFO renamed over a
-    /// file between the walk and the open is never read as the file's content.
+    /// Opens `name` (a regular file or a directory) for reading as the walk saw it (`walked`,
+    /// from `lstat`), in a tree a container may change under us: pinned with O_PATH|O_NOFOLLOW
+    /// (no symlink followed, no device's or FIFO's open run, nothing that blocks), then the pinned
+    /// fd must be the same kind of file with the same device and inode, or this names the entry
+    /// and refuses; only then is that inode opened for reading, through /proc/self/fd. Content is
+    /// only ever read through the fd this returns, so a device node or FIFO renamed over a file
+    /// between the walk and the open is never opened, let alone read as the file's content.
     public func openWalked(_ name: PathBytes, as walked: FileStatus) throws -> FDHandle {
         let kind = FileKind(mode: walked.st_mode)
         // O_PATH first: no driver's open runs (a device node swapped in is never opened, not

@@ -61,7 +61,6 @@ public struct OpenFlags: OptionSet, Sendable {
     public static let append = OpenFlags(rawValue: O_APPEND)
     public static let noFollow = OpenFlags(rawValue: O_NOFOLLOW)
     public static let nonBlocking = OpenFlags(rawValue: O_NONBLOCK)
-    public static let noControllingTerminal = OpenFlags(rawValue: O_NOCTTY)
     public static let directory = OpenFlags(rawValue: O_DIRECTORY)
     public static let pathOnly = OpenFlags(rawValue: STRATA_O_PATH)
     /// An unnamed file in the given directory (O_TMPFILE).
@@ -129,8 +128,6 @@ public func createNewDirectory(_ path: String, mode: UInt32 = 0o755) throws {
     guard mkdir(path, mode) == 0 else { throw StrataError.errno(.alreadyExists, "cannot create \(path)") }
 }
 
-/// Raises the soft limit on open files to the hard limit (deep layer trees are walked with
-/// one descriptor per level).
 /// Opens /dev/null onto whichever of fds 0, 1 and 2 is closed: strata started with one closed
 /// would otherwise hand that number to the next file it opens (a lock, a layer file), and what
 /// is meant for its stdin, stdout or stderr (a container's output) would land there.
@@ -141,6 +138,8 @@ public func ensureStandardDescriptors() {
     }
 }
 
+/// Raises the soft limit on open files to the hard limit (deep layer trees are walked with
+/// one descriptor per level).
 public func raiseOpenFileLimit() {
     var limit = rlimit()
     if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max {
