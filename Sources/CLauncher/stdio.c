@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -123,13 +122,11 @@ static void pump_input_write(struct stream *s) {
 
 void strata_stdio_pump(const struct strata_stdio_pump *pump) {
     signal(SIGPIPE, SIG_IGN);
-    char *bufs = malloc(3 * (size_t)CHUNK);
+    /* One pump runs at a time in a strata process (the foreground container's or exec's). */
+    static char bufs[3 * CHUNK];
     struct stream in = { .src = pump->in_src, .dst = pump->in_dst, .splice = 1, .open = pump->in_dst >= 0, .buf = bufs };
-    struct stream out = { .src = pump->out_src, .dst = pump->out_dst, .splice = 1, .open = pump->out_src >= 0,
-                          .buf = bufs ? bufs + CHUNK : NULL };
-    struct stream err = { .src = pump->err_src, .dst = pump->err_dst, .splice = 1, .open = pump->err_src >= 0,
-                          .buf = bufs ? bufs + 2 * CHUNK : NULL };
-    if (bufs == NULL) { in.splice = out.splice = err.splice = 1; }
+    struct stream out = { .src = pump->out_src, .dst = pump->out_dst, .splice = 1, .open = pump->out_src >= 0, .buf = bufs + CHUNK };
+    struct stream err = { .src = pump->err_src, .dst = pump->err_dst, .splice = 1, .open = pump->err_src >= 0, .buf = bufs + 2 * CHUNK };
     if (in.open) fcntl(in.dst, F_SETFL, fcntl(in.dst, F_GETFL) | O_NONBLOCK);
     int pidfd = (int)syscall(SYS_pidfd_open, pump->pid, 0);
     int ended = 0;
@@ -185,7 +182,6 @@ void strata_stdio_pump(const struct strata_stdio_pump *pump) {
     stream_close(&out, 0);
     stream_close(&err, 0);
     if (pidfd >= 0) close(pidfd);
-    free(bufs);
 }
 
 int strata_fd_above_stdio(int fd) {

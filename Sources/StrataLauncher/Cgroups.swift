@@ -55,7 +55,6 @@ public enum CgroupLayout: Equatable, Sendable {
             case "cgroup":
                 // Keyed by each controller (and name=…) the hierarchy carries.
                 for opt in entry.superOptions where opt != "rw" && opt != "ro" { v1[opt] = entry.mountPoint }
-                v1["mount:" + entry.mountPoint] = entry.mountPoint
             default: break
             }
         }
@@ -71,12 +70,12 @@ public enum CgroupLayout: Equatable, Sendable {
     /// This machine's layout, from `mountinfo` (read from /proc/self/mountinfo unless given).
     public static func current(mountinfo: String? = MountTable.text()) -> CgroupLayout? {
         guard let mountinfo else { return nil }
-        return detect(mountinfo: mountinfo) { root in
-            let text = (try? FDHandle.open(root + "/cgroup.controllers", flags: .readOnly))
-                .flatMap { try? $0.readAll(limit: 1 << 16, label: "cgroup.controllers") }
-                .map { String(decoding: $0, as: UTF8.self) } ?? ""
-            return Set(text.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init))
-        }
+        return detect(mountinfo: mountinfo, controllers: controllers(of:))
+    }
+
+    /// The controllers a v2 cgroup offers its children (its `cgroup.controllers`).
+    static func controllers(of dir: String) -> Set<String> {
+        Set(Cgroup.readText(dir + "/cgroup.controllers").split(whereSeparator: \.isWhitespace).map(String.init))
     }
 }
 
@@ -155,12 +154,10 @@ public struct Cgroup: Sendable {
         }
     }
 
-    private func mkdirs(_ path: String) throws {
-        var current = ""
-        for part in path.split(separator: "/") {
-            current += "/" + part
-            try makeDirectory(current, what: "cgroup")
-        }
+    /// A small cgroup file's text; empty when it cannot be read.
+    static func readText(_ path: String) -> String {
+        (try? FDHandle.open(path, flags: .readOnly)).flatMap { try? $0.readAll(limit: 1 << 16, label: path) }
+            .map { String(decoding: $0, as: UTF8.self) } ?? ""
     }
 
     /// Creates the cgroup and sets the limits. v1: `memory.limit_in_bytes` and, where the
@@ -188,9 +185,7 @@ public struct Cgroup: Sendable {
             for part in name.split(separator: "/") {
                 if var cause = enable(parent, CgroupLayout.wanted) {
                     if cause == .ENOENT {
-                        let text = (try? FDHandle.open(parent + "/cgroup.controllers", flags: .readOnly))
-                            .flatMap { try? $0.readAll(limit: 1 << 16, label: "cgroup.controllers") }.map { String(decoding: $0, as: UTF8.self) } ?? ""
-                        let available = CgroupLayout.wanted.filter { text.split(whereSeparator: \.isWhitespace).contains(Substring($0)) }
+                        let available = CgroupLayout.wanted.filter(CgroupLayout.controllers(of: parent).contains)
                         if !available.isEmpty, let again = enable(parent, available) { cause = again }
                     }
                     refused.append((parent, cause))
@@ -216,7 +211,7 @@ public struct Cgroup: Sendable {
             if let c = limits.cpus { try limit("cpu.max", "\(Int(c * Double(period))) \(period)") }
             if let p = limits.pids { try limit("pids.max", String(p)) }
         case .v1(let mounts):
-            for dir in directories { try mkdirs(dir) }
+            for dir in directories { try makeDirectories(dir, what: "cgroup") }
             if let mnt = mounts["cpuset"] { try inheritCPUSet(mnt) }
             if let m = limits.memory, let mnt = mounts["memory"] {
                 let dir = mnt + "/" + name
@@ -249,11 +244,8 @@ public struct Cgroup: Sendable {
         for part in name.split(separator: "/") {
             let parent = dir
             dir += "/" + part
-            for file in ["cpuset.cpus", "cpuset.mems"] {
-                let mine = (try? FDHandle.open(dir + "/" + file, flags: .readOnly)).flatMap { try? $0.readAll(limit: 1 << 16, label: file) } ?? []
-                guard mine.allSatisfy({ $0 == 0x0a || $0 == 0x20 }) else { continue }
-                let theirs = (try? FDHandle.open(parent + "/" + file, flags: .readOnly)).flatMap { try? $0.readAll(limit: 1 << 16, label: file) } ?? []
-                try write(dir, file, String(decoding: theirs, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+            for file in ["cpuset.cpus", "cpuset.mems"] where Cgroup.readText(dir + "/" + file).allSatisfy(\.isWhitespace) {
+                try write(dir, file, Cgroup.readText(parent + "/" + file).trimmingCharacters(in: .whitespacesAndNewlines))
             }
         }
     }

@@ -17,7 +17,7 @@ struct GC: ParsableCommand {
         try strata.run {
             let store = try global.openStore()
             var r = try store.garbageCollect()
-            r.removedCgroups = ContainerLeftovers.removeCgroups(parent: CgroupParent.forStore(root: store.rootPath))
+            r.removedCgroups = ContainerLeftovers.removeCgroups(parent: Engine(store: store).cgroupParent)
             if json { print(try Format.json(r)); return }
             let flattened = r.deletedFlattened.isEmpty ? "" : " \(r.deletedFlattened.count) flattened layers,"
             print("removed \(r.deletedLayers.count) layers,\(flattened) \(r.deletedBlobs.count) blobs, \(r.removedCgroups.count) cgroups; \(Format.bytes(r.bytesFreed)) freed")
@@ -50,7 +50,7 @@ struct Check: ParsableCommand {
         try strata.run {
             let store = try global.openStore()
             let verbose = self.verbose && !json
-            let parent = CgroupParent.forStore(root: store.rootPath)
+            let parent = Engine(store: store).cgroupParent
             var summary = CheckSummary()
             var problems = try store.check(summary: &summary) { if verbose { print($0) } } + ContainerLeftovers.problems(parent: parent)
             var repaired: Store.RepairReport?
