@@ -8,7 +8,8 @@ import StrataSystem
 ///
 /// `bytes` is everything from the entry's first header block to its payload: any PAX (`x`, `X`),
 /// global PAX (`g`) and GNU long-name (`L`, `K`) headers with their data, then the entry's own
-/// ustar or GNU header as the last 512-byte block.
+/// ustar or GNU header, then for a sparse file what libarchive read of its map (GNU extension
+/// blocks, or the map a PAX 1.0 sparse file stores before its data).
 public struct RawTarHeader: Equatable {
     public var path: PathBytes
     public var linkTarget: PathBytes
@@ -40,15 +41,22 @@ public struct RawTarHeader: Equatable {
         var pax: [PathBytes: [UInt8]] = [:]
         var paxOrder: [PathBytes] = []
         var gnuName: PathBytes?, gnuLink: PathBytes?
+        // Extended headers come first, each a block and its data; the first block of another
+        // type is the entry's own header. Bytes after it belong to a sparse file: GNU's old
+        // format continues its map in extension blocks, PAX sparse 1.0 stores the map at the
+        // front of the payload, and libarchive reads both before it hands over the entry.
         var pos = 0
-        let last = bytes.count - 512
-        while pos < last {
+        while true {
+            guard bytes.count - pos >= 512 else {
+                throw Malformed(description: "extended headers do not end on the entry's header")
+            }
             let block = bytes[pos..<(pos + 512)]
             let type = block[block.startIndex + 156]
+            guard extendedTypes.contains(type) else { break }
             let size = try number(block, 124, 12)
             let dataStart = pos + 512
             // Compared before any arithmetic: a hostile size must not overflow.
-            guard size >= 0, size <= Int64(last - dataStart) else {
+            guard size >= 0, size <= Int64(bytes.count - dataStart) else {
                 throw Malformed(description: "extended header of \(size) bytes runs past the entry's header")
             }
             let dataEnd = dataStart + Int(size)
@@ -63,11 +71,17 @@ public struct RawTarHeader: Equatable {
                 for (k, v) in try records(data) { globals[k] = v }
             case UInt8(ascii: "L"): gnuName = cString(data[...])
             case UInt8(ascii: "K"): gnuLink = cString(data[...])
-            default: break  // vendor headers libarchive skips (e.g. a GNU volume label)
+            default: break  // vendor headers libarchive skips (a GNU volume label, a Solaris ACL)
             }
             pos = dataStart + ((Int(size) + 511) / 512) * 512
         }
-        guard pos == last else { throw Malformed(description: "extended headers do not end on the entry's header") }
+        let last = pos
+        let trailing = bytes.count - last - 512
+        let typeFlag = bytes[last + 156]
+        let paxSparse = pax[Array("GNU.sparse.major".utf8)] ?? globals[Array("GNU.sparse.major".utf8)]
+        if trailing > 0 && typeFlag != UInt8(ascii: "S") && paxSparse == nil {
+            throw Malformed(description: "\(trailing) bytes follow the entry's header, and it is not a sparse file")
+        }
 
         let h = bytes[last..<(last + 512)]
         func field(_ off: Int, _ len: Int) -> PathBytes { cString(h[(h.startIndex + off)..<(h.startIndex + off + len)]) }
@@ -94,6 +108,14 @@ public struct RawTarHeader: Equatable {
             }
             stored = n
         }
+        // PAX sparse 1.0: the size counts the map at the front of the payload, which is part of
+        // `bytes` already (GNU's old format does not count its extension blocks).
+        if paxSparse != nil && typeFlag != UInt8(ascii: "S") {
+            guard stored >= Int64(trailing) else {
+                throw Malformed(description: "sparse map of \(trailing) bytes is larger than the entry's \(stored)")
+            }
+            stored -= Int64(trailing)
+        }
 
         var xattrs: [(PathBytes, [UInt8])] = []
         let keys = globals.keys.filter { pax[$0] == nil }.sorted { $0.lexicographicallyPrecedes($1) } + paxOrder
@@ -110,6 +132,10 @@ public struct RawTarHeader: Equatable {
         }
         return RawTarHeader(path: path, linkTarget: link, xattrs: xattrs, storedSize: stored)
     }
+
+    /// Header types that describe the entry after them: PAX (`x`, `X`, `g`), GNU long names
+    /// (`L`, `K`), a GNU volume label (`V`), a Solaris ACL (`A`).
+    static let extendedTypes: Set<UInt8> = Set("xXgLKVA".utf8)
 
     static let schily = Array("SCHILY.xattr.".utf8)
     static let libarchiveXattr = Array("LIBARCHIVE.xattr.".utf8)
