@@ -8,8 +8,9 @@ import StrataSystem
 public struct CheckProblem: Codable, Sendable, CustomStringConvertible {
     /// What can be mended, and how (`check --repair`).
     public enum Repair: Codable, Sendable, Equatable {
-        /// The layer's files differ from its tar, or are gone: move them away, drop its images.
-        case brokenLayer(chainID: String)
+        /// The layer's files (in layers/CACHEID) differ from its tar, or are gone: move them
+        /// away, drop its images.
+        case brokenLayer(chainID: String, cacheID: String)
         /// A directory in layers/ no row names.
         case strayLayerDirectory(name: String)
         /// A blob whose bytes do not hash to its name.
@@ -56,67 +57,117 @@ extension Store {
 
     /// Checks every layer, blob, image and container, filling `summary`; `progress` hears each layer checked.
     public func check(summary: inout CheckSummary, progress: (String) -> Void = { _ in }) throws -> [CheckProblem] {
-        let layers = try allLayers()
-        let blobs = try checkBlobs()
-        var problems = try checkLayers(layers, progress: progress) + blobs.problems
-        problems += try checkImages(layers, present: blobs.present, corrupt: blobs.corrupt)
-        problems += try checkContainers()
-        summary = CheckSummary()
-        summary.layers = layers.count
-        summary.blobs = blobs.present.count
-        (summary.images, summary.containers) = try metadata.read { (try $0.imageCount(), try $0.containerCount()) }
-        return problems
+        try check(summary: &summary, progress: progress) { _ in }
     }
 
-    /// Each layer against its tar and its parent; layer directories no row names.
-    private func checkLayers(_ layers: [LayerRecord], progress: (String) -> Void) throws -> [CheckProblem] {
-        var problems: [CheckProblem] = []
-        let known = Set(layers.map(\.cacheID)).union(try metadata.read { try $0.flattenedLayers() }.map(\.cacheID))
-        let usedBy = try imagesByLayer()
-        func subject(_ l: LayerRecord) -> String {
-            let users = usedBy[l.chainID.description] ?? []
-            return "layer \(l.chainID.digest.short)" + (users.isEmpty ? "" : " (\(users.sorted().joined(separator: ", ")))")
+    /// Checks, then mends what was found (see `repair`) while the store is still quiet: nothing
+    /// another command does meanwhile is taken for a problem or undone.
+    public func checkAndRepair(summary: inout CheckSummary, force: Bool,
+                               progress: (String) -> Void = { _ in }) throws -> (found: [CheckProblem], report: RepairReport) {
+        var report = RepairReport()
+        let found = try check(summary: &summary, progress: progress) { problems in
+            if !problems.isEmpty { report = try repair(problems, force: force) }
         }
+        return (found, report)
+    }
+
+    /// The two halves of a check. The costly one (hashing every layer and blob) runs beside
+    /// other commands and may see their work half-done; the second, under `quiesced` (no
+    /// command between changing files and recording them), looks at names, rows, images and
+    /// containers in one consistent view and keeps only the costly findings that still hold
+    /// there. `quiet` runs inside it with the problems.
+    private func check(summary: inout CheckSummary, progress: (String) -> Void,
+                       quiet: ([CheckProblem]) throws -> Void) throws -> [CheckProblem] {
+        let before = try allLayers()
+        let layerProblems = try checkLayerContents(before, progress: progress)
+        let hashed = try hashBlobs()
+        return try quiesced {
+            let layers = try allLayers()
+            let byChain = Dictionary(uniqueKeysWithValues: layers.map { ($0.chainID.description, $0.cacheID) })
+            // A layer removed or replaced since it was read is not a problem of this store.
+            var problems = layerProblems.filter { p in
+                guard case .brokenLayer(let c, let cacheID)? = p.repair else { return true }
+                return byChain[c] == cacheID
+            }
+            problems += try checkLayerNames(layers)
+            let blobs = try blobNames()
+            let corrupt = hashed.filter { blobs.contains($0.key) && !blobHashes($0.key) }
+            problems += corrupt.sorted { $0.key < $1.key }.map(\.value)
+            problems += try checkImages(layers, present: blobs, corrupt: Set(corrupt.keys))
+            problems += try checkContainers()
+            summary = CheckSummary()
+            summary.layers = layers.count
+            summary.blobs = blobs.count
+            (summary.images, summary.containers) = try metadata.read { (try $0.imageCount(), try $0.containerCount()) }
+            try quiet(problems)
+            return problems
+        }
+    }
+
+    /// Each layer's files against its tar (the costly part: every file is read).
+    private func checkLayerContents(_ layers: [LayerRecord], progress: (String) -> Void) throws -> [CheckProblem] {
+        var problems: [CheckProblem] = []
+        let usedBy = try imagesByLayer()
         for layer in layers {
             if let why = try layerProblem(layer) {
-                problems.append(CheckProblem(subject: subject(layer), problem: why, advice: Store.repairAdvice,
-                                             repair: .brokenLayer(chainID: layer.chainID.description)))
+                let users = usedBy[layer.chainID.description] ?? []
+                let subject = "layer \(layer.chainID.digest.short)" + (users.isEmpty ? "" : " (\(users.sorted().joined(separator: ", ")))")
+                problems.append(CheckProblem(subject: subject, problem: why, advice: Store.repairAdvice,
+                                             repair: .brokenLayer(chainID: layer.chainID.description, cacheID: layer.cacheID)))
             } else {
                 progress("layer \(layer.chainID): ok" + (layer.journal == .raw ? " (raw tar kept: \(layer.journalNote ?? "journal not exact"))" : ""))
             }
-            if let p = layer.parent, !layers.contains(where: { $0.chainID == p }) {
-                problems.append(CheckProblem(subject: subject(layer), problem: "its parent layer \(p.digest.short) is not in the store",
-                                             advice: Store.repairAdvice, repair: .brokenLayer(chainID: layer.chainID.description)))
+        }
+        return problems
+    }
+
+    /// Each layer's parent is there; every directory in layers/ is named by a row.
+    private func checkLayerNames(_ layers: [LayerRecord]) throws -> [CheckProblem] {
+        var problems: [CheckProblem] = []
+        let known = Set(layers.map(\.cacheID)).union(try metadata.read { try $0.flattenedLayers() }.map(\.cacheID))
+        let chains = Set(layers.map(\.chainID))
+        for layer in layers {
+            if let p = layer.parent, !chains.contains(p) {
+                problems.append(CheckProblem(subject: "layer \(layer.chainID.digest.short)", problem: "its parent layer \(p.digest.short) is not in the store",
+                                             advice: Store.repairAdvice, repair: .brokenLayer(chainID: layer.chainID.description, cacheID: layer.cacheID)))
             }
         }
         for name in try layersDir.entries() where !known.contains(name.display) {
             problems.append(CheckProblem(subject: "directory layers/\(name.display)", problem: "no layer in the database names it",
                                          advice: "`strata check --repair` moves it out of the way", repair: .strayLayerDirectory(name: name.display)))
         }
-
         return problems
     }
 
-    /// Each blob against its name.
-    private func checkBlobs() throws -> (problems: [CheckProblem], present: Set<String>, corrupt: Set<String>) {
-        var problems: [CheckProblem] = []
-        var present: Set<String> = []
-        var corrupt: Set<String> = []
+    /// The digests of the blobs in blobs/.
+    private func blobNames() throws -> Set<String> {
+        Set(try blobsDir.entries().map { "sha256:" + $0.display })
+    }
+
+    /// Hashes every blob; those whose bytes do not match their names, with the problem. A blob
+    /// removed while this runs is passed over.
+    private func hashBlobs() throws -> [String: CheckProblem] {
+        var corrupt: [String: CheckProblem] = [:]
         for name in try blobsDir.entries() {
             let digest = "sha256:" + name.display
-            present.insert(digest)
-            let f = try blobsDir.openFile(name, flags: .readOnly)
-            let h = HashingSource(FileRangeSource(handle: f, offset: 0, length: Int64(try f.stat().st_size), label: "blobs/sha256/\(name.display)"))
-            try h.drain()
-            if h.finalize().string != digest {
-                corrupt.insert(digest)
-                problems.append(CheckProblem(subject: "blob \(digest.shortID)", problem: "its bytes hash to \(h.finalize().short), not to its name",
-                                             advice: Store.repairAdvice, repair: .corruptBlob(digest: digest)))
-            }
+            guard let got = blobDigest(digest), got.string != digest else { continue }
+            corrupt[digest] = CheckProblem(subject: "blob \(digest.shortID)", problem: "its bytes hash to \(got.short), not to its name",
+                                           advice: Store.repairAdvice, repair: .corruptBlob(digest: digest))
         }
-
-        return (problems, present, corrupt)
+        return corrupt
     }
+
+    /// What a blob's bytes hash to; nil if it is gone.
+    private func blobDigest(_ digest: String) -> Digest? {
+        let name = Array(digest.dropFirst("sha256:".count).utf8)
+        guard let f = try? blobsDir.openFile(name, flags: .readOnly), let st = try? f.stat() else { return nil }
+        let h = HashingSource(FileRangeSource(handle: f, offset: 0, length: Int64(st.st_size), label: "blobs/sha256/\(name.display)"))
+        guard (try? h.drain()) != nil else { return nil }
+        return h.finalize()
+    }
+
+    /// Whether a blob still hashes to its name (a second look, in the quiet half).
+    private func blobHashes(_ digest: String) -> Bool { blobDigest(digest)?.string == digest }
 
     /// Each image: config and manifest there, layers as the config lists them.
     private func checkImages(_ layers: [LayerRecord], present: Set<String>, corrupt: Set<String>) throws -> [CheckProblem] {
@@ -237,7 +288,7 @@ extension Store {
         var brokenLayers: [LayerRecord] = []
         for p in problems {
             switch p.repair {
-            case .brokenLayer(let c)?:
+            case .brokenLayer(let c, _)?:
                 if let l = try layer(try ChainID(parsing: c)), !brokenLayers.contains(where: { $0.chainID == l.chainID }) {
                     brokenLayers.append(l)
                     let users = try metadata.read { try $0.images(usingLayer: c) }

@@ -151,10 +151,13 @@ extension Store {
         let lease = try LayerLocks(store: self)
         try lease.lock(key: c.id, exclusive: true)
         defer { lease.unlockAll() }
-        if case .none = description {} else if !MountTable.isMountPoint(description.target) {
-            try d.mount(description)
+        // Mounted and counted in one change: `check` never sees a mount nothing counts.
+        try changing {
+            if case .none = description {} else if !MountTable.isMountPoint(description.target) {
+                try d.mount(description)
+            }
+            try metadata.write { try $0.countMounts(c.id, delta: 1) }
         }
-        try metadata.write { try $0.countMounts(c.id, delta: 1) }
         return description.target
     }
 

@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Logging
+import Synchronization
 import CStrata
 import StrataCore
 import StrataDrivers
@@ -30,6 +31,13 @@ public final class Store: @unchecked Sendable {
     public let metadata: Metadata
     package let logger: Logger
     private let lock: FDHandle
+    /// Byte 1 of ROOT/lock, on an open file description of its own: shared while a command
+    /// changes what is on disk apart from the database (`inflight`), exclusive while `check`
+    /// takes its view of the store (`quiesced`).
+    private let changeLock: FDHandle
+    private let changeState = Mutex(ChangeState())
+    private struct ChangeState { var shared = 0; var exclusive = false }
+    static let changeByte: Int64 = 1
     /// The union driver this store uses ("overlay" or "vfs"), recorded when it was created.
     public private(set) var driverName = "overlay"
     /// That driver, probed once (the kernel's mount API) when the store is opened.
@@ -58,6 +66,7 @@ public final class Store: @unchecked Sendable {
         tmpDir = try Directory.open(rootPath + "/tmp")
         let lockFile = try root.openFile(Array("lock".utf8), flags: [.readWrite, .create], mode: 0o600)
         lock = lockFile
+        changeLock = try root.openFile(Array("lock".utf8), flags: [.readWrite], mode: 0o600)
 
         // Two processes opening a new store would both switch it to WAL and apply the
         // migrations (the migrator checks, then applies): byte 0 of ROOT/lock serializes the
@@ -96,11 +105,56 @@ public final class Store: @unchecked Sendable {
 
     /// Runs `body` with a marker in tmp/: if the process dies inside, the next start sees it
     /// and sweeps orphaned layer and container directories (between a rename and a database
-    /// commit, or a database delete and a directory removal).
+    /// commit, or a database delete and a directory removal). Meanwhile the change lock is held
+    /// shared, so `check` never sees the files and the database half-way between two states.
     package func inflight<T>(_ body: () throws -> T) throws -> T {
-        let name = Array("inflight-\(Store.randomID().prefix(16))".utf8)
-        _ = try tmpDir.openFile(name, flags: [.writeOnly, .create, .exclusive], mode: 0o600)
-        defer { _ = tmpDir.unlink(name) }
+        try changing {
+            let name = Array("inflight-\(Store.randomID().prefix(16))".utf8)
+            _ = try tmpDir.openFile(name, flags: [.writeOnly, .create, .exclusive], mode: 0o600)
+            defer { _ = tmpDir.unlink(name) }
+            return try body()
+        }
+    }
+
+    /// Runs `body` holding the change lock shared (nested calls and calls under `quiesced` take
+    /// nothing more).
+    package func changing<T>(_ body: () throws -> T) throws -> T {
+        try changeState.withLock { state in
+            if !state.exclusive && state.shared == 0 {
+                try changeLock.lockRange(Store.changeByte, exclusive: false, wait: true)
+            }
+            state.shared += 1
+        }
+        defer {
+            changeState.withLock { state in
+                state.shared -= 1
+                if !state.exclusive && state.shared == 0 { changeLock.unlockRange(Store.changeByte) }
+            }
+        }
+        return try body()
+    }
+
+    /// Runs `body` while no command is between changing files and recording the change: the
+    /// database and the directories it names agree throughout (`check` and `check --repair`
+    /// look and mend inside). Waits for the changes under way to finish; new ones wait.
+    package func quiesced<T>(_ body: () throws -> T) throws -> T {
+        let outer = try changeState.withLock { state -> Bool in
+            if state.exclusive { return false }
+            guard state.shared == 0 else {
+                throw StrataError(.internalError, "a change to the store at \(rootPath) is under way in this process; check cannot run inside it")
+            }
+            try changeLock.lockRange(Store.changeByte, exclusive: true, wait: true)
+            state.exclusive = true
+            return true
+        }
+        defer {
+            if outer {
+                changeState.withLock { state in
+                    state.exclusive = false
+                    changeLock.unlockRange(Store.changeByte)
+                }
+            }
+        }
         return try body()
     }
 

@@ -52,18 +52,25 @@ struct Check: ParsableCommand {
             let verbose = self.verbose && !json
             let parent = Engine(store: store).cgroupParent
             var summary = CheckSummary()
-            var problems = try store.check(summary: &summary) { if verbose { print($0) } } + ContainerLeftovers.problems(parent: parent)
+            var problems: [CheckProblem]
             var repaired: Store.RepairReport?
-            if repair && !problems.isEmpty {
-                let r = try store.repair(problems, force: force)
-                if !ContainerLeftovers.problems(parent: parent).isEmpty { _ = ContainerLeftovers.removeCgroups(parent: parent) }
-                repaired = r
-                if !json {
-                    for p in problems { print("problem: \(p)") }
-                    for a in r.actions { print("repaired: \(a)") }
-                    for l in r.left { print("left: \(l)") }
+            if repair {
+                // Mended in the same quiet view the problems were found in.
+                let (found, r) = try store.checkAndRepair(summary: &summary, force: force) { if verbose { print($0) } }
+                let leftovers = ContainerLeftovers.problems(parent: parent)
+                if !leftovers.isEmpty { _ = ContainerLeftovers.removeCgroups(parent: parent) }
+                problems = found + leftovers
+                if !problems.isEmpty {
+                    repaired = r
+                    if !json {
+                        for p in problems { print("problem: \(p)") }
+                        for a in r.actions { print("repaired: \(a)") }
+                        for l in r.left { print("left: \(l)") }
+                    }
+                    problems = try store.check(summary: &summary) + ContainerLeftovers.problems(parent: parent)
                 }
-                problems = try store.check(summary: &summary) + ContainerLeftovers.problems(parent: parent)
+            } else {
+                problems = try store.check(summary: &summary) { if verbose { print($0) } } + ContainerLeftovers.problems(parent: parent)
             }
             if json {
                 print(try Format.json(Output(problems: problems, summary: summary, repaired: repaired)))

@@ -91,7 +91,7 @@ import Testing
         let problems = try store.check()
         #expect(problems.count == 1)
         #expect(problems.first?.subject.hasPrefix("layer \(base.chainID.digest.short)") == true)
-        #expect(problems.first?.repair == .brokenLayer(chainID: base.chainID.description))
+        #expect(problems.first?.repair == .brokenLayer(chainID: base.chainID.description, cacheID: base.cacheID))
         // save refuses to write a layer that no longer matches its diffID.
         #expect { try store.save(["example.com/strata/busybox:a"], to: t.sub("x.tar"), options: SaveOptions()) } throws: {
             ($0 as? StrataError)?.description.contains(base.chainID.description) ?? false
