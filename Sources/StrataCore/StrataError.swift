@@ -6,7 +6,7 @@ public struct StrataError: Error, CustomStringConvertible, Sendable {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Value: String, Sendable {
             case invalidArgument, notFound, alreadyExists, invalidDigest, digestMismatch, sizeMismatch
-            case invalidFormat, unsafeEntry, tooLarge, unsupported, system, internalError, conflict, inUse
+            case invalidFormat, unsafeEntry, tooLarge, unsupported, system, internalError, conflict, inUse, storeDamaged
         }
         private let value: Value
         private init(_ value: Value) { self.value = value }
@@ -33,6 +33,9 @@ public struct StrataError: Error, CustomStringConvertible, Sendable {
         public static let internalError = Code(.internalError)
         public static let conflict = Code(.conflict)
         public static let inUse = Code(.inUse)
+        /// The store's database does not describe its files (lost, damaged, behind them):
+        /// `strata check --repair` rebuilds it.
+        public static let storeDamaged = Code(.storeDamaged)
 
         public var description: String { value.rawValue }
     }

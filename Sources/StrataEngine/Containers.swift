@@ -111,7 +111,11 @@ extension Store {
             }
             try d.create(paths, layers: layers)
             _ = try d.describe(paths, layers: layers)
-            try metadata.write { try $0.insertContainer(ContainerRecord(id: id, name: cname, image: image, driver: d.name, createdAt: Date())) }
+            let record = ContainerRecord(id: id, name: cname, image: image, driver: d.name,
+                                         createdAt: Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down)))
+            // The row, beside the container's files (docs/store-layout.md).
+            try IndexFiles.write(IndexFiles.Container(record), as: IndexFiles.containerName, in: try Directory.open(paths.root))
+            try metadata.write { try $0.insertContainer(record) }
         } catch {
             try? Directory.open(rootPath + "/containers").removeTree(Array(id.utf8))
             if let e = error as? StrataError, e.code == .alreadyExists {

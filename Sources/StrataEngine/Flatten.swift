@@ -62,11 +62,14 @@ extension Store {
                 try? tmpDir.removeTree(stage)
                 throw e.context("cannot flatten the bottom \(prefix.count) layers of the chain up to \(top.digest.short)")
             }
+            let createdAt = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))
+            try IndexFiles.write(IndexFiles.Flattened(topLayer: top, layerCount: prefix.count, createdAt: createdAt),
+                                 as: IndexFiles.flattenedName, in: staged)
             try tmpDir.rename(stage, to: Array(cacheID.utf8), in: layersDir)
             let recorded = try metadata.write { tx in
                 // A row whose directory is gone (moved away by `check --repair`) gives way.
                 if let old = try tx.flattened(top), !pathExists(flattenedPath(old)) { try tx.deleteFlattened(top) }
-                return try tx.insertFlattened(top: top, cacheID: cacheID, layerCount: prefix.count, createdAt: Date())
+                return try tx.insertFlattened(top: top, cacheID: cacheID, layerCount: prefix.count, createdAt: createdAt)
             }
             guard let recorded else { throw StrataError(.system, "the flattened layer of \(top.digest.short) was not recorded") }
             if recorded.cacheID != cacheID { try layersDir.removeTree(Array(cacheID.utf8)) }

@@ -252,7 +252,7 @@ extension Store {
             let losers: [StagedLayer] = try metadata.write { tx in
                 var losers: [StagedLayer] = []
                 for s in list {
-                    let record = s.record(createdAt: now)
+                    let record = s.record
                     // A row left without its files takes the new ones.
                     if let old = try tx.layer(s.chainID)?.cacheID, old != s.cacheID,
                        !self.layersDir.openDirectory(Array("\(old)/diff".utf8), resolve: [.noSymlinks]).isSuccess {

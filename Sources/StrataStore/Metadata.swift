@@ -10,11 +10,14 @@ import StrataSystem
 public struct Metadata: Sendable {
     private let pool: DatabaseQueue
     let path: String
+    /// The store directory (images.json and ROOT/lock live there).
+    let storeRoot: String
 
     /// Opens (creating and migrating) the database at `path`. The caller serializes opening
     /// between processes (two would both switch a new file to WAL and migrate it).
     init(path: String, storeRoot: String) throws {
         self.path = path
+        self.storeRoot = storeRoot
         var config = Configuration()
         // Several strata processes share one store: wait for each other's write transactions.
         config.busyMode = .timeout(60)
@@ -44,6 +47,18 @@ public struct Metadata: Sendable {
         }
     }
 
+    /// Whether opening failed because SQLite cannot read the file (not a database, or corrupt).
+    static func isUnreadable(_ e: StrataError) -> Bool {
+        guard let cause = e.cause as? DatabaseError else { return false }
+        return cause.resultCode == .SQLITE_CORRUPT || cause.resultCode == .SQLITE_NOTADB
+    }
+
+    /// SQLite's own words for why opening failed, without the statement.
+    static func sqliteMessage(_ e: StrataError) -> String {
+        guard let cause = e.cause as? DatabaseError else { return e.message }
+        return cause.message ?? "SQLite error \(cause.resultCode.rawValue)"
+    }
+
     /// Runs `body` in a read transaction: one consistent snapshot.
     public func read<T>(_ body: (MetadataTransaction) throws -> T) throws -> T {
         do { return try pool.read { try body(MetadataTransaction(db: $0)) } } catch let e as DatabaseError {
@@ -51,11 +66,50 @@ public struct Metadata: Sendable {
         }
     }
 
-    /// Runs `body` in a write transaction: all of it is recorded, or nothing.
+    /// Runs `body` in a write transaction: all of it is recorded, or nothing. A transaction
+    /// that changes layers, images, tags or containers raises the store's generation; once it
+    /// is committed, images.json is brought up to it. Every commit is copied from the WAL into
+    /// strata.db, so that the database file alone is complete whenever no command runs.
     public func write<T>(_ body: (MetadataTransaction) throws -> T) throws -> T {
-        do { return try pool.write { try body(MetadataTransaction(db: $0)) } } catch let e as DatabaseError {
+        let mark = ChangeMark()
+        let result: T
+        do {
+            result = try pool.write { db in
+                let r = try body(MetadataTransaction(db: db, mark: mark))
+                if mark.changed {
+                    try db.execute(sql: """
+                        INSERT INTO meta (key, value) VALUES ('generation', '1')
+                        ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1
+                        """)
+                }
+                return r
+            }
+        } catch let e as DatabaseError {
             throw failure("write", e)
         }
+        // Committed already: a file left behind is brought up to date by the next command.
+        if mark.changed { try? syncImagesFile() }
+        checkpoint()
+        return result
+    }
+
+    /// Copies what the WAL holds into strata.db as far as no reader needs the old pages
+    /// (SQLite's passive checkpoint: it never waits).
+    public func checkpoint() {
+        _ = try? pool.writeWithoutTransaction { try $0.checkpoint(.passive) }
+    }
+
+    /// Writes images.json from the database unless the file is as new or newer. Serialized by
+    /// byte 2 of ROOT/lock; a newer file is never overwritten (it is the evidence that the
+    /// database lost something).
+    func syncImagesFile() throws {
+        let root = try Directory.open(storeRoot)
+        let lock = try root.openFile(Array("lock".utf8), flags: [.readWrite], mode: 0o600)
+        try lock.lockRange(2, exclusive: true, wait: true)
+        defer { lock.unlockRange(2) }
+        let doc = try read { try $0.imagesDocument() }
+        if let current = try? IndexFiles.generation(in: root), current >= doc.generation { return }
+        try root.writeFileAtomically(IndexFiles.imagesName, try IndexFiles.encode(doc))
     }
 
     /// SQLite's own message, never the statement (which `DatabaseError`'s description carries).
@@ -64,9 +118,15 @@ public struct Metadata: Sendable {
     }
 }
 
+/// Whether a write transaction changed what images.json and the generation describe.
+final class ChangeMark { var changed = false }
+
 /// The queries, typed. Valid only inside the `read`/`write` closure that handed it out.
 public struct MetadataTransaction {
     fileprivate let db: Database
+    fileprivate let mark: ChangeMark
+
+    fileprivate init(db: Database, mark: ChangeMark = ChangeMark()) { self.db = db; self.mark = mark }
 
     // MARK: layers
 
@@ -132,6 +192,7 @@ public struct MetadataTransaction {
 
     /// Records a layer; a layer already recorded (by another process, first) is kept as it is.
     public func insertLayer(_ l: LayerRecord) throws {
+        mark.changed = true
         try db.execute(sql: """
             INSERT OR IGNORE INTO layers (chain_id, diff_id, parent, cache_id, size, tar_size, blob_digest,
                 compression, opaque_root, journal, journal_note, created_at)
@@ -143,6 +204,7 @@ public struct MetadataTransaction {
 
     /// Points a recorded layer at new files (its old directory was lost); its link is made anew.
     public func replaceLayerFiles(_ l: LayerRecord) throws {
+        mark.changed = true
         try db.execute(sql: """
             UPDATE layers SET cache_id = ?, size = ?, tar_size = ?, blob_digest = ?, compression = ?, opaque_root = ?,
                 journal = ?, journal_note = ?, link_id = NULL WHERE chain_id = ?
@@ -152,6 +214,7 @@ public struct MetadataTransaction {
 
     /// Deletes a layer's row unless another layer's row names it as parent; whether it went.
     public func deleteLayerIfLeaf(_ chainID: ChainID) throws -> Bool {
+        mark.changed = true
         try db.execute(sql: "DELETE FROM layers WHERE chain_id = ? AND NOT EXISTS (SELECT 1 FROM layers c WHERE c.parent = ?)",
                        arguments: [chainID.description, chainID.description])
         return db.changesCount > 0
@@ -204,6 +267,7 @@ public struct MetadataTransaction {
     /// Records an image and its layer list; an image already there keeps its row (and gains a
     /// manifest digest if it had none).
     public func insertImage(_ image: ImageRecord, chain: [ChainID]) throws {
+        mark.changed = true
         try db.execute(sql: """
             INSERT INTO images (id, top_layer, manifest_digest, created, os, architecture, size, loaded_at)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -218,6 +282,7 @@ public struct MetadataTransaction {
 
     /// Deletes an image with its tags and layer list (its layers stay).
     public func deleteImage(_ id: String) throws {
+        mark.changed = true
         try db.execute(sql: "DELETE FROM tags WHERE image_id = ?", arguments: [id])
         try db.execute(sql: "DELETE FROM image_layers WHERE image_id = ?", arguments: [id])
         try db.execute(sql: "DELETE FROM images WHERE id = ?", arguments: [id])
@@ -225,6 +290,7 @@ public struct MetadataTransaction {
 
     /// Forgets the manifest digest of image `id`, or of every image whose manifest is `digest`.
     public func forgetManifest(ofImage id: String? = nil, digest: String? = nil) throws {
+        mark.changed = true
         if let id { try db.execute(sql: "UPDATE images SET manifest_digest = NULL WHERE id = ?", arguments: [id]) }
         if let digest { try db.execute(sql: "UPDATE images SET manifest_digest = NULL WHERE manifest_digest = ?", arguments: [digest]) }
     }
@@ -251,14 +317,21 @@ public struct MetadataTransaction {
 
     /// Points tag `name` at image `id` (moving it if it named another).
     public func setTag(_ name: String, imageID id: String) throws {
+        mark.changed = true
         try db.execute(sql: "INSERT OR REPLACE INTO tags (name, image_id) VALUES (?, ?)", arguments: [name, id])
     }
 
     /// Removes tag `name`.
-    public func removeTag(_ name: String) throws { try db.execute(sql: "DELETE FROM tags WHERE name = ?", arguments: [name]) }
+    public func removeTag(_ name: String) throws {
+        mark.changed = true
+        try db.execute(sql: "DELETE FROM tags WHERE name = ?", arguments: [name])
+    }
 
     /// Removes every tag of image `id`.
-    public func removeTags(ofImage id: String) throws { try db.execute(sql: "DELETE FROM tags WHERE image_id = ?", arguments: [id]) }
+    public func removeTags(ofImage id: String) throws {
+        mark.changed = true
+        try db.execute(sql: "DELETE FROM tags WHERE image_id = ?", arguments: [id])
+    }
 
     // MARK: registry blobs
 
@@ -334,7 +407,7 @@ public struct MetadataTransaction {
 
     /// Every container, newest first.
     public func containers() throws -> [ContainerRecord] {
-        try Row.fetchAll(db, sql: "SELECT * FROM containers ORDER BY created_at DESC").map(ContainerRecord.init(row:))
+        try Row.fetchAll(db, sql: "SELECT * FROM containers ORDER BY created_at DESC, id").map(ContainerRecord.init(row:))
     }
 
     /// Containers whose name or ID is `ref`, or (hex, 3 characters or more) whose ID starts with it; at most two.
@@ -359,6 +432,7 @@ public struct MetadataTransaction {
 
     /// Records a new container; its name must be free.
     public func insertContainer(_ c: ContainerRecord) throws {
+        mark.changed = true
         do {
             try db.execute(sql: "INSERT INTO containers (id, name, image_id, driver, created_at) VALUES (?, ?, ?, ?, ?)",
                            arguments: [c.id, c.name, c.image.string, c.driver, Timestamp.string(c.createdAt)])
@@ -368,7 +442,10 @@ public struct MetadataTransaction {
     }
 
     /// Removes a container's row.
-    public func deleteContainer(_ id: String) throws { try db.execute(sql: "DELETE FROM containers WHERE id = ?", arguments: [id]) }
+    public func deleteContainer(_ id: String) throws {
+        mark.changed = true
+        try db.execute(sql: "DELETE FROM containers WHERE id = ?", arguments: [id])
+    }
 
     /// Adds `delta` mounts to a container's count, or sets it to `count`.
     public func countMounts(_ id: String, delta: Int? = nil, count: Int? = nil) throws {
@@ -379,5 +456,63 @@ public struct MetadataTransaction {
     /// Records the pid of a running container (nil when it is gone).
     public func setPid(_ id: String, _ pid: Int32?) throws {
         try db.execute(sql: "UPDATE containers SET pid = ? WHERE id = ?", arguments: [pid.map { Int($0) }, id])
+    }
+
+    // MARK: the index files
+
+    /// Counts this transaction as a change (images.json is written after it).
+    func markChanged() { mark.changed = true }
+
+    /// The store's generation: raised by every change of layers, images, tags or containers.
+    public func generation() throws -> Int64 {
+        Int64(try setting("generation") ?? "0") ?? 0
+    }
+
+    /// What images.json holds for this state of the database.
+    func imagesDocument() throws -> IndexFiles.Images {
+        var tagsByImage: [String: [String]] = [:]
+        for (name, id) in try allTags() { tagsByImage[id, default: []].append(name) }
+        let images = try Row.fetchAll(db, sql: "SELECT id, manifest_digest, loaded_at FROM images ORDER BY loaded_at, id").map { r in
+            let id: String = r["id"]
+            return IndexFiles.Images.Image(id: id, manifest: r["manifest_digest"], loadedAt: r["loaded_at"],
+                                           tags: (tagsByImage[id] ?? []).sorted())
+        }
+        return IndexFiles.Images(generation: try generation(), driver: try setting("driver"), images: images)
+    }
+
+    /// Whether any layer, image or container is recorded.
+    public func isEmpty() throws -> Bool {
+        try Bool.fetchOne(db, sql: """
+            SELECT NOT EXISTS (SELECT 1 FROM layers) AND NOT EXISTS (SELECT 1 FROM images) AND NOT EXISTS (SELECT 1 FROM containers)
+            """) ?? true
+    }
+
+    /// Forgets every row (the first step of a rebuild from the files, in the same transaction).
+    func clearForRebuild() throws {
+        mark.changed = true
+        for table in ["containers", "tags", "image_layers", "images", "layer_blobs", "blob_locations", "flattened_layers"] {
+            try db.execute(sql: "DELETE FROM \(table)")
+        }
+        // Children before parents: the parent column references the row.
+        try db.execute(sql: "PRAGMA defer_foreign_keys = ON")
+        try db.execute(sql: "DELETE FROM layers")
+        try db.execute(sql: "DELETE FROM meta WHERE key = 'generation'")
+    }
+
+    /// Sets a setting, replacing what was there.
+    func setSetting(_ key: String, _ value: String) throws {
+        try db.execute(sql: "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", arguments: [key, value])
+    }
+
+    /// Gives a layer the link ID its short link under ROOT/l already has.
+    func setLinkID(_ chainID: ChainID, _ id: Int64) throws {
+        try db.execute(sql: "UPDATE layers SET link_id = ? WHERE chain_id = ?", arguments: [id, chainID.description])
+    }
+
+    /// Records a flattened layer as it was (link ID included).
+    func insertFlattened(_ f: FlattenedRecord) throws {
+        try db.execute(sql: """
+            INSERT OR IGNORE INTO flattened_layers (top_layer, cache_id, layer_count, link_id, created_at) VALUES (?, ?, ?, ?, ?)
+            """, arguments: [f.topLayer.description, f.cacheID, f.layerCount, f.linkID, Timestamp.string(f.createdAt)])
     }
 }

@@ -11,11 +11,13 @@ package struct StagedLayer: Sendable {
     package let chainID: ChainID
     package let parent: ChainID?
     package let result: LayerIngestResult
+    /// When it was staged (whole seconds: what the row and layer.json both say).
+    package let createdAt: Date
     /// Where it is now: tmp/<cacheID> until `moveIntoPlace`, then layers/<cacheID>.
     package var placed = false
 
-    /// The row that records it.
-    package func record(createdAt: Date) -> LayerRecord {
+    /// The row that records it (also written to its layer.json).
+    package var record: LayerRecord {
         LayerRecord(chainID: chainID, diffID: result.diffID, parent: parent, cacheID: cacheID, size: result.stats.contentSize,
                     tarSize: result.tarSize, blobDigest: result.blobDigest.string, compression: result.compression.rawValue,
                     opaqueRoot: result.stats.opaqueRoot, journal: result.journalInexactReason == nil ? .exact : .raw,
@@ -105,11 +107,15 @@ extension Store {
                 throw StrataError(.digestMismatch, "\(label): the blob changed while it was being read")
             }
         }
+        let staged = StagedLayer(cacheID: cacheID, chainID: ChainID.of(parent: parent, diffID: result.diffID),
+                                 parent: parent, result: result,
+                                 createdAt: Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down)))
+        // The row the database will hold, beside the files it describes (docs/store-layout.md).
+        try IndexFiles.write(IndexFiles.Layer(staged.record), as: IndexFiles.layerName, in: stage)
         // One syncfs per layer (not an fsync per file) before the database can name it.
         try stage.handle.syncfs()
         keep = true
-        return StagedLayer(cacheID: cacheID, chainID: ChainID.of(parent: parent, diffID: result.diffID),
-                           parent: parent, result: result)
+        return staged
     }
 
     /// Renames a staged layer from tmp/ into layers/.

@@ -42,6 +42,9 @@ public final class Store: @unchecked Sendable {
     public private(set) var driverName = "overlay"
     /// That driver, probed once (the kernel's mount API) when the store is opened.
     public private(set) var driver: any UnionDriver = VfsDriver()
+    /// Why the database does not describe the store's files (lost, damaged, behind them), for
+    /// a store opened `forRepair`; nil when it does. Any other opening refuses such a store.
+    public package(set) var indexProblem: String?
 
     public static let defaultRoot = "/var/lib/strata"
 
@@ -49,8 +52,13 @@ public final class Store: @unchecked Sendable {
     /// a new store (default: overlay if a scratch overlay mounts here, else vfs); for an existing
     /// store it must match the recorded one. `overlayShortLinks` mounts overlays in the form
     /// kernels without `lowerdir+` get (short links under ROOT/l), wherever it runs.
+    ///
+    /// A store whose database is missing, damaged or behind its files (docs/store-layout.md,
+    /// "The database is an index") is refused with one line naming `strata check --repair`;
+    /// `forRepair` opens it anyway (a database SQLite cannot read is moved to ROOT/broken/ and
+    /// a new one started), with the reason in `indexProblem`, for `rebuildIndex`.
     public init(root requestedRoot: String, driver: String? = nil, overlayShortLinks: Bool = false,
-                logger: Logger = Logger(label: "strata")) throws {
+                logger: Logger = Logger(label: "strata"), forRepair: Bool = false) throws {
         self.logger = logger
         try makeDirectories(requestedRoot, mode: 0o700, what: "store directory")
         // The canonical path: mount points are compared with /proc/self/mountinfo's.
@@ -75,17 +83,30 @@ public final class Store: @unchecked Sendable {
             throw e.context("cannot lock \(rootPath)/lock")
         }
         defer { lockFile.unlockRange(0) }
-        metadata = try Metadata(path: rootPath + "/strata.db", storeRoot: rootPath)
+        do {
+            metadata = try Metadata(path: rootPath + "/strata.db", storeRoot: rootPath)
+        } catch let e as StrataError where Metadata.isUnreadable(e) {
+            guard forRepair else { throw Store.damagedIndex(rootPath, "its database \(rootPath)/strata.db cannot be read (\(Metadata.sqliteMessage(e)))") }
+            let aside = try Store.setAsideDatabase(rootPath)
+            logger.warning("the database could not be read; moved it to \(aside) and started a new one")
+            metadata = try Metadata(path: rootPath + "/strata.db", storeRoot: rootPath)
+            indexProblem = "its database could not be read (moved to \(aside))"
+        }
+        if indexProblem == nil { indexProblem = try indexHealth() }
+        if let why = indexProblem, !forRepair { throw Store.damagedIndex(rootPath, why) }
 
         // No other strata process runs on this store when the exclusive lock is free: what
         // is in tmp/ and every layer directory the database does not know were left by a killed
         // run. Otherwise leave them: they may be another process's work in progress.
         // Something to repair only when a run was killed: it leaves staging or an in-flight
         // marker in tmp/ (see `inflight`). An empty tmp/ costs one directory read, not a scan.
-        if try lock.flock(.exclusive, nonBlocking: true), try !tmpDir.entries().isEmpty {
+        // (Never while the database does not describe the files: it would take them all for strays.)
+        if indexProblem == nil, try lock.flock(.exclusive, nonBlocking: true), try !tmpDir.entries().isEmpty {
             try sweep()
         }
         try lock.flock(.shared)
+        // A damaged store is opened only to be rebuilt, then opened again: nothing settled here.
+        guard indexProblem == nil else { return }
         driverName = try settleDriver(requested: driver)
         self.driver = makeDriver(driverName, forceShortLinks: overlayShortLinks)
     }
@@ -190,6 +211,18 @@ public final class Store: @unchecked Sendable {
                 try metadata.write { try $0.countMounts(r.id, count: 0) }
             }
         }
+    }
+
+    /// Moves strata.db and its -wal and -shm to ROOT/broken/ (kept, never deleted here);
+    /// returns where the database went.
+    static func setAsideDatabase(_ root: String) throws -> String {
+        try makeDirectories(root + "/broken", mode: 0o700, what: "store directory")
+        let dir = try Directory.open(root), broken = try Directory.open(root + "/broken")
+        let target = "strata.db.\(Timestamp.now().filter { $0.isNumber })-\(randomID().prefix(6))"
+        for suffix in ["", "-wal", "-shm"] where try dir.lstat(Array("strata.db\(suffix)".utf8)) != nil {
+            try dir.rename(Array("strata.db\(suffix)".utf8), to: Array((target + suffix).utf8), in: broken)
+        }
+        return "\(root)/broken/\(target)"
     }
 
     /// A new random ID for a layer directory or staging area.

@@ -44,11 +44,28 @@ struct Check: ParsableCommand {
         var problems: [CheckProblem]
         var summary: CheckSummary
         var repaired: Store.RepairReport?
+        var rebuilt: IndexRebuildReport?
     }
 
     func run() throws {
         try strata.run {
-            let store = try global.openStore()
+            var store = try global.openStore(forRepair: true)
+            var rebuilt: IndexRebuildReport?
+            if let why = store.indexProblem {
+                guard repair else {
+                    let p = CheckProblem(subject: "database \(store.rootPath)/strata.db", problem: why,
+                                         advice: "`strata check --repair` rebuilds it from the store's files")
+                    if json { print(try Format.json(Output(problems: [p], summary: CheckSummary(), repaired: nil, rebuilt: nil))) } else { print("problem: \(p)") }
+                    throw ExitCode(1)
+                }
+                let r = try store.rebuildIndex()
+                rebuilt = r
+                if !json {
+                    print("repaired: rebuilt the database from the store's files (\(why)): \(r.layers) layers, \(r.images) images, \(r.tags) tags, \(r.containers) containers in \(String(format: "%.2f", r.seconds)) s")
+                    for s in r.skipped { print("left: \(s)") }
+                }
+                store = try global.openStore()
+            }
             let verbose = self.verbose && !json
             let parent = Engine(store: store).cgroupParent
             var summary = CheckSummary()
@@ -73,7 +90,7 @@ struct Check: ParsableCommand {
                 problems = try store.check(summary: &summary) { if verbose { print($0) } } + ContainerLeftovers.problems(parent: parent)
             }
             if json {
-                print(try Format.json(Output(problems: problems, summary: summary, repaired: repaired)))
+                print(try Format.json(Output(problems: problems, summary: summary, repaired: repaired, rebuilt: rebuilt)))
             } else {
                 if repaired == nil || !problems.isEmpty { for p in problems { print("problem: \(p)") } }
                 let what = "\(summary.layers) layers, \(summary.images) images, \(summary.blobs) blobs, \(summary.containers) containers"

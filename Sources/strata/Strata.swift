@@ -147,7 +147,8 @@ struct GlobalOptions: ParsableArguments {
         return logger
     }
 
-    func openStore() throws -> Store {
+    /// The store; `forRepair` opens one whose database does not describe its files (for `check`).
+    func openStore(forRepair: Bool = false) throws -> Store {
         // A store this user cannot write: one line that says what to do, before anything is made.
         if !isRootUser, !isWritable(rootPath), pathExists(rootPath) || !isWritable(parentOf(rootPath)) {
             throw StrataError(.invalidArgument, "the store \(rootPath) is not writable by this user: run as root, or use --root DIR you own")
@@ -155,7 +156,7 @@ struct GlobalOptions: ParsableArguments {
         // STRATA_OVERLAY_MOUNT_FORM=shortlinks: the overlay mount form of older kernels (tests, benches).
         return try Store(root: rootPath, driver: driver,
                   overlayShortLinks: ProcessInfo.processInfo.environment["STRATA_OVERLAY_MOUNT_FORM"] == "shortlinks",
-                  logger: makeLogger())
+                  logger: makeLogger(), forRepair: forRepair)
     }
 
     func openEngine() throws -> Engine { Engine(store: try openStore()) }
@@ -183,6 +184,7 @@ func exitCode(for code: StrataError.Code) -> Int32 {
     case .conflict, .inUse, .alreadyExists: return 3
     case .invalidArgument: return 64
     case .system: return 71
+    case .storeDamaged: return 74
     default: return 70
     }
 }
