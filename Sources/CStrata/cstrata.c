@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 #include <fcntl.h>
 #include <locale.h>
+#include <stdio.h>
 #include <string.h>
 #include <poll.h>
 #include <sys/stat.h>
@@ -75,6 +76,16 @@ int strata_ofd_lock(int fd, int64_t offset, int type, int wait) {
     fl.l_start = offset;
     fl.l_len = 1;
     return fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl);
+}
+
+int strata_exchange_names(int dirfd, const char *a, const char *b) {
+    return renameat2(dirfd, a, dirfd, b, RENAME_EXCHANGE);
+}
+
+int strata_wait_readable(int fd, int timeout_ms) {
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    int r = poll(&p, 1, timeout_ms);
+    return r < 0 ? -1 : (r > 0 ? 1 : 0);
 }
 
 ssize_t strata_copy_file_range(int from, int to, size_t len) {

@@ -21,6 +21,8 @@ public struct CheckProblem: Codable, Sendable, CustomStringConvertible {
         case missingManifest(imageID: String)
         /// A container whose directories are gone.
         case brokenContainer(id: String)
+        /// A container whose removal began and did not finish: finish it.
+        case halfRemovedContainer(id: String)
     }
 
     public var subject: String
@@ -212,6 +214,12 @@ extension Store {
         for r in rows {
             let id = r.id, name = r.name, driver = r.driver
             let paths = containerPaths(id)
+            if isBeingRemoved(id) {
+                problems.append(CheckProblem(subject: "container \(name)", problem: "its removal began and did not finish",
+                                             advice: "`strata rm -f \(name)` or `strata check --repair` finishes it",
+                                             repair: .halfRemovedContainer(id: id)))
+                continue
+            }
             let needed = driver == "vfs" ? [paths.root + "/rootfs"] : [paths.root + "/upper", paths.root + "/work"]
             if let gone = needed.first(where: { !pathExists($0) }) {
                 problems.append(CheckProblem(subject: "container \(name)", problem: "\(gone) is gone",
@@ -313,6 +321,9 @@ extension Store {
                 } else {
                     report.left.append("container \(id.prefix(12)): its directories are gone; kept (`strata check --repair --force` removes it)")
                 }
+            case .halfRemovedContainer(let id)?:
+                try removeContainer(id, force: true)
+                report.actions.append("finished removing container \(id.prefix(12))")
             case nil: continue
             }
         }

@@ -24,26 +24,46 @@ final class ContainerLogWriter: Sendable {
     func write(_ line: ArraySlice<UInt8>, stream: String, partial: Bool) {
         let record = Array("\(Timestamp.preciseNow()) \(stream) \(partial ? "P" : "F") ".utf8) + line + [0x0a]
         state.withLock { s in
-            if s.size + Int64(record.count) > maxSize, s.size > 0 {
-                try? renamePath(path, to: path + ".1")
-                if let f = try? FDHandle.open(path, flags: [.writeOnly, .create, .append, .truncate], mode: 0o600) {
-                    s.file = f
-                    s.size = 0
-                }
-            }
+            if s.size + Int64(record.count) > maxSize, s.size > 0 { rotate(&s) }
             try? s.file.writeAll(record)
             s.size += Int64(record.count)
         }
     }
 
+    /// How long a rotation waits for a follower still reading `ctr.log.1`.
+    static let followerGrace = 5.0
+
+    /// `ctr.log` becomes `ctr.log.1` and a new one starts. A follower still reading
+    /// `ctr.log.1` (it holds a shared lock on it) has not opened `ctr.log` yet, which this
+    /// rotation makes `ctr.log.1` and the next one drops: the rotation first waits for the
+    /// follower to move on, up to `followerGrace` seconds. The container's output waits in its
+    /// pipe meanwhile; nothing is dropped.
+    private func rotate(_ s: inout State) {
+        if let old = try? FDHandle.open(path + ".1", flags: .writeOnly) {
+            let end = Date().addingTimeInterval(ContainerLogWriter.followerGrace)
+            while (try? old.lockRange(0, exclusive: true, wait: false)) == false && Date() < end { sleepSeconds(0.005) }
+        }
+        try? renamePath(path, to: path + ".1")
+        if let f = try? FDHandle.open(path, flags: [.writeOnly, .create, .append, .truncate], mode: 0o600) {
+            s.file = f
+            s.size = 0
+        }
+    }
+
     /// Copies `pipe` into the log line by line until it ends (on a thread of its own); the
-    /// returned semaphore is signalled then.
+    /// returned semaphore is signalled then. A line still without its newline after 0.1 s
+    /// (a prompt, a progress bar) is written as a part at once, so that it shows while the
+    /// container runs.
     func drain(_ pipe: FDHandle, stream: String) -> SemaphoreBox {
         let done = SemaphoreBox()
         DetachedThread.start {
             var pending: [UInt8] = []
             var buffer = [UInt8](repeating: 0, count: 65536)
             while true {
+                if !pending.isEmpty && !pipe.waitReadable(seconds: 0.1) {
+                    self.write(pending[...], stream: stream, partial: true)
+                    pending.removeAll()
+                }
                 let n = (try? buffer.withUnsafeMutableBytes { try pipe.read(into: $0) }) ?? 0
                 if n <= 0 { break }
                 pending += buffer[0..<n]
@@ -125,54 +145,3 @@ public struct LogOptions: Sendable {
     }
 }
 
-extension Engine {
-    /// Reads a container's log (the rotated file, then the current one) and hands each line to
-    /// `emit`; with `follow`, keeps reading what is written until the container has ended.
-    public func logs(_ id: String, options: LogOptions, emit: (LogLine) -> Void) throws {
-        let path = store.logPath(id)
-        func keep(_ l: LogLine) -> Bool { options.since.map { s in (Timestamp.date(l.time) ?? .distantPast) >= s } ?? true }
-        // Streamed, never the whole file in memory: with --tail only the last lines are held.
-        var last: [LogLine] = []
-        func take(_ l: LogLine) {
-            guard keep(l) else { return }
-            guard let tail = options.tail else { emit(l); return }
-            last.append(l)
-            if last.count > 2 * tail + 64 { last.removeFirst(last.count - tail) }
-        }
-        _ = try Engine.readLogLines(path + ".1", from: 0, take)
-        var offset = try Engine.readLogLines(path, from: 0, take)
-        if let tail = options.tail { last.suffix(tail).forEach(emit) }
-        guard options.follow else { return }
-        while true {
-            let running = isRunning(try store.container(id))
-            if let size = try? FDHandle.open(path, flags: .readOnly).stat().st_size, Int64(size) < offset { offset = 0 }  // rotated
-            let next = try Engine.readLogLines(path, from: offset) { if keep($0) { emit($0) } }
-            if next != offset { offset = next; continue }
-            if !running { return }
-            sleepSeconds(0.1)
-        }
-    }
-
-    /// Hands each whole line of the log file `path` from `offset` on to `line`, reading 64 KiB
-    /// at a time; returns the offset after the last whole line (a line being written stays for
-    /// the next read). A line over 1 MiB (the writer splits at 16 KiB) is not a log line: skipped.
-    static func readLogLines(_ path: String, from offset: Int64, _ line: (LogLine) -> Void) throws -> Int64 {
-        guard let f = try? FDHandle.open(path, flags: .readOnly) else { return offset }
-        var at = offset
-        var pending: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let n = try chunk.withUnsafeMutableBytes { try f.pread(into: $0, at: at + Int64(pending.count)) }
-            if n == 0 { return at }
-            pending += chunk[0..<n]
-            var start = 0
-            while let nl = pending[start...].firstIndex(of: 0x0a) {
-                if let l = LogLine(pending[start..<nl]) { line(l) }
-                start = nl + 1
-            }
-            if start == 0 && pending.count > 1 << 20 { start = pending.count }
-            at += Int64(start)
-            pending.removeFirst(start)
-        }
-    }
-}

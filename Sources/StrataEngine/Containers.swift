@@ -193,10 +193,30 @@ extension Store {
         if isMounted {
             try Mounts.unmount(paths.merged, detach: true)
         }
+        try finishRemoval(c.id)
+    }
+
+    /// Removes a container that nothing runs in or mounts any more, in an order that any step
+    /// may fail in (a full disk) or be killed at and the next `rm -f` or `check --repair`
+    /// finishes: the `removing` mark; the container's files (which gives back the room the
+    /// database may need); its row; its directory.
+    func finishRemoval(_ id: String) throws {
+        let containers = try Directory.open(rootPath + "/containers")
+        let name = Array(id.utf8)
         try inflight {
-            try metadata.write { try $0.deleteContainer(c.id) }
-            try Directory.open(rootPath + "/containers").removeTree(Array(c.id.utf8))
+            if case .success(let dir) = containers.openDirectory(name, resolve: [.noSymlinks]) {
+                let mark = Array(Engine.removingMarker.utf8)
+                _ = try? dir.openFile(mark, flags: [.writeOnly, .create], mode: 0o600)
+                for entry in try dir.entries() where entry != mark { try dir.removeTree(entry) }
+            }
+            try metadata.write { try $0.deleteContainer(id) }
+            try containers.removeTree(name)
         }
+    }
+
+    /// Whether a removal of the container began and did not finish (its `removing` mark is there).
+    public func isBeingRemoved(_ id: String) -> Bool {
+        pathExists(containerPaths(id).root + "/" + Engine.removingMarker)
     }
 
     /// The IDs of this store's containers.

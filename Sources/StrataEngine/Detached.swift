@@ -103,8 +103,53 @@ extension Store {
         return try? JSONDecoder().decode(RunState.self, from: Data(bytes))
     }
 
+    /// The spare of `state.json`: a record of the same fixed size, with its blocks allocated.
+    static let runStateSpareName = "state.next"
+    /// The fixed size of a state record (JSON, padded with spaces).
+    static let runStateSize = 4096
+
+    /// Makes sure `state.json` and its spare are both full-size records, before a run starts:
+    /// every later `writeRunState` then rewrites blocks that exist and needs none of a full
+    /// disk. Throws when there is no room (then nothing is started).
+    func prepareRunState(_ id: String) throws {
+        let dir = try Directory.open(containerPaths(id).root)
+        let current = runState(id) ?? RunState()
+        for name in [Store.runStateName, Store.runStateSpareName] {
+            let size = (try? dir.openFile(Array(name.utf8), flags: .readOnly).stat().st_size).map { Int($0) }
+            if size != Store.runStateSize {
+                do { try dir.writeFileAtomically(Array(name.utf8), try Store.stateRecord(current)) } catch let e as StrataError {
+                    throw e.context("container \(id.prefix(12)): no room for its exit record")
+                }
+            }
+        }
+    }
+
+    /// Records a run's state: written into the spare in place, then swapped with `state.json`
+    /// in one rename (the old record becomes the spare). Neither step takes a new block, so an
+    /// exit code is recorded on a full disk too. Without a spare (a run before
+    /// `prepareRunState`), a new file is written and renamed in.
     func writeRunState(_ id: String, _ state: RunState) throws {
-        try Directory.open(containerPaths(id).root).writeFileAtomically(Array(Store.runStateName.utf8), Array(try JSONEncoder().encode(state)))
+        let dir = try Directory.open(containerPaths(id).root)
+        let bytes = try Store.stateRecord(state)
+        let spareName = Array(Store.runStateSpareName.utf8), name = Array(Store.runStateName.utf8)
+        guard let spare = try? dir.openFile(spareName, flags: .writeOnly), (try? spare.stat().st_size) == Int(Store.runStateSize) else {
+            try dir.writeFileAtomically(name, bytes)
+            return
+        }
+        try bytes.withUnsafeBytes { try spare.pwriteAll($0, at: 0) }
+        if try dir.lstat(name) != nil { try dir.exchange(spareName, name) } else { try dir.rename(spareName, to: name, in: dir) }
+    }
+
+    /// A state as a fixed-size record: its JSON padded with spaces (a long error is shortened to fit).
+    static func stateRecord(_ state: RunState) throws -> [UInt8] {
+        var s = state
+        var json = Array(try JSONEncoder().encode(s))
+        if json.count >= runStateSize, let e = s.error {
+            s.error = String(e.prefix(1024)) + "…"
+            json = Array(try JSONEncoder().encode(s))
+        }
+        guard json.count < runStateSize else { throw StrataError(.tooLarge, "a run state of \(json.count) bytes does not fit its record") }
+        return json + [UInt8](repeating: 0x20, count: runStateSize - 1 - json.count) + [0x0a]
     }
 
     /// The container's log file.

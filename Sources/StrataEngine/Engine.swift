@@ -67,6 +67,11 @@ public final class Engine: Sendable {
         let id = try store.createContainer(image: imageID.string, name: options.name, initLayer: true)
         let rootfs: String
         do {
+            // Recorded as `run -d` records it: `start` runs it again, `exec` takes its user and
+            // environment, and its state tells `ps`, `wait` and `inspect` how it runs and ended.
+            try store.writeRunRecord(id, RunRecord(process: process, hostname: options.hostname ?? String(id.prefix(12)),
+                                                   options: options, stopSignal: config.StopSignal))
+            try store.prepareRunState(id)
             try SignalRelay.checkNotCancelled("container \(id.prefix(12))")
             rootfs = try store.mountContainer(id)
         } catch {
@@ -80,7 +85,15 @@ public final class Engine: Sendable {
         spec.cgroupParent = cgroupParent
         let launcher = Launcher(spec: spec)
         let store = self.store
-        launcher.onPid = { pid in try? store.setPid(id, pid) }
+        // This process watches the container as a detached one's monitor does.
+        var state = RunState(monitorPid: ProcessInfo.processInfo.processIdentifier)
+        launcher.onPid = { [state] pid in
+            try? store.setPid(id, pid)
+            guard pid != nil else { return }
+            var started = state
+            started.startedAt = Timestamp.preciseNow()
+            try? store.writeRunState(id, started)
+        }
         let code: Int32
         do {
             code = try launcher.run()
@@ -89,6 +102,11 @@ public final class Engine: Sendable {
             try? store.removeContainer(id, force: true)
             throw error
         }
+        state = store.runState(id) ?? state
+        state.exitCode = code
+        state.finishedAt = Timestamp.preciseNow()
+        state.monitorPid = nil
+        try? store.writeRunState(id, state)
         // Removed under it: `rm -f` marks the container before it kills (see removeContainer).
         let removed = LaunchFailure(exitCode: 137, message: "container \(id.prefix(12)) was removed while it ran (strata rm -f)")
         if pathExists(store.containerPaths(id).root + "/" + Engine.removingMarker) || (try? store.container(id)) == nil { throw removed }

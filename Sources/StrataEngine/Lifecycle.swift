@@ -57,6 +57,7 @@ extension Engine {
         var state = RunState(monitorPid: ProcessInfo.processInfo.processIdentifier)
         do {
             guard let record = try store.readRunRecord(id) else { throw StrataError(.notFound, "container \(id.prefix(12)) has no run.json") }
+            try store.prepareRunState(id)
             let rootfs = try store.mountContainer(id)
             defer { if !record.remove { try? store.unmountContainer(id, force: true) } }
             let log = try ContainerLogWriter(path: store.logPath(id), maxSize: record.logMaxSize)

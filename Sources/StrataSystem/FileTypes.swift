@@ -173,3 +173,38 @@ public func writeStandardOutput(_ bytes: [UInt8]) {
 
 /// Whether this process runs as root (effective uid 0).
 public var isRootUser: Bool { geteuid() == 0 }
+
+/// Which file a path names now (device and inode, from lstat(2)); nil when nothing is there.
+public func fileIdentity(_ path: String) -> FileIdentity? {
+    var st = FileStatus()
+    return lstat(path, &st) == 0 ? FileIdentity(st) : nil
+}
+
+/// A file's device and inode: the same for every name and descriptor of it.
+public struct FileIdentity: Equatable, Sendable {
+    public let device: UInt64
+    public let inode: UInt64
+    public init(_ st: FileStatus) { device = UInt64(st.st_dev); inode = UInt64(st.st_ino) }
+}
+
+extension FDHandle {
+    /// The identity of the open file.
+    public func identity() throws -> FileIdentity { FileIdentity(try stat()) }
+
+    /// Waits up to `seconds` for data (or the end) to read; false when none came in time.
+    public func waitReadable(seconds: Double) -> Bool {
+        while true {
+            let r = strata_wait_readable(fd, Int32(seconds * 1000))
+            if r < 0 && errno == EINTR { continue }
+            return r != 0
+        }
+    }
+}
+
+extension Directory {
+    /// Swaps what two names in this directory point to, atomically (renameat2 RENAME_EXCHANGE).
+    public func exchange(_ a: PathBytes, _ b: PathBytes) throws {
+        let r = withCPath(a) { ca in withCPath(b) { cb in retryingEINTR { strata_exchange_names(fd, ca, cb) } } }
+        if case .failure(let e) = r { throw StrataError(.system, "cannot exchange \(a.display) and \(b.display) in \(label)", cause: e) }
+    }
+}

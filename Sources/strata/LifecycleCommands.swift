@@ -106,8 +106,12 @@ struct Logs: ParsableCommand {
             }
             options.since = try since.map(LogOptions.parseSince)
             options.follow = follow
+            // A line written in parts shows its time once, before its first part.
+            var midLine: Set<String> = []
             try engine.logs(c.id, options: options) { line in
-                let text = (timestamps ? Array((line.time + " ").utf8) : []) + line.text + (line.partial ? [] : [0x0a])
+                let stamp = timestamps && !midLine.contains(line.stream)
+                if line.partial { midLine.insert(line.stream) } else { midLine.remove(line.stream) }
+                let text = (stamp ? Array((line.time + " ").utf8) : []) + line.text + (line.partial ? [] : [0x0a])
                 if line.stream == "stderr" { writeStandardError(String(decoding: text, as: UTF8.self)) } else {
                     writeStandardOutput(text)
                 }

@@ -36,6 +36,13 @@ void strata_restore_locale(void *previous);
 /// (EAGAIN when not waiting and held elsewhere).
 int strata_ofd_lock(int fd, int64_t offset, int type, int wait);
 
+/// renameat2(RENAME_EXCHANGE): swaps two names in `dirfd` atomically. 0, or -1 with errno.
+int strata_exchange_names(int dirfd, const char *a, const char *b);
+
+/// Waits up to `timeout_ms` for `fd` to be readable (or hung up): 1 when it is, 0 on timeout,
+/// -1 with errno.
+int strata_wait_readable(int fd, int timeout_ms);
+
 /// Mounts overlayfs at `target` with the new mount API: one `lowerdir+` per lower dir (top
 /// first, no page-size limit), index/redirect_dir/metacopy off. `readonly` omits upper/work.
 /// On failure returns -1 with errno and the kernel's messages in `err`.
