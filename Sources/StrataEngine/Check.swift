@@ -214,7 +214,7 @@ extension Store {
         for r in rows {
             let id = r.id, name = r.name, driver = r.driver
             let paths = containerPaths(id)
-            if isBeingRemoved(id) {
+            if try removalWasCutShort(id) {
                 problems.append(CheckProblem(subject: "container \(name)", problem: "its removal began and did not finish",
                                              advice: "`strata rm -f \(name)` or `strata check --repair` finishes it",
                                              repair: .halfRemovedContainer(id: id)))

@@ -219,6 +219,14 @@ extension Store {
         pathExists(containerPaths(id).root + "/" + Engine.removingMarker)
     }
 
+    /// Whether a removal began and its command is gone (nobody holds the container's lease).
+    func removalWasCutShort(_ id: String) throws -> Bool {
+        guard isBeingRemoved(id) else { return false }
+        let lease = try LayerLocks(store: self)
+        defer { lease.unlockAll() }
+        return try lease.tryExclusive(key: id)
+    }
+
     /// The IDs of this store's containers.
     public func containerIDs() throws -> Set<String> {
         Set(try metadata.read { try $0.containers() }.map(\.id))

@@ -141,6 +141,10 @@ public final class Engine: Sendable {
     /// container whose strata was killed has no parent to stop it). Its cgroups go with it.
     public func removeContainer(_ ref: String, force: Bool) throws {
         let id = try store.container(ref).id
+        // Held while the removal runs: `check` tells a removal under way from one cut short.
+        let lease = try LayerLocks(store: store)
+        try lease.lock(key: id, exclusive: true)
+        defer { lease.unlockAll() }
         if force {
             // Marked first: a foreground `run` of it wakes up when the kill lands and must tell a
             // removal from any other SIGKILL, without waiting to see whether the row goes.

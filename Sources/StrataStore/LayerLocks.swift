@@ -42,6 +42,18 @@ package final class LayerLocks {
         held[off] = exclusive
     }
 
+    /// Takes the exclusive lease on something named by hex only if nobody holds it.
+    package func tryExclusive(key hex: String) throws -> Bool {
+        let off = LayerLocks.offset(hex: hex)
+        do {
+            guard try file.lockRange(off, exclusive: true, wait: false) else { return false }
+        } catch let e as StrataError {
+            throw e.context("cannot take the lease on \(hex)")
+        }
+        held[off] = true
+        return true
+    }
+
     /// Waits for the lease.
     package func lock(_ c: ChainID, exclusive: Bool) throws {
         let off = LayerLocks.offset(c)
