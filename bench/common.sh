@@ -6,11 +6,15 @@ work=${STRATA_BENCH_DIR:-/var/tmp/strata-bench}
 mkdir -p "$work"
 # Benchmarks measure the release build with the Swift runtime linked statically (as a shipped
 # binary would be): a dynamic Foundation costs about 5 ms of start-up on every command.
-strata=$repo/.build-static/release/strata
+# STRATA_BENCH_BINARY names another build to measure (it is then not built here).
+strata=${STRATA_BENCH_BINARY:-$repo/.build-static/release/strata}
 
 need() { command -v "$1" >/dev/null || { apt-get install -y -qq "$2" >/dev/null; }; }
 
-build_strata() { (cd "$repo" && swift build -c release --static-swift-stdlib --scratch-path .build-static >/dev/null); }
+build_strata() {
+  [ -n "${STRATA_BENCH_BINARY:-}" ] && return 0
+  (cd "$repo" && swift build -c release --static-swift-stdlib --scratch-path .build-static >/dev/null)
+}
 
 # The Debian mirror this machine's apt uses (deb822 .sources or the one-line format).
 debian_mirror() {
