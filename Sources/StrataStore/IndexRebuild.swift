@@ -109,21 +109,26 @@ extension Store {
                     report.skipped.append("layers/\(name.display): \(e.message)")
                 }
             }
-            var ordered: [LayerRecord] = []
-            var placed: Set<ChainID> = []
-            var pending = byChain.values.sorted { $0.chainID.description < $1.chainID.description }
-            while !pending.isEmpty {
-                let ready = pending.filter { $0.parent.map(placed.contains) ?? true }
-                if ready.isEmpty { break }
-                ordered += ready
-                placed.formUnion(ready.map(\.chainID))
-                pending.removeAll { placed.contains($0.chainID) }
+            // Parents before children: from the bottom layers up, breadth first.
+            var children: [ChainID: [LayerRecord]] = [:]
+            for l in byChain.values { if let p = l.parent { children[p, default: []].append(l) } }
+            var ordered = byChain.values.filter { $0.parent == nil }.sorted { $0.chainID.description < $1.chainID.description }
+            var next = 0
+            while next < ordered.count {
+                ordered += (children[ordered[next].chainID] ?? []).sorted { $0.chainID.description < $1.chainID.description }
+                next += 1
             }
-            for l in pending { report.skipped.append("layers/\(l.cacheID): its parent layer \(l.parent?.digest.short ?? "") is not in the store") }
+            let placed = Set(ordered.map(\.chainID))
+            for l in byChain.values where !placed.contains(l.chainID) {
+                report.skipped.append("layers/\(l.cacheID): its parent layer \(l.parent?.digest.short ?? "") is not in the store")
+            }
             let links = shortLinks()
 
             // Images and tags.
-            let doc = try IndexFiles.read(IndexFiles.Images.self, IndexFiles.imagesName, in: root, what: "images.json")
+            var doc: IndexFiles.Images?
+            do { doc = try IndexFiles.read(IndexFiles.Images.self, IndexFiles.imagesName, in: root, what: "images.json") } catch let e as StrataError {
+                report.skipped.append("\(e.message); images are taken from their config blobs, untagged")
+            }
             let entries = try doc?.images ?? imagesFromBlobs(having: placed)
             var images: [(ImageRecord, [ChainID], [String])] = []
             for entry in entries {
@@ -173,7 +178,7 @@ extension Store {
             try metadata.write { tx in
                 try tx.clearForRebuild()
                 try tx.setSetting("files", "1")
-                try tx.setSetting("generation", String(try IndexFiles.generation(in: root) ?? 0))
+                try tx.setSetting("generation", String(doc?.generation ?? 0))
                 if let driver = doc?.driver ?? containers.first?.driver { try tx.setSetting("driver", driver) }
                 for l in ordered {
                     try tx.insertLayer(l)

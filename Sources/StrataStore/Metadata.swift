@@ -3,6 +3,7 @@ import FoundationEssentials
 import GRDB
 import StrataCore
 import StrataSystem
+import Synchronization
 
 /// The store's metadata in SQLite: every query the store makes is in this file, behind typed
 /// records; the tables themselves are in `Schema`. Reads and writes run in transactions
@@ -34,6 +35,8 @@ public struct Metadata: Sendable {
         }
         do {
             pool = try DatabaseQueue(path: path, configuration: config)
+            let opened = pool
+            Metadata.opened.withLock { $0.append(opened) }
             // One read transaction for both checks; opening an up-to-date store writes nothing.
             let upToDate = try pool.read { db in
                 try Schema.checkNotNewer(db, root: storeRoot)
@@ -68,8 +71,8 @@ public struct Metadata: Sendable {
 
     /// Runs `body` in a write transaction: all of it is recorded, or nothing. A transaction
     /// that changes layers, images, tags or containers raises the store's generation; once it
-    /// is committed, images.json is brought up to it. Every commit is copied from the WAL into
-    /// strata.db, so that the database file alone is complete whenever no command runs.
+    /// is committed, images.json is brought up to it. The WAL is copied into strata.db as the
+    /// command ends (`checkpointAfterWrites`).
     public func write<T>(_ body: (MetadataTransaction) throws -> T) throws -> T {
         let mark = ChangeMark()
         let result: T
@@ -89,14 +92,24 @@ public struct Metadata: Sendable {
         }
         // Committed already: a file left behind is brought up to date by the next command.
         if mark.changed { try? syncImagesFile() }
-        checkpoint()
+        Metadata.written.withLock { $0.insert(ObjectIdentifier(pool)) }
         return result
     }
 
+    /// The databases this process opened, and those it wrote to.
+    private static let opened = Mutex<[DatabaseQueue]>([])
+    private static let written = Mutex<Set<ObjectIdentifier>>([])
+
     /// Copies what the WAL holds into strata.db as far as no reader needs the old pages
-    /// (SQLite's passive checkpoint: it never waits).
-    public func checkpoint() {
-        _ = try? pool.writeWithoutTransaction { try $0.checkpoint(.passive) }
+    /// (SQLite's passive checkpoint: it never waits), for every database this process wrote
+    /// to. Called once as a command ends (one sync, not one per transaction): so strata.db
+    /// alone holds everything whenever no command runs.
+    public static func checkpointAfterWrites() {
+        let dirty = written.withLock { w in let d = w; w.removeAll(); return d }
+        guard !dirty.isEmpty else { return }
+        for pool in opened.withLock({ $0 }) where dirty.contains(ObjectIdentifier(pool)) {
+            _ = try? pool.writeWithoutTransaction { try $0.checkpoint(.passive) }
+        }
     }
 
     /// Writes images.json from the database unless the file is as new or newer. Serialized by

@@ -17,7 +17,9 @@ struct ContainerMonitor: ParsableCommand {
             if let status = MonitorProcess.statusPipe { try? status.writeAll(Array("failed 125 \(error)\n".utf8)) }
             throw ExitCode(125)
         }
-        throw ExitCode(engine.monitor(id))
+        let code = engine.monitor(id)
+        Metadata.checkpointAfterWrites()
+        throw ExitCode(code)
     }
 }
 

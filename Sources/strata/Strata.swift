@@ -169,6 +169,8 @@ struct GlobalOptions: ParsableArguments {
 
 /// Runs a command body, turning a `StrataError` into one message on stderr and an exit code.
 func run(_ body: () throws -> Void) throws {
+    // strata.db alone is complete whenever no command runs (docs/store-layout.md).
+    defer { Metadata.checkpointAfterWrites() }
     do {
         try body()
     } catch let e as StrataError {
