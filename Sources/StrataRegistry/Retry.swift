@@ -73,6 +73,10 @@ enum TransferFailure: Sendable {
             self = .connection(phrase)
             return
         }
+        if let e = error as? HTTPParserError, e == .invalidEOFState {
+            self = .connection("closed in the middle of the answer")
+            return
+        }
         if let e = error as? ChannelError, e == .eof || e == .ioOnClosedChannel || e == .outputClosed {
             self = .connection("closed before the response")
             return
