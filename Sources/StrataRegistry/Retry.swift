@@ -14,7 +14,8 @@ import StrataCore
 public struct RetryPolicy: Sendable {
     /// Tries per request, the first included.
     public var tries = 5
-    /// No new try starts this many seconds after the first failure without progress.
+    /// No new try starts this many seconds after the first one (for a transfer: after the
+    /// last time it moved forward).
     public var totalSeconds = 120.0
     /// The pause before the second try; it doubles for each further one, up to `maxDelay`.
     public var baseDelay = 0.5

@@ -126,8 +126,8 @@ extension RegistryTests {
         #expect((try JSONSerialization.jsonObject(with: Data(images.utf8)) as? [Any])?.isEmpty == true, "\(images)")
     }
 
-    /// A registry that always answers 500, or always closes the connection: the pull gives up
-    /// within the policy's bound, saying what happened in words.
+    /// A registry that always answers 500, always closes the connection, or is not there: the
+    /// pull gives up within the policy's bound, saying what happened in words.
     @Test func permanentFailureGivesUpInWords() throws {
         let t = TempDir(); defer { t.remove() }
         let registry = try TestRegistry(in: t.sub("registry"))
@@ -142,6 +142,12 @@ extension RegistryTests {
             #expect(!err.contains("HTTPClientError") && !err.contains("Error."), "\(err)")
             #expect(seconds < 30, "took \(seconds) s")
         }
+        // Nothing listens: refused, in the same words.
+        let port = try sh(["python3", "-c", "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"])
+            .1.trimmingCharacters(in: .whitespacesAndNewlines)
+        let ((rc, _, err), seconds) = try timed { try strata(["pull", "127.0.0.1:\(port)/strata/busybox:a"], root: t.sub("store")) }
+        #expect(rc == 71 && err.contains("was refused (manifest strata/busybox:a) 5 times over") && err.contains("giving up"), "\(err)")
+        #expect(seconds < 30, "took \(seconds) s")
     }
 }
 
