@@ -81,6 +81,26 @@ extension RegistryTests {
         #expect(try strata(["check"], root: t.sub("pulled")).0 == 0)
     }
 
+    /// A registry that forgets uploads (404 to a chunk): each such upload
+    /// starts again from its first byte, the layer rebuilt and compressed again to the same bytes.
+    @Test func pushRestartsALostUpload() throws {
+        let t = TempDir(); defer { t.remove() }
+        let registry = try TestRegistry(in: t.sub("registry"))
+        defer { registry.stop() }
+        let expected = try Expected.load()
+        let root = t.sub("store")
+        #expect(try strata(["load", fixtures + "/oci-archive.tar"], root: root).0 == 0)
+        let proxy = try FaultProxy(registry.host, faults: ["forget=3"], in: t.sub("proxy"))
+        defer { proxy.stop() }
+        let ref = "/pushed/busybox:1"
+        let (rc, out, err) = try strata(["push", "example.com/strata/busybox:archive", proxy.host + ref], root: root)
+        #expect(rc == 0, "\(err)\n\(proxy.events)")
+        #expect(proxy.events.components(separatedBy: "fault forget PATCH").count > 2, "\(proxy.events)")
+        #expect(try registry.digest(of: registry.host + ref) == out.trimmingCharacters(in: .whitespacesAndNewlines))
+        let (prc, pout, perr) = try strata(["pull", registry.host + ref], root: t.sub("pulled"))
+        #expect(prc == 0 && pout.contains(expected.image_a.id), "\(perr)")
+    }
+
     /// A blob answer that goes silent halfway: abandoned after the stall limit (lowered to 1 s
     /// here) and resumed with Range, well before the proxy would let go.
     @Test func stalledTransferResumes() throws {

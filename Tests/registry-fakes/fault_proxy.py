@@ -11,6 +11,8 @@ arrive; each FAULT applies to some of them (the first that matches wins):
   close=N     close the connection without an answer on every Nth request
   lost=N      forward every Nth upload request (PATCH or PUT under /blobs/uploads/) to the
               registry, then close the connection without passing the answer on
+  forget=N    answer every Nth upload request with 404 BLOB_UPLOAD_UNKNOWN, as a registry
+              that lost the upload (restarted, or cleaned it up) does
   stall=S     send half of the first answer to each blob GET, then hold the connection
               silent for S seconds before closing it
   flip=DIGEST flip one byte in the middle of every answer that carries blob DIGEST
@@ -77,6 +79,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 fault = "close"
             elif upload and every("uploads", int(faults.get("lost", 0))):
                 fault = "lost"
+            elif upload and every("uploads", int(faults.get("forget", 0))):
+                fault = "forget"
         if fault:
             log(f"fault {fault} {self.command} {self.path} (request {n})")
         if fault == "500":
@@ -86,6 +90,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.answer(429, [("Retry-After", "1")])
         if fault == "close":
             return self.cut()
+        if fault == "forget":
+            error = b'{"errors":[{"code":"BLOB_UPLOAD_UNKNOWN","message":"blob upload unknown to registry"}]}'
+            return self.answer(404, [("Content-Type", "application/json")], error)
         if "Range" in self.headers:
             log("range " + self.headers["Range"])
 
