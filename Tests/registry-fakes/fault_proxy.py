@@ -4,7 +4,9 @@
   fault_proxy.py PORTFILE UPSTREAM [FAULT...]
 
 UPSTREAM is host:port of the registry. Requests are numbered from 1 in the order they
-arrive; each FAULT applies to some of them (the first that matches wins):
+arrive; each FAULT applies to some of them (the first that matches wins). So that a client
+with a few tries always gets through, the same method and path is faulted at most twice in a
+row (except with N = 1, a registry that always fails).
 
   500=N       answer 500 to every Nth request (500=1: a registry that always fails)
   429=N       answer 429 with Retry-After: 1 to every Nth request
@@ -29,6 +31,7 @@ faults = dict(f.split("=", 1) for f in sys.argv[3:])
 lock = threading.Lock()
 counter = {"all": 0, "uploads": 0}
 stalled = set()
+streak = {}
 
 
 def log(line):
@@ -81,6 +84,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 fault = "lost"
             elif upload and every("uploads", int(faults.get("forget", 0))):
                 fault = "forget"
+            key = self.command + " " + self.path.split("?")[0]
+            always = any(faults.get(k) == "1" for k in ("500", "429", "close", "lost", "forget"))
+            if fault and streak.get(key, 0) >= 2 and not always:
+                fault = None
+            streak[key] = streak.get(key, 0) + 1 if fault else 0
         if fault:
             log(f"fault {fault} {self.command} {self.path} (request {n})")
         if fault == "500":
