@@ -40,9 +40,11 @@ final class BlobStream: ChunkSource {
     func nextChunk() throws -> UnsafeRawBufferPointer {
         if let failure { throw failure }
         do { return try next() } catch {
-            failure = error
+            // Named by the layer once, whichever reader passes the error on.
+            let named = (error as? StrataError).map { $0.message.hasPrefix(label) ? $0 : $0.context(label) } ?? error
+            failure = named
             pipe?.cancel()
-            throw error
+            throw named
         }
     }
 

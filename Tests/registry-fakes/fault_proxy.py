@@ -105,7 +105,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             log("range " + self.headers["Range"])
 
         upstream = http.client.HTTPConnection(upstream_host, timeout=60)
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
+        headers = {}
+        for k, v in self.headers.items():
+            if k.lower() not in ("connection", "keep-alive"):
+                # A repeated header (skopeo sends one Accept per media type) is joined, not lost.
+                headers[k] = headers[k] + ", " + v if k in headers else v
         upstream.request(self.command, self.path, body=body, headers=headers)
         r = upstream.getresponse()
         data = r.read() if self.command != "HEAD" else b""
