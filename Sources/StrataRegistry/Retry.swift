@@ -20,7 +20,7 @@ public struct RetryPolicy: Sendable {
     /// The pause before the second try; it doubles for each further one, up to `maxDelay`.
     public var baseDelay = 0.5
     public var maxDelay = 8.0
-    /// The longest `Retry-After` honoured; a registry asking for more is given up on.
+    /// The longest `Retry-After` waited for; a registry asking for more is tried after this.
     public var maxRetryAfter = 30.0
     /// A transfer that receives no byte for this long is abandoned (and resumed).
     public var stallSeconds = 30.0
@@ -157,12 +157,7 @@ struct Attempts {
         let elapsed = Double(DispatchTime.now().uptimeNanoseconds - since) / 1e9
         let sentence = failure.sentence(registry: registry, what: what)
         var pause = policy.delay(after: failures)
-        if case .status(_, let retryAfter?) = failure {
-            guard retryAfter <= policy.maxRetryAfter else {
-                throw StrataError(.system, "\(sentence) and asks to wait \(Seconds(retryAfter)); giving up")
-            }
-            pause = max(pause, retryAfter)
-        }
+        if case .status(_, let retryAfter?) = failure { pause = max(pause, min(retryAfter, policy.maxRetryAfter)) }
         guard failures < policy.tries, elapsed + pause <= policy.totalSeconds else {
             let times = failures == 1 ? "once" : "\(failures) times"
             throw StrataError(.system, "\(sentence) \(times) over \(Seconds(elapsed)); giving up")

@@ -4,6 +4,7 @@ import Glibc
 #endif
 import StrataTestSupport
 import NIOHTTP1
+import StrataCore
 import Testing
 @testable import StrataRegistry
 
@@ -212,7 +213,16 @@ extension RegistryTests {
         }
         #expect(a.failures == p.tries)
         #expect(message.hasPrefix("registry r:5000 answered 500 Internal Server Error for blob sha256:x 5 times over"), "\(message)")
+        // A Retry-After is waited for, up to the cap.
+        p.maxRetryAfter = 0.3
         var b = Attempts(policy: p, registry: "r:5000", what: "blob sha256:x")
-        #expect(throws: (any Error).self) { try b.failed(.status(.tooManyRequests, retryAfter: 3600)) }
+        let t0 = Date()
+        #expect(throws: Never.self) { try b.failed(.status(.tooManyRequests, retryAfter: 3600)) }
+        let waited = Date().timeIntervalSince(t0)
+        #expect(waited >= 0.3 && waited < 2, "\(waited)")
+        // No try starts past the time bound.
+        p.totalSeconds = 0.1
+        var c = Attempts(policy: p, registry: "r:5000", what: "blob sha256:x")
+        #expect(throws: StrataError.self) { try c.failed(.status(.tooManyRequests, retryAfter: 1)) }
     }
 }
