@@ -123,8 +123,8 @@ extension RegistryTests {
         #expect(seconds < 20, "took \(seconds) s")
     }
 
-    /// One byte flipped in a layer on the way: a digest mismatch that names the layer's digest,
-    /// not a tar or gzip error; the store is as it was.
+    /// One byte flipped in a layer (or the config) on the way: a digest mismatch that names the
+    /// blob's digest, not a tar or gzip error; the store is as it was.
     @Test func flippedByteIsADigestMismatch() throws {
         let t = TempDir(); defer { t.remove() }
         let registry = try TestRegistry(in: t.sub("registry"))
@@ -145,6 +145,14 @@ extension RegistryTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: root + "/tmp").isEmpty)
         let images = try strata(["images", "--json"], root: root).1
         #expect((try JSONSerialization.jsonObject(with: Data(images.utf8)) as? [Any])?.isEmpty == true, "\(images)")
+
+        // The config, read whole: the same words.
+        let config = try Expected.load().image_a.id
+        let proxy2 = try FaultProxy(registry.host, faults: ["flip=" + config], in: t.sub("proxy2"))
+        defer { proxy2.stop() }
+        let (rc2, _, err2) = try strata(["pull", "\(proxy2.host)/strata/busybox:a"], root: root)
+        #expect(rc2 == 1 && err2.contains("digest mismatch") && err2.contains(config), "\(err2)")
+        #expect(try sh(["sh", "-c", "cd \(root) && find . -path ./tmp -prune -o -print | sort"]).1 == before)
     }
 
     /// A registry that always answers 500, always closes the connection, or is not there: the
