@@ -2,7 +2,7 @@
 # Pull and push of the Debian minbase image (one gzip layer) over a registry on loopback:
 # strata pull against `skopeo copy` + `umoci unpack` (and `podman pull` where installed);
 # strata push against `skopeo copy` from an OCI layout (and `podman push`). Median of N runs,
-# alternating, with peak memory.
+# alternating, with peak memory. Then one pull each through a proxy that injects faults.
 #   bench/registry.sh [runs]
 source "$(dirname "$0")/common.sh"
 runs=${1:-3}
@@ -37,6 +37,24 @@ if [ -s "$work/p.podman" ]; then
   q=$(awk '{print $1}' "$work/p.podman" | median)
   printf "podman pull                 %6.2f s   strata/podman = %.2f\n" "$q" "$(echo "$s $q" | awk '{print $1/$2}')"
 fi
+
+echo "== pull through Tests/registry-fakes/fault_proxy.py in front of the same registry: 500 on every 4th request,"
+echo "   the connection closed on every 9th, the first answer to each blob silent for 60 s (strata's stall limit: 5 s)"
+proxy_dir=$work/proxy
+for who in strata skopeo; do
+  rm -rf "$proxy_dir" "$work/fault-store" "$work/fault-oci"; mkdir -p "$proxy_dir"
+  python3 "$repo/Tests/registry-fakes/fault_proxy.py" "$proxy_dir/port" "${ref%%/*}" 500=4 close=9 stall=60 2>"$proxy_dir/log" &
+  proxy_pid=$!
+  for _ in $(seq 50); do [ -s "$proxy_dir/port" ] && break; sleep 0.1; done
+  faulty=127.0.0.1:$(cat "$proxy_dir/port")/bench/debian:1
+  if [ "$who" = strata ]; then
+    r=$(STRATA_REGISTRY_STALL_SECONDS=5 measure $strata --root "$work/fault-store" -q pull "$faulty" 2>/dev/null) || r="failed"
+  else
+    r=$(measure skopeo copy -q --src-tls-verify=false "docker://$faulty" "oci:$work/fault-oci:x" 2>/dev/null) || r="failed"
+  fi
+  kill "$proxy_pid"; wait "$proxy_pid" 2>/dev/null || true
+  printf "%-7s %s (%d faults, %d stalls injected)\n" "$who" "$([ "$r" = failed ] && echo failed || echo "${r%% *} s")" "$(grep -c '^fault' "$proxy_dir/log" || true)" "$(grep -c '^stall' "$proxy_dir/log" || true)"
+done
 
 echo "== push into a registry started fresh for each push (nothing to skip or mount), against the floor (gzip of the same tar)"
 : > "$work/u.strata"; : > "$work/u.peer"; : > "$work/u.floor"

@@ -71,7 +71,7 @@ public final class Decompressor: ChunkSource {
             let msg = archiveMessage(a)
             let e = input.error
             archive_read_free(a)
-            if let e = e as? StrataError { throw e.context(label) }
+            if let e = e as? StrataError { throw e.message.hasPrefix(label) ? e : e.context(label) }
             throw StrataError(.invalidFormat, "\(label): cannot read compressed stream: \(msg)", cause: e)
         }
         var entry: OpaquePointer?
@@ -82,7 +82,7 @@ public final class Decompressor: ChunkSource {
             let msg = archiveMessage(a)
             let e = input.error
             archive_read_free(a)
-            if let e = e as? StrataError { throw e.context(label) }
+            if let e = e as? StrataError { throw e.message.hasPrefix(label) ? e : e.context(label) }
             throw StrataError(.invalidFormat, "\(label): cannot read compressed stream: \(msg)", cause: e)
         }
         switch archive_filter_code(a, 0) {

@@ -141,3 +141,10 @@ extension String {
         String((hasPrefix("sha256:") ? dropFirst(7) : Substring(self)).prefix(12))
     }
 }
+
+extension StrataError {
+    /// A blob whose bytes hash to `actual`, not to the `expected` digest that names it.
+    public static func blobDigestMismatch(_ label: String, expected: Digest, actual: Digest) -> StrataError {
+        StrataError(.digestMismatch, "\(label): digest mismatch: the blob hashes to \(actual), but the manifest names \(expected)")
+    }
+}

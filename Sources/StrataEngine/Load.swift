@@ -299,7 +299,7 @@ extension Store {
         if hashOnly { try compressed.drain() } else { try tar.drain(); try compressed.drain() }
         let blobDigest = compressed.finalize()
         if let expected = layer.digest, blobDigest != expected {
-            throw StrataError(.digestMismatch, "\(label): blob hashes to \(blobDigest), but the manifest names \(expected)")
+            throw StrataError.blobDigestMismatch(label, expected: expected, actual: blobDigest)
         }
         if !hashOnly {
             let actual = DiffID(tar.finalize())

@@ -25,17 +25,39 @@ public enum LayerIngest {
     ///   - root: an empty directory that receives the layer's files.
     ///   - journal: a new file that receives the tar-split journal.
     ///   - maxTarSize: fail as soon as the uncompressed stream passes this many bytes.
+    ///   - expectedBlobDigest: the digest that names the blob. When the blob fails to
+    ///     decompress or parse, the rest of it is hashed: bytes that are not the named blob
+    ///     are reported as a digest mismatch, not as the damage they did to the tar.
     public static func run(blob: any ChunkSource, into root: Directory, journal: FDHandle,
-                           maxTarSize: Int64, label: String) throws -> LayerIngestResult {
+                           maxTarSize: Int64, label: String, expectedBlobDigest: Digest? = nil) throws -> LayerIngestResult {
         let compressed = HashingSource(blob)
+        do {
+            return try run(compressed, into: root, journal: journal, maxTarSize: maxTarSize, label: label)
+        } catch {
+            guard let expected = expectedBlobDigest, Self.mayBeDamage(error), (try? compressed.drain()) != nil else { throw error }
+            let actual = compressed.finalize()
+            if actual != expected { throw StrataError.blobDigestMismatch(label, expected: expected, actual: actual) }
+            throw error
+        }
+    }
+
+    /// Errors the content of a blob can cause (not the source failing, nor the disk).
+    private static func mayBeDamage(_ error: any Error) -> Bool {
+        guard let e = error as? StrataError else { return false }
+        return ![.system, .internalError, .digestMismatch, .sizeMismatch, .conflict, .inUse].contains(e.code)
+    }
+
+    private static func run(_ compressed: HashingSource, into root: Directory, journal: FDHandle,
+                            maxTarSize: Int64, label: String) throws -> LayerIngestResult {
         let decompressor = try Decompressor(compressed, label: label)
-        // An uncompressed blob is the tar itself: its digest is the diffID, hashed once.
+        // An uncompressed blob is the tar itself: its digest is the diffID, hashed once (by
+        // the blob's hasher, which sees every byte even when the tar fails to parse).
         let plain = decompressor.compression == .none
-        if plain { compressed.hashing = false }
         let tar = HashingSource(decompressor, limit: maxTarSize,
                                 limitMessage: "\(label): the uncompressed layer is over the --max-layer-size limit of \(maxTarSize) bytes")
         let writer = try JournalWriter(handle: journal)
         let recorder = JournalRecorder { try writer.append($0) }
+        if plain { tar.hashing = false }
         tar.observer = { chunk, offset in try recorder.observe(chunk, at: offset) }
 
         let unpacker = LayerUnpacker(root: root, label: label, recorder: recorder)
@@ -49,7 +71,7 @@ public enum LayerIngest {
         try compressed.drain()
         try recorder.finish()
         try writer.close()
-        let diffID = DiffID(tar.finalize())
+        let diffID = DiffID(plain ? compressed.finalize() : tar.finalize())
         return LayerIngestResult(
             blobDigest: plain ? diffID.digest : compressed.finalize(), blobSize: compressed.count,
             diffID: diffID, tarSize: tar.count,

@@ -8,9 +8,10 @@ import Synchronization
 
 /// A layer blob streamed from a registry as a `ChunkSource`: the ingest pipeline pulls, the
 /// HTTP client pushes, and a small queue between them applies backpressure (the connection
-/// is not read faster than the layer unpacks). A connection that drops is resumed with a
-/// `Range` request, up to three times with a growing pause. The bytes are not trusted here:
-/// the pipeline hashes them against the digest.
+/// is not read faster than the layer unpacks). A connection that drops, stalls (no byte for
+/// the policy's stall limit) or is answered 5xx/429 is resumed with a `Range` request, as the
+/// retry policy allows; the count starts again whenever bytes arrived since the last failure.
+/// The bytes are not trusted here: the pipeline hashes them against the digest.
 final class BlobStream: ChunkSource {
     private let client: RegistryClient
     private let path: String
@@ -19,8 +20,11 @@ final class BlobStream: ChunkSource {
     private let label: String
     private var pipe: BodyPipe?
     private var delivered: Int64 = 0
-    private var retries = 0
+    private var deliveredAtFailure: Int64 = 0
+    private var attempts: Attempts
     private var current: ByteBuffer?
+    /// Once failed, the stream stays failed (a caller that drains after an error gets the error).
+    private var failure: (any Error)?
 
     init(client: RegistryClient, repository: String, digest: Digest, size: Int64, label: String) {
         self.client = client
@@ -28,20 +32,26 @@ final class BlobStream: ChunkSource {
         scope = "repository:\(repository):pull"
         self.size = size
         self.label = label
+        attempts = Attempts(policy: client.policy, registry: client.registry, what: "blob \(digest)")
     }
 
     deinit { pipe?.cancel() }
 
     func nextChunk() throws -> UnsafeRawBufferPointer {
+        if let failure { throw failure }
+        do { return try next() } catch {
+            // Named by the layer once, whichever reader passes the error on.
+            let named = (error as? StrataError).map { $0.message.hasPrefix(label) ? $0 : $0.context(label) } ?? error
+            failure = named
+            pipe?.cancel()
+            throw named
+        }
+    }
+
+    private func next() throws -> UnsafeRawBufferPointer {
         while true {
-            if pipe == nil {
-                do { pipe = try start() } catch let e as StrataError where e.code == .system {
-                    // The registry cannot be reached, or answers 5xx: as a drop, worth a retry.
-                    try dropped(e)
-                    continue
-                }
-            }
-            switch try pipe!.take() {
+            if pipe == nil { pipe = try start() }
+            switch try pipe!.take(stall: client.policy.stallSeconds) {
             case .bytes(let buffer):
                 delivered += Int64(buffer.readableBytes)
                 guard delivered <= size else {
@@ -54,23 +64,18 @@ final class BlobStream: ChunkSource {
                     throw StrataError(.sizeMismatch, "\(label): the registry sent \(delivered) of the \(size) bytes the manifest names")
                 }
                 return UnsafeRawBufferPointer(start: nil, count: 0)
-            case .dropped(let error):
-                try dropped(error)
+            case .failed(let why):
+                // Abandoned (a stalled transfer is cut here), then resumed where it stopped.
+                pipe?.cancel()
+                pipe = nil
+                if delivered > deliveredAtFailure { attempts.progressed() }
+                deliveredAtFailure = delivered
+                try attempts.failed(why)
             }
         }
     }
 
-    /// After a drop: waits 0.5 s, 1 s, 2 s (then gives up), to resume where the stream stopped.
-    private func dropped(_ error: any Error) throws {
-        pipe = nil
-        retries += 1
-        guard retries <= 3 else {
-            throw StrataError(.system, "\(label): the connection to registry \(client.registry) dropped \(retries) times; last: \(error)")
-        }
-        usleepSeconds(0.5 * Double(1 << (retries - 1)))
-    }
-
-    /// Sends the GET (with `Range` after a drop) and hands back the pipe its body flows into.
+    /// Sends the GET (with `Range` after a failure) and hands back the pipe its body flows into.
     private func start() throws -> BodyPipe {
         // A HEAD first authenticates (a 401 costs no body); blobs are then read with the token.
         if client.authorization(scope) == nil {
@@ -82,24 +87,19 @@ final class BlobStream: ChunkSource {
         var request = try HTTPClient.Request(url: client.baseURL + path, method: .GET)
         if let auth = client.authorization(scope), !auth.isEmpty { request.headers.add(name: "Authorization", value: auth) }
         if delivered > 0 { request.headers.add(name: "Range", value: "bytes=\(delivered)-") }
-        let pipe = BodyPipe(label: label, resumingAt: delivered)
+        let pipe = BodyPipe(label: label, resumingAt: delivered, policy: client.policy)
         let task = client.http.execute(request: request, delegate: BlobDelegate(pipe: pipe))
         pipe.task = task
         return pipe
     }
 }
 
-private func usleepSeconds(_ s: Double) {
-    let semaphore = DispatchSemaphore(value: 0)
-    _ = semaphore.wait(timeout: .now() + s)
-}
-
 /// What the HTTP side hands the reading side.
 enum BodyEvent {
     case bytes(ByteBuffer)
     case end
-    /// The connection broke: worth resuming.
-    case dropped(any Error)
+    /// The try failed in a way worth resuming: the connection broke or stalled, or a 5xx/429.
+    case failed(TransferFailure)
 }
 
 /// The queue between the HTTP client's event loop and the thread that unpacks.
@@ -109,8 +109,10 @@ final class BodyPipe: @unchecked Sendable {
     private struct State {
         var queue: [ByteBuffer] = []
         var finished = false
-        var error: (any Error)?
+        var error: TransferFailure?
         var fatal: StrataError?
+        /// Bytes still to skip: a registry that ignored `Range` sends the blob from its start.
+        var skip: Int64 = 0
         var waiting: EventLoopPromise<Void>?
     }
     private let state = Mutex(State())
@@ -118,12 +120,17 @@ final class BodyPipe: @unchecked Sendable {
     private static let depth = 8
     let label: String
     let resumingAt: Int64
+    let policy: RetryPolicy
     var task: HTTPClient.Task<Void>?
 
-    init(label: String, resumingAt: Int64) { self.label = label; self.resumingAt = resumingAt }
+    init(label: String, resumingAt: Int64, policy: RetryPolicy) {
+        self.label = label
+        self.resumingAt = resumingAt
+        self.policy = policy
+    }
 
-    /// The next event, waiting for one.
-    func take() throws -> BodyEvent {
+    /// The next event, waiting for one; a stall when nothing arrives for `stall` seconds.
+    func take(stall: Double) throws -> BodyEvent {
         while true {
             let (event, wake): (BodyEvent?, EventLoopPromise<Void>?) = try state.withLock { s in
                 if let fatal = s.fatal { throw fatal }
@@ -133,18 +140,34 @@ final class BodyPipe: @unchecked Sendable {
                     if w != nil { s.waiting = nil }
                     return (.bytes(b), w)
                 }
-                if let e = s.error { return (.dropped(e), nil) }
+                if let e = s.error { return (.failed(e), nil) }
                 if s.finished { return (.end, nil) }
                 return (nil, nil)
             }
             wake?.succeed(())
             if let event { return event }
-            ready.wait()
+            // Every part and the end signal: a wait that times out saw nothing arrive.
+            if ready.wait(timeout: .now() + stall) == .timedOut {
+                let stalled = state.withLock { s in s.queue.isEmpty && !s.finished && s.fatal == nil }
+                if stalled { return .failed(.connection("carried no bytes for \(Seconds(stall))")) }
+            }
         }
     }
 
+    /// From now on, the first `count` bytes of the body are dropped.
+    func skipping(_ count: Int64) { state.withLock { $0.skip = count } }
+
     func push(_ buffer: ByteBuffer, on loop: any EventLoop) -> EventLoopFuture<Void> {
+        var buffer = buffer
         let future: EventLoopFuture<Void> = state.withLock { s in
+            // The body of an error answer is not blob bytes.
+            if s.error != nil || s.fatal != nil { return loop.makeSucceededVoidFuture() }
+            if s.skip > 0 {
+                let n = Int(min(s.skip, Int64(buffer.readableBytes)))
+                buffer.moveReaderIndex(forwardBy: n)
+                s.skip -= Int64(n)
+                if buffer.readableBytes == 0 { return loop.makeSucceededVoidFuture() }
+            }
             s.queue.append(buffer)
             guard s.queue.count >= BodyPipe.depth else { return loop.makeSucceededVoidFuture() }
             let p = loop.makePromise(of: Void.self)
@@ -155,7 +178,7 @@ final class BodyPipe: @unchecked Sendable {
         return future
     }
 
-    func finish(error: (any Error)? = nil, fatal: StrataError? = nil) {
+    func finish(error: TransferFailure? = nil, fatal: StrataError? = nil) {
         let w: EventLoopPromise<Void>? = state.withLock { s in
             if let fatal, s.fatal == nil { s.fatal = fatal }
             if let error, s.error == nil { s.error = error }
@@ -177,10 +200,16 @@ final class BlobDelegate: HTTPClientResponseDelegate {
     init(pipe: BodyPipe) { self.pipe = pipe }
 
     func didReceiveHead(task: HTTPClient.Task<Void>, _ head: HTTPResponseHead) -> EventLoopFuture<Void> {
-        let okay = pipe.resumingAt > 0 ? head.status == .partialContent : head.status == .ok
-        if !okay {
-            pipe.finish(fatal: StrataError(head.status == .notFound ? .notFound : .system,
-                                           "\(pipe.label): the registry answered \(head.status.code) for the blob"))
+        let resuming = pipe.resumingAt > 0
+        if resuming && head.status == .ok {
+            pipe.skipping(pipe.resumingAt)
+        } else if head.status != (resuming ? .partialContent : .ok) {
+            if let failure = TransferFailure(status: head.status, headers: head.headers) {
+                pipe.finish(error: failure)
+            } else {
+                pipe.finish(fatal: StrataError(head.status == .notFound ? .notFound : .system,
+                                               "\(pipe.label): the registry answered \(head.status.code) \(head.status.reasonPhrase) for the blob"))
+            }
             task.cancel()
         }
         return task.eventLoop.makeSucceededVoidFuture()
@@ -190,7 +219,15 @@ final class BlobDelegate: HTTPClientResponseDelegate {
         pipe.push(buffer, on: task.eventLoop)
     }
 
-    func didReceiveError(task: HTTPClient.Task<Void>, _ error: any Error) { pipe.finish(error: error) }
+    func didReceiveError(task: HTTPClient.Task<Void>, _ error: any Error) {
+        if let failure = TransferFailure(error, policy: pipe.policy) {
+            pipe.finish(error: failure)
+        } else if error as? HTTPClientError != .cancelled {
+            pipe.finish(fatal: StrataError(.system, "\(pipe.label): reading the blob failed: \(error)"))
+        } else {
+            pipe.finish(error: .connection("was cancelled"))
+        }
+    }
 
     func didFinishRequest(task: HTTPClient.Task<Void>) throws { pipe.finish() }
 }

@@ -16,6 +16,9 @@ public struct RegistryOptions: Sendable {
     public var certDirectory: String?
     /// From `--creds`; else the stored credentials for the registry are used.
     public var credentials: Credentials?
+    /// How failed requests are retried; nil: the defaults, with `STRATA_REGISTRY_STALL_SECONDS`
+    /// from `environment`.
+    public var retry: RetryPolicy?
     /// Where stored credentials are looked up (`$HOME`, `$XDG_RUNTIME_DIR`, `$REGISTRY_AUTH_FILE`).
     public var environment: [String: String] = [:]
     /// The defaults: TLS verified, stored credentials.
@@ -29,6 +32,7 @@ public final class RegistryClient: Sendable {
     public let registry: String
     let http: HTTPClient
     let baseURL: String
+    let policy: RetryPolicy
     private let credentials: Credentials?
     /// `Authorization` values by scope (`repository:NAME:pull`).
     private let tokens = Mutex<[String: String]>([:])
@@ -43,15 +47,18 @@ public final class RegistryClient: Sendable {
         let host = String(registry.split(separator: ":").first ?? "")
         let dirs = ([options.certDirectory].compactMap { $0 }) + ["/etc/containers/certs.d/\(registry)", "/etc/docker/certs.d/\(registry)"]
         try RegistryClient.addCertificates(from: dirs, to: &tls)
+        let policy = options.retry ?? RetryPolicy(environment: options.environment)
+        self.policy = policy
+        // A read that waits longer than the stall limit fails (and is retried); connections are
+        // not retried inside the client, where a refused one would wait out the whole timeout.
         var config = HTTPClient.Configuration(tlsConfiguration: tls, redirectConfiguration: .follow(max: 5, allowCycles: false),
-                                              timeout: .init(connect: .seconds(15), read: .seconds(60)))
+                                              timeout: .init(connect: .milliseconds(Int64(policy.connectSeconds * 1000)),
+                                                             read: .milliseconds(Int64(policy.stallSeconds * 1000))))
+        config.connectionPool.retryConnectionEstablishment = false
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
         let loopback = ["localhost", "127.0.0.1", "::1", "[::1]"].contains(host)
         let insecureAllowed = !options.tlsVerify || loopback
-        // The probe fails fast: a connection that cannot be made is not retried until the timeout.
-        var probeConfig = config
-        probeConfig.connectionPool.retryConnectionEstablishment = false
-        let probe = HTTPClient(eventLoopGroupProvider: .singleton, configuration: probeConfig)
+        let probe = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
         defer { try? probe.syncShutdown() }
         // Docker Hub's API lives at registry-1.docker.io (its credentials are stored as docker.io).
         let endpoint = registry == "docker.io" ? "registry-1.docker.io" : registry
@@ -95,7 +102,8 @@ public final class RegistryClient: Sendable {
             return "https://\(registry)"
         } catch {
             guard allowHTTP else {
-                throw StrataError(.system, "cannot reach registry \(registry) over https: \(error); for a registry without TLS use --tls-verify=false")
+                let words = TransferFailure(error, policy: RetryPolicy()).map { "the connection \($0.phrase)" } ?? "\(error)"
+                throw StrataError(.system, "cannot reach registry \(registry) over https: \(words); for a registry without TLS use --tls-verify=false")
             }
             return "http://\(registry)"
         }
@@ -132,17 +140,58 @@ public final class RegistryClient: Sendable {
     /// The `Authorization` value for `scope` once known ("" when the registry needs none).
     func authorization(_ scope: String) -> String? { tokens.withLock { $0[scope] } }
 
+    /// One request, retried as the policy says (5xx, 429, connections that fail); the answer
+    /// to the last try. Throws, in words, when the tries run out.
     func raw(_ method: HTTPMethod, _ url: String, headers: HTTPHeaders, auth: String?, limit: Int, body: [UInt8]? = nil) throws -> Reply {
+        var attempts = Attempts(policy: policy, registry: registry, what: describe(method, url))
+        while true {
+            switch try once(method, url, headers: headers, auth: auth, limit: limit, body: body) {
+            case .answered(let reply):
+                guard let failure = TransferFailure(status: reply.status, headers: reply.headers) else { return reply }
+                try attempts.failed(failure)
+            case .failed(let failure):
+                try attempts.failed(failure)
+            }
+        }
+    }
+
+    /// What one try of a request came to.
+    enum Outcome {
+        case answered(Reply)
+        /// The connection failed in a way worth another try.
+        case failed(TransferFailure)
+    }
+
+    /// One try of a request; throws for failures no retry can mend (an answer over `limit`, TLS).
+    func once(_ method: HTTPMethod, _ url: String, headers: HTTPHeaders, auth: String?, limit: Int, body: [UInt8]? = nil) throws -> Outcome {
         var request = try HTTPClient.Request(url: url, method: method, headers: headers, body: body.map { .bytes($0) })
         if let auth, !auth.isEmpty { request.headers.replaceOrAdd(name: "Authorization", value: auth) }
         do {
             let r = try http.execute(request: request, delegate: ResponseAccumulator(request: request, maxBodySize: limit)).wait()
-            return Reply(status: r.status, headers: r.headers, body: r.body.map { Array($0.readableBytesView) } ?? [])
+            return .answered(Reply(status: r.status, headers: r.headers, body: r.body.map { Array($0.readableBytesView) } ?? []))
         } catch is ResponseAccumulator.ResponseTooBigError {
             throw StrataError(.tooLarge, "registry \(registry): the answer to \(method) \(Self.redact(url)) is over \(ByteCount.describe(Int64(limit)))")
         } catch {
-            throw StrataError(.system, "registry \(registry): \(method) \(Self.redact(url)) failed: \(error)")
+            if let failure = TransferFailure(error, policy: policy) { return .failed(failure) }
+            throw StrataError(.system, "registry \(registry): \(describe(method, url)) failed: \(error)")
         }
+    }
+
+    /// What a request is about, for messages: "blob sha256:…", "manifest NAME:TAG", "an upload to NAME".
+    func describe(_ method: HTTPMethod, _ url: String) -> String {
+        let path = Self.redact(url)
+        guard path.hasPrefix(baseURL + "/v2/") else { return "the token service at \(path)" }
+        let parts = path.dropFirst(baseURL.count + 4).split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        if let i = parts.firstIndex(of: "blobs"), i > 0 {
+            let repository = parts[..<i].joined(separator: "/")
+            if i + 1 < parts.count, parts[i + 1] == "uploads" { return "an upload to \(repository)" }
+            return "blob \(parts.dropFirst(i + 1).joined(separator: "/")) in \(repository)"
+        }
+        if let i = parts.firstIndex(of: "manifests"), i > 0, i + 1 < parts.count {
+            let reference = parts[i + 1]
+            return "manifest \(parts[..<i].joined(separator: "/"))\(reference.hasPrefix("sha256:") ? "@" : ":")\(reference)"
+        }
+        return "\(method) \(path.dropFirst(baseURL.count))"
     }
 
     /// A URL without its query (a token service may carry secrets there).
@@ -266,8 +315,7 @@ public final class RegistryClient: Sendable {
         case .notFound: return StrataError(.notFound, "registry \(registry) has no \(what)\(suffix)")
         case .unauthorized, .forbidden:
             return StrataError(.conflict, "registry \(registry) refused access to \(what) (\(reply.status.code))\(suffix); `strata login \(registry)` or --creds")
-        case .tooManyRequests: return StrataError(.system, "registry \(registry) asks to slow down (429) for \(what); try again later")
-        default: return StrataError(.system, "registry \(registry) answered \(reply.status.code) for \(what)\(suffix)")
+        default: return StrataError(.system, "registry \(registry) answered \(reply.status.code) \(reply.status.reasonPhrase) for \(what)\(suffix)")
         }
     }
 }

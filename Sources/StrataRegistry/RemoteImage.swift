@@ -33,10 +33,10 @@ extension RegistryClient {
         let digest = Digest.of(reply.body)
         let what = "registry \(registry): manifest \(named)"
         if let expected = try? Digest(parsing: reference), expected != digest {
-            throw StrataError(.digestMismatch, "\(what) hashes to \(digest), not to the digest asked for")
+            throw StrataError(.digestMismatch, "\(what): digest mismatch: the bytes received hash to \(digest), not to the digest asked for")
         }
         if let header = reply.headers["Docker-Content-Digest"].first, let named = try? Digest(parsing: header), named != digest {
-            throw StrataError(.digestMismatch, "\(what) hashes to \(digest), but the registry names it \(named)")
+            throw StrataError(.digestMismatch, "\(what): digest mismatch: the bytes received hash to \(digest), but the registry names them \(named)")
         }
         struct Probe: Decodable { var schemaVersion: Int?; var mediaType: String? }
         let probe = try? JSONDecoder().decode(Probe.self, from: Data(reply.body))
@@ -53,7 +53,7 @@ extension RegistryClient {
         guard reply.status == .ok else { throw failure(reply, what: "blob \(digest) in \(repository)") }
         let actual = Digest.of(reply.body)
         guard actual == digest else {
-            throw StrataError(.digestMismatch, "registry \(registry): blob \(digest) in \(repository) hashes to \(actual)")
+            throw StrataError(.digestMismatch, "registry \(registry): blob \(digest) in \(repository): digest mismatch: the bytes received hash to \(actual)")
         }
         return reply.body
     }
@@ -80,7 +80,7 @@ extension RegistryClient {
             }
             (bytes, mediaType, digest) = try manifest(repository: ref.repository, reference: chosen.digest.string)
             guard digest == chosen.digest else {
-                throw StrataError(.digestMismatch, "registry \(registry): manifest \(chosen.digest) hashes to \(digest)")
+                throw StrataError(.digestMismatch, "registry \(registry): manifest \(chosen.digest): digest mismatch: the bytes received hash to \(digest)")
             }
         }
         let what = "registry \(registry): manifest \(digest) of \(ref)"

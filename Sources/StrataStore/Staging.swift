@@ -84,10 +84,11 @@ extension Store {
             throw StrataError(.system, "cannot open staging directory tmp/\(cacheID)/diff")
         }
         let journal = try stage.openFile(Store.journalName, flags: [.writeOnly, .create, .exclusive], mode: 0o600)
-        let result = try LayerIngest.run(blob: source, into: diff, journal: journal, maxTarSize: maxLayerSize, label: label)
+        let result = try LayerIngest.run(blob: source, into: diff, journal: journal, maxTarSize: maxLayerSize, label: label,
+                                         expectedBlobDigest: expectedBlobDigest)
 
         if let expectedBlobDigest, expectedBlobDigest != result.blobDigest {
-            throw StrataError(.digestMismatch, "\(label): blob hashes to \(result.blobDigest), but the manifest names \(expectedBlobDigest)")
+            throw StrataError.blobDigestMismatch(label, expected: expectedBlobDigest, actual: result.blobDigest)
         }
         if let expectedDiffID, expectedDiffID != result.diffID {
             throw StrataError(.digestMismatch, "\(label): uncompressed layer hashes to \(result.diffID), but the image config says diffID \(expectedDiffID)")

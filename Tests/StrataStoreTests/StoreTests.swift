@@ -163,7 +163,7 @@ import Testing
     typealias Breaker = @Sendable (OCIEditor) throws -> Void
 
     static let cases: [(String, StrataError.Code, String, Breaker)] = [
-        ("layer blob digest mismatch", .digestMismatch, "blob hashes to", { ed in
+        ("layer blob digest mismatch", .digestMismatch, "digest mismatch: the blob hashes to", { ed in
             let p = ed.blobPath(try ed.layerDigest(1))
             var b = Array(try Data(contentsOf: URL(fileURLWithPath: p)))
             b[600] ^= 0xff
