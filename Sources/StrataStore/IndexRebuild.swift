@@ -48,7 +48,7 @@ extension Store {
                 ? "its images.json does not parse"
                 : "its database is behind the store's files (it is at generation \(generation), images.json at \(fileGeneration))"
         }
-        if fileGeneration == nil || fileGeneration! < generation { try? metadata.syncImagesFile() }
+        if (fileGeneration ?? 0) < generation { try? metadata.syncImagesFile() }
         return nil
     }
 
