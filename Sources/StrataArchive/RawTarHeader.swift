@@ -78,7 +78,9 @@ public struct RawTarHeader: Equatable {
         let last = pos
         let trailing = bytes.count - last - 512
         let typeFlag = bytes[last + 156]
-        let paxSparse = pax[Array("GNU.sparse.major".utf8)] ?? globals[Array("GNU.sparse.major".utf8)]
+        // As libarchive: either key of PAX sparse 1.0 announces a map before the data.
+        let major = Array("GNU.sparse.major".utf8), minor = Array("GNU.sparse.minor".utf8)
+        let paxSparse = pax[major] ?? pax[minor] ?? globals[major] ?? globals[minor]
         if trailing > 0 && typeFlag != UInt8(ascii: "S") && paxSparse == nil {
             throw Malformed(description: "\(trailing) bytes follow the entry's header, and it is not a sparse file")
         }

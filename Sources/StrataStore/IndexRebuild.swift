@@ -27,29 +27,49 @@ extension Store {
         // The file first: it is written after its generation is committed, so a database read
         // afterwards is at least as new unless it lost something (read the other way round,
         // a command committing in between would look like a loss).
-        let fileGeneration: Int64?
+        var fileGeneration: Int64?
+        var fileDamaged = false
         do { fileGeneration = try IndexFiles.generation(in: root) } catch {
-            fileGeneration = .max  // a damaged images.json: whatever the database says cannot be compared
+            fileDamaged = true
         }
         let (files, empty, generation) = try metadata.read { (try $0.setting("files"), try $0.isEmpty(), try $0.generation()) }
         if files == nil {
+            // A database from before the index files, or one that never saw them: trusted only
+            // where there are none (an older copy put back over a newer store must not be).
+            if fileGeneration != nil || fileDamaged {
+                return empty ? "its database is empty or missing, but the store holds layers, images or containers"
+                             : "its database is older than the store's files (it has never recorded them)"
+            }
             guard empty else {
                 try writeIndexFiles()
                 return nil
             }
-            if fileGeneration != nil || hasEntries(layersDir) || hasEntries(rootPath + "/containers") {
+            if hasEntries(layersDir) || hasEntries(rootPath + "/containers") {
                 return "its database is empty or missing, but the store holds layers, images or containers"
             }
             try metadata.write { try $0.setSetting("files", "1") }
             return nil
         }
+        if fileDamaged {
+            // The database is whole: images.json is written again from it (the damaged one kept).
+            _ = try? moveToBroken(root, IndexFiles.imagesName)
+            try? metadata.syncImagesFile()
+            return nil
+        }
         if let fileGeneration, fileGeneration > generation {
-            return fileGeneration == .max
-                ? "its images.json does not parse"
-                : "its database is behind the store's files (it is at generation \(generation), images.json at \(fileGeneration))"
+            return "its database is behind the store's files (it is at generation \(generation), images.json at \(fileGeneration))"
         }
         if (fileGeneration ?? 0) < generation { try? metadata.syncImagesFile() }
         return nil
+    }
+
+    /// Moves `name` in `dir` to ROOT/broken/ under a new name; returns where it went.
+    @discardableResult
+    func moveToBroken(_ dir: Directory, _ name: PathBytes) throws -> String {
+        try makeDirectories(rootPath + "/broken", mode: 0o700, what: "store directory")
+        let target = "\(name.display).\(Timestamp.now().filter { $0.isNumber })-\(Store.randomID().prefix(6))"
+        try dir.rename(name, to: Array(target.utf8), in: try Directory.open(rootPath + "/broken"))
+        return "\(rootPath)/broken/\(target)"
     }
 
     private func hasEntries(_ dir: Directory) -> Bool { ((try? dir.entries()) ?? []).isEmpty == false }
@@ -81,32 +101,44 @@ extension Store {
     /// Rebuilds the database from the store's files (`check --repair` on a damaged index): the
     /// layers from their layer.json, the images and tags from images.json (or, without it,
     /// every config blob whose layers are all there, untagged), the containers from their
-    /// container.json. Nothing on disk is moved or removed; what cannot be used is reported.
+    /// container.json. No layer or container that can be used is moved; a layer directory or
+    /// container the files do not describe well enough (no or a damaged record, a parent or
+    /// image that is gone) is moved to ROOT/orphans/, which nothing empties, and reported.
     public func rebuildIndex() throws -> IndexRebuildReport {
         let started = DispatchTime.now().uptimeNanoseconds
         var report = IndexRebuildReport()
         try quiesced {
-            // Layers, in parent order; of two directories of one chainID (a race's loser) the older.
+            // Another `check --repair` may have rebuilt it meanwhile.
+            guard try indexHealth() != nil else { return }
+            var orphans: [(dir: Directory, name: PathBytes, kind: String, why: String)] = []
+            // Layers, in parent order. Only directories named as layers are (not `-removing`
+            // leftovers); of two copies of one chainID, one with its files, then the older.
             var byChain: [ChainID: LayerRecord] = [:]
             var flattened: [(cacheID: String, file: IndexFiles.Flattened)] = []
             for name in try layersDir.entries().sorted(by: { $0.lexicographicallyPrecedes($1) }) {
-                guard case .success(let dir) = layersDir.openDirectory(name, resolve: [.noSymlinks]) else { continue }
+                guard name.count == 64, name.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }),
+                      case .success(let dir) = layersDir.openDirectory(name, resolve: [.noSymlinks]) else { continue }
                 do {
                     if let f = try IndexFiles.read(IndexFiles.Layer.self, IndexFiles.layerName, in: dir, what: "layers/\(name.display)/layer.json") {
                         let r = try f.record(cacheID: name.display)
-                        if let other = byChain[r.chainID], other.createdAt <= r.createdAt {
-                            report.skipped.append("layers/\(name.display): a second copy of layer \(r.chainID.digest.short)")
-                            continue
+                        let whole = (try? dir.lstat(Store.diffName)) != nil
+                        if let other = byChain[r.chainID] {
+                            let otherWhole = (try? layersDir.lstat(Array("\(other.cacheID)/diff".utf8))) != nil
+                            if otherWhole && (!whole || other.createdAt <= r.createdAt) {
+                                report.skipped.append("layers/\(name.display): a second copy of layer \(r.chainID.digest.short) (left for `gc`)")
+                                continue
+                            }
+                            report.skipped.append("layers/\(other.cacheID): a second copy of layer \(r.chainID.digest.short) (left for `gc`)")
                         }
                         byChain[r.chainID] = r
                     } else if let f = try IndexFiles.read(IndexFiles.Flattened.self, IndexFiles.flattenedName, in: dir,
                                                           what: "layers/\(name.display)/flattened.json") {
                         flattened.append((name.display, f))
                     } else {
-                        report.skipped.append("layers/\(name.display): no layer.json")
+                        orphans.append((layersDir, name, "layers", "no layer.json"))
                     }
                 } catch let e as StrataError {
-                    report.skipped.append("layers/\(name.display): \(e.message)")
+                    orphans.append((layersDir, name, "layers", e.message))
                 }
             }
             // Parents before children: from the bottom layers up, breadth first.
@@ -120,14 +152,17 @@ extension Store {
             }
             let placed = Set(ordered.map(\.chainID))
             for l in byChain.values where !placed.contains(l.chainID) {
-                report.skipped.append("layers/\(l.cacheID): its parent layer \(l.parent?.digest.short ?? "") is not in the store")
+                orphans.append((layersDir, Array(l.cacheID.utf8), "layers", "its parent layer \(l.parent?.digest.short ?? "") is not in the store"))
             }
             let links = shortLinks()
 
             // Images and tags.
             var doc: IndexFiles.Images?
+            // Generations only go up: from the file's head even when the rest is damaged.
+            let headGeneration: Int64 = (try? IndexFiles.generation(in: root)) ?? 0
             do { doc = try IndexFiles.read(IndexFiles.Images.self, IndexFiles.imagesName, in: root, what: "images.json") } catch let e as StrataError {
-                report.skipped.append("\(e.message); images are taken from their config blobs, untagged")
+                let aside = (try? moveToBroken(root, IndexFiles.imagesName)) ?? "where it was"
+                report.skipped.append("\(e.message) (kept in \(aside)); images are taken from their config blobs, untagged")
             }
             let entries = try doc?.images ?? imagesFromBlobs(having: placed)
             var images: [(ImageRecord, [ChainID], [String])] = []
@@ -155,30 +190,53 @@ extension Store {
             // Containers.
             var containers: [ContainerRecord] = []
             if let dir = try? Directory.open(rootPath + "/containers") {
-                for name in try dir.entries() {
+                var names: Set<String> = []
+                for name in try dir.entries().sorted(by: { $0.lexicographicallyPrecedes($1) }) {
                     guard case .success(let c) = dir.openDirectory(name, resolve: [.noSymlinks]) else { continue }
+                    // A removal cut short: nothing to keep (the sweep finishes it).
+                    if (try? c.lstat(Array("removing".utf8))) != nil {
+                        report.skipped.append("containers/\(name.display): its removal had begun (left for `gc`)")
+                        continue
+                    }
                     do {
                         guard let f = try IndexFiles.read(IndexFiles.Container.self, IndexFiles.containerName, in: c,
                                                           what: "containers/\(name.display)/container.json") else {
-                            report.skipped.append("containers/\(name.display): no container.json")
+                            orphans.append((dir, name, "containers", "no container.json"))
                             continue
                         }
                         let image = try Digest(parsing: f.image)
-                        guard f.id == name.display, imageIDs.contains(image), let created = Timestamp.date(f.createdAt) else {
-                            report.skipped.append("containers/\(name.display): its image \(f.image.shortID) is not in the store")
+                        guard f.id == name.display, let created = Timestamp.date(f.createdAt) else {
+                            orphans.append((dir, name, "containers", "its container.json names another container or time"))
+                            continue
+                        }
+                        guard imageIDs.contains(image) else {
+                            orphans.append((dir, name, "containers", "its image \(f.image.shortID) is not in the store"))
+                            continue
+                        }
+                        guard names.insert(f.name).inserted else {
+                            orphans.append((dir, name, "containers", "another container is named \(f.name)"))
                             continue
                         }
                         containers.append(ContainerRecord(id: f.id, name: f.name, image: image, driver: f.driver, createdAt: created))
                     } catch let e as StrataError {
-                        report.skipped.append("containers/\(name.display): \(e.message)")
+                        orphans.append((dir, name, "containers", e.message))
                     }
+                }
+            }
+            // What cannot be recorded is kept where nothing sweeps or collects it.
+            for o in orphans {
+                do {
+                    let to = try moveToOrphans(o.dir, o.name, kind: o.kind)
+                    report.skipped.append("\(o.kind)/\(o.name.display): \(o.why); moved to \(to), which strata never empties")
+                } catch let e as StrataError {
+                    report.skipped.append("\(o.kind)/\(o.name.display): \(o.why); could not be moved aside: \(e.message)")
                 }
             }
 
             try metadata.write { tx in
                 try tx.clearForRebuild()
                 try tx.setSetting("files", "1")
-                try tx.setSetting("generation", String(doc?.generation ?? 0))
+                try tx.setSetting("generation", String(max(doc?.generation ?? 0, headGeneration)))
                 if let driver = doc?.driver ?? containers.first?.driver { try tx.setSetting("driver", driver) }
                 for l in ordered {
                     try tx.insertLayer(l)
@@ -212,6 +270,18 @@ extension Store {
         report.seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
         indexProblem = nil
         return report
+    }
+
+    /// Moves `name` in `dir` to ROOT/orphans/KIND/ (a new name if taken); returns where it went.
+    private func moveToOrphans(_ dir: Directory, _ name: PathBytes, kind: String) throws -> String {
+        let path = "\(rootPath)/orphans/\(kind)"
+        try makeDirectories(path, mode: 0o700, what: "store directory")
+        let orphans = try Directory.open(path)
+        var target = name.display
+        var n = 1
+        while try orphans.lstat(Array(target.utf8)) != nil { n += 1; target = "\(name.display).\(n)" }
+        try dir.rename(name, to: Array(target.utf8), in: orphans)
+        return "\(path)/\(target)"
     }
 
     /// Link IDs by cache ID, from the short links under ROOT/l (`ID -> ../layers/CACHEID/diff`).

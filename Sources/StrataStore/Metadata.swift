@@ -50,10 +50,25 @@ public struct Metadata: Sendable {
         }
     }
 
-    /// Whether opening failed because SQLite cannot read the file (not a database, or corrupt).
+    /// Whether SQLite cannot read the file (not a database, or corrupt).
     static func isUnreadable(_ e: StrataError) -> Bool {
         guard let cause = e.cause as? DatabaseError else { return false }
         return cause.resultCode == .SQLITE_CORRUPT || cause.resultCode == .SQLITE_NOTADB
+    }
+
+    /// The cause of an unreadable database found by strata itself.
+    static let unreadable = DatabaseError(resultCode: .SQLITE_CORRUPT, message: "database disk image is malformed")
+
+    /// SQLite's quick check of every page (for `check --repair`): throws when it finds damage.
+    func quickCheck() throws {
+        let verdict: [String]
+        do { verdict = try pool.read { try String.fetchAll($0, sql: "PRAGMA quick_check") } } catch let e as DatabaseError {
+            throw StrataError(.system, "cannot read the store database \(path)", cause: e)
+        }
+        guard verdict == ["ok"] else {
+            throw StrataError(.system, "the store database \(path) is damaged: \(verdict.prefix(3).joined(separator: "; "))",
+                              cause: DatabaseError(resultCode: .SQLITE_CORRUPT, message: verdict.first ?? "damaged"))
+        }
     }
 
     /// SQLite's own words for why opening failed, without the statement.
@@ -127,7 +142,8 @@ public struct Metadata: Sendable {
 
     /// SQLite's own message, never the statement (which `DatabaseError`'s description carries).
     private func failure(_ verb: String, _ e: DatabaseError) -> StrataError {
-        StrataError(.system, "cannot \(verb) the store database \(path): \(e.message ?? "SQLite error \(e.resultCode.rawValue)"); run `strata check`")
+        StrataError(.system, "cannot \(verb) the store database \(path): \(e.message ?? "SQLite error \(e.resultCode.rawValue)"); run `strata check`",
+                    cause: e)
     }
 }
 

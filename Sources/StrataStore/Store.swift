@@ -83,16 +83,28 @@ public final class Store: @unchecked Sendable {
             throw e.context("cannot lock \(rootPath)/lock")
         }
         defer { lockFile.unlockRange(0) }
+        let dbPath = rootPath + "/strata.db"
+        var opened: Metadata
         do {
-            metadata = try Metadata(path: rootPath + "/strata.db", storeRoot: rootPath)
+            // A WAL without its database would be replayed into a new, partial one.
+            if !pathExists(dbPath) && pathExists(dbPath + "-wal") {
+                throw StrataError(.system, "\(dbPath) is missing while its WAL is there", cause: Metadata.unreadable)
+            }
+            opened = try Metadata(path: dbPath, storeRoot: rootPath)
+            if forRepair { try opened.quickCheck() }
         } catch let e as StrataError where Metadata.isUnreadable(e) {
-            guard forRepair else { throw Store.damagedIndex(rootPath, "its database \(rootPath)/strata.db cannot be read (\(Metadata.sqliteMessage(e)))") }
+            guard forRepair else { throw Store.damagedIndex(rootPath, "its database \(dbPath) cannot be read (\(Metadata.sqliteMessage(e)))") }
             let aside = try Store.setAsideDatabase(rootPath)
             logger.warning("the database could not be read; moved it to \(aside) and started a new one")
-            metadata = try Metadata(path: rootPath + "/strata.db", storeRoot: rootPath)
+            opened = try Metadata(path: dbPath, storeRoot: rootPath)
             indexProblem = "its database could not be read (moved to \(aside))"
         }
-        if indexProblem == nil { indexProblem = try indexHealth() }
+        metadata = opened
+        if indexProblem == nil {
+            do { indexProblem = try indexHealth() } catch let e as StrataError where Metadata.isUnreadable(e) {
+                throw Store.damagedIndex(rootPath, "its database \(dbPath) cannot be read (\(Metadata.sqliteMessage(e)))")
+            }
+        }
         if let why = indexProblem, !forRepair { throw Store.damagedIndex(rootPath, why) }
 
         // No other strata process runs on this store when the exclusive lock is free: what
@@ -219,7 +231,9 @@ public final class Store: @unchecked Sendable {
         try makeDirectories(root + "/broken", mode: 0o700, what: "store directory")
         let dir = try Directory.open(root), broken = try Directory.open(root + "/broken")
         let target = "strata.db.\(Timestamp.now().filter { $0.isNumber })-\(randomID().prefix(6))"
-        for suffix in ["", "-wal", "-shm"] where try dir.lstat(Array("strata.db\(suffix)".utf8)) != nil {
+        // The WAL first: a database left without it is one the next opening refuses, never one
+        // that a stray WAL is replayed into.
+        for suffix in ["-wal", "-shm", ""] where try dir.lstat(Array("strata.db\(suffix)".utf8)) != nil {
             try dir.rename(Array("strata.db\(suffix)".utf8), to: Array((target + suffix).utf8), in: broken)
         }
         return "\(root)/broken/\(target)"

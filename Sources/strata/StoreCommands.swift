@@ -49,15 +49,16 @@ struct Check: ParsableCommand {
 
     func run() throws {
         try strata.run {
-            var store = try global.openStore(forRepair: true)
+            var store: Store
+            do { store = try global.openStore(forRepair: repair) } catch let e as StrataError where e.code == .storeDamaged && !repair {
+                // Reported, not touched: only --repair changes a damaged store.
+                let p = CheckProblem(subject: "database \(global.rootPath)/strata.db", problem: e.message, advice: "")
+                if json { print(try Format.json(Output(problems: [p], summary: CheckSummary(), repaired: nil, rebuilt: nil))) } else { print("problem: \(p)") }
+                throw ExitCode(1)
+            }
             var rebuilt: IndexRebuildReport?
+            var repair = self.repair
             if let why = store.indexProblem {
-                guard repair else {
-                    let p = CheckProblem(subject: "database \(store.rootPath)/strata.db", problem: why,
-                                         advice: "`strata check --repair` rebuilds it from the store's files")
-                    if json { print(try Format.json(Output(problems: [p], summary: CheckSummary(), repaired: nil, rebuilt: nil))) } else { print("problem: \(p)") }
-                    throw ExitCode(1)
-                }
                 let r = try store.rebuildIndex()
                 rebuilt = r
                 if !json {
@@ -65,6 +66,9 @@ struct Check: ParsableCommand {
                     for s in r.skipped { print("left: \(s)") }
                 }
                 store = try global.openStore()
+                // What the rebuild could not record was moved aside; this run only reports what
+                // is left, so nothing it just decided about is moved again.
+                repair = false
             }
             let verbose = self.verbose && !json
             let parent = Engine(store: store).cgroupParent

@@ -126,4 +126,52 @@ import Testing
         #expect(try e.strata(["check", "--repair"]).0 == 0)
         #expect(try e.views() == before)
     }
+
+    /// A copy of a database from before the index files, put back over a store that has them,
+    /// is refused before anything is swept.
+    @Test func olderDatabaseBackOverNewerFiles() throws {
+        let e = try IndexRebuildTests.populated(); defer { e.remove() }
+        try e.db("DELETE FROM meta WHERE key IN ('files', 'generation');")
+        let old = e.t.sub("old.db")
+        #expect(try sh(["cp", e.root + "/strata.db", old]).0 == 0)
+        #expect(try e.strata(["images"]).0 == 74, "a database that never recorded the files is not trusted over them")
+        #expect(try sh(["cp", old, e.root + "/strata.db"]).0 == 0)
+        let layers = try FileManager.default.contentsOfDirectory(atPath: e.root + "/layers").sorted()
+        #expect(try e.strata(["gc"]).0 == 74)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: e.root + "/layers").sorted() == layers)
+        #expect(try e.strata(["check", "--repair"]).0 == 0)
+        #expect(try e.ok(["images"]).contains("mine"))
+    }
+
+    /// Plain `check` reports an unreadable database and changes nothing; what a rebuild cannot
+    /// record (a damaged layer.json, and the container on it) is moved to orphans/, which gc
+    /// leaves alone, and the rest comes back.
+    @Test func whatCannotBeRecordedIsKept() throws {
+        let e = try IndexRebuildTests.populated(); defer { e.remove() }
+        // Image b's top layer (first of its lower dirs) and container c2 on it.
+        let lower = try e.ok(["inspect", "example.com/strata/busybox:b", "-f", "{{json .GraphDriver}}"])
+        let top = try #require(lower.split(separator: "\"").first { $0.hasPrefix(e.root + "/layers/") }?
+            .split(separator: ":").first.map { String($0.dropLast("/diff".count)) })
+        let c2 = try e.ok(["inspect", "c2", "-f", "{{.Id}}"]).trimmingCharacters(in: .whitespacesAndNewlines)
+        let h = try #require(FileHandle(forUpdatingAtPath: e.root + "/strata.db"))
+        h.write(Data(repeating: 0x5a, count: 100)); h.closeFile()
+        for s in ["-wal", "-shm"] { unlink(e.root + "/strata.db" + s) }
+        let listing = try sh(["sh", "-c", "cd \"$1\" && find . | sort", "-", e.root]).1
+        let (rc, out, _) = try e.strata(["check"])
+        #expect(rc == 1 && out.contains("strata check --repair"), "\(out)")
+        #expect(try sh(["sh", "-c", "cd \"$1\" && find . | sort", "-", e.root]).1 == listing, "plain check changed the store")
+
+        try Data("{not json".utf8).write(to: URL(fileURLWithPath: top + "/layer.json"))
+        let (rrc, rout, rerr) = try e.strata(["check", "--repair"])
+        #expect(rrc == 0, "\(rout)\(rerr)")
+        #expect(rout.contains("orphans"), "\(rout)")
+        _ = try e.ok(["gc"])
+        let cacheID = String(top.split(separator: "/").last ?? "")
+        #expect(FileManager.default.fileExists(atPath: e.root + "/orphans/layers/" + cacheID + "/diff"))
+        #expect(FileManager.default.fileExists(atPath: e.root + "/orphans/containers/" + c2))
+        let images = try e.ok(["images"])
+        #expect(images.contains("mine") && !images.contains(" b "), "\(images)")
+        #expect(try e.ok(["ps", "-a"]).contains("c1"))
+        _ = try? sh(["umount", "-l", e.root + "/orphans/containers/" + c2 + "/merged"])
+    }
 }
