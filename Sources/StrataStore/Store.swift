@@ -169,7 +169,8 @@ public final class Store: @unchecked Sendable {
 
     /// Runs `body` while no command is between changing files and recording the change: the
     /// database and the directories it names agree throughout (`check` and `check --repair`
-    /// look and mend inside). Waits for the changes under way to finish; new ones wait.
+    /// look and mend inside). Waits for the changes under way to finish; new ones wait until
+    /// it returns.
     package func quiesced<T>(_ body: () throws -> T) throws -> T {
         let outer = try changeState.withLock { state -> Bool in
             if state.exclusive { return false }
