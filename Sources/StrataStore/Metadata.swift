@@ -142,8 +142,10 @@ public struct Metadata: Sendable {
 
     /// SQLite's own message, never the statement (which `DatabaseError`'s description carries).
     private func failure(_ verb: String, _ e: DatabaseError) -> StrataError {
-        StrataError(.system, "cannot \(verb) the store database \(path): \(e.message ?? "SQLite error \(e.resultCode.rawValue)"); run `strata check`",
-                    cause: e)
+        // A damaged file keeps its SQLite code (without the statement): `check --repair` acts on it.
+        let damaged = e.resultCode == .SQLITE_CORRUPT || e.resultCode == .SQLITE_NOTADB
+        return StrataError(.system, "cannot \(verb) the store database \(path): \(e.message ?? "SQLite error \(e.resultCode.rawValue)"); run `strata check`",
+                           cause: damaged ? DatabaseError(resultCode: e.resultCode, message: e.message) : nil)
     }
 }
 
