@@ -42,6 +42,29 @@ import Testing
         }
     }
 
+    /// The same beside pulls from a registry on loopback: a pull that exits 0 leaves its image.
+    @Test func repairBesidePullsNeverLosesAnImage() throws {
+        let e = Env(); defer { e.remove() }
+        let registry = try TestRegistry(in: e.t.sub("registry"))
+        defer { registry.stop() }
+        let ref = "\(registry.host)/strata/busybox:a"
+        try registry.push(archive: "oci-archive:\(fixtures)/oci-archive.tar", as: ref)
+        for round in 0..<12 {
+            if round > 0 { _ = try e.strata(["rmi", "-f", ref]) }
+            let pull = try spawn(e.argv(["-q", "pull", ref]), stderr: e.t.sub("pull.err"))
+            usleep(UInt32(round % 6) * 20_000)
+            let repair = try spawn(e.argv(["check", "--repair"]), stderr: e.t.sub("repair.err"))
+            let pulled = reap(pull), repaired = reap(repair)
+            #expect(pulled == 0, "round \(round): pull: \(readString(e.t.sub("pull.err")) ?? "")")
+            if pulled == 0 {
+                let (rc, _, err) = try e.strata(["inspect", "--type", "image", ref])
+                #expect(rc == 0, "round \(round): the pull exited 0, then its image was gone: \(err)")
+            }
+            #expect(repaired == 0, "round \(round): check --repair: \(readString(e.t.sub("repair.err")) ?? "")")
+            #expect(try e.strata(["check"]).0 == 0, "round \(round)")
+        }
+    }
+
     /// Loads, tags, containers and removals run in a loop while `check` runs again and again:
     /// no check reports a problem.
     @Test func checkBesideAWorkloadReportsNothing() throws {
