@@ -119,6 +119,8 @@ let package = Package(
         .testTarget(name: "StrataLayerTests", dependencies: testDependencies),
         // seccomp profiles, capabilities, cgroup detection: values, no root.
         .testTarget(name: "StrataLauncherTests", dependencies: testDependencies),
+        // What each union driver says about itself and how it describes a mount: values, no root.
+        .testTarget(name: "StrataDriversTests", dependencies: testDependencies),
         // The store end to end (root): load, save, check, containers, mounts, hostile input, concurrency.
         .testTarget(name: "StrataStoreTests", dependencies: testDependencies),
         // Integration through the strata binary and real containers (root, overlayfs, cgroups, runc).

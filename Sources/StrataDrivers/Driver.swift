@@ -61,6 +61,19 @@ public protocol UnionDriver: Sendable {
     /// The directory holding what the container changed, in overlay form (whiteouts as 0/0
     /// devices, opaque xattrs), or nil when changes must be computed against the layers.
     func upperDirectory(_ c: ContainerPaths) -> String?
+    /// The directories a container cannot do without (`check` reports one that is gone).
+    func essentialDirectories(_ c: ContainerPaths) -> [String]
+    /// Whether a container's rootfs is mounted, from the mount table (read once by the caller)
+    /// and the count of `mount`s the store recorded for it.
+    func isMounted(_ c: ContainerPaths, recordedMounts: Int, mountPoints: Set<String>) -> Bool
+    /// Whether its mounts are kernel mounts: a recorded count without one in the mount table
+    /// is stale (a killed run left it) and is reset.
+    var mountsAreKernelMounts: Bool { get }
+    /// At most this many lower layers in one mount (deeper chains are flattened at the bottom);
+    /// nil when there is no limit.
+    var maxLowerLayers: Int? { get }
+    /// What it does, in a few words (`info`).
+    var summary: String { get }
 }
 
 /// The layers that show in a merged view: top first, cut below a layer with a root opaque

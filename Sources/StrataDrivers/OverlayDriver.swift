@@ -22,6 +22,12 @@ public struct OverlayDriver: UnionDriver {
     /// more than 1,000 for "lowerdir=", upperdir, workdir and the flags below.
     public static let pageSize = 4096
 
+    public func essentialDirectories(_ c: ContainerPaths) -> [String] { [c.upper, c.work] }
+    public func isMounted(_ c: ContainerPaths, recordedMounts: Int, mountPoints: Set<String>) -> Bool { mountPoints.contains(c.merged) }
+    public var mountsAreKernelMounts: Bool { true }
+    public var maxLowerLayers: Int? { OverlayDriver.maxLowerLayers }
+    public var summary: String { "kernel overlayfs: layers shared, each container's changes in its upper dir" }
+
     /// Overlay with short links under `linkDirectory`; `useLowerdirPlus` mounts through the new mount API.
     public init(linkDirectory: String, useLowerdirPlus: Bool) {
         self.linkDirectory = linkDirectory

@@ -25,4 +25,10 @@ public struct VfsDriver: UnionDriver {
     public func mount(_ d: MountDescription) throws {}
     public func unmount(_ c: ContainerPaths) throws {}
     public func upperDirectory(_ c: ContainerPaths) -> String? { nil }
+    public func essentialDirectories(_ c: ContainerPaths) -> [String] { [c.rootfs] }
+    /// A copy is "mounted" while `mount` has it counted: nothing shows in the mount table.
+    public func isMounted(_ c: ContainerPaths, recordedMounts: Int, mountPoints: Set<String>) -> Bool { recordedMounts > 0 }
+    public var mountsAreKernelMounts: Bool { false }
+    public var maxLowerLayers: Int? { nil }
+    public var summary: String { "a full copy of the layers per container (no union filesystem)" }
 }

@@ -212,7 +212,7 @@ extension Store {
         var problems: [CheckProblem] = []
         let rows = try metadata.read { try $0.containers() }
         for r in rows {
-            let id = r.id, name = r.name, driver = r.driver
+            let id = r.id, name = r.name
             let paths = containerPaths(id)
             if try removalWasCutShort(id) {
                 problems.append(CheckProblem(subject: "container \(name)", problem: "its removal began and did not finish",
@@ -220,7 +220,7 @@ extension Store {
                                              repair: .halfRemovedContainer(id: id)))
                 continue
             }
-            let needed = driver == "vfs" ? [paths.root + "/rootfs"] : [paths.root + "/upper", paths.root + "/work"]
+            let needed = driver.essentialDirectories(paths)
             if let gone = needed.first(where: { !pathExists($0) }) {
                 problems.append(CheckProblem(subject: "container \(name)", problem: "\(gone) is gone",
                                              advice: "`strata check --repair --force` removes the container", repair: .brokenContainer(id: id)))

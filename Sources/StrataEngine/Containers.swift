@@ -236,18 +236,22 @@ extension Store {
     public func containers(all: Bool) throws -> [ContainerView] {
         // Without `all`, a container that neither runs nor is mounted is passed over before its
         // changes are measured.
-        try metadata.read({ try $0.containers() }).filter { r in
-            all || (r.pid.map { Store.isContainerProcess($0, id: r.id) } ?? false) || MountTable.isMountPoint(containerPaths(r.id).merged)
-                || r.driver == "vfs" && r.mountCount > 0
-        }.map(view)
+        // The mount table, read once for every container.
+        let mountPoints = MountTable.mountPoints()
+        return try metadata.read({ try $0.containers() }).filter { r in
+            all || (r.pid.map { Store.isContainerProcess($0, id: r.id) } ?? false)
+                || driver.isMounted(containerPaths(r.id), recordedMounts: r.mountCount, mountPoints: mountPoints)
+        }.map { try view($0, mountPoints: mountPoints) }
     }
 
     /// One container with what it is doing (`inspect`).
-    public func containerView(_ ref: String) throws -> ContainerView { try view(try container(ref)) }
+    public func containerView(_ ref: String) throws -> ContainerView {
+        try view(try container(ref), mountPoints: MountTable.mountPoints())
+    }
 
-    private func view(_ r: ContainerRecord) throws -> ContainerView {
+    private func view(_ r: ContainerRecord, mountPoints: Set<String>) throws -> ContainerView {
         let running = r.pid.map { Store.isContainerProcess($0, id: r.id) } ?? false
-        let mounted = MountTable.isMountPoint(containerPaths(r.id).merged) || r.driver == "vfs" && r.mountCount > 0
+        let mounted = driver.isMounted(containerPaths(r.id), recordedMounts: r.mountCount, mountPoints: mountPoints)
         let run = runState(r.id)
         // A monitor killed by SIGKILL writes no end: the cgroup tells that nothing runs.
         let exited = !running && run?.startedAt != nil

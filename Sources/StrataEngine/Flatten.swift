@@ -26,7 +26,8 @@ extension Store {
     /// layer, made here the first time. `locks` gets a shared lease on the flattened layer's
     /// top layer, which `gc` respects: hold it until the container using it is recorded.
     func mountable(_ layers: [LowerLayer], locks: LayerLocks? = nil) throws -> [LowerLayer] {
-        guard driver.name == "overlay" else { return layers }
+        // Only a driver with a layer limit mounts layers as they are (vfs copies them anyway).
+        guard driver.maxLowerLayers != nil else { return layers }
         let visible = visibleLayers(layers)
         let count = Store.flattenCount(visible: visible.count)
         guard count > 0 else { return layers }

@@ -112,15 +112,17 @@ public final class Store: @unchecked Sendable {
         // run. Otherwise leave them: they may be another process's work in progress.
         // Something to repair only when a run was killed: it leaves staging or an in-flight
         // marker in tmp/ (see `inflight`). An empty tmp/ costs one directory read, not a scan.
-        // (Never while the database does not describe the files: it would take them all for strays.)
-        if indexProblem == nil, try lock.flock(.exclusive, nonBlocking: true), try !tmpDir.entries().isEmpty {
-            try sweep()
+        // (Never while the database does not describe the files: it would take them all for
+        // strays. Such a store is opened only to be rebuilt, then opened again: nothing is
+        // settled either.) The driver first: the sweep asks it what a mount is.
+        if indexProblem == nil {
+            driverName = try settleDriver(requested: driver)
+            self.driver = makeDriver(driverName, forceShortLinks: overlayShortLinks)
+            if try lock.flock(.exclusive, nonBlocking: true), try !tmpDir.entries().isEmpty {
+                try sweep()
+            }
         }
         try lock.flock(.shared)
-        // A damaged store is opened only to be rebuilt, then opened again: nothing settled here.
-        guard indexProblem == nil else { return }
-        driverName = try settleDriver(requested: driver)
-        self.driver = makeDriver(driverName, forceShortLinks: overlayShortLinks)
     }
 
     /// Takes the store lock exclusively if no other strata process holds it.
@@ -219,8 +221,8 @@ public final class Store: @unchecked Sendable {
             logger.info("sweep: removing unrecorded container directory containers/\(name.display)")
             try dir.removeTree(name)
         }
-        for r in rows where r.mountCount > 0 && r.driver != "vfs" {
-            if !mounts.contains(rootPath + "/containers/" + r.id + "/merged") {
+        for r in rows where r.mountCount > 0 && driver.mountsAreKernelMounts {
+            if !driver.isMounted(containerPaths(r.id), recordedMounts: r.mountCount, mountPoints: mounts) {
                 try metadata.write { try $0.countMounts(r.id, count: 0) }
             }
         }

@@ -124,7 +124,7 @@ struct Info: ParsableCommand {
             let lines: [(String, String)] = [
                 ("Version", StrataVersion.string),
                 ("Store", store.rootPath),
-                ("Driver", store.driverName + (store.driverName == "overlay" ? " (a scratch overlay mounted when the store was made)" : " (overlay did not mount here)")),
+                ("Driver", "\(store.driverName) (\(store.driver.summary))"),
                 ("Overlay mount form", Mounts.kernelHasOverlayLowerdirPlus ? "lowerdir+ through the new mount API (any depth of options)"
                                                                           : "short links under ROOT/l (options within one page)"),
                 ("Cgroups", layout.map { l -> String in
