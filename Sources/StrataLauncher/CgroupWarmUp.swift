@@ -15,11 +15,11 @@ import Synchronization
 /// (the kernel leaves a task whose cgroup does not change where it is), and pays the grace
 /// period while the caller works. By the time the container's process is moved into its
 /// cgroups, the lock is warm. Failures are ignored: the real join reports its own.
-public enum CgroupWarmUp {
+package enum CgroupWarmUp {
     private static let begun = Mutex(false)
 
     /// Starts the warm-up on a detached thread, once per process; returns at once.
-    public static func begin() {
+    package static func begin() {
         guard begun.withLock({ (b: inout Bool) -> Bool in defer { b = true }; return !b }) else { return }
         DetachedThread.start { CgroupWarmUp.rejoinOwnCgroup() }
     }

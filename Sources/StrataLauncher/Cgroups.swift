@@ -346,16 +346,16 @@ public final class CgroupCreationLock {
 /// One store's container cgroups on this machine (`PARENT/ID` in each hierarchy): what `rm`,
 /// `gc` and `check` look at so that none is left after its container. Another store's are
 /// under another parent and never looked at.
-public enum ContainerCgroups {
+package enum ContainerCgroups {
     /// A cgroup left behind: where it is, whether processes are still in it.
-    public struct Entry: Sendable {
+    package struct Entry: Sendable {
         public var id: String
         public var cgroup: Cgroup
         public var populated: Bool
     }
 
     /// Every `PARENT/ID` cgroup, one entry per ID across hierarchies.
-    public static func list(parent: String, layout: CgroupLayout? = CgroupLayout.current()) -> [Entry] {
+    package static func list(parent: String, layout: CgroupLayout? = CgroupLayout.current()) -> [Entry] {
         guard let layout else { return [] }
         let roots: [String]
         switch layout {
@@ -382,7 +382,7 @@ public enum ContainerCgroups {
     /// The cgroups nothing runs in, each left by a container that is gone or stopped (checked
     /// under the creation lock, so none is a container that is starting). Kept locked while
     /// `body` runs.
-    public static func withLeftovers<T>(parent: String, _ body: ([Entry]) throws -> T) rethrows -> T {
+    package static func withLeftovers<T>(parent: String, _ body: ([Entry]) throws -> T) rethrows -> T {
         guard let layout = CgroupLayout.current() else { return try body([]) }
         let lock = CgroupCreationLock(layout: layout, exclusive: true, parent: parent)
         defer { withExtendedLifetime(lock) {} }
@@ -390,7 +390,7 @@ public enum ContainerCgroups {
     }
 
     /// SIGKILL to everything in a container's cgroups (which stay: its monitor removes them).
-    public static func kill(id: String, parent: String, layout: CgroupLayout? = CgroupLayout.current()) {
+    package static func kill(id: String, parent: String, layout: CgroupLayout? = CgroupLayout.current()) {
         guard let layout else { return }
         for dir in Cgroup(layout: layout, id: id, parent: parent).directories {
             for d in Cgroup.subtree(dir) { Cgroup.killAll(d) }
@@ -399,7 +399,7 @@ public enum ContainerCgroups {
 
     /// Kills what still runs in a container's cgroups and removes them; returns what is left.
     @discardableResult
-    public static func release(id: String, parent: String, layout: CgroupLayout? = CgroupLayout.current()) -> [String] {
+    package static func release(id: String, parent: String, layout: CgroupLayout? = CgroupLayout.current()) -> [String] {
         guard let layout else { return [] }
         return Cgroup(layout: layout, id: id, parent: parent).remove()
     }

@@ -8,11 +8,11 @@ import StrataSystem
 /// The monitor of a detached container: a `strata` process of its own (the role conmon plays
 /// for podman), started in a new session so that it outlives the command that started it.
 /// It reports on a pipe (its fd 3) whether the container's process started.
-public enum MonitorProcess {
+package enum MonitorProcess {
     /// Starts `arguments` of this very executable (/proc/self/exe) detached: a new session,
     /// standard input, output and error on /dev/null, fd 3 the write end of a status pipe.
     /// Returns the read end; the monitor writes one line there and closes it.
-    public static func spawn(arguments: [String]) throws -> FDHandle {
+    package static func spawn(arguments: [String]) throws -> FDHandle {
         var fds: [Int32] = [0, 0]
         guard strata_pipe_cloexec(&fds) == 0 else { throw StrataError.errno(.system, "cannot create the monitor's status pipe") }
         let reader = FDHandle(owning: fds[0])
@@ -39,13 +39,13 @@ public enum MonitorProcess {
     }
 
     /// In the monitor: the status pipe, if this process was started with one.
-    public static var statusPipe: FDHandle? {
+    package static var statusPipe: FDHandle? {
         fcntl(3, F_GETFD) >= 0 ? FDHandle(owning: 3) : nil
     }
 
     /// In the monitor: two new log pipes and /dev/null, which become the container's stdout,
     /// stderr and stdin at its clone.
-    public static func outputPipes() throws -> LogPipes {
+    package static func outputPipes() throws -> LogPipes {
         var readers: [FDHandle] = [], writers: [FDHandle] = []
         for _ in 0..<2 {
             var fds: [Int32] = [0, 0]
@@ -58,7 +58,7 @@ public enum MonitorProcess {
     }
 
     /// Reads one line (up to its newline, or the end) from the status pipe.
-    public static func readStatus(_ pipe: FDHandle) -> String {
+    package static func readStatus(_ pipe: FDHandle) -> String {
         var out: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
         while !out.contains(0x0a) {
@@ -71,10 +71,10 @@ public enum MonitorProcess {
 
     /// Sends `signal` to `pid`; false when there is no such process.
     @discardableResult
-    public static func signal(_ pid: Int32, _ signal: Int32) -> Bool { kill(pid, signal) == 0 }
+    package static func signal(_ pid: Int32, _ signal: Int32) -> Bool { kill(pid, signal) == 0 }
 
     /// A signal's number from its name (`TERM`, `SIGTERM`, `15`), as `--stop-signal` and `kill -s` take it.
-    public static func signalNumber(_ name: String) throws -> Int32 {
+    package static func signalNumber(_ name: String) throws -> Int32 {
         let table: [String: Int32] = ["HUP": SIGHUP, "INT": SIGINT, "QUIT": SIGQUIT, "KILL": SIGKILL, "USR1": SIGUSR1,
                                       "USR2": SIGUSR2, "TERM": SIGTERM, "STOP": SIGSTOP, "CONT": SIGCONT, "WINCH": SIGWINCH,
                                       "ALRM": SIGALRM, "PIPE": SIGPIPE]
@@ -92,13 +92,13 @@ public enum MonitorProcess {
 /// /dev/null as stdin) at its clone, and the monitor lets go of its own write ends once the
 /// container runs, so that the pipes end when the container's processes are gone.
 // @unchecked: `writers` is changed only by `release()`, on the monitor's main thread.
-public final class LogPipes: @unchecked Sendable {
-    public let stdout: FDHandle
-    public let stderr: FDHandle
+package final class LogPipes: @unchecked Sendable {
+    package let stdout: FDHandle
+    package let stderr: FDHandle
     private var writers: [FDHandle]?
     private let null: FDHandle
     /// The container's stdio: /dev/null, then the two write ends.
-    public let plan: StdioPlan
+    package let plan: StdioPlan
 
     init(stdout: FDHandle, stderr: FDHandle, writers: [FDHandle], null: FDHandle) {
         self.stdout = stdout; self.stderr = stderr; self.writers = writers; self.null = null
@@ -106,5 +106,5 @@ public final class LogPipes: @unchecked Sendable {
     }
 
     /// Closes the monitor's write ends (the container holds its own).
-    public func release() { writers = nil }
+    package func release() { writers = nil }
 }

@@ -9,20 +9,20 @@ import CLauncher
 /// that make the container) instead of killing strata half-way and leaving a container,
 /// mount and cgroups behind; a second one is fatal at once. Once the process exists, every
 /// relayed signal goes to it (`Launcher.supervise`).
-public enum SignalRelay {
+package enum SignalRelay {
     /// From now on SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH are caught.
-    public static func begin() { strata_relay_install() }
+    package static func begin() { strata_relay_install() }
 
     /// Relayed signals go to `pid` from now on (SIGWINCH resizes `master`, a pty master or -1),
     /// the one kept before it existed included; `pid` 0: to nothing (kept again).
     static func target(_ pid: pid_t, master: Int32) { strata_relay_to(pid, master) }
 
     /// Back to the default actions.
-    public static func end() { strata_relay_uninstall() }
+    package static func end() { strata_relay_uninstall() }
 
     /// Throws when a signal came before the container's process exists: what `what` names
     /// is not to be started. Exit code 128 + the signal, as a shell reports it.
-    public static func checkNotCancelled(_ what: @autoclosure () -> String) throws {
+    package static func checkNotCancelled(_ what: @autoclosure () -> String) throws {
         let s = strata_relay_pending()
         guard s != 0 else { return }
         throw LaunchFailure(exitCode: 128 + s, message: "\(what()) was cancelled by signal \(s) before it started")

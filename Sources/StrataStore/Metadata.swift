@@ -8,7 +8,7 @@ import Synchronization
 /// The store's metadata in SQLite: every query the store makes is in this file, behind typed
 /// records; the tables themselves are in `Schema`. Reads and writes run in transactions
 /// (`read`, `write`); a GRDB error leaves as a `StrataError` that names the database, never SQL.
-public struct Metadata: Sendable {
+package struct Metadata: Sendable {
     private let pool: DatabaseQueue
     let path: String
     /// The store directory (images.json and ROOT/lock live there).
@@ -78,7 +78,7 @@ public struct Metadata: Sendable {
     }
 
     /// Runs `body` in a read transaction: one consistent snapshot.
-    public func read<T>(_ body: (MetadataTransaction) throws -> T) throws -> T {
+    package func read<T>(_ body: (MetadataTransaction) throws -> T) throws -> T {
         do { return try pool.read { try body(MetadataTransaction(db: $0)) } } catch let e as DatabaseError {
             throw failure("read", e)
         }
@@ -88,7 +88,7 @@ public struct Metadata: Sendable {
     /// that changes layers, images, tags or containers raises the store's generation; once it
     /// is committed, images.json is brought up to it. The WAL is copied into strata.db as the
     /// command ends (`checkpointAfterWrites`).
-    public func write<T>(_ body: (MetadataTransaction) throws -> T) throws -> T {
+    package func write<T>(_ body: (MetadataTransaction) throws -> T) throws -> T {
         let mark = ChangeMark()
         let result: T
         do {
@@ -119,7 +119,7 @@ public struct Metadata: Sendable {
     /// (SQLite's passive checkpoint: it never waits), for every database this process wrote
     /// to. Called once as a command ends (one sync, not one per transaction): so strata.db
     /// alone holds everything whenever no command runs.
-    public static func checkpointAfterWrites() {
+    package static func checkpointAfterWrites() {
         let dirty = written.withLock { w in let d = w; w.removeAll(); return d }
         guard !dirty.isEmpty else { return }
         for pool in opened.withLock({ $0 }) where dirty.contains(ObjectIdentifier(pool)) {
@@ -153,7 +153,7 @@ public struct Metadata: Sendable {
 final class ChangeMark { var changed = false }
 
 /// The queries, typed. Valid only inside the `read`/`write` closure that handed it out.
-public struct MetadataTransaction {
+package struct MetadataTransaction {
     fileprivate let db: Database
     fileprivate let mark: ChangeMark
 
@@ -162,23 +162,23 @@ public struct MetadataTransaction {
     // MARK: layers
 
     /// The layer recorded under `chainID`.
-    public func layer(_ chainID: ChainID) throws -> LayerRecord? {
+    package func layer(_ chainID: ChainID) throws -> LayerRecord? {
         try Row.fetchOne(db, sql: "SELECT * FROM layers WHERE chain_id = ?", arguments: [chainID.description]).map(LayerRecord.init(row:))
     }
 
     /// Every layer, oldest first.
-    public func layers() throws -> [LayerRecord] {
+    package func layers() throws -> [LayerRecord] {
         try Row.fetchAll(db, sql: "SELECT * FROM layers ORDER BY created_at, chain_id").map(LayerRecord.init(row:))
     }
 
     /// At most `limit` layers whose chainID starts with `sha256:HEX`.
-    public func layers(chainIDPrefix hex: String, limit: Int) throws -> [LayerRecord] {
+    package func layers(chainIDPrefix hex: String, limit: Int) throws -> [LayerRecord] {
         try Row.fetchAll(db, sql: "SELECT * FROM layers WHERE chain_id LIKE ? LIMIT ?", arguments: ["sha256:\(hex)%", limit])
             .map(LayerRecord.init(row:))
     }
 
     /// The layers of an image, bottom first.
-    public func layers(ofImage id: Digest) throws -> [LayerRecord] {
+    package func layers(ofImage id: Digest) throws -> [LayerRecord] {
         try Row.fetchAll(db, sql: """
             SELECT l.* FROM image_layers il JOIN layers l ON l.chain_id = il.chain_id
             WHERE il.image_id = ? ORDER BY il.position
@@ -187,7 +187,7 @@ public struct MetadataTransaction {
 
     /// The layers of an image as a driver mounts them, bottom first: only what that takes, for
     /// `mount` and `run` of deep images.
-    public func mountLayers(ofImage id: Digest) throws -> [MountLayerRecord] {
+    package func mountLayers(ofImage id: Digest) throws -> [MountLayerRecord] {
         // A cursor (one row reused) and columns by position: a deep chain is hundreds of rows per mount.
         let rows = try Row.fetchCursor(db, sql: """
             SELECT l.chain_id, l.cache_id, l.opaque_root, l.link_id FROM image_layers il JOIN layers l ON l.chain_id = il.chain_id
@@ -201,28 +201,28 @@ public struct MetadataTransaction {
     }
 
     /// The chainIDs an image lists, bottom first (whether or not the layers are recorded).
-    public func chain(ofImage id: Digest) throws -> [String] {
+    package func chain(ofImage id: Digest) throws -> [String] {
         try String.fetchAll(db, sql: "SELECT chain_id FROM image_layers WHERE image_id = ? ORDER BY position", arguments: [id.string])
     }
 
     /// Layers no image uses.
-    public func unreferencedLayers() throws -> [LayerRecord] {
+    package func unreferencedLayers() throws -> [LayerRecord] {
         try Row.fetchAll(db, sql: "SELECT * FROM layers WHERE chain_id NOT IN (SELECT chain_id FROM image_layers)")
             .map(LayerRecord.init(row:))
     }
 
     /// The chainIDs of the layers whose parent is `chainID`.
-    public func children(of chainID: ChainID) throws -> [String] {
+    package func children(of chainID: ChainID) throws -> [String] {
         try String.fetchAll(db, sql: "SELECT chain_id FROM layers WHERE parent = ? ORDER BY chain_id", arguments: [chainID.description])
     }
 
     /// The cache IDs (directory names under layers/) of every recorded layer.
-    public func cacheIDs() throws -> Set<String> {
+    package func cacheIDs() throws -> Set<String> {
         Set(try String.fetchAll(db, sql: "SELECT cache_id FROM layers UNION ALL SELECT cache_id FROM flattened_layers"))
     }
 
     /// Records a layer; a layer already recorded (by another process, first) is kept as it is.
-    public func insertLayer(_ l: LayerRecord) throws {
+    package func insertLayer(_ l: LayerRecord) throws {
         mark.changed = true
         try db.execute(sql: """
             INSERT OR IGNORE INTO layers (chain_id, diff_id, parent, cache_id, size, tar_size, blob_digest,
@@ -234,7 +234,7 @@ public struct MetadataTransaction {
     }
 
     /// Points a recorded layer at new files (its old directory was lost); its link is made anew.
-    public func replaceLayerFiles(_ l: LayerRecord) throws {
+    package func replaceLayerFiles(_ l: LayerRecord) throws {
         mark.changed = true
         try db.execute(sql: """
             UPDATE layers SET cache_id = ?, size = ?, tar_size = ?, blob_digest = ?, compression = ?, opaque_root = ?,
@@ -244,7 +244,7 @@ public struct MetadataTransaction {
     }
 
     /// Deletes a layer's row unless another layer's row names it as parent; whether it went.
-    public func deleteLayerIfLeaf(_ chainID: ChainID) throws -> Bool {
+    package func deleteLayerIfLeaf(_ chainID: ChainID) throws -> Bool {
         mark.changed = true
         try db.execute(sql: "DELETE FROM layers WHERE chain_id = ? AND NOT EXISTS (SELECT 1 FROM layers c WHERE c.parent = ?)",
                        arguments: [chainID.description, chainID.description])
@@ -252,7 +252,7 @@ public struct MetadataTransaction {
     }
 
     /// Gives a layer the next free link ID if it has none; returns its link ID.
-    public func assignLinkID(_ chainID: ChainID) throws -> Int64? {
+    package func assignLinkID(_ chainID: ChainID) throws -> Int64? {
         try db.execute(sql: "UPDATE layers SET link_id = (SELECT COALESCE(MAX(link_id), 0) + 1 FROM layers) WHERE chain_id = ? AND link_id IS NULL",
                        arguments: [chainID.description])
         return try Int64.fetchOne(db, sql: "SELECT link_id FROM layers WHERE chain_id = ?", arguments: [chainID.description])
@@ -261,27 +261,27 @@ public struct MetadataTransaction {
     // MARK: images
 
     /// The image recorded under `id`.
-    public func image(_ id: Digest) throws -> ImageRecord? {
+    package func image(_ id: Digest) throws -> ImageRecord? {
         try Row.fetchOne(db, sql: "SELECT * FROM images WHERE id = ?", arguments: [id.string]).map(ImageRecord.init(row:))
     }
 
     /// Every image, newest first.
-    public func images() throws -> [ImageRecord] {
+    package func images() throws -> [ImageRecord] {
         try Row.fetchAll(db, sql: "SELECT * FROM images ORDER BY loaded_at DESC, id").map(ImageRecord.init(row:))
     }
 
     /// At most `limit` image IDs that start with `sha256:HEX`.
-    public func imageIDs(prefix hex: String, limit: Int) throws -> [String] {
+    package func imageIDs(prefix hex: String, limit: Int) throws -> [String] {
         try String.fetchAll(db, sql: "SELECT id FROM images WHERE id LIKE ? LIMIT ?", arguments: ["sha256:\(hex)%", limit])
     }
 
     /// The IDs of the images whose chain includes a layer.
-    public func images(usingLayer chainID: String) throws -> [String] {
+    package func images(usingLayer chainID: String) throws -> [String] {
         try String.fetchAll(db, sql: "SELECT DISTINCT image_id FROM image_layers WHERE chain_id = ? ORDER BY image_id", arguments: [chainID])
     }
 
     /// Every (chainID, image ID, first tag) of the images' layer lists.
-    public func imageLayerUses() throws -> [(chainID: String, imageID: String, tag: String?)] {
+    package func imageLayerUses() throws -> [(chainID: String, imageID: String, tag: String?)] {
         try Row.fetchAll(db, sql: """
             SELECT il.chain_id, il.image_id, (SELECT MIN(name) FROM tags t WHERE t.image_id = il.image_id) AS tag
             FROM image_layers il
@@ -289,7 +289,7 @@ public struct MetadataTransaction {
     }
 
     /// The digests blobs/ must keep: every image's config and recorded manifest.
-    public func referencedBlobs() throws -> Set<String> {
+    package func referencedBlobs() throws -> Set<String> {
         var keep = Set(try String.fetchAll(db, sql: "SELECT id FROM images"))
         keep.formUnion(try String.fetchAll(db, sql: "SELECT manifest_digest FROM images WHERE manifest_digest IS NOT NULL"))
         return keep
@@ -297,7 +297,7 @@ public struct MetadataTransaction {
 
     /// Records an image and its layer list; an image already there keeps its row (and gains a
     /// manifest digest if it had none).
-    public func insertImage(_ image: ImageRecord, chain: [ChainID]) throws {
+    package func insertImage(_ image: ImageRecord, chain: [ChainID]) throws {
         mark.changed = true
         try db.execute(sql: """
             INSERT INTO images (id, top_layer, manifest_digest, created, os, architecture, size, loaded_at)
@@ -312,7 +312,7 @@ public struct MetadataTransaction {
     }
 
     /// Deletes an image with its tags and layer list (its layers stay).
-    public func deleteImage(_ id: String) throws {
+    package func deleteImage(_ id: String) throws {
         mark.changed = true
         try db.execute(sql: "DELETE FROM tags WHERE image_id = ?", arguments: [id])
         try db.execute(sql: "DELETE FROM image_layers WHERE image_id = ?", arguments: [id])
@@ -320,46 +320,46 @@ public struct MetadataTransaction {
     }
 
     /// Forgets the manifest digest of image `id`, or of every image whose manifest is `digest`.
-    public func forgetManifest(ofImage id: String? = nil, digest: String? = nil) throws {
+    package func forgetManifest(ofImage id: String? = nil, digest: String? = nil) throws {
         mark.changed = true
         if let id { try db.execute(sql: "UPDATE images SET manifest_digest = NULL WHERE id = ?", arguments: [id]) }
         if let digest { try db.execute(sql: "UPDATE images SET manifest_digest = NULL WHERE manifest_digest = ?", arguments: [digest]) }
     }
 
     /// How many images are recorded.
-    public func imageCount() throws -> Int { try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM images") ?? 0 }
+    package func imageCount() throws -> Int { try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM images") ?? 0 }
 
     // MARK: tags
 
     /// The tags that name image `id`, sorted.
-    public func tags(ofImage id: String) throws -> [String] {
+    package func tags(ofImage id: String) throws -> [String] {
         try String.fetchAll(db, sql: "SELECT name FROM tags WHERE image_id = ? ORDER BY name", arguments: [id])
     }
 
     /// Every (tag, image ID).
-    public func allTags() throws -> [(name: String, imageID: String)] {
+    package func allTags() throws -> [(name: String, imageID: String)] {
         try Row.fetchAll(db, sql: "SELECT name, image_id FROM tags").map { ($0["name"], $0["image_id"]) }
     }
 
     /// The image a (normalized) tag names.
-    public func imageID(tag name: String) throws -> String? {
+    package func imageID(tag name: String) throws -> String? {
         try String.fetchOne(db, sql: "SELECT image_id FROM tags WHERE name = ?", arguments: [name])
     }
 
     /// Points tag `name` at image `id` (moving it if it named another).
-    public func setTag(_ name: String, imageID id: String) throws {
+    package func setTag(_ name: String, imageID id: String) throws {
         mark.changed = true
         try db.execute(sql: "INSERT OR REPLACE INTO tags (name, image_id) VALUES (?, ?)", arguments: [name, id])
     }
 
     /// Removes tag `name`.
-    public func removeTag(_ name: String) throws {
+    package func removeTag(_ name: String) throws {
         mark.changed = true
         try db.execute(sql: "DELETE FROM tags WHERE name = ?", arguments: [name])
     }
 
     /// Removes every tag of image `id`.
-    public func removeTags(ofImage id: String) throws {
+    package func removeTags(ofImage id: String) throws {
         mark.changed = true
         try db.execute(sql: "DELETE FROM tags WHERE image_id = ?", arguments: [id])
     }
@@ -367,7 +367,7 @@ public struct MetadataTransaction {
     // MARK: registry blobs
 
     /// The compressed forms of a layer known to exist somewhere.
-    public func layerBlobs(_ chainID: ChainID) throws -> [LayerBlobRecord] {
+    package func layerBlobs(_ chainID: ChainID) throws -> [LayerBlobRecord] {
         try Row.fetchAll(db, sql: "SELECT digest, size, media_type FROM layer_blobs WHERE chain_id = ? ORDER BY digest",
                          arguments: [chainID.description]).map { r in
             LayerBlobRecord(digest: try Digest(parsing: r["digest"]), size: r["size"], mediaType: r["media_type"])
@@ -375,7 +375,7 @@ public struct MetadataTransaction {
     }
 
     /// Records a compressed form of a layer, and that `registry/repository` has it.
-    public func recordLayerBlob(_ chainID: ChainID, _ blob: LayerBlobRecord, registry: String, repository: String) throws {
+    package func recordLayerBlob(_ chainID: ChainID, _ blob: LayerBlobRecord, registry: String, repository: String) throws {
         try db.execute(sql: "INSERT OR IGNORE INTO layer_blobs (chain_id, digest, size, media_type) VALUES (?, ?, ?, ?)",
                        arguments: [chainID.description, blob.digest.string, blob.size, blob.mediaType])
         try db.execute(sql: "INSERT OR IGNORE INTO blob_locations (digest, registry, repository) VALUES (?, ?, ?)",
@@ -383,7 +383,7 @@ public struct MetadataTransaction {
     }
 
     /// The repositories of `registry` where `digest` was seen.
-    public func repositories(having digest: Digest, registry: String) throws -> [String] {
+    package func repositories(having digest: Digest, registry: String) throws -> [String] {
         try String.fetchAll(db, sql: "SELECT repository FROM blob_locations WHERE digest = ? AND registry = ? ORDER BY repository",
                             arguments: [digest.string, registry])
     }
@@ -391,30 +391,30 @@ public struct MetadataTransaction {
     // MARK: store settings
 
     /// A store setting (`driver`).
-    public func setting(_ key: String) throws -> String? {
+    package func setting(_ key: String) throws -> String? {
         try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = ?", arguments: [key])
     }
 
     /// Records a setting unless one is recorded already.
-    public func settle(_ key: String, _ value: String) throws {
+    package func settle(_ key: String, _ value: String) throws {
         try db.execute(sql: "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", arguments: [key, value])
     }
 
     // MARK: flattened layers
 
     /// The flattened layer whose highest layer is `top`.
-    public func flattened(_ top: ChainID) throws -> FlattenedRecord? {
+    package func flattened(_ top: ChainID) throws -> FlattenedRecord? {
         try Row.fetchOne(db, sql: "SELECT * FROM flattened_layers WHERE top_layer = ?", arguments: [top.description]).map(FlattenedRecord.init(row:))
     }
 
     /// Every flattened layer.
-    public func flattenedLayers() throws -> [FlattenedRecord] {
+    package func flattenedLayers() throws -> [FlattenedRecord] {
         try Row.fetchAll(db, sql: "SELECT * FROM flattened_layers ORDER BY created_at").map(FlattenedRecord.init(row:))
     }
 
     /// Records a flattened layer with the next free link ID, unless one of that top layer is
     /// recorded already; returns the one recorded (the first wins).
-    public func insertFlattened(top: ChainID, cacheID: String, layerCount: Int, createdAt: Date) throws -> FlattenedRecord? {
+    package func insertFlattened(top: ChainID, cacheID: String, layerCount: Int, createdAt: Date) throws -> FlattenedRecord? {
         try db.execute(sql: """
             INSERT OR IGNORE INTO flattened_layers (top_layer, cache_id, layer_count, link_id, created_at)
             VALUES (?, ?, ?, (SELECT COALESCE(MAX(link_id), 0) + 1 FROM flattened_layers), ?)
@@ -423,46 +423,46 @@ public struct MetadataTransaction {
     }
 
     /// Whether a container's image has `top` in its chain (and may so mount that flattened layer).
-    public func flattenedInUse(_ top: ChainID) throws -> Bool {
+    package func flattenedInUse(_ top: ChainID) throws -> Bool {
         try Bool.fetchOne(db, sql: """
             SELECT 1 FROM containers c JOIN image_layers il ON il.image_id = c.image_id WHERE il.chain_id = ? LIMIT 1
             """, arguments: [top.description]) == true
     }
 
     /// Removes a flattened layer's row.
-    public func deleteFlattened(_ top: ChainID) throws {
+    package func deleteFlattened(_ top: ChainID) throws {
         try db.execute(sql: "DELETE FROM flattened_layers WHERE top_layer = ?", arguments: [top.description])
     }
 
     // MARK: containers
 
     /// Every container, newest first.
-    public func containers() throws -> [ContainerRecord] {
+    package func containers() throws -> [ContainerRecord] {
         try Row.fetchAll(db, sql: "SELECT * FROM containers ORDER BY created_at DESC, id").map(ContainerRecord.init(row:))
     }
 
     /// Containers whose name or ID is `ref`, or (hex, 3 characters or more) whose ID starts with it; at most two.
-    public func containers(matching ref: String) throws -> [ContainerRecord] {
+    package func containers(matching ref: String) throws -> [ContainerRecord] {
         try Row.fetchAll(db, sql: "SELECT * FROM containers WHERE name = ? OR id = ? OR id LIKE ? LIMIT 2",
                          arguments: [ref, ref, ref.count >= 3 && ref.allSatisfy(\.isHexDigit) ? ref + "%" : "-"])
             .map(ContainerRecord.init(row:))
     }
 
     /// The containers made from image `id`.
-    public func containers(ofImage id: String) throws -> [ContainerRecord] {
+    package func containers(ofImage id: String) throws -> [ContainerRecord] {
         try Row.fetchAll(db, sql: "SELECT * FROM containers WHERE image_id = ? ORDER BY name", arguments: [id]).map(ContainerRecord.init(row:))
     }
 
     /// Whether a container has this name.
-    public func containerExists(name: String) throws -> Bool {
+    package func containerExists(name: String) throws -> Bool {
         try Bool.fetchOne(db, sql: "SELECT 1 FROM containers WHERE name = ?", arguments: [name]) == true
     }
 
     /// How many containers are recorded.
-    public func containerCount() throws -> Int { try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM containers") ?? 0 }
+    package func containerCount() throws -> Int { try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM containers") ?? 0 }
 
     /// Records a new container; its name must be free.
-    public func insertContainer(_ c: ContainerRecord) throws {
+    package func insertContainer(_ c: ContainerRecord) throws {
         mark.changed = true
         do {
             try db.execute(sql: "INSERT INTO containers (id, name, image_id, driver, created_at) VALUES (?, ?, ?, ?, ?)",
@@ -473,19 +473,19 @@ public struct MetadataTransaction {
     }
 
     /// Removes a container's row.
-    public func deleteContainer(_ id: String) throws {
+    package func deleteContainer(_ id: String) throws {
         mark.changed = true
         try db.execute(sql: "DELETE FROM containers WHERE id = ?", arguments: [id])
     }
 
     /// Adds `delta` mounts to a container's count, or sets it to `count`.
-    public func countMounts(_ id: String, delta: Int? = nil, count: Int? = nil) throws {
+    package func countMounts(_ id: String, delta: Int? = nil, count: Int? = nil) throws {
         if let delta { try db.execute(sql: "UPDATE containers SET mount_count = mount_count + ? WHERE id = ?", arguments: [delta, id]) }
         if let count { try db.execute(sql: "UPDATE containers SET mount_count = ? WHERE id = ?", arguments: [count, id]) }
     }
 
     /// Records the pid of a running container (nil when it is gone).
-    public func setPid(_ id: String, _ pid: Int32?) throws {
+    package func setPid(_ id: String, _ pid: Int32?) throws {
         try db.execute(sql: "UPDATE containers SET pid = ? WHERE id = ?", arguments: [pid.map { Int($0) }, id])
     }
 
@@ -495,7 +495,7 @@ public struct MetadataTransaction {
     func markChanged() { mark.changed = true }
 
     /// The store's generation: raised by every change of layers, images, tags or containers.
-    public func generation() throws -> Int64 {
+    package func generation() throws -> Int64 {
         Int64(try setting("generation") ?? "0") ?? 0
     }
 
@@ -512,7 +512,7 @@ public struct MetadataTransaction {
     }
 
     /// Whether any layer, image or container is recorded.
-    public func isEmpty() throws -> Bool {
+    package func isEmpty() throws -> Bool {
         try Bool.fetchOne(db, sql: """
             SELECT NOT EXISTS (SELECT 1 FROM layers) AND NOT EXISTS (SELECT 1 FROM images) AND NOT EXISTS (SELECT 1 FROM containers)
             """) ?? true

@@ -28,7 +28,7 @@ public final class Store: @unchecked Sendable {
     package let blobsDir: Directory
     package let tmpDir: Directory
     /// The store's records (SQLite).
-    public let metadata: Metadata
+    package let metadata: Metadata
     package let logger: Logger
     private let lock: FDHandle
     /// Byte 1 of ROOT/lock, on an open file description of its own: shared while a command
