@@ -4,10 +4,10 @@ import StrataStore
 /// Cgroups a container left behind: its strata was killed, or it failed half-way. A cgroup
 /// is a leftover when nothing runs in it (looked at under the lock every `run` holds while it
 /// makes its cgroups and joins them, so a container that is starting is never one).
-public enum ContainerLeftovers {
+package enum ContainerLeftovers {
     /// Removes the leftovers of the store whose cgroups are under `parent`; returns the
     /// directories removed.
-    public static func removeCgroups(parent: String) -> [String] {
+    package static func removeCgroups(parent: String) -> [String] {
         ContainerCgroups.withLeftovers(parent: parent) { entries in
             var removed: [String] = []
             for e in entries {
@@ -20,11 +20,35 @@ public enum ContainerLeftovers {
 
     /// One problem per leftover cgroup of the store whose parent is `parent` (a populated cgroup
     /// is a running container).
-    public static func problems(parent: String) -> [CheckProblem] {
+    package static func problems(parent: String) -> [CheckProblem] {
         ContainerCgroups.withLeftovers(parent: parent) { entries in
             entries.map {
                 CheckProblem(subject: "cgroup \($0.cgroup.name)", problem: "left behind by a container that no longer runs; `strata gc` removes it")
             }
         }
+    }
+}
+
+extension Engine {
+    /// `gc`: what the store's garbage collection removes, and the cgroups its containers left.
+    public func garbageCollect() throws -> RemovalReport {
+        var r = try store.garbageCollect()
+        r.removedCgroups = ContainerLeftovers.removeCgroups(parent: cgroupParent)
+        return r
+    }
+
+    /// `check`: the store's problems and the cgroups its containers left.
+    public func check(summary: inout CheckSummary, progress: (String) -> Void = { _ in }) throws -> [CheckProblem] {
+        try store.check(summary: &summary, progress: progress) + ContainerLeftovers.problems(parent: cgroupParent)
+    }
+
+    /// `check --repair`: mends what the store's check finds (in the same quiet view) and removes
+    /// leftover cgroups; the problems found, with what was done.
+    public func checkAndRepair(summary: inout CheckSummary, force: Bool,
+                               progress: (String) -> Void = { _ in }) throws -> (found: [CheckProblem], report: Store.RepairReport) {
+        let (found, report) = try store.checkAndRepair(summary: &summary, force: force, progress: progress)
+        let leftovers = ContainerLeftovers.problems(parent: cgroupParent)
+        if !leftovers.isEmpty { _ = ContainerLeftovers.removeCgroups(parent: cgroupParent) }
+        return (found + leftovers, report)
     }
 }

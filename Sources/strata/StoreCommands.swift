@@ -15,9 +15,7 @@ struct GC: ParsableCommand {
     @Flag(name: .long, help: "JSON report.") var json = false
     func run() throws {
         try strata.run {
-            let store = try global.openStore()
-            var r = try store.garbageCollect()
-            r.removedCgroups = ContainerLeftovers.removeCgroups(parent: Engine(store: store).cgroupParent)
+            let r = try global.openEngine().garbageCollect()
             if json { print(try Format.json(r)); return }
             let flattened = r.deletedFlattened.isEmpty ? "" : " \(r.deletedFlattened.count) flattened layers,"
             print("removed \(r.deletedLayers.count) layers,\(flattened) \(r.deletedBlobs.count) blobs, \(r.removedCgroups.count) cgroups; \(Format.bytes(r.bytesFreed)) freed")
@@ -71,16 +69,14 @@ struct Check: ParsableCommand {
                 repair = false
             }
             let verbose = self.verbose && !json
-            let parent = Engine(store: store).cgroupParent
+            let engine = Engine(store: store)
             var summary = CheckSummary()
             var problems: [CheckProblem]
             var repaired: Store.RepairReport?
             if repair {
                 // Mended in the same quiet view the problems were found in.
-                let (found, r) = try store.checkAndRepair(summary: &summary, force: force) { if verbose { print($0) } }
-                let leftovers = ContainerLeftovers.problems(parent: parent)
-                if !leftovers.isEmpty { _ = ContainerLeftovers.removeCgroups(parent: parent) }
-                problems = found + leftovers
+                let (found, r) = try engine.checkAndRepair(summary: &summary, force: force) { if verbose { print($0) } }
+                problems = found
                 if !problems.isEmpty {
                     repaired = r
                     if !json {
@@ -88,10 +84,10 @@ struct Check: ParsableCommand {
                         for a in r.actions { print("repaired: \(a)") }
                         for l in r.left { print("left: \(l)") }
                     }
-                    problems = try store.check(summary: &summary) + ContainerLeftovers.problems(parent: parent)
+                    problems = try engine.check(summary: &summary)
                 }
             } else {
-                problems = try store.check(summary: &summary) { if verbose { print($0) } } + ContainerLeftovers.problems(parent: parent)
+                problems = try engine.check(summary: &summary) { if verbose { print($0) } }
             }
             if json {
                 print(try Format.json(Output(problems: problems, summary: summary, repaired: repaired, rebuilt: rebuilt)))
