@@ -147,7 +147,8 @@ import Testing
         let t = TempDir(); defer { t.remove() }
         let mnt = t.sub("small")
         try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: true)
-        guard try sh(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", mnt]).0 == 0 else { return }
+        let mounted = try sh(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", mnt])
+        try #require(mounted.0 == 0, "cannot mount a small tmpfs: \(mounted.2)")
         defer { _ = try? sh(["umount", "-l", mnt]) }
         let root = mnt + "/store"
         #expect(try strata(root, ["-q", "load", fixtures + "/oci-gzip"]).0 == 0)
