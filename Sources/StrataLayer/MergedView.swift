@@ -24,7 +24,7 @@ public struct MergedView {
                 guard let st = try parent.lstat(c) else { blocked = true; break }
                 if FileKind(mode: st.st_mode) != .directory { return nil }  // a file or whiteout here hides everything below
                 guard case .success(let sub) = parent.openDirectory(c, resolve: [.noSymlinks]) else { blocked = true; break }
-                if Whiteout.isOpaque(sub.fd) { opaque = true }
+                if Whiteout.isOpaque(sub) { opaque = true }
                 parent = sub
             }
             if !blocked, let st = try parent.lstat(comps.last!) {
@@ -59,7 +59,7 @@ public struct MergedView {
                 guard let st = try d.lstat(name) else { continue }
                 if Whiteout.isOverlayWhiteout(st) { hidden.insert(name) } else { out[name] = st }
             }
-            if Whiteout.isOpaque(d.fd) { break }
+            if Whiteout.isOpaque(d) { break }
         }
         return out
     }
@@ -115,7 +115,7 @@ public enum ChangeScanner {
             let below = underOpaque ? nil : try lower.lookup(comps)
             if FileKind(mode: st.st_mode) == .directory {
                 let sub = try dir.walkInto(name)
-                let opaque = Whiteout.isOpaque(sub.fd)
+                let opaque = Whiteout.isOpaque(sub)
                 out.append(ChangedPath(path: path, kind: below == nil ? .added : .changed,
                                        source: .entry(directory: dir, name: name, stat: st, opaque: opaque)))
                 // Nothing below shows under an opaque directory, nor under one the layers do

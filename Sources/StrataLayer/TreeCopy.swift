@@ -37,7 +37,7 @@ public struct OverlayFormApplier {
                 if let existing, FileKind(mode: existing.st_mode) != .directory { try dst.removeTree(name) }
                 if existing == nil || FileKind(mode: existing!.st_mode) != .directory { try dst.mkdirOrThrow(name, mode: 0o700) }
                 let dsub = try dst.openDirectory(name, resolve: [.noSymlinks]).get()
-                if Whiteout.isOpaque(sub.fd) {
+                if Whiteout.isOpaque(sub) {
                     for child in try dsub.entries() { try dsub.removeTree(child) }
                 }
                 try applyDir(sub, dsub, &links)

@@ -1,4 +1,3 @@
-import CStrata
 import StrataCore
 import StrataSystem
 
@@ -18,11 +17,9 @@ public enum Whiteout {
     /// On disk, in overlay form: a character device 0/0 is a whiteout.
     public static func isOverlayWhiteout(_ st: FileStatus) -> Bool { FileKind(mode: st.st_mode) == .characterDevice && st.st_rdev == 0 }
 
-    /// On disk, in overlay form: whether the directory open at `fd` is opaque.
-    public static func isOpaque(_ fd: Int32) -> Bool {
-        var buf = [UInt8](repeating: 0, count: 4)
-        let n = strata_fgetxattr(fd, overlayOpaqueXattr, &buf, buf.count)
-        return n == 1 && buf[0] == overlayOpaqueValue[0]
+    /// On disk, in overlay form: whether the directory is opaque (its xattr is exactly "y").
+    public static func isOpaque(_ dir: Directory) -> Bool {
+        dir.handle.xattr(overlayOpaqueXattr, limit: 16) == overlayOpaqueValue
     }
 
     /// What a tar entry's final name component means.

@@ -78,7 +78,7 @@ extension Store {
             guard let name = comps.last else { continue }
             let parentPath = EntryPath.join(Array(comps.dropLast()))
             guard case .success(let parent) = diff.openDirectory(parentPath, resolve: [.noSymlinks, .noXDev]) else { continue }
-            let hidesSomething = !Whiteout.isOpaque(parent.fd) && (lowers.isEmpty ? false : (comps.count == 1 || lowerDirectory(parentPath) != nil))
+            let hidesSomething = !Whiteout.isOpaque(parent) && (lowers.isEmpty ? false : (comps.count == 1 || lowerDirectory(parentPath) != nil))
             if !hidesSomething, let st = try parent.lstat(name), Whiteout.isOverlayWhiteout(st) {
                 _ = parent.unlink(name)
             }
