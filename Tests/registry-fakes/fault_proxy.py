@@ -6,7 +6,8 @@
 UPSTREAM is host:port of the registry. Requests are numbered from 1 in the order they
 arrive; each FAULT applies to some of them (the first that matches wins). So that a client
 with a few tries always gets through, the same method and path is faulted at most twice in a
-row (except with N = 1, a registry that always fails).
+row (except with N = 1, a registry that always fails); a fault held back by that goes to the
+next request that may take it, so every scheduled kind happens once there are enough requests.
 
   500=N       answer 500 to every Nth request (500=1: a registry that always fails)
   429=N       answer 429 with Retry-After: 1 to every Nth request
@@ -30,6 +31,7 @@ upstream_host = sys.argv[2]
 faults = dict(f.split("=", 1) for f in sys.argv[3:])
 lock = threading.Lock()
 counter = {"all": 0, "uploads": 0}
+pending = []  # faults held back by the streak cap, to be injected on a later request
 stalled = set()
 streak = {}
 
@@ -87,7 +89,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             key = self.command + " " + self.path.split("?")[0]
             always = any(faults.get(k) == "1" for k in ("500", "429", "close", "lost", "forget"))
             if fault and streak.get(key, 0) >= 2 and not always:
+                # Not on this request again: the fault goes to the next one that may take it,
+                # so every scheduled kind still happens.
+                pending.append(fault)
                 fault = None
+            elif not fault and pending and streak.get(key, 0) < 2 and (pending[0] in ("500", "429", "close") or upload):
+                fault = pending.pop(0)
             streak[key] = streak.get(key, 0) + 1 if fault else 0
         if fault:
             log(f"fault {fault} {self.command} {self.path} (request {n})")
