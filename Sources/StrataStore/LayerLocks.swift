@@ -35,32 +35,17 @@ package final class LayerLocks {
 
     /// A lease on something else named by hex (a container), same rules.
     package func lock(key hex: String, exclusive: Bool) throws {
-        let off = LayerLocks.offset(hex: hex)
-        do { try file.lockRange(off, exclusive: exclusive, wait: true) } catch let e as StrataError {
-            throw e.context("cannot take the lease on \(hex)")
-        }
-        held[off] = exclusive
+        _ = try take(LayerLocks.offset(hex: hex), exclusive: exclusive, wait: true, what: hex)
     }
 
     /// Takes the exclusive lease on something named by hex only if nobody holds it.
     package func tryExclusive(key hex: String) throws -> Bool {
-        let off = LayerLocks.offset(hex: hex)
-        do {
-            guard try file.lockRange(off, exclusive: true, wait: false) else { return false }
-        } catch let e as StrataError {
-            throw e.context("cannot take the lease on \(hex)")
-        }
-        held[off] = true
-        return true
+        try take(LayerLocks.offset(hex: hex), exclusive: true, wait: false, what: hex)
     }
 
     /// Waits for the lease.
     package func lock(_ c: ChainID, exclusive: Bool) throws {
-        let off = LayerLocks.offset(c)
-        do { try file.lockRange(off, exclusive: exclusive, wait: true) } catch let e as StrataError {
-            throw e.context("cannot take the lease on layer \(c)")
-        }
-        held[off] = exclusive
+        _ = try take(LayerLocks.offset(c), exclusive: exclusive, wait: true, what: "layer \(c)")
     }
 
     /// Lets go of the lease on a layer.
@@ -72,13 +57,17 @@ package final class LayerLocks {
 
     /// Takes the exclusive lease only if nobody holds the layer.
     package func tryExclusive(_ c: ChainID) throws -> Bool {
-        let off = LayerLocks.offset(c)
+        try take(LayerLocks.offset(c), exclusive: true, wait: false, what: "layer \(c)")
+    }
+
+    /// The lease on byte `off`; false when `wait` is false and someone else holds it.
+    private func take(_ off: Int64, exclusive: Bool, wait: Bool, what: String) throws -> Bool {
         do {
-            guard try file.lockRange(off, exclusive: true, wait: false) else { return false }
+            guard try file.lockRange(off, exclusive: exclusive, wait: wait) else { return false }
         } catch let e as StrataError {
-            throw e.context("cannot take the lease on layer \(c)")
+            throw e.context("cannot take the lease on \(what)")
         }
-        held[off] = true
+        held[off] = exclusive
         return true
     }
 
