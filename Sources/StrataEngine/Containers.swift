@@ -112,7 +112,7 @@ extension Store {
             try d.create(paths, layers: layers)
             _ = try d.describe(paths, layers: layers)
             let record = ContainerRecord(id: id, name: cname, image: image, driver: d.name,
-                                         createdAt: Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down)))
+                                         createdAt: Timestamp.wholeSecondNow())
             // The row, beside the container's files (docs/store-layout.md).
             try IndexFiles.write(IndexFiles.Container(record), as: IndexFiles.containerName, in: try Directory.open(paths.root))
             try metadata.write { try $0.insertContainer(record) }

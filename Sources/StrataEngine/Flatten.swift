@@ -63,7 +63,7 @@ extension Store {
                 try? tmpDir.removeTree(stage)
                 throw e.context("cannot flatten the bottom \(prefix.count) layers of the chain up to \(top.digest.short)")
             }
-            let createdAt = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))
+            let createdAt = Timestamp.wholeSecondNow()
             try IndexFiles.write(IndexFiles.Flattened(topLayer: top, layerCount: prefix.count, createdAt: createdAt),
                                  as: IndexFiles.flattenedName, in: staged)
             try tmpDir.rename(stage, to: Array(cacheID.utf8), in: layersDir)

@@ -110,7 +110,7 @@ extension Store {
         }
         let staged = StagedLayer(cacheID: cacheID, chainID: ChainID.of(parent: parent, diffID: result.diffID),
                                  parent: parent, result: result,
-                                 createdAt: Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down)))
+                                 createdAt: Timestamp.wholeSecondNow())
         // The row the database will hold, beside the files it describes (docs/store-layout.md).
         try IndexFiles.write(IndexFiles.Layer(staged.record), as: IndexFiles.layerName, in: stage)
         // One syncfs per layer (not an fsync per file) before the database can name it.

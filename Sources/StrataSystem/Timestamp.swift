@@ -10,6 +10,10 @@ public enum Timestamp {
     /// Now, as `YYYY-MM-DDTHH:MM:SSZ`.
     public static func now() -> String { string(Date()) }
 
+    /// Now, to the whole second: a time recorded both in the database and in a file (which keep
+    /// whole seconds) reads back the same from either.
+    public static func wholeSecondNow() -> Date { Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down)) }
+
     /// `date` as `YYYY-MM-DDTHH:MM:SSZ` (whole seconds, rounded down).
     public static func string(_ date: Date) -> String {
         var t = time_t(date.timeIntervalSince1970.rounded(.down))
