@@ -312,7 +312,7 @@ extension Store {
                 try metadata.write { try $0.forgetManifest(ofImage: id) }
                 report.actions.append("forgot the missing manifest of image \(id.shortID)")
             case .strayLayerDirectory(let name)?:
-                let to = try moveToBroken(name)
+                let to = try moveAside(Array(name.utf8), in: layersDir, to: "broken")
                 report.actions.append("moved stray directory layers/\(name) to \(to)")
             case .brokenContainer(let id)?:
                 if force {
@@ -329,7 +329,7 @@ extension Store {
         }
         // The layers' files go out of the way first: from here on, nothing reads them.
         for l in brokenLayers where layersDir.openDirectory(Array(l.cacheID.utf8), resolve: [.noSymlinks]).isSuccess {
-            let to = try moveToBroken(l.cacheID)
+            let to = try moveAside(Array(l.cacheID.utf8), in: layersDir, to: "broken")
             report.actions.append("moved the files of layer \(l.chainID.digest.short) to \(to)")
         }
         try dropImages(brokenImages.sorted(), force: force, into: &report)
@@ -378,16 +378,6 @@ extension Store {
                                                      : "forgot layer \(l.shortID), which lay on a broken one")
         }
         try removeUnreferencedBlobs(report: &removal)
-    }
-
-    /// Moves layers/NAME to broken/NAME (a new name if taken); returns where it went.
-    private func moveToBroken(_ name: String) throws -> String {
-        let broken = try ensureDirectory("broken")
-        var target = name
-        var n = 1
-        while try broken.lstat(Array(target.utf8)) != nil { n += 1; target = "\(name).\(n)" }
-        try layersDir.rename(Array(name.utf8), to: Array(target.utf8), in: broken)
-        return "\(rootPath)/broken/\(target)"
     }
 }
 

@@ -52,7 +52,7 @@ extension Store {
         }
         if fileDamaged {
             // The database is whole: images.json is written again from it (the damaged one kept).
-            _ = try? moveToBroken(root, IndexFiles.imagesName)
+            _ = try? moveAside(IndexFiles.imagesName, in: root, to: "broken")
             try? metadata.syncImagesFile()
             return nil
         }
@@ -61,15 +61,6 @@ extension Store {
         }
         if (fileGeneration ?? 0) < generation { try? metadata.syncImagesFile() }
         return nil
-    }
-
-    /// Moves `name` in `dir` to ROOT/broken/ under a new name; returns where it went.
-    @discardableResult
-    func moveToBroken(_ dir: Directory, _ name: PathBytes) throws -> String {
-        try makeDirectories(rootPath + "/broken", mode: 0o700, what: "store directory")
-        let target = "\(name.display).\(Timestamp.now().filter { $0.isNumber })-\(Store.randomID().prefix(6))"
-        try dir.rename(name, to: Array(target.utf8), in: try Directory.open(rootPath + "/broken"))
-        return "\(rootPath)/broken/\(target)"
     }
 
     private func hasEntries(_ dir: Directory) -> Bool { ((try? dir.entries()) ?? []).isEmpty == false }
@@ -161,7 +152,7 @@ extension Store {
             // Generations only go up: from the file's head even when the rest is damaged.
             let headGeneration: Int64 = (try? IndexFiles.generation(in: root)) ?? 0
             do { doc = try IndexFiles.read(IndexFiles.Images.self, IndexFiles.imagesName, in: root, what: "images.json") } catch let e as StrataError {
-                let aside = (try? moveToBroken(root, IndexFiles.imagesName)) ?? "where it was"
+                let aside = (try? moveAside(IndexFiles.imagesName, in: root, to: "broken")) ?? "where it was"
                 report.skipped.append("\(e.message) (kept in \(aside)); images are taken from their config blobs, untagged")
             }
             let entries = try doc?.images ?? imagesFromBlobs(having: placed)
@@ -226,7 +217,7 @@ extension Store {
             // What cannot be recorded is kept where nothing sweeps or collects it.
             for o in orphans {
                 do {
-                    let to = try moveToOrphans(o.dir, o.name, kind: o.kind)
+                    let to = try moveAside(o.name, in: o.dir, to: "orphans/\(o.kind)")
                     report.skipped.append("\(o.kind)/\(o.name.display): \(o.why); moved to \(to), which strata never empties")
                 } catch let e as StrataError {
                     report.skipped.append("\(o.kind)/\(o.name.display): \(o.why); could not be moved aside: \(e.message)")
@@ -270,18 +261,6 @@ extension Store {
         report.seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
         indexProblem = nil
         return report
-    }
-
-    /// Moves `name` in `dir` to ROOT/orphans/KIND/ (a new name if taken); returns where it went.
-    private func moveToOrphans(_ dir: Directory, _ name: PathBytes, kind: String) throws -> String {
-        let path = "\(rootPath)/orphans/\(kind)"
-        try makeDirectories(path, mode: 0o700, what: "store directory")
-        let orphans = try Directory.open(path)
-        var target = name.display
-        var n = 1
-        while try orphans.lstat(Array(target.utf8)) != nil { n += 1; target = "\(name.display).\(n)" }
-        try dir.rename(name, to: Array(target.utf8), in: orphans)
-        return "\(path)/\(target)"
     }
 
     /// Link IDs by cache ID, from the short links under ROOT/l (`ID -> ../layers/CACHEID/diff`).

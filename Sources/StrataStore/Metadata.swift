@@ -35,8 +35,6 @@ package struct Metadata: Sendable {
         }
         do {
             pool = try DatabaseQueue(path: path, configuration: config)
-            let opened = pool
-            Metadata.opened.withLock { $0.append(opened) }
             // One read transaction for both checks; opening an up-to-date store writes nothing.
             let upToDate = try pool.read { db in
                 try Schema.checkNotNewer(db, root: storeRoot)
@@ -107,24 +105,31 @@ package struct Metadata: Sendable {
         }
         // Committed already: a file left behind is brought up to date by the next command.
         if mark.changed { try? syncImagesFile() }
-        Metadata.written.withLock { $0.insert(ObjectIdentifier(pool)) }
+        let written = pool
+        Metadata.written.withLock { $0[ObjectIdentifier(written)] = written }
         return result
     }
 
-    /// The databases this process opened, and those it wrote to.
-    private static let opened = Mutex<[DatabaseQueue]>([])
-    private static let written = Mutex<Set<ObjectIdentifier>>([])
+    /// The databases this process wrote to since their last checkpoint.
+    private static let written = Mutex<[ObjectIdentifier: DatabaseQueue]>([:])
 
     /// Copies what the WAL holds into strata.db as far as no reader needs the old pages
     /// (SQLite's passive checkpoint: it never waits), for every database this process wrote
-    /// to. Called once as a command ends (one sync, not one per transaction): so strata.db
-    /// alone holds everything whenever no command runs.
+    /// to. Called once as a command ends (one sync, not one per transaction), and as a store
+    /// is let go of (`checkpointIfWritten`): so strata.db alone holds everything whenever no
+    /// command runs.
     package static func checkpointAfterWrites() {
         let dirty = written.withLock { w in let d = w; w.removeAll(); return d }
-        guard !dirty.isEmpty else { return }
-        for pool in opened.withLock({ $0 }) where dirty.contains(ObjectIdentifier(pool)) {
-            _ = try? pool.writeWithoutTransaction { try $0.checkpoint(.passive) }
-        }
+        for pool in dirty.values { checkpoint(pool) }
+    }
+
+    /// The same for this database alone, if this process wrote to it since its last checkpoint.
+    func checkpointIfWritten() {
+        if Metadata.written.withLock({ $0.removeValue(forKey: ObjectIdentifier(pool)) }) != nil { Metadata.checkpoint(pool) }
+    }
+
+    private static func checkpoint(_ pool: DatabaseQueue) {
+        _ = try? pool.writeWithoutTransaction { try $0.checkpoint(.passive) }
     }
 
     /// Writes images.json from the database unless the file is as new or newer. Serialized by

@@ -125,6 +125,8 @@ public final class Store: @unchecked Sendable {
         try lock.flock(.shared)
     }
 
+    deinit { metadata.checkpointIfWritten() }
+
     /// Takes the store lock exclusively if no other strata process holds it.
     package func lockExclusiveNow() throws -> Bool { try lock.flock(.exclusive, nonBlocking: true) }
     /// Back to the shared lock every running command holds.
@@ -240,6 +242,20 @@ public final class Store: @unchecked Sendable {
             try dir.rename(Array("strata.db\(suffix)".utf8), to: Array((target + suffix).utf8), in: broken)
         }
         return "\(root)/broken/\(target)"
+    }
+
+    /// Moves `name` in `dir` to ROOT/`sub`/ (made if missing), as `name`, or `name.2`, `name.3`…
+    /// when taken; returns where it went. Kept there: `gc` empties only `broken/`.
+    @discardableResult
+    package func moveAside(_ name: PathBytes, in dir: Directory, to sub: String) throws -> String {
+        let path = "\(rootPath)/\(sub)"
+        try makeDirectories(path, mode: 0o700, what: "store directory")
+        let target = try Directory.open(path)
+        var newName = name
+        var n = 1
+        while try target.lstat(newName) != nil { n += 1; newName = name + Array(".\(n)".utf8) }
+        try dir.rename(name, to: newName, in: target)
+        return "\(path)/\(newName.display)"
     }
 
     /// A new random ID for a layer directory or staging area.
