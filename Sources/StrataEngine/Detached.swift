@@ -144,9 +144,15 @@ extension Store {
     static func stateRecord(_ state: RunState) throws -> [UInt8] {
         var s = state
         var json = Array(try JSONEncoder().encode(s))
+        // Shortened by bytes (escaping may grow each up to six times), then dropped: the exit
+        // code must always fit.
         if json.count >= runStateSize, let e = s.error {
-            s.error = String(e.prefix(1024)) + "…"
+            s.error = String(decoding: Array(e.utf8.prefix(512)), as: UTF8.self) + "…"
             json = Array(try JSONEncoder().encode(s))
+            if json.count >= runStateSize {
+                s.error = "(too long to record)"
+                json = Array(try JSONEncoder().encode(s))
+            }
         }
         guard json.count < runStateSize else { throw StrataError(.tooLarge, "a run state of \(json.count) bytes does not fit its record") }
         return json + [UInt8](repeating: 0x20, count: runStateSize - 1 - json.count) + [0x0a]

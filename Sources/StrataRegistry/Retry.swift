@@ -32,7 +32,7 @@ public struct RetryPolicy: Sendable {
 
     /// The defaults, with the stall limit from `STRATA_REGISTRY_STALL_SECONDS` where set.
     public init(environment: [String: String]) {
-        if let s = environment["STRATA_REGISTRY_STALL_SECONDS"].flatMap(Double.init), s > 0 { stallSeconds = s }
+        if let s = environment["STRATA_REGISTRY_STALL_SECONDS"].flatMap(Double.init), s > 0, s <= 3600 { stallSeconds = s }
     }
 
     /// The pause before try `n + 1` after `n` failed ones: half of the exponential step plus a
@@ -188,7 +188,8 @@ enum RetryAfter {
         guard parts.count == 6, parts[5] == "GMT", let day = Int(parts[1]), let year = Int(parts[3]),
               let month = months.firstIndex(of: String(parts[2])) else { return nil }
         let hms = parts[4].split(separator: ":").compactMap { Int($0) }
-        guard hms.count == 3, (1...31).contains(day), hms[0] < 24, hms[1] < 60, hms[2] < 61 else { return nil }
+        // (A year outside 1970–9999 is no date a registry means, and would overflow below.)
+        guard hms.count == 3, (1...31).contains(day), hms[0] < 24, hms[1] < 60, hms[2] < 61, (1970...9999).contains(year) else { return nil }
         // Days from the civil date (Howard Hinnant's algorithm).
         let y = month < 2 ? year - 1 : year
         let era = (y >= 0 ? y : y - 399) / 400

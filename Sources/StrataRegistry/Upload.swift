@@ -37,9 +37,12 @@ extension RegistryClient {
     /// same bytes each time.
     public func uploadBlob(repository: String, produce: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws -> (Digest, Int64) {
         let upload = ChunkedUpload(client: self, repository: repository)
-        while true {
+        // Restarts are counted apart from the chunks' tries: an accepted chunk resets those, so
+        // a registry that takes a chunk and then loses every upload would restart forever.
+        for _ in 0..<policy.tries {
             do { return try upload.run(produce) } catch is ChunkedUpload.Lost { continue }
         }
+        throw StrataError(.system, "registry \(registry) lost the upload to \(repository) \(policy.tries) times; giving up")
     }
 
     /// Bytes sent per PATCH.
@@ -193,6 +196,7 @@ private final class ChunkedUpload {
         if let next = reply.headers["Location"].first { location = next }
         // "0-0" is both nothing and one byte (distribution answers so for either): taken as nothing.
         guard let range = reply.headers["Range"].first, let end = range.split(separator: "-").last.flatMap({ Int64($0) }) else { return 0 }
+        guard end >= 0, end < Int64.max else { return nil }  // no count a registry could hold: start again
         return end == 0 ? 0 : end + 1
     }
 }

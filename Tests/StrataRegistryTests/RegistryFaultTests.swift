@@ -186,6 +186,8 @@ extension RegistryTests {
         #expect(RetryAfter.seconds("3") == 3)
         #expect(RetryAfter.seconds(" 0 ") == 0)
         #expect(RetryAfter.httpDate("Sun, 06 Nov 1994 08:49:37 GMT") == 784111777)
+        // A year no registry means (and that would overflow the day count) is no date.
+        #expect(RetryAfter.httpDate("Sun, 06 Nov 9223372036854775807 08:49:37 GMT") == nil)
         #expect(RetryAfter.seconds("Sun, 06 Nov 1994 08:49:47 GMT", now: 784111777) == 10)
         #expect(RetryAfter.seconds("Sun, 06 Nov 1994 08:49:37 GMT", now: 784111800) == 0)
         #expect(RetryAfter.seconds("soon") == nil)
