@@ -229,14 +229,8 @@ pid_t strata_launch(const struct strata_launch *cfg, int go_fd, int err_fd) {
     if (setup_dev(rootfd) != 0) child_fail(err_fd, ST_DEV);
     setup_sys(cfg, rootfd, err_fd);
 
-    /* /etc/hostname, /etc/hosts, /etc/resolv.conf from the container's own folder */
-    for (int i = 0; i + 1 < cfg->nbind_files * 2; i += 2) {
-        int fd = open_in_root(rootfd, cfg->bind_files[i + 1], buf, sizeof buf);
-        if (fd < 0) child_fail(err_fd, ST_FILES);
-        if (mount(cfg->bind_files[i], buf, NULL, MS_BIND, NULL) != 0) child_fail(err_fd, ST_FILES);
-        close(fd);
-    }
-    /* volumes and tmpfs, resolved inside the rootfs */
+    /* /etc/hostname, /etc/hosts, /etc/resolv.conf from the container's folder, then volumes and
+       tmpfs: each resolved inside the rootfs */
     for (int i = 0; i < cfg->nmounts; i++) {
         const struct strata_mount *m = &cfg->mounts[i];
         int fd = open_in_root(rootfd, m->target, buf, sizeof buf);

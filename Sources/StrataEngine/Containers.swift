@@ -167,10 +167,12 @@ extension Store {
 
     /// Drops one mount reference; unmounts when none is left (or at once with `force`).
     public func unmountContainer(_ ref: String, force: Bool = false) throws {
-        let c = try container(ref)
+        let id = try container(ref).id
         let lease = try LayerLocks(store: self)
-        try lease.lock(key: c.id, exclusive: true)
+        try lease.lock(key: id, exclusive: true)
         defer { lease.unlockAll() }
+        // The count as it is under the lease (another command may have changed it since).
+        let c = try container(id)
         let left = force ? 0 : max(0, c.mountCount - 1)
         if left == 0 { try driver.unmount(containerPaths(c.id)) }
         try metadata.write { try $0.countMounts(c.id, count: left) }
@@ -259,7 +261,7 @@ extension Store {
         let tags = try metadata.read { try $0.tags(ofImage: r.image.string) }
         return ContainerView(record: r, imageTags: tags, state: state, pid: running ? r.pid : nil,
                              sizeOfChanges: (try? sizeOfChanges(r.id)) ?? 0, run: run,
-                             command: (try? readRunRecord(r.id))??.args)
+                             command: (try? RuntimeSpec.readArgs(from: containerPaths(r.id).root)) ?? nil)
     }
 
     /// Bytes of regular files a container changed: its upper dir as it is (overlay; no

@@ -5,68 +5,6 @@ import StrataLauncher
 import StrataStore
 import StrataSystem
 
-/// What a container runs, recorded in its folder (`run.json`) when it is made by `run`: the
-/// monitor launches from it, and `start` runs it again.
-struct RunRecord: Codable {
-    var args: [String]
-    var env: [String]
-    var cwd: String
-    var user: String
-    var hostname: String
-    var hostNetwork: Bool
-    var memory: Int64?
-    var cpus: Double?
-    var pids: Int64?
-    var volumes: [Volume]
-    var readOnly: Bool
-    var initProcess: Bool
-    var remove: Bool
-    var privileged: Bool
-    var capAdd: [String]
-    var capDrop: [String]
-    /// "default", "unconfined" or "profile" (then `seccompProfile`).
-    var seccomp: String
-    var seccompProfile: SeccompProfile?
-    var stopSignal: String?
-    var logMaxSize: Int64
-
-    struct Volume: Codable { var source: String?; var target: String; var readOnly: Bool; var tmpfs: Bool }
-
-    init(process: ProcessSpec, hostname: String, options: Engine.RunOptions, stopSignal: String?) {
-        args = process.args; env = process.env; cwd = process.cwd; user = process.user
-        self.hostname = hostname
-        hostNetwork = options.hostNetwork
-        memory = options.limits.memory; cpus = options.limits.cpus; pids = options.limits.pids
-        volumes = options.volumes.map { Volume(source: $0.source, target: $0.target, readOnly: $0.readOnly, tmpfs: $0.tmpfs) }
-        readOnly = options.readOnly
-        initProcess = options.initProcess
-        remove = options.remove
-        privileged = options.security.privileged
-        capAdd = options.security.capAdd
-        capDrop = options.security.capDrop
-        switch options.security.seccomp {
-        case .default: seccomp = "default"
-        case .unconfined: seccomp = "unconfined"
-        case .profile(let p, _): seccomp = "profile"; seccompProfile = p
-        }
-        self.stopSignal = options.stopSignal ?? stopSignal
-        logMaxSize = options.logMaxSize
-    }
-
-    func launchSpec(id: String, rootfs: String, stateDirectory: String) -> LaunchSpec {
-        var security = SecurityOptions(privileged: privileged, capAdd: capAdd, capDrop: capDrop)
-        if seccomp == "unconfined" { security.seccomp = .unconfined }
-        if seccomp == "profile", let p = seccompProfile { security.seccomp = .profile(p, path: "run.json") }
-        var limits = Limits()
-        limits.memory = memory; limits.cpus = cpus; limits.pids = pids
-        return LaunchSpec(id: id, rootfs: rootfs, stateDirectory: stateDirectory,
-                          process: ProcessSpec(args: args, env: env, cwd: cwd, user: user), hostname: hostname,
-                          hostNetwork: hostNetwork, limits: limits,
-                          volumes: volumes.map { VolumeSpec(source: $0.source, target: $0.target, readOnly: $0.readOnly, tmpfs: $0.tmpfs) },
-                          readOnly: readOnly, tty: false, interactive: false, initProcess: initProcess, security: security)
-    }
-}
-
 /// How a container's last run went, written by its monitor (`state.json`, atomically).
 public struct RunState: Codable, Sendable, Equatable {
     public var startedAt: String?
@@ -80,20 +18,18 @@ public struct RunState: Codable, Sendable, Equatable {
 }
 
 extension Store {
-    static let runRecordName = "run.json"
     static let runStateName = "state.json"
     static let logName = "ctr.log"
 
-    func readRunRecord(_ id: String) throws -> RunRecord? {
-        let path = containerPaths(id).root + "/" + Store.runRecordName
-        guard let f = try? FDHandle.open(path, flags: .readOnly) else { return nil }
-        return try JSONDocument.decode(RunRecord.self, from: try f.readAll(limit: 4 << 20, label: path), what: path)
-    }
-
-    func writeRunRecord(_ id: String, _ record: RunRecord) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        try Directory.open(containerPaths(id).root).writeFileAtomically(Array(Store.runRecordName.utf8), Array(try encoder.encode(record)))
+    /// The container's runtime spec (`config.json`), written when `run` made it; nil for a
+    /// container made by `create`.
+    public func spec(_ id: String) throws -> RuntimeSpec? {
+        let dir = containerPaths(id).root
+        if let spec = try RuntimeSpec.read(from: dir) { return spec }
+        if pathExists(dir + "/run.json") {
+            throw StrataError(.unsupported, "container \(id.prefix(12)) was made by an earlier strata (run.json, no config.json); remove it and run it again")
+        }
+        return nil
     }
 
     /// The state the container's monitor last wrote (nil before its first run).

@@ -15,39 +15,47 @@ import StrataSystem
 ///     let rootfs = try engine.store.mountContainer(id)
 public final class Engine: Sendable {
     public let store: Store
+    /// The program that watches a detached container (`run -d`, `start`); nil: this engine
+    /// runs containers in the foreground only.
+    public let monitorCommand: MonitorCommand?
 
-    /// An engine over an open store.
-    public init(store: Store) { self.store = store }
+    /// An engine over an open store; `monitor` names the program for detached containers.
+    public init(store: Store, monitor: MonitorCommand? = nil) { self.store = store; self.monitorCommand = monitor }
 
     /// Where this store's containers have their cgroups (`strata/KEY` in each hierarchy): no
     /// other store on the host looks there.
     public var cgroupParent: String { CgroupParent.forStore(root: store.rootPath) }
 
     /// Opens (or creates) the store at `root`, with `driver` for a new one.
-    public convenience init(root: String, driver: String? = nil) throws {
-        self.init(store: try Store(root: root, driver: driver))
+    public convenience init(root: String, driver: String? = nil, monitor: MonitorCommand? = nil) throws {
+        self.init(store: try Store(root: root, driver: driver), monitor: monitor)
     }
 
-    /// How `run` starts a container, beyond its image and process.
-    public struct RunOptions: Sendable {
-        public var name: String?
-        public var hostname: String?
-        public var hostNetwork = false
-        public var limits = Limits()
-        public var volumes: [VolumeSpec] = []
-        public var readOnly = false
-        public var tty = false
-        public var interactive = false
-        public var initProcess = false
-        public var security = SecurityOptions()
-        /// Remove the container when it exits.
-        public var remove = false
-        /// The signal `stop` sends first (default: the image's StopSignal, else SIGTERM).
-        public var stopSignal: String?
-        /// The size at which a detached container's log is rotated (one old file is kept).
-        public var logMaxSize: Int64 = 10 << 20
-        /// Docker's defaults: a new name, the image's process, no limits, the default seccomp profile.
-        public init() {}
+    /// The opening `run` and `run -d` share: the options checked, the container made from the
+    /// image with its init layer, mounted, and its spec written into its folder; the run state's
+    /// records made. On any failure nothing of the container is left. The mount is the caller's
+    /// (a detached container's monitor ends it with its own).
+    func createForRun(image ref: String, overrides: RunOverrides, options: RunOptions) throws -> (id: String, spec: RuntimeSpec) {
+        let security = try options.validate()  // refused before anything exists
+        let imageID = try store.resolveImage(ref)
+        let config = try store.imageConfig(imageID).config ?? ImageConfig.Config()
+        let process = RunPlan.process(config: config, overrides: overrides, hostEnvironment: ProcessInfo.processInfo.environment)
+        let id = try store.createContainer(image: imageID.string, name: options.name, initLayer: true)
+        do {
+            // `start` runs it again from this spec, `exec` takes its user and environment, and its
+            // state tells `ps`, `wait` and `inspect` how it runs and ended.
+            try SignalRelay.checkNotCancelled("container \(id.prefix(12))")
+            let rootfs = try store.mountContainer(id)
+            let bundle = store.containerPaths(id).root
+            let spec = try ContainerSpecBuilder(process: process, options: options, security: security, imageStopSignal: config.StopSignal)
+                .spec(id: id, rootfs: rootfs, bundle: bundle, etcFiles: true)
+            try spec.write(into: bundle)
+            try store.prepareRunState(id)
+            return (id, spec)
+        } catch {
+            try? removeContainer(id, force: true)
+            throw error
+        }
     }
 
     /// Creates, mounts and runs a container of `image` to its end; returns the command's exit
@@ -59,31 +67,10 @@ public final class Engine: Sendable {
         // From here a signal cancels the start cleanly, or reaches the container's process.
         SignalRelay.begin()
         defer { SignalRelay.end() }
-        var security = options.security
-        try security.resolve()  // a bad profile or capability is refused before anything exists
-        let imageID = try store.resolveImage(ref)
-        let config = try store.imageConfig(imageID).config ?? ImageConfig.Config()
-        let process = RunPlan.process(config: config, overrides: overrides, hostEnvironment: ProcessInfo.processInfo.environment)
-        let id = try store.createContainer(image: imageID.string, name: options.name, initLayer: true)
-        let rootfs: String
-        do {
-            // Recorded as `run -d` records it: `start` runs it again, `exec` takes its user and
-            // environment, and its state tells `ps`, `wait` and `inspect` how it runs and ended.
-            try store.writeRunRecord(id, RunRecord(process: process, hostname: options.hostname ?? String(id.prefix(12)),
-                                                   options: options, stopSignal: config.StopSignal))
-            try store.prepareRunState(id)
-            try SignalRelay.checkNotCancelled("container \(id.prefix(12))")
-            rootfs = try store.mountContainer(id)
-        } catch {
-            try? store.removeContainer(id, force: true)
-            throw error
-        }
-        var spec = LaunchSpec(id: id, rootfs: rootfs, stateDirectory: store.containerPaths(id).root, process: process,
-                              hostname: options.hostname ?? String(id.prefix(12)), hostNetwork: options.hostNetwork,
-                              limits: options.limits, volumes: options.volumes, readOnly: options.readOnly, tty: options.tty,
-                              interactive: options.interactive, initProcess: options.initProcess, security: security)
-        spec.cgroupParent = cgroupParent
-        let launcher = Launcher(spec: spec)
+        let (id, spec) = try createForRun(image: ref, overrides: overrides, options: options)
+        let launcher = Launcher(id: id, bundle: store.containerPaths(id).root, spec: spec)
+        launcher.interactive = options.interactive
+        launcher.cgroupParent = cgroupParent
         let store = self.store
         // This process watches the container as a detached one's monitor does.
         var state = RunState(monitorPid: ProcessInfo.processInfo.processIdentifier)
@@ -99,7 +86,7 @@ public final class Engine: Sendable {
             code = try launcher.run()
         } catch {
             // The command never ran: nothing of this container is worth keeping.
-            try? store.removeContainer(id, force: true)
+            try? removeContainer(id, force: true)
             throw error
         }
         state = store.runState(id) ?? state
@@ -120,18 +107,18 @@ public final class Engine: Sendable {
     }
 
     /// Writes an OCI runtime bundle (config.json and rootfs) for an image or a container into
-    /// `directory`, with the process `run` would start.
-    public func writeBundle(of ref: String, to directory: String, limits: Limits, overrides: RunOverrides = RunOverrides()) throws {
+    /// `directory`: the spec `run` would make, with `options` (limits, security, …).
+    public func writeBundle(of ref: String, to directory: String, options: RunOptions = RunOptions(),
+                            overrides: RunOverrides = RunOverrides()) throws {
+        let security = try options.validate()
         try makeDirectory(directory, what: "bundle directory")
         let rootfs = directory + "/rootfs"
         let (image, container) = try store.exportRootfs(of: ref, to: rootfs)
         let config = try store.imageConfig(image).config ?? ImageConfig.Config()
         let process = RunPlan.process(config: config, overrides: overrides, hostEnvironment: ProcessInfo.processInfo.environment)
-        let user = try RootfsFiles(rootfs: rootfs).user(process.user)
-        let spec = RuntimeSpec(process: process, user: user, env: ProcessEnvironment.completed(process.env, user: user),
-                               hostname: String((container ?? image.hex).prefix(12)), limits: limits,
-                               readOnly: false, hostNetwork: false)
-        try spec.json().write(to: URL(fileURLWithPath: directory + "/config.json"))
+        let spec = try ContainerSpecBuilder(process: process, options: options, security: security, imageStopSignal: config.StopSignal)
+            .spec(id: container ?? image.hex, rootfs: rootfs, bundle: directory, etcFiles: false)
+        try spec.write(into: directory)
     }
 
     /// The file `rm -f` leaves in a container's folder before it kills what runs there.

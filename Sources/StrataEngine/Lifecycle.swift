@@ -7,66 +7,62 @@ import StrataStore
 import StrataSystem
 
 extension Engine {
-    /// `run -d`: creates the container, records what it runs, and starts it under a monitor of
-    /// its own; returns the ID once the process runs (or throws the launcher's failure).
+    /// `run -d`: creates the container with its spec and starts it under a monitor of its own;
+    /// returns the ID once the process runs (or throws the launcher's failure).
     public func runDetached(image ref: String, overrides: RunOverrides, options: RunOptions) throws -> String {
-        var security = options.security
-        try security.resolve()
-        let imageID = try store.resolveImage(ref)
-        let config = try store.imageConfig(imageID).config ?? ImageConfig.Config()
-        let process = RunPlan.process(config: config, overrides: overrides, hostEnvironment: ProcessInfo.processInfo.environment)
-        let id = try store.createContainer(image: imageID.string, name: options.name, initLayer: true)
+        guard monitorCommand != nil else { throw Engine.noMonitor }
+        let (id, _) = try createForRun(image: ref, overrides: overrides, options: options)
         do {
-            let record = RunRecord(process: process, hostname: options.hostname ?? String(id.prefix(12)), options: options,
-                                   stopSignal: config.StopSignal)
-            try store.writeRunRecord(id, record)
             try start(id)
         } catch {
             try? removeContainer(id, force: true)
             throw error
         }
+        // The monitor holds its own mount from before it reported; this one is let go (a
+        // container that has ended, or was removed with --rm, has none left to drop).
+        try? store.unmountContainer(id)
         return id
     }
 
-    /// Starts a created or exited container again with its recorded run (detached), and returns
-    /// once its process runs.
+    static let noMonitor = StrataError(.unsupported, "this engine has no monitor program for detached containers; give Engine(store:monitor:) one (MonitorCommand.strata with the path of a strata binary)")
+
+    /// Starts a container that `run` made (detached) with its spec, and returns once its
+    /// process runs.
     public func start(_ ref: String) throws {
         let c = try store.container(ref)
         if isRunning(c) { return }
-        guard try store.readRunRecord(c.id) != nil else {
+        guard try store.spec(c.id) != nil else {
             throw StrataError(.unsupported, "container \(c.name) was made by `strata create`, with nothing recorded to run; use `strata run -d`")
         }
-        let status = try MonitorProcess.spawn(arguments: ["--root", store.rootPath, "--driver", store.driverName, "container-monitor", c.id])
-        let line = MonitorProcess.readStatus(status)
-        if line.hasPrefix("started") { return }
-        if line.hasPrefix("failed ") {
-            let rest = line.dropFirst(7)
-            let code = Int32(rest.prefix { $0 != " " }) ?? 125
-            throw LaunchFailure(exitCode: code, message: String(rest.drop { $0 != " " }.dropFirst()).trimmingSuffixNewline())
+        guard let monitorCommand else { throw Engine.noMonitor }
+        switch MonitorProcess.awaitStatus(try MonitorProcess.spawn(monitorCommand, id: c.id)) {
+        case .started: return
+        case .failed(let code, let message): throw LaunchFailure(exitCode: code, message: message)
         }
-        throw LaunchFailure(exitCode: 125, message: "the monitor of container \(c.name) ended without starting it\(line.isEmpty ? "" : ": \(line)")")
     }
 
     /// The monitor's work (`strata container-monitor ID`, started by `start`): mounts the
-    /// container, runs it with its output going to the log, tells the starter whether it started,
-    /// records how it ended, and unmounts it (removes it with `--rm`).
+    /// container, runs its spec with the output going to the log, tells the starter whether it
+    /// started, records how it ended, and unmounts it (removes it with `--rm`).
     public func monitor(_ id: String) -> Int32 {
         CgroupWarmUp.begin()
-        let status = MonitorProcess.statusPipe
-        func report(_ line: String) { try? status?.writeAll(Array((line + "\n").utf8)) }
+        let status = MonitorProcess.statusPipe()
         var state = RunState(monitorPid: ProcessInfo.processInfo.processIdentifier)
         do {
-            guard let record = try store.readRunRecord(id) else { throw StrataError(.notFound, "container \(id.prefix(12)) has no run.json") }
+            guard var spec = try store.spec(id) else { throw StrataError(.notFound, "container \(id.prefix(12)) has no config.json") }
+            // No terminal to give: the log takes the output.
+            spec.process.terminal = false
+            let remove = spec.flag(RuntimeSpec.Annotation.remove)
             try store.prepareRunState(id)
-            let rootfs = try store.mountContainer(id)
-            defer { if !record.remove { try? store.unmountContainer(id, force: true) } }
-            let log = try ContainerLogWriter(path: store.logPath(id), maxSize: record.logMaxSize)
+            _ = try store.mountContainer(id)
+            defer { if !remove { try? store.unmountContainer(id, force: true) } }
+            let maxSize = spec.annotation(RuntimeSpec.Annotation.logMaxSize).flatMap { Int64($0) } ?? RunOptions().logMaxSize
+            let log = try ContainerLogWriter(path: store.logPath(id), maxSize: maxSize)
             let pipes = try MonitorProcess.outputPipes()
             let drains = [log.drain(pipes.stdout, stream: "stdout"), log.drain(pipes.stderr, stream: "stderr")]
-            var spec = record.launchSpec(id: id, rootfs: rootfs, stateDirectory: store.containerPaths(id).root)
-            spec.stdio = pipes.plan
-            spec.cgroupParent = cgroupParent
-            let launcher = Launcher(spec: spec)
+            let launcher = Launcher(id: id, bundle: store.containerPaths(id).root, spec: spec)
+            launcher.stdio = pipes.plan
+            launcher.cgroupParent = cgroupParent
             let store = self.store
             var started = state
             launcher.onPid = { pid in
@@ -76,7 +72,7 @@ extension Engine {
                 pipes.release()
                 started.startedAt = Timestamp.preciseNow()
                 try? store.writeRunState(id, started)
-                report("started \(pid)")
+                status?.report(.started(pid: pid))
             }
             var code: Int32
             do {
@@ -91,20 +87,20 @@ extension Engine {
             state.monitorPid = nil
             drains.forEach { $0.wait(seconds: 5) }
             try? store.writeRunState(id, state)
-            if record.remove { try? removeContainer(id, force: true) }
+            if remove { try? removeContainer(id, force: true) }
             return 0
         } catch let e as LaunchFailure {
             state.error = e.message
             state.exitCode = e.exitCode
             state.monitorPid = nil
             try? store.writeRunState(id, state)
-            report("failed \(e.exitCode) \(e.message)")
+            status?.report(.failed(code: e.exitCode, message: e.message))
             return 1
         } catch {
             state.error = "\(error)"
             state.monitorPid = nil
             try? store.writeRunState(id, state)
-            report("failed 125 \(error)")
+            status?.report(.failed(code: 125, message: "\(error)"))
             return 1
         }
     }
@@ -118,8 +114,7 @@ extension Engine {
     public func stop(_ ref: String, timeout: Double) throws {
         let c = try store.container(ref)
         guard isRunning(c), let pid = c.pid else { return }
-        let record = try store.readRunRecord(c.id)
-        let signal = try MonitorProcess.signalNumber(record?.stopSignal ?? "TERM")
+        let signal = try MonitorProcess.signalNumber(try store.spec(c.id)?.annotation(RuntimeSpec.Annotation.stopSignal) ?? "TERM")
         MonitorProcess.signal(pid, signal)
         if try !waitForExit(c.id, seconds: timeout) {
             ContainerCgroups.kill(id: c.id, parent: cgroupParent)
@@ -176,14 +171,10 @@ extension Engine {
     }
 }
 
-extension String {
-    fileprivate func trimmingSuffixNewline() -> String { hasSuffix("\n") ? String(dropLast()) : self }
-}
-
 extension Engine {
     /// `exec`: runs `command` inside the running container: its namespaces, cgroups,
     /// capabilities, seccomp filter and no_new_privs; the environment, user and working
-    /// directory its run recorded, changed by `env` (`K=V`), `user` and `workdir`.
+    /// directory of its spec, changed by `env` (`K=V`), `user` and `workdir`.
     public func exec(_ ref: String, command: [String], env: [String] = [], user: String? = nil, workdir: String? = nil,
                      tty: Bool = false, interactive: Bool = false) throws -> Int32 {
         CgroupWarmUp.begin()
@@ -194,22 +185,32 @@ extension Engine {
             throw LaunchFailure(exitCode: 125, message: "container \(c.name) is not running; `strata start \(c.name)` first")
         }
         guard !command.isEmpty else { throw LaunchFailure(exitCode: 125, message: "exec needs a command") }
-        guard let record = try store.readRunRecord(c.id) else {
-            throw LaunchFailure(exitCode: 125, message: "container \(c.name) has no recorded run to take the user and environment from")
+        guard let spec = try store.spec(c.id) else {
+            throw LaunchFailure(exitCode: 125, message: "container \(c.name) has no spec to take the user and environment from")
         }
-        var environment = record.env
+        // The container's own view of its files (volumes and /etc files included): its root.
+        let rootfs = "/proc/\(pid)/root"
+        var process = spec.process
+        process.args = command
+        process.terminal = tty
+        process.cwd = workdir ?? spec.process.cwd
+        var environment = spec.process.env.filter { !$0.hasPrefix("HOSTNAME=") }
+        if let user {
+            let resolved = try RootfsFiles(rootfs: rootfs).user(user)
+            process.user = RuntimeSpec.User(uid: resolved.uid, gid: resolved.gid, additionalGids: resolved.groups)
+            if spec.flag(RuntimeSpec.Annotation.homeFromUser) {
+                environment = environment.map { $0.hasPrefix("HOME=") ? "HOME=\(resolved.home)" : $0 }
+            }
+        }
         for e in env {
             let key = e.split(separator: "=", maxSplits: 1).first.map(String.init) ?? e
             environment.removeAll { $0.hasPrefix(key + "=") }
             if e.contains("=") { environment.append(e) }
         }
-        // The container's own view of its files (volumes and /etc files included): its root.
-        let rootfs = "/proc/\(pid)/root"
-        let spec = record.launchSpec(id: c.id, rootfs: rootfs, stateDirectory: store.containerPaths(c.id).root)
         if tty && !environment.contains(where: { $0.hasPrefix("TERM=") }) { environment.append("TERM=xterm") }
-        let process = ProcessSpec(args: command, env: environment, cwd: workdir ?? record.cwd, user: user ?? record.user)
-        return try ExecLauncher(id: c.id, target: pid, rootfs: rootfs, process: process, security: spec.security,
-                                cgroupParent: cgroupParent, tty: tty, interactive: interactive).run()
+        process.env = environment
+        return try ExecLauncher(id: c.id, target: pid, rootfs: rootfs, process: process, seccomp: spec.linux.seccomp,
+                                cgroupParent: cgroupParent, interactive: interactive).run()
     }
 }
 

@@ -20,6 +20,18 @@ public struct RunOverrides: Sendable, Equatable {
     }
 }
 
+/// What a container runs, before the rootfs resolves its user: argv, environment, working
+/// directory and user (`name`, `uid`, `uid:gid`).
+public struct ProcessSpec: Sendable, Equatable {
+    public var args: [String]
+    public var env: [String]
+    public var cwd: String
+    public var user: String
+    public init(args: [String], env: [String], cwd: String, user: String) {
+        self.args = args; self.env = env; self.cwd = cwd; self.user = user
+    }
+}
+
 /// The process a container runs, made once from the image config and the caller's overrides,
 /// as Docker combines them: used by `run` and by `bundle` alike.
 public enum RunPlan {

@@ -163,9 +163,9 @@ public struct Cgroup: Sendable {
     /// Creates the cgroup and sets the limits. v1: `memory.limit_in_bytes` and, where the
     /// kernel accounts swap, `memory.memsw.limit_in_bytes` to the same value (no swap beyond the
     /// limit); never kmem. v2: memory.max, memory.swap.max 0, cpu.max, pids.max.
-    /// The device allowlist (`DeviceRule.defaults`): v1 `devices.allow`, v2 a BPF program
-    /// attached to the cgroup before any process joins it. `allDevices` (--privileged) lifts it.
-    public func create(_ limits: Limits, allDevices: Bool = false) throws {
+    /// The device allowlist `devices` (nil: every device, --privileged): v1 `devices.allow`,
+    /// v2 a BPF program attached to the cgroup before any process joins it.
+    public func create(_ limits: Limits, devices: [DeviceRule]? = DeviceRule.defaults) throws {
         let period = 100_000
         switch layout {
         case .v2(let root):
@@ -193,7 +193,7 @@ public struct Cgroup: Sendable {
                 parent += "/" + part
                 try makeDirectory(parent, what: "cgroup")
             }
-            if !allDevices { try DeviceFilter.attach(DeviceRule.defaults, to: dir) }
+            if let devices { try DeviceFilter.attach(devices, to: dir) }
             // A limit whose file is missing: say which parent refused its controller, and why.
             let limit = { (file: String, value: String) throws in
                 if access(dir + "/" + file, F_OK) != 0, let first = refused.first {
@@ -228,11 +228,11 @@ public struct Cgroup: Sendable {
             if let p = limits.pids, let mnt = mounts["pids"] {
                 try write(mnt + "/" + name, "pids.max", String(p))
             }
-            if let mnt = mounts["devices"], !allDevices {
+            if let mnt = mounts["devices"], let devices {
                 // The device allowlist: deny all, then what a container's /dev holds.
                 let dir = mnt + "/" + name
                 try write(dir, "devices.deny", "a")
-                for rule in DeviceRule.defaults { try write(dir, "devices.allow", rule.description) }
+                for rule in devices { try write(dir, "devices.allow", rule.description) }
             }
         }
     }

@@ -19,6 +19,25 @@ public struct DeviceRule: Sendable, Equatable, CustomStringConvertible {
         public static let read = Access(rawValue: STRATA_DEV_READ)
         public static let write = Access(rawValue: STRATA_DEV_WRITE)
         public static let rwm: Access = [.read, .write, .mknod]
+
+        /// Access from its letters (`rwm`, `r`, `m`…); nil for any other letter.
+        public init?(letters: String) {
+            var a: Access = []
+            for c in letters {
+                switch c {
+                case "r": a.insert(.read)
+                case "w": a.insert(.write)
+                case "m": a.insert(.mknod)
+                default: return nil
+                }
+            }
+            self = a
+        }
+
+        /// The letters of the access, in the order `devices.allow` writes them.
+        public var letters: String {
+            (contains(.read) ? "r" : "") + (contains(.write) ? "w" : "") + (contains(.mknod) ? "m" : "")
+        }
     }
 
     public var kind: Kind
@@ -34,11 +53,7 @@ public struct DeviceRule: Sendable, Equatable, CustomStringConvertible {
     /// The rule as `devices.allow` takes it: `c 1:3 rwm`, `c *:* m`.
     public var description: String {
         let number = { (n: Int64?) in n.map(String.init) ?? "*" }
-        var bits = ""
-        if access.contains(.read) { bits += "r" }
-        if access.contains(.write) { bits += "w" }
-        if access.contains(.mknod) { bits += "m" }
-        return "\(kind.rawValue) \(number(major)):\(number(minor)) \(bits)"
+        return "\(kind.rawValue) \(number(major)):\(number(minor)) \(access.letters)"
     }
 
     /// What every container may use (Docker's default devices): making any device node (opening

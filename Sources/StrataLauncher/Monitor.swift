@@ -5,14 +5,75 @@ import CLauncher
 import StrataCore
 import StrataSystem
 
-/// The monitor of a detached container: a `strata` process of its own (the role conmon plays
-/// for podman), started in a new session so that it outlives the command that started it.
-/// It reports on a pipe (its fd 3) whether the container's process started.
+/// The program that watches a detached container: a `strata` process of its own (the role
+/// conmon plays for podman), started in a new session so that it outlives the command that
+/// started it. Which program, with which arguments, is the engine's parameter: the command line
+/// names itself; a program using the library names a strata binary.
+public struct MonitorCommand: Sendable {
+    /// The executable.
+    public var executable: String
+    /// Its argv after argv[0], for the container with this ID.
+    public var arguments: @Sendable (String) -> [String]
+
+    public init(executable: String, arguments: @escaping @Sendable (String) -> [String]) {
+        self.executable = executable; self.arguments = arguments
+    }
+
+    /// `strata [--root ROOT --driver DRIVER] container-monitor ID` of the strata binary at `executable`.
+    public static func strata(_ executable: String, root: String, driver: String) -> MonitorCommand {
+        MonitorCommand(executable: executable) { ["--root", root, "--driver", driver, "container-monitor", $0] }
+    }
+}
+
+/// What a monitor tells the command that started it, as one line on its status pipe (fd 3):
+/// `started PID`, or `failed CODE MESSAGE`. Written and read here only.
+package enum MonitorStatus: Equatable {
+    case started(pid: Int32)
+    case failed(code: Int32, message: String)
+
+    var line: String {
+        switch self {
+        case .started(let pid): return "started \(pid)\n"
+        case .failed(let code, let message): return "failed \(code) \(message.replacingNewlines())\n"
+        }
+    }
+
+    /// The status a line says; a line that is neither is a failure naming it.
+    init(line: String) {
+        let text = line.hasSuffix("\n") ? String(line.dropLast()) : line
+        if text.hasPrefix("started "), let pid = Int32(text.dropFirst(8)) { self = .started(pid: pid); return }
+        if text.hasPrefix("failed ") {
+            let rest = text.dropFirst(7)
+            if let code = Int32(rest.prefix { $0 != " " }) {
+                self = .failed(code: code, message: String(rest.drop { $0 != " " }.dropFirst()))
+                return
+            }
+        }
+        self = .failed(code: 125, message: "the monitor ended without starting the container" + (text.isEmpty ? "" : ": \(text)"))
+    }
+}
+
+extension String {
+    fileprivate func replacingNewlines() -> String { split(separator: "\n", omittingEmptySubsequences: false).joined(separator: " ") }
+}
+
+/// The monitor's end of its status pipe: one status is written, then it is closed.
+package final class MonitorStatusPipe {
+    private var handle: FDHandle?
+    init(_ handle: FDHandle) { self.handle = handle }
+
+    /// Tells the starter how the start went; only the first status is sent.
+    package func report(_ status: MonitorStatus) {
+        try? handle?.writeAll(Array(status.line.utf8))
+        handle = nil
+    }
+}
+
+/// Starting a monitor, and its side of the status pipe.
 package enum MonitorProcess {
-    /// Starts `arguments` of this very executable (/proc/self/exe) detached: a new session,
-    /// standard input, output and error on /dev/null, fd 3 the write end of a status pipe.
-    /// Returns the read end; the monitor writes one line there and closes it.
-    package static func spawn(arguments: [String]) throws -> FDHandle {
+    /// Starts `command` for container `id` detached: a new session, standard input, output and
+    /// error on /dev/null, fd 3 the write end of a status pipe. Returns the read end.
+    package static func spawn(_ command: MonitorCommand, id: String) throws -> FDHandle {
         var fds: [Int32] = [0, 0]
         guard strata_pipe_cloexec(&fds) == 0 else { throw StrataError.errno(.system, "cannot create the monitor's status pipe") }
         let reader = FDHandle(owning: fds[0])
@@ -29,18 +90,30 @@ package enum MonitorProcess {
         defer { posix_spawnattr_destroy(&attr) }
         // A new session: no controlling terminal, no signals from the shell that ran strata.
         posix_spawnattr_setflags(&attr, Int16(0x80))  // POSIX_SPAWN_SETSID (glibc; GNU-only, not exported to Swift)
-        let argv = ["strata"] + arguments
+        let argv = ["strata"] + command.arguments(id)
         let cArgs = argv.map { strdup($0) } + [nil]
         defer { cArgs.forEach { free($0) } }
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, "/proc/self/exe", &actions, &attr, cArgs, environ)
-        guard rc == 0 else { throw StrataError(.system, "cannot start the container monitor", cause: Errno(rc)) }
+        let rc = posix_spawn(&pid, command.executable, &actions, &attr, cArgs, environ)
+        guard rc == 0 else { throw StrataError(.system, "cannot start the container monitor \(command.executable)", cause: Errno(rc)) }
         return reader
     }
 
-    /// In the monitor: the status pipe, if this process was started with one.
-    package static var statusPipe: FDHandle? {
-        fcntl(3, F_GETFD) >= 0 ? FDHandle(owning: 3) : nil
+    /// Waits for the monitor's one status line.
+    package static func awaitStatus(_ pipe: FDHandle) -> MonitorStatus {
+        var out: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while !out.contains(0x0a) {
+            let n = (try? buffer.withUnsafeMutableBytes { try pipe.read(into: $0) }) ?? 0
+            if n <= 0 { break }
+            out += buffer[0..<n]
+        }
+        return MonitorStatus(line: String(decoding: out, as: UTF8.self))
+    }
+
+    /// In the monitor: the status pipe it was started with (fd 3), taken once; nil without one.
+    package static func statusPipe() -> MonitorStatusPipe? {
+        fcntl(3, F_GETFD) >= 0 ? MonitorStatusPipe(FDHandle(owning: 3)) : nil
     }
 
     /// In the monitor: two new log pipes and /dev/null, which become the container's stdout,
@@ -55,18 +128,6 @@ package enum MonitorProcess {
         }
         let null = try FDHandle.open("/dev/null", flags: .readOnly)
         return LogPipes(stdout: readers[0], stderr: readers[1], writers: writers, null: null)
-    }
-
-    /// Reads one line (up to its newline, or the end) from the status pipe.
-    package static func readStatus(_ pipe: FDHandle) -> String {
-        var out: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while !out.contains(0x0a) {
-            let n = (try? buffer.withUnsafeMutableBytes { try pipe.read(into: $0) }) ?? 0
-            if n <= 0 { break }
-            out += buffer[0..<n]
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// Sends `signal` to `pid`; false when there is no such process.

@@ -1,115 +1,281 @@
-import Foundation
+import FoundationEssentials
 import StrataCore
+import StrataSystem
 
-/// An OCI runtime-spec `config.json` (runtime-spec config.md, config-linux.md) for the same
-/// container `strata run` would start: process, env, cwd, user, namespaces, mounts, limits,
-/// capabilities, masked and read-only paths, and Docker's default seccomp profile resolved for
-/// this machine and capability set. `runc run` takes it as it is.
-public struct RuntimeSpec: Codable, Sendable {
+/// One container's OCI runtime spec (runtime-spec config.md, config-linux.md): every decision
+/// about what it runs and how, made once by the engine and kept as `config.json` in the
+/// container's folder. strata's launcher, its monitor and `bundle` read it; `runc run -b` takes
+/// the same folder as a bundle. What the spec has no field for is in `annotations`
+/// (`Annotation`). docs/container-spec.md says which field each flag lands in.
+public struct RuntimeSpec: Codable, Sendable, Equatable {
     public var ociVersion = "1.0.2"
     public var process: Process
     public var root: Root
-    public var hostname: String
+    public var hostname: String?
+    /// The standard mounts (`standardMounts`, made by strata's launcher itself), then the
+    /// /etc files and the volumes in the order they are mounted.
     public var mounts: [Mount]
+    public var annotations: [String: String]?
+    /// Programs run around the start (bridge networking lands here).
+    public var hooks: Hooks?
     public var linux: Linux
 
-    /// The process runc starts.
-    public struct Process: Codable, Sendable {
-        public var terminal = false
+    /// The process the container runs.
+    public struct Process: Codable, Sendable, Equatable {
+        public var terminal: Bool?
         public var user: User
         public var args: [String]
+        /// Complete: the image's and the flags', `PATH`, `HOME`, `HOSTNAME` (and `TERM`).
         public var env: [String]
         public var cwd: String
-        public var capabilities: Capabilities
-        public var noNewPrivileges = true
+        public var capabilities: Capabilities?
+        public var noNewPrivileges: Bool?
+        /// `--ulimit` lands here.
+        public var rlimits: [Rlimit]?
+        public init(terminal: Bool? = nil, user: User, args: [String], env: [String], cwd: String, capabilities: Capabilities? = nil,
+                    noNewPrivileges: Bool? = nil, rlimits: [Rlimit]? = nil) {
+            self.terminal = terminal; self.user = user; self.args = args; self.env = env; self.cwd = cwd
+            self.capabilities = capabilities; self.noNewPrivileges = noNewPrivileges; self.rlimits = rlimits
+        }
     }
-    /// Its uid, gid and groups.
-    public struct User: Codable, Sendable {
+    /// Its uid, gid and supplementary groups, resolved from the image's files.
+    public struct User: Codable, Sendable, Equatable {
         public var uid: UInt32
         public var gid: UInt32
-        public var additionalGids: [UInt32]
+        public var additionalGids: [UInt32]?
+        public init(uid: UInt32, gid: UInt32, additionalGids: [UInt32]? = nil) { self.uid = uid; self.gid = gid; self.additionalGids = additionalGids }
     }
-    /// Its capability sets.
-    public struct Capabilities: Codable, Sendable {
-        public var bounding: [String], effective: [String], permitted: [String]
+    /// Its capability sets (`CAP_` names).
+    public struct Capabilities: Codable, Sendable, Equatable {
+        public var bounding: [String]?, effective: [String]?, permitted: [String]?
+        public init(bounding: [String]?, effective: [String]?, permitted: [String]?) {
+            self.bounding = bounding; self.effective = effective; self.permitted = permitted
+        }
     }
-    /// The rootfs, relative to the bundle.
-    public struct Root: Codable, Sendable {
-        public var path = "rootfs"
-        public var readonly: Bool
+    /// A resource limit of the process.
+    public struct Rlimit: Codable, Sendable, Equatable {
+        public var type: String, hard: UInt64, soft: UInt64
+        public init(type: String, hard: UInt64, soft: UInt64) { self.type = type; self.hard = hard; self.soft = soft }
+    }
+    /// The rootfs: relative to the bundle (the container's folder), or absolute.
+    public struct Root: Codable, Sendable, Equatable {
+        public var path: String
+        public var readonly: Bool?
+        public init(path: String, readonly: Bool? = nil) { self.path = path; self.readonly = readonly }
     }
     /// A mount in the container.
-    public struct Mount: Codable, Sendable {
+    public struct Mount: Codable, Sendable, Equatable {
         public var destination: String
-        public var type: String
-        public var source: String
+        public var type: String?
+        public var source: String?
         public var options: [String]?
+        public init(destination: String, type: String? = nil, source: String? = nil, options: [String]? = nil) {
+            self.destination = destination; self.type = type; self.source = source; self.options = options
+        }
     }
-    /// Linux specifics: namespaces, resources, masked and read-only paths, seccomp.
-    public struct Linux: Codable, Sendable {
+    /// Hooks by the point of the start they run at.
+    public struct Hooks: Codable, Sendable, Equatable {
+        public var createRuntime: [Hook]?, poststart: [Hook]?, poststop: [Hook]?
+    }
+    /// One hook: a program on the host.
+    public struct Hook: Codable, Sendable, Equatable {
+        public var path: String
+        public var args: [String]?
+        public var env: [String]?
+        public var timeout: Int?
+        public init(path: String, args: [String]? = nil, env: [String]? = nil, timeout: Int? = nil) {
+            self.path = path; self.args = args; self.env = env; self.timeout = timeout
+        }
+    }
+    /// Linux specifics.
+    public struct Linux: Codable, Sendable, Equatable {
+        /// The namespaces to make; one with a `path` is joined (`--network container:ID`).
         public var namespaces: [Namespace]
-        public var resources: Resources
-        public var maskedPaths: [String]
-        public var readonlyPaths: [String]
-        public var seccomp: SeccompProfile
+        /// Rootless id mappings land here.
+        public var uidMappings: [IDMapping]?
+        public var gidMappings: [IDMapping]?
+        public var resources: Resources?
+        public var maskedPaths: [String]?
+        public var readonlyPaths: [String]?
+        /// The seccomp filter in the spec's resolved form; nil for none (unconfined, privileged).
+        public var seccomp: SeccompProfile?
+        public init(namespaces: [Namespace], uidMappings: [IDMapping]? = nil, gidMappings: [IDMapping]? = nil, resources: Resources? = nil,
+                    maskedPaths: [String]? = nil, readonlyPaths: [String]? = nil, seccomp: SeccompProfile? = nil) {
+            self.namespaces = namespaces; self.uidMappings = uidMappings; self.gidMappings = gidMappings; self.resources = resources
+            self.maskedPaths = maskedPaths; self.readonlyPaths = readonlyPaths; self.seccomp = seccomp
+        }
     }
-    /// A namespace to create.
-    public struct Namespace: Codable, Sendable { public var type: String }
-    /// cgroup limits.
-    public struct Resources: Codable, Sendable {
+    /// A namespace to make or join.
+    public struct Namespace: Codable, Sendable, Equatable {
+        public var type: String
+        public var path: String?
+        public init(type: String, path: String? = nil) { self.type = type; self.path = path }
+    }
+    /// A range of ids in the container mapped to the host's.
+    public struct IDMapping: Codable, Sendable, Equatable {
+        public var containerID: UInt32, hostID: UInt32, size: UInt32
+    }
+    /// cgroup limits and the device allowlist.
+    public struct Resources: Codable, Sendable, Equatable {
         public var memory: Memory?
         public var cpu: CPU?
         public var pids: Pids?
-        public var devices: [Device]
+        /// Deny all first, then the devices allowed; one rule allowing all under --privileged.
+        public var devices: [Device]?
+        public init(memory: Memory? = nil, cpu: CPU? = nil, pids: Pids? = nil, devices: [Device]? = nil) {
+            self.memory = memory; self.cpu = cpu; self.pids = pids; self.devices = devices
+        }
     }
     /// Memory limit in bytes (swap the same: none extra).
-    public struct Memory: Codable, Sendable { public var limit: Int64, swap: Int64 }
+    public struct Memory: Codable, Sendable, Equatable {
+        public var limit: Int64?, swap: Int64?
+        public init(limit: Int64?, swap: Int64?) { self.limit = limit; self.swap = swap }
+    }
     /// CPU quota per period, in microseconds.
-    public struct CPU: Codable, Sendable { public var quota: Int64, period: UInt64 }
+    public struct CPU: Codable, Sendable, Equatable {
+        public var quota: Int64?, period: UInt64?
+        public init(quota: Int64?, period: UInt64?) { self.quota = quota; self.period = period }
+    }
     /// Process count limit.
-    public struct Pids: Codable, Sendable { public var limit: Int64 }
-    /// The device allowlist rule (deny all by default).
-    public struct Device: Codable, Sendable { public var allow: Bool, access: String }
-
-    /// The spec `run` would use, for runc: the same process, user, hostname, limits and security.
-    public init(process spec: ProcessSpec, user: RootfsFiles.User, env: [String], hostname: String,
-                limits: Limits, readOnly: Bool, hostNetwork: Bool) {
-        let caps = CapabilitySet.dockerDefault.prefixedNames
-        process = Process(user: User(uid: user.uid, gid: user.gid, additionalGids: user.groups), args: spec.args, env: env,
-                          cwd: spec.cwd, capabilities: Capabilities(bounding: caps, effective: caps, permitted: caps))
-        root = Root(readonly: readOnly)
-        self.hostname = hostname
-        mounts = [
-            Mount(destination: "/proc", type: "proc", source: "proc"),
-            Mount(destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "strictatime", "mode=755", "size=65536k"]),
-            Mount(destination: "/dev/pts", type: "devpts", source: "devpts",
-                  options: ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]),
-            Mount(destination: "/dev/shm", type: "tmpfs", source: "shm", options: ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]),
-            Mount(destination: "/dev/mqueue", type: "mqueue", source: "mqueue", options: ["nosuid", "noexec", "nodev"]),
-            Mount(destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"]),
-        ]
-        var namespaces = ["pid", "ipc", "uts", "mount", "cgroup"].map(Namespace.init)
-        if !hostNetwork { namespaces.append(Namespace(type: "network")) }
-        let resources = Resources(memory: limits.memory.map { Memory(limit: $0, swap: $0) },
-                                  cpu: limits.cpus.map { CPU(quota: Int64($0 * 100_000), period: 100_000) },
-                                  pids: limits.pids.map(Pids.init), devices: [Device(allow: false, access: "rwm")])
-        linux = Linux(namespaces: namespaces, resources: resources, maskedPaths: ProcfsPolicy.masked,
-                      readonlyPaths: ProcfsPolicy.readOnly,
-                      seccomp: RuntimeSpec.resolved(.dockerDefault, capabilities: .dockerDefault))
+    public struct Pids: Codable, Sendable, Equatable {
+        public var limit: Int64
+        public init(limit: Int64) { self.limit = limit }
+    }
+    /// One device rule: type `a`, `c` or `b`, nil numbers for any, access `rwm`.
+    public struct Device: Codable, Sendable, Equatable {
+        public var allow: Bool
+        public var type: String?
+        public var major: Int64?
+        public var minor: Int64?
+        public var access: String?
+        public init(allow: Bool, type: String? = nil, major: Int64? = nil, minor: Int64? = nil, access: String? = nil) {
+            self.allow = allow; self.type = type; self.major = major; self.minor = minor; self.access = access
+        }
     }
 
+    /// strata's own facts, which the runtime spec has no field for.
+    public enum Annotation {
+        /// The user as it was asked for (`app`, `1000:1000`): `exec` resolves it again.
+        public static let user = "io.strata.user"
+        /// "true" when `HOME` in the environment came from the user's /etc/passwd entry (an
+        /// `exec` as another user then gets that user's).
+        public static let homeFromUser = "io.strata.home-from-user"
+        /// "true": strata-init runs as pid 1 and starts the process (`--init`).
+        public static let initProcess = "io.strata.init"
+        /// "true": `--privileged` (/sys and the cgroup view writable).
+        public static let privileged = "io.strata.privileged"
+        /// "true": the container is removed when it exits (`--rm`).
+        public static let remove = "io.strata.remove"
+        /// Bytes at which a detached container's log is rotated.
+        public static let logMaxSize = "io.strata.log-max-size"
+        /// The signal `stop` sends first (the name podman and containerd use).
+        public static let stopSignal = "org.opencontainers.image.stopSignal"
+    }
+
+    /// The mounts every container has, as runc's default spec lists them. strata's launcher
+    /// makes these itself (launch.c: /proc, /dev with its nodes, /dev/pts, /dev/shm, /sys and
+    /// the container's cgroup view); they are in the spec for other runtimes.
+    public static let standardMounts = [
+        Mount(destination: "/proc", type: "proc", source: "proc"),
+        Mount(destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "strictatime", "mode=755", "size=65536k"]),
+        Mount(destination: "/dev/pts", type: "devpts", source: "devpts",
+              options: ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]),
+        Mount(destination: "/dev/shm", type: "tmpfs", source: "shm", options: ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]),
+        Mount(destination: "/dev/mqueue", type: "mqueue", source: "mqueue", options: ["nosuid", "noexec", "nodev"]),
+        Mount(destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"]),
+        Mount(destination: "/sys/fs/cgroup", type: "cgroup", source: "cgroup", options: ["nosuid", "noexec", "nodev", "relatime", "ro"]),
+    ]
+
+    /// Whether `m` is one of the mounts the launcher makes itself (`standardMounts`, whatever
+    /// its options): the same destination, type and source.
+    public static func isStandard(_ m: Mount) -> Bool {
+        standardMounts.contains { $0.destination == m.destination && $0.type == m.type && $0.source == m.source }
+    }
+
+    /// The spec's name in a bundle.
+    public static let fileName = "config.json"
+
+    public init(process: Process, root: Root, hostname: String?, mounts: [Mount], annotations: [String: String]?, linux: Linux) {
+        self.process = process; self.root = root; self.hostname = hostname; self.mounts = mounts
+        self.annotations = annotations; self.linux = linux
+    }
+
+    /// An annotation's value, or nil.
+    public func annotation(_ key: String) -> String? { annotations?[key] }
+    /// Whether an annotation is "true".
+    public func flag(_ key: String) -> Bool { annotations?[key] == "true" }
+
     /// The JSON runc reads (sorted keys, slashes unescaped).
-    public func json() throws -> Data {
+    public func json() throws -> [UInt8] {
         let e = JSONEncoder()
         e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return try e.encode(self)
+        return Array(try e.encode(self))
+    }
+
+    /// Writes `config.json` into `directory` (whole, then renamed into place).
+    public func write(into directory: String) throws {
+        try Directory.open(directory).writeFileAtomically(Array(RuntimeSpec.fileName.utf8), try json())
+    }
+
+    /// The spec in `directory`'s `config.json`; nil when there is none.
+    public static func read(from directory: String) throws -> RuntimeSpec? {
+        let path = directory + "/" + fileName
+        guard let f = try? FDHandle.open(path, flags: [.readOnly, .noFollow]) else { return nil }
+        let bytes = try f.readAll(limit: 4 << 20, label: path)
+        do { return try JSONDecoder().decode(RuntimeSpec.self, from: Data(bytes)) } catch {
+            throw StrataError(.invalidFormat, "\(path) is not a runtime spec strata can read: \(error); remove the container and run it again")
+        }
+    }
+
+    /// Only the process's args of `directory`'s `config.json` (for `ps`: the rest is not decoded).
+    public static func readArgs(from directory: String) throws -> [String]? {
+        struct Args: Decodable { struct P: Decodable { var args: [String] }; var process: P }
+        let path = directory + "/" + fileName
+        guard let f = try? FDHandle.open(path, flags: [.readOnly, .noFollow]) else { return nil }
+        return try JSONDecoder().decode(Args.self, from: Data(try f.readAll(limit: 4 << 20, label: path))).process.args
+    }
+
+    /// The rootfs's absolute path for a bundle in `bundle`.
+    public func rootfs(bundle: String) -> String { root.path.hasPrefix("/") ? root.path : bundle + "/" + root.path }
+
+    /// Whether the process gets its own network namespace (a new one: only loopback).
+    public var newNetwork: Bool { linux.namespaces.contains { $0.type == "network" && $0.path == nil } }
+
+    /// The limits of `linux.resources`.
+    public var limits: Limits {
+        let r = linux.resources
+        var cpus: Double?
+        if let q = r?.cpu?.quota, let p = r?.cpu?.period, p > 0, q > 0 { cpus = Double(q) / Double(p) }
+        return Limits(memory: r?.memory?.limit, cpus: cpus, pids: r?.pids?.limit)
+    }
+
+    /// The device allowlist of `linux.resources.devices`; nil when every device is allowed.
+    public func deviceRules() throws -> [DeviceRule]? {
+        let rules = linux.resources?.devices ?? []
+        if rules.contains(where: { $0.allow && ($0.type ?? "a") == "a" && $0.major == nil && $0.minor == nil && ($0.access ?? "rwm") == "rwm" }) {
+            return nil
+        }
+        return try rules.filter(\.allow).map { d in
+            guard let kind = DeviceRule.Kind(rawValue: Character(d.type ?? "a")), let access = DeviceRule.Access(letters: d.access ?? "rwm") else {
+                throw StrataError(.invalidFormat, "device rule \(d.type ?? "a") \(d.major ?? -1):\(d.minor ?? -1) \(d.access ?? "") in config.json: type a, c or b, access of r, w, m")
+            }
+            return DeviceRule(kind, d.major, d.minor, access)
+        }
+    }
+
+    /// The spec's form of `rules` (nil: every device).
+    public static func devices(_ rules: [DeviceRule]?) -> [Device] {
+        guard let rules else { return [Device(allow: true, access: "rwm")] }
+        return [Device(allow: false, access: "rwm")] + rules.map {
+            Device(allow: true, type: String($0.kind.rawValue), major: $0.major, minor: $0.minor, access: $0.access.letters)
+        }
     }
 
     /// A profile in the runtime spec's form (config-linux.md, "Seccomp"): Docker's rules with
     /// their capability, architecture and kernel conditions decided here, and the architectures
     /// of this machine.
-    static func resolved(_ profile: SeccompProfile, capabilities: CapabilitySet,
-                         machine: SeccompCompiler.Machine = .current) -> SeccompProfile {
+    public static func resolved(_ profile: SeccompProfile, capabilities: CapabilitySet,
+                                machine: SeccompCompiler.Machine = .current) -> SeccompProfile {
         let native = ["amd64": "SCMP_ARCH_X86_64", "arm64": "SCMP_ARCH_AARCH64", "s390x": "SCMP_ARCH_S390X",
                       "riscv64": "SCMP_ARCH_RISCV64"][machine.arch]
         let arches = native.flatMap { n in profile.archMap?.first { $0.architecture == n }.map { [n] + ($0.subArchitectures ?? []) } }
@@ -117,6 +283,6 @@ public struct RuntimeSpec: Codable, Sendable {
             SeccompProfile.Rule(names: $0.allNames, action: $0.action, errnoRet: $0.errnoRet, args: $0.args)
         }
         return SeccompProfile(defaultAction: profile.defaultAction, defaultErrnoRet: profile.defaultErrnoRet,
-                              architectures: arches, syscalls: rules)
+                              architectures: arches ?? profile.architectures, syscalls: rules)
     }
 }

@@ -20,9 +20,10 @@ struct Bundle: ParsableCommand {
     func run() throws {
         try strata.run {
             let store = try global.openStore()
-            var limits = Limits(cpus: cpus, pids: pidsLimit ?? Limits.defaultPids)
-            if let memory { limits.memory = try ByteSize.parse(memory, what: "--memory") }
-            try Engine(store: store).writeBundle(of: source, to: directory, limits: limits)
+            var options = Engine.RunOptions()
+            options.limits = Limits(cpus: cpus, pids: pidsLimit ?? Limits.defaultPids)
+            if let memory { options.limits.memory = try ByteSize.parse(memory, what: "--memory") }
+            try Engine(store: store).writeBundle(of: source, to: directory, options: options)
             print(directory)
         }
     }

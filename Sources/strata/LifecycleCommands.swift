@@ -14,7 +14,7 @@ struct ContainerMonitor: ParsableCommand {
         CgroupWarmUp.begin()
         let engine: Engine
         do { engine = try global.openEngine() } catch {
-            if let status = MonitorProcess.statusPipe { try? status.writeAll(Array("failed 125 \(error)\n".utf8)) }
+            MonitorProcess.statusPipe()?.report(.failed(code: 125, message: "\(error)"))
             throw ExitCode(125)
         }
         let code = engine.monitor(id)

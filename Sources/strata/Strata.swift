@@ -159,7 +159,11 @@ struct GlobalOptions: ParsableArguments {
                   logger: makeLogger(), forRepair: forRepair)
     }
 
-    func openEngine() throws -> Engine { Engine(store: try openStore()) }
+    /// The engine over this store; its detached containers are watched by this very binary.
+    func openEngine() throws -> Engine {
+        let store = try openStore()
+        return Engine(store: store, monitor: .strata("/proc/self/exe", root: store.rootPath, driver: store.driverName))
+    }
 
     private func parentOf(_ path: String) -> String {
         guard let slash = path.dropLast().lastIndex(of: "/") else { return "." }

@@ -115,7 +115,8 @@ extension RunTests {
         #expect(out.contains("memfd:strata-init"), "\(out)")
         #expect(out.contains("\n0 1 2 \n"), "\(out)")
         #expect(out.contains("pid=2"))
-        #expect(try e.run(["--init", RunTests.image, "sh", "-c", "exit 9"]).0 == 9)
+        let (rc9, _, err9) = try e.run(["--init", RunTests.image, "sh", "-c", "exit 9"])
+        #expect(rc9 == 9, "\(err9)")
     }
 
     /// --privileged, --cap-add, --cap-drop and --security-opt do what Docker's do.

@@ -329,4 +329,34 @@ struct BundleTests {
         #expect(!out4.contains("UNSHARED") && out4.contains("Seccomp:\t2"), "\(out4) \(err4)")
         #expect(try sh([bin, "--root", e.root, "rm", "-f", "bc"]).0 == 0)
     }
+
+    /// One spec: `run`, a start under the monitor, and runc given the container's own folder
+    /// as a bundle run the same process the same way: user, environment, hostname, /etc files,
+    /// a read-only volume, capabilities, no_new_privs and seccomp.
+    @Test func runcRunsAContainersOwnFolder() throws {
+        let e = try RunTests.Env()
+        let bin = RunTests.binary
+        let data = e.t.sub("data")
+        try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+        try Data("from the host\n".utf8).write(to: URL(fileURLWithPath: data + "/f"))
+        let script = "id; echo $X $HOSTNAME $HOME; cat /etc/hostname /data/f; grep -E '^(CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; "
+            + "touch /data/g 2>/dev/null || echo read-only"
+        let (rc, out, err) = try sh([bin, "--root", e.root, "run", "--name", "rb", "-e", "X=y", "-u", "nobody", "--memory", "64m",
+                                     "-v", data + ":/data:ro", RunTests.image, "sh", "-c", script])
+        #expect(rc == 0 && out.contains("uid=65534") && out.contains("read-only") && out.contains("Seccomp:\t2"), "\(out)\(err)")
+        let (_, idOut, _) = try sh([bin, "--root", e.root, "ps", "-a", "-q", "--no-trunc"])
+        let id = idOut.split(separator: "\n").first.map(String.init) ?? ""
+        let folder = e.root + "/containers/" + id
+        #expect(FileManager.default.fileExists(atPath: folder + "/config.json"))
+        // Started again, under the monitor: the same spec, the same output in its log.
+        #expect(try sh([bin, "--root", e.root, "start", "rb"]).0 == 0)
+        #expect(try sh([bin, "--root", e.root, "wait", "rb"]).1 == "0\n")
+        #expect(try sh([bin, "--root", e.root, "logs", "rb"]).1 == out)
+        // runc, given the folder as it is (mounted, as the container's rootfs must be).
+        #expect(try sh([bin, "--root", e.root, "mount", "rb"]).0 == 0)
+        let (rc2, out2, err2) = try sh(["runc", "run", "-b", folder, "strata-folder-\(getpid())"])
+        #expect(rc2 == 0 && out2 == out, "\(out2)\(err2)")
+        #expect(try sh([bin, "--root", e.root, "rm", "-f", "rb"]).0 == 0)
+        try e.expectClean()
+    }
 }

@@ -50,8 +50,8 @@ import StrataSystem
         }
         for d in [t.path, t.path + "/strata"] { FileManager.default.createFile(atPath: d + "/cgroup.subtree_control", contents: nil) }
         let cg = Cgroup(layout: layout, id: "abc", parent: "strata")
-        // allDevices: a plain directory cannot hold the BPF device allowlist (CgroupV2Tests does).
-        try cg.create(Limits(memory: 64 << 20, cpus: 0.5, pids: 10), allDevices: true)
+        // devices: nil: a plain directory cannot hold the BPF device allowlist (CgroupV2Tests does).
+        try cg.create(Limits(memory: 64 << 20, cpus: 0.5, pids: 10), devices: nil)
         #expect(readString(dir + "/memory.max") == "67108864")
         #expect(readString(dir + "/memory.swap.max") == "0")
         #expect(readString(dir + "/cpu.max") == "50000 100000")

@@ -89,13 +89,13 @@ struct CgroupV2Tests {
         #expect(out.components(separatedBy: "Operation not permitted").count == 3, "EPERM for both nodes: \(out)")
     }
 
-    /// --privileged (allDevices): no program, the block device opens as outside.
+    /// --privileged (devices: nil): no program, the block device opens as outside.
     @Test func privilegedHasNoAllowlist() throws {
         let layout = try #require(CgroupLayout.current())
         let t = TempDir("strata-dev"); defer { t.remove() }
         let (major, minor) = CgroupV2Tests.blockDevice()
         let cg = Cgroup(layout: layout, id: "devtest-priv-\(getpid())", parent: "strata")
-        try cg.create(Limits(), allDevices: true)
+        try cg.create(Limits(), devices: nil)
         defer { cg.remove() }
         #expect(mkfifo(t.sub("go"), 0o600) == 0)
         let pid = try spawn(["/bin/sh", "-c", "read go < \(t.sub("go")); exec > \(t.sub("out")) 2>&1; mknod \(t.sub("b")) b \(major) \(minor); head -c1 \(t.sub("b")) > /dev/null; echo rc=$?"])

@@ -79,9 +79,14 @@ import Testing
         // Another capability set is another program, another file.
         _ = try SeccompCompiler.cachedCompile(.dockerDefault, capabilities: CapabilitySet(mask: 0), cacheDirectory: t.path)
         #expect(try FileManager.default.contentsOfDirectory(atPath: t.path).filter { $0.hasSuffix(".bpf") }.count == 2)
-        // The built-in profile is keyed by this binary rather than by its encoding: the same program.
-        #expect(try SeccompCompiler.cachedCompile(.dockerDefault, capabilities: .dockerDefault, builtIn: true, cacheDirectory: t.path) == first)
-        #expect(try SeccompCompiler.cachedCompile(.dockerDefault, capabilities: .dockerDefault, builtIn: true, cacheDirectory: t.path) == first)
+        // A profile that differs in one errno is another program, another file; the same profile
+        // decoded again is the same key.
+        var changed = SeccompProfile.dockerDefault
+        changed.defaultErrnoRet = (changed.defaultErrnoRet ?? 1) + 1
+        _ = try SeccompCompiler.cachedCompile(changed, capabilities: .dockerDefault, cacheDirectory: t.path)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: t.path).filter { $0.hasSuffix(".bpf") }.count == 3)
+        let again = try JSONDecoder().decode(SeccompProfile.self, from: JSONEncoder().encode(SeccompProfile.dockerDefault))
+        #expect(try SeccompCompiler.cachedCompile(again, capabilities: .dockerDefault, cacheDirectory: t.path) == first)
         #expect(try FileManager.default.contentsOfDirectory(atPath: t.path).filter { $0.hasSuffix(".bpf") }.count == 3)
     }
 }

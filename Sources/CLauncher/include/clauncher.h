@@ -4,7 +4,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/// A mount to make inside the container, before pivot_root. `target` is relative to the rootfs
+/// A mount to make inside the container, before pivot_root (the /etc files and the volumes, in
+/// the runtime spec's order). `target` is relative to the rootfs
 /// and already exists (created by the parent); it is opened with RESOLVE_IN_ROOT, so no symlink
 /// in the image can send it outside.
 struct strata_mount {
@@ -44,8 +45,6 @@ struct strata_launch {
     uint64_t capabilities;       /* bits of the capability set to keep */
     const struct strata_mount *mounts;
     int nmounts;
-    const char *const *bind_files;   /* pairs: host file, target inside rootfs (hostname, hosts, resolv.conf) */
-    int nbind_files;
     const char *const *masked_paths;
     int nmasked;
     const char *const *readonly_paths;

@@ -51,6 +51,17 @@ public struct CapabilitySet: Equatable, Sendable {
         return names.firstIndex(of: n)
     }
 
+    /// The set of a runtime spec's names (`CAP_CHOWN`, …); a name the kernel lacks throws.
+    public init(specNames: [String]) throws {
+        mask = 0
+        for name in specNames {
+            guard let n = Self.number(name) else {
+                throw StrataError(.invalidFormat, "capability \"\(name)\" in config.json: no such capability on this kernel")
+            }
+            mask |= UInt64(1) << UInt64(n)
+        }
+    }
+
     /// Whether the set holds `name` (`CAP_` prefix optional).
     public func contains(_ name: String) -> Bool {
         guard let n = Self.number(name) else { return false }

@@ -18,13 +18,10 @@ public enum SeccompCompiler {
 
     /// `compile`, through a cache keyed by everything the program depends on: the profile, the
     /// capabilities, the machine, and libseccomp's version. A cache that cannot be used is skipped.
-    /// `builtIn`: the profile is strata's own (Docker's default), so this binary names it and
-    /// encoding it to hash it (a few milliseconds of every `run`) is not needed.
-    public static func cachedCompile(_ profile: SeccompProfile, capabilities: CapabilitySet, builtIn: Bool = false,
+    public static func cachedCompile(_ profile: SeccompProfile, capabilities: CapabilitySet,
                                      cacheDirectory: String? = cacheDirectory) throws -> [UInt8] {
         let machine = Machine.current
-        let identity = builtIn ? executableIdentity : nil
-        guard let dir = cacheDirectory, let key = cacheKey(profile, identity: identity, capabilities: capabilities, machine: machine) else {
+        guard let dir = cacheDirectory, let key = cacheKey(profile, capabilities: capabilities, machine: machine) else {
             return try compile(profile, capabilities: capabilities, machine: machine)
         }
         let path = dir + "/" + key + ".bpf"
@@ -45,29 +42,14 @@ public enum SeccompCompiler {
         return program
     }
 
-    static func cacheKey(_ profile: SeccompProfile, identity: String? = nil, capabilities: CapabilitySet, machine: Machine) -> String? {
+    static func cacheKey(_ profile: SeccompProfile, capabilities: CapabilitySet, machine: Machine) -> String? {
         guard let v = seccomp_version() else { return nil }
         var d = Digester()
-        if let identity {
-            Array(("built-in profile of " + identity).utf8).withUnsafeBytes { d.update($0) }
-        } else {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            guard let json = try? encoder.encode(profile) else { return nil }
-            json.withUnsafeBytes { d.update($0) }
-        }
+        profile.fingerprint(into: &d)
         let tail = "|\(capabilities.mask)|\(machine.arch)|\(machine.kernel.0).\(machine.kernel.1)|\(v.pointee.major).\(v.pointee.minor).\(v.pointee.micro)"
         Array(tail.utf8).withUnsafeBytes { d.update($0) }
         return d.finalize().hex
     }
-
-    /// This strata binary, as a file: device, inode, size and change time of /proc/self/exe (a
-    /// new build or install is a new file). Nil where it cannot be told: the profile is then hashed.
-    static let executableIdentity: String? = {
-        var st = stat()
-        guard stat("/proc/self/exe", &st) == 0 else { return nil }
-        return "\(st.st_dev):\(st.st_ino):\(st.st_size):\(st.st_ctim.tv_sec).\(st.st_ctim.tv_nsec)"
-    }()
 
     /// The BPF program: 8 bytes per instruction.
     public static func compile(_ profile: SeccompProfile, capabilities: CapabilitySet,

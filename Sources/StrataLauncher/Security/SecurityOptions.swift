@@ -30,34 +30,32 @@ public struct SecurityOptions: Sendable, Equatable {
         }
     }
 
-    /// What `resolve()` found, kept so that checking the flags early does not compile twice.
-    public private(set) var resolved: Resolved?
-
-    /// The capabilities and seccomp program a container gets, worked out once.
+    /// The capabilities and the seccomp filter a container gets: what its spec holds.
     public struct Resolved: Sendable, Equatable {
         public var capabilities: CapabilitySet
-        /// The BPF program; nil for none.
-        public var seccomp: [UInt8]?
+        /// The filter in the runtime spec's form; nil for none (unconfined, or privileged).
+        public var seccomp: SeccompProfile?
     }
 
-    /// Resolves the flags for this machine (a bad profile or capability throws) and keeps the result.
-    @discardableResult
-    public mutating func resolve() throws -> Resolved {
-        if let resolved { return resolved }
-        let (caps, program) = try compute()
-        resolved = Resolved(capabilities: caps, seccomp: program)
-        return resolved!
-    }
-
-    private func compute() throws -> (CapabilitySet, [UInt8]?) {
+    /// Resolves the flags for this machine: the capability set by Docker's rule, the profile's
+    /// conditions decided for it. A bad capability or profile throws; a profile is compiled
+    /// once here (into the cache the launcher reads), so one libseccomp refuses is refused
+    /// before anything exists.
+    public func resolve() throws -> Resolved {
         let caps = try CapabilitySet.resolve(add: capAdd, drop: capDrop, privileged: privileged)
+        let profile: SeccompProfile?
         switch seccomp {
-        case .unconfined: return (caps, nil)
-        case .default: return (caps, privileged ? nil : try SeccompCompiler.cachedCompile(.dockerDefault, capabilities: caps, builtIn: true))
-        case .profile(let p, let path):
-            do { return (caps, try SeccompCompiler.cachedCompile(p, capabilities: caps)) } catch let e as StrataError {
-                throw e.context("seccomp profile \(path)")
+        case .unconfined: profile = nil
+        case .default: profile = privileged ? nil : RuntimeSpec.resolved(.dockerDefault, capabilities: caps)
+        case .profile(let p, _): profile = RuntimeSpec.resolved(p, capabilities: caps)
+        }
+        if let profile {
+            do { _ = try SeccompCompiler.cachedCompile(profile, capabilities: caps) } catch let e as StrataError {
+                if case .profile(_, let path) = seccomp { throw e.context("seccomp profile \(path)") }
+                throw e
             }
         }
+        return Resolved(capabilities: caps, seccomp: profile)
     }
+
 }

@@ -1,0 +1,173 @@
+import FoundationEssentials
+import StrataCore
+import StrataFormats
+import StrataLauncher
+import StrataSystem
+
+/// A bind mount or tmpfs in the container (`-v HOST:CTR[:ro]`, `--tmpfs PATH`).
+public struct VolumeSpec: Sendable, Equatable {
+    public var source: String?
+    public var target: String
+    public var readOnly: Bool
+    public var tmpfs: Bool
+    /// A volume from `source` (nil with `tmpfs`) at `target`.
+    public init(source: String?, target: String, readOnly: Bool, tmpfs: Bool) {
+        self.source = source; self.target = target; self.readOnly = readOnly; self.tmpfs = tmpfs
+    }
+}
+
+extension Engine {
+    /// How `run` starts a container, beyond its image and process.
+    public struct RunOptions: Sendable {
+        public var name: String?
+        public var hostname: String?
+        public var hostNetwork = false
+        public var limits = Limits()
+        public var volumes: [VolumeSpec] = []
+        public var readOnly = false
+        public var tty = false
+        public var interactive = false
+        public var initProcess = false
+        public var security = SecurityOptions()
+        /// Remove the container when it exits.
+        public var remove = false
+        /// The signal `stop` sends first (default: the image's StopSignal, else SIGTERM).
+        public var stopSignal: String?
+        /// The size at which a detached container's log is rotated (one old file is kept).
+        public var logMaxSize: Int64 = 10 << 20
+        /// Docker's defaults: a new name, the image's process, no limits, the default seccomp profile.
+        public init() {}
+
+        /// Docker's rules for these options, checked before anything is made (a library caller
+        /// gets the same as the command line): the limits' ranges, the volumes, the hostname,
+        /// the stop signal, the capabilities and seccomp profile (resolved here).
+        public func validate() throws -> SecurityOptions.Resolved {
+            if let m = limits.memory, m < 6 << 20 {
+                throw StrataError(.invalidArgument, "invalid memory limit (--memory) of \(m) bytes: the minimum is 6m")
+            }
+            if let c = limits.cpus {
+                let available = ProcessInfo.processInfo.activeProcessorCount
+                guard c >= 0.01, c <= Double(available) else {
+                    throw StrataError(.invalidArgument, "invalid CPU quota (--cpus) \(c): from 0.01 to \(available), the CPUs this machine has")
+                }
+            }
+            // The kernel takes pids.max up to 2^22 (PID_MAX_LIMIT).
+            if let p = limits.pids, p < 1 || p > 1 << 22 {
+                throw StrataError(.invalidArgument, "invalid process limit (--pids-limit) \(p): from 1 to 4194304, or -1 for none")
+            }
+            if let hostname, hostname.isEmpty || hostname.utf8.count > 64 || hostname.contains("/") {
+                throw StrataError(.invalidArgument, "invalid --hostname \"\(hostname.prefix(80))\": 1 to 64 characters, no /")
+            }
+            for v in volumes {
+                guard v.target.hasPrefix("/"), v.target != "/" else {
+                    throw StrataError(.invalidArgument, "invalid volume target \"\(v.target)\": an absolute path other than /")
+                }
+                if v.tmpfs {
+                    // /dev is the launcher's own tmpfs (RuntimeSpec.isStandard).
+                    guard v.target != "/dev" else { throw StrataError(.invalidArgument, "invalid tmpfs at /dev: a container's /dev is strata's") }
+                    continue
+                }
+                guard let source = v.source, source.hasPrefix("/") else {
+                    throw StrataError(.invalidArgument, "invalid volume source \"\(v.source ?? "")\": an absolute path on this host (-v /HOST:/CONTAINER[:ro])")
+                }
+                guard pathExists(source) else { throw StrataError(.notFound, "volume source \(source) does not exist") }
+            }
+            if let stopSignal { _ = try MonitorProcess.signalNumber(stopSignal) }
+            guard logMaxSize > 0 else { throw StrataError(.invalidArgument, "invalid log size \(logMaxSize): more than 0 bytes") }
+            return try security.resolve()
+        }
+    }
+}
+
+/// Makes a container's one runtime spec from its process (the image config merged with the
+/// caller's overrides, `RunPlan`) and the run options: every decision about the container, in
+/// the form runc reads too.
+struct ContainerSpecBuilder {
+    var process: ProcessSpec
+    var options: Engine.RunOptions
+    var security: SecurityOptions.Resolved
+    /// The image config's StopSignal.
+    var imageStopSignal: String?
+
+    /// The `PATH` a process gets when neither the image nor the flags set one (Docker's).
+    static let defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+    /// The spec for container `id` whose rootfs is `rootfs` (users resolved from its files) in
+    /// the bundle `bundle`. With `etcFiles`, /etc/hostname, /etc/hosts and /etc/resolv.conf
+    /// are written into the bundle and bound over the init layer's.
+    func spec(id: String, rootfs: String, bundle: String, etcFiles: Bool) throws -> RuntimeSpec {
+        let user = try RootfsFiles(rootfs: rootfs).user(process.user)
+        let hostname = options.hostname ?? String(id.prefix(12))
+        var env = process.env
+        if !env.contains(where: { $0.hasPrefix("PATH=") }) { env.append(ContainerSpecBuilder.defaultPath) }
+        let homeFromUser = !env.contains(where: { $0.hasPrefix("HOME=") })
+        if homeFromUser { env.append("HOME=\(user.home)") }
+        if options.tty && !env.contains(where: { $0.hasPrefix("TERM=") }) { env.append("TERM=xterm") }
+        if !env.contains(where: { $0.hasPrefix("HOSTNAME=") }) { env.append("HOSTNAME=\(hostname)") }
+
+        let privileged = options.security.privileged
+        let caps = security.capabilities.prefixedNames
+        let specProcess = RuntimeSpec.Process(
+            terminal: options.tty, user: RuntimeSpec.User(uid: user.uid, gid: user.gid, additionalGids: user.groups),
+            args: process.args, env: env, cwd: process.cwd,
+            capabilities: RuntimeSpec.Capabilities(bounding: caps, effective: caps, permitted: caps), noNewPrivileges: true)
+
+        var mounts = RuntimeSpec.standardMounts
+        if privileged {
+            // /sys and the cgroup view writable, as the launcher makes them under --privileged.
+            for i in mounts.indices where ["sysfs", "cgroup"].contains(mounts[i].type ?? "") {
+                mounts[i].options = mounts[i].options?.filter { $0 != "ro" }
+            }
+        }
+        if etcFiles {
+            for (name, content) in etcFileContents(hostname: hostname) {
+                let source = bundle + "/" + name
+                let f = try FDHandle.open(source, flags: [.writeOnly, .create, .truncate, .noFollow], mode: 0o644)
+                try f.writeAll(Array(content.utf8))
+                mounts.append(RuntimeSpec.Mount(destination: "/etc/" + name, type: "bind", source: source, options: ["rbind", "rprivate"]))
+            }
+        }
+        for v in options.volumes {
+            if v.tmpfs {
+                mounts.append(RuntimeSpec.Mount(destination: v.target, type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev", "mode=1777"]))
+            } else {
+                mounts.append(RuntimeSpec.Mount(destination: v.target, type: "bind", source: v.source,
+                                                options: ["rbind", "rprivate", v.readOnly ? "ro" : "rw"]))
+            }
+        }
+
+        var namespaces = ["pid", "ipc", "uts", "mount", "cgroup"].map { RuntimeSpec.Namespace(type: $0) }
+        if !options.hostNetwork { namespaces.append(RuntimeSpec.Namespace(type: "network")) }
+        let l = options.limits
+        let resources = RuntimeSpec.Resources(
+            memory: l.memory.map { RuntimeSpec.Memory(limit: $0, swap: $0) },
+            cpu: l.cpus.map { RuntimeSpec.CPU(quota: Int64($0 * 100_000), period: 100_000) },
+            pids: l.pids.map { RuntimeSpec.Pids(limit: $0) },
+            devices: RuntimeSpec.devices(privileged ? nil : DeviceRule.defaults))
+        let linux = RuntimeSpec.Linux(namespaces: namespaces, resources: resources,
+                                      maskedPaths: privileged ? [] : ProcfsPolicy.masked,
+                                      readonlyPaths: privileged ? [] : ProcfsPolicy.readOnly, seccomp: security.seccomp)
+
+        var annotations = [RuntimeSpec.Annotation.user: process.user,
+                           RuntimeSpec.Annotation.logMaxSize: String(options.logMaxSize)]
+        if homeFromUser { annotations[RuntimeSpec.Annotation.homeFromUser] = "true" }
+        if options.initProcess { annotations[RuntimeSpec.Annotation.initProcess] = "true" }
+        if privileged { annotations[RuntimeSpec.Annotation.privileged] = "true" }
+        if options.remove { annotations[RuntimeSpec.Annotation.remove] = "true" }
+        if let signal = options.stopSignal ?? imageStopSignal { annotations[RuntimeSpec.Annotation.stopSignal] = signal }
+
+        let rootPath = rootfs.hasPrefix(bundle + "/") ? String(rootfs.dropFirst(bundle.count + 1)) : rootfs
+        return RuntimeSpec(process: specProcess, root: RuntimeSpec.Root(path: rootPath, readonly: options.readOnly),
+                           hostname: hostname, mounts: mounts, annotations: annotations, linux: linux)
+    }
+
+    /// /etc/hostname, /etc/hosts and /etc/resolv.conf as the container sees them (the host's
+    /// resolv.conf with the host's network).
+    private func etcFileContents(hostname: String) -> [(String, String)] {
+        let hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t\(hostname)\n"
+        var resolv = "nameserver 127.0.0.53\n"
+        if options.hostNetwork, let f = try? FDHandle.open("/etc/resolv.conf", flags: .readOnly),
+           let bytes = try? f.readAll(limit: 1 << 20, label: "/etc/resolv.conf") { resolv = String(decoding: bytes, as: UTF8.self) }
+        return [("hostname", hostname + "\n"), ("hosts", hosts), ("resolv.conf", resolv)]
+    }
+}
