@@ -51,7 +51,7 @@ let package = Package(
         // Streaming tar and compression over libarchive; hashing taps; no filesystem policy.
         .target(
             name: "StrataArchive",
-            dependencies: ["StrataCore", "StrataSystem", "CArchive", "CStrata",
+            dependencies: ["StrataCore", "StrataSystem", "CArchive",
                            .product(name: "Crypto", package: "swift-crypto")]
         ),
         // OCI image-spec and docker-archive types and readers.
@@ -60,10 +60,10 @@ let package = Package(
         // form both ways: the merged view of layers, the change scan, applying layers onto a copy.
         .target(
             name: "StrataLayer",
-            dependencies: ["StrataCore", "StrataSystem", "StrataArchive", "CArchive", "CStrata"]
+            dependencies: ["StrataCore", "StrataSystem", "StrataArchive"]
         ),
         // Union drivers (overlay, vfs): describe and perform mounts; the overlay form itself is StrataLayer's.
-        .target(name: "StrataDrivers", dependencies: ["StrataCore", "StrataSystem", "StrataLayer", "CStrata"]),
+        .target(name: "StrataDrivers", dependencies: ["StrataCore", "StrataSystem", "StrataLayer"]),
         // Namespaces, cgroups, users, the process: knows a rootfs and a config, nothing about layers.
         .target(name: "StrataLauncher", dependencies: ["StrataCore", "StrataSystem", "CStrata", "CLauncher", "CSeccomp"]),
         // Blobs, layers, images, tags; SQLite metadata; the import pipeline.
@@ -85,7 +85,7 @@ let package = Package(
         // The library: a store and what is done with it from start to end (run, bundle, rm, gc
         // and check with the cgroups). Re-exports the modules its API uses.
         .target(name: "StrataEngine", dependencies: ["StrataCore", "StrataSystem", "StrataArchive", "StrataFormats", "StrataLayer",
-                                                   "StrataDrivers", "StrataLauncher", "StrataStore", "StrataRegistry", "CStrata",
+                                                   "StrataDrivers", "StrataLauncher", "StrataStore", "StrataRegistry",
                                                    .product(name: "Logging", package: "swift-log")]),
         .executableTarget(
             name: "strata",

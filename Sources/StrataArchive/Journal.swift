@@ -182,7 +182,7 @@ public final class JournalReader {
 
     /// Reads the journal in `handle`; `label` names it in errors.
     public init(handle: FDHandle, label: String) throws {
-        let size = try handle.stat().st_size
+        let size = try handle.stat().size
         self.label = label
         source = try Decompressor(FileRangeSource(handle: handle, offset: 0, length: Int64(size), label: label, bufferSize: 1 << 16),
                                   label: label)

@@ -1,5 +1,4 @@
 import CArchive
-import CStrata
 import StrataCore
 import StrataSystem
 
@@ -18,8 +17,8 @@ public struct TarEntry: Sendable {
     public var uid: UInt32
     public var gid: UInt32
     public var size: Int64
-    public var mtime: timespec
-    public var atime: timespec?
+    public var mtime: FileTime
+    public var atime: FileTime?
     /// Symlink target, or the hardlink's target name.
     public var linkTarget: PathBytes
     public var devMajor: UInt32
@@ -45,12 +44,12 @@ public final class TarReader {
     private let tap: HeaderTap
     private var globals: RawTarHeader.Globals = [:]
     public let label: String
-    private var previousLocale: UnsafeMutableRawPointer?
+    /// Dropped after `archive` is freed (stored properties go after `deinit`'s body).
+    private let locale = UTF8ThreadLocale()
     private var entry: OpaquePointer?
 
     /// Reads tar entries from `source` (uncompressed); `label` names the archive in errors.
     public init(_ source: any ChunkSource, label: String) throws {
-        previousLocale = strata_use_utf8_locale()
         guard let a = archive_read_new() else { throw StrataError(.internalError, "archive_read_new failed") }
         archive = a
         tap = HeaderTap(source)
@@ -65,7 +64,6 @@ public final class TarReader {
 
     deinit {
         archive_read_free(archive)
-        strata_restore_locale(previousLocale)
     }
 
     private func failure(_ what: String, entryName: PathBytes? = nil) -> StrataError {
@@ -138,9 +136,9 @@ public final class TarReader {
             uid: UInt32(truncatingIfNeeded: archive_entry_uid(e)),
             gid: UInt32(truncatingIfNeeded: archive_entry_gid(e)),
             size: size,
-            mtime: timespec(tv_sec: time_t(archive_entry_mtime(e)), tv_nsec: Int(archive_entry_mtime_nsec(e))),
+            mtime: FileTime(seconds: Int64(archive_entry_mtime(e)), nanoseconds: Int(archive_entry_mtime_nsec(e))),
             atime: archive_entry_atime_is_set(e) != 0
-                ? timespec(tv_sec: time_t(archive_entry_atime(e)), tv_nsec: Int(archive_entry_atime_nsec(e))) : nil,
+                ? FileTime(seconds: Int64(archive_entry_atime(e)), nanoseconds: Int(archive_entry_atime_nsec(e))) : nil,
             linkTarget: linkTarget,
             devMajor: UInt32(archive_entry_rdevmajor(e)), devMinor: UInt32(archive_entry_rdevminor(e)),
             xattrs: xattrs,

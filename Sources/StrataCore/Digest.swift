@@ -1,5 +1,5 @@
 @preconcurrency import Crypto
-import Foundation
+import FoundationEssentials
 
 /// A content digest: `sha256:` followed by 64 lowercase hex digits (OCI image-spec,
 /// descriptor.md "Digests"). Only sha256 is accepted; a value of this type is always valid,

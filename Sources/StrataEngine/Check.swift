@@ -163,7 +163,7 @@ extension Store {
     private func blobDigest(_ digest: String) -> Digest? {
         let name = Array(digest.dropFirst("sha256:".count).utf8)
         guard let f = try? blobsDir.openFile(name, flags: .readOnly), let st = try? f.stat() else { return nil }
-        let h = HashingSource(FileRangeSource(handle: f, offset: 0, length: Int64(st.st_size), label: "blobs/sha256/\(name.display)"))
+        let h = HashingSource(FileRangeSource(handle: f, offset: 0, length: Int64(st.size), label: "blobs/sha256/\(name.display)"))
         guard (try? h.drain()) != nil else { return nil }
         return h.finalize()
     }
@@ -259,7 +259,7 @@ extension Store {
             let shape: any ChunkSource
             if layer.journal == .raw {
                 let f = try layerDir.openFile(Store.rawTarName, flags: .readOnly)
-                shape = FileRangeSource(handle: f, offset: 0, length: Int64(try f.stat().st_size), label: label)
+                shape = FileRangeSource(handle: f, offset: 0, length: Int64(try f.stat().size), label: label)
             } else {
                 shape = try JournalShape(journal: try layerDir.openFile(Store.journalName, flags: .readOnly), label: label)
             }

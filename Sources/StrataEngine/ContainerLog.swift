@@ -17,7 +17,7 @@ final class ContainerLogWriter: Sendable {
         self.path = path
         self.maxSize = maxSize
         let f = try FDHandle.open(path, flags: [.writeOnly, .create, .append], mode: 0o600)
-        state = Mutex(State(file: f, size: Int64(try f.stat().st_size)))
+        state = Mutex(State(file: f, size: Int64(try f.stat().size)))
     }
 
     /// Writes one line of `stream` ("stdout" or "stderr"); `partial` when it had no newline.

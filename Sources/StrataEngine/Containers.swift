@@ -1,4 +1,3 @@
-import CStrata
 import FoundationEssentials
 import StrataArchive
 import StrataCore
@@ -271,7 +270,7 @@ extension Store {
             return try Directory.open(upper).regularFileBytes()
         }
         return try changes(of: id).reduce(Int64(0)) { total, c in
-            if case .entry(_, _, let st, _) = c.source, FileKind(mode: st.st_mode) == .regular { return total + Int64(st.st_size) }
+            if case .entry(_, _, let st, _) = c.source, st.kind == .regular { return total + Int64(st.size) }
             return total
         }
     }
@@ -331,7 +330,7 @@ extension Store {
     /// Whether `pid` is still this container's process: a recorded pid can outlive a killed
     /// strata and be reused by an unrelated process, which must never be signalled. The
     /// container's processes are in its cgroup `strata/ID`.
-    static func isContainerProcess(_ pid: pid_t, id: String) -> Bool {
+    static func isContainerProcess(_ pid: Int32, id: String) -> Bool {
         guard pid > 0, let f = try? FDHandle.open("/proc/\(pid)/cgroup", flags: .readOnly),
               let bytes = try? f.readAll(limit: 1 << 20, label: "cgroup") else { return false }
         return String(decoding: bytes, as: UTF8.self).contains("/" + id)

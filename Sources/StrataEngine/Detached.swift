@@ -51,7 +51,7 @@ extension Store {
         let dir = try Directory.open(containerPaths(id).root)
         let current = runState(id) ?? RunState()
         for name in [Store.runStateName, Store.runStateSpareName] {
-            let size = (try? dir.openFile(Array(name.utf8), flags: .readOnly).stat().st_size).map { Int($0) }
+            let size = (try? dir.openFile(Array(name.utf8), flags: .readOnly).stat().size).map { Int($0) }
             if size != Store.runStateSize {
                 do { try dir.writeFileAtomically(Array(name.utf8), try Store.stateRecord(current)) } catch let e as StrataError {
                     throw e.context("container \(id.prefix(12)): no room for its exit record")
@@ -68,7 +68,7 @@ extension Store {
         let dir = try Directory.open(containerPaths(id).root)
         let bytes = try Store.stateRecord(state)
         let spareName = Array(Store.runStateSpareName.utf8), name = Array(Store.runStateName.utf8)
-        guard let spare = try? dir.openFile(spareName, flags: .writeOnly), (try? spare.stat().st_size) == Int(Store.runStateSize) else {
+        guard let spare = try? dir.openFile(spareName, flags: .writeOnly), (try? spare.stat().size) == Int64(Store.runStateSize) else {
             try dir.writeFileAtomically(name, bytes)
             return
         }

@@ -1,4 +1,3 @@
-import CStrata
 import FoundationEssentials
 import StrataArchive
 import StrataCore
@@ -17,9 +16,9 @@ extension Store {
         for p in [paths.root, initPath, initPath + "/etc"] { try makeDirectory(p) }
         let etc = try Directory.open(initPath + "/etc")
         let view = MergedView(layers: try visibleLayers(layers).map { try Directory.open($0.path) })
-        if let st = try view.lookup([Array("etc".utf8)]), FileKind(mode: st.st_mode) == .directory {
-            try? etc.handle.chown(uid: st.st_uid, gid: st.st_gid)
-            try? etc.handle.chmod(st.st_mode & 0o7777)
+        if let st = try view.lookup([Array("etc".utf8)]), st.kind == .directory {
+            try? etc.handle.chown(uid: st.uid, gid: st.gid)
+            try? etc.handle.chmod(st.mode & 0o7777)
         }
         for name in ["hostname", "hosts", "resolv.conf"] {
             let n = Array(name.utf8)
@@ -27,11 +26,11 @@ extension Store {
             // often link /etc/resolv.conf to a file that only exists on a running host): the
             // bind mount then lands on this file, never follows the image's link. A directory
             // is left alone; the mount onto it then fails with a clear error.
-            if let st = try view.lookup([Array("etc".utf8), n]), FileKind(mode: st.st_mode) == .directory { continue }
+            if let st = try view.lookup([Array("etc".utf8), n]), st.kind == .directory { continue }
             _ = try etc.openFile(n, flags: [.writeOnly, .create, .truncate], mode: 0o644)
         }
         if let st = try view.lookup([Array("etc".utf8)]) {
-            try? etc.handle.setTimes(atime: st.st_atim, mtime: st.st_mtim)
+            try? etc.handle.setTimes(atime: st.accessTime, mtime: st.modificationTime)
         }
         // The mount points of /proc, /dev and /sys: made here when the image lacks them, so
         // they never show in `diff` or a commit. One that is a symlink or a file is refused:
@@ -42,10 +41,10 @@ extension Store {
             switch try view.lookup([n]) {
             case nil:
                 try initDir.mkdirOrThrow(n, mode: 0o755)
-            case let st? where FileKind(mode: st.st_mode) == .directory:
+            case let st? where st.kind == .directory:
                 continue
             case let st?:
-                let what = FileKind(mode: st.st_mode) == .symlink ? "a symlink" : "not a directory"
+                let what = st.kind == .symlink ? "a symlink" : "not a directory"
                 throw StrataError(.unsupported, "/\(name) in the image is \(what); a container needs a directory there to mount \(name) on")
             }
         }

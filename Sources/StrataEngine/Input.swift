@@ -1,4 +1,3 @@
-import CStrata
 import FoundationEssentials
 import Synchronization
 import StrataArchive
@@ -16,7 +15,7 @@ extension Store {
             do { probe = try FDHandle.open(path, flags: [.readOnly, .nonBlocking]) } catch let e as StrataError {
                 throw StrataError(.notFound, "cannot read \(path)", cause: e.cause)
             }
-            if FileKind(mode: try probe.stat().st_mode) == .directory { return try DirectoryContents(path: path) }
+            if FileKind(mode: try probe.stat().mode) == .directory { return try DirectoryContents(path: path) }
         }
         let input = try openInput(path, decompressOuter: true, limit: limit)
         return try TarContents(handle: input.handle, size: input.size, label: path == "-" ? "standard input" : path)
@@ -36,10 +35,10 @@ extension Store {
             }
         }
         let st = try h.stat()
-        switch FileKind(mode: st.st_mode) {
+        switch st.kind {
         case .regular:
-            if st.st_size == 0 { throw StrataError(.invalidFormat, "\(label) is empty, not an archive") }
-            let file = InputFile(handle: h, size: Int64(st.st_size), label: label)
+            if st.size == 0 { throw StrataError(.invalidFormat, "\(label) is empty, not an archive") }
+            let file = InputFile(handle: h, size: Int64(st.size), label: label)
             if decompressOuter {
                 let probe = try Decompressor(file.source(), label: label)
                 if probe.compression != .none { return try spool(probe, label: label, limit: limit, decompressed: true) }

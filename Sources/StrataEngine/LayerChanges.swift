@@ -43,8 +43,8 @@ extension Store {
             case .whiteout:
                 changes.append(LayerChange(kind: "D", path: path, size: 0, hidden: underOpaque ? 0 : try lower.size(at: comps)))
             case .entry(_, _, let st, let opaque):
-                let isDir = FileKind(mode: st.st_mode) == .directory
-                let size: Int64 = FileKind(mode: st.st_mode) == .regular ? Int64(st.st_size) : 0
+                let isDir = st.kind == .directory
+                let size: Int64 = st.kind == .regular ? Int64(st.size) : 0
                 if isDir && opaque {
                     opaqueDirs.append(c.path)
                     changes.append(LayerChange(kind: c.kind.rawValue, path: path, size: 0, hidden: underOpaque ? 0 : try lower.size(at: comps)))

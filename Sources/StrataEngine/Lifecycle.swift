@@ -268,7 +268,7 @@ extension Engine {
                 guard let st = try dir.lstat(name) else { continue }
                 let path = prefix.isEmpty ? name : prefix + [UInt8(ascii: "/")] + name
                 entries.append(.entry(path: path, directory: dir, name: name, stat: st, opaque: false))
-                if FileKind(mode: st.st_mode) == .directory { try walk(try dir.walkInto(name), path) }
+                if st.kind == .directory { try walk(try dir.walkInto(name), path) }
             }
         }
         try walk(root, [])

@@ -1,5 +1,4 @@
 import Dispatch
-import CStrata
 import FoundationEssentials
 import Synchronization
 import StrataArchive

@@ -58,7 +58,7 @@ struct LogGeneration {
     /// A line ends at a record tagged F; parts (P) before it belong to it, and parts at the very
     /// end are a line still being written.
     func tailStart(lines: Int) throws -> (offset: Int64, found: Int) {
-        let size = Int64(try handle.stat().st_size)
+        let size = Int64(try handle.stat().size)
         var block = [UInt8](repeating: 0, count: 1 << 16)
         var found = 0
         var lastNewline: Int64?

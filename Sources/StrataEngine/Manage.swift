@@ -143,7 +143,7 @@ extension Store {
         for name in try blobsDir.entries() {
             let s = "sha256:" + name.display
             if referenced.contains(s) { continue }
-            if let st = try blobsDir.lstat(name) { report.bytesFreed += Int64(st.st_size) }
+            if let st = try blobsDir.lstat(name) { report.bytesFreed += Int64(st.size) }
             try blobsDir.removeTree(name)
             report.deletedBlobs.append(s)
         }

@@ -1,4 +1,3 @@
-import CStrata
 import FoundationEssentials
 import StrataArchive
 import StrataCore

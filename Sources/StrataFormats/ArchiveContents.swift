@@ -92,10 +92,10 @@ public final class DirectoryContents: ArchiveContents, Sendable {
         switch root.openat2(name, flags: [.readOnly, .nonBlocking, .noFollow], resolve: [.inRoot, .noMagicLinks]) {
         case .success(let h):
             let st = try h.stat()
-            guard FileKind(mode: st.st_mode) == .regular else {
+            guard st.kind == .regular else {
                 throw StrataError(.invalidFormat, "\(label)/\(path) is not a regular file")
             }
-            return BlobRef(handle: h, offset: 0, size: Int64(st.st_size), label: "\(label)/\(path)")
+            return BlobRef(handle: h, offset: 0, size: Int64(st.size), label: "\(label)/\(path)")
         case .failure(let e) where e == .ELOOP:
             throw StrataError(.invalidFormat, "\(label)/\(path) is a symlink, not a regular file")
         case .failure(let e) where e == .ENOENT:

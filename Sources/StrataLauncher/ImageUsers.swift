@@ -86,8 +86,8 @@ public struct RootfsFiles {
         for c in candidates {
             guard case .success(let f) = root.openat2(Array(c.utf8), flags: .readOnly, resolve: [.inRoot, .noMagicLinks]),
                   let st = try? f.stat() else { continue }
-            guard FileKind(mode: st.st_mode) == .regular else { denied = denied ?? c; continue }
-            if st.st_mode & 0o111 == 0 { denied = denied ?? c; continue }
+            guard st.kind == .regular else { denied = denied ?? c; continue }
+            if st.mode & 0o111 == 0 { denied = denied ?? c; continue }
             return .found(c.hasPrefix("/") ? c : "/" + c)
         }
         if let denied { return .notExecutable(denied) }

@@ -3,7 +3,8 @@ import Glibc
 #endif
 import CLauncher
 import CStrata
-import Foundation
+import Dispatch
+import FoundationEssentials
 import StrataCore
 import StrataSystem
 
@@ -81,7 +82,7 @@ public final class Launcher: @unchecked Sendable {
             guard let source = v.source, let h = try? FDHandle.open(source, flags: .pathOnly), let st = try? h.stat() else {
                 throw LaunchFailure(exitCode: 125, message: "volume source \(v.source ?? "(none)") does not exist")
             }
-            if FileKind(mode: st.st_mode) == .directory { try files.makeDirectory(v.destination) } else { try files.makeFile(v.destination) }
+            if st.kind == .directory { try files.makeDirectory(v.destination) } else { try files.makeFile(v.destination) }
         }
         try files.makeDirectory(spec.process.cwd)
         return program

@@ -3,7 +3,8 @@ import Glibc
 #endif
 import CLauncher
 import CStrata
-import Foundation
+import Dispatch
+import FoundationEssentials
 import StrataCore
 import StrataSystem
 
@@ -24,7 +25,7 @@ enum Terminal {
     static func relay(master: Int32, interactive: Bool) -> DispatchSemaphore {
         let done = DispatchSemaphore(value: 0)
         if interactive {
-            Thread.detachNewThread {
+            DetachedThread.start {
                 var buf = [UInt8](repeating: 0, count: 4096)
                 while true {
                     let n = read(0, &buf, buf.count)
@@ -33,7 +34,7 @@ enum Terminal {
                 }
             }
         }
-        Thread.detachNewThread {
+        DetachedThread.start {
             var buf = [UInt8](repeating: 0, count: 4096)
             while true {
                 let n = read(master, &buf, buf.count)

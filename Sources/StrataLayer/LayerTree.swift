@@ -79,7 +79,7 @@ public enum LayerTree {
                 let p = EntryPath.join(comps)
                 guard let st = try dir.lstat(name) else { continue }
                 seen.insert(p)
-                let type = FileKind(mode: st.st_mode)
+                let type = st.kind
                 let actual: Expect
                 switch type {
                 case .directory: actual = .directory

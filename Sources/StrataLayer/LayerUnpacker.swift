@@ -1,4 +1,3 @@
-import CStrata
 import StrataArchive
 // (Mode tests are spelled out here: with libarchive imported into this module, the `stat`
 // helpers of StrataSystem are not found in whole-module builds.)
@@ -44,7 +43,7 @@ public final class LayerUnpacker {
     public private(set) var stats = UnpackStats()
 
     /// Directory times to apply once all children exist, by normalised path.
-    private var deferredTimes: [PathBytes: (atime: timespec, mtime: timespec)] = [:]
+    private var deferredTimes: [PathBytes: (atime: FileTime, mtime: FileTime)] = [:]
     /// Paths whose payload the journal points at; overwriting one makes the journal inexact.
     private var payloadPaths: Set<PathBytes> = []
     /// The last parent directory opened, reused while entries stay in one directory.
@@ -108,7 +107,7 @@ public final class LayerUnpacker {
         }
         var replacedWhiteout = false
         if let existing = try parent.lstat(last) {
-            if entry.kind == .directory && FileKind(mode: existing.st_mode) == .directory {
+            if entry.kind == .directory && existing.kind == .directory {
                 // A duplicate directory entry: keep the children, take the new metadata.
                 switch parent.openDirectory(last, resolve: [.noSymlinks]) {
                 case .success(let d):
@@ -122,7 +121,7 @@ public final class LayerUnpacker {
             replacedWhiteout = Whiteout.isOverlayWhiteout(existing)
             if !replacedWhiteout {
                 // Last entry wins (Decision 4). What the journal pointed at is gone now.
-                if FileKind(mode: existing.st_mode) == .directory || payloadPaths.contains(path) {
+                if existing.kind == .directory || payloadPaths.contains(path) {
                     recorder?.markInexact("entry \"\(path.display)\" replaces an earlier entry of the same layer")
                 }
             }
@@ -208,7 +207,7 @@ public final class LayerUnpacker {
             if let st = try parent.lstat(name) {
                 // This layer already holds the name: it hides the lower one by itself (Decision 9).
                 // A directory must also stop the lower directory's content from showing through.
-                if FileKind(mode: st.st_mode) == .directory {
+                if st.kind == .directory {
                     switch parent.openDirectory(name, resolve: [.noSymlinks]) {
                     case .success(let d): try setXattr(d.handle, Whiteout.overlayOpaqueXattr, Whiteout.overlayOpaqueValue, path: EntryPath.join(parentPath + [name]))
                     case .failure(let e): throw StrataError(.system, "\(label): cannot open \"\(path.display)\"", cause: e)
@@ -279,7 +278,7 @@ public final class LayerUnpacker {
         guard let st = try targetParent.lstat(targetName) else {
             throw unsafe(entry.path, "hardlink target \"\(entry.linkTarget.display)\" is not in this layer (hardlinks into lower layers are not supported)")
         }
-        if FileKind(mode: st.st_mode) == .directory { throw unsafe(entry.path, "a hardlink to a directory") }
+        if st.kind == .directory { throw unsafe(entry.path, "a hardlink to a directory") }
         if Whiteout.isOverlayWhiteout(st) {
             throw unsafe(entry.path, "a hardlink to a whiteout")
         }

@@ -22,7 +22,7 @@ public struct MergedView {
             var parent = dir
             for c in comps.dropLast() {
                 guard let st = try parent.lstat(c) else { blocked = true; break }
-                if FileKind(mode: st.st_mode) != .directory { return nil }  // a file or whiteout here hides everything below
+                if st.kind != .directory { return nil }  // a file or whiteout here hides everything below
                 guard case .success(let sub) = parent.openDirectory(c, resolve: [.noSymlinks]) else { blocked = true; break }
                 if Whiteout.isOpaque(sub) { opaque = true }
                 parent = sub
@@ -48,7 +48,7 @@ public struct MergedView {
                 var cur = dir
                 for c in comps {
                     guard let st = try cur.lstat(c) else { ok = false; break }
-                    if FileKind(mode: st.st_mode) != .directory { return out }  // hides the rest below
+                    if st.kind != .directory { return out }  // hides the rest below
                     guard case .success(let sub) = cur.openDirectory(c, resolve: [.noSymlinks]) else { ok = false; break }
                     cur = sub
                 }
@@ -67,10 +67,10 @@ public struct MergedView {
     /// Bytes of regular files the view holds at or below `comps`.
     public func size(at comps: [PathBytes]) throws -> Int64 {
         guard let st = try lookup(comps) else { return 0 }
-        guard FileKind(mode: st.st_mode) == .directory else { return FileKind(mode: st.st_mode) == .regular ? Int64(st.st_size) : 0 }
+        guard st.kind == .directory else { return st.kind == .regular ? Int64(st.size) : 0 }
         var total: Int64 = 0
         for (name, child) in try list(comps) {
-            total += FileKind(mode: child.st_mode) == .directory ? try size(at: comps + [name]) : (FileKind(mode: child.st_mode) == .regular ? Int64(child.st_size) : 0)
+            total += child.kind == .directory ? try size(at: comps + [name]) : (child.kind == .regular ? Int64(child.size) : 0)
         }
         return total
     }
@@ -113,14 +113,14 @@ public enum ChangeScanner {
                 continue
             }
             let below = underOpaque ? nil : try lower.lookup(comps)
-            if FileKind(mode: st.st_mode) == .directory {
+            if st.kind == .directory {
                 let sub = try dir.walkInto(name)
                 let opaque = Whiteout.isOpaque(sub)
                 out.append(ChangedPath(path: path, kind: below == nil ? .added : .changed,
                                        source: .entry(directory: dir, name: name, stat: st, opaque: opaque)))
                 // Nothing below shows under an opaque directory, nor under one the layers do
                 // not have as a directory: its children need no lookups in them.
-                let hidden = underOpaque || opaque || below.map { FileKind(mode: $0.st_mode) != .directory } ?? true
+                let hidden = underOpaque || opaque || below.map { FileKind(mode: $0.mode) != .directory } ?? true
                 try walkUpper(sub, comps, lower, underOpaque: hidden, &out)
             } else {
                 out.append(ChangedPath(path: path, kind: below == nil ? .added : .changed,
@@ -139,10 +139,10 @@ public enum ChangeScanner {
     }
 
     private static func same(_ a: FileStatus, _ b: FileStatus) -> Bool {
-        guard a.st_mode == b.st_mode, a.st_uid == b.st_uid, a.st_gid == b.st_gid else { return false }
-        if FileKind(mode: a.st_mode) == .directory { return true }
-        guard a.st_size == b.st_size, a.st_rdev == b.st_rdev,
-              a.st_mtim.tv_sec == b.st_mtim.tv_sec, a.st_mtim.tv_nsec == b.st_mtim.tv_nsec else { return false }
+        guard a.mode == b.mode, a.uid == b.uid, a.gid == b.gid else { return false }
+        if a.kind == .directory { return true }
+        guard a.size == b.size, a.rdev == b.rdev,
+              a.modificationTime.seconds == b.modificationTime.seconds, a.modificationTime.nanoseconds == b.modificationTime.nanoseconds else { return false }
         return true
     }
 
@@ -160,12 +160,12 @@ public enum ChangeScanner {
                 continue
             }
             let old = below[name]
-            if FileKind(mode: st.st_mode) == .directory {
+            if st.kind == .directory {
                 let sub = try dir.walkInto(name)
-                if let old, FileKind(mode: old.st_mode) == .directory {
+                if let old, old.kind == .directory {
                     let index = out.count
                     let inner = try walkCopy(sub, comps, lower, &out)
-                    let mine = !same(st, old) || st.st_mtim.tv_sec != old.st_mtim.tv_sec || st.st_mtim.tv_nsec != old.st_mtim.tv_nsec
+                    let mine = !same(st, old) || st.modificationTime.seconds != old.modificationTime.seconds || st.modificationTime.nanoseconds != old.modificationTime.nanoseconds
                     if inner || mine {
                         out.insert(ChangedPath(path: path, kind: .changed, source: .entry(directory: dir, name: name, stat: st, opaque: false)), at: index)
                         changed = true
@@ -179,7 +179,7 @@ public enum ChangeScanner {
                 }
                 continue
             }
-            if let old, same(st, old), !(FileKind(mode: st.st_mode) == .symlink && (try? dir.readlink(name)) != (try? linkTarget(lower, comps))) {
+            if let old, same(st, old), !(st.kind == .symlink && (try? dir.readlink(name)) != (try? linkTarget(lower, comps))) {
                 continue
             }
             out.append(ChangedPath(path: path, kind: old == nil ? .added : .changed,
@@ -197,7 +197,7 @@ public enum ChangeScanner {
                 guard case .success(let sub) = cur.openDirectory(c, resolve: [.noSymlinks]) else { ok = false; break }
                 cur = sub
             }
-            if ok, let st = try cur.lstat(comps.last!), FileKind(mode: st.st_mode) == .symlink { return try cur.readlink(comps.last!) }
+            if ok, let st = try cur.lstat(comps.last!), st.kind == .symlink { return try cur.readlink(comps.last!) }
         }
         return nil
     }
@@ -207,7 +207,7 @@ public enum ChangeScanner {
             guard let st = try dir.lstat(name) else { continue }
             let comps = prefix + [name]
             out.append(ChangedPath(path: EntryPath.join(comps), kind: .added, source: .entry(directory: dir, name: name, stat: st, opaque: false)))
-            if FileKind(mode: st.st_mode) == .directory { try addAll(try dir.walkInto(name), comps, &out) }
+            if st.kind == .directory { try addAll(try dir.walkInto(name), comps, &out) }
         }
     }
 }

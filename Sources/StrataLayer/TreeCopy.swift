@@ -1,4 +1,3 @@
-import CStrata
 // (Mode tests are spelled out here: with libarchive imported into this module, the `stat`
 // helpers of StrataSystem are not found in whole-module builds.)
 import StrataCore
@@ -22,7 +21,7 @@ public struct OverlayFormApplier {
         try applyDir(layer, target, &links)
     }
 
-    private func key(_ st: FileStatus) -> UInt64 { UInt64(st.st_dev) << 40 ^ UInt64(st.st_ino) }
+    private func key(_ st: FileStatus) -> UInt64 { UInt64(st.device) << 40 ^ UInt64(st.inode) }
 
     private func applyDir(_ src: Directory, _ dst: Directory, _ links: inout [UInt64: (Directory, PathBytes)]) throws {
         for name in try src.entries().sorted(by: { $0.lexicographicallyPrecedes($1) }) {
@@ -32,10 +31,10 @@ public struct OverlayFormApplier {
                 try dst.removeTree(name)
                 continue
             }
-            if FileKind(mode: st.st_mode) == .directory {
+            if st.kind == .directory {
                 let sub = try src.openDirectory(name, resolve: [.noSymlinks]).get()
-                if let existing, FileKind(mode: existing.st_mode) != .directory { try dst.removeTree(name) }
-                if existing == nil || FileKind(mode: existing!.st_mode) != .directory { try dst.mkdirOrThrow(name, mode: 0o700) }
+                if let existing, existing.kind != .directory { try dst.removeTree(name) }
+                if existing == nil || FileKind(mode: existing!.mode) != .directory { try dst.mkdirOrThrow(name, mode: 0o700) }
                 let dsub = try dst.openDirectory(name, resolve: [.noSymlinks]).get()
                 if Whiteout.isOpaque(sub) {
                     for child in try dsub.entries() { try dsub.removeTree(child) }
@@ -45,31 +44,31 @@ public struct OverlayFormApplier {
                 continue
             }
             if existing != nil { try dst.removeTree(name) }
-            if linkRegularFiles, FileKind(mode: st.st_mode) == .regular, (try? dst.link(name, to: name, in: src)) != nil {
+            if linkRegularFiles, st.kind == .regular, (try? dst.link(name, to: name, in: src)) != nil {
                 continue
             }
-            if FileKind(mode: st.st_mode) == .regular && st.st_nlink > 1, let (d, n) = links[key(st)] {
+            if st.kind == .regular && st.links > 1, let (d, n) = links[key(st)] {
                 try dst.link(name, to: n, in: d)
                 continue
             }
-            switch FileKind(mode: st.st_mode) {
+            switch st.kind {
             case .regular:
                 let from = try src.openWalked(name, as: st)
                 let to = try dst.openFile(name, flags: [.writeOnly, .create, .exclusive], mode: 0o600)
-                try copyContent(from, to, size: Int64(st.st_size))
+                try copyContent(from, to, size: Int64(st.size))
                 try copyMetadata(from: from, to: to, st)
-                if st.st_nlink > 1 { links[key(st)] = (dst, name) }
+                if st.links > 1 { links[key(st)] = (dst, name) }
             case .symlink:
                 try dst.symlink(name, target: try src.readlink(name))
-                try dst.chown(name, uid: st.st_uid, gid: st.st_gid)
-                try dst.setTimes(name, atime: st.st_atim, mtime: st.st_mtim)
+                try dst.chown(name, uid: st.uid, gid: st.gid)
+                try dst.setTimes(name, atime: st.accessTime, mtime: st.modificationTime)
             default:
-                try dst.mknod(name, mode: FileKind(mode: st.st_mode).modeBits | 0o600, major: deviceNumbers(st.st_rdev).major,
-                              minor: deviceNumbers(st.st_rdev).minor)
-                try dst.chown(name, uid: st.st_uid, gid: st.st_gid)
+                try dst.mknod(name, mode: st.kind.modeBits | 0o600, major: deviceNumbers(st.rdev).major,
+                              minor: deviceNumbers(st.rdev).minor)
+                try dst.chown(name, uid: st.uid, gid: st.gid)
                 let f = try dst.openat2(name, flags: [.pathOnly, .noFollow], resolve: [.noSymlinks]).get()
-                try f.chmodPathOnly(st.st_mode & 0o7777)
-                try dst.setTimes(name, atime: st.st_atim, mtime: st.st_mtim)
+                try f.chmodPathOnly(st.mode & 0o7777)
+                try dst.setTimes(name, atime: st.accessTime, mtime: st.modificationTime)
             }
         }
     }
@@ -85,12 +84,12 @@ public struct OverlayFormApplier {
 
     /// Owner, then mode (chown clears setuid), xattrs other than overlay's, then times.
     private func copyMetadata(from: FDHandle, to: FDHandle, _ st: FileStatus) throws {
-        try to.chown(uid: st.st_uid, gid: st.st_gid)
-        try to.chmod(st.st_mode & 0o7777)
+        try to.chown(uid: st.uid, gid: st.gid)
+        try to.chmod(st.mode & 0o7777)
         for (name, value) in Xattrs.list(from.fd) where !name.hasPrefix("trusted.overlay.") {
             try? to.setXattr(name, value)
         }
-        try to.setTimes(atime: st.st_atim, mtime: st.st_mtim)
+        try to.setTimes(atime: st.accessTime, mtime: st.modificationTime)
     }
 }
 

@@ -15,7 +15,7 @@ public enum Whiteout {
     public static let overlayOpaqueValue: [UInt8] = [UInt8(ascii: "y")]
 
     /// On disk, in overlay form: a character device 0/0 is a whiteout.
-    public static func isOverlayWhiteout(_ st: FileStatus) -> Bool { FileKind(mode: st.st_mode) == .characterDevice && st.st_rdev == 0 }
+    public static func isOverlayWhiteout(_ st: FileStatus) -> Bool { st.kind == .characterDevice && st.rdev == 0 }
 
     /// On disk, in overlay form: whether the directory is opaque (its xattr is exactly "y").
     public static func isOpaque(_ dir: Directory) -> Bool {

@@ -1,11 +1,10 @@
 import AsyncHTTPClient
 import Dispatch
-#if canImport(Glibc)
-import Glibc
-#endif
+import FoundationEssentials
 import NIOCore
 import NIOHTTP1
 import StrataCore
+import StrataSystem
 
 /// How registry requests are retried: on 5xx, on 429 (after the `Retry-After` the registry
 /// asks for, capped), on connections refused, reset or closed before the response, and on
@@ -94,12 +93,12 @@ enum TransferFailure: Sendable {
     }
 
     private static func phrase(errno: Int32) -> String? {
-        switch errno {
-        case ECONNREFUSED: "was refused"
-        case ECONNRESET: "was reset"
-        case EPIPE: "closed while the request was sent"
-        case ETIMEDOUT: "timed out"
-        case EHOSTUNREACH, ENETUNREACH: "found no route to the host"
+        switch Errno(errno) {
+        case .ECONNREFUSED: "was refused"
+        case .ECONNRESET: "was reset"
+        case .EPIPE: "closed while the request was sent"
+        case .ETIMEDOUT: "timed out"
+        case .EHOSTUNREACH, .ENETUNREACH: "found no route to the host"
         default: nil
         }
     }
@@ -201,11 +200,7 @@ enum RetryAfter {
         return Double(days * 86400 + hms[0] * 3600 + hms[1] * 60 + hms[2])
     }
 
-    static func wallClock() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
+    static func wallClock() -> Double { Date().timeIntervalSince1970 }
 }
 
 extension String {

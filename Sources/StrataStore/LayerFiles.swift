@@ -42,7 +42,7 @@ extension Store {
         if layer.journal == .raw {
             let dir = try layersDir.openDirectory(Array(layer.cacheID.utf8), resolve: [.noSymlinks]).get()
             let f = try dir.openFile(Store.rawTarName, flags: .readOnly)
-            let src = FileRangeSource(handle: f, offset: 0, length: Int64(try f.stat().st_size), label: label + " layer.tar")
+            let src = FileRangeSource(handle: f, offset: 0, length: Int64(try f.stat().size), label: label + " layer.tar")
             while true {
                 let c = try src.nextChunk()
                 if c.isEmpty { break }

@@ -1,4 +1,3 @@
-import CStrata
 import StrataCore
 import StrataSystem
 

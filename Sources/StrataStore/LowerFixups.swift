@@ -1,4 +1,3 @@
-import CStrata
 import StrataCore
 import StrataLayer
 import StrataSystem
@@ -64,8 +63,8 @@ extension Store {
                   case .success(let to) = diff.openDirectory(path, resolve: [.noSymlinks, .noXDev]) else { continue }
             let st = try from.handle.stat()
             do {
-                try to.handle.chown(uid: st.st_uid, gid: st.st_gid)
-                try to.handle.chmod(st.st_mode & 0o7777)
+                try to.handle.chown(uid: st.uid, gid: st.gid)
+                try to.handle.chmod(st.mode & 0o7777)
             } catch let e as StrataError {
                 throw e.context("layer \(staged.chainID): \(path.display)")
             }

@@ -1,4 +1,3 @@
-import CStrata
 import FoundationEssentials
 import GRDB
 import StrataCore
@@ -31,7 +30,7 @@ package struct Metadata: Sendable {
             try db.execute(sql: "PRAGMA journal_mode = WAL")
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
             // The WAL stays between commands (checkpoints happen as it grows, during writes).
-            if let conn = db.sqliteConnection { _ = strata_sqlite_keep_wal(UnsafeMutableRawPointer(conn)) }
+            if let conn = db.sqliteConnection { keepSQLiteWAL(conn) }
         }
         do {
             pool = try DatabaseQueue(path: path, configuration: config)

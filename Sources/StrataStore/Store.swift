@@ -1,7 +1,6 @@
 import FoundationEssentials
 import Logging
 import Synchronization
-import CStrata
 import StrataCore
 import StrataDrivers
 import StrataSystem

@@ -77,7 +77,7 @@ public final class Directory: Sendable {
     /// only ever read through the fd this returns, so a device node or FIFO renamed over a file
     /// between the walk and the open is never opened, let alone read as the file's content.
     public func openWalked(_ name: PathBytes, as walked: FileStatus) throws -> FDHandle {
-        let kind = FileKind(mode: walked.st_mode)
+        let kind = walked.kind
         // O_PATH first: no driver's open runs (a device node swapped in is never opened, not
         // even to be closed again: opening /dev/watchdog arms it), then the check, then the
         // real open through the pinned inode.
@@ -89,8 +89,8 @@ public final class Directory: Sendable {
             throw e
         }
         let now = try pinned.stat()
-        guard FileKind(mode: now.st_mode) == kind, now.st_dev == walked.st_dev, now.st_ino == walked.st_ino else {
-            throw StrataError(.conflict, "\(label)/\(name.display) was replaced while it was read (it is now \(FileKind(mode: now.st_mode)), not the \(kind) the walk found); try again with the container stopped")
+        guard now.kind == kind, now.device == walked.device, now.inode == walked.inode else {
+            throw StrataError(.conflict, "\(label)/\(name.display) was replaced while it was read (it is now \(now.kind)), not the \(kind) the walk found); try again with the container stopped")
         }
         guard kind == .regular || kind == .directory else {
             throw StrataError(.invalidArgument, "\(label)/\(name.display) is a \(kind): only files and directories are opened to be read")
@@ -116,7 +116,7 @@ public final class Directory: Sendable {
     public func lstat(_ name: PathBytes) throws -> FileStatus? {
         var st = Glibc.stat()
         let r = withCPath(name) { Glibc.fstatat(fd, $0, &st, AT_SYMLINK_NOFOLLOW) }
-        if r == 0 { return st }
+        if r == 0 { return FileStatus(st) }
         let e = Errno.current
         if e == .ENOENT { return nil }
         throw fail("cannot stat", name, e)
@@ -174,7 +174,7 @@ public final class Directory: Sendable {
     /// non-empty subdirectory at a time and climbs back with `..` of the tree it is removing.
     public func removeTree(_ name: PathBytes) throws {
         guard let st = try lstat(name) else { return }
-        guard st.isDirectory else {
+        guard st.kind == .directory else {
             if case .failure(let e) = unlink(name), e != .ENOENT { throw fail("cannot remove", name, e) }
             return
         }
@@ -188,7 +188,7 @@ public final class Directory: Sendable {
             var descend: PathBytes?
             for child in try current.entries() {
                 guard let cst = try current.lstat(child) else { continue }
-                if cst.isDirectory {
+                if cst.kind == .directory {
                     switch current.unlink(child, directory: true) {
                     case .success: continue
                     case .failure(let e) where e == .ENOTEMPTY || e == Errno(EEXIST):
@@ -223,9 +223,9 @@ public final class Directory: Sendable {
         var total: Int64 = 0
         for name in try entries() {
             guard let st = try lstat(name) else { continue }
-            if st.isRegular {
-                total += Int64(st.st_size)
-            } else if st.isDirectory, case .success(let sub) = openDirectory(name, resolve: [.noSymlinks, .noXDev]) {
+            if st.kind == .regular {
+                total += st.size
+            } else if st.kind == .directory, case .success(let sub) = openDirectory(name, resolve: [.noSymlinks, .noXDev]) {
                 total += try sub.regularFileBytes()
             }
         }
@@ -264,8 +264,8 @@ public final class Directory: Sendable {
     }
 
     /// utimensat(2) without following a symlink.
-    public func setTimes(_ name: PathBytes, atime: timespec, mtime: timespec) throws {
-        var times = [atime, mtime]
+    public func setTimes(_ name: PathBytes, atime: FileTime, mtime: FileTime) throws {
+        var times = [atime.timespec, mtime.timespec]
         let r = withCPath(name) { cn in retryingEINTR { Glibc.utimensat(fd, cn, &times, AT_SYMLINK_NOFOLLOW) } }
         if case .failure(let e) = r { throw fail("cannot set times of", name, e) }
     }
@@ -303,10 +303,3 @@ extension FDHandle {
     }
 }
 
-/// stat mode helpers.
-public extension Glibc.stat {
-    var fileType: mode_t { st_mode & S_IFMT }
-    var isDirectory: Bool { fileType == S_IFDIR }
-    var isSymlink: Bool { fileType == S_IFLNK }
-    var isRegular: Bool { fileType == S_IFREG }
-}

@@ -4,10 +4,43 @@ import Glibc
 import CStrata
 import StrataCore
 
-/// What `lstat`/`fstat` report, as the C library lays it out.
-public typealias FileStatus = Glibc.stat
-/// A time as the C library keeps it (seconds and nanoseconds).
-public typealias TimeSpec = Glibc.timespec
+/// What `lstat`/`fstat` report, as Swift values (the C library's layout stays in this module).
+public struct FileStatus: Sendable, Equatable {
+    /// Type bits and permissions (`st_mode`).
+    public var mode: UInt32
+    public var uid: UInt32
+    public var gid: UInt32
+    /// Bytes: of a regular file's content, of a symlink's target.
+    public var size: Int64
+    /// The filesystem's device and the inode: together, the file's identity.
+    public var device: UInt64
+    public var inode: UInt64
+    /// Hard links to the inode.
+    public var links: UInt64
+    /// The device a device node stands for (`st_rdev`).
+    public var rdev: UInt64
+    public var accessTime: FileTime
+    public var modificationTime: FileTime
+    public var changeTime: FileTime
+
+    /// The file's kind, from the mode's type bits.
+    public var kind: FileKind { FileKind(mode: mode) }
+    /// The permission bits (with setuid, setgid and sticky).
+    public var permissions: UInt32 { mode & 0o7777 }
+    /// The major and minor numbers of `rdev`.
+    public var deviceNumbers: (major: UInt32, minor: UInt32) { StrataSystem.deviceNumbers(rdev) }
+
+    init(_ st: Glibc.stat) {
+        mode = st.st_mode; uid = st.st_uid; gid = st.st_gid; size = Int64(st.st_size)
+        device = UInt64(st.st_dev); inode = UInt64(st.st_ino); links = UInt64(st.st_nlink); rdev = UInt64(st.st_rdev)
+        accessTime = FileTime(st.st_atim); modificationTime = FileTime(st.st_mtim); changeTime = FileTime(st.st_ctim)
+    }
+}
+
+extension FileTime {
+    init(_ ts: timespec) { self.init(seconds: Int64(ts.tv_sec), nanoseconds: ts.tv_nsec) }
+    var timespec: Glibc.timespec { Glibc.timespec(tv_sec: time_t(seconds), tv_nsec: nanoseconds) }
+}
 
 /// The type of a file, from the top bits of its mode. (Made from `st_mode` rather than from
 /// the stat value: modules that import libarchive see a `stat` type of their own.)
@@ -44,7 +77,7 @@ public enum FileKind: Sendable, Equatable {
 }
 
 /// Major and minor number of a device number (`st_rdev`).
-public func deviceNumbers(_ rdev: UInt) -> (major: UInt32, minor: UInt32) { (strata_major(dev_t(rdev)), strata_minor(dev_t(rdev))) }
+public func deviceNumbers(_ rdev: UInt64) -> (major: UInt32, minor: UInt32) { (strata_major(dev_t(rdev)), strata_minor(dev_t(rdev))) }
 
 /// open(2) flags. `O_CLOEXEC` is always added by the calls that open.
 public struct OpenFlags: OptionSet, Sendable {
@@ -176,15 +209,15 @@ public var isRootUser: Bool { geteuid() == 0 }
 
 /// Which file a path names now (device and inode, from lstat(2)); nil when nothing is there.
 public func fileIdentity(_ path: String) -> FileIdentity? {
-    var st = FileStatus()
-    return lstat(path, &st) == 0 ? FileIdentity(st) : nil
+    var st = Glibc.stat()
+    return lstat(path, &st) == 0 ? FileIdentity(FileStatus(st)) : nil
 }
 
 /// A file's device and inode: the same for every name and descriptor of it.
 public struct FileIdentity: Equatable, Sendable {
     public let device: UInt64
     public let inode: UInt64
-    public init(_ st: FileStatus) { device = UInt64(st.st_dev); inode = UInt64(st.st_ino) }
+    public init(_ st: FileStatus) { device = st.device; inode = st.inode }
 }
 
 extension FDHandle {

@@ -27,6 +27,13 @@ public struct Errno: Error, Hashable, Sendable, CustomStringConvertible {
     public static let EACCES = Errno(Glibc.EACCES)
     public static let EAGAIN = Errno(Glibc.EAGAIN)
     public static let EINTR = Errno(Glibc.EINTR)
+    // The ways a connection fails, for the registry client's messages.
+    public static let ECONNREFUSED = Errno(Glibc.ECONNREFUSED)
+    public static let ECONNRESET = Errno(Glibc.ECONNRESET)
+    public static let EPIPE = Errno(Glibc.EPIPE)
+    public static let ETIMEDOUT = Errno(Glibc.ETIMEDOUT)
+    public static let EHOSTUNREACH = Errno(Glibc.EHOSTUNREACH)
+    public static let ENETUNREACH = Errno(Glibc.ENETUNREACH)
 }
 
 /// A path as the kernel sees it: bytes without NUL. Names in tars may be invalid UTF-8,
@@ -82,7 +89,7 @@ public final class FDHandle: Sendable {
     public func stat() throws -> FileStatus {
         var st = Glibc.stat()
         guard Glibc.fstat(fd, &st) == 0 else { throw StrataError.errno(.system, "fstat") }
-        return st
+        return FileStatus(st)
     }
 
     /// pread(2) until `count` bytes or end of file; returns the bytes read.
@@ -182,8 +189,8 @@ public final class FDHandle: Sendable {
     }
 
     /// futimens(2): access and modification times.
-    public func setTimes(atime: TimeSpec, mtime: TimeSpec) throws {
-        var times = [atime, mtime]
+    public func setTimes(atime: FileTime, mtime: FileTime) throws {
+        var times = [atime.timespec, mtime.timespec]
         guard Glibc.futimens(fd, &times) == 0 else { throw StrataError.errno(.system, "cannot set times") }
     }
 
@@ -280,4 +287,12 @@ public func waitForProcessEnd(_ pid: pid_t, seconds: Double) -> Bool? {
     case 0: return false
     default: return nil
     }
+}
+
+/// Keeps an SQLite connection (its `sqlite3` pointer) from checkpointing and deleting its WAL
+/// when it closes: a short command then opens and closes the store without an fsync.
+/// Whether SQLite took the setting.
+@discardableResult
+public func keepSQLiteWAL(_ connection: OpaquePointer) -> Bool {
+    strata_sqlite_keep_wal(UnsafeMutableRawPointer(connection)) == 0
 }

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
+import FoundationEssentials
 
 /// RFC 3339 timestamps in UTC, without Foundation's date formatters (which load the time zone
 /// database: a few milliseconds on every command). The store records times in this form, to

@@ -71,12 +71,12 @@ extension RunTests {
             #expect(r.output.contains("tiocsti-fd-0: blocked") && r.output.contains("controlling-tty: blocked"), "\(flags): \(r.output)")
             #expect(r.pending == 0, "\(flags): \(r.pending) bytes were pushed into the caller's terminal")
         }
-        #expect(try sh([RunTests.binary, "--root", e.root, "run", "-d", "--name", "t", "-v", probe + ":/probe:ro",
-                        RunTests.image, "sleep", "60"]).0 == 0)
+        #expect(try strataCLI(["run", "-d", "--name", "t", "-v", probe + ":/probe:ro",
+                        RunTests.image, "sleep", "60"], root: e.root).0 == 0)
         let r = try RunTests.onControllingTerminal([RunTests.binary, "--root", e.root, "exec", "t", "/probe", "tty"])
         #expect(r.code == 0 && r.output.contains("escapes: 0"), "exec: \(r.output)")
         #expect(r.pending == 0, "exec: \(r.pending) bytes were pushed into the caller's terminal")
-        #expect(try sh([RunTests.binary, "--root", e.root, "rm", "-f", "t"]).0 == 0)
+        #expect(try strataCLI(["rm", "-f", "t"], root: e.root).0 == 0)
         try e.expectClean()
     }
 
@@ -102,12 +102,12 @@ extension RunTests {
         let (brc, bout, _) = try e.run(["-i", RunTests.image, "sh", "-c", "seq 1 100000 | tail -1"], stdin: big)
         #expect(brc == 0 && bout == "100000\n", "\(bout)")
         // exec: the same, through the exec helper.
-        #expect(try sh([RunTests.binary, "--root", e.root, "run", "-d", "--name", "s", RunTests.image, "sleep", "60"]).0 == 0)
-        let (xrc, xout, _) = try sh([RunTests.binary, "--root", e.root, "exec", "s", "sh", "-c", "cat; for f in 0 1; do readlink /proc/self/fd/$f; done"], stdin: input)
+        #expect(try strataCLI(["run", "-d", "--name", "s", RunTests.image, "sleep", "60"], root: e.root).0 == 0)
+        let (xrc, xout, _) = try strataCLI(["exec", "s", "sh", "-c", "cat; for f in 0 1; do readlink /proc/self/fd/$f; done"], root: e.root, stdin: input)
         #expect(xrc == 0 && xout.hasPrefix("/dev/null\npipe:"), "\(xout)")
-        let (yrc, yout, _) = try sh([RunTests.binary, "--root", e.root, "exec", "-i", "s", "cat"], stdin: input)
+        let (yrc, yout, _) = try strataCLI(["exec", "-i", "s", "cat"], root: e.root, stdin: input)
         #expect(yrc == 0 && yout == "line one\nline two\n", "\(yout)")
-        #expect(try sh([RunTests.binary, "--root", e.root, "rm", "-f", "s"]).0 == 0)
+        #expect(try strataCLI(["rm", "-f", "s"], root: e.root).0 == 0)
         try e.expectClean()
     }
 
@@ -123,9 +123,9 @@ extension RunTests {
               mv -f /r /f; mv -f /c /f; mv -f /p /f; i=$((i+1)); \
             done
             """
-        #expect(try sh([RunTests.binary, "--root", e.root, "run", "-d", "--name", "swap", RunTests.image, "sh", "-c", loop]).0 == 0)
+        #expect(try strataCLI(["run", "-d", "--name", "swap", RunTests.image, "sh", "-c", loop], root: e.root).0 == 0)
         // Running: /f exists and keeps changing kind.
-        for _ in 0..<100 where try sh([RunTests.binary, "--root", e.root, "exec", "swap", "test", "-e", "/f"]).0 != 0 { usleep(100_000) }
+        for _ in 0..<100 where try strataCLI(["exec", "swap", "test", "-e", "/f"], root: e.root).0 != 0 { usleep(100_000) }
         var refused = 0, exported = 0, swappedKinds = 0
         for i in 0..<12 {
             let tar = e.t.sub("export-\(i).tar")
@@ -146,13 +146,13 @@ extension RunTests {
             #expect(rc != 124, "commit hung (a FIFO opened as a file?)")
             if rc != 0 { #expect(RunTests.refusedARacedFile(err), "\(err)"); continue }
             let image = out.trimmingCharacters(in: .whitespacesAndNewlines)
-            let (_, other, _) = try sh([RunTests.binary, "--root", e.root, "run", "--rm", image, "sh", "-c",
-                                        "if [ -f /f ]; then tr -d A < /f | wc -c; else echo 0; fi"])
+            let (_, other, _) = try strataCLI(["run", "--rm", image, "sh", "-c",
+                                        "if [ -f /f ]; then tr -d A < /f | wc -c; else echo 0; fi"], root: e.root)
             #expect(other.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "commit put other bytes than the file's into the layer")
         }
         #expect(exported + refused == 12)
         #expect(refused + swappedKinds > 0, "the container's loop never swapped /f: the race was not tried")
-        #expect(try sh([RunTests.binary, "--root", e.root, "rm", "-f", "swap"]).0 == 0)
+        #expect(try strataCLI(["rm", "-f", "swap"], root: e.root).0 == 0)
         try e.expectClean()
     }
 
@@ -188,12 +188,12 @@ extension RunTests {
     /// cgroup mount inside shows no release_agent.
     @Test func joinsEveryHierarchy() throws {
         let e = try Env()
-        #expect(try sh([RunTests.binary, "--root", e.root, "run", "-d", "--name", "h", RunTests.image, "sleep", "60"]).0 == 0)
+        #expect(try strataCLI(["run", "-d", "--name", "h", RunTests.image, "sleep", "60"], root: e.root).0 == 0)
         let pid = try e.waitUntilRunning()
         let lines = (readString("/proc/\(pid)/cgroup") ?? "").split(separator: "\n")
         let parent = CgroupParent.forStore(root: e.root)
         #expect(!lines.isEmpty && lines.allSatisfy { $0.hasSuffix("/" + parent + "/") == false && $0.contains("/" + parent + "/") }, "\(lines)")
-        #expect(try sh([RunTests.binary, "--root", e.root, "rm", "-f", "h"]).0 == 0)
+        #expect(try strataCLI(["rm", "-f", "h"], root: e.root).0 == 0)
         let (_, out, _) = try e.run(["--cap-add", "SYS_ADMIN", RunTests.image, "sh", "-c",
                                      "mkdir /c; for o in freezer blkio cpuset memory pids devices none,name=systemd; do " +
                                      "mount -t cgroup -o $o cgroup /c && { ls /c/release_agent 2>/dev/null && echo AGENT-$o; umount /c; }; done; echo done"])
@@ -204,20 +204,20 @@ extension RunTests {
     /// container cgroups, running or left behind.
     @Test func storesDoNotTouchEachOther() throws {
         let a = try Env(), b = try Env()
-        #expect(try sh([RunTests.binary, "--root", a.root, "run", "-d", "--name", "x", RunTests.image, "sleep", "60"]).0 == 0)
+        #expect(try strataCLI(["run", "-d", "--name", "x", RunTests.image, "sleep", "60"], root: a.root).0 == 0)
         let layout = try #require(cgroupLayout)
         let stray = Cgroup(layout: layout, id: String(repeating: "cd", count: 32), parent: CgroupParent.forStore(root: a.root))
         try stray.create(Limits())
         defer { stray.remove() }
-        let (crc, cout, _) = try sh([RunTests.binary, "--root", b.root, "check"])
+        let (crc, cout, _) = try strataCLI(["check"], root: b.root)
         #expect(crc == 0 && !cout.contains("cgroup"), "\(cout)")
-        #expect(try sh([RunTests.binary, "--root", b.root, "gc"]).0 == 0)
+        #expect(try strataCLI(["gc"], root: b.root).0 == 0)
         #expect(stray.directories.allSatisfy { exists($0) }, "gc of another store removed this store's leftover")
-        #expect(try sh([RunTests.binary, "--root", a.root, "ps", "-q"]).1.split(separator: "\n").count == 1)
-        let (arc, aout, _) = try sh([RunTests.binary, "--root", a.root, "check"])
+        #expect(try strataCLI(["ps", "-q"], root: a.root).1.split(separator: "\n").count == 1)
+        let (arc, aout, _) = try strataCLI(["check"], root: a.root)
         #expect(arc == 1 && aout.contains(stray.name), "\(aout)")
-        #expect(try sh([RunTests.binary, "--root", a.root, "rm", "-f", "x"]).0 == 0)
-        #expect(try sh([RunTests.binary, "--root", a.root, "gc"]).0 == 0)
+        #expect(try strataCLI(["rm", "-f", "x"], root: a.root).0 == 0)
+        #expect(try strataCLI(["gc"], root: a.root).0 == 0)
         #expect(stray.directories.allSatisfy { !exists($0) })
         try a.expectClean()
         try b.expectClean()
@@ -229,16 +229,16 @@ extension RunTests {
     @Test func execEntersWithTheContainersPrivilegesOnly() throws {
         let probe = try #require(RunTests.probe, "cc -static must build the probe")
         let e = try Env()
-        #expect(try sh([RunTests.binary, "--root", e.root, "run", "-d", "--name", "w", "--cap-add", "SYS_PTRACE",
-                        "-v", probe + ":/probe:ro", RunTests.image, "/probe", "watch", "25"]).0 == 0)
+        #expect(try strataCLI(["run", "-d", "--name", "w", "--cap-add", "SYS_PTRACE",
+                        "-v", probe + ":/probe:ro", RunTests.image, "/probe", "watch", "25"], root: e.root).0 == 0)
         _ = try e.waitUntilRunning()
         for _ in 0..<40 {
-            #expect(try sh([RunTests.binary, "--root", e.root, "exec", "w", "true"]).0 == 0)
+            #expect(try strataCLI(["exec", "w", "true"], root: e.root).0 == 0)
         }
-        #expect(try sh([RunTests.binary, "--root", e.root, "wait", "w"]).1 == "0\n")
-        let (_, logs, _) = try sh([RunTests.binary, "--root", e.root, "logs", "w"])
+        #expect(try strataCLI(["wait", "w"], root: e.root).1 == "0\n")
+        let (_, logs, _) = try strataCLI(["logs", "w"], root: e.root)
         #expect(logs.contains("escapes: 0") && !logs.contains("ESCAPED"), "\(logs)")
-        #expect(try sh([RunTests.binary, "--root", e.root, "rm", "-f", "w"]).0 == 0)
+        #expect(try strataCLI(["rm", "-f", "w"], root: e.root).0 == 0)
         try e.expectClean()
     }
 }

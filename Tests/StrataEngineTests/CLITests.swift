@@ -10,7 +10,7 @@ import Testing
     let binary = strataBinary
 
     func strata(_ args: [String], root: String, stdin: [UInt8]? = nil) throws -> (Int32, String, String) {
-        try sh([binary, "--root", root] + args, stdin: stdin)
+        try strataCLI(args, root: root, stdin: stdin)
     }
 
     @Test func loadListAndJSONContract() throws {

@@ -103,7 +103,7 @@ extension RunTests {
         #expect(try sh(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", disk]).0 == 0)
         defer { _ = try? sh(["umount", "-l", disk]) }
         let root = disk + "/store"
-        func cli(_ args: [String]) throws -> (Int32, String, String) { try sh([RunTests.binary, "--root", root] + args) }
+        func cli(_ args: [String]) throws -> (Int32, String, String) { try strataCLI(args, root: root) }
         #expect(try cli(["-q", "load", fixtures + "/oci-gzip"]).0 == 0)
 
         // Logs and writes until the disk is full, logs on, then exits 7.

@@ -11,7 +11,7 @@ extension RunTests {
     static let trap = "trap 'echo got TERM; exit 7' TERM; echo ready; echo oops >&2; while :; do sleep 0.1; done"
 
     func strata(_ e: Env, _ args: [String]) throws -> (Int32, String, String) {
-        try sh([RunTests.binary, "--root", e.root] + args)
+        try strataCLI(args, root: e.root)
     }
 
     func monitors(_ e: Env) -> [String] {

@@ -157,7 +157,7 @@ extension RunTests {
         let t = TempDir("strata-noexec"); defer { t.remove() }
         try Data(#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["execve", "execveat"], "action": "SCMP_ACT_ERRNO"}]}"#.utf8)
             .write(to: URL(fileURLWithPath: t.sub("noexec.json")))
-        let (rc, _, err) = try sh([RunTests.binary, "--root", e.root, "run", "--security-opt", "seccomp=" + t.sub("noexec.json"), RunTests.image, "true"])
+        let (rc, _, err) = try strataCLI(["run", "--security-opt", "seccomp=" + t.sub("noexec.json"), RunTests.image, "true"], root: e.root)
         #expect(rc == 126 && err.contains("Operation not permitted"), "\(rc) \(err)")
         try e.expectClean()
 
@@ -166,7 +166,7 @@ extension RunTests {
         #expect(inner > 0)
         kill(pid, SIGKILL)
         _ = reap(pid)
-        let (rmrc, _, rmerr) = try sh([RunTests.binary, "--root", e.root, "rm", "-f", "orphan"])
+        let (rmrc, _, rmerr) = try strataCLI(["rm", "-f", "orphan"], root: e.root)
         #expect(rmrc == 0, "\(rmerr)")
         // Gone, or a zombie waiting for whoever inherited it.
         let state = readString("/proc/\(inner)/stat")?.split(separator: " ").dropFirst(2).first
@@ -184,9 +184,9 @@ extension RunTests {
         try stray.create(Limits())
         defer { stray.remove() }
         let id = stray.name
-        let (crc, cout, _) = try sh([RunTests.binary, "--root", e.root, "check"])
+        let (crc, cout, _) = try strataCLI(["check"], root: e.root)
         #expect(crc == 1 && cout.contains(id), "\(cout)")
-        let (grc, gout, _) = try sh([RunTests.binary, "--root", e.root, "gc"])
+        let (grc, gout, _) = try strataCLI(["gc"], root: e.root)
         #expect(grc == 0 && gout.contains("cgroups"))
         #expect(stray.directories.allSatisfy { !exists($0) })
         #expect(kill(busy, 0) == 0, "gc touched a running container")
@@ -201,17 +201,18 @@ extension RunTests {
         let e = try Env()
         let canary = TempDir("strata-canary"); defer { canary.remove() }
         try Data("host secret\n".utf8).write(to: URL(fileURLWithPath: canary.sub("secret")))
-        let (rc0, _, err0) = try sh([RunTests.binary, "--root", e.root, "run", "-d", "--name", "target"] + flags +
-                                    ["-e", "CANARY=" + canary.sub("secret"), "-v", probe + ":/probe:ro", RunTests.image, "sleep", "60"])
+        let (rc0, _, err0) = try strataCLI(["run", "-d", "--name", "target"] + flags +
+                                           ["-e", "CANARY=" + canary.sub("secret"), "-v", probe + ":/probe:ro", RunTests.image, "sleep", "60"],
+                                           root: e.root)
         #expect(rc0 == 0, "\(err0)")
-        let (rc, out, err) = try sh([RunTests.binary, "--root", e.root, "exec", "target", "/probe"])
+        let (rc, out, err) = try strataCLI(["exec", "target", "/probe"], root: e.root)
         let escapes = out.split(separator: "\n").filter { $0.contains("ESCAPED") }
         #expect(rc == 0 && escapes.isEmpty, "\(flags): \(escapes.joined(separator: "\n")) \(err)")
         #expect(out.contains("escapes: 0"))
         let blocked = out.split(separator: "\n").filter { $0.contains(": blocked") }.count
         #expect(blocked >= 50, "\(flags): only \(blocked) attempts ran:\n\(out)")
         #expect(!exists("/tmp/ESCAPED") && !exists(e.t.sub("ESCAPED")) && !exists(e.root + "/tmp/ESCAPED"))
-        #expect(try sh([RunTests.binary, "--root", e.root, "rm", "-f", "target"]).0 == 0)
+        #expect(try strataCLI(["rm", "-f", "target"], root: e.root).0 == 0)
         try e.expectClean()
     }
 
@@ -222,20 +223,20 @@ extension RunTests {
         let root = e.root
         let results = Mutex<[Int32]>([])
         DispatchQueue.concurrentPerform(iterations: names.count) { i in
-            let rc = (try? sh([RunTests.binary, "--root", root, "run", "-d", "--name", names[i], RunTests.image, "sleep", "60"]).0) ?? -1
+            let rc = (try? strataCLI(["run", "-d", "--name", names[i], RunTests.image, "sleep", "60"], root: root).0) ?? -1
             results.withLock { $0.append(rc) }
         }
         #expect(results.withLock { $0 } == Array(repeating: 0, count: 20))
-        let (_, ids, _) = try sh([RunTests.binary, "--root", e.root, "ps", "-q"])
+        let (_, ids, _) = try strataCLI(["ps", "-q"], root: e.root)
         #expect(ids.split(separator: "\n").count == 20, "\(ids)")
         let stops = Mutex<[Int32]>([])
         DispatchQueue.concurrentPerform(iterations: names.count) { i in
-            let rc = (try? sh([RunTests.binary, "--root", root, "stop", "-t", "1", names[i]]).0) ?? -1
+            let rc = (try? strataCLI(["stop", "-t", "1", names[i]], root: root).0) ?? -1
             stops.withLock { $0.append(rc) }
         }
         #expect(stops.withLock { $0 } == Array(repeating: 0, count: 20))
-        #expect(try sh([RunTests.binary, "--root", e.root, "ps", "-q"]).1.isEmpty)
-        #expect(try sh([RunTests.binary, "--root", e.root, "rm"] + names).0 == 0)
+        #expect(try strataCLI(["ps", "-q"], root: e.root).1.isEmpty)
+        #expect(try strataCLI(["rm"] + names, root: e.root).0 == 0)
         try e.expectClean()
     }
 }

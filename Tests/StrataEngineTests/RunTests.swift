@@ -22,11 +22,11 @@ struct RunTests {
         let t = TempDir("strata-run")
         var root: String { t.sub("store") }
         init() throws {
-            let (rc, _, err) = try sh([RunTests.binary, "--root", t.sub("store"), "-q", "load", fixtures + "/oci-gzip"])
+            let (rc, _, err) = try strataCLI(["-q", "load", fixtures + "/oci-gzip"], root: t.sub("store"))
             guard rc == 0 else { throw StrataError(.internalError, err) }
         }
         func run(_ args: [String], stdin: [UInt8]? = nil) throws -> (Int32, String, String) {
-            let r = try sh([RunTests.binary, "--root", root, "run", "--rm"] + args, stdin: stdin)
+            let r = try strataCLI(["run", "--rm"] + args, root: root, stdin: stdin)
             try expectClean()
             return r
         }
@@ -38,14 +38,14 @@ struct RunTests {
                 #expect(left.isEmpty, "cgroups left: \(left)")
             }
             #expect(!MountTable.mountPoints().contains { $0.hasPrefix(t.path) }, "mounts left")
-            let (rc, ps, err) = try sh([RunTests.binary, "--root", root, "ps", "-a", "--json"])
+            let (rc, ps, err) = try strataCLI(["ps", "-a", "--json"], root: root)
             let left = (try? JSONSerialization.jsonObject(with: Data(ps.utf8))) as? [Any]
             #expect(rc == 0 && left?.isEmpty == true, "containers left: \(ps)\(err)")
         }
         /// The pid of the running container, once `strata ps` shows one (0 after 10 s).
         func waitUntilRunning() throws -> Int32 {
             for _ in 0..<100 {
-                let (_, json, _) = try sh([RunTests.binary, "--root", root, "ps", "--json"])
+                let (_, json, _) = try strataCLI(["ps", "--json"], root: root)
                 if let list = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]],
                    let p = list.first?["pid"] as? Int { return Int32(p) }
                 usleep(100_000)
@@ -220,7 +220,7 @@ struct RunTests {
                 if waited == 300 { kill(pid, SIGTERM) }
                 usleep(10_000); waited += 1
             }
-            let rc = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+            let rc = exitCode(waitStatus: status)
             #expect(rc == 143, "signal after \(step * 4) % of a start: exit \(rc), \(readString(log.sub("err")) ?? "")")
             if readString(log.sub("err"))?.contains("was cancelled by signal 15") == true { cancelled += 1 }
             try e.expectClean()
@@ -251,11 +251,11 @@ struct RunTests {
     /// The container's /etc/hostname, hosts and resolv.conf do not show in diff or commit.
     @Test func networkFilesStayOutOfDiff() throws {
         let e = try Env()
-        let (rc, _, err) = try sh([RunTests.binary, "--root", e.root, "run", "--name", "keep", RunTests.image, "sh", "-c", "echo changed > /etc/motd2"])
+        let (rc, _, err) = try strataCLI(["run", "--name", "keep", RunTests.image, "sh", "-c", "echo changed > /etc/motd2"], root: e.root)
         #expect(rc == 0, "\(err)")
-        let (_, diff, _) = try sh([RunTests.binary, "--root", e.root, "diff", "keep"])
+        let (_, diff, _) = try strataCLI(["diff", "keep"], root: e.root)
         #expect(diff.split(separator: "\n").sorted() == ["A /etc/motd2", "C /etc"], "\(diff)")
-        #expect(try sh([RunTests.binary, "--root", e.root, "rm", "keep"]).0 == 0)
+        #expect(try strataCLI(["rm", "keep"], root: e.root).0 == 0)
         try e.expectClean()
     }
 
@@ -275,7 +275,7 @@ struct RunTests {
         rootfs["diff_ids"] = ids
         c["rootfs"] = rootfs
         try ed.setConfig(c)
-        #expect(try sh([RunTests.binary, "--root", e.root, "-q", "load", "--tag", "linked", ed.path]).0 == 0)
+        #expect(try strataCLI(["-q", "load", "--tag", "linked", ed.path], root: e.root).0 == 0)
         let (rc, out, err) = try e.run(["--hostname", "lk", "linked", "sh", "-c", "cat /etc/resolv.conf /etc/hosts"])
         #expect(rc == 0, "\(err)")
         #expect(out.contains("nameserver") && out.contains("lk"))
@@ -298,20 +298,19 @@ struct RunTests {
 struct BundleTests {
     @Test func runcRunsTheBundle() throws {
         let e = try RunTests.Env()
-        let bin = RunTests.binary
-        let (rc, _, err) = try sh([bin, "--root", e.root, "bundle", RunTests.image, e.t.sub("b1")])
+        let (rc, _, err) = try strataCLI(["bundle", RunTests.image, e.t.sub("b1")], root: e.root)
         #expect(rc == 0, "\(err)")
         let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: e.t.sub("b1/config.json")))) as? [String: Any]
         #expect(((config?["process"] as? [String: Any])?["args"] as? [String]) == ["/bin/sh", "-c", "echo hello from strata"])
         let (rc2, out2, err2) = try sh(["runc", "run", "-b", e.t.sub("b1"), "strata-bundle-\(getpid())"])
         #expect(rc2 == 0 && out2 == "hello from strata\n", "\(err2)")
         // A container's bundle carries its changes.
-        #expect(try sh([bin, "--root", e.root, "create", RunTests.image, "--name", "bc"]).0 == 0)
-        let (_, m, _) = try sh([bin, "--root", e.root, "mount", "bc"])
+        #expect(try strataCLI(["create", RunTests.image, "--name", "bc"], root: e.root).0 == 0)
+        let (_, m, _) = try strataCLI(["mount", "bc"], root: e.root)
         let merged = m.split(separator: "\n").last.map(String.init) ?? ""
         try Data("changed\n".utf8).write(to: URL(fileURLWithPath: merged + "/etc/motd"))
         unlink(merged + "/etc/passwd")
-        #expect(try sh([bin, "--root", e.root, "bundle", "bc", e.t.sub("b2")]).0 == 0)
+        #expect(try strataCLI(["bundle", "bc", e.t.sub("b2")], root: e.root).0 == 0)
         #expect(readString(e.t.sub("b2/rootfs/etc/motd")) == "changed\n")
         #expect(!exists(e.t.sub("b2/rootfs/etc/passwd")))
         var c2 = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: e.t.sub("b2/config.json")))) as! [String: Any]
@@ -327,7 +326,7 @@ struct BundleTests {
         try JSONSerialization.data(withJSONObject: c2).write(to: URL(fileURLWithPath: e.t.sub("b2/config.json")))
         let (_, out4, err4) = try sh(["runc", "run", "-b", e.t.sub("b2"), "strata-bundle3-\(getpid())"])
         #expect(!out4.contains("UNSHARED") && out4.contains("Seccomp:\t2"), "\(out4) \(err4)")
-        #expect(try sh([bin, "--root", e.root, "rm", "-f", "bc"]).0 == 0)
+        #expect(try strataCLI(["rm", "-f", "bc"], root: e.root).0 == 0)
     }
 
     /// One spec: `run`, a start under the monitor, and runc given the container's own folder
@@ -335,28 +334,27 @@ struct BundleTests {
     /// a read-only volume, capabilities, no_new_privs and seccomp.
     @Test func runcRunsAContainersOwnFolder() throws {
         let e = try RunTests.Env()
-        let bin = RunTests.binary
         let data = e.t.sub("data")
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
         try Data("from the host\n".utf8).write(to: URL(fileURLWithPath: data + "/f"))
         let script = "id; echo $X $HOSTNAME $HOME; cat /etc/hostname /data/f; grep -E '^(CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; "
             + "touch /data/g 2>/dev/null || echo read-only"
-        let (rc, out, err) = try sh([bin, "--root", e.root, "run", "--name", "rb", "-e", "X=y", "-u", "nobody", "--memory", "64m",
-                                     "-v", data + ":/data:ro", RunTests.image, "sh", "-c", script])
+        let (rc, out, err) = try strataCLI(["run", "--name", "rb", "-e", "X=y", "-u", "nobody", "--memory", "64m",
+                                     "-v", data + ":/data:ro", RunTests.image, "sh", "-c", script], root: e.root)
         #expect(rc == 0 && out.contains("uid=65534") && out.contains("read-only") && out.contains("Seccomp:\t2"), "\(out)\(err)")
-        let (_, idOut, _) = try sh([bin, "--root", e.root, "ps", "-a", "-q", "--no-trunc"])
+        let (_, idOut, _) = try strataCLI(["ps", "-a", "-q", "--no-trunc"], root: e.root)
         let id = idOut.split(separator: "\n").first.map(String.init) ?? ""
         let folder = e.root + "/containers/" + id
         #expect(FileManager.default.fileExists(atPath: folder + "/config.json"))
         // Started again, under the monitor: the same spec, the same output in its log.
-        #expect(try sh([bin, "--root", e.root, "start", "rb"]).0 == 0)
-        #expect(try sh([bin, "--root", e.root, "wait", "rb"]).1 == "0\n")
-        #expect(try sh([bin, "--root", e.root, "logs", "rb"]).1 == out)
+        #expect(try strataCLI(["start", "rb"], root: e.root).0 == 0)
+        #expect(try strataCLI(["wait", "rb"], root: e.root).1 == "0\n")
+        #expect(try strataCLI(["logs", "rb"], root: e.root).1 == out)
         // runc, given the folder as it is (mounted, as the container's rootfs must be).
-        #expect(try sh([bin, "--root", e.root, "mount", "rb"]).0 == 0)
+        #expect(try strataCLI(["mount", "rb"], root: e.root).0 == 0)
         let (rc2, out2, err2) = try sh(["runc", "run", "-b", folder, "strata-folder-\(getpid())"])
         #expect(rc2 == 0 && out2 == out, "\(out2)\(err2)")
-        #expect(try sh([bin, "--root", e.root, "rm", "-f", "rb"]).0 == 0)
+        #expect(try strataCLI(["rm", "-f", "rb"], root: e.root).0 == 0)
         try e.expectClean()
     }
 }

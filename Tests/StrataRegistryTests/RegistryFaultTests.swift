@@ -113,7 +113,7 @@ extension RegistryTests {
         let proxy = try FaultProxy(registry.host, faults: ["stall=30"], in: t.sub("proxy"))
         defer { proxy.stop() }
         let ((rc, out, err), seconds) = try timed {
-            try sh([binary, "--root", t.sub("store"), "pull", "\(proxy.host)/strata/busybox:a"], env: ["STRATA_REGISTRY_STALL_SECONDS": "1"])
+            try strataCLI(["pull", "\(proxy.host)/strata/busybox:a"], root: t.sub("store"), env: ["STRATA_REGISTRY_STALL_SECONDS": "1"])
         }
         #expect(rc == 0, "\(err)\n\(proxy.events)")
         #expect(out.contains(expected.image_a.id))

@@ -12,7 +12,7 @@ import Testing
 struct RegistryTests {
     let binary = strataBinary
 
-    func strata(_ args: [String], root: String) throws -> (Int32, String, String) { try sh([binary, "--root", root] + args) }
+    func strata(_ args: [String], root: String) throws -> (Int32, String, String) { try strataCLI(args, root: root) }
 
     @Test func pullMatchesLoad() throws {
         let t = TempDir(); defer { t.remove() }
@@ -119,11 +119,11 @@ struct RegistryTests {
         #expect(rc3 == 0 && out3.contains("Login Succeeded"), "\(err3)")
         var st = stat()
         #expect(stat(auth, &st) == 0 && st.st_mode & 0o777 == 0o600)
-        let (rc4, _, err4) = try sh([binary, "--root", t.sub("s3"), "pull", "--cert-dir", certs, ref], env: ["REGISTRY_AUTH_FILE": auth])
+        let (rc4, _, err4) = try strataCLI(["pull", "--cert-dir", certs, ref], root: t.sub("s3"), env: ["REGISTRY_AUTH_FILE": auth])
         #expect(rc4 == 0, "\(err4)")
         let (rc5, _, _) = try sh([binary, "logout", "--authfile", auth, registry.host])
         #expect(rc5 == 0)
-        let (rc6, _, err6) = try sh([binary, "--root", t.sub("s4"), "pull", "--cert-dir", certs, ref], env: ["REGISTRY_AUTH_FILE": auth])
+        let (rc6, _, err6) = try strataCLI(["pull", "--cert-dir", certs, ref], root: t.sub("s4"), env: ["REGISTRY_AUTH_FILE": auth])
         #expect(rc6 != 0 && err6.contains("login"), "\(err6)")
     }
 }

@@ -12,7 +12,7 @@ import Testing
     struct Env {
         let t = TempDir("strata-check-race")
         var root: String { t.sub("store") }
-        func strata(_ args: [String]) throws -> (Int32, String, String) { try sh([strataBinary, "--root", root] + args) }
+        func strata(_ args: [String]) throws -> (Int32, String, String) { try strataCLI(args, root: root) }
         func argv(_ args: [String]) -> [String] { [strataBinary, "--root", root] + args }
     }
 

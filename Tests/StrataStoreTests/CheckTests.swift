@@ -15,9 +15,9 @@ import Testing
     struct Env: Sendable {
         let t = TempDir("strata-check")
         var root: String { t.sub("store") }
-        func strata(_ args: [String]) throws -> (Int32, String, String) { try sh([strataBinary, "--root", root] + args) }
+        func strata(_ args: [String]) throws -> (Int32, String, String) { try strataCLI(args, root: root) }
         init() throws {
-            let (rc, _, err) = try sh([strataBinary, "--root", t.sub("store"), "-q", "load", fixtures + "/oci-shared"])
+            let (rc, _, err) = try strataCLI(["-q", "load", fixtures + "/oci-shared"], root: t.sub("store"))
             guard rc == 0 else { throw StrataError(.internalError, err) }
         }
         var store: Store { get throws { try Store(root: root) } }

@@ -14,7 +14,7 @@ import Testing
     @Test func directorySwappedForSymlink() throws {
         let t = TempDir(); defer { t.remove() }
         let root = t.sub("store")
-        let strata = { (args: [String]) in try sh([strataBinary, "--root", root] + args) }
+        let strata = { (args: [String]) in try strataCLI(args, root: root) }
         #expect(try strata(["-q", "load", fixtures + "/oci-gzip"]).0 == 0)
         let id = try strata(["create", "example.com/strata/busybox:gzip", "--name", "racer"]).1
             .split(separator: "\n").last.map(String.init) ?? ""

@@ -21,7 +21,7 @@ import CStrata
         let driver: String
         var root: String { t.sub("store") }
         func strata(_ args: [String]) throws -> (Int32, String, String) {
-            try sh([strataBinary, "--root", root, "--driver", driver] + args)
+            try strataCLI(["--driver", driver] + args, root: root)
         }
         func ok(_ args: [String]) throws -> String {
             let (rc, out, err) = try strata(args)
@@ -149,16 +149,16 @@ import CStrata
         for (i, c) in configs.enumerated() {
             let dir = t.sub("dup\(i)")
             try ImageLayout.write(dir, layers: [layer], rawConfig: Array(c.utf8))
-            let (rc, _, err) = try sh([strataBinary, "--root", t.sub("store"), "load", dir])
+            let (rc, _, err) = try strataCLI(["load", dir], root: t.sub("store"))
             #expect(rc == 1 && err.contains("appears twice") && err.contains("config"), "\(i): \(rc) \(err)")
         }
         let dir = t.sub("dupmanifest")
         try ImageLayout.write(dir, layers: [layer], rawManifest: { cd, cn in
             Array(#"{"schemaVersion":2,"schemaVersion":2,"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"\#(cd)","size":\#(cn)},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"\#(diff)","size":\#(layer.count)}]}"#.utf8)
         })
-        let (rc, _, err) = try sh([strataBinary, "--root", t.sub("store"), "load", dir])
+        let (rc, _, err) = try strataCLI(["load", dir], root: t.sub("store"))
         #expect(rc == 1 && err.contains("\"schemaVersion\" appears twice") && err.contains("manifest"), "\(err)")
-        #expect(!(try sh([strataBinary, "--root", t.sub("store"), "images", "--json"]).1.contains("\"id\"")))
+        #expect(!(try strataCLI(["images", "--json"], root: t.sub("store")).1.contains("\"id\"")))
     }
 
     // MARK: 4-7, 11, 13: what the peers write
@@ -240,17 +240,17 @@ import CStrata
         for (tool, ext) in [("bzip2", "bz2"), ("lz4", "lz4")] {
             let (rc, _, err) = try sh(["sh", "-c", "\(tool) -c \(t.sub("rootfs.tar")) > \(t.sub("rootfs.tar." + ext))"])
             #expect(rc == 0, "\(tool): \(err)")
-            let (irc, _, ierr) = try sh([strataBinary, "--root", root, "-q", "import", t.sub("rootfs.tar." + ext), "imported:\(ext)"])
+            let (irc, _, ierr) = try strataCLI(["-q", "import", t.sub("rootfs.tar." + ext), "imported:\(ext)"], root: root)
             #expect(irc == 0, "\(ext): \(ierr)")
             // A layer blob so compressed, and an outer archive so compressed.
             let layer = Array(try Data(contentsOf: URL(fileURLWithPath: t.sub("rootfs.tar." + ext))))
             try ImageLayout.write(t.sub("layout-" + ext), layers: [layer], diffIDs: [Digest.of(b.archive).string], ref: "example.com/layer:\(ext)")
-            #expect(try sh([strataBinary, "--root", root, "-q", "load", t.sub("layout-" + ext)]).0 == 0)
+            #expect(try strataCLI(["-q", "load", t.sub("layout-" + ext)], root: root).0 == 0)
             try sh(["sh", "-c", "tar -C \(t.sub("layout-" + ext)) -cf - . | \(tool) -c > \(t.sub("outer." + ext))"])
-            let (orc, _, oerr) = try sh([strataBinary, "--root", root, "-q", "load", t.sub("outer." + ext), "--tag", "outer:\(ext)"])
+            let (orc, _, oerr) = try strataCLI(["-q", "load", t.sub("outer." + ext), "--tag", "outer:\(ext)"], root: root)
             #expect(orc == 0, "\(ext): \(oerr)")
         }
-        let (_, images, _) = try sh([strataBinary, "--root", root, "images"])
+        let (_, images, _) = try strataCLI(["images"], root: root)
         for name in ["imported", "example.com/layer", "outer"] { #expect(images.components(separatedBy: name).count == 3, "\(name): \(images)") }
     }
 

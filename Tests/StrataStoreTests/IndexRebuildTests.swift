@@ -13,7 +13,7 @@ import Testing
     struct Env {
         let t = TempDir("strata-index")
         var root: String { t.sub("store") }
-        func strata(_ args: [String]) throws -> (Int32, String, String) { try sh([strataBinary, "--root", root] + args) }
+        func strata(_ args: [String]) throws -> (Int32, String, String) { try strataCLI(args, root: root) }
         func ok(_ args: [String]) throws -> String {
             let (rc, out, err) = try strata(args)
             #expect(rc == 0, "\(args): \(err)")

@@ -16,7 +16,7 @@ import Testing
     static let binary = strataBinary
 
     func strata(_ root: String, _ args: [String]) throws -> (Int32, String, String) {
-        try sh([InputBoundsTests.binary, "--root", root] + args)
+        try strataCLI(args, root: root)
     }
 
     /// The store holds nothing new and nothing is left in tmp/.

@@ -102,21 +102,20 @@ struct MountTests {
             tars.append(p)
         }
         try sh(["python3", repoRoot + "/fixtures/mkimages.py", "--layout", t.sub("deep"), "none", "deep:1"] + tars)
-        let binary = strataBinary
         for form in ["lowerdirplus", "shortlinks"] {
             let root = t.sub("store-\(form)")
             let env = ["STRATA_OVERLAY_MOUNT_FORM": form]
-            #expect(try sh([binary, "--root", root, "--driver", "overlay", "-q", "load", t.sub("deep")], env: env).0 == 0)
-            let (rc, out, err) = try sh([binary, "--root", root, "create", "deep:1"], env: env)
+            #expect(try strataCLI(["--driver", "overlay", "-q", "load", t.sub("deep")], root: root, env: env).0 == 0)
+            let (rc, out, err) = try strataCLI(["create", "deep:1"], root: root, env: env)
             #expect(rc == 0, "\(err)")
             let id = out.split(separator: "\n").last.map(String.init) ?? ""
-            let (rc2, out2, err2) = try sh([binary, "--root", root, "mount", id], env: env)
+            let (rc2, out2, err2) = try strataCLI(["mount", id], root: root, env: env)
             #expect(rc2 == 0, "\(form): \(err2)")
             let path = out2.split(separator: "\n").last.map(String.init) ?? ""
             #expect(readString(path + "/f0") == "top")
             #expect(readString(path + "/f\(depth / 2)") == "\(depth / 2)")
             #expect((try? FileManager.default.contentsOfDirectory(atPath: path).count) == depth)
-            #expect(try sh([binary, "--root", root, "rm", "-f", id], env: env).0 == 0)
+            #expect(try strataCLI(["rm", "-f", id], root: root, env: env).0 == 0)
             #expect(!MountTable.isMountPoint(path))
         }
     }

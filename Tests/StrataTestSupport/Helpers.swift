@@ -108,11 +108,16 @@ public func sh(_ argv: [String], env: [String: String] = [:], stdin: [UInt8]? = 
     var pid: pid_t = 0
     let rc = posix_spawnp(&pid, argv[0], &actions, nil, cArgs, cEnv)
     guard rc == 0 else { throw StrataError(.system, "cannot run \(argv[0])", cause: Errno(rc)) }
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-    let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    let code = reap(pid)
     return (code, (try? String(contentsOfFile: t.sub("out"), encoding: .utf8)) ?? "",
             (try? String(contentsOfFile: t.sub("err"), encoding: .utf8)) ?? "")
+}
+
+/// Runs the strata binary on the store at `root` (every test that drives the command line goes
+/// through here): (exit code, stdout, stderr).
+@discardableResult
+public func strataCLI(_ args: [String], root: String, stdin: [UInt8]? = nil, env: [String: String] = [:]) throws -> (Int32, String, String) {
+    try sh([strataBinary, "--root", root] + args, env: env, stdin: stdin)
 }
 
 /// The repository root (for fixtures and the built binary).

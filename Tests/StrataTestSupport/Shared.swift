@@ -39,7 +39,13 @@ public func spawn(_ argv: [String], stderr: String = "/dev/null") throws -> pid_
 public func reap(_ pid: pid_t) -> Int32 {
     var status: Int32 = 0
     while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-    return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    return exitCode(waitStatus: status)
+}
+
+/// The exit code a wait status says: the process's code, or 128+N when signal N killed it (the
+/// shell's and Docker's convention). The one decoder of wait statuses in the tests.
+public func exitCode(waitStatus status: Int32) -> Int32 {
+    (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
 }
 
 public let overlayWorks: Bool = {

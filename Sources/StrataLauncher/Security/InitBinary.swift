@@ -25,7 +25,7 @@ public enum InitBinary {
     public static func sealedCopy() throws -> FDHandle {
         for path in candidates {
             guard let src = try? FDHandle.open(path, flags: [.readOnly, .nonBlocking]), let st = try? src.stat(),
-                  FileKind(mode: st.st_mode) == .regular else { continue }
+                  st.kind == .regular else { continue }
             let fd = strata_sealed_memfd_copy(src.fd, "strata-init")
             guard fd >= 0 else { throw StrataError.errno(.system, "cannot copy \(path) into a sealed memfd") }
             return FDHandle(owning: fd)

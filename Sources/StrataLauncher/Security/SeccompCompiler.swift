@@ -5,7 +5,7 @@ import CSeccomp
 import CStrata
 import StrataCore
 import StrataSystem
-import Foundation
+import FoundationEssentials
 
 /// Compiles a seccomp profile for this machine and a capability set into the classic BPF
 /// program the kernel loads (`struct sock_filter[]`), with libseccomp. Done in the parent before
@@ -26,7 +26,7 @@ public enum SeccompCompiler {
         }
         let path = dir + "/" + key + ".bpf"
         if let f = try? FDHandle.open(path, flags: [.readOnly, .noFollow]), let st = try? f.stat(),
-           st.st_uid == 0, (st.st_mode & 0o022) == 0, let bytes = try? f.readAll(limit: 1 << 20, label: path),
+           st.uid == 0, (st.mode & 0o022) == 0, let bytes = try? f.readAll(limit: 1 << 20, label: path),
            !bytes.isEmpty, bytes.count % 8 == 0 {
             return bytes
         }
