@@ -25,7 +25,7 @@ fail() { echo "test-v2: $*" >&2; exit 1; }
 run_tests='isolation|memoryLimitKills|pidsLimit|forkBombIsContained|cpuQuota'
 run_tests+='|blockDeviceOfTheHostIsRefused|escapeProbeFindsNothing|reportedAttacksFail|nothingLeftBehind'
 run_tests+='|escapeProbeThroughExec|detachedLifecycle|followAndRemoveOnExit|killedMonitorLeavesNothingUnremovable|execJoinsTheContainer'
-run_tests+='|defaultPidsLimit|storesDoNotTouchEachOther'
+run_tests+='|defaultPidsLimit|storesDoNotTouchEachOther|engineAsALibrary'
 filters=(--filter 'CgroupTests' --filter 'DeviceRuleTests' --filter 'CgroupV2Tests' --filter "RunTests/($run_tests)\\(")
 # Tests (a parameterised one counts once) that must have run: 16 RunTests, 4 CgroupTests,
 # 2 DeviceRuleTests, 3 CgroupV2Tests.

@@ -59,12 +59,13 @@ extension Engine {
                 throw StrataError(.invalidArgument, "invalid --hostname \"\(hostname.prefix(80))\": 1 to 64 characters, no /")
             }
             for v in volumes {
-                guard v.target.hasPrefix("/"), v.target != "/" else {
-                    throw StrataError(.invalidArgument, "invalid volume target \"\(v.target)\": an absolute path other than /")
+                let parts = v.target.split(separator: "/").filter { $0 != "." }
+                guard v.target.hasPrefix("/"), !parts.isEmpty, !parts.contains("..") else {
+                    throw StrataError(.invalidArgument, "invalid volume target \"\(v.target)\": an absolute path other than /, without ..")
                 }
                 if v.tmpfs {
                     // /dev is the launcher's own tmpfs (RuntimeSpec.isStandard).
-                    guard v.target != "/dev" else { throw StrataError(.invalidArgument, "invalid tmpfs at /dev: a container's /dev is strata's") }
+                    guard parts != ["dev"] else { throw StrataError(.invalidArgument, "invalid tmpfs at \(v.target): a container's /dev is strata's") }
                     continue
                 }
                 guard let source = v.source, source.hasPrefix("/") else {
@@ -102,7 +103,6 @@ struct ContainerSpecBuilder {
         if !env.contains(where: { $0.hasPrefix("PATH=") }) { env.append(ContainerSpecBuilder.defaultPath) }
         let homeFromUser = !env.contains(where: { $0.hasPrefix("HOME=") })
         if homeFromUser { env.append("HOME=\(user.home)") }
-        if options.tty && !env.contains(where: { $0.hasPrefix("TERM=") }) { env.append("TERM=xterm") }
         if !env.contains(where: { $0.hasPrefix("HOSTNAME=") }) { env.append("HOSTNAME=\(hostname)") }
 
         let privileged = options.security.privileged
@@ -120,11 +120,9 @@ struct ContainerSpecBuilder {
             }
         }
         if etcFiles {
-            for (name, content) in etcFileContents(hostname: hostname) {
-                let source = bundle + "/" + name
-                let f = try FDHandle.open(source, flags: [.writeOnly, .create, .truncate, .noFollow], mode: 0o644)
-                try f.writeAll(Array(content.utf8))
-                mounts.append(RuntimeSpec.Mount(destination: "/etc/" + name, type: "bind", source: source, options: ["rbind", "rprivate"]))
+            for name in try ContainerSpecBuilder.writeEtcFiles(hostname: hostname, hostNetwork: options.hostNetwork, into: bundle) {
+                mounts.append(RuntimeSpec.Mount(destination: "/etc/" + name, type: "bind", source: bundle + "/" + name,
+                                                options: ["rbind", "rprivate"]))
             }
         }
         for v in options.volumes {
@@ -141,7 +139,7 @@ struct ContainerSpecBuilder {
         let l = options.limits
         let resources = RuntimeSpec.Resources(
             memory: l.memory.map { RuntimeSpec.Memory(limit: $0, swap: $0) },
-            cpu: l.cpus.map { RuntimeSpec.CPU(quota: Int64($0 * 100_000), period: 100_000) },
+            cpu: l.cpus.map { RuntimeSpec.CPU(quota: Int64(($0 * 100_000).rounded()), period: 100_000) },
             pids: l.pids.map { RuntimeSpec.Pids(limit: $0) },
             devices: RuntimeSpec.devices(privileged ? nil : DeviceRule.defaults))
         let linux = RuntimeSpec.Linux(namespaces: namespaces, resources: resources,
@@ -161,13 +159,21 @@ struct ContainerSpecBuilder {
                            hostname: hostname, mounts: mounts, annotations: annotations, linux: linux)
     }
 
-    /// /etc/hostname, /etc/hosts and /etc/resolv.conf as the container sees them (the host's
-    /// resolv.conf with the host's network).
-    private func etcFileContents(hostname: String) -> [(String, String)] {
+    /// Writes /etc/hostname, /etc/hosts and /etc/resolv.conf as the container sees them into
+    /// its folder `bundle` (the host's resolv.conf with the host's network); their names.
+    @discardableResult
+    static func writeEtcFiles(hostname: String, hostNetwork: Bool, into bundle: String) throws -> [String] {
         let hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t\(hostname)\n"
         var resolv = "nameserver 127.0.0.53\n"
-        if options.hostNetwork, let f = try? FDHandle.open("/etc/resolv.conf", flags: .readOnly),
+        if hostNetwork, let f = try? FDHandle.open("/etc/resolv.conf", flags: .readOnly),
            let bytes = try? f.readAll(limit: 1 << 20, label: "/etc/resolv.conf") { resolv = String(decoding: bytes, as: UTF8.self) }
-        return [("hostname", hostname + "\n"), ("hosts", hosts), ("resolv.conf", resolv)]
+        let dir = try Directory.open(bundle)
+        let files = [("hostname", hostname + "\n"), ("hosts", hosts), ("resolv.conf", resolv)]
+        for (name, content) in files {
+            // In place (the container's bind mounts hold these inodes), never through a link.
+            let f = try dir.openFile(Array(name.utf8), flags: [.writeOnly, .create, .truncate, .noFollow], mode: 0o644)
+            try f.writeAll(Array(content.utf8))
+        }
+        return files.map(\.0)
     }
 }

@@ -260,7 +260,7 @@ extension Store {
         let tags = try metadata.read { try $0.tags(ofImage: r.image.string) }
         return ContainerView(record: r, imageTags: tags, state: state, pid: running ? r.pid : nil,
                              sizeOfChanges: (try? sizeOfChanges(r.id)) ?? 0, run: run,
-                             command: (try? RuntimeSpec.readArgs(from: containerPaths(r.id).root)) ?? nil)
+                             command: command(r.id))
     }
 
     /// Bytes of regular files a container changed: its upper dir as it is (overlay; no

@@ -32,6 +32,17 @@ extension Store {
         return nil
     }
 
+    /// The command a container runs, for `ps` and `inspect`: its spec's args (only those are
+    /// decoded), or those of the run.json an earlier strata wrote.
+    func command(_ id: String) -> [String]? {
+        let dir = containerPaths(id).root
+        if let args = (try? RuntimeSpec.readArgs(from: dir)) ?? nil { return args }
+        struct Legacy: Decodable { var args: [String] }
+        guard let f = try? FDHandle.open(dir + "/run.json", flags: [.readOnly, .noFollow]),
+              let bytes = try? f.readAll(limit: 4 << 20, label: "run.json") else { return nil }
+        return try? JSONDecoder().decode(Legacy.self, from: Data(bytes)).args
+    }
+
     /// The state the container's monitor last wrote (nil before its first run).
     public func runState(_ id: String) -> RunState? {
         let path = containerPaths(id).root + "/" + Store.runStateName

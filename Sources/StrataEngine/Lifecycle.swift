@@ -13,14 +13,14 @@ extension Engine {
         guard monitorCommand != nil else { throw Engine.noMonitor }
         let (id, _) = try createForRun(image: ref, overrides: overrides, options: options)
         do {
+            // The monitor mounts it for itself; this mount (for the spec's user) is let go
+            // first, so that no count of another command is ever dropped in its place.
+            try store.unmountContainer(id)
             try start(id)
         } catch {
             try? removeContainer(id, force: true)
             throw error
         }
-        // The monitor holds its own mount from before it reported; this one is let go (a
-        // container that has ended, or was removed with --rm, has none left to drop).
-        try? store.unmountContainer(id)
         return id
     }
 
@@ -54,6 +54,10 @@ extension Engine {
             spec.process.terminal = false
             let remove = spec.flag(RuntimeSpec.Annotation.remove)
             try store.prepareRunState(id)
+            // Written afresh at every start, as Docker does: what a container wrote into its
+            // /etc/hosts or /etc/hostname does not outlive its run.
+            try ContainerSpecBuilder.writeEtcFiles(hostname: spec.hostname ?? String(id.prefix(12)), hostNetwork: !spec.newNetwork,
+                                                   into: store.containerPaths(id).root)
             _ = try store.mountContainer(id)
             defer { if !remove { try? store.unmountContainer(id, force: true) } }
             let maxSize = spec.annotation(RuntimeSpec.Annotation.logMaxSize).flatMap { Int64($0) } ?? RunOptions().logMaxSize
@@ -112,14 +116,32 @@ extension Engine {
 
     /// `stop`: the stop signal, then SIGKILL after `timeout` seconds; waits until it has ended.
     public func stop(_ ref: String, timeout: Double) throws {
-        let c = try store.container(ref)
-        guard isRunning(c), let pid = c.pid else { return }
-        let signal = try MonitorProcess.signalNumber(try store.spec(c.id)?.annotation(RuntimeSpec.Annotation.stopSignal) ?? "TERM")
-        MonitorProcess.signal(pid, signal)
-        if try !waitForExit(c.id, seconds: timeout) {
-            ContainerCgroups.kill(id: c.id, parent: cgroupParent)
-            _ = try waitForExit(c.id, seconds: 10)
+        if case .failure(let e) = stop([ref], timeout: timeout)[0] { throw e }
+    }
+
+    /// `stop` of several containers at once, as Docker stops them: each gets its stop signal,
+    /// one grace period runs for all, those still running then get SIGKILL (their whole
+    /// cgroup); returns when every one has ended. One result per reference, in order: a
+    /// container that cannot be found fails alone.
+    public func stop(_ refs: [String], timeout: Double) -> [Result<Void, any Error>] {
+        var results = [Result<Void, any Error>](repeating: .success(()), count: refs.count)
+        var waiting: [String] = []
+        for (i, ref) in refs.enumerated() {
+            do {
+                let c = try store.container(ref)
+                guard isRunning(c), let pid = c.pid else { continue }
+                // A container made before specs existed (run.json) stops with SIGTERM.
+                let name = ((try? store.spec(c.id)) ?? nil)?.annotation(RuntimeSpec.Annotation.stopSignal) ?? "TERM"
+                MonitorProcess.signal(pid, try MonitorProcess.signalNumber(name))
+                waiting.append(c.id)
+            } catch {
+                results[i] = .failure(error)
+            }
         }
+        let left = waitForExits(waiting, seconds: timeout)
+        for id in left { ContainerCgroups.kill(id: id, parent: cgroupParent) }
+        _ = waitForExits(left, seconds: 10)
+        return results
     }
 
     /// `kill -s SIG`: sends the signal to the container's main process.
@@ -141,19 +163,21 @@ extension Engine {
         }
     }
 
-    /// Waits up to `seconds` for the process to be gone and its end recorded; whether it was.
-    private func waitForExit(_ id: String, seconds: Double) throws -> Bool {
+    /// Waits up to `seconds` for the processes of `ids` to be gone and their ends recorded
+    /// (`hasEnded`);
+    /// the IDs still running then. One container is waited for through its monitor's pidfd
+    /// (woken the moment it ends); several are looked at in turns.
+    private func waitForExits(_ ids: [String], seconds: Double) -> [String] {
         let end = Date().addingTimeInterval(seconds)
-        var monitor = store.runState(id)?.monitorPid
-        while true {
-            let c = try store.container(id)
-            let state = store.runState(id)
-            let monitorGone = state?.monitorPid.map { !MonitorProcess.signal($0, 0) } ?? true
-            if !isRunning(c) && (state?.finishedAt != nil || monitorGone) { return true }
-            let left = end.timeIntervalSinceNow
-            if left <= 0 { return false }
-            pause(forMonitor: &monitor, upTo: left, poll: 0.02)
+        var left = ids
+        var monitor = ids.count == 1 ? store.runState(ids[0])?.monitorPid : nil
+        while !left.isEmpty {
+            left = left.filter { !hasEnded($0) }
+            let remaining = end.timeIntervalSinceNow
+            if left.isEmpty || remaining <= 0 { break }
+            pause(forMonitor: &monitor, upTo: remaining, poll: 0.02)
         }
+        return left
     }
 
     /// The monitor records a container's end and then exits: waits up to `seconds` for that

@@ -208,7 +208,7 @@ public struct Cgroup: Sendable {
                 try limit("memory.max", String(m))
                 try? write(dir, "memory.swap.max", "0")
             }
-            if let c = limits.cpus { try limit("cpu.max", "\(Int(c * Double(period))) \(period)") }
+            if let c = limits.cpus { try limit("cpu.max", "\(Int((c * Double(period)).rounded())) \(period)") }
             if let p = limits.pids { try limit("pids.max", String(p)) }
         case .v1(let mounts):
             for dir in directories { try makeDirectories(dir, what: "cgroup") }
@@ -223,7 +223,7 @@ public struct Cgroup: Sendable {
             if let c = limits.cpus, let mnt = mounts["cpu"] {
                 let dir = mnt + "/" + name
                 try write(dir, "cpu.cfs_period_us", String(period))
-                try write(dir, "cpu.cfs_quota_us", String(Int(c * Double(period))))
+                try write(dir, "cpu.cfs_quota_us", String(Int((c * Double(period)).rounded())))
             }
             if let p = limits.pids, let mnt = mounts["pids"] {
                 try write(mnt + "/" + name, "pids.max", String(p))

@@ -203,7 +203,10 @@ public final class Launcher: @unchecked Sendable {
         cfg.rootfs = arena.string(rootfs)
         cfg.path = arena.string(program)
         cfg.argv = UnsafePointer(arena.list(p.args))
-        cfg.envp = UnsafePointer(arena.list(p.env))
+        // With a terminal, `TERM` as Docker sets it when the spec has none (not kept in the
+        // spec: an exec without a terminal, or a start under the monitor, has no terminal).
+        let env = tty && !p.env.contains(where: { $0.hasPrefix("TERM=") }) ? p.env + ["TERM=xterm"] : p.env
+        cfg.envp = UnsafePointer(arena.list(env))
         cfg.init_argv = UnsafePointer(arena.list(["strata-init", program] + p.args))
         cfg.cwd = arena.string(p.cwd)
         cfg.hostname = arena.string(spec.hostname ?? String(id.prefix(12)))

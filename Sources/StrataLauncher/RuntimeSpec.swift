@@ -76,6 +76,9 @@ public struct RuntimeSpec: Codable, Sendable, Equatable {
     /// Hooks by the point of the start they run at.
     public struct Hooks: Codable, Sendable, Equatable {
         public var createRuntime: [Hook]?, poststart: [Hook]?, poststop: [Hook]?
+        public init(createRuntime: [Hook]? = nil, poststart: [Hook]? = nil, poststop: [Hook]? = nil) {
+            self.createRuntime = createRuntime; self.poststart = poststart; self.poststop = poststop
+        }
     }
     /// One hook: a program on the host.
     public struct Hook: Codable, Sendable, Equatable {
@@ -114,6 +117,7 @@ public struct RuntimeSpec: Codable, Sendable, Equatable {
     /// A range of ids in the container mapped to the host's.
     public struct IDMapping: Codable, Sendable, Equatable {
         public var containerID: UInt32, hostID: UInt32, size: UInt32
+        public init(containerID: UInt32, hostID: UInt32, size: UInt32) { self.containerID = containerID; self.hostID = hostID; self.size = size }
     }
     /// cgroup limits and the device allowlist.
     public struct Resources: Codable, Sendable, Equatable {
@@ -250,15 +254,18 @@ public struct RuntimeSpec: Codable, Sendable, Equatable {
     }
 
     /// The device allowlist of `linux.resources.devices`; nil when every device is allowed.
+    /// strata expresses two forms, the ones it writes: one rule allowing every device, or a
+    /// rule denying every device followed by rules that allow; anything else is refused.
     public func deviceRules() throws -> [DeviceRule]? {
         let rules = linux.resources?.devices ?? []
-        if rules.contains(where: { $0.allow && ($0.type ?? "a") == "a" && $0.major == nil && $0.minor == nil && ($0.access ?? "rwm") == "rwm" }) {
-            return nil
-        }
-        return try rules.filter(\.allow).map { d in
-            guard let kind = DeviceRule.Kind(rawValue: Character(d.type ?? "a")), let access = DeviceRule.Access(letters: d.access ?? "rwm") else {
-                throw StrataError(.invalidFormat, "device rule \(d.type ?? "a") \(d.major ?? -1):\(d.minor ?? -1) \(d.access ?? "") in config.json: type a, c or b, access of r, w, m")
-            }
+        func every(_ d: Device) -> Bool { (d.type ?? "a") == "a" && d.major == nil && d.minor == nil && (d.access ?? "rwm") == "rwm" }
+        let refuse = StrataError(.invalidFormat, "the device rules of config.json are not a form strata applies: one rule allowing every device, or one denying every device followed by rules that allow")
+        if rules.count == 1, rules[0].allow, every(rules[0]) { return nil }
+        guard let first = rules.first, !first.allow, every(first) else { throw refuse }
+        return try rules.dropFirst().map { d in
+            let type = d.type ?? "a"
+            guard d.allow, type.count == 1, let kind = DeviceRule.Kind(rawValue: Character(type)),
+                  let access = DeviceRule.Access(letters: d.access ?? "rwm"), !access.isEmpty else { throw refuse }
             return DeviceRule(kind, d.major, d.minor, access)
         }
     }
@@ -282,7 +289,10 @@ public struct RuntimeSpec: Codable, Sendable, Equatable {
         let rules = (profile.syscalls ?? []).filter { SeccompCompiler.applies($0, capabilities: capabilities, machine: machine) }.map {
             SeccompProfile.Rule(names: $0.allNames, action: $0.action, errnoRet: $0.errnoRet, args: $0.args)
         }
+        // The profile's own list and the native entry of its archMap, as the compiler merges them.
+        var all = profile.architectures ?? []
+        for a in arches ?? [] where !all.contains(a) { all.append(a) }
         return SeccompProfile(defaultAction: profile.defaultAction, defaultErrnoRet: profile.defaultErrnoRet,
-                              architectures: arches ?? profile.architectures, syscalls: rules)
+                              architectures: all.isEmpty ? nil : all, syscalls: rules)
     }
 }

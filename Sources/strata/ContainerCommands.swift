@@ -40,10 +40,7 @@ struct Rm: ParsableCommand {
     func run() throws {
         try strata.run {
             let engine = try global.openEngine()
-            for c in containers {
-                try engine.removeContainer(c, force: force)
-                print(c)
-            }
+            try reportEach(containers, eachResult(containers) { try engine.removeContainer($0, force: force) })
         }
     }
 }

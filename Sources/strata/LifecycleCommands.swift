@@ -31,7 +31,7 @@ struct Start: ParsableCommand {
         CgroupWarmUp.begin()
         try strata.run {
             let engine = try global.openEngine()
-            for c in containers { try engine.start(c); print(c) }
+            try reportEach(containers, eachResult(containers) { try engine.start($0) })
         }
     }
 }
@@ -44,7 +44,7 @@ struct Stop: ParsableCommand {
     func run() throws {
         try strata.run {
             let engine = try global.openEngine()
-            for c in containers { try engine.stop(c, timeout: time); print(c) }
+            try reportEach(containers, engine.stop(containers, timeout: time))
         }
     }
 }
@@ -57,7 +57,9 @@ struct Restart: ParsableCommand {
     func run() throws {
         try strata.run {
             let engine = try global.openEngine()
-            for c in containers { try engine.stop(c, timeout: time); try engine.start(c); print(c) }
+            // All stopped at once, then each started (as `docker restart`).
+            let stopped = engine.stop(containers, timeout: time)
+            try reportEach(containers, zip(containers, stopped).map { c, r in r.flatMap { Result { try engine.start(c) } } })
         }
     }
 }
@@ -71,7 +73,7 @@ struct Kill: ParsableCommand {
         try strata.run {
             let engine = try global.openEngine()
             let n = try MonitorProcess.signalNumber(signal)
-            for c in containers { try engine.kill(c, signal: n); print(c) }
+            try reportEach(containers, eachResult(containers) { try engine.kill($0, signal: n) })
         }
     }
 }

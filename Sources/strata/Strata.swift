@@ -183,6 +183,29 @@ func run(_ body: () throws -> Void) throws {
     }
 }
 
+/// Reports a command over several containers as Docker does: each one's name once it is done,
+/// each failure on stderr; the others go on. Exits with the first failure's code.
+func reportEach(_ refs: [String], _ results: [Result<Void, any Error>]) throws {
+    var first: Int32?
+    for (ref, result) in zip(refs, results) {
+        switch result {
+        case .success: print(ref)
+        case .failure(let e as StrataError):
+            writeStandardError("strata: \(e)\n")
+            first = first ?? exitCode(for: e.code)
+        case .failure(let e):
+            writeStandardError("strata: \(e)\n")
+            first = first ?? 1
+        }
+    }
+    if let first { throw ExitCode(first) }
+}
+
+/// The body for each of `refs`, one after the other, each failure kept for `reportEach`.
+func eachResult(_ refs: [String], _ body: (String) throws -> Void) -> [Result<Void, any Error>] {
+    refs.map { ref in Result { try body(ref) } }
+}
+
 func exitCode(for code: StrataError.Code) -> Int32 {
     switch code {
     case .invalidFormat, .unsafeEntry, .digestMismatch, .sizeMismatch, .tooLarge, .invalidDigest, .unsupported: return 1

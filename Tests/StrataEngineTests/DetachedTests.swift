@@ -69,6 +69,54 @@ extension RunTests {
         try e.expectClean()
     }
 
+    /// Each start writes /etc/hostname and /etc/hosts afresh (what the container wrote there does
+    /// not outlive its run), and a container an earlier strata made (run.json, no config.json)
+    /// still shows its command and stops.
+    @Test func startsAfreshAndOldContainersStop() throws {
+        let e = try Env()
+        #expect(try strataCLI(["run", "-d", "--name", "w", RunTests.image, "sleep", "60"], root: e.root).0 == 0)
+        #expect(try strataCLI(["exec", "w", "sh", "-c", "echo 192.0.2.1 planted >> /etc/hosts; echo planted > /etc/hostname"], root: e.root).0 == 0)
+        #expect(try strataCLI(["stop", "-t", "1", "w"], root: e.root).0 == 0)
+        #expect(try strataCLI(["start", "w"], root: e.root).0 == 0)
+        let (_, files, _) = try strataCLI(["exec", "w", "cat", "/etc/hosts", "/etc/hostname"], root: e.root)
+        #expect(!files.contains("planted") && files.contains("localhost"), "\(files)")
+        // As an earlier strata left it: run.json with the command, no config.json.
+        let id = try strataCLI(["ps", "-q", "--no-trunc"], root: e.root).1.trimmingCharacters(in: .whitespacesAndNewlines)
+        let folder = e.root + "/containers/" + id
+        try Data(#"{"args":["sleep","60"],"env":[],"cwd":"/","user":""}"#.utf8).write(to: URL(fileURLWithPath: folder + "/run.json"))
+        try FileManager.default.removeItem(atPath: folder + "/config.json")
+        #expect(try strataCLI(["ps"], root: e.root).1.contains("\"sleep 60\""))
+        let (rc, _, err) = try strataCLI(["stop", "-t", "1", "w"], root: e.root)
+        #expect(rc == 0, "\(err)")
+        #expect(try strataCLI(["ps", "-q"], root: e.root).1.isEmpty)
+        let (src, _, serr) = try strataCLI(["start", "w"], root: e.root)
+        #expect(src != 0 && serr.contains("earlier strata"), "\(serr)")
+        #expect(try strataCLI(["rm", "-f", "w"], root: e.root).0 == 0)
+        try e.expectClean()
+    }
+
+    /// `stop` of several containers runs one grace period for all (Docker stops them in
+    /// parallel): ten that ignore SIGTERM stop with `-t 1` in about a second, not ten; a name
+    /// that does not exist fails alone.
+    @Test func stopsManyAtOnce() throws {
+        let e = try Env()
+        let names = (0..<10).map { "m\($0)" }
+        for n in names {
+            #expect(try strataCLI(["run", "-d", "--name", n, RunTests.image, "sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"], root: e.root).0 == 0)
+        }
+        let start = Date()
+        let (rc, out, err) = try strataCLI(["stop", "-t", "1"] + names + ["no-such"], root: e.root)
+        let took = Date().timeIntervalSince(start)
+        #expect(rc == 2 && err.contains("no-such") && out.split(separator: "\n").map(String.init) == names, "\(out)\(err)")
+        #expect(took < 5, "stop of ten took \(took) s")
+        #expect(try strataCLI(["ps", "-q"], root: e.root).1.isEmpty)
+        let (_, json, _) = try strataCLI(["ps", "-a", "--json"], root: e.root)
+        let codes = ((try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [[String: Any]] ?? []).compactMap { $0["exitCode"] as? Int }
+        #expect(codes == Array(repeating: 137, count: 10), "\(json)")
+        #expect(try strataCLI(["rm"] + names, root: e.root).0 == 0)
+        try e.expectClean()
+    }
+
     @Test func stopSignalAndGracePeriod() throws {
         let e = try Env()
         // A process that ignores TERM: killed after the grace period.

@@ -21,6 +21,33 @@ import StrataSystem
         #expect(!DeviceRule.defaults.contains { $0.major == 10 })
     }
 
+    /// The spec carries the list and the launcher reads it back as it was; a list in any other
+    /// form (a hand-edited config.json) is refused, never read as "every device".
+    @Test func specRoundTrip() throws {
+        func spec(_ devices: [RuntimeSpec.Device]) -> RuntimeSpec {
+            RuntimeSpec(process: RuntimeSpec.Process(user: RuntimeSpec.User(uid: 0, gid: 0), args: ["true"], env: [], cwd: "/"),
+                        root: RuntimeSpec.Root(path: "rootfs"), hostname: nil, mounts: [], annotations: nil,
+                        linux: RuntimeSpec.Linux(namespaces: [], resources: RuntimeSpec.Resources(devices: devices)))
+        }
+        #expect(try spec(RuntimeSpec.devices(DeviceRule.defaults)).deviceRules() == DeviceRule.defaults)
+        #expect(try spec(RuntimeSpec.devices(nil)).deviceRules() == nil)
+        let deny = RuntimeSpec.Device(allow: false, access: "rwm")
+        for bad in [[], [deny, RuntimeSpec.Device(allow: true, type: "cb", access: "rwm")],
+                    [deny, RuntimeSpec.Device(allow: true, type: "c", major: 1, minor: 3, access: "")],
+                    [deny, RuntimeSpec.Device(allow: true, type: "c", major: 1, minor: 3, access: "rwx")],
+                    [deny, RuntimeSpec.Device(allow: false, type: "c", major: 1, minor: 3, access: "rwm")],
+                    [RuntimeSpec.Device(allow: true, access: "rwm"), deny],
+                    [RuntimeSpec.Device(allow: true, type: "c", major: 1, minor: 3, access: "rwm")]] {
+            #expect(throws: StrataError.self, "\(bad)") { try spec(bad).deviceRules() }
+        }
+        // The CPU quota survives the round trip to the microsecond the cgroup gets.
+        var cpu = spec([])
+        for quota: Int64 in [1000, 1570, 1571, 33_333, 150_001] {
+            cpu.linux.resources?.cpu = RuntimeSpec.CPU(quota: quota, period: 100_000)
+            #expect(Int64((try #require(cpu.limits.cpus) * 100_000).rounded()) == quota)
+        }
+    }
+
     @Test func programShape() throws {
         // The prologue (6), per rule: type, access check (3, skipped for rwm), major, minor, return
         // (2); the deny at the end (2).
