@@ -235,32 +235,36 @@ extension Store {
 
     /// The containers, newest first: those running or mounted, or `all`.
     public func containers(all: Bool) throws -> [ContainerView] {
-        // Without `all`, a container that neither runs nor is mounted is passed over before its
-        // changes are measured.
-        // The mount table, read once for every container.
+        // Read once for every container: the mount table, the tags, each process's cgroup.
         let mountPoints = MountTable.mountPoints()
-        return try metadata.read({ try $0.containers() }).filter { r in
-            all || (r.pid.map { Store.isContainerProcess($0, id: r.id) } ?? false)
-                || driver.isMounted(containerPaths(r.id), recordedMounts: r.mountCount, mountPoints: mountPoints)
-        }.map { try view($0, mountPoints: mountPoints) }
+        let (rows, tags) = try metadata.read { (try $0.containers(), try $0.allTags()) }
+        var tagsByImage: [String: [String]] = [:]
+        for t in tags { tagsByImage[t.imageID, default: []].append(t.name) }
+        return rows.compactMap { r in
+            let running = r.pid.map { Store.isContainerProcess($0, id: r.id) } ?? false
+            let mounted = driver.isMounted(containerPaths(r.id), recordedMounts: r.mountCount, mountPoints: mountPoints)
+            // Without `all`, one that neither runs nor is mounted is passed over before its
+            // changes are measured.
+            guard all || running || mounted else { return nil }
+            return view(r, running: running, mounted: mounted, tags: (tagsByImage[r.image.string] ?? []).sorted())
+        }
     }
 
     /// One container with what it is doing (`inspect`).
     public func containerView(_ ref: String) throws -> ContainerView {
-        try view(try container(ref), mountPoints: MountTable.mountPoints())
+        let r = try container(ref)
+        let running = r.pid.map { Store.isContainerProcess($0, id: r.id) } ?? false
+        let mounted = driver.isMounted(containerPaths(r.id), recordedMounts: r.mountCount, mountPoints: MountTable.mountPoints())
+        return view(r, running: running, mounted: mounted, tags: try metadata.read { try $0.tags(ofImage: r.image.string) })
     }
 
-    private func view(_ r: ContainerRecord, mountPoints: Set<String>) throws -> ContainerView {
-        let running = r.pid.map { Store.isContainerProcess($0, id: r.id) } ?? false
-        let mounted = driver.isMounted(containerPaths(r.id), recordedMounts: r.mountCount, mountPoints: mountPoints)
+    private func view(_ r: ContainerRecord, running: Bool, mounted: Bool, tags: [String]) -> ContainerView {
         let run = runState(r.id)
         // A monitor killed by SIGKILL writes no end: the cgroup tells that nothing runs.
         let exited = !running && run?.startedAt != nil
         let state: ContainerState = running ? .running : mounted ? .mounted : exited ? .exited : .created
-        let tags = try metadata.read { try $0.tags(ofImage: r.image.string) }
         return ContainerView(record: r, imageTags: tags, state: state, pid: running ? r.pid : nil,
-                             sizeOfChanges: (try? sizeOfChanges(r.id)) ?? 0, run: run,
-                             command: command(r.id))
+                             sizeOfChanges: (try? sizeOfChanges(r.id)) ?? 0, run: run, command: command(r.id))
     }
 
     /// Bytes of regular files a container changed: its upper dir as it is (overlay; no
@@ -333,6 +337,9 @@ extension Store {
     static func isContainerProcess(_ pid: Int32, id: String) -> Bool {
         guard pid > 0, let f = try? FDHandle.open("/proc/\(pid)/cgroup", flags: .readOnly),
               let bytes = try? f.readAll(limit: 1 << 20, label: "cgroup") else { return false }
-        return String(decoding: bytes, as: UTF8.self).contains("/" + id)
+        // A byte search: String.contains goes through Foundation's locale-aware search.
+        let needle = Array(("/" + id).utf8)
+        guard bytes.count >= needle.count else { return false }
+        return (0...(bytes.count - needle.count)).contains { i in bytes[i] == needle[0] && bytes[i..<(i + needle.count)].elementsEqual(needle) }
     }
 }

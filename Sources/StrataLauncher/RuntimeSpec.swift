@@ -231,12 +231,63 @@ public struct RuntimeSpec: Codable, Sendable, Equatable {
         }
     }
 
-    /// Only the process's args of `directory`'s `config.json` (for `ps`: the rest is not decoded).
+    /// Only the process's args of `directory`'s `config.json`, for `ps`. A spec strata wrote
+    /// (sorted keys, so `"args"` opens `"process"`) gives them without parsing the rest, most of
+    /// which is the seccomp profile; any other is decoded whole.
     public static func readArgs(from directory: String) throws -> [String]? {
-        struct Args: Decodable { struct P: Decodable { var args: [String] }; var process: P }
         let path = directory + "/" + fileName
         guard let f = try? FDHandle.open(path, flags: [.readOnly, .noFollow]) else { return nil }
-        return try JSONDecoder().decode(Args.self, from: Data(try f.readAll(limit: 4 << 20, label: path))).process.args
+        let bytes = try f.readAll(limit: 4 << 20, label: path)
+        if let array = argsArray(in: bytes), let args = try? JSONDecoder().decode([String].self, from: Data(array)) { return args }
+        struct Args: Decodable { struct P: Decodable { var args: [String] }; var process: P }
+        return try JSONDecoder().decode(Args.self, from: Data(bytes)).process.args
+    }
+
+    /// The bytes of the array after `"process" : { "args" :` (the top-level key: a quote
+    /// inside a JSON string is escaped, so the pattern cannot come from a value), up to its
+    /// closing bracket outside strings; nil when the layout is not that.
+    static func argsArray(in bytes: [UInt8]) -> ArraySlice<UInt8>? {
+        func find(_ pattern: [UInt8], from start: Int) -> Int? {
+            guard bytes.count >= pattern.count, start <= bytes.count - pattern.count else { return nil }
+            return (start...(bytes.count - pattern.count)).first { bytes[$0..<($0 + pattern.count)].elementsEqual(pattern) }
+        }
+        func skipSpace(_ i: Int) -> Int { var i = i; while i < bytes.count, [0x20, 0x0a, 0x0d, 0x09].contains(bytes[i]) { i += 1 }; return i }
+        // `"process"` may also be an annotation's name (its value is then a string): the first
+        // one followed by `: { "args" : [` is the top-level key.
+        func arrayStart(after p: Int) -> Int? {
+            var i = skipSpace(p + 9)
+            for expected in Array(":{".utf8) {
+                guard i < bytes.count, bytes[i] == expected else { return nil }
+                i = skipSpace(i + 1)
+            }
+            let key = Array(#""args""#.utf8)
+            guard i + key.count <= bytes.count, bytes[i..<(i + key.count)].elementsEqual(key) else { return nil }
+            i = skipSpace(i + key.count)
+            guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { return nil }
+            i = skipSpace(i + 1)
+            return i < bytes.count && bytes[i] == UInt8(ascii: "[") ? i : nil
+        }
+        var from = 0
+        var found: Int?
+        while found == nil, let p = find(Array(#""process""#.utf8), from: from) {
+            found = arrayStart(after: p)
+            from = p + 1
+        }
+        guard let start = found else { return nil }
+        var i = start
+        var inString = false, escaped = false
+        while i < bytes.count {
+            let c = bytes[i]
+            if inString {
+                if escaped { escaped = false } else if c == UInt8(ascii: "\\") { escaped = true } else if c == UInt8(ascii: "\"") { inString = false }
+            } else if c == UInt8(ascii: "\"") {
+                inString = true
+            } else if c == UInt8(ascii: "]") {
+                return bytes[start...i]
+            }
+            i += 1
+        }
+        return nil
     }
 
     /// The rootfs's absolute path for a bundle in `bundle`.
