@@ -13,6 +13,7 @@ let package = Package(
     products: [
         .executable(name: "strata", targets: ["strata"]),
         .executable(name: "strata-init", targets: ["strata-init"]),
+        .executable(name: "strata-monitor", targets: ["strata-monitor"]),
         .library(name: "StrataEngine", targets: ["StrataEngine"]),
     ],
     dependencies: [
@@ -37,6 +38,9 @@ let package = Package(
         ),
         // pid 1 of a container run with --init: a static C program loaded from a sealed memfd.
         .executableTarget(name: "strata-init", linkerSettings: [.unsafeFlags(["-static-executable", "-Xlinker", "--gc-sections", "-Xlinker", "--strip-all"])]),
+        // What stays of a detached container's monitor while it runs (conmon's role), in C:
+        // a small static program instead of the whole strata binary per container.
+        .executableTarget(name: "strata-monitor", linkerSettings: [.unsafeFlags(["-static-executable", "-Xlinker", "--gc-sections", "-Xlinker", "--strip-all"])]),
         // The few calls Swift cannot make directly: openat2, syncfs, per-thread locale.
         .target(name: "CStrata", linkerSettings: [.linkedLibrary("sqlite3")]),
         // The child side of the launcher: clone → namespaces → pivot_root → exec, in C.

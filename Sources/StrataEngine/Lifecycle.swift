@@ -42,8 +42,11 @@ extension Engine {
     }
 
     /// The monitor's work (`strata container-monitor ID`, started by `start`): mounts the
-    /// container, runs its spec with the output going to the log, tells the starter whether it
-    /// started, records how it ended, and unmounts it (removes it with `--rm`).
+    /// container, runs its spec with the output going to the log, and tells the starter whether
+    /// it started. Then, where strata-monitor is installed (and the engine's `MonitorCommand`
+    /// names a cleanup), this process becomes it: a small program watches the container, and
+    /// `container-cleanup` finishes (`cleanUpAfterExit`). Otherwise it watches here: records
+    /// how it ended, and cleans up the same way.
     public func monitor(_ id: String) -> Int32 {
         CgroupWarmUp.begin()
         let status = MonitorProcess.statusPipe()
@@ -52,47 +55,46 @@ extension Engine {
             guard var spec = try store.spec(id) else { throw StrataError(.notFound, "container \(id.prefix(12)) has no config.json") }
             // No terminal to give: the log takes the output.
             spec.process.terminal = false
-            let remove = spec.flag(RuntimeSpec.Annotation.remove)
             try store.prepareRunState(id)
             // Written afresh at every start, as Docker does: what a container wrote into its
             // /etc/hosts or /etc/hostname does not outlive its run.
             try ContainerSpecBuilder.writeEtcFiles(hostname: spec.hostname ?? String(id.prefix(12)), hostNetwork: !spec.newNetwork,
                                                    into: store.containerPaths(id).root)
-            _ = try store.mountContainer(id)
-            defer { if !remove { try? store.unmountContainer(id, force: true) } }
             let maxSize = spec.annotation(RuntimeSpec.Annotation.logMaxSize).flatMap { Int64($0) } ?? RunOptions().logMaxSize
-            let log = try ContainerLogWriter(path: store.logPath(id), maxSize: maxSize)
             let pipes = try MonitorProcess.outputPipes()
-            let drains = [log.drain(pipes.stdout, stream: "stdout"), log.drain(pipes.stderr, stream: "stderr")]
+            _ = try store.mountContainer(id)
             let launcher = Launcher(id: id, bundle: store.containerPaths(id).root, spec: spec)
             launcher.stdio = pipes.plan
             launcher.cgroupParent = cgroupParent
-            let store = self.store
-            var started = state
-            launcher.onPid = { pid in
-                try? store.setPid(id, pid)
-                guard let pid else { return }
-                // Running: the monitor lets go of the log pipes (the container holds them now).
+            let pid: Int32
+            do { pid = try launcher.startDetached() } catch {
                 pipes.release()
-                started.startedAt = Timestamp.preciseNow()
-                try? store.writeRunState(id, started)
-                status?.report(.started(pid: pid))
-            }
-            var code: Int32
-            do {
-                code = try launcher.run()
-            } catch {
-                pipes.release()
+                try? store.unmountContainer(id, force: true)
                 throw error
             }
-            state = started
+            // Running: the monitor lets go of the log pipes' write ends (the container holds them).
+            pipes.release()
+            try? store.setPid(id, pid)
+            state.startedAt = Timestamp.preciseNow()
+            try? store.writeRunState(id, state)
+            status?.report(.started(pid: pid))
+            let logPath = store.logPath(id)
+            if let small = SmallMonitor.binary, let command = monitorCommand, let cleanup = command.cleanupArguments {
+                // Nothing of this process's store outlives the exec: the database is left complete.
+                Metadata.checkpointAfterWrites()
+                let failed = SmallMonitor.exec(small, pid: pid, stdout: pipes.stdout, stderr: pipes.stderr, log: logPath, maxSize: maxSize,
+                                               stateDirectory: store.containerPaths(id).root, startedAt: state.startedAt ?? "",
+                                               cleanup: [command.executable] + cleanup(id))
+                store.logger.warning("cannot run \(small) (\(failed)); this monitor watches container \(id.prefix(12)) itself")
+            }
+            let log = try ContainerLogWriter(path: logPath, maxSize: maxSize)
+            let drains = [log.drain(pipes.stdout, stream: "stdout"), log.drain(pipes.stderr, stream: "stderr")]
+            let code = SmallMonitor.waitForChild(pid)
             state.exitCode = code
             state.finishedAt = Timestamp.preciseNow()
-            state.monitorPid = nil
             drains.forEach { $0.wait(seconds: 5) }
             try? store.writeRunState(id, state)
-            if remove { try? removeContainer(id, force: true) }
-            return 0
+            return cleanUpAfterExit(id)
         } catch let e as LaunchFailure {
             state.error = e.message
             state.exitCode = e.exitCode
@@ -107,6 +109,25 @@ extension Engine {
             status?.report(.failed(code: 125, message: "\(error)"))
             return 1
         }
+    }
+
+    /// What is left once a detached container's process has ended and its exit is recorded
+    /// (`strata container-cleanup ID`, run by its monitor at its end): the pid cleared, its
+    /// cgroups released, the container unmounted, or removed with `--rm`; then the run state
+    /// says the monitor is gone, which is what `stop` and `wait` wait for.
+    public func cleanUpAfterExit(_ id: String) -> Int32 {
+        try? store.setPid(id, nil)
+        ContainerCgroups.release(id: id, parent: cgroupParent)
+        if ((try? store.spec(id)) ?? nil)?.flag(RuntimeSpec.Annotation.remove) == true {
+            try? removeContainer(id, force: true)
+            return 0
+        }
+        try? store.unmountContainer(id, force: true)
+        if var state = store.runState(id) {
+            state.monitorPid = nil
+            try? store.writeRunState(id, state)
+        }
+        return 0
     }
 
     /// Whether the container's process still runs (its recorded pid, in its cgroup).
@@ -155,17 +176,29 @@ extension Engine {
     public func wait(_ ref: String) throws -> Int32 {
         let c = try store.container(ref)
         var monitor = store.runState(c.id)?.monitorPid
+        // The exit code as soon as it is recorded: with --rm the cleanup removes the container
+        // (its state with it) right after; while it runs, looked for every 10 ms.
+        var seen: Int32?
         while true {
-            let state = store.runState(c.id)
-            let monitorAlive = state?.monitorPid.map { MonitorProcess.signal($0, 0) } == true
-            if !isRunning(try store.container(c.id)) && !(monitorAlive && state?.finishedAt == nil) { return state?.exitCode ?? 0 }
-            pause(forMonitor: &monitor, upTo: 1, poll: 0.05)
+            if let code = store.runState(c.id)?.exitCode, store.runState(c.id)?.finishedAt != nil { seen = code }
+            if hasEnded(c.id) {
+                if let code = seen ?? store.runState(c.id)?.exitCode { return code }
+                if (try? store.container(c.id)) == nil {
+                    throw StrataError(.notFound, "container \(c.name) was removed (--rm) before its exit code could be read")
+                }
+                return 0
+            }
+            if seen == nil, !isRunning((try? store.container(c.id)) ?? c) {
+                var none: Int32? = nil
+                pause(forMonitor: &none, upTo: 0.01, poll: 0.01)
+            } else {
+                pause(forMonitor: &monitor, upTo: 1, poll: 0.05)
+            }
         }
     }
 
     /// Waits up to `seconds` for the processes of `ids` to be gone and their ends recorded
-    /// (`hasEnded`);
-    /// the IDs still running then. One container is waited for through its monitor's pidfd
+    /// (`hasEnded`); the IDs still running then. One container is waited for through its monitor's pidfd
     /// (woken the moment it ends); several are looked at in turns.
     private func waitForExits(_ ids: [String], seconds: Double) -> [String] {
         let end = Date().addingTimeInterval(seconds)

@@ -146,13 +146,13 @@ extension Engine {
         }
     }
 
-    /// Whether a container has ended and its monitor has recorded the end (its output is all
-    /// in the log by then), or has no monitor left to do so.
+    /// Whether a container has ended and its monitor is done with it: the end recorded (its
+    /// output is all in the log by then) and the container unmounted or removed, which is when
+    /// the run state stops naming a live monitor; or there is no monitor left to do so.
     func hasEnded(_ id: String) -> Bool {
         guard let c = try? store.container(id) else { return true }
         if isRunning(c) { return false }
         let state = store.runState(id)
-        let monitorAlive = state?.monitorPid.map { MonitorProcess.signal($0, 0) } == true
-        return !(monitorAlive && state?.finishedAt == nil)
+        return !(state?.monitorPid.map { MonitorProcess.signal($0, 0) } == true)
     }
 }

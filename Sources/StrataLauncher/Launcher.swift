@@ -106,6 +106,31 @@ public final class Launcher: @unchecked Sendable {
 
     /// Runs the process to its end; returns its exit code (128+N when killed by signal N).
     public func run() throws -> Int32 {
+        var started = try start()
+        defer { started.cgroup?.remove() }
+        return Launcher.supervise(started.pid, master: started.master, interactive: interactive, stdio: &started.stdio, onPid: onPid)
+    }
+
+    /// Starts the process and leaves it to the caller, who waits for it (it is this process's
+    /// child) and then releases its cgroups (`ContainerCgroups.release`). Returns its pid once
+    /// it has exec'd. Without a terminal and with `stdio` given only.
+    public func startDetached() throws -> pid_t {
+        guard !tty, case .given = stdio else {
+            throw StrataError(.invalidArgument, "a process left to another program has no terminal and its stdio given")
+        }
+        return try start().pid
+    }
+
+    /// What `start` leaves running: the process, its pty master (or -1), the stdio ends kept
+    /// here, its cgroup (removed on every failure before the process runs).
+    struct Started {
+        let pid: pid_t
+        let master: Int32
+        var stdio: ProcessStdio
+        let cgroup: Cgroup?
+    }
+
+    func start() throws -> Started {
         let program = try prepare()
         let security = try SpecSecurity(spec.process, seccomp: spec.linux.seccomp)
         let initBinary = spec.flag(RuntimeSpec.Annotation.initProcess) ? try InitBinary.sealedCopy() : nil
@@ -117,8 +142,10 @@ public final class Launcher: @unchecked Sendable {
             throw LaunchFailure(exitCode: 125, message: "limits were asked for, but no cgroup hierarchy is mounted here")
         }
         let devices = try spec.deviceRules()
-        // Removed on every way out, a failed create included (some directories may exist).
-        defer { cgroup?.remove() }
+        // Removed on every way out before the process runs, a failed create included (some
+        // directories may exist); after that, by whoever waits for the process.
+        var running = false
+        defer { if !running { cgroup?.remove() } }
         // Until the process has joined, an empty cgroup of ours must not look like a leftover.
         let creating = layout.flatMap { CgroupCreationLock(layout: $0, exclusive: false, parent: cgroupParent) }
         try cgroup?.create(limits, devices: devices)
@@ -143,7 +170,8 @@ public final class Launcher: @unchecked Sendable {
         }
         creating?.release()  // the process has joined (cloneChild joins it): gc may look now
         do { try Launcher.awaitExec(pid, report: report, program: program) } catch { stdio.closeAll(); throw error }
-        return Launcher.supervise(pid, master: master, interactive: interactive, stdio: &stdio, onPid: onPid)
+        running = true
+        return Started(pid: pid, master: master, stdio: stdio, cgroup: cgroup)
     }
 
     /// The handshake around a clone: a console socket with a terminal, the "go" and error pipes.

@@ -14,14 +14,53 @@ public struct MonitorCommand: Sendable {
     public var executable: String
     /// Its argv after argv[0], for the container with this ID.
     public var arguments: @Sendable (String) -> [String]
+    /// The argv after argv[0] of `executable` that cleans up after a container has ended
+    /// (unmount or remove, cgroups), run by strata-monitor at its end; nil: the monitor stays
+    /// the whole program while the container runs.
+    public var cleanupArguments: (@Sendable (String) -> [String])?
 
-    public init(executable: String, arguments: @escaping @Sendable (String) -> [String]) {
-        self.executable = executable; self.arguments = arguments
+    public init(executable: String, arguments: @escaping @Sendable (String) -> [String],
+                cleanupArguments: (@Sendable (String) -> [String])? = nil) {
+        self.executable = executable; self.arguments = arguments; self.cleanupArguments = cleanupArguments
     }
 
-    /// `strata [--root ROOT --driver DRIVER] container-monitor ID` of the strata binary at `executable`.
+    /// `strata --root ROOT --driver DRIVER container-monitor ID` (and `container-cleanup ID`) of
+    /// the strata binary at `executable`, an absolute path.
     public static func strata(_ executable: String, root: String, driver: String) -> MonitorCommand {
-        MonitorCommand(executable: executable) { ["--root", root, "--driver", driver, "container-monitor", $0] }
+        MonitorCommand(executable: executable, arguments: { ["--root", root, "--driver", driver, "container-monitor", $0] },
+                       cleanupArguments: { ["--root", root, "--driver", driver, "container-cleanup", $0] })
+    }
+}
+
+/// strata-monitor, the small C program (Sources/strata-monitor) that takes over a detached
+/// container's monitor once the container runs: it holds the log pipes, writes the log,
+/// forwards signals, records the exit and then runs the cleanup command.
+package enum SmallMonitor {
+    /// Where it is, next to strata or in a libexec directory; nil when it is not installed.
+    package static var binary: String? {
+        HelperBinary.candidates("strata-monitor").first { access($0, X_OK) == 0 }
+    }
+
+    /// Replaces this process with strata-monitor watching `pid` (a child of this process),
+    /// reading `stdout` and `stderr` into the log at `log`. Returns only when the exec failed.
+    package static func exec(_ binary: String, pid: Int32, stdout: FDHandle, stderr: FDHandle, log: String, maxSize: Int64,
+                             stateDirectory: String, startedAt: String, cleanup: [String]) -> Errno {
+        // The two read ends cross the exec; every other fd of strata is close-on-exec.
+        for fd in [stdout.fd, stderr.fd] { _ = fcntl(fd, F_SETFD, 0) }
+        let argv = [binary, String(pid), String(stdout.fd), String(stderr.fd), log, String(maxSize), stateDirectory, startedAt] + cleanup
+        let cArgs = argv.map { strdup($0) } + [nil]
+        execv(binary, cArgs)
+        let e = Errno.current
+        cArgs.forEach { free($0) }
+        for fd in [stdout.fd, stderr.fd] { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        return e
+    }
+
+    /// Waits for `pid`, a child of this process: its exit code (128+N for signal N).
+    package static func waitForChild(_ pid: Int32) -> Int32 {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return (status & 0x7f) != 0 ? 128 + (status & 0x7f) : (status >> 8) & 0xff
     }
 }
 

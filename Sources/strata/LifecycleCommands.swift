@@ -23,6 +23,19 @@ struct ContainerMonitor: ParsableCommand {
     }
 }
 
+/// What a detached container's monitor leaves for strata once the container has ended (run by
+/// strata-monitor at its end; not for users).
+struct ContainerCleanup: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "container-cleanup", shouldDisplay: false)
+    @OptionGroup var global: GlobalOptions
+    @Argument var id: String
+    func run() throws {
+        let code = try global.openEngine().cleanUpAfterExit(id)
+        Metadata.checkpointAfterWrites()
+        throw ExitCode(code)
+    }
+}
+
 struct Start: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "start", abstract: "Start stopped containers again with what `run` recorded (in the background).")
     @OptionGroup var global: GlobalOptions

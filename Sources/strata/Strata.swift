@@ -52,7 +52,8 @@ struct Strata: ParsableCommand {
                       Rmi.self, Save.self, GC.self, Check.self, Create.self, Mount.self, Umount.self, Rm.self,
                       Ps.self, Diff.self, Commit.self, Run.self, Bundle.self, Pull.self, Push.self, Login.self, Logout.self,
                       Start.self, Stop.self, Restart.self, Kill.self, Wait.self, Logs.self, Exec.self, Export.self, Version.self,
-                      ImageGroup.self, ContainerGroup.self, SystemGroup.self, Info.self, ContainerMonitor.self]
+                      ImageGroup.self, ContainerGroup.self, SystemGroup.self, Info.self, ContainerMonitor.self,
+                      ContainerCleanup.self]
     )
 
     /// "unknown command 'X'" with the nearest command, or nil for a command that exists.
@@ -73,7 +74,7 @@ struct Strata: ParsableCommand {
             }
             return row[b.count]
         }
-        let nearest = names.filter { $0 != "container-monitor" }.min { distance(name, $0) < distance(name, $1) }
+        let nearest = names.filter { $0 != "container-monitor" && $0 != "container-cleanup" }.min { distance(name, $0) < distance(name, $1) }
         let hint = nearest.map { distance(name, $0) <= 3 ? "; did you mean '\($0)'?" : "" } ?? ""
         return "strata: unknown command '\(name)'\(hint) (`strata --help` lists them)"
     }
@@ -159,10 +160,12 @@ struct GlobalOptions: ParsableArguments {
                   logger: makeLogger(), forRepair: forRepair)
     }
 
-    /// The engine over this store; its detached containers are watched by this very binary.
+    /// The engine over this store; its detached containers are watched by this very binary
+    /// (named by its path: strata-monitor runs it again for the cleanup, as another program).
     func openEngine() throws -> Engine {
         let store = try openStore()
-        return Engine(store: store, monitor: .strata("/proc/self/exe", root: store.rootPath, driver: store.driverName))
+        let executable = (try? canonicalPath("/proc/self/exe")) ?? "/proc/self/exe"
+        return Engine(store: store, monitor: .strata(executable, root: store.rootPath, driver: store.driverName))
     }
 
     private func parentOf(_ path: String) -> String {

@@ -15,7 +15,8 @@ extension RunTests {
     }
 
     func monitors(_ e: Env) -> [String] {
-        ((try? sh(["pgrep", "-f", "container-monitor"]).1) ?? "").split(separator: "\n").map(String.init).filter { pid in
+        // strata's own monitor until the container runs, then strata-monitor in its place.
+        ((try? sh(["pgrep", "-f", "container-monitor|strata-monitor"]).1) ?? "").split(separator: "\n").map(String.init).filter { pid in
             ((try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? "").contains(e.root)
         }
     }
@@ -92,6 +93,30 @@ extension RunTests {
         let (src, _, serr) = try strataCLI(["start", "w"], root: e.root)
         #expect(src != 0 && serr.contains("earlier strata"), "\(serr)")
         #expect(try strataCLI(["rm", "-f", "w"], root: e.root).0 == 0)
+        try e.expectClean()
+    }
+
+    /// While a detached container runs, its monitor is strata-monitor (the small C program),
+    /// not the strata binary: one thread, a couple of MB at most; it still logs, records the
+    /// exit and cleans up (the container unmounted once `wait` returns).
+    @Test func monitorIsTheSmallProgram() throws {
+        let e = try Env()
+        #expect(try strataCLI(["run", "-d", "--name", "small", RunTests.image, "sh", "-c", "trap 'exit 6' TERM; echo up; while :; do sleep 0.1; done"], root: e.root).0 == 0)
+        let id = try strataCLI(["ps", "-q", "--no-trunc"], root: e.root).1.trimmingCharacters(in: .whitespacesAndNewlines)
+        let state = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: e.root + "/containers/\(id)/state.json"))) as? [String: Any]
+        let monitor = try #require(state?["monitorPid"] as? Int)
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(monitor)/exe")) ?? ""
+        #expect(exe.hasSuffix("/strata-monitor"), "\(exe)")
+        let status = (try? String(contentsOfFile: "/proc/\(monitor)/status", encoding: .utf8)) ?? ""
+        let rss = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") }.flatMap { Int($0.split(separator: " ").dropFirst().first ?? "") } ?? 0
+        #expect(rss > 0 && rss < 4096, "VmRSS \(rss) kB")
+        #expect(status.contains("Threads:\t1\n"))
+        #expect(try strataCLI(["kill", "-s", "TERM", "small"], root: e.root).0 == 0)
+        #expect(try strataCLI(["wait", "small"], root: e.root).1 == "6\n")
+        #expect(try strataCLI(["logs", "small"], root: e.root).1 == "up\n")
+        let (_, ps, _) = try strataCLI(["ps", "-a", "--json"], root: e.root)
+        #expect(ps.contains("\"exited\"") && ps.contains("\"mountCount\" : 0"), "\(ps)")
+        #expect(try strataCLI(["rm", "small"], root: e.root).0 == 0)
         try e.expectClean()
     }
 
