@@ -39,6 +39,19 @@ for want in 0 20 50 100; do
     "$([ "$p" = - ] && echo - || printf %.2fx "$(echo "$s / $p" | bc -l)")"
 done
 
+# What each running container's monitor costs (100 running): strata-monitor against conmon.
+mem() {  # pids -> "avg RSS kB, avg PSS kB, total PSS MB"
+  local n=0 rss=0 pss=0 p
+  for p in "$@"; do
+    [ -r "/proc/$p/smaps_rollup" ] || continue
+    rss=$((rss + $(awk '/^Rss:/{print $2}' "/proc/$p/smaps_rollup"))); pss=$((pss + $(awk '/^Pss:/{print $2}' "/proc/$p/smaps_rollup"))); n=$((n + 1))
+  done
+  [ $n -gt 0 ] && printf "%3d monitors: RSS %5d kB, PSS %5d kB each; %5.1f MB PSS in all" $n $((rss / n)) $((pss / n)) "$(echo "$pss / 1024" | bc -l)"
+}
+echo "== monitors of 100 running containers"
+echo "strata  $(mem $(pgrep -f "strata-monitor .*$root"))"
+[ "$have_podman" = 1 ] && echo "podman  $(mem $(pgrep -f "conmon .*$work/podman-run-ps"))"
+
 echo "== stop -t 1 of containers that ignore SIGTERM, one command (s)"
 for count in 20 100; do
   names=$(seq -f "p%g" 1 $count)

@@ -100,6 +100,14 @@ extension Store {
                 rebuilt = try streamLayerTar(layer, to: write)
             } else {
                 rebuilt = try withoutActuallyEscaping(write) { sink in
+                    // gzip on every core (blocks as members of one stream); other
+                    // compressions through libarchive's own filter.
+                    if compression == .gzip {
+                        let writer = ParallelGzipWriter(sink: sink)
+                        let got = try streamLayerTar(layer) { try writer.write($0) }
+                        try writer.close()
+                        return got
+                    }
                     let writer = try CompressingWriter(compression, sink: sink)
                     let got = try streamLayerTar(layer) { try writer.write($0) }
                     try writer.close()
