@@ -7,10 +7,10 @@ breach() { echo "boundary: $1" >&2; status=1; }
 
 # The C library is imported only by StrataSystem and StrataLauncher: every syscall elsewhere goes
 # through StrataSystem's wrappers.
-grep -rn --include='*.swift' -E '^(@preconcurrency )?import (Glibc|Musl|SwiftGlibc)\b' Sources \
-  | grep -v -E '^Sources/(StrataSystem|StrataLauncher)/' | while read -r l; do echo "$l"; done > /tmp/strata-boundary.$$
-[ -s /tmp/strata-boundary.$$ ] && breach "Glibc imported outside StrataSystem/StrataLauncher:
-$(cat /tmp/strata-boundary.$$)"
+hits=$(grep -rn --include='*.swift' -E '^(@preconcurrency )?import (Glibc|Musl|SwiftGlibc)\b' Sources \
+  | grep -v -E '^Sources/(StrataSystem|StrataLauncher)/')
+[ -n "$hits" ] && breach "Glibc imported outside StrataSystem/StrataLauncher:
+$hits"
 
 # The C shims: CStrata for StrataSystem and StrataLauncher, CLauncher and CSeccomp for
 # StrataLauncher, CArchive (libarchive) for StrataArchive only.
@@ -49,5 +49,4 @@ hits=$(grep -rn '^@testable import' Tests/StrataTestSupport)
 [ -n "$hits" ] && breach "Tests/StrataTestSupport must not use @testable import (release builds compile it):
 $hits"
 
-rm -f /tmp/strata-boundary.$$
 exit $status

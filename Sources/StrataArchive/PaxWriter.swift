@@ -44,12 +44,8 @@ public final class PaxWriter {
 
     /// A writer into `sink`.
     public init(sink: @escaping (UnsafeRawBufferPointer) throws -> Void) throws {
-        guard let a = archive_write_new() else { throw StrataError(.internalError, "archive_write_new failed") }
-        archive = a
         output = ArchiveOutput(sink)
-        archive_write_set_format_pax(a)
-        archive_write_set_bytes_per_block(a, 0)
-        guard output.open(a) == ARCHIVE_OK else { throw StrataError(.system, "cannot start the tar: \(archiveMessage(a))") }
+        archive = try output.tarWriter(restricted: false)
     }
 
     deinit { archive_write_free(archive) }

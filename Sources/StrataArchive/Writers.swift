@@ -9,6 +9,20 @@ final class ArchiveOutput {
     var error: (any Error)?
     init(_ sink: @escaping (UnsafeRawBufferPointer) throws -> Void) { self.sink = sink }
 
+    /// A libarchive writer of a PAX tar (`restricted`: PAX headers only where ustar cannot
+    /// say it) into this output, unblocked: each piece goes straight to the sink instead of
+    /// through 10 KiB copies.
+    func tarWriter(restricted: Bool) throws -> OpaquePointer {
+        guard let a = archive_write_new() else { throw StrataError(.internalError, "archive_write_new failed") }
+        _ = restricted ? archive_write_set_format_pax_restricted(a) : archive_write_set_format_pax(a)
+        archive_write_set_bytes_per_block(a, 0)
+        guard open(a) == ARCHIVE_OK else {
+            defer { archive_write_free(a) }
+            throw StrataError(.system, "cannot start the tar: \(archiveMessage(a))")
+        }
+        return a
+    }
+
     func open(_ a: OpaquePointer) -> Int32 {
         archive_write_open2(a, Unmanaged.passUnretained(self).toOpaque(), nil, { _, client, buffer, length in
             let out = Unmanaged<ArchiveOutput>.fromOpaque(client!).takeUnretainedValue()
@@ -85,13 +99,8 @@ public final class TarFileWriter {
 
     /// Writes a PAX tar to `sink`.
     public init(sink: @escaping (UnsafeRawBufferPointer) throws -> Void) throws {
-        guard let a = archive_write_new() else { throw StrataError(.internalError, "archive_write_new failed") }
-        archive = a
         output = ArchiveOutput(sink)
-        archive_write_set_format_pax_restricted(a)
-        // No blocking: each piece goes straight to the sink instead of through 10 KiB copies.
-        archive_write_set_bytes_per_block(a, 0)
-        guard output.open(a) == ARCHIVE_OK else { throw StrataError(.system, "cannot start tar writer: \(archiveMessage(a))") }
+        archive = try output.tarWriter(restricted: true)
     }
 
     deinit { archive_write_free(archive) }

@@ -180,17 +180,19 @@ extension Engine {
         // (its state with it) right after; while it runs, looked for every 10 ms.
         var seen: Int32?
         while true {
-            if let code = store.runState(c.id)?.exitCode, store.runState(c.id)?.finishedAt != nil { seen = code }
-            if hasEnded(c.id) {
-                if let code = seen ?? store.runState(c.id)?.exitCode { return code }
-                if (try? store.container(c.id)) == nil {
+            // The row and the state, read once per look.
+            let current = try? store.container(c.id)
+            let state = current.flatMap { store.runState($0.id) }
+            if state?.finishedAt != nil, let code = state?.exitCode { seen = code }
+            if hasEnded(current, state: state) {
+                if let code = seen ?? state?.exitCode { return code }
+                if current == nil {
                     throw StrataError(.notFound, "container \(c.name) was removed (--rm) before its exit code could be read")
                 }
                 return 0
             }
-            if seen == nil, !isRunning((try? store.container(c.id)) ?? c) {
-                var none: Int32? = nil
-                pause(forMonitor: &none, upTo: 0.01, poll: 0.01)
+            if seen == nil, let current, !isRunning(current) {
+                sleepSeconds(0.01)  // the process is gone and its exit about to be recorded
             } else {
                 pause(forMonitor: &monitor, upTo: 1, poll: 0.05)
             }

@@ -150,9 +150,14 @@ extension Engine {
     /// output is all in the log by then) and the container unmounted or removed, which is when
     /// the run state stops naming a live monitor; or there is no monitor left to do so.
     func hasEnded(_ id: String) -> Bool {
-        guard let c = try? store.container(id) else { return true }
+        let c = try? store.container(id)
+        return hasEnded(c, state: c.flatMap { store.runState($0.id) })
+    }
+
+    /// The same for a row and a state already read (nil row: removed).
+    func hasEnded(_ c: ContainerRecord?, state: RunState?) -> Bool {
+        guard let c else { return true }
         if isRunning(c) { return false }
-        let state = store.runState(id)
         return !(state?.monitorPid.map { MonitorProcess.signal($0, 0) } == true)
     }
 }

@@ -304,17 +304,23 @@ public final class Launcher: @unchecked Sendable {
             output = Terminal.relay(master: master, interactive: interactive)
         }
         stdio.pump(until: pid)
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let code = waitForChild(pid)
         if var t = restore { tcsetattr(0, TCSANOW, &t) }
         if master >= 0 {
             // The last output: the relay ends when the pty reports the other side closed.
             _ = output?.wait(timeout: .now() + 2)
             close(master)
         }
-        let signaled = (status & 0x7f) != 0
-        return signaled ? 128 + (status & 0x7f) : (status >> 8) & 0xff
+        return code
     }
+}
+
+/// Waits for `pid`, a child of this process: its exit code, or 128+N when signal N killed it
+/// (the shell's and Docker's convention).
+func waitForChild(_ pid: pid_t) -> Int32 {
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    return (status & 0x7f) != 0 ? 128 + (status & 0x7f) : (status >> 8) & 0xff
 }
 
 /// C memory for the child's configuration: strings and arrays (malloc'd, freed together) that

@@ -57,11 +57,7 @@ package enum SmallMonitor {
     }
 
     /// Waits for `pid`, a child of this process: its exit code (128+N for signal N).
-    package static func waitForChild(_ pid: Int32) -> Int32 {
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        return (status & 0x7f) != 0 ? 128 + (status & 0x7f) : (status >> 8) & 0xff
-    }
+    package static func waitForChild(_ pid: Int32) -> Int32 { StrataLauncher.waitForChild(pid) }
 }
 
 /// What a monitor tells the command that started it, as one line on its status pipe (fd 3):
