@@ -24,11 +24,17 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
-        // libarchive from the system (Debian: libarchive-dev), found through pkg-config.
-        .systemLibrary(
+        // libarchive from the system (Debian: libarchive-dev), linked statically with the compressors
+        // it uses (libz, shared with others, stays a shared library): a command no longer loads the
+        // libxml2, ICU, nettle and libacl that libarchive's other formats need, nor five libraries'
+        // relocations (Sources/CArchive/static_link.c).
+        .target(
             name: "CArchive",
-            pkgConfig: "libarchive",
-            providers: [.apt(["libarchive-dev"])]
+            linkerSettings: [
+                .unsafeFlags(["-Xlinker", "-l:libarchive.a", "-Xlinker", "-l:liblzma.a", "-Xlinker", "-l:libzstd.a",
+                              "-Xlinker", "-l:libbz2.a", "-Xlinker", "-l:liblz4.a"]),
+                .linkedLibrary("z"),
+            ]
         ),
         // libseccomp from the system (Debian: libseccomp-dev): compiles seccomp profiles to BPF.
         .systemLibrary(

@@ -35,7 +35,7 @@ $hits"
 # The shims' module maps export only their own declarations (no `export *`).
 hits=$(grep -ln 'export \*' Sources/*/module.modulemap Sources/*/include/module.modulemap 2>/dev/null)
 [ -n "$hits" ] && breach "a C module map re-exports what it imports: $hits"
-for t in CStrata CLauncher; do
+for t in CStrata CLauncher CArchive; do
   [ -f "Sources/$t/include/module.modulemap" ] || breach "Sources/$t/include/module.modulemap is missing (the generated one re-exports the C library)"
 done
 
