@@ -41,9 +41,9 @@ floor() { # layout, with-sync
   for b in $blobs; do
     mkdir -p "$out/$b"
     if [ "$(head -c2 "$layout/blobs/sha256/$b" | od -An -tx1 | tr -d ' ')" = "1f8b" ]; then
-      tee >(sha256sum >/dev/null) < "$layout/blobs/sha256/$b" | gunzip | tee >(sha256sum >/dev/null) | tar -x --numeric-owner -C "$out/$b"
+      tee >(openssl dgst -sha256 >/dev/null) < "$layout/blobs/sha256/$b" | gunzip | tee >(openssl dgst -sha256 >/dev/null) | tar -x --numeric-owner -C "$out/$b"
     else
-      tee >(sha256sum >/dev/null) < "$layout/blobs/sha256/$b" | tar -x --numeric-owner -C "$out/$b"
+      tee >(openssl dgst -sha256 >/dev/null) < "$layout/blobs/sha256/$b" | tar -x --numeric-owner -C "$out/$b"
     fi
   done
   [ "$sync" = 1 ] && sync -f "$out"

@@ -2,7 +2,7 @@
 # Containers: create (first and second container), mount and umount against chain depth (1 to
 # 2,000 layers; past overlayfs's 500 the bottom is flattened), beside `runc --version`; and
 # `strata commit` of 10,000 new files and of one 1 GB file on tmpfs against the floor (`tar -c |
-# sha256sum` of the upper dir; and with the `tar -x` strata's unpack corresponds to) and against
+# openssl dgst -sha256` of the upper dir; and with the `tar -x` strata's unpack corresponds to) and against
 # `buildah commit` of the same change.
 #   bench/mount-commit.sh [runs]
 source "$(dirname "$0")/common.sh"
@@ -67,9 +67,9 @@ for change in many_files one_gb; do
     measure $strata --root "$croot" -q commit "$id" "bench/commit:$i" >> "$work/c.strata"
     # The floor: read the upper dir as a tar and hash it. And with the unpack strata also does
     # (the new layer becomes a layer directory of the store).
-    measure bash -c "tar -C '$upper' -cf - . | sha256sum >/dev/null" >> "$work/c.floor"
+    measure bash -c "tar -C '$upper' -cf - . | openssl dgst -sha256 >/dev/null" >> "$work/c.floor"
     rm -rf "$tmpfs/floor-out"; mkdir -p "$tmpfs/floor-out"
-    measure bash -c "tar -C '$upper' -cf - . | tee >(sha256sum >/dev/null) | tar -x -C '$tmpfs/floor-out'" >> "$work/c.unpack"
+    measure bash -c "tar -C '$upper' -cf - . | tee >(openssl dgst -sha256 >/dev/null) | tar -x -C '$tmpfs/floor-out'" >> "$work/c.unpack"
     rm -rf "$tmpfs/floor-out"
     $strata --root "$croot" rm -f "$id" >/dev/null
     $strata --root "$croot" -q rmi "bench/commit:$i" >/dev/null 2>&1
@@ -91,7 +91,7 @@ for change in many_files one_gb; do
     [ -s "$work/c.$t" ] || continue
     m=$(awk '{print $1}' "$work/c.$t" | median)
     rss=$(awk '{print $2}' "$work/c.$t" | sort -n | tail -1)
-    label=$t; [ $t = floor ] && label="tar|sha256sum (floor)"; [ $t = unpack ] && label="floor + tar -x"
+    label=$t; [ $t = floor ] && label="tar|openssl sha256 (floor)"; [ $t = unpack ] && label="floor + tar -x"
     printf "%-22s %10s %10s %10s\n" "$label" "$m" "$(python3 -c "print('%.2fx' % ($s / $m) if $m > 0 else '-')")" "$((rss / 1024))"
   done
 done
