@@ -64,8 +64,18 @@ int child_set_caps(uint64_t keep) {
 }
 
 void child_drop(const struct child_identity *id, int err_fd) {
-    /* privileges: groups, gid, uid; capabilities; no_new_privs */
+    /* privileges: groups, gid, uid; capabilities; no_new_privs if asked */
     if (child_drop_bounding(id->capabilities) != 0) child_fail(err_fd, ST_CAPS);
+    /* Without no_new_privs (Docker's default: setuid programs such as su, sudo and ping work),
+       the kernel takes a seccomp filter only from a process holding CAP_SYS_ADMIN: it is loaded
+       here, before the ids and capabilities change, as runc does. The rest of the way to exec
+       (setgroups, setresuid, capset, prctl, chdir, sigaction, execve) then runs under it. */
+    int filter_loaded = 0;
+    if (!id->no_new_privs && id->seccomp_filter) {
+        struct sock_fprog prog = { (unsigned short)id->seccomp_len, (struct sock_filter *)id->seccomp_filter };
+        if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) child_fail(err_fd, ST_SECCOMP);
+        filter_loaded = 1;
+    }
     /* Raw syscalls, not glibc's wrappers: those make every thread of the process change its
        ids together (setxid), and this child of a raw clone still carries the parent's thread
        list (and maybe its locks); the wrapper could wait forever for threads it does not have. */
@@ -74,7 +84,7 @@ void child_drop(const struct child_identity *id, int err_fd) {
     if (syscall(SYS_setresgid, id->gid, id->gid, id->gid) != 0) child_fail(err_fd, ST_UID);
     if (syscall(SYS_setresuid, id->uid, id->uid, id->uid) != 0) child_fail(err_fd, ST_UID);
     if (child_set_caps(id->uid == 0 ? id->capabilities : 0) != 0) child_fail(err_fd, ST_CAPS);
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(err_fd, ST_NNP);
+    if (id->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(err_fd, ST_NNP);
     if (chdir(id->cwd) != 0) child_fail(err_fd, ST_CWD);
 
     /* signals: default dispositions (SIGPIPE included), nothing blocked */
@@ -90,7 +100,7 @@ void child_drop(const struct child_identity *id, int err_fd) {
     if (sigprocmask(SIG_SETMASK, &none, NULL) != 0) child_fail(err_fd, ST_SIGNALS);
 
     /* seccomp last: from here on only the rest of the way to exec runs under it */
-    if (id->seccomp_filter) {
+    if (id->seccomp_filter && !filter_loaded) {
         struct sock_fprog prog = { (unsigned short)id->seccomp_len, (struct sock_filter *)id->seccomp_filter };
         if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) child_fail(err_fd, ST_SECCOMP);
     }

@@ -43,10 +43,11 @@ struct child_identity {
     char *const *envp;
     int init_fd;
     char *const *init_argv;
+    int no_new_privs;
 };
 
-/* Groups, gid, uid, capabilities, no_new_privs, working directory, default signals, the
-   seccomp filter last, then exec; reports the step that fails on err_fd. Does not return. */
+/* Groups, gid, uid, capabilities, no_new_privs if asked, working directory, default signals,
+   the seccomp filter (last with no_new_privs, else first: see child_drop), then exec; reports the step that fails on err_fd. Does not return. */
 void child_become(const struct child_identity *id, int err_fd);
 /* The two halves of child_become: everything up to the seccomp filter; then the exec. */
 void child_drop(const struct child_identity *id, int err_fd);

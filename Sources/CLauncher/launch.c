@@ -121,6 +121,12 @@ static int setup_dev(int rootfd) {
     if (sub < 0) return -1;
     r = mount("shm", p, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k");
     close(sub);
+    if (r != 0) return -1;
+    /* POSIX message queues of the container's own ipc namespace (the one this process is in). */
+    sub = open_in_root(rootfd, "dev/mqueue", p, sizeof p);
+    if (sub < 0) return -1;
+    r = mount("mqueue", p, "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    close(sub);
     return r;
 fail:
     close(dev);
@@ -279,7 +285,7 @@ pid_t strata_launch(const struct strata_launch *cfg, int go_fd, int err_fd) {
 
     struct child_identity id = {
         cfg->uid, cfg->gid, cfg->groups, cfg->ngroups, cfg->capabilities, cfg->cwd,
-        cfg->seccomp_filter, cfg->seccomp_len, cfg->path, cfg->argv, cfg->envp, cfg->init_fd, cfg->init_argv,
+        cfg->seccomp_filter, cfg->seccomp_len, cfg->path, cfg->argv, cfg->envp, cfg->init_fd, cfg->init_argv, cfg->no_new_privs,
     };
     child_become(&id, err_fd);
     return -1;

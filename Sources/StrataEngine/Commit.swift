@@ -41,7 +41,7 @@ extension Store {
         let digest = Digest.of(bytes)
         let parsed = try JSONDocument.decode(ImageConfig.self, from: bytes, what: "new config")
         var stagedList = [staged]
-        let tags = try tag.map { [try Reference.normalize($0)] } ?? []
+        let tags = try tag.map { [try Reference.userTag($0)] } ?? []
         try record([PreparedImage(configBytes: bytes, configDigest: digest, config: parsed, manifestBytes: nil,
                                   manifestDigest: nil, chain: chain + [staged.chainID], tags: tags)], staged: &stagedList)
         return digest

@@ -110,7 +110,8 @@ struct ContainerSpecBuilder {
         let specProcess = RuntimeSpec.Process(
             terminal: options.tty, user: RuntimeSpec.User(uid: user.uid, gid: user.gid, additionalGids: user.groups),
             args: process.args, env: env, cwd: process.cwd,
-            capabilities: RuntimeSpec.Capabilities(bounding: caps, effective: caps, permitted: caps), noNewPrivileges: true)
+            capabilities: RuntimeSpec.Capabilities(bounding: caps, effective: caps, permitted: caps),
+            noNewPrivileges: options.security.noNewPrivileges)
 
         var mounts = RuntimeSpec.standardMounts
         if privileged {

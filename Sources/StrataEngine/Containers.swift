@@ -74,7 +74,7 @@ extension Store {
     public func createContainer(image ref: String, name: String?, initLayer: Bool = false) throws -> String {
         let image = try resolveImage(ref)
         let id = Store.randomID()
-        let cname = name ?? "c" + String(id.prefix(11))
+        let cname = try name ?? ContainerNames.fresh { n in try metadata.read { try $0.containerExists(name: n) } }
         guard cname.utf8.count <= 128 else {
             throw StrataError(.invalidArgument, "invalid container name \"\(cname.prefix(40))…\" (\(cname.utf8.count) characters): at most 128")
         }

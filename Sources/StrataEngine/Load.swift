@@ -86,7 +86,7 @@ extension Store {
         let contents = try openArchive(path, limit: options.maxArchiveSize ?? options.maxLayerSize.multipliedReportingOverflow(by: 4).partialValue)
         let reader = try ImageArchiveReader(contents: contents, platform: options.platform, maxLayers: options.maxLayers)
         let found = try reader.images()
-        let extra = try options.extraTags.map(Reference.normalize)
+        let extra = try options.extraTags.map(Reference.userTag)
 
         // The plan: each distinct layer once, in the order the images list them.
         var jobs: [LoadJob] = []
@@ -224,7 +224,7 @@ extension Store {
         let bytes = try doc.bytes()
         let digest = Digest.of(bytes)
         let parsed = try JSONDocument.decode(ImageConfig.self, from: bytes, what: "generated config")
-        let tags = try (tag.map { [$0] } ?? []).map(Reference.normalize) + options.extraTags.map(Reference.normalize)
+        let tags = try (tag.map { [$0] } ?? []).map(Reference.userTag) + options.extraTags.map(Reference.userTag)
         let existed = try hasLayer(chainID)
         var list = [s]
         try record([PreparedImage(configBytes: bytes, configDigest: digest, config: parsed, manifestBytes: nil,

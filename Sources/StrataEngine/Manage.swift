@@ -74,7 +74,7 @@ extension Store {
     /// Adds tag `target` (normalised) to the image `source` names; moves it if it named another.
     public func tag(_ source: String, _ target: String) throws {
         let id = try resolveImage(source)
-        let name = try Reference.normalize(target)
+        let name = try Reference.userTag(target)
         try metadata.write { try $0.setTag(name, imageID: id.string) }
     }
 

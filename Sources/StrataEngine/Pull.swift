@@ -44,7 +44,7 @@ extension Store {
                                 count: chain.count, label: label, verifyStored: false))
         }
         var tags = reference.tag.map { _ in [reference.name + ":" + (reference.tag ?? "latest")] } ?? []
-        tags += try options.load.extraTags.map(Reference.normalize)
+        tags += try options.load.extraTags.map(Reference.userTag)
         let prepared = PreparedImage(configBytes: remote.configBytes, configDigest: remote.configDigest, config: remote.config,
                                      manifestBytes: remote.manifestBytes, manifestDigest: remote.manifestDigest, chain: chain,
                                      tags: Array(Set(tags)).sorted())

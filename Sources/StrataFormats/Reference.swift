@@ -25,6 +25,18 @@ public enum Reference {
         return full
     }
 
+    /// A name a user gives an image (`tag`, `commit`, `import`, `load --tag`), checked by the grammar
+    /// `pull` uses (ImageReference: lowercase repository components, a tag of letters, digits and
+    /// `_ . -`, a registry host[:port]) and normalized as `normalize` does. A digest is refused, as
+    /// Docker refuses it: a tag names a manifest the store may make, not one it was given.
+    public static func userTag(_ ref: String) throws -> String {
+        let parsed = try ImageReference(parsing: ref)
+        guard parsed.digest == nil else {
+            throw StrataError(.invalidArgument, "invalid tag \"\(ref.prefix(120))\": a tag cannot name a digest; give NAME[:TAG]")
+        }
+        return try normalize(ref)
+    }
+
     /// Whether `s` is a tag alone (no name): `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
     public static func isBareTag(_ s: String) -> Bool {
         guard let first = s.unicodeScalars.first, s.count <= 128 else { return false }

@@ -48,6 +48,7 @@ public struct ExecLauncher {
         cfg.groups = arena.copy(groups)
         cfg.ngroups = Int32(groups.count)
         cfg.capabilities = security.capabilities.mask
+        cfg.no_new_privs = process.noNewPrivileges == true ? 1 : 0
         if let bpf = security.seccomp {
             cfg.seccomp_filter = UnsafeRawPointer(arena.copy(bpf))
             cfg.seccomp_len = Int32(bpf.count / 8)

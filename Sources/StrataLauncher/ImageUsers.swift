@@ -62,7 +62,9 @@ public struct RootfsFiles {
             }
         }
         var groups: [gid_t] = [gid]
-        if let name {
+        // The user's supplementary groups only when no group is named: `-u app:0` runs with group 0
+        // alone, as Docker and runc do.
+        if let name, parts.count < 2 {
             for e in group where e.count >= 4 && e[3].split(separator: ",").contains(Substring(name)) {
                 if let v = gid_t(e[2]), !groups.contains(v) { groups.append(v) }
             }

@@ -246,6 +246,7 @@ public final class Launcher: @unchecked Sendable {
         cfg.readonly_rootfs = spec.root.readonly == true ? 1 : 0
         cfg.privileged = privileged ? 1 : 0
         cfg.capabilities = security.capabilities.mask
+        cfg.no_new_privs = p.noNewPrivileges == true ? 1 : 0
         let cgroupMounts = views.map { v in
             strata_cgroup_mount(name: v.name.map { arena.string($0) }, fstype: arena.string(v.fstype), data: v.data.map { arena.string($0) })
         }

@@ -134,7 +134,7 @@ public final class RegistryClient: Sendable {
     /// authentication it asks for. Throws with the registry's answer otherwise.
     public func verifyAccess() throws {
         let reply = try send(.GET, "/v2/", scope: "", limit: 1 << 16)
-        guard reply.status == .ok else { throw failure(reply, what: "access to /v2/") }
+        guard reply.status == .ok else { throw failure(reply, what: "/v2/") }
     }
 
     /// The `Authorization` value for `scope` once known ("" when the registry needs none).

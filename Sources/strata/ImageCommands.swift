@@ -173,7 +173,7 @@ struct Save: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Images: tag, ID or unique ID prefix.") var images: [String]
-    @Option(name: [.short, .long], help: "Output file, - for standard output, or a directory for oci-dir.") var output: String
+    @Option(name: [.short, .long], help: "Output file, - for standard output, or a directory for oci-dir (default: standard output when it is not a terminal).") var output: String?
     @Option(name: .long, help: "docker-archive, oci-archive or oci-dir.") var format: String = "docker-archive"
     @Option(name: .long, help: "Layer compression: none, gzip or zstd.") var compress: String = "none"
 
@@ -189,8 +189,10 @@ struct Save: ParsableCommand {
             guard let c = StrataArchive.Compression(rawValue: compress), [.none, .gzip, .zstd].contains(c) else {
                 throw StrataError(.invalidArgument, "invalid --compress \"\(compress)\": expected none, gzip or zstd")
             }
+            // As `docker save`: without -o the archive goes to standard output, unless that is a terminal.
+            let output = self.output ?? "-"
             if output == "-" && f == .ociDir {
-                throw StrataError(.invalidArgument, "oci-dir needs a directory, not standard output")
+                throw StrataError(.invalidArgument, "oci-dir needs a directory, not standard output; give -o DIR")
             }
             if output == "-" && isTerminal(1) {
                 throw StrataError(.invalidArgument, "refusing to write an archive to a terminal; redirect standard output or use -o FILE")
@@ -243,10 +245,15 @@ struct Rmi: ParsableCommand {
     @Flag(name: [.short, .long], help: "Remove an image with several tags by ID.") var force = false
     func run() throws {
         try strata.run {
-            let r = try global.openStore().removeImages(images, force: force)
-            for t in r.untagged { print("Untagged: \(t)") }
-            for i in r.deletedImages { print("Deleted: \(i)") }
-            if !global.quiet { for l in r.deletedLayers { printErr("freed layer \(l)") } }
+            // As `docker rmi a b c`: each name on its own, every failure reported, the first one's exit code.
+            let store = try global.openStore()
+            let quiet = global.quiet
+            try reportEach(images, eachResult(images) { ref in
+                let r = try store.removeImages([ref], force: force)
+                for t in r.untagged { print("Untagged: \(t)") }
+                for i in r.deletedImages { print("Deleted: \(i)") }
+                if !quiet { for l in r.deletedLayers { printErr("freed layer \(l)") } }
+            }, echo: false)
         }
     }
 }

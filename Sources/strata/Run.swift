@@ -13,12 +13,14 @@ struct Run: ParsableCommand {
         discussion: """
             Exit code: the command's; 128+N when it was killed by signal N; 127 when the command \
             is not found, 126 when it cannot be run, 125 when strata itself fails.
-            """)
+            """,
+        // As Docker's: under run, -h is --hostname; help is --help.
+        helpNames: [.long])
 
     @OptionGroup var global: GlobalOptions
     @Flag(name: .long, help: "Remove the container when it exits.") var rm = false
     @Option(name: .long, help: "A name for the container.") var name: String?
-    @Option(name: .long, help: "Hostname (default: the short container ID).") var hostname: String?
+    @Option(name: [.short, .long], help: "Hostname (default: the short container ID).") var hostname: String?
     // .unconditional: `--memory -1` is a bad value (one clear line), not a missing one.
     @Option(name: [.short, .long], parsing: .unconditional, help: "Memory limit, e.g. 64m (also limits memory+swap).") var memory: String?
     @Option(name: .long, parsing: .unconditional, help: "CPU quota in CPUs, e.g. 0.5.") var cpus: String?

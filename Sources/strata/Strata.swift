@@ -9,12 +9,28 @@ import StrataEngine
 import StrataSystem
 import StrataStore
 
+/// `stop -t0`, `restart -t5` as Docker takes them: the argument parser reads a short option's
+/// value only as the next argument. Only for commands whose arguments are all strata's (no
+/// container command follows, whose own `-n5` must stay as typed).
+func attachedTimeouts(_ args: [String]) -> [String] {
+    guard let command = args.first, ["stop", "restart"].contains(command) else { return args }
+    var out: [String] = []
+    for (i, a) in args.enumerated() {
+        if i > 0, a.hasPrefix("-t"), a.count > 2, a.dropFirst(2).allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }) {
+            out += ["-t", String(a.dropFirst(2))]
+        } else {
+            out.append(a)
+        }
+    }
+    return out
+}
+
 @main
 enum Main {
     static func main() {
         ensureStandardDescriptors()
         raiseOpenFileLimit()
-        let args = GlobalOptions.hoisted(Array(CommandLine.arguments.dropFirst()))
+        let args = attachedTimeouts(GlobalOptions.hoisted(Array(CommandLine.arguments.dropFirst())))
         if let first = args.first, !first.hasPrefix("-"), let message = Strata.unknownCommand(first) {
             printErr(message)
             Strata.exit(withError: ExitCode(64))
@@ -57,25 +73,38 @@ struct Strata: ParsableCommand {
     )
 
     /// "unknown command 'X'" with the nearest command, or nil for a command that exists.
+    /// Docker commands a Docker user may type that strata has no counterpart for yet: named as
+    /// such rather than answered with the nearest spelling (`top` is not `stop`).
+    static let dockerCommandsNotYetHere: Set<String> = [
+        "top", "cp", "pause", "unpause", "rename", "stats", "events", "port", "attach", "update",
+        "network", "volume", "build", "builder", "buildx", "compose", "search", "swarm", "service",
+        "stack", "node", "secret", "config", "plugin", "context", "trust", "manifest", "checkpoint",
+    ]
+
     static func unknownCommand(_ name: String) -> String? {
         let names = configuration.subcommands.map { $0._commandName } + ["help"]
         guard !names.contains(name) else { return nil }
+        /// Edits between two names, a swap of neighbouring letters counting as one (`stpo` → `stop`).
         func distance(_ a: String, _ b: String) -> Int {
             let a = Array(a), b = Array(b)
-            var row = Array(0...b.count)
-            for i in 1...max(a.count, 1) where !a.isEmpty {
-                var previous = row[0]
-                row[0] = i
-                for j in 1...max(b.count, 1) where !b.isEmpty {
-                    let current = row[j]
-                    row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
-                    previous = current
+            guard !a.isEmpty, !b.isEmpty else { return max(a.count, b.count) }
+            var d = [[Int]](repeating: [Int](repeating: 0, count: b.count + 1), count: a.count + 1)
+            for i in 0...a.count { d[i][0] = i }
+            for j in 0...b.count { d[0][j] = j }
+            for i in 1...a.count {
+                for j in 1...b.count {
+                    d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+                    if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] { d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1) }
                 }
             }
-            return row[b.count]
+            return d[a.count][b.count]
         }
+        if dockerCommandsNotYetHere.contains(name) {
+            return "strata: '\(name)' is a Docker command strata does not have yet (`strata --help` lists those it has)"
+        }
+        // A suggestion only for a likely slip of the keyboard: one edit in a short name, two in a longer one.
         let nearest = names.filter { $0 != "container-monitor" && $0 != "container-cleanup" }.min { distance(name, $0) < distance(name, $1) }
-        let hint = nearest.map { distance(name, $0) <= 3 ? "; did you mean '\($0)'?" : "" } ?? ""
+        let hint = nearest.map { distance(name, $0) <= (name.count <= 4 ? 1 : 2) ? "; did you mean '\($0)'?" : "" } ?? ""
         return "strata: unknown command '\(name)'\(hint) (`strata --help` lists them)"
     }
 }
@@ -186,13 +215,13 @@ func run(_ body: () throws -> Void) throws {
     }
 }
 
-/// Reports a command over several containers as Docker does: each one's name once it is done,
+/// Reports a command over several names as Docker does: each one (unless `echo` is off) once done,
 /// each failure on stderr; the others go on. Exits with the first failure's code.
-func reportEach(_ refs: [String], _ results: [Result<Void, any Error>]) throws {
+func reportEach(_ refs: [String], _ results: [Result<Void, any Error>], echo: Bool = true) throws {
     var first: Int32?
     for (ref, result) in zip(refs, results) {
         switch result {
-        case .success: print(ref)
+        case .success: if echo { print(ref) }
         case .failure(let e as StrataError):
             writeStandardError("strata: \(e)\n")
             first = first ?? exitCode(for: e.code)

@@ -53,6 +53,8 @@ struct strata_launch {
     int ncgroup_mounts;
     const void *seccomp_filter;  /* struct sock_filter[seccomp_len], loaded last before exec; NULL for none */
     int seccomp_len;
+    int no_new_privs;            /* set PR_SET_NO_NEW_PRIVS (--security-opt no-new-privileges); without it
+                                    setuid programs work and the filter is loaded before the uid change */
     char *const *init_argv;      /* with init_fd: "strata-init", path, argv... */
     int stdio[3];                /* without a terminal: the fds that become 0, 1 and 2 (pipes strata or the
                                     monitor copies out, /dev/null); never strata's own. All >= 3. */
@@ -91,6 +93,7 @@ struct strata_exec {
     uint64_t capabilities;
     const void *seccomp_filter;  /* as in strata_launch */
     int seccomp_len;
+    int no_new_privs;            /* as in strata_launch */
     int console_socket;          /* as in strata_launch: a pty from the container's devpts; else -1 */
     int stdio[3];                /* as in strata_launch */
 };

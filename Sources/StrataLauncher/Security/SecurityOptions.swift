@@ -8,14 +8,19 @@ public struct SecurityOptions: Sendable, Equatable {
     public var capAdd: [String]
     public var capDrop: [String]
     public var seccomp: SeccompChoice
+    /// `--security-opt no-new-privileges`: setuid and file capabilities no longer raise what a
+    /// process may do. Off by default, as in Docker and podman (so `su`, `sudo` and `ping` work).
+    public var noNewPrivileges: Bool
 
-    /// Options as `--privileged`, `--cap-add`, `--cap-drop` and `--security-opt seccomp=` give them.
-    public init(privileged: Bool = false, capAdd: [String] = [], capDrop: [String] = [], seccomp: SeccompChoice = .default) {
+    /// Options as `--privileged`, `--cap-add`, `--cap-drop` and `--security-opt` give them.
+    public init(privileged: Bool = false, capAdd: [String] = [], capDrop: [String] = [], seccomp: SeccompChoice = .default,
+                noNewPrivileges: Bool = false) {
         self.privileged = privileged; self.capAdd = capAdd; self.capDrop = capDrop; self.seccomp = seccomp
+        self.noNewPrivileges = noNewPrivileges
     }
 
     /// Docker's `--security-opt` values that strata knows: `seccomp=unconfined`,
-    /// `seccomp=PROFILE.json`, and `no-new-privileges` (always on here).
+    /// `seccomp=PROFILE.json`, and `no-new-privileges[=true|false]`.
     public mutating func apply(securityOpt: [String]) throws {
         for opt in securityOpt {
             let kv = opt.split(separator: "=", maxSplits: 1).map(String.init)
@@ -23,7 +28,8 @@ public struct SecurityOptions: Sendable, Equatable {
             switch key {
             case "seccomp" where value == "unconfined": seccomp = .unconfined
             case "seccomp" where !value.isEmpty: seccomp = .profile(try SeccompProfile.load(path: value), path: value)
-            case "no-new-privileges" where value.isEmpty || value == "true": break
+            case "no-new-privileges" where value.isEmpty || value == "true": noNewPrivileges = true
+            case "no-new-privileges" where value == "false": noNewPrivileges = false
             default:
                 throw StrataError(.invalidArgument, "invalid --security-opt \"\(opt)\": expected seccomp=unconfined, seccomp=PROFILE.json or no-new-privileges")
             }
