@@ -18,7 +18,7 @@ $strata import fixtures/out/rootfs.tar.gz example/rootfs --change 'CMD ["/bin/sh
 $strata images
 $strata layers --tree
 $strata history strata/busybox:legacy
-id=$($strata create strata/busybox:legacy --name example | tail -1)
+id=$($strata create --name example strata/busybox:legacy | tail -1)
 rootfs=$($strata mount example | tail -1)
 echo "written in a container" > "$rootfs/etc/greeting"
 rm "$rootfs/etc/motd" 2>/dev/null || true

@@ -32,6 +32,9 @@ extension Store {
         doc.appendLayer(staged.result.diffID, history: .init(created: now, createdBy: "strata commit \(c.name)",
                                                              comment: message, author: author))
         doc.created = now
+        // As `docker commit -a/-m`: the image's own author and comment, besides the history entry's.
+        if let author { doc.author = author }
+        if let message { doc.comment = message }
         if !configChanges.isEmpty {
             var cfg = base.config ?? ImageConfig.Config()
             for ch in configChanges { try ConfigChange.apply(ch, to: &cfg) }

@@ -58,6 +58,17 @@ public final class Engine: Sendable {
         }
     }
 
+    /// `create`: the container made and its spec written as `run` makes them, not started and
+    /// not left mounted; `start` runs it. Returns the ID.
+    public func create(image ref: String, overrides: RunOverrides, options: RunOptions) throws -> String {
+        let (id, _) = try createForRun(image: ref, overrides: overrides, options: options)
+        do { try store.unmountContainer(id, force: true) } catch {
+            try? removeContainer(id, force: true)
+            throw error
+        }
+        return id
+    }
+
     /// Creates, mounts and runs a container of `image` to its end; returns the command's exit
     /// code. The container is unmounted afterwards and kept (removed with `remove`); one whose
     /// command never started is removed. Throws `LaunchFailure` (with Docker's exit code) when

@@ -32,7 +32,7 @@ extension Engine {
         let c = try store.container(ref)
         if isRunning(c) { return }
         guard try store.spec(c.id) != nil else {
-            throw StrataError(.unsupported, "container \(c.name) was made by `strata create`, with nothing recorded to run; use `strata run -d`")
+            throw StrataError(.unsupported, "container \(c.name) has no spec to run (it was made by an older `strata create`, or as a mount for commit); create it again with `strata create IMAGE [COMMAND]`")
         }
         guard let monitorCommand else { throw Engine.noMonitor }
         switch MonitorProcess.awaitStatus(try MonitorProcess.spawn(monitorCommand, id: c.id)) {
@@ -174,10 +174,18 @@ extension Engine {
 
     /// `wait`: blocks until the container has ended; its exit code.
     public func wait(_ ref: String) throws -> Int32 {
-        let c = try store.container(ref)
+        try wait(record: try store.container(ref))
+    }
+
+    /// `wait` of a container already looked up: `start -a` begins it the moment the container
+    /// starts, so that an `--rm` container's code is seen before its cleanup removes it.
+    public func wait(record c: ContainerRecord) throws -> Int32 {
         var monitor = store.runState(c.id)?.monitorPid
         // The exit code as soon as it is recorded: with --rm the cleanup removes the container
-        // (its state with it) right after; while it runs, looked for every 10 ms.
+        // (its state with it) right after, before the monitor's process ends, so such a
+        // container is looked at every 10 ms rather than waited for through its monitor.
+        let removedAtExit = ((try? store.spec(c.id)) ?? nil)?.flag(RuntimeSpec.Annotation.remove) == true
+        if removedAtExit { monitor = nil }
         var seen: Int32?
         while true {
             // The row and the state, read once per look.
@@ -194,7 +202,7 @@ extension Engine {
             if seen == nil, let current, !isRunning(current) {
                 sleepSeconds(0.01)  // the process is gone and its exit about to be recorded
             } else {
-                pause(forMonitor: &monitor, upTo: 1, poll: 0.05)
+                pause(forMonitor: &monitor, upTo: 1, poll: removedAtExit ? 0.01 : 0.05)
             }
         }
     }

@@ -28,6 +28,18 @@ public struct ConfigEditor {
         set { doc["created"] = newValue }
     }
 
+    /// The image's author (OCI `author`): `commit -a` sets it, as `docker commit -a` does.
+    public var author: String? {
+        get { doc["author"] as? String }
+        set { doc["author"] = newValue }
+    }
+
+    /// Docker's `comment` (`commit -m`), shown by `inspect` as Comment; OCI readers ignore it.
+    public var comment: String? {
+        get { doc["comment"] as? String }
+        set { doc["comment"] = newValue }
+    }
+
     /// One entry of the config's history.
     public struct HistoryItem: Sendable, Equatable {
         public var created: String

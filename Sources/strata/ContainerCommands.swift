@@ -9,11 +9,23 @@ import StrataEngine
 import StrataStore
 
 struct Create: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "create", abstract: "Create a container from an image; prints its ID on the last line.")
+    static let configuration = CommandConfiguration(commandName: "create",
+        abstract: "Create a container from an image with `run`'s flags, not started; prints its ID on the last line.",
+        discussion: "`strata start NAME` then runs it in the background (`-a` to wait for it and show its output).",
+        // As `run`: -h is --hostname.
+        helpNames: [.long])
     @OptionGroup var global: GlobalOptions
+    @OptionGroup var flags: RunFlags
     @Argument(help: "Image: tag, ID or unique ID prefix.") var image: String
-    @Option(name: .long, help: "A name for the container.") var name: String?
-    func run() throws { try strata.run { print(try global.openStore().createContainer(image: image, name: name)) } }
+    @Argument(parsing: .captureForPassthrough, help: "Command and arguments.") var command: [String] = []
+    func run() throws {
+        try strata.run {
+            let options = try flags.runOptions()
+            let engine = try global.openEngine()
+            try flags.ensureImage(image, in: engine.store, quiet: global.quiet)
+            print(try engine.create(image: image, overrides: flags.overrides(command: command), options: options))
+        }
+    }
 }
 
 struct Mount: ParsableCommand {

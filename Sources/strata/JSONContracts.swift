@@ -83,7 +83,7 @@ enum InspectJSON {
             "loadedAt": Timestamp.string(r.loadedAt), "layers": layers, "config": config,
         ]
         let repos = Set(d.tags.map { t in t.lastIndex(of: ":").map { String(t[..<$0]) } ?? t })
-        return [
+        var out: [String: Any] = [
             "Id": r.id.string, "RepoTags": d.tags,
             "RepoDigests": r.manifestDigest.map { m in repos.sorted().map { "\($0)@\(m)" } } ?? [],
             "Created": r.created ?? NSNull(), "Architecture": r.architecture ?? NSNull(), "Os": r.os ?? NSNull(),
@@ -91,7 +91,14 @@ enum InspectJSON {
             "RootFS": ["Type": "layers", "Layers": d.layers.map(\.diffID.description)],
             "GraphDriver": ["Name": driver, "Data": ["LowerDir": lowerDirs.joined(separator: ":")]],
             "Strata": strata,
+            // As Docker: these four are always there, empty when the config has none. The
+            // parent is a local build's previous image; an image loaded or pulled has none.
+            "Author": config["author"] as? String ?? "", "Comment": config["comment"] as? String ?? "",
+            "DockerVersion": config["docker_version"] as? String ?? "", "Parent": config["parent"] as? String ?? "",
         ]
+        if let variant = config["variant"] as? String { out["Variant"] = variant }
+        if let osVersion = config["os.version"] as? String { out["OsVersion"] = osVersion }
+        return out
     }
 
     static func layer(_ d: LayerDetails) throws -> [String: Any] {

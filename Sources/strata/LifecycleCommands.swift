@@ -1,5 +1,7 @@
 import ArgumentParser
+import Dispatch
 import FoundationEssentials
+import Synchronization
 import StrataEngine
 import StrataLauncher
 import StrataSystem
@@ -37,11 +39,42 @@ struct ContainerCleanup: ParsableCommand {
 }
 
 struct Start: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "start", abstract: "Start stopped containers again with what `run` recorded (in the background).")
+    static let configuration = CommandConfiguration(commandName: "start",
+        abstract: "Start created or stopped containers with what `create` or `run` recorded (in the background).",
+        discussion: "With -a: one container, its output shown as it comes, and its exit code as strata's.")
     @OptionGroup var global: GlobalOptions
+    @Flag(name: [.short, .long], help: "Wait for the container, showing its stdout and stderr; exit with its code.") var attach = false
     @Argument(help: "Containers.") var containers: [String]
     func run() throws {
         CgroupWarmUp.begin()
+        if attach {
+            guard containers.count == 1 else {
+                printErr("strata: start -a takes one container")
+                throw ExitCode(64)
+            }
+            var code: Int32 = 0
+            try strata.run {
+                let engine = try global.openEngine()
+                let c = try engine.store.container(containers[0])
+                // This run's output only: a restarted container's log still holds the last one's.
+                var options = LogOptions()
+                options.since = Date()
+                options.follow = true
+                try engine.start(c.id)
+                // The wait runs beside the log from the start: an --rm container is removed
+                // right after it ends, and its exit code with it.
+                let exit = Mutex<Result<Int32, any Error>?>(nil)
+                let done = DispatchSemaphore(value: 0)
+                DispatchQueue.global().async {
+                    exit.withLock { $0 = Result { try engine.wait(record: c) } }
+                    done.signal()
+                }
+                try showLog(engine, c.id, options: options, timestamps: false)
+                done.wait()
+                code = try exit.withLock { $0 }!.get()
+            }
+            throw ExitCode(code)
+        }
         try strata.run {
             let engine = try global.openEngine()
             try reportEach(containers, eachResult(containers) { try engine.start($0) })
@@ -123,16 +156,21 @@ struct Logs: ParsableCommand {
             }
             options.since = try since.map(LogOptions.parseSince)
             options.follow = follow
-            // A line written in parts shows its time once, before its first part.
-            var midLine: Set<String> = []
-            try engine.logs(c.id, options: options) { line in
-                let stamp = timestamps && !midLine.contains(line.stream)
-                if line.partial { midLine.insert(line.stream) } else { midLine.remove(line.stream) }
-                let text = (stamp ? Array((line.time + " ").utf8) : []) + line.text + (line.partial ? [] : [0x0a])
-                if line.stream == "stderr" { writeStandardError(String(decoding: text, as: UTF8.self)) } else {
-                    writeStandardOutput(text)
-                }
-            }
+            try showLog(engine, c.id, options: options, timestamps: timestamps)
+        }
+    }
+}
+
+/// A container's log on strata's stdout and stderr, as the container wrote it to each.
+func showLog(_ engine: Engine, _ id: String, options: LogOptions, timestamps: Bool) throws {
+    // A line written in parts shows its time once, before its first part.
+    var midLine: Set<String> = []
+    try engine.logs(id, options: options) { line in
+        let stamp = timestamps && !midLine.contains(line.stream)
+        if line.partial { midLine.insert(line.stream) } else { midLine.remove(line.stream) }
+        let text = (stamp ? Array((line.time + " ").utf8) : []) + line.text + (line.partial ? [] : [0x0a])
+        if line.stream == "stderr" { writeStandardError(String(decoding: text, as: UTF8.self)) } else {
+            writeStandardOutput(text)
         }
     }
 }

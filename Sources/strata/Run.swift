@@ -18,8 +18,34 @@ struct Run: ParsableCommand {
         helpNames: [.long])
 
     @OptionGroup var global: GlobalOptions
+    @OptionGroup var flags: RunFlags
+    @Flag(name: [.short, .long], help: "Run in the background under a monitor; print the container ID.") var detach = false
+    @Argument(help: "Image: tag, ID or unique ID prefix.") var image: String
+    @Argument(parsing: .captureForPassthrough, help: "Command and arguments.") var command: [String] = []
+
+    func run() throws {
+        try runsAProcess {
+            let options = try flags.runOptions()
+            let overrides = flags.overrides(command: command)
+            if detach && (options.tty || options.interactive) {
+                throw StrataError(.invalidArgument, "-d with -t or -i needs `attach`, which strata does not have yet; run in the foreground, or drop -t/-i")
+            }
+            let engine = try global.openEngine()
+            try flags.ensureImage(image, in: engine.store, quiet: global.quiet)
+            if detach {
+                print(try engine.runDetached(image: image, overrides: overrides, options: options))
+                return 0
+            }
+            return try engine.run(image: image, overrides: overrides, options: options)
+        }
+    }
+}
+
+/// The flags `run` and `create` share: everything that goes into the container's spec, and
+/// whether to pull the image first.
+struct RunFlags: ParsableArguments {
     @Flag(name: .long, help: "Remove the container when it exits.") var rm = false
-    @Option(name: .long, help: "A name for the container.") var name: String?
+    @Option(name: .long, help: "A name for the container (default: adjective_surname).") var name: String?
     @Option(name: [.short, .long], help: "Hostname (default: the short container ID).") var hostname: String?
     // .unconditional: `--memory -1` is a bad value (one clear line), not a missing one.
     @Option(name: [.short, .long], parsing: .unconditional, help: "Memory limit, e.g. 64m (also limits memory+swap).") var memory: String?
@@ -40,11 +66,10 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: "Drop a capability from the set (or ALL).") var capDrop: [String] = []
     @Option(name: .long, help: "seccomp=unconfined, seccomp=PROFILE.json (Docker's format) or no-new-privileges.") var securityOpt: [String] = []
     @Flag(name: [.short, .long], help: "Allocate a pseudo-terminal.") var tty = false
-    @Flag(name: [.short, .long], help: "Run in the background under a monitor; print the container ID.") var detach = false
     @Option(name: .long, help: "The signal `strata stop` sends first (default: the image's StopSignal, else TERM).") var stopSignal: String?
     @Option(name: .long, help: "Rotate a detached container's log at this size (one old file is kept).") var logMaxSize: String = "10m"
-    @Argument(help: "Image: tag, ID or unique ID prefix.") var image: String
-    @Argument(parsing: .captureForPassthrough, help: "Command and arguments.") var command: [String] = []
+    @Option(name: .long, help: "Pull the image first: missing (when the store has no such image), always, or never.") var pull: String = "missing"
+    @OptionGroup var registry: RegistryFlags
 
     /// The limits as the flags give them; their ranges are the engine's to check.
     func limits() throws -> Limits {
@@ -79,35 +104,56 @@ struct Run: ParsableCommand {
         return out
     }
 
-    func run() throws {
-        try runsAProcess {
-            guard ["none", "host"].contains(network) else {
-                throw StrataError(.invalidArgument, "invalid --network \"\(network)\": none or host (bridge networking is not there yet)")
+    /// The engine's options from the flags (their policy is `RunOptions.validate`'s).
+    func runOptions() throws -> Engine.RunOptions {
+        guard ["none", "host"].contains(network) else {
+            throw StrataError(.invalidArgument, "invalid --network \"\(network)\": none or host (bridge networking is not there yet)")
+        }
+        guard ["missing", "always", "never"].contains(pull) else {
+            throw StrataError(.invalidArgument, "invalid --pull \"\(pull)\": missing, always or never")
+        }
+        var options = Engine.RunOptions()
+        options.limits = try limits()
+        options.volumes = try volumes()
+        options.security = SecurityOptions(privileged: privileged, capAdd: capAdd, capDrop: capDrop)
+        try options.security.apply(securityOpt: securityOpt)
+        options.name = name
+        options.hostname = hostname
+        options.hostNetwork = network == "host"
+        options.readOnly = readOnly
+        options.tty = tty
+        options.interactive = interactive
+        options.initProcess = `init`
+        options.remove = rm
+        options.stopSignal = stopSignal
+        options.logMaxSize = try ByteSize.parse(logMaxSize, what: "--log-max-size")
+        return options
+    }
+
+    func overrides(command: [String]) -> RunOverrides {
+        RunOverrides(entrypoint: entrypoint, command: command, env: env, workdir: workdir, user: user)
+    }
+
+    /// `--pull`: with `missing` (the default) an image the store cannot name is pulled first, as
+    /// Docker does (with `pull`'s progress on stderr); `always` pulls every time; `never` leaves
+    /// the store as it is.
+    func ensureImage(_ ref: String, in store: Store, quiet: Bool) throws {
+        switch pull {
+        case "never": return
+        case "missing":
+            do { _ = try store.resolveImage(ref); return } catch let e as StrataError where e.code == .notFound {
+                if !quiet { printErr("Unable to find image '\(ref)' in the store; pulling it") }
             }
-            var options = Engine.RunOptions()
-            options.limits = try limits()
-            options.volumes = try volumes()
-            options.security = SecurityOptions(privileged: privileged, capAdd: capAdd, capDrop: capDrop)
-            try options.security.apply(securityOpt: securityOpt)
-            options.name = name
-            options.hostname = hostname
-            options.hostNetwork = network == "host"
-            options.readOnly = readOnly
-            options.tty = tty
-            options.interactive = interactive
-            options.initProcess = `init`
-            options.remove = rm
-            options.stopSignal = stopSignal
-            options.logMaxSize = try ByteSize.parse(logMaxSize, what: "--log-max-size")
-            let overrides = RunOverrides(entrypoint: entrypoint, command: command, env: env, workdir: workdir, user: user)
-            if detach {
-                if tty || interactive {
-                    throw StrataError(.invalidArgument, "-d with -t or -i needs `attach`, which strata does not have yet; run in the foreground, or drop -t/-i")
-                }
-                print(try global.openEngine().runDetached(image: image, overrides: overrides, options: options))
-                return 0
-            }
-            return try global.openEngine().run(image: image, overrides: overrides, options: options)
+        default: break
+        }
+        var options = PullOptions()
+        options.registry = try registry.options()
+        let progress = LoadProgress(quiet: quiet)
+        options.load.progress = progress.handler
+        do {
+            defer { progress.finish() }
+            let pulled = try store.pull(ref, options: options)
+            if !quiet { printErr("Digest: \(pulled.manifestDigest)") }
         }
     }
 }

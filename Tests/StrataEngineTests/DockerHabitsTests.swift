@@ -128,4 +128,75 @@ struct DockerHabitsTests {
         let (_, explicit, _) = try strata(e, ["run", "--rm", "-u", "nobody:0", "groups:1", "id", "-G"])
         #expect(explicit == "0\n", "\(explicit)")
     }
+
+    /// `create IMAGE CMD…` takes `run`'s flags and writes the spec; `start -a` runs it, shows this
+    /// run's output and exits with its code; `--rm` removes it after.
+    @Test func createTakesRunsFlagsAndStartAttaches() throws {
+        let e = try RunTests.Env()
+        let (rc, out, err) = try strata(e, ["create", "--name", "made", "-e", "X=y", "-u", "nobody", "-h", "hh", Self.image,
+                                            "sh", "-c", "echo $X; id -u; hostname; echo oops >&2"])
+        #expect(rc == 0 && out.count == 65, "\(out)\(err)")
+        #expect(try strata(e, ["ps", "-a", "--format", "{{.Names}} {{.State}}"]).1 == "made created\n")
+        let (src, sout, serr) = try strata(e, ["start", "-a", "made"])
+        #expect(src == 0 && sout == "y\n65534\nhh\n" && serr == "oops\n", "\(sout)\(serr)")
+        // Again: this run's output only, not the last one's too.
+        let (src2, sout2, _) = try strata(e, ["start", "-a", "made"])
+        #expect(src2 == 0 && sout2 == "y\n65534\nhh\n", "\(sout2)")
+        #expect(try strata(e, ["create", "--name", "three", "--rm", Self.image, "sh", "-c", "exit 3"]).0 == 0)
+        #expect(try strata(e, ["start", "-a", "three"]).0 == 3)
+        #expect(try strata(e, ["ps", "-a", "--format", "{{.Names}}"]).1 == "made\n")
+        // Bad flags are refused before anything is made.
+        #expect(try strata(e, ["create", "--memory", "lots", Self.image]).0 == 64)
+        #expect(try strata(e, ["ps", "-a", "-q"]).1.split(separator: "\n").count == 1)
+        #expect(try strata(e, ["rm", "-f", "made"]).0 == 0)
+        try e.expectClean()
+    }
+
+    /// `run` and `create` of an image the store does not have pull it first (`--pull missing`);
+    /// `--pull never` refuses; `--pull always` pulls again.
+    @Test func runPullsAMissingImage() throws {
+        let t = TempDir(); defer { t.remove() }
+        let registry = try TestRegistry(in: t.sub("registry"))
+        defer { registry.stop() }
+        let ref = "\(registry.host)/strata/busybox:a"
+        try registry.push(archive: "oci-archive:\(fixtures)/oci-archive.tar", as: ref)
+        let root = t.sub("store")
+        let (rc, out, err) = try strataCLI(["run", "--rm", ref, "echo", "hi"], root: root)
+        #expect(rc == 0 && out == "hi\n" && err.contains("Unable to find image") && err.contains("Digest: sha256:"), "\(out)\(err)")
+        let (rc2, _, err2) = try strataCLI(["run", "--rm", ref, "true"], root: root)
+        #expect(rc2 == 0 && !err2.contains("Unable to find"), "\(err2)")
+        let other = "\(registry.host)/strata/other:1"
+        let (rc3, _, err3) = try strataCLI(["run", "--rm", "--pull", "never", other, "true"], root: root)
+        #expect(rc3 == 125 && err3.contains("no image"), "\(err3)")
+        let (rc4, _, err4) = try strataCLI(["create", "--pull", "always", ref], root: root)
+        #expect(rc4 == 0 && err4.contains("Digest: sha256:"), "\(err4)")
+        let (rc5, _, err5) = try strataCLI(["run", "--rm", "--pull", "sometimes", ref, "true"], root: root)
+        #expect(rc5 == 125 && err5.contains("--pull"), "\(err5)")
+    }
+
+    /// `inspect -f` as Docker users write it: range, index, join, upper/lower, len, if/else,
+    /// pipes; an unknown field is an error; Author, Comment, DockerVersion, Parent are there.
+    @Test func inspectTemplatesAndImageFields() throws {
+        let e = try RunTests.Env()
+        #expect(try strata(e, ["create", "--name", "c", Self.image]).0 == 0)
+        #expect(try strata(e, ["commit", "-a", "Ada <ada@example.com>", "-m", "a note", "-c", "LABEL team=core",
+                               "-c", "LABEL tier=db", "c", "made:1"]).0 == 0)
+        #expect(try strata(e, ["tag", "made:1", "made:2"]).0 == 0)
+        func f(_ format: String, _ name: String = "made:1") throws -> (Int32, String, String) {
+            try strata(e, ["inspect", "--type", "image", "-f", format, name])
+        }
+        #expect(try f("{{range .RepoTags}}<{{.}}>{{end}}").1 == "<made:1><made:2>\n")
+        #expect(try f("{{index .Config.Labels \"team\"}} {{.Config.Labels.tier}} {{.Config.Labels.nope}}").1 == "core db <no value>\n")
+        #expect(try f("{{join .RepoTags \", \"}}|{{upper .Os}}|{{.Architecture | lower}}|{{len .RootFS.Layers}}").1 == "made:1, made:2|LINUX|amd64|4\n")
+        #expect(try f("{{.Author}}/{{.Comment}}/{{json .Parent}}/{{if .Config.Labels}}labelled{{else}}bare{{end}}").1
+                == "Ada <ada@example.com>/a note/\"\"/labelled\n")
+        #expect(try f("{{range .Config.Env}}{{println .}}{{end}}").1.hasPrefix("PATH="))
+        #expect(try f("{{range .Nothing}}x{{else}}none{{end}}").0 == 64)
+        let (rc, _, err) = try f("{{.NoSuchField}}")
+        #expect(rc == 64 && err.contains("NoSuchField"), "\(err)")
+        #expect(try f("{{range .RepoTags}}").0 == 64)
+        #expect(try f("{{frobnicate .Id}}").0 == 64)
+        let (_, state, _) = try strata(e, ["inspect", "-f", "{{.State.Running}} {{.State.Status}}", "c"])
+        #expect(state == "false created\n", "\(state)")
+    }
 }

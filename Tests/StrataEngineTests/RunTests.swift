@@ -306,7 +306,7 @@ struct BundleTests {
         let (rc2, out2, err2) = try sh(["runc", "run", "-b", e.t.sub("b1"), "strata-bundle-\(getpid())"])
         #expect(rc2 == 0 && out2 == "hello from strata\n", "\(err2)")
         // A container's bundle carries its changes.
-        #expect(try strataCLI(["create", RunTests.image, "--name", "bc"], root: e.root).0 == 0)
+        #expect(try strataCLI(["create", "--name", "bc", RunTests.image], root: e.root).0 == 0)
         let (_, m, _) = try strataCLI(["mount", "bc"], root: e.root)
         let merged = m.split(separator: "\n").last.map(String.init) ?? ""
         try Data("changed\n".utf8).write(to: URL(fileURLWithPath: merged + "/etc/motd"))

@@ -108,7 +108,7 @@ import Testing
     /// A container on a broken layer: reported and kept by --repair, removed with --force.
     @Test func containersOnBrokenLayers() throws {
         let e = try Env(); defer { e.t.remove() }
-        #expect(try e.strata(["create", "example.com/strata/busybox:a", "--name", "user"]).0 == 0)
+        #expect(try e.strata(["create", "--name", "user", "example.com/strata/busybox:a"]).0 == 0)
         try Data("x".utf8).write(to: URL(fileURLWithPath: try e.layerDir(top: true) + "/added"))
         let (_, out, _) = try e.strata(["check", "--repair"])
         #expect(out.contains("left: image") && out.contains("user"), "\(out)")

@@ -16,7 +16,7 @@ import Testing
         let root = t.sub("store")
         let strata = { (args: [String]) in try strataCLI(args, root: root) }
         #expect(try strata(["-q", "load", fixtures + "/oci-gzip"]).0 == 0)
-        let id = try strata(["create", "example.com/strata/busybox:gzip", "--name", "racer"]).1
+        let id = try strata(["create", "--name", "racer", "example.com/strata/busybox:gzip"]).1
             .split(separator: "\n").last.map(String.init) ?? ""
         let upper = root + "/containers/" + id + "/upper"
         try FileManager.default.createDirectory(atPath: upper + "/d", withIntermediateDirectories: true)

@@ -35,7 +35,7 @@ import CStrata
         }
         /// Creates and mounts a container; returns its merged rootfs.
         func mount(_ image: String, name: String) throws -> String {
-            _ = try ok(["create", image, "--name", name])
+            _ = try ok(["create", "--name", name, image])
             return try ok(["mount", name]).split(separator: "\n").last.map(String.init) ?? ""
         }
         func remove() { _ = try? strata(["rm", "-f", "c"]); t.remove() }

@@ -152,7 +152,7 @@ import Testing
         defer { _ = try? sh(["umount", "-l", mnt]) }
         let root = mnt + "/store"
         #expect(try strata(root, ["-q", "load", fixtures + "/oci-gzip"]).0 == 0)
-        #expect(try strata(root, ["create", "example.com/strata/busybox:gzip", "--name", "full"]).0 == 0)
+        #expect(try strata(root, ["create", "--name", "full", "example.com/strata/busybox:gzip"]).0 == 0)
         let merged = try strata(root, ["mount", "full"]).1.split(separator: "\n").last.map(String.init) ?? ""
         try sh(["sh", "-c", "head -c 12000000 /dev/urandom > \(merged)/big"])
         let (rc, _, err) = try strata(root, ["commit", "full", "x:1"])
