@@ -35,6 +35,8 @@ extension Engine {
         public var stopSignal: String?
         /// The size at which a detached container's log is rotated (one old file is kept).
         public var logMaxSize: Int64 = 10 << 20
+        /// `--label KEY=VALUE`: the container's labels (`ps --filter label=`).
+        public var labels: [String: String] = [:]
         /// Docker's defaults: a new name, the image's process, no limits, the default seccomp profile.
         public init() {}
 
@@ -153,6 +155,7 @@ struct ContainerSpecBuilder {
         if options.initProcess { annotations[RuntimeSpec.Annotation.initProcess] = "true" }
         if privileged { annotations[RuntimeSpec.Annotation.privileged] = "true" }
         if options.remove { annotations[RuntimeSpec.Annotation.remove] = "true" }
+        for (k, v) in options.labels { annotations[RuntimeSpec.Annotation.labelPrefix + k] = v }
         if let signal = options.stopSignal ?? imageStopSignal { annotations[RuntimeSpec.Annotation.stopSignal] = signal }
 
         let rootPath = rootfs.hasPrefix(bundle + "/") ? String(rootfs.dropFirst(bundle.count + 1)) : rootfs

@@ -282,17 +282,23 @@ extension Engine {
 }
 
 /// What a prune removed.
+/// Which images `prune` removes: none, dangling ones (no tag, no container: Docker's `image
+/// prune`), or every one no container uses (`-a`).
+public enum ImagePruneScope: Sendable { case none, dangling, unused }
+
 public struct PruneReport: Sendable {
     public var containers = 0
     public var images = 0
+    /// The IDs of the images removed.
+    public var deletedImages: [String] = []
     public var layers = 0
     public var bytes: Int64 = 0
 }
 
 extension Engine {
-    /// `system prune`: containers that do not run and are not mounted (`containers`), images
-    /// with no tag that no container uses (`images`), then what `gc` removes (`collect`).
-    public func prune(containers: Bool, images: Bool, collect: Bool = true) throws -> PruneReport {
+    /// `system prune`: containers that do not run and are not mounted (`containers`), the
+    /// images `images` says (none of them used by a container), then what `gc` removes (`collect`).
+    public func prune(containers: Bool, images: ImagePruneScope, collect: Bool = true) throws -> PruneReport {
         var report = PruneReport()
         if containers {
             for c in try store.containers(all: true) where c.state == .exited || c.state == .created {
@@ -300,12 +306,14 @@ extension Engine {
                 report.containers += 1
             }
         }
-        if images {
+        if images != .none {
             let used = Set(try store.containers(all: true).map(\.record.image))
-            let unused = try store.images().filter { $0.tags.isEmpty && !used.contains($0.id) }.map(\.id.string)
+            let unused = try store.images().filter { !used.contains($0.id) && (images == .unused || $0.tags.isEmpty) }.map(\.id.string)
             if !unused.isEmpty {
-                let r = try store.removeImages(unused, force: false)
+                // By ID, every tag with it (`force`): no container uses these.
+                let r = try store.removeImages(unused, force: true)
                 report.images += r.deletedImages.count
+                report.deletedImages += r.deletedImages
                 report.layers += r.deletedLayers.count
                 report.bytes += r.bytesFreed
             }

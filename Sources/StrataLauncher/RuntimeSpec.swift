@@ -172,6 +172,9 @@ public struct RuntimeSpec: Codable, Sendable, Equatable {
         public static let remove = "io.strata.remove"
         /// Bytes at which a detached container's log is rotated.
         public static let logMaxSize = "io.strata.log-max-size"
+        /// `io.strata.label.KEY`: the container's label KEY (`--label`), kept apart from strata's
+        /// own annotations so that no label can pass for one of them.
+        public static let labelPrefix = "io.strata.label."
         /// The signal `stop` sends first (the name podman and containerd use).
         public static let stopSignal = "org.opencontainers.image.stopSignal"
     }
@@ -205,6 +208,13 @@ public struct RuntimeSpec: Codable, Sendable, Equatable {
     }
 
     /// An annotation's value, or nil.
+    /// The container's own labels (`--label`), from their annotations.
+    public var labels: [String: String] {
+        var out: [String: String] = [:]
+        for (k, v) in annotations ?? [:] where k.hasPrefix(Annotation.labelPrefix) { out[String(k.dropFirst(Annotation.labelPrefix.count))] = v }
+        return out
+    }
+
     public func annotation(_ key: String) -> String? { annotations?[key] }
     /// Whether an annotation is "true".
     public func flag(_ key: String) -> Bool { annotations?[key] == "true" }

@@ -67,10 +67,15 @@ struct Ps: ParsableCommand {
     var json = false
     @Option(name: .long, help: "A template per row: {{.ID}}, {{.Image}}, {{.Command}}, {{.CreatedAt}}, {{.RunningFor}}, {{.Status}}, {{.State}}, {{.Names}}, {{json .}}; or json.")
     var format: String?
+    @Option(name: [.short, .long], help: "KEY=VALUE: status, name, id, label, ancestor, exited, before, since (repeatable).") var filter: [String] = []
     func run() throws {
         try strata.run {
             let template = try format.map(RowTemplate.init)
-            let list = try global.openStore().containers(all: all).map(ContainerJSON.init)
+            let filters = try Filters(filter, allowed: Ps.filterKeys, command: "ps")
+            let store = try global.openStore()
+            // A status or exit-code filter looks at every container, as Docker's does.
+            let every = all || filters.has("status") || filters.has("exited")
+            let list = try Ps.filter(try store.containers(all: every), filters, store: store).map(ContainerJSON.init)
             if json { print(try Format.json(list)); return }
             if quiet { for c in list { print(noTrunc ? c.id : String(c.id.prefix(12))) }; return }
             if let template {

@@ -92,11 +92,15 @@ struct Images: ParsableCommand {
     @Argument(help: "Only the images of REPOSITORY[:TAG].") var reference: String?
     @Option(name: .long, help: "A template per row: {{.ID}}, {{.Repository}}, {{.Tag}}, {{.Digest}}, {{.CreatedSince}}, {{.CreatedAt}}, {{.Size}}, {{json .}}; or json.")
     var format: String?
+    @Option(name: [.short, .long], help: "KEY=VALUE: dangling, reference, label, before, since (repeatable).") var filter: [String] = []
 
     func run() throws {
         try strata.run {
             let template = try format.map(RowTemplate.init)
-            let images = try global.openStore().images().filter { i in reference.map { r in i.tags.contains { Images.matches($0, r) } } ?? true }
+            let filters = try Filters(filter, allowed: Images.filterKeys, command: "images")
+            let store = try global.openStore()
+            let images = try Images.filter(try store.images(), filters, store: store)
+                .filter { i in reference.map { r in i.tags.contains { Images.matches($0, r) } } ?? true }
             if json { print(try Format.json(images.map(ImageJSON.init))); return }
             if let template {
                 for image in images {

@@ -50,43 +50,65 @@ struct ContainerLs: ParsableCommand {
     func run() throws { let c = try Ps.parse(arguments); try c.run() }
 }
 
-/// `image prune`: unused layers and blobs (`gc`); with `-a`, images no tag and no container names.
+/// `image prune [-a] [-f]`: as Docker's, dangling images (no tag, no container), with `-a` every
+/// image no container uses; then unused layers and blobs (`gc`). Asks first unless `-f`.
 struct ImagePrune: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "prune", abstract: "Remove what no image uses; -a: also untagged images no container uses.")
+    static let configuration = CommandConfiguration(commandName: "prune", abstract: "Remove dangling images (-a: every image no container uses), then unused layers.")
     @OptionGroup var global: GlobalOptions
-    @Flag(name: [.short, .long], help: "Also every image without a tag that no container uses.") var all = false
+    @Flag(name: [.short, .long], help: "Every image no container uses, tagged or not.") var all = false
+    @Flag(name: [.short, .long], help: "Do not ask first.") var force = false
     func run() throws {
         try strata.run {
             let engine = try global.openEngine()
-            let r = try engine.prune(containers: false, images: all)
-            print("removed \(r.containers) containers, \(r.images) images, \(r.layers) layers; \(Format.bytes(r.bytes)) freed")
+            guard force || confirm(all ? "This will remove all images without at least one container associated to them."
+                                       : "This will remove all dangling images.") else { return }
+            report(try engine.prune(containers: false, images: all ? .unused : .dangling))
         }
     }
 }
 
-/// `container prune`: every container that has ended (or never ran) and is not mounted.
+/// `container prune [-f]`: every container that has ended (or never ran) and is not mounted.
 struct ContainerPrune: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "prune", abstract: "Remove stopped containers.")
     @OptionGroup var global: GlobalOptions
+    @Flag(name: [.short, .long], help: "Do not ask first.") var force = false
     func run() throws {
         try strata.run {
-            let r = try global.openEngine().prune(containers: true, images: false, collect: false)
+            let engine = try global.openEngine()
+            guard force || confirm("This will remove all stopped containers.") else { return }
+            let r = try engine.prune(containers: true, images: .none, collect: false)
             print("removed \(r.containers) containers")
         }
     }
 }
 
-/// `system prune [-a]`: stopped containers, then what `gc` removes; `-a` also unused untagged images.
+/// `system prune [-a] [-f]`: stopped containers, dangling images (`-a`: every image no container
+/// uses), then what `gc` removes. Asks first unless `-f`.
 struct SystemPrune: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "prune", abstract: "Remove stopped containers and unused layers and blobs; -a: also untagged images.")
+    static let configuration = CommandConfiguration(commandName: "prune", abstract: "Remove stopped containers, dangling images (-a: unused ones) and unused layers and blobs.")
     @OptionGroup var global: GlobalOptions
-    @Flag(name: [.short, .long], help: "Also every image without a tag that no container uses.") var all = false
+    @Flag(name: [.short, .long], help: "Every image no container uses, not only dangling ones.") var all = false
+    @Flag(name: [.short, .long], help: "Do not ask first.") var force = false
     func run() throws {
         try strata.run {
-            let r = try global.openEngine().prune(containers: true, images: all)
-            print("removed \(r.containers) containers, \(r.images) images, \(r.layers) layers; \(Format.bytes(r.bytes)) freed")
+            let engine = try global.openEngine()
+            guard force || confirm("This will remove all stopped containers, all \(all ? "images without at least one container associated to them" : "dangling images"), and every layer and blob no image uses.") else { return }
+            report(try engine.prune(containers: true, images: all ? .unused : .dangling))
         }
     }
+}
+
+/// Docker's question before a prune: "y" or "yes" on standard input goes on; anything else
+/// (an empty line, end of input) stops, and nothing is removed.
+func confirm(_ what: String) -> Bool {
+    writeStandardError("WARNING! \(what)\nAre you sure you want to continue? [y/N] ")
+    let answer = readLine()?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
+    return answer == "y" || answer == "yes"
+}
+
+private func report(_ r: PruneReport) {
+    for id in r.deletedImages { print("Deleted: \(id)") }
+    print("removed \(r.containers) containers, \(r.images) images, \(r.layers) layers; \(Format.bytes(r.bytes)) freed")
 }
 
 /// `system df`: what images, layers and containers take.

@@ -68,6 +68,7 @@ struct RunFlags: ParsableArguments {
     @Flag(name: [.short, .long], help: "Allocate a pseudo-terminal.") var tty = false
     @Option(name: .long, help: "The signal `strata stop` sends first (default: the image's StopSignal, else TERM).") var stopSignal: String?
     @Option(name: .long, help: "Rotate a detached container's log at this size (one old file is kept).") var logMaxSize: String = "10m"
+    @Option(name: [.short, .long], help: "Set a label on the container: KEY=VALUE (or KEY, empty).") var label: [String] = []
     @Option(name: .long, help: "Pull the image first: missing (when the store has no such image), always, or never.") var pull: String = "missing"
     @OptionGroup var registry: RegistryFlags
 
@@ -127,6 +128,11 @@ struct RunFlags: ParsableArguments {
         options.remove = rm
         options.stopSignal = stopSignal
         options.logMaxSize = try ByteSize.parse(logMaxSize, what: "--log-max-size")
+        for l in label {
+            let kv = l.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+            guard !kv[0].isEmpty else { throw StrataError(.invalidArgument, "invalid --label \"\(l)\": expected KEY=VALUE") }
+            options.labels[kv[0]] = kv.count > 1 ? kv[1] : ""
+        }
         return options
     }
 

@@ -141,7 +141,7 @@ extension CLITests {
         let (_, info, _) = try strata(["info"], root: t.path)
         #expect(info.contains("Store: ") && info.contains("Driver: ") && info.contains("Cgroups: "), "\(info)")
         // prune: the container that never ran goes; -a then the untagged image no container uses.
-        #expect(try strata(["system", "prune"], root: t.path).1.contains("removed 1 containers"))
+        #expect(try strata(["system", "prune", "-f"], root: t.path).1.contains("removed 1 containers"))
         #expect(try strata(["image", "rm", "example.com/strata/busybox:b"], root: t.path).1.contains("Deleted"))
         #expect(try strata(["container", "ls", "-a", "-q"], root: t.path).1.isEmpty)
         let (rc, _, err) = try strata(["image", "rm", "nothing:here"], root: t.path)

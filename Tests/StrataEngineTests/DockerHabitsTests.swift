@@ -199,4 +199,55 @@ struct DockerHabitsTests {
         let (_, state, _) = try strata(e, ["inspect", "-f", "{{.State.Running}} {{.State.Status}}", "c"])
         #expect(state == "false created\n", "\(state)")
     }
+
+    /// `ps --filter` and `images --filter` with Docker's keys; `image prune` asks, then removes
+    /// dangling images (`-a`: every image no container uses).
+    @Test func filtersAndPrune() throws {
+        let e = try RunTests.Env()
+        #expect(try strata(e, ["run", "--name", "ok", "--label", "tier=web", Self.image, "true"]).0 == 0)
+        #expect(try strata(e, ["run", "--name", "bad", Self.image, "sh", "-c", "exit 3"]).0 == 3)
+        #expect(try strata(e, ["create", "--name", "fresh", Self.image]).0 == 0)
+        func ps(_ args: String...) throws -> [String] {
+            try strata(e, ["ps", "--format", "{{.Names}}"] + args).1.split(separator: "\n").map(String.init).sorted()
+        }
+        #expect(try ps("--filter", "status=exited") == ["bad", "ok"])
+        #expect(try ps("-a", "--filter", "exited=3") == ["bad"])
+        #expect(try ps("-a", "-f", "name=fre") == ["fresh"])
+        #expect(try ps("-a", "-f", "label=tier=web") == ["ok"])
+        #expect(try ps("-a", "-f", "label=tier") == ["ok"])
+        #expect(try ps("-a", "-f", "status=created") == ["fresh"])
+        #expect(try ps("-a", "-f", "before=fresh") == ["bad", "ok"])
+        #expect(try ps("-a", "-f", "since=ok") == ["bad", "fresh"])
+        #expect(try ps("-a", "-f", "ancestor=" + Self.image) == ["bad", "fresh", "ok"])
+        #expect(try ps("-a", "-f", "status=exited", "-f", "status=created") == ["bad", "fresh", "ok"])
+        #expect(try ps("-a", "-f", "status=exited", "-f", "name=ok") == ["ok"])
+        #expect(try strata(e, ["ps", "-f", "bogus=1"]).0 == 64)
+        #expect(try strata(e, ["ps", "-f", "status=sleeping"]).0 == 64)
+
+        // An untagged (dangling) image and a tagged one no container uses.
+        #expect(try strata(e, ["commit", "ok"]).0 == 0)
+        #expect(try strata(e, ["commit", "bad", "spare:1"]).0 == 0)
+        func images(_ args: String...) throws -> [String] {
+            try strata(e, ["images", "--format", "{{.Repository}}:{{.Tag}}"] + args).1.split(separator: "\n").map(String.init).sorted()
+        }
+        #expect(try images("-f", "dangling=true") == ["<none>:<none>"])
+        #expect(try images("-f", "dangling=false") == [Self.image, "spare:1"])
+        #expect(try images("-f", "reference=example.com/strata/*") == [Self.image])
+        #expect(try images("-f", "reference=example.com/strata/busybox:g*") == [Self.image])
+        #expect(try images("-f", "reference=spare") == ["spare:1"])
+        #expect(try images("-f", "since=" + Self.image).count == 2)
+        #expect(try strata(e, ["images", "-f", "dangling=maybe"]).0 == 64)
+
+        // prune asks first: no answer, nothing removed.
+        let (rc, out, err) = try strataCLI(["image", "prune"], root: e.root, stdin: Array("n\n".utf8))
+        #expect(rc == 0 && out.isEmpty && err.contains("Are you sure"), "\(out)\(err)")
+        #expect(try images().count == 3)
+        let (rc2, out2, _) = try strataCLI(["image", "prune"], root: e.root, stdin: Array("y\n".utf8))
+        #expect(rc2 == 0 && out2.contains("1 images"), "\(out2)")
+        #expect(try images() == [Self.image, "spare:1"])
+        // -a: every image no container uses; the containers' own stays.
+        #expect(try strata(e, ["image", "prune", "-a", "-f"]).1.contains("1 images"))
+        #expect(try images() == [Self.image])
+        #expect(try strata(e, ["rm", "ok", "bad", "fresh"]).0 == 0)
+    }
 }
