@@ -64,6 +64,11 @@ int child_set_caps(uint64_t keep) {
 }
 
 void child_drop(const struct child_identity *id, int err_fd) {
+    /* resource limits first: raising a hard limit takes CAP_SYS_RESOURCE, still held here */
+    for (int i = 0; i < id->nrlimits; i++) {
+        struct rlimit64_raw { uint64_t cur, max; } lim = { id->rlimits[i].soft, id->rlimits[i].hard };
+        if (syscall(SYS_prlimit64, 0, id->rlimits[i].resource, &lim, NULL) != 0) child_fail(err_fd, ST_RLIMIT);
+    }
     /* privileges: groups, gid, uid; capabilities; no_new_privs if asked */
     if (child_drop_bounding(id->capabilities) != 0) child_fail(err_fd, ST_CAPS);
     /* Without no_new_privs (Docker's default: setuid programs such as su, sudo and ping work),

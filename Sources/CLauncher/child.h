@@ -44,6 +44,8 @@ struct child_identity {
     int init_fd;
     char *const *init_argv;
     int no_new_privs;
+    const struct strata_rlimit *rlimits;
+    int nrlimits;
 };
 
 /* Groups, gid, uid, capabilities, no_new_privs if asked, working directory, default signals,

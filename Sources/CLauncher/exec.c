@@ -57,7 +57,7 @@ pid_t strata_exec(const struct strata_exec *cfg, int go_fd, int err_fd) {
        itself. */
     struct child_identity id = {
         cfg->uid, cfg->gid, cfg->groups, cfg->ngroups, cfg->capabilities, cfg->cwd,
-        cfg->seccomp_filter, cfg->seccomp_len, cfg->path, cfg->argv, cfg->envp, -1, NULL, cfg->no_new_privs,
+        cfg->seccomp_filter, cfg->seccomp_len, cfg->path, cfg->argv, cfg->envp, -1, NULL, cfg->no_new_privs, cfg->rlimits, cfg->nrlimits,
     };
     child_drop(&id, err_fd);
     /* A terminal from the container's own devpts (its /dev/ptmx, now that we see its mounts),

@@ -66,6 +66,7 @@ const char *strata_launch_step_name(int step) {
         "resetting signals", "exec", "starting the init process", "closing inherited fds",
         "making the process non-dumpable", "mounting the cgroup filesystem", "loading the seccomp filter",
         "joining the container's namespaces", "setting up stdin, stdout and stderr", "starting a new session",
+        "setting resource limits (--ulimit)",
     };
     if (step < 0 || step >= (int)(sizeof names / sizeof names[0])) return "?";
     return names[step];
@@ -89,7 +90,7 @@ static int mknod_dev(int dev, const char *name, mode_t mode, unsigned ma, unsign
 
 /* Mounts the tmpfs at <rootfs>/dev (resolved inside the root) and fills it through an fd of
    the new tmpfs, so nothing the image put at /dev is followed. */
-static int setup_dev(int rootfd) {
+static int setup_dev(int rootfd, uint64_t shm_size) {
     char buf[64];
     int at = open_in_root(rootfd, "dev", buf, sizeof buf);
     if (at < 0) return -1;
@@ -119,7 +120,9 @@ static int setup_dev(int rootfd) {
     if (r != 0) return -1;
     sub = open_in_root(rootfd, "dev/shm", p, sizeof p);
     if (sub < 0) return -1;
-    r = mount("shm", p, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k");
+    char shm_options[64];
+    snprintf(shm_options, sizeof shm_options, "mode=1777,size=%llu", (unsigned long long)(shm_size ? shm_size : 64ull << 20));
+    r = mount("shm", p, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, shm_options);
     close(sub);
     if (r != 0) return -1;
     /* POSIX message queues of the container's own ipc namespace (the one this process is in). */
@@ -232,7 +235,7 @@ pid_t strata_launch(const struct strata_launch *cfg, int go_fd, int err_fd) {
     int at = open_in_root(rootfd, "proc", buf, sizeof buf);
     if (at < 0 || mount("proc", buf, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) child_fail(err_fd, ST_PROC);
     close(at);
-    if (setup_dev(rootfd) != 0) child_fail(err_fd, ST_DEV);
+    if (setup_dev(rootfd, cfg->shm_size) != 0) child_fail(err_fd, ST_DEV);
     setup_sys(cfg, rootfd, err_fd);
 
     /* /etc/hostname, /etc/hosts, /etc/resolv.conf from the container's folder, then volumes and
@@ -285,7 +288,7 @@ pid_t strata_launch(const struct strata_launch *cfg, int go_fd, int err_fd) {
 
     struct child_identity id = {
         cfg->uid, cfg->gid, cfg->groups, cfg->ngroups, cfg->capabilities, cfg->cwd,
-        cfg->seccomp_filter, cfg->seccomp_len, cfg->path, cfg->argv, cfg->envp, cfg->init_fd, cfg->init_argv, cfg->no_new_privs,
+        cfg->seccomp_filter, cfg->seccomp_len, cfg->path, cfg->argv, cfg->envp, cfg->init_fd, cfg->init_argv, cfg->no_new_privs, cfg->rlimits, cfg->nrlimits,
     };
     child_become(&id, err_fd);
     return -1;

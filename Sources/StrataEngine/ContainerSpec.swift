@@ -37,6 +37,19 @@ extension Engine {
         public var logMaxSize: Int64 = 10 << 20
         /// `--label KEY=VALUE`: the container's labels (`ps --filter label=`).
         public var labels: [String: String] = [:]
+        /// `--add-host`, `--dns`, `--dns-search`, `--dns-option`: what /etc/hosts and
+        /// /etc/resolv.conf hold besides the defaults.
+        public var names = NameSettings()
+        /// `--ulimit`: resource limits (RLIMIT_* names, as the runtime spec writes them).
+        public var rlimits: [RuntimeSpec.Rlimit] = []
+        /// `--group-add`: more groups for the process (names from the image's /etc/group, or ids).
+        public var groupAdd: [String] = []
+        /// `--shm-size`: the size of /dev/shm in bytes (default 64 MiB, as Docker's).
+        public var shmSize: Int64?
+        /// `--stop-timeout`: seconds `stop` waits before SIGKILL when not told (default 10).
+        public var stopTimeout: Int?
+        /// `--cidfile`: a new file the container's ID is written to once it exists.
+        public var cidFile: String?
         /// Docker's defaults: a new name, the image's process, no limits, the default seccomp profile.
         public init() {}
 
@@ -76,6 +89,19 @@ extension Engine {
                 guard pathExists(source) else { throw StrataError(.notFound, "volume source \(source) does not exist") }
             }
             if let stopSignal { _ = try MonitorProcess.signalNumber(stopSignal) }
+            try names.validate()
+            if let cidFile, pathExists(cidFile) {
+                throw StrataError(.alreadyExists, "the container ID file \(cidFile) exists: another container may be using it; remove it first")
+            }
+            if let shmSize, shmSize < 1 << 12 || shmSize > 1 << 40 {
+                throw StrataError(.invalidArgument, "invalid --shm-size of \(shmSize) bytes: from 4k to 1t")
+            }
+            if let stopTimeout, stopTimeout < -1 {
+                throw StrataError(.invalidArgument, "invalid --stop-timeout \(stopTimeout): seconds, or -1 to wait for ever")
+            }
+            for r in rlimits where r.soft > r.hard {
+                throw StrataError(.invalidArgument, "invalid --ulimit for \(r.type): the soft limit \(r.soft) is above the hard limit \(r.hard)")
+            }
             guard logMaxSize > 0 else { throw StrataError(.invalidArgument, "invalid log size \(logMaxSize): more than 0 bytes") }
             return try security.resolve()
         }
@@ -99,7 +125,12 @@ struct ContainerSpecBuilder {
     /// the bundle `bundle`. With `etcFiles`, /etc/hostname, /etc/hosts and /etc/resolv.conf
     /// are written into the bundle and bound over the init layer's.
     func spec(id: String, rootfs: String, bundle: String, etcFiles: Bool) throws -> RuntimeSpec {
-        let user = try RootfsFiles(rootfs: rootfs).user(process.user)
+        let files = try RootfsFiles(rootfs: rootfs)
+        var user = try files.user(process.user)
+        for g in options.groupAdd {
+            let id = try files.groupID(g)
+            if !user.groups.contains(id) { user.groups.append(id) }
+        }
         let hostname = options.hostname ?? String(id.prefix(12))
         var env = process.env
         if !env.contains(where: { $0.hasPrefix("PATH=") }) { env.append(ContainerSpecBuilder.defaultPath) }
@@ -113,7 +144,7 @@ struct ContainerSpecBuilder {
             terminal: options.tty, user: RuntimeSpec.User(uid: user.uid, gid: user.gid, additionalGids: user.groups),
             args: process.args, env: env, cwd: process.cwd,
             capabilities: RuntimeSpec.Capabilities(bounding: caps, effective: caps, permitted: caps),
-            noNewPrivileges: options.security.noNewPrivileges)
+            noNewPrivileges: options.security.noNewPrivileges, rlimits: options.rlimits.isEmpty ? nil : options.rlimits)
 
         var mounts = RuntimeSpec.standardMounts
         if privileged {
@@ -122,8 +153,12 @@ struct ContainerSpecBuilder {
                 mounts[i].options = mounts[i].options?.filter { $0 != "ro" }
             }
         }
+        if let shm = options.shmSize, let i = mounts.firstIndex(where: { $0.destination == "/dev/shm" }) {
+            mounts[i].options = (mounts[i].options ?? []).filter { !$0.hasPrefix("size=") } + ["size=\(shm)"]
+        }
         if etcFiles {
-            for name in try ContainerSpecBuilder.writeEtcFiles(hostname: hostname, hostNetwork: options.hostNetwork, into: bundle) {
+            for name in try ContainerSpecBuilder.writeEtcFiles(hostname: hostname, hostNetwork: options.hostNetwork, names: options.names,
+                                                               into: bundle) {
                 mounts.append(RuntimeSpec.Mount(destination: "/etc/" + name, type: "bind", source: bundle + "/" + name,
                                                 options: ["rbind", "rprivate"]))
             }
@@ -156,6 +191,8 @@ struct ContainerSpecBuilder {
         if privileged { annotations[RuntimeSpec.Annotation.privileged] = "true" }
         if options.remove { annotations[RuntimeSpec.Annotation.remove] = "true" }
         for (k, v) in options.labels { annotations[RuntimeSpec.Annotation.labelPrefix + k] = v }
+        options.names.annotate(&annotations)
+        if let t = options.stopTimeout { annotations[RuntimeSpec.Annotation.stopTimeout] = String(t) }
         if let signal = options.stopSignal ?? imageStopSignal { annotations[RuntimeSpec.Annotation.stopSignal] = signal }
 
         let rootPath = rootfs.hasPrefix(bundle + "/") ? String(rootfs.dropFirst(bundle.count + 1)) : rootfs
@@ -164,13 +201,16 @@ struct ContainerSpecBuilder {
     }
 
     /// Writes /etc/hostname, /etc/hosts and /etc/resolv.conf as the container sees them into
-    /// its folder `bundle` (the host's resolv.conf with the host's network); their names.
+    /// its folder `bundle` (the host's resolv.conf with the host's network; `names` adds hosts
+    /// and replaces nameservers, search domains and options as Docker's flags do); their names.
     @discardableResult
-    static func writeEtcFiles(hostname: String, hostNetwork: Bool, into bundle: String) throws -> [String] {
-        let hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t\(hostname)\n"
+    static func writeEtcFiles(hostname: String, hostNetwork: Bool, names: NameSettings, into bundle: String) throws -> [String] {
+        var hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t\(hostname)\n"
+        for h in names.extraHosts { hosts += "\(h.address)\t\(h.name)\n" }
         var resolv = "nameserver 127.0.0.53\n"
         if hostNetwork, let f = try? FDHandle.open("/etc/resolv.conf", flags: .readOnly),
            let bytes = try? f.readAll(limit: 1 << 20, label: "/etc/resolv.conf") { resolv = String(decoding: bytes, as: UTF8.self) }
+        resolv = names.resolvConf(from: resolv)
         let dir = try Directory.open(bundle)
         let files = [("hostname", hostname + "\n"), ("hosts", hosts), ("resolv.conf", resolv)]
         for (name, content) in files {

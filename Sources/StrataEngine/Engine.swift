@@ -45,6 +45,10 @@ public final class Engine: Sendable {
             // `start` runs it again from this spec, `exec` takes its user and environment, and its
             // state tells `ps`, `wait` and `inspect` how it runs and ended.
             try SignalRelay.checkNotCancelled("container \(id.prefix(12))")
+            if let cidFile = options.cidFile {
+                let f = try FDHandle.open(cidFile, flags: [.writeOnly, .create, .exclusive], mode: 0o644)
+                try f.writeAll(Array(id.utf8))
+            }
             let rootfs = try store.mountContainer(id)
             let bundle = store.containerPaths(id).root
             let spec = try ContainerSpecBuilder(process: process, options: options, security: security, imageStopSignal: config.StopSignal)

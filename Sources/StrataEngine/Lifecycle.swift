@@ -59,6 +59,7 @@ extension Engine {
             // Written afresh at every start, as Docker does: what a container wrote into its
             // /etc/hosts or /etc/hostname does not outlive its run.
             try ContainerSpecBuilder.writeEtcFiles(hostname: spec.hostname ?? String(id.prefix(12)), hostNetwork: !spec.newNetwork,
+                                                   names: NameSettings(annotations: spec.annotations ?? [:]),
                                                    into: store.containerPaths(id).root)
             let maxSize = spec.annotation(RuntimeSpec.Annotation.logMaxSize).flatMap { Int64($0) } ?? RunOptions().logMaxSize
             let pipes = try MonitorProcess.outputPipes()
@@ -136,30 +137,37 @@ extension Engine {
     }
 
     /// `stop`: the stop signal, then SIGKILL after `timeout` seconds; waits until it has ended.
-    public func stop(_ ref: String, timeout: Double) throws {
+    public func stop(_ ref: String, timeout: Double?) throws {
         if case .failure(let e) = stop([ref], timeout: timeout)[0] { throw e }
     }
 
     /// `stop` of several containers at once, as Docker stops them: each gets its stop signal,
     /// one grace period runs for all, those still running then get SIGKILL (their whole
     /// cgroup); returns when every one has ended. One result per reference, in order: a
-    /// container that cannot be found fails alone.
-    public func stop(_ refs: [String], timeout: Double) -> [Result<Void, any Error>] {
+    /// container that cannot be found fails alone. Without a `timeout`, each container's
+    /// `--stop-timeout` (10 s when it has none; the longest of them for several; -1 waits for ever).
+    public func stop(_ refs: [String], timeout: Double?) -> [Result<Void, any Error>] {
         var results = [Result<Void, any Error>](repeating: .success(()), count: refs.count)
         var waiting: [String] = []
+        var grace = timeout ?? 0
         for (i, ref) in refs.enumerated() {
             do {
                 let c = try store.container(ref)
                 guard isRunning(c), let pid = c.pid else { continue }
                 // A container made before specs existed (run.json) stops with SIGTERM.
-                let name = ((try? store.spec(c.id)) ?? nil)?.annotation(RuntimeSpec.Annotation.stopSignal) ?? "TERM"
+                let spec = (try? store.spec(c.id)) ?? nil
+                let name = spec?.annotation(RuntimeSpec.Annotation.stopSignal) ?? "TERM"
+                if timeout == nil {
+                    let own = spec?.annotation(RuntimeSpec.Annotation.stopTimeout).flatMap { Double($0) } ?? 10
+                    grace = max(grace, own < 0 ? Double(Int32.max) : own)
+                }
                 MonitorProcess.signal(pid, try MonitorProcess.signalNumber(name))
                 waiting.append(c.id)
             } catch {
                 results[i] = .failure(error)
             }
         }
-        let left = waitForExits(waiting, seconds: timeout)
+        let left = waitForExits(waiting, seconds: grace)
         for id in left { ContainerCgroups.kill(id: id, parent: cgroupParent) }
         _ = waitForExits(left, seconds: 10)
         return results

@@ -49,6 +49,8 @@ public struct ExecLauncher {
         cfg.ngroups = Int32(groups.count)
         cfg.capabilities = security.capabilities.mask
         cfg.no_new_privs = process.noNewPrivileges == true ? 1 : 0
+        cfg.rlimits = arena.copy(security.rlimits)
+        cfg.nrlimits = Int32(security.rlimits.count)
         if let bpf = security.seccomp {
             cfg.seccomp_filter = UnsafeRawPointer(arena.copy(bpf))
             cfg.seccomp_len = Int32(bpf.count / 8)

@@ -77,6 +77,19 @@ public struct RootfsFiles {
         return User(uid: uid, gid: gid, groups: groups, home: home)
     }
 
+    /// A group for `--group-add`: a number, or a name from the image's /etc/group.
+    public func groupID(_ name: String) throws -> gid_t {
+        if let v = gid_t(name) {
+            guard v <= RootfsFiles.maxID else { throw StrataError(.invalidArgument, "group id \(v) is out of range: ids go up to \(RootfsFiles.maxID)") }
+            return v
+        }
+        let group = (read("/etc/group") ?? "").split(separator: "\n").map { $0.split(separator: ":", omittingEmptySubsequences: false).map(String.init) }
+        guard let e = group.first(where: { $0.count >= 3 && $0[0] == name }), let v = gid_t(e[2]), v <= RootfsFiles.maxID else {
+            throw StrataError(.notFound, "group \"\(name)\" (--group-add) is not in the image's /etc/group")
+        }
+        return v
+    }
+
     /// Where a command was found on `PATH`.
     public enum Lookup: Equatable { case found(String), notFound, notExecutable(String) }
 

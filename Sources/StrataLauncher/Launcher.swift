@@ -30,11 +30,15 @@ struct SpecSecurity {
     var capabilities: CapabilitySet
     /// The BPF program; nil for none.
     var seccomp: [UInt8]?
+    /// `process.rlimits` in the kernel's numbers.
+    var rlimits: [strata_rlimit]
 
     /// From the process's bounding set and `linux.seccomp` (compiled through the cache).
     init(_ process: RuntimeSpec.Process, seccomp profile: SeccompProfile?) throws {
-        capabilities = try CapabilitySet(specNames: process.capabilities?.bounding ?? [])
-        seccomp = try profile.map { try SeccompCompiler.cachedCompile($0, capabilities: capabilities) }
+        let caps = try CapabilitySet(specNames: process.capabilities?.bounding ?? [])
+        capabilities = caps
+        seccomp = try profile.map { try SeccompCompiler.cachedCompile($0, capabilities: caps) }
+        rlimits = try Rlimits.kernel(process.rlimits)
     }
 }
 
@@ -247,6 +251,9 @@ public final class Launcher: @unchecked Sendable {
         cfg.privileged = privileged ? 1 : 0
         cfg.capabilities = security.capabilities.mask
         cfg.no_new_privs = p.noNewPrivileges == true ? 1 : 0
+        cfg.rlimits = arena.copy(security.rlimits)
+        cfg.nrlimits = Int32(security.rlimits.count)
+        cfg.shm_size = spec.shmSize ?? 0
         let cgroupMounts = views.map { v in
             strata_cgroup_mount(name: v.name.map { arena.string($0) }, fstype: arena.string(v.fstype), data: v.data.map { arena.string($0) })
         }

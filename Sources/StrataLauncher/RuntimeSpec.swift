@@ -175,6 +175,14 @@ public struct RuntimeSpec: Codable, Sendable, Equatable {
         /// `io.strata.label.KEY`: the container's label KEY (`--label`), kept apart from strata's
         /// own annotations so that no label can pass for one of them.
         public static let labelPrefix = "io.strata.label."
+        /// `--add-host`: "NAME ADDRESS" lines for /etc/hosts.
+        public static let addHosts = "io.strata.add-hosts"
+        /// `--dns`, `--dns-search`, `--dns-option`: one value per line for /etc/resolv.conf.
+        public static let dns = "io.strata.dns"
+        public static let dnsSearch = "io.strata.dns-search"
+        public static let dnsOptions = "io.strata.dns-options"
+        /// `--stop-timeout`: seconds `stop` waits before SIGKILL when not given `-t`.
+        public static let stopTimeout = "io.strata.stop-timeout"
         /// The signal `stop` sends first (the name podman and containerd use).
         public static let stopSignal = "org.opencontainers.image.stopSignal"
     }

@@ -80,7 +80,7 @@ extension MetadataTransaction {
 
     /// Every container, newest first.
     package func containers() throws -> [ContainerRecord] {
-        try Row.fetchAll(db, sql: "SELECT * FROM containers ORDER BY created_at DESC, rowid DESC").map(ContainerRecord.init(row:))
+        try Row.fetchAll(db, sql: "SELECT * FROM containers ORDER BY created_at DESC, id").map(ContainerRecord.init(row:))
     }
 
     /// Containers whose name or ID is `ref`, or (hex, 3 characters or more) whose ID starts with it; at most two.

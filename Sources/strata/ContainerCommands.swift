@@ -23,7 +23,7 @@ struct Create: ParsableCommand {
             let options = try flags.runOptions()
             let engine = try global.openEngine()
             try flags.ensureImage(image, in: engine.store, quiet: global.quiet)
-            print(try engine.create(image: image, overrides: flags.overrides(command: command), options: options))
+            print(try engine.create(image: image, overrides: try flags.overrides(command: command), options: options))
         }
     }
 }

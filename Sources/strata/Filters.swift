@@ -91,12 +91,11 @@ extension Ps {
                 return true
             }
         }
-        // before/since name a container: those created before or after it, by the store's
-        // order of creation (newest first; times alone tie within a second).
-        let order = Dictionary(uniqueKeysWithValues: try store.containers(all: true).enumerated().map { ($1.record.id, $0) })
-        func position(_ ref: String) throws -> Int { order[try store.container(ref).id] ?? 0 }
-        let before = try filters.has("before") ? filters.anyValue("before").map(position) : nil
-        let since = try filters.has("since") ? filters.anyValue("since").map(position) : nil
+        // before/since name a container: those created before or after it (the store keeps
+        // creation times to the second).
+        func createdAt(_ ref: String) throws -> Date { try store.container(ref).createdAt }
+        let before = try filters.has("before") ? filters.anyValue("before").map(createdAt) : nil
+        let since = try filters.has("since") ? filters.anyValue("since").map(createdAt) : nil
         let ancestors = try filters.has("ancestor") ? Set(filters.allValues("ancestor").map { try store.resolveImage($0) }) : nil
         return try list.filter { c in
             guard filters.any("status", { $0 == c.state.rawValue }),
@@ -104,8 +103,8 @@ extension Ps {
                   filters.any("id", { c.record.id.hasPrefix($0) }),
                   filters.any("exited", { v in c.state == .exited && c.run?.exitCode.map { String($0) } == v }) else { return false }
             if let ancestors, !ancestors.contains(c.record.image) { return false }
-            if let before, !((order[c.record.id] ?? 0) > before) { return false }
-            if let since, !((order[c.record.id] ?? 0) < since) { return false }
+            if let before, !(c.record.createdAt < before) { return false }
+            if let since, !(c.record.createdAt > since) { return false }
             if filters.has("label") {
                 var labels = try store.imageConfig(c.record.image).config?.Labels ?? [:]
                 for (k, v) in ((try? store.spec(c.record.id)) ?? nil)?.labels ?? [:] { labels[k] = v }

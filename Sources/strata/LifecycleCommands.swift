@@ -85,7 +85,7 @@ struct Start: ParsableCommand {
 struct Stop: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "stop", abstract: "Stop containers: the stop signal, then SIGKILL after a grace period.")
     @OptionGroup var global: GlobalOptions
-    @Option(name: [.short, .customLong("time")], help: "Seconds to wait before SIGKILL.") var time: Double = 10
+    @Option(name: [.short, .customLong("time")], help: "Seconds to wait before SIGKILL (default: the container's --stop-timeout, else 10).") var time: Double?
     @Argument(help: "Containers.") var containers: [String]
     func run() throws {
         try strata.run {
@@ -98,7 +98,7 @@ struct Stop: ParsableCommand {
 struct Restart: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "restart", abstract: "Stop containers, then start them again.")
     @OptionGroup var global: GlobalOptions
-    @Option(name: [.short, .customLong("time")], help: "Seconds to wait before SIGKILL.") var time: Double = 10
+    @Option(name: [.short, .customLong("time")], help: "Seconds to wait before SIGKILL (default: the container's --stop-timeout, else 10).") var time: Double?
     @Argument(help: "Containers.") var containers: [String]
     func run() throws {
         try strata.run {

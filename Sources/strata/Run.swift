@@ -26,7 +26,7 @@ struct Run: ParsableCommand {
     func run() throws {
         try runsAProcess {
             let options = try flags.runOptions()
-            let overrides = flags.overrides(command: command)
+            let overrides = try flags.overrides(command: command)
             if detach && (options.tty || options.interactive) {
                 throw StrataError(.invalidArgument, "-d with -t or -i needs `attach`, which strata does not have yet; run in the foreground, or drop -t/-i")
             }
@@ -69,6 +69,17 @@ struct RunFlags: ParsableArguments {
     @Option(name: .long, help: "The signal `strata stop` sends first (default: the image's StopSignal, else TERM).") var stopSignal: String?
     @Option(name: .long, help: "Rotate a detached container's log at this size (one old file is kept).") var logMaxSize: String = "10m"
     @Option(name: [.short, .long], help: "Set a label on the container: KEY=VALUE (or KEY, empty).") var label: [String] = []
+    @Option(name: .long, help: "Read environment variables from a file: KEY=VALUE lines (KEY alone takes it from here; # comments).") var envFile: [String] = []
+    @Option(name: .long, help: "Add a line to /etc/hosts: NAME:ADDRESS.") var addHost: [String] = []
+    @Option(name: .long, help: "A nameserver for /etc/resolv.conf (replaces the default ones).") var dns: [String] = []
+    @Option(name: .long, help: "A search domain for /etc/resolv.conf.") var dnsSearch: [String] = []
+    @Option(name: .long, help: "An option for /etc/resolv.conf (ndots:2, …).") var dnsOption: [String] = []
+    @Option(name: .long, help: "A resource limit: NAME=SOFT[:HARD] (nofile, nproc, core, stack, …; -1 unlimited).") var ulimit: [String] = []
+    @Option(name: .long, help: "Another group for the process: a name from the image's /etc/group, or an id.") var groupAdd: [String] = []
+    @Option(name: .long, help: "Size of /dev/shm, e.g. 256m (default 64m).") var shmSize: String?
+    @Option(name: .long, help: "Seconds `stop` waits before SIGKILL (default 10; -1: for ever).") var stopTimeout: Int?
+    @Option(name: .long, help: "Write the container's ID to this new file.") var cidfile: String?
+    @Option(name: .long, help: "Platform to pull (os/arch[/variant]) when the image is pulled.") var platform: String?
     @Option(name: .long, help: "Pull the image first: missing (when the store has no such image), always, or never.") var pull: String = "missing"
     @OptionGroup var registry: RegistryFlags
 
@@ -128,6 +139,15 @@ struct RunFlags: ParsableArguments {
         options.remove = rm
         options.stopSignal = stopSignal
         options.logMaxSize = try ByteSize.parse(logMaxSize, what: "--log-max-size")
+        options.names.extraHosts = try addHost.map(NameSettings.host(parsing:))
+        options.names.dns = dns
+        options.names.dnsSearch = dnsSearch
+        options.names.dnsOptions = dnsOption
+        options.rlimits = try ulimit.map(Rlimits.parse)
+        options.groupAdd = groupAdd
+        options.shmSize = try shmSize.map { try ByteSize.parse($0, what: "--shm-size") }
+        options.stopTimeout = stopTimeout
+        options.cidFile = cidfile
         for l in label {
             let kv = l.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
             guard !kv[0].isEmpty else { throw StrataError(.invalidArgument, "invalid --label \"\(l)\": expected KEY=VALUE") }
@@ -136,8 +156,26 @@ struct RunFlags: ParsableArguments {
         return options
     }
 
-    func overrides(command: [String]) -> RunOverrides {
-        RunOverrides(entrypoint: entrypoint, command: command, env: env, workdir: workdir, user: user)
+    func overrides(command: [String]) throws -> RunOverrides {
+        RunOverrides(entrypoint: entrypoint, command: command, env: try envFile.flatMap(RunFlags.readEnvFile) + env, workdir: workdir, user: user)
+    }
+
+    /// Docker's `--env-file`: one `KEY=VALUE` (or `KEY`, taken from here) per line; blank lines
+    /// and lines starting with `#` are skipped; no quotes or escapes are read.
+    static func readEnvFile(_ path: String) throws -> [String] {
+        let bytes = try FDHandle.open(path, flags: .readOnly).readAll(limit: 1 << 20, label: "--env-file \(path)")
+        var out: [String] = []
+        for (n, raw) in String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.hasSuffix("\r") ? String(raw.dropLast()) : String(raw)
+            let trimmed = line.drop { $0 == " " || $0 == "\t" }
+            if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
+            let key = String(trimmed.prefix { $0 != "=" })
+            guard !key.isEmpty, !key.contains(where: { $0 == " " || $0 == "\t" }) else {
+                throw StrataError(.invalidArgument, "--env-file \(path), line \(n + 1): \"\(line.prefix(60))\" is not KEY=VALUE")
+            }
+            out.append(String(trimmed))
+        }
+        return out
     }
 
     /// `--pull`: with `missing` (the default) an image the store cannot name is pulled first, as
@@ -154,6 +192,7 @@ struct RunFlags: ParsableArguments {
         }
         var options = PullOptions()
         options.registry = try registry.options()
+        if let platform { options.load.platform = try Platform(parsing: platform) }
         let progress = LoadProgress(quiet: quiet)
         options.load.progress = progress.handler
         do {

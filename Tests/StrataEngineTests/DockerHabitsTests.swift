@@ -204,8 +204,11 @@ struct DockerHabitsTests {
     /// dangling images (`-a`: every image no container uses).
     @Test func filtersAndPrune() throws {
         let e = try RunTests.Env()
+        // A second apart: creation times are kept to the second.
         #expect(try strata(e, ["run", "--name", "ok", "--label", "tier=web", Self.image, "true"]).0 == 0)
+        sleep(1)
         #expect(try strata(e, ["run", "--name", "bad", Self.image, "sh", "-c", "exit 3"]).0 == 3)
+        sleep(1)
         #expect(try strata(e, ["create", "--name", "fresh", Self.image]).0 == 0)
         func ps(_ args: String...) throws -> [String] {
             try strata(e, ["ps", "--format", "{{.Names}}"] + args).1.split(separator: "\n").map(String.init).sorted()
@@ -249,5 +252,48 @@ struct DockerHabitsTests {
         #expect(try strata(e, ["image", "prune", "-a", "-f"]).1.contains("1 images"))
         #expect(try images() == [Self.image])
         #expect(try strata(e, ["rm", "ok", "bad", "fresh"]).0 == 0)
+    }
+
+    /// `--env-file`, `--add-host`, `--dns*`, `--ulimit` (run and exec), `--group-add`,
+    /// `--shm-size`, `--stop-timeout`, `--cidfile`, as Docker's.
+    @Test func runFlagsAsDocker() throws {
+        let e = try RunTests.Env()
+        let envFile = e.t.sub("env")
+        try Data("A=1\n# a comment\n\n  B=two words\n".utf8).write(to: URL(fileURLWithPath: envFile))
+        let (rc, out, err) = try e.run(["--env-file", envFile, "-e", "C=3", Self.image, "sh", "-c", "echo \"$A/$B/$C\""])
+        #expect(rc == 0 && out == "1/two words/3\n", "\(out)\(err)")
+
+        let (rc2, out2, err2) = try e.run(["--add-host", "db:10.1.2.3", "--add-host", "v6:[fd00::1]", "--dns", "10.9.9.9",
+                                           "--dns-search", "example.com", "--dns-option", "ndots:2", Self.image,
+                                           "sh", "-c", "grep -E 'db|v6' /etc/hosts; cat /etc/resolv.conf"])
+        #expect(rc2 == 0 && out2 == "10.1.2.3\tdb\nfd00::1\tv6\nnameserver 10.9.9.9\nsearch example.com\noptions ndots:2\n", "\(out2)\(err2)")
+
+        let (rc3, out3, err3) = try e.run(["--ulimit", "nofile=100:200", "--ulimit", "core=0", Self.image, "sh", "-c", "ulimit -n; ulimit -Hn; ulimit -c"])
+        #expect(rc3 == 0 && out3 == "100\n200\n0\n", "\(out3)\(err3)")
+        let (_, out4, _) = try e.run(["-u", "nobody", "--group-add", "1234", Self.image, "id", "-G"])
+        #expect(out4.split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.contains("1234"), "\(out4)")
+        let (_, out5, _) = try e.run(["--shm-size", "8m", Self.image, "sh", "-c", "df -k /dev/shm | tail -1"])
+        #expect(out5.split(separator: " ").contains("8192"), "\(out5)")
+        for bad in [["--ulimit", "bogus=1"], ["--ulimit", "nofile=20:10"], ["--add-host", "nocolon"], ["--dns", "not-an-ip"],
+                    ["--shm-size", "1"], ["--group-add", "nosuchgroup"]] {
+            let (brc, _, berr) = try strata(e, ["run", "--rm"] + bad + [Self.image, "true"])
+            #expect(brc == 125 && berr.hasPrefix("strata: "), "\(bad): \(berr)")
+        }
+        #expect(try strata(e, ["ps", "-a", "-q"]).1.isEmpty)
+
+        // The stop timeout is the container's own; exec gets its limits too.
+        #expect(try strata(e, ["run", "-d", "--name", "st", "--stop-timeout", "1", "--ulimit", "nofile=123",
+                               Self.image, "sh", "-c", "trap '' TERM; sleep 60"]).0 == 0)
+        #expect(try strata(e, ["exec", "st", "sh", "-c", "ulimit -n"]).1 == "123\n")
+        let start = Date()
+        #expect(try strata(e, ["stop", "st"]).0 == 0)
+        #expect(Date().timeIntervalSince(start) < 6 * timeScale)
+
+        let cid = e.t.sub("cid")
+        #expect(try strata(e, ["run", "--rm", "--cidfile", cid, Self.image, "true"]).0 == 0)
+        #expect(readString(cid)?.count == 64)
+        let (crc, _, cerr) = try strata(e, ["run", "--rm", "--cidfile", cid, Self.image, "true"])
+        #expect(crc == 125 && cerr.contains("exists"), "\(cerr)")
+        #expect(try strata(e, ["rm", "st"]).0 == 0)
     }
 }

@@ -55,16 +55,28 @@ struct strata_launch {
     int seccomp_len;
     int no_new_privs;            /* set PR_SET_NO_NEW_PRIVS (--security-opt no-new-privileges); without it
                                     setuid programs work and the filter is loaded before the uid change */
+    const struct strata_rlimit *rlimits;  /* set before the ids change (raising a hard limit needs
+                                             CAP_SYS_RESOURCE); nrlimits of them */
+    int nrlimits;
+    uint64_t shm_size;           /* bytes of the /dev/shm tmpfs; 0 for 64 MiB */
     char *const *init_argv;      /* with init_fd: "strata-init", path, argv... */
     int stdio[3];                /* without a terminal: the fds that become 0, 1 and 2 (pipes strata or the
                                     monitor copies out, /dev/null); never strata's own. All >= 3. */
+};
+
+/// A resource limit for the container's process (`--ulimit`): RLIMIT_* number, soft, hard.
+struct strata_rlimit {
+    int resource;
+    uint64_t soft;
+    uint64_t hard;
 };
 
 /// The steps a child reports a failure at (with errno) before exec.
 enum {
     ST_SYNC = 1, ST_CGROUPNS, ST_PRIVATE, ST_HOSTNAME, ST_BINDROOT, ST_MOUNTS, ST_PROC, ST_DEV, ST_SYS,
     ST_FILES, ST_PIVOT, ST_MASK, ST_READONLY, ST_LO, ST_CAPS, ST_GROUPS, ST_UID, ST_NNP, ST_CWD, ST_TTY,
-    ST_SIGNALS, ST_EXEC, ST_INIT, ST_FDS, ST_DUMPABLE, ST_CGROUPFS, ST_SECCOMP, ST_SETNS, ST_STDIO, ST_SESSION
+    ST_SIGNALS, ST_EXEC, ST_INIT, ST_FDS, ST_DUMPABLE, ST_CGROUPFS, ST_SECCOMP, ST_SETNS, ST_STDIO, ST_SESSION,
+    ST_RLIMIT
 };
 
 /// What a step number means, for messages.
@@ -94,6 +106,8 @@ struct strata_exec {
     const void *seccomp_filter;  /* as in strata_launch */
     int seccomp_len;
     int no_new_privs;            /* as in strata_launch */
+    const struct strata_rlimit *rlimits;  /* as in strata_launch */
+    int nrlimits;
     int console_socket;          /* as in strata_launch: a pty from the container's devpts; else -1 */
     int stdio[3];                /* as in strata_launch */
 };
