@@ -3,6 +3,7 @@ import StrataArchive
 import StrataCore
 import StrataDrivers
 import StrataFormats
+import StrataLauncher
 import StrataLayer
 import StrataSystem
 
@@ -24,6 +25,8 @@ public struct ContainerView: Sendable {
     public var run: RunState?
     /// The command it runs, where `run` recorded one.
     public var command: [String]?
+    /// Running, with its processes frozen (`pause`).
+    public var paused = false
 }
 
 /// One line of `strata diff`.
@@ -69,17 +72,12 @@ extension Store {
         }
     }
 
-    /// Creates a container from an image: its own directories (upper and work, or a full copy),
-    /// then its row. Prints nothing; returns the ID.
-    public func createContainer(image ref: String, name: String?, initLayer: Bool = false) throws -> String {
-        let image = try resolveImage(ref)
-        let id = Store.randomID()
-        let cname = try name ?? ContainerNames.fresh { n in try metadata.read { try $0.containerExists(name: n) } }
+    /// Docker's rule for container names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 128 bytes.
+    /// Checked by hand: a regular expression costs the start-up of ICU's regex engine.
+    static func checkContainerName(_ cname: String) throws {
         guard cname.utf8.count <= 128 else {
             throw StrataError(.invalidArgument, "invalid container name \"\(cname.prefix(40))…\" (\(cname.utf8.count) characters): at most 128")
         }
-        // [a-zA-Z0-9][a-zA-Z0-9_.-]* (Docker's rule), checked by hand: a regular expression here
-        // costs the start-up of ICU's regex engine on every create and run.
         func allowed(_ c: UInt8, first: Bool) -> Bool {
             (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || (!first && (c == 0x5f || c == 0x2e || c == 0x2d))
         }
@@ -87,6 +85,33 @@ extension Store {
         guard let head = bytes.first, allowed(head, first: true), bytes.dropFirst().allSatisfy({ allowed($0, first: false) }) else {
             throw StrataError(.invalidArgument, "invalid container name \"\(cname)\": letters, digits, _ . - only, starting with a letter or digit")
         }
+    }
+
+    /// `rename`: the container's row and the index file beside its folder get the new name
+    /// together (the row is put back if the file cannot be written).
+    public func renameContainer(_ ref: String, to newName: String) throws {
+        try Store.checkContainerName(newName)
+        let c = try container(ref)
+        guard c.name != newName else { return }
+        try metadata.write { try $0.renameContainer(c.id, to: newName) }
+        var renamed = c
+        renamed.name = newName
+        do {
+            try Directory.open(containerPaths(c.id).root).writeFileAtomically(IndexFiles.containerName,
+                                                                              try IndexFiles.encode(IndexFiles.Container(renamed)))
+        } catch {
+            try? metadata.write { try $0.renameContainer(c.id, to: c.name) }
+            throw error
+        }
+    }
+
+    /// Creates a container from an image: its own directories (upper and work, or a full copy),
+    /// then its row. Prints nothing; returns the ID.
+    public func createContainer(image ref: String, name: String?, initLayer: Bool = false) throws -> String {
+        let image = try resolveImage(ref)
+        let id = Store.randomID()
+        let cname = try name ?? ContainerNames.fresh { n in try metadata.read { try $0.containerExists(name: n) } }
+        try Store.checkContainerName(cname)
         if try metadata.read({ try $0.containerExists(name: cname) }) {
             throw StrataError(.alreadyExists, "a container named \"\(cname)\" exists")
         }
@@ -263,8 +288,9 @@ extension Store {
         // A monitor killed by SIGKILL writes no end: the cgroup tells that nothing runs.
         let exited = !running && run?.startedAt != nil
         let state: ContainerState = running ? .running : mounted ? .mounted : exited ? .exited : .created
+        let paused = running && CgroupLayout.cached.map { Cgroup(layout: $0, id: r.id, parent: CgroupParent.forStore(root: rootPath)).isFrozen } == true
         return ContainerView(record: r, imageTags: tags, state: state, pid: running ? r.pid : nil,
-                             sizeOfChanges: (try? sizeOfChanges(r.id)) ?? 0, run: run, command: command(r.id))
+                             sizeOfChanges: (try? sizeOfChanges(r.id)) ?? 0, run: run, command: command(r.id), paused: paused)
     }
 
     /// Bytes of regular files a container changed: its upper dir as it is (overlay; no

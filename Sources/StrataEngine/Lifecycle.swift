@@ -162,6 +162,7 @@ extension Engine {
                     grace = max(grace, own < 0 ? Double(Int32.max) : own)
                 }
                 MonitorProcess.signal(pid, try MonitorProcess.signalNumber(name))
+                thawIfPaused(c.id)
                 waiting.append(c.id)
             } catch {
                 results[i] = .failure(error)

@@ -67,6 +67,10 @@ public enum CgroupLayout: Equatable, Sendable {
         return nil
     }
 
+    /// This machine's layout, read once per process (it does not change while a command runs):
+    /// for what looks at many containers' cgroups, such as `ps` asking which are paused.
+    public static let cached: CgroupLayout? = current()
+
     /// This machine's layout, from `mountinfo` (read from /proc/self/mountinfo unless given).
     public static func current(mountinfo: String? = MountTable.text()) -> CgroupLayout? {
         guard let mountinfo else { return nil }
@@ -262,6 +266,8 @@ public struct Cgroup: Sendable {
     @discardableResult
     public func remove() -> [String] {
         var left: [String] = []
+        // A paused container's processes die of SIGKILL only once thawed (cgroup v1).
+        if isFrozen { try? setFrozen(false) }
         for dir in directories {
             let tree = Cgroup.subtree(dir)
             if tree.isEmpty { continue }
@@ -341,4 +347,78 @@ public final class CgroupCreationLock {
     }
 
     deinit { release() }
+}
+
+/// What `pause`, `unpause`, `top` and `stats` read and write of a container's cgroups.
+extension Cgroup {
+    /// The directory of `controller`'s hierarchy (v2: the one directory); nil when not mounted.
+    func directory(for controller: String) -> String? {
+        switch layout {
+        case .v2(let root): return root + "/" + name
+        case .v1(let mounts): return mounts[controller].map { $0 + "/" + name }
+        }
+    }
+
+    /// Freezes (`pause`) or thaws (`unpause`) every process of the container: v2 `cgroup.freeze`,
+    /// v1 the freezer hierarchy's `freezer.state`. Returns once the kernel says it is done.
+    public func setFrozen(_ frozen: Bool) throws {
+        guard let dir = directory(for: "freezer") else {
+            throw StrataError(.unsupported, "this host mounts no freezer cgroup hierarchy: a container cannot be paused here")
+        }
+        switch layout {
+        case .v2: try write(dir, "cgroup.freeze", frozen ? "1" : "0")
+        case .v1: try write(dir, "freezer.state", frozen ? "FROZEN" : "THAWED")
+        }
+        // v1 passes through FREEZING; v2 reports the end in cgroup.events.
+        for _ in 0..<200 where isFrozen != frozen { usleep(5_000) }
+        guard isFrozen == frozen else {
+            throw StrataError(.system, "the container's processes did not \(frozen ? "freeze" : "thaw") within a second (\(dir))")
+        }
+    }
+
+    /// Whether the container's processes are frozen (paused).
+    public var isFrozen: Bool {
+        guard let dir = directory(for: "freezer") else { return false }
+        switch layout {
+        case .v2: return Cgroup.readText(dir + "/cgroup.events").split(separator: "\n").contains("frozen 1")
+        case .v1: return Cgroup.readText(dir + "/freezer.state").hasPrefix("FROZEN")
+        }
+    }
+
+    /// Every process of the container, in its cgroup and the ones below it.
+    public var processes: [pid_t] {
+        guard let dir = directory(for: "pids") ?? directories.first else { return [] }
+        return Cgroup.subtree(dir).flatMap(Cgroup.pids)
+    }
+
+    /// What the container uses, as the cgroups count it.
+    public struct Usage: Sendable, Equatable {
+        /// Bytes of memory charged (page cache included, as the kernel counts it).
+        public var memory: Int64
+        /// The memory limit in bytes; nil for none.
+        public var memoryLimit: Int64?
+        /// CPU time of all its processes, in nanoseconds.
+        public var cpuNanoseconds: Int64
+        public var pids: Int64
+    }
+
+    public var usage: Usage {
+        func number(_ path: String?) -> Int64? {
+            path.flatMap { Int64(Cgroup.readText($0).trimmingCharacters(in: .whitespacesAndNewlines)) }
+        }
+        switch layout {
+        case .v2(let root):
+            let dir = root + "/" + name
+            let cpu = Cgroup.readText(dir + "/cpu.stat").split(separator: "\n").first { $0.hasPrefix("usage_usec ") }
+                .flatMap { Int64($0.dropFirst("usage_usec ".count)) } ?? 0
+            return Usage(memory: number(dir + "/memory.current") ?? 0, memoryLimit: number(dir + "/memory.max"),
+                         cpuNanoseconds: cpu * 1000, pids: number(dir + "/pids.current") ?? 0)
+        case .v1:
+            // An unlimited v1 limit reads as a huge page-rounded number.
+            let limit = number(directory(for: "memory").map { $0 + "/memory.limit_in_bytes" }).flatMap { $0 >= 1 << 62 ? nil : $0 }
+            return Usage(memory: number(directory(for: "memory").map { $0 + "/memory.usage_in_bytes" }) ?? 0, memoryLimit: limit,
+                         cpuNanoseconds: number(directory(for: "cpuacct").map { $0 + "/cpuacct.usage" }) ?? 0,
+                         pids: number(directory(for: "pids").map { $0 + "/pids.current" }) ?? 0)
+        }
+    }
 }

@@ -55,9 +55,12 @@ package enum ContainerCgroups {
     /// SIGKILL to everything in a container's cgroups (which stay: its monitor removes them).
     package static func kill(id: String, parent: String, layout: CgroupLayout? = CgroupLayout.current()) {
         guard let layout else { return }
-        for dir in Cgroup(layout: layout, id: id, parent: parent).directories {
+        let cg = Cgroup(layout: layout, id: id, parent: parent)
+        for dir in cg.directories {
             for d in Cgroup.subtree(dir) { Cgroup.killAll(d) }
         }
+        // A paused container's processes die of SIGKILL only once thawed (cgroup v1).
+        if cg.isFrozen { try? cg.setFrozen(false) }
     }
 
     /// Kills what still runs in a container's cgroups and removes them; returns what is left.

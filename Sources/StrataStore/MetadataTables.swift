@@ -114,6 +114,16 @@ extension MetadataTransaction {
         }
     }
 
+    /// Gives a container another name; the new one must be free.
+    package func renameContainer(_ id: String, to name: String) throws {
+        mark.changed = true
+        do {
+            try db.execute(sql: "UPDATE containers SET name = ? WHERE id = ?", arguments: [name, id])
+        } catch let e as DatabaseError where e.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
+            throw StrataError(.alreadyExists, "a container named \"\(name)\" exists")
+        }
+    }
+
     /// Removes a container's row.
     package func deleteContainer(_ id: String) throws {
         mark.changed = true

@@ -98,7 +98,7 @@ extension Ps {
         let since = try filters.has("since") ? filters.anyValue("since").map(createdAt) : nil
         let ancestors = try filters.has("ancestor") ? Set(filters.allValues("ancestor").map { try store.resolveImage($0) }) : nil
         return try list.filter { c in
-            guard filters.any("status", { $0 == c.state.rawValue }),
+            guard filters.any("status", { $0 == (c.paused ? "paused" : c.state.rawValue) }),
                   filters.any("name", { c.record.name.contains($0.hasPrefix("/") ? String($0.dropFirst()) : $0) }),
                   filters.any("id", { c.record.id.hasPrefix($0) }),
                   filters.any("exited", { v in c.state == .exited && c.run?.exitCode.map { String($0) } == v }) else { return false }

@@ -60,7 +60,7 @@ struct ContainerJSON: Codable {
 
     init(_ c: ContainerView) {
         id = c.record.id; name = c.record.name; image = c.record.image.string; imageTags = c.imageTags; driver = c.record.driver
-        state = c.state.rawValue; mountCount = c.record.mountCount; pid = c.pid.map { Int($0) }
+        state = c.paused ? "paused" : c.state.rawValue; mountCount = c.record.mountCount; pid = c.pid.map { Int($0) }
         created = Timestamp.string(c.record.createdAt); sizeOfChanges = c.sizeOfChanges
         exitCode = c.state == .exited ? c.run?.exitCode.map { Int($0) } : nil
         startedAt = c.run?.startedAt; finishedAt = c.state == .exited ? c.run?.finishedAt : nil; command = c.command

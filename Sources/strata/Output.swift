@@ -38,6 +38,7 @@ enum Format {
     static func status(_ c: ContainerJSON) -> String {
         switch c.state {
         case "running": return "Up " + (c.startedAt.flatMap(Timestamp.date).map(since) ?? "")
+        case "paused": return "Up " + (c.startedAt.flatMap(Timestamp.date).map(since) ?? "") + " (Paused)"
         case "exited": return "Exited (\(c.exitCode.map(String.init) ?? "?")) " + ago(c.finishedAt ?? c.startedAt)
         case "mounted": return "Mounted"
         default: return "Created"

@@ -74,12 +74,12 @@ struct DockerHabitsTests {
     /// An unknown command is named for what it is; a suggestion only for a slip of the keyboard.
     @Test func unknownCommandsAreNamedOrNear() throws {
         let e = try RunTests.Env()
-        for (typed, says) in [("top", "a Docker command strata does not have yet"), ("cp", "a Docker command strata does not have yet"),
+        for (typed, says) in [("events", "a Docker command strata does not have yet"), ("cp", "a Docker command strata does not have yet"),
                               ("stpo", "did you mean 'stop'?"), ("imagez", "did you mean 'images'?")] {
             let (rc, _, err) = try strata(e, [typed])
             #expect(rc == 64 && err.contains(says), "\(typed): \(err)")
         }
-        for far in ["xyz", "remame", "pase"] {
+        for far in ["xyz", "frobnicate", "qqqq"] {
             let (rc, _, err) = try strata(e, [far])
             #expect(rc == 64 && !err.contains("did you mean"), "\(far): \(err)")
         }
@@ -295,5 +295,58 @@ struct DockerHabitsTests {
         let (crc, _, cerr) = try strata(e, ["run", "--rm", "--cidfile", cid, Self.image, "true"])
         #expect(crc == 125 && cerr.contains("exists"), "\(cerr)")
         #expect(try strata(e, ["rm", "st"]).0 == 0)
+    }
+
+    /// `pause`/`unpause` (the freezer: ps shows it, a paused container still stops), `top`,
+    /// `stats --no-stream`, `rename`.
+    @Test func pauseTopStatsRename() throws {
+        let e = try RunTests.Env()
+        #expect(try strata(e, ["run", "-d", "--name", "busy", "--memory", "64m", Self.image, "sh", "-c",
+                               "while :; do echo tick >> /tmp/ticks; sleep 0.1; done"]).0 == 0)
+        // top: the shell and its sleep, as the host's kernel lists them.
+        let (trc, top, terr) = try strata(e, ["top", "busy"])
+        #expect(trc == 0 && top.hasPrefix("UID") && top.contains("while :; do"), "\(top)\(terr)")
+        let (src, stats, serr) = try strata(e, ["stats", "--no-stream", "--json", "busy"])
+        #expect(src == 0, "\(serr)")
+        let rows = try JSONSerialization.jsonObject(with: Data(stats.utf8)) as? [[String: Any]]
+        #expect(rows?.first?["name"] as? String == "busy" && rows?.first?["memoryLimit"] as? Int == 64 << 20, "\(stats)")
+        #expect((rows?.first?["pids"] as? Int ?? 0) >= 1 && (rows?.first?["memoryBytes"] as? Int ?? 0) > 0, "\(stats)")
+        #expect(try strata(e, ["stats", "--no-stream"]).1.contains("MEM USAGE / LIMIT"))
+
+        // pause: nothing runs; ps says so; unpause: it goes on.
+        #expect(try strata(e, ["pause", "busy"]).0 == 0)
+        #expect(try strata(e, ["ps", "--format", "{{.State}} {{.Status}}"]).1.hasPrefix("paused Up"))
+        #expect(try strata(e, ["ps", "-f", "status=paused", "-q"]).1.count == 13)
+        #expect(try strata(e, ["pause", "busy"]).0 == 3)
+        let (_, m, _) = try strata(e, ["mount", "busy"])
+        let ticks = (m.split(separator: "\n").last.map(String.init) ?? "") + "/tmp/ticks"
+        let frozen = readString(ticks)
+        sleep(1)
+        #expect(readString(ticks) == frozen, "it ran while paused")
+        #expect(try strata(e, ["unpause", "busy"]).0 == 0)
+        var resumed = false
+        for _ in 0..<Int(50 * timeScale) where !resumed { usleep(100_000); resumed = readString(ticks) != frozen }
+        #expect(resumed, "it did not go on after unpause")
+        #expect(try strata(e, ["unpause", "busy"]).0 == 3)
+        #expect(try strata(e, ["umount", "busy"]).0 == 0)
+
+        // rename: the new name finds it, the old does not; a taken or bad name is refused.
+        #expect(try strata(e, ["create", "--name", "other", Self.image]).0 == 0)
+        #expect(try strata(e, ["rename", "busy", "worker"]).0 == 0)
+        #expect(try strata(e, ["ps", "--format", "{{.Names}}"]).1 == "worker\n")
+        #expect(try strata(e, ["top", "busy"]).0 == 2)
+        #expect(try strata(e, ["rename", "worker", "other"]).0 == 3)
+        #expect(try strata(e, ["rename", "worker", "bad name"]).0 == 64)
+
+        // A paused container still stops (and rm -f removes one).
+        #expect(try strata(e, ["pause", "worker"]).0 == 0)
+        let start = Date()
+        #expect(try strata(e, ["stop", "-t", "1", "worker"]).0 == 0)
+        #expect(Date().timeIntervalSince(start) < 8 * timeScale)
+        #expect(try strata(e, ["top", "worker"]).0 == 3)
+        #expect(try strata(e, ["start", "worker"]).0 == 0)
+        #expect(try strata(e, ["pause", "worker"]).0 == 0)
+        #expect(try strata(e, ["rm", "-f", "worker", "other"]).0 == 0)
+        try e.expectClean()
     }
 }
