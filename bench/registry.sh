@@ -57,7 +57,10 @@ for who in strata skopeo; do
 done
 
 echo "== push into a registry started fresh for each push (nothing to skip or mount), against the floor (gzip of the same tar)"
-: > "$work/u.strata"; : > "$work/u.peer"; : > "$work/u.floor"
+: > "$work/u.strata"; : > "$work/u.peer"; : > "$work/u.floor"; : > "$work/u.podman"
+# podman pushes the image its pull above stored (uncompressed in its storage, as strata's).
+havepodman=false
+command -v podman >/dev/null && podman image exists "$ref" 2>/dev/null && havepodman=true
 for i in $(seq "$runs"); do
   rm -rf "$work/push-store" "$work/reg-s" "$work/reg-p"
   $strata --root "$work/push-store" -q import "$work/debian.tar" bench/debian:1 >/dev/null
@@ -68,6 +71,11 @@ for i in $(seq "$runs"); do
   measure skopeo copy -q --dest-tls-verify=false "oci:$seed/layout" "docker://$host_p/bench/debian:1" >> "$work/u.peer"
   kill "$pid_p"
   measure sh -c "gzip -c $work/debian.tar > /dev/null" >> "$work/u.floor"
+  if $havepodman; then
+    start_registry "$work/reg-q"; pid_q=$registry_pid; host_q=$registry_host
+    measure podman push -q --tls-verify=false "$ref" "docker://$host_q/bench/debian:1" >> "$work/u.podman"
+    kill "$pid_q"; rm -rf "$work/reg-q"
+  fi
 done
 s=$(awk '{print $1}' "$work/u.strata" | median); p=$(awk '{print $1}' "$work/u.peer" | median); f=$(awk '{print $1}' "$work/u.floor" | median)
 printf "strata push (rebuilds, gzips, uploads)  %6.2f s  peak %6d KiB   strata/floor = %.2f\n" "$s" "$(awk '{print $2}' "$work/u.strata" | sort -n | tail -1)" \
@@ -75,4 +83,9 @@ printf "strata push (rebuilds, gzips, uploads)  %6.2f s  peak %6d KiB   strata/f
 printf "gzip -c of the same tar (floor)         %6.2f s\n" "$f"
 printf "skopeo copy (sends a gzip made before)  %6.2f s  peak %6d KiB   strata/skopeo = %.2f\n" "$p" "$(awk '{print $2}' "$work/u.peer" | sort -n | tail -1)" \
   "$(echo "$s $p" | awk '{print $1/$2}')"
+if [ -s "$work/u.podman" ]; then
+  q=$(awk '{print $1}' "$work/u.podman" | median)
+  printf "podman push (from its storage)          %6.2f s  peak %6d KiB   strata/podman = %.2f\n" "$q" "$(awk '{print $2}' "$work/u.podman" | sort -n | tail -1)" \
+    "$(echo "$s $q" | awk '{print $1/$2}')"
+fi
 echo "(skopeo uploads the layout's gzip blob as it is; strata rebuilds the tar from the store and gzips it on the way: its floor is gzip)"

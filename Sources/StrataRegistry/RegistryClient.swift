@@ -164,7 +164,12 @@ public final class RegistryClient: Sendable {
 
     /// One try of a request; throws for failures no retry can mend (an answer over `limit`, TLS).
     func once(_ method: HTTPMethod, _ url: String, headers: HTTPHeaders, auth: String?, limit: Int, body: [UInt8]? = nil) throws -> Outcome {
-        var request = try HTTPClient.Request(url: url, method: method, headers: headers, body: body.map { .bytes($0) })
+        try once(method, url, headers: headers, auth: auth, limit: limit, buffer: body.map { ByteBuffer(bytes: $0) })
+    }
+
+    /// One try with a body already in a buffer (an upload's chunk: sent without another copy).
+    func once(_ method: HTTPMethod, _ url: String, headers: HTTPHeaders, auth: String?, limit: Int, buffer: ByteBuffer?) throws -> Outcome {
+        var request = try HTTPClient.Request(url: url, method: method, headers: headers, body: buffer.map { .byteBuffer($0) })
         if let auth, !auth.isEmpty { request.headers.replaceOrAdd(name: "Authorization", value: auth) }
         do {
             let r = try http.execute(request: request, delegate: ResponseAccumulator(request: request, maxBodySize: limit)).wait()

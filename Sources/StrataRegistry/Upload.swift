@@ -46,7 +46,7 @@ extension RegistryClient {
     }
 
     /// Bytes sent per PATCH.
-    static let chunkSize = 8 << 20
+    static let chunkSize = 4 << 20
 
     /// Puts a manifest under `reference` (a tag); returns its digest.
     @discardableResult
@@ -103,37 +103,38 @@ private final class ChunkedUpload {
         sent = 0
         resumed = false
         var hasher = Digester()
-        var pending: [UInt8] = []
-        pending.reserveCapacity(RegistryClient.chunkSize)
+        // One buffer for every chunk: the request sends it as it is, and once the request is
+        // done it is ours alone again, so clearing it keeps its memory.
+        var pending = ByteBufferAllocator().buffer(capacity: RegistryClient.chunkSize)
         try produce { chunk in
             hasher.update(chunk)
-            pending.append(contentsOf: chunk)
-            if pending.count >= RegistryClient.chunkSize {
+            pending.writeBytes(chunk)
+            if pending.readableBytes >= RegistryClient.chunkSize {
                 try patch(pending)
-                pending.removeAll(keepingCapacity: true)
+                pending.clear()
             }
         }
-        if !pending.isEmpty { try patch(pending) }
+        if pending.readableBytes > 0 { try patch(pending) }
         let digest = hasher.finalize()
         try finish(digest)
         return (digest, sent)
     }
 
     /// Sends `chunk`, the bytes after `sent`; after a failure, only what the registry lacks.
-    private func patch(_ chunk: [UInt8]) throws {
+    private func patch(_ chunk: ByteBuffer) throws {
         var from = 0
-        while from < chunk.count {
+        while from < chunk.readableBytes {
             let url = client.absolute(location)
             var headers = HTTPHeaders()
             headers.add(name: "Content-Type", value: "application/octet-stream")
-            headers.add(name: "Content-Range", value: "\(sent)-\(sent + Int64(chunk.count - from) - 1)")
+            headers.add(name: "Content-Range", value: "\(sent)-\(sent + Int64(chunk.readableBytes - from) - 1)")
             let failure: TransferFailure
             switch try client.once(.PATCH, url, headers: headers, auth: client.authorization(scope, for: url), limit: 1 << 16,
-                                   body: from == 0 ? chunk : Array(chunk[from...])) {
+                                   buffer: from == 0 ? chunk : chunk.getSlice(at: chunk.readerIndex + from, length: chunk.readableBytes - from)) {
             case .answered(let reply):
                 if reply.status == .accepted, let next = reply.headers["Location"].first {
                     location = next
-                    sent += Int64(chunk.count - from)
+                    sent += Int64(chunk.readableBytes - from)
                     attempts.progressed()
                     return
                 }
@@ -147,7 +148,7 @@ private final class ChunkedUpload {
             }
             try attempts.failed(failure)
             // Part or all of the chunk may have arrived before the failure.
-            guard let have = try registryCount(), have >= sent, have <= sent + Int64(chunk.count - from) else { throw Lost() }
+            guard let have = try registryCount(), have >= sent, have <= sent + Int64(chunk.readableBytes - from) else { throw Lost() }
             from += Int(have - sent)
             sent = have
             resumed = true
