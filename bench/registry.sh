@@ -19,14 +19,17 @@ trap 'kill $registry_pid 2>/dev/null || true' EXIT
 skopeo copy -q --dest-tls-verify=false "oci:$seed/layout" "docker://$registry_host/bench/debian:1"
 ref=$registry_host/bench/debian:1
 echo "== pull $ref ($(du -sh "$seed/layout/blobs" | cut -f1) compressed); $runs runs, alternating"
+# podman in a storage of its own, emptied before each pull: a layer it already holds (from an
+# earlier run, at another port) would be skipped, not pulled.
+pod="podman --root $work/podman-root-reg --runroot $work/podman-run-reg --storage-driver overlay"
 : > "$work/p.strata"; : > "$work/p.peer"; : > "$work/p.podman"
 for i in $(seq "$runs"); do
   rm -rf "$work/pull-store" "$work/pull-oci" "$work/pull-bundle"
   measure $strata --root "$work/pull-store" -q pull "$ref" >> "$work/p.strata"
   measure sh -c "skopeo copy -q --src-tls-verify=false docker://$ref oci:$work/pull-oci:x && umoci unpack --image $work/pull-oci:x $work/pull-bundle" >> "$work/p.peer"
   if command -v podman >/dev/null; then
-    podman rmi -f "$ref" >/dev/null 2>&1 || true
-    measure podman pull -q --tls-verify=false "$ref" >> "$work/p.podman"
+    $pod rmi -af >/dev/null 2>&1 || true
+    measure $pod pull -q --tls-verify=false "$ref" >> "$work/p.podman"
   fi
 done
 s=$(awk '{print $1}' "$work/p.strata" | median); p=$(awk '{print $1}' "$work/p.peer" | median)
@@ -60,7 +63,7 @@ echo "== push into a registry started fresh for each push (nothing to skip or mo
 : > "$work/u.strata"; : > "$work/u.peer"; : > "$work/u.floor"; : > "$work/u.podman"
 # podman pushes the image its pull above stored (uncompressed in its storage, as strata's).
 havepodman=false
-command -v podman >/dev/null && podman image exists "$ref" 2>/dev/null && havepodman=true
+command -v podman >/dev/null && $pod image exists "$ref" 2>/dev/null && havepodman=true
 for i in $(seq "$runs"); do
   rm -rf "$work/push-store" "$work/reg-s" "$work/reg-p"
   $strata --root "$work/push-store" -q import "$work/debian.tar" bench/debian:1 >/dev/null
@@ -73,7 +76,7 @@ for i in $(seq "$runs"); do
   measure sh -c "gzip -c $work/debian.tar > /dev/null" >> "$work/u.floor"
   if $havepodman; then
     start_registry "$work/reg-q"; pid_q=$registry_pid; host_q=$registry_host
-    measure podman push -q --tls-verify=false "$ref" "docker://$host_q/bench/debian:1" >> "$work/u.podman"
+    measure $pod push -q --tls-verify=false "$ref" "docker://$host_q/bench/debian:1" >> "$work/u.podman"
     kill "$pid_q"; rm -rf "$work/reg-q"
   fi
 done

@@ -79,12 +79,14 @@ struct Ps: ParsableCommand {
             if json { print(try Format.json(list)); return }
             if quiet { for c in list { print(noTrunc ? c.id : String(c.id.prefix(12))) }; return }
             if let template {
-                for c in list {
-                    let fields = ["ID": noTrunc ? c.id : String(c.id.prefix(12)), "Image": c.imageTags.first ?? c.image.shortID,
-                                  "Command": (c.command ?? []).joined(separator: " "), "CreatedAt": c.created,
-                                  "RunningFor": Format.ago(c.created), "Status": Format.status(c), "State": c.state, "Names": c.name]
-                    print(try template.render(fields) { try Format.compactJSON(fields) })
+                let rows = list.map { c in
+                    ["ID": noTrunc ? c.id : String(c.id.prefix(12)), "Image": c.imageTags.first ?? c.image.shortID,
+                     "Command": (c.command ?? []).joined(separator: " "), "CreatedAt": c.created,
+                     "RunningFor": Format.ago(c.created), "Status": Format.status(c), "State": c.state, "Names": c.name]
                 }
+                let headers = ["ID": "CONTAINER ID", "RunningFor": "CREATED", "CreatedAt": "CREATED AT"]
+                let text = try template.output(rows, headers: headers) { try Format.compactJSON($0) }
+                if !text.isEmpty || template.table { print(text) }
                 return
             }
             var rows = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"]]

@@ -103,17 +103,20 @@ struct Images: ParsableCommand {
                 .filter { i in reference.map { r in i.tags.contains { Images.matches($0, r) } } ?? true }
             if json { print(try Format.json(images.map(ImageJSON.init))); return }
             if let template {
+                var rows: [[String: String]] = []
                 for image in images {
                     let i = ImageJSON(image)
                     let tags = i.tags.filter { t in reference.map { Images.matches(t, $0) } ?? true }
                     for t in tags.isEmpty ? ["<none>:<none>"] : tags {
                         let cut = t.lastIndex(of: ":").map { t[..<$0] }.map(String.init) ?? t
-                        let fields = ["ID": noTrunc ? i.id : i.id.shortID, "Repository": cut, "Tag": String(t.dropFirst(cut.count + 1)),
-                                      "Digest": image.record.manifestDigest?.string ?? "<none>", "CreatedAt": i.created ?? "",
-                                      "CreatedSince": Format.ago(i.created), "Size": Format.bytes(i.size)]
-                        print(try template.render(fields) { try Format.compactJSON(fields) })
+                        rows.append(["ID": noTrunc ? i.id : i.id.shortID, "Repository": cut, "Tag": String(t.dropFirst(cut.count + 1)),
+                                     "Digest": image.record.manifestDigest?.string ?? "<none>", "CreatedAt": i.created ?? "",
+                                     "CreatedSince": Format.ago(i.created), "Size": Format.bytes(i.size)])
                     }
                 }
+                let headers = ["ID": "IMAGE ID", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT"]
+                let text = try template.output(rows, headers: headers) { try Format.compactJSON($0) }
+                if !text.isEmpty || template.table { print(text) }
                 return
             }
             if quiet { for i in images { print(noTrunc ? i.id.string : i.id.string.shortID) }; return }

@@ -130,8 +130,12 @@ enum LayerTree {
 /// whole row, `\t` and `\n` as themselves; `--format json` prints one JSON object per line.
 struct RowTemplate {
     let text: String
+    /// `table {{.ID}}\t{{.Names}}`: a header row first, the tab-separated columns aligned.
+    let table: Bool
 
-    init(_ text: String) throws {
+    init(_ format: String) throws {
+        table = format == "table" || format.hasPrefix("table ")
+        let text = table ? String(format.dropFirst(5).drop { $0 == " " }) : format
         var rest = Substring(text)
         while let open = rest.range(of: "{{") {
             guard let close = rest[open.upperBound...].range(of: "}}") else {
@@ -144,6 +148,26 @@ struct RowTemplate {
             rest = rest[close.upperBound...]
         }
         self.text = text
+    }
+
+    /// The rows as the command prints them: one per line, or under `table` a header made from
+    /// `headers` (a field's name upper-cased where it has none) and the columns aligned.
+    func output(_ rows: [[String: String]], headers: [String: String], json: ([String: String]) throws -> String) throws -> String {
+        let lines = try rows.map { row in try render(row) { try json(row) } }
+        guard table else { return lines.joined(separator: "\n") }
+        var names: Set<String> = []
+        var rest = Substring(text)
+        while let open = rest.range(of: "{{"), let close = rest[open.upperBound...].range(of: "}}") {
+            let action = rest[open.upperBound..<close.lowerBound].trimmingCharacters(in: .whitespaces)
+            if action.hasPrefix(".") { names.insert(String(action.dropFirst())) }
+            rest = rest[close.upperBound...]
+        }
+        var headerRow: [String: String] = [:]
+        for n in names { headerRow[n] = headers[n] ?? n.uppercased() }
+        let header = try render(headerRow) { "" }
+        let cells = ([header] + lines).map { $0.components(separatedBy: "\t") }
+        let width = cells.map(\.count).max() ?? 0
+        return Format.table(cells.map { $0 + Array(repeating: "", count: width - $0.count) })
     }
 
     /// The row written out; `fields` by name, `json` the whole row as JSON.

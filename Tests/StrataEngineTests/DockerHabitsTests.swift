@@ -224,6 +224,12 @@ struct DockerHabitsTests {
         #expect(try ps("-a", "-f", "ancestor=" + Self.image) == ["bad", "fresh", "ok"])
         #expect(try ps("-a", "-f", "status=exited", "-f", "status=created") == ["bad", "fresh", "ok"])
         #expect(try ps("-a", "-f", "status=exited", "-f", "name=ok") == ["ok"])
+        // `table` in --format: a header row, the columns aligned.
+        let (_, table, _) = try strata(e, ["ps", "-a", "-f", "name=ok", "--format", "table {{.Names}}\\t{{.Status}}\\t{{.ID}}"])
+        let tableLines = table.split(separator: "\n").map(String.init)
+        #expect(tableLines.count == 2 && tableLines[0].hasPrefix("NAMES   STATUS") && tableLines[0].hasSuffix("CONTAINER ID")
+                && tableLines[1].hasPrefix("ok      Exited (0)"), "\(table)")
+        #expect(try strata(e, ["images", "--format", "table {{.Repository}}:{{.Tag}}\\t{{.ID}}"]).1.hasPrefix("REPOSITORY:TAG"))
         #expect(try strata(e, ["ps", "-f", "bogus=1"]).0 == 64)
         #expect(try strata(e, ["ps", "-f", "status=sleeping"]).0 == 64)
 
