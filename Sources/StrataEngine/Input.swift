@@ -61,7 +61,7 @@ extension Store {
     func spool(_ source: any ChunkSource, label: String, limit: Int64, decompressed: Bool) throws -> InputFile {
         let h = try spoolFile()
         let room = spoolRoom()
-        let cap = min(limit, room)
+        let cap = min(limit, room.room)
         var size: Int64 = 0
         while true {
             let c = try source.nextChunk()
@@ -72,7 +72,7 @@ extension Store {
                 if cap == limit {
                     throw StrataError(.tooLarge, "\(label): more than \(ByteCount.describe(limit)) \(what), over --max-archive-size (four times --max-layer-size unless given); raise it if the archive is that large")
                 }
-                throw StrataError(.tooLarge, "\(label): more than \(ByteCount.describe(cap)) \(what), all the room left in \(rootPath)/tmp (the filesystem keeps a reserve of \(ByteCount.describe(Store.spoolReserve)))")
+                throw StrataError(.tooLarge, "\(label): more than \(ByteCount.describe(cap)) \(what), all the room left in \(rootPath)/tmp (the filesystem keeps a reserve of \(ByteCount.describe(Store.spoolReserve(free: room.free))))")
             }
             do { try h.writeAll(c) } catch let e as StrataError where e.isNoSpace {
                 throw StrataError(.system, "\(label): no space left on the device of \(rootPath)/tmp while spooling the archive (\(ByteCount.describe(size)) written)")
@@ -82,11 +82,13 @@ extension Store {
     }
 
     /// What a spool may use: the free space of tmp/'s filesystem less the reserve.
-    func spoolRoom() -> Int64 {
-        guard let free = try? tmpDir.handle.freeBytes() else { return .max }
-        return max(0, free - Store.spoolReserve)
+    func spoolRoom() -> (room: Int64, free: Int64) {
+        guard let free = try? tmpDir.handle.freeBytes() else { return (.max, .max) }
+        return (max(0, free - Store.spoolReserve(free: free)), free)
     }
 
-    /// Space a spool leaves free on the store's filesystem.
-    static let spoolReserve: Int64 = 512 << 20
+    /// Space a spool leaves free on the store's filesystem: an eighth of what is free, from
+    /// 16 MiB to 512 MiB. A bomb still stops short of filling the disk, and a small archive
+    /// loads on a nearly full one (a fixed 512 MiB refused any pipe with less than that free).
+    static func spoolReserve(free: Int64) -> Int64 { min(512 << 20, max(16 << 20, free / 8)) }
 }

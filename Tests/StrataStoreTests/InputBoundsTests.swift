@@ -162,4 +162,27 @@ import Testing
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: root + "/tmp")) ?? []).isEmpty)
         try strata(root, ["rm", "-f", "full"])
     }
+
+    /// A piped archive on a disk with little free space: a small one loads (the reserve scales
+    /// with the free space), a bomb stops short of filling the disk and leaves nothing behind.
+    @Test func pipedLoadOnANearlyFullDisk() throws {
+        let t = TempDir(); defer { t.remove() }
+        let mnt = t.sub("small")
+        try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: true)
+        let mounted = try sh(["mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", mnt])
+        try #require(mounted.0 == 0, "cannot mount a small tmpfs: \(mounted.2)")
+        defer { _ = try? sh(["umount", "-l", mnt]) }
+        let root = mnt + "/store"
+        let archive = Array(try Data(contentsOf: URL(fileURLWithPath: fixtures + "/docker-legacy.tar")))
+        let (rc, out, err) = try strataCLI(["load", "-"], root: root, stdin: archive)
+        #expect(rc == 0 && out.contains("Loaded image"), "\(err)")
+        // 200 MiB of zeros, gzipped: more than the disk holds once decompressed.
+        let bomb = t.sub("bomb.gz")
+        try sh(["sh", "-c", "head -c 209715200 /dev/zero | gzip -1 > \(bomb)"])
+        let (brc, _, berr) = try sh(["sh", "-c", "'\(strataBinary)' --root '\(root)' load - < \(bomb)"])
+        #expect(brc == 1 && berr.contains("all the room left"), "\(brc) \(berr)")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: root + "/tmp")) ?? []).isEmpty)
+        let free = try sh(["sh", "-c", "df -k --output=avail \(mnt) | tail -1"]).1.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect((Int(free) ?? 0) > 8 << 10, "free KiB: \(free)")
+    }
 }
