@@ -252,7 +252,7 @@ extension Engine {
     /// capabilities, seccomp filter and no_new_privs; the environment, user and working
     /// directory of its spec, changed by `env` (`K=V`), `user` and `workdir`.
     public func exec(_ ref: String, command: [String], env: [String] = [], user: String? = nil, workdir: String? = nil,
-                     tty: Bool = false, interactive: Bool = false) throws -> Int32 {
+                     tty: Bool = false, interactive: Bool = false, detached: Bool = false) throws -> Int32 {
         CgroupWarmUp.begin()
         SignalRelay.begin()
         defer { SignalRelay.end() }
@@ -285,16 +285,18 @@ extension Engine {
         }
         if tty && !environment.contains(where: { $0.hasPrefix("TERM=") }) { environment.append("TERM=xterm") }
         process.env = environment
-        return try ExecLauncher(id: c.id, target: pid, rootfs: rootfs, process: process, seccomp: spec.linux.seccomp,
-                                cgroupParent: cgroupParent, interactive: interactive).run()
+        var launcher = ExecLauncher(id: c.id, target: pid, rootfs: rootfs, process: process, seccomp: spec.linux.seccomp,
+                                    cgroupParent: cgroupParent, interactive: interactive)
+        launcher.detached = detached
+        return try launcher.run()
     }
 }
 
-/// What a prune removed.
 /// Which images `prune` removes: none, dangling ones (no tag, no container: Docker's `image
 /// prune`), or every one no container uses (`-a`).
 public enum ImagePruneScope: Sendable { case none, dangling, unused }
 
+/// What a prune removed.
 public struct PruneReport: Sendable {
     public var containers = 0
     public var images = 0

@@ -22,6 +22,8 @@ public struct ExecLauncher {
     public var interactive = false
     /// Where the container's cgroups are (`CgroupParent.forStore`).
     public var cgroupParent: String
+    /// `exec -d`: started, then left to run (stdio /dev/null); `run` returns 0 once it has started.
+    public var detached = false
 
     /// An exec of `process` into container `id` whose first process is `target`.
     public init(id: String, target: Int32, rootfs: String, process: RuntimeSpec.Process, seccomp: SeccompProfile?,
@@ -56,7 +58,7 @@ public struct ExecLauncher {
             cfg.seccomp_len = Int32(bpf.count / 8)
         }
         let cgroup = CgroupLayout.current().map { Cgroup(layout: $0, id: id, parent: cgroupParent) }
-        var stdio = try ProcessStdio(plan: .relayed, tty: tty, interactive: interactive)
+        var stdio = try ProcessStdio(plan: detached ? .discarded : .relayed, tty: tty, interactive: interactive)
         let childFDs = stdio.child
         let (pid, report, master) = try Launcher.cloneChild(tty: tty, what: "the exec process", cgroup: cgroup,
                                                             stdio: &stdio) { consoleFD, goFD, errFD in
@@ -65,6 +67,12 @@ public struct ExecLauncher {
             return withExtendedLifetime(arena) { strata_exec(&cfg, goFD, errFD) }
         }
         do { try Launcher.awaitExec(pid, report: report, program: program) } catch { stdio.closeAll(); throw error }
+        if detached {
+            // The intermediate process waits for the command on its own; it leaves no zombie of
+            // ours (this process ends, and init reaps it), and holds nothing but /dev/null.
+            stdio.closeAll()
+            return 0
+        }
         // Signals reach the process that waits for the command; its terminal or stdio pipes are
         // relayed as run's.
         return Launcher.supervise(pid, master: master, interactive: interactive, stdio: &stdio, onPid: { _ in })

@@ -14,6 +14,8 @@ public enum StdioPlan: Sendable {
     /// These fds (the caller's; duplicated for the child) become 0, 1 and 2: the monitor's log
     /// pipes and /dev/null.
     case given(stdin: Int32, stdout: Int32, stderr: Int32)
+    /// /dev/null as 0, 1 and 2 (`exec -d`: nothing waits for the process or reads its output).
+    case discarded
 }
 
 /// The three fds a process gets as 0, 1 and 2 at its clone, and, when relayed, the ends strata
@@ -40,6 +42,8 @@ struct ProcessStdio {
                     guard copy >= 0 else { throw StrataError.errno(.system, "cannot duplicate fd \(fd) for the container's stdio") }
                     child[i] = copy
                 }
+            case .discarded:
+                for i in 0..<3 { child[i] = try ProcessStdio.devNull() }
             case .relayed:
                 relayed = true
                 if interactive {

@@ -185,13 +185,17 @@ struct Exec: ParsableCommand {
     @Option(name: [.short, .customLong("workdir")], help: "Working directory inside the container.") var workdir: String?
     @Flag(name: [.short, .long], help: "Keep standard input open.") var interactive = false
     @Flag(name: [.short, .long], help: "Allocate a pseudo-terminal (from the container's own devpts).") var tty = false
+    @Flag(name: [.short, .long], help: "Start the command and return; its output is discarded.") var detach = false
     @Argument(help: "Container.") var container: String
     @Argument(parsing: .captureForPassthrough, help: "Command and arguments.") var command: [String] = []
 
     func run() throws {
         try runsAProcess {
-            try global.openEngine().exec(container, command: command, env: env, user: user, workdir: workdir,
-                                         tty: tty, interactive: interactive)
+            if detach && (tty || interactive) {
+                throw StrataError(.invalidArgument, "exec -d with -t or -i needs `attach`, which strata does not have yet; drop -t/-i")
+            }
+            return try global.openEngine().exec(container, command: command, env: env, user: user, workdir: workdir,
+                                                tty: tty, interactive: interactive, detached: detach)
         }
     }
 }

@@ -355,4 +355,24 @@ struct DockerHabitsTests {
         #expect(try strata(e, ["rm", "-f", "worker", "other"]).0 == 0)
         try e.expectClean()
     }
+
+    /// `exec -d`: the command starts in the running container and strata returns at once.
+    @Test func execDetached() throws {
+        let e = try RunTests.Env()
+        #expect(try strata(e, ["run", "-d", "--name", "box", Self.image, "sleep", "60"]).0 == 0)
+        let start = Date()
+        let (rc, out, err) = try strata(e, ["exec", "-d", "box", "sh", "-c", "sleep 1; echo done > /tmp/x"])
+        #expect(rc == 0 && out.isEmpty, "\(out)\(err)")
+        #expect(Date().timeIntervalSince(start) < 1 * timeScale + 0.5)
+        var seen = ""
+        for _ in 0..<Int(50 * timeScale) where seen != "done\n" {
+            usleep(100_000)
+            seen = try strata(e, ["exec", "box", "sh", "-c", "cat /tmp/x 2>/dev/null || true"]).1
+        }
+        #expect(seen == "done\n")
+        #expect(try strata(e, ["exec", "-d", "-t", "box", "true"]).0 == 125)
+        #expect(try strata(e, ["exec", "-d", "box", "/no/such"]).0 == 127)
+        #expect(try strata(e, ["rm", "-f", "box"]).0 == 0)
+        try e.expectClean()
+    }
 }
