@@ -83,13 +83,8 @@ extension Ps {
     /// The containers `filters` keeps, in the order given.
     static func filter(_ list: [ContainerView], _ filters: Filters, store: Store) throws -> [ContainerView] {
         guard !filters.isEmpty else { return list }
-        for key in ["status"] {
-            _ = try filters.any(key) { v in
-                guard ["created", "running", "exited", "mounted", "restarting", "removing", "paused", "dead"].contains(v) else {
-                    throw StrataError(.invalidArgument, "invalid --filter status=\(v): created, running, exited, mounted (or Docker's restarting, removing, paused, dead)")
-                }
-                return true
-            }
+        for v in filters.allValues("status") where !["created", "running", "paused", "exited", "mounted", "restarting", "removing", "dead"].contains(v) {
+            throw StrataError(.invalidArgument, "invalid --filter status=\(v): created, running, paused, exited, mounted (or Docker's restarting, removing, dead)")
         }
         // before/since name a container: those created before or after it (the store keeps
         // creation times to the second).
@@ -120,9 +115,8 @@ extension Images {
 
     static func filter(_ list: [ImageView], _ filters: Filters, store: Store) throws -> [ImageView] {
         guard !filters.isEmpty else { return list }
-        _ = try filters.any("dangling") { v in
-            guard ["true", "false", "1", "0"].contains(v) else { throw StrataError(.invalidArgument, "invalid --filter dangling=\(v): true or false") }
-            return true
+        for v in filters.allValues("dangling") where !["true", "false", "1", "0"].contains(v) {
+            throw StrataError(.invalidArgument, "invalid --filter dangling=\(v): true or false")
         }
         func created(_ i: ImageView) -> Date { i.record.created.flatMap { Timestamp.date($0) } ?? i.record.loadedAt }
         func createdOf(_ ref: String) throws -> Date {

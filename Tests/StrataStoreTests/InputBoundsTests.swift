@@ -19,6 +19,15 @@ import Testing
         try strataCLI(args, root: root)
     }
 
+    /// A small tmpfs in `t` (the caller unmounts it): a disk that fills.
+    func smallDisk(in t: TempDir, size: String) throws -> String {
+        let mnt = t.sub("small")
+        try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: true)
+        let mounted = try sh(["mount", "-t", "tmpfs", "-o", "size=" + size, "tmpfs", mnt])
+        try #require(mounted.0 == 0, "cannot mount a small tmpfs: \(mounted.2)")
+        return mnt
+    }
+
     /// The store holds nothing new and nothing is left in tmp/.
     func expectUntouched(_ root: String) throws {
         let (_, images, _) = try strata(root, ["images", "--json"])
@@ -145,10 +154,7 @@ import Testing
     /// A commit that fills the disk names the container and what it was writing; nothing is recorded.
     @Test func commitOnAFullDisk() throws {
         let t = TempDir(); defer { t.remove() }
-        let mnt = t.sub("small")
-        try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: true)
-        let mounted = try sh(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", mnt])
-        try #require(mounted.0 == 0, "cannot mount a small tmpfs: \(mounted.2)")
+        let mnt = try smallDisk(in: t, size: "24m")
         defer { _ = try? sh(["umount", "-l", mnt]) }
         let root = mnt + "/store"
         #expect(try strata(root, ["-q", "load", fixtures + "/oci-gzip"]).0 == 0)
@@ -167,10 +173,7 @@ import Testing
     /// with the free space), a bomb stops short of filling the disk and leaves nothing behind.
     @Test func pipedLoadOnANearlyFullDisk() throws {
         let t = TempDir(); defer { t.remove() }
-        let mnt = t.sub("small")
-        try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: true)
-        let mounted = try sh(["mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", mnt])
-        try #require(mounted.0 == 0, "cannot mount a small tmpfs: \(mounted.2)")
+        let mnt = try smallDisk(in: t, size: "96m")
         defer { _ = try? sh(["umount", "-l", mnt]) }
         let root = mnt + "/store"
         let archive = Array(try Data(contentsOf: URL(fileURLWithPath: fixtures + "/docker-legacy.tar")))
