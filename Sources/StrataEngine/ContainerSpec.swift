@@ -50,6 +50,8 @@ extension Engine {
         public var stopTimeout: Int?
         /// `--cidfile`: a new file the container's ID is written to once it exists.
         public var cidFile: String?
+        /// `--restart`: what happens when the container ends (detached containers).
+        public var restart: RestartPolicy = .no
         /// Docker's defaults: a new name, the image's process, no limits, the default seccomp profile.
         public init() {}
 
@@ -90,6 +92,9 @@ extension Engine {
             }
             if let stopSignal { _ = try MonitorProcess.signalNumber(stopSignal) }
             try names.validate()
+            if restart != .no && remove {
+                throw StrataError(.invalidArgument, "conflicting options: --restart \(restart.text) and --rm (a container that restarts is not removed at its end)")
+            }
             if let cidFile, pathExists(cidFile) {
                 throw StrataError(.alreadyExists, "the container ID file \(cidFile) exists: another container may be using it; remove it first")
             }
@@ -193,6 +198,7 @@ struct ContainerSpecBuilder {
         for (k, v) in options.labels { annotations[RuntimeSpec.Annotation.labelPrefix + k] = v }
         options.names.annotate(&annotations)
         if let t = options.stopTimeout { annotations[RuntimeSpec.Annotation.stopTimeout] = String(t) }
+        if options.restart != .no { annotations[RuntimeSpec.Annotation.restart] = options.restart.text }
         if let signal = options.stopSignal ?? imageStopSignal { annotations[RuntimeSpec.Annotation.stopSignal] = signal }
 
         let rootPath = rootfs.hasPrefix(bundle + "/") ? String(rootfs.dropFirst(bundle.count + 1)) : rootfs

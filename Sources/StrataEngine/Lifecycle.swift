@@ -31,6 +31,13 @@ extension Engine {
     public func start(_ ref: String) throws {
         let c = try store.container(ref)
         if isRunning(c) { return }
+        markStopped(c.id, false)
+        try startRecorded(c)
+    }
+
+    /// Starts a container under its monitor, from its spec (`start`, and its restart policy).
+    func startRecorded(_ c: ContainerRecord) throws {
+        if isRunning(c) { return }
         guard try store.spec(c.id) != nil else {
             throw StrataError(.unsupported, "container \(c.name) has no spec to run (it was made by an older `strata create`, or as a mount for commit); create it again with `strata create IMAGE [COMMAND]`")
         }
@@ -128,6 +135,7 @@ extension Engine {
             state.monitorPid = nil
             try? store.writeRunState(id, state)
         }
+        scheduleRestart(id)
         return 0
     }
 
@@ -153,6 +161,9 @@ extension Engine {
         for (i, ref) in refs.enumerated() {
             do {
                 let c = try store.container(ref)
+                // Marked first, running or not: a container between a restart policy's runs
+                // must not be started again either.
+                markStopped(c.id, true)
                 guard isRunning(c), let pid = c.pid else { continue }
                 // A container made before specs existed (run.json) stops with SIGTERM.
                 let spec = (try? store.spec(c.id)) ?? nil
@@ -178,6 +189,7 @@ extension Engine {
     public func kill(_ ref: String, signal: Int32) throws {
         let c = try store.container(ref)
         guard isRunning(c), let pid = c.pid else { throw StrataError(.conflict, "container \(c.name) is not running") }
+        markStopped(c.id, true)
         MonitorProcess.signal(pid, signal)
     }
 

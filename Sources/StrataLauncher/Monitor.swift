@@ -18,17 +18,23 @@ public struct MonitorCommand: Sendable {
     /// (unmount or remove, cgroups), run by strata-monitor at its end; nil: the monitor stays
     /// the whole program while the container runs.
     public var cleanupArguments: (@Sendable (String) -> [String])?
+    /// The argv after argv[0] of `executable` that starts a container again after its restart
+    /// policy's delay (`--restart`); nil: no restarts.
+    public var restartArguments: (@Sendable (String) -> [String])?
 
     public init(executable: String, arguments: @escaping @Sendable (String) -> [String],
-                cleanupArguments: (@Sendable (String) -> [String])? = nil) {
+                cleanupArguments: (@Sendable (String) -> [String])? = nil,
+                restartArguments: (@Sendable (String) -> [String])? = nil) {
         self.executable = executable; self.arguments = arguments; self.cleanupArguments = cleanupArguments
+        self.restartArguments = restartArguments
     }
 
     /// `strata --root ROOT --driver DRIVER container-monitor ID` (and `container-cleanup ID`) of
     /// the strata binary at `executable`, an absolute path.
     public static func strata(_ executable: String, root: String, driver: String) -> MonitorCommand {
         MonitorCommand(executable: executable, arguments: { ["--root", root, "--driver", driver, "container-monitor", $0] },
-                       cleanupArguments: { ["--root", root, "--driver", driver, "container-cleanup", $0] })
+                       cleanupArguments: { ["--root", root, "--driver", driver, "container-cleanup", $0] },
+                       restartArguments: { ["--root", root, "--driver", driver, "container-restart", $0] })
     }
 }
 
@@ -113,25 +119,31 @@ package enum MonitorProcess {
         guard strata_pipe_cloexec(&fds) == 0 else { throw StrataError.errno(.system, "cannot create the monitor's status pipe") }
         let reader = FDHandle(owning: fds[0])
         defer { close(fds[1]) }
+        try spawnDetached(command.executable, arguments: command.arguments(id), statusPipe: fds[1])
+        return reader
+    }
+
+    /// Starts `executable` with `arguments` detached (a new session, stdio on /dev/null), with
+    /// `statusPipe` as its fd 3 when given; does not wait for it.
+    package static func spawnDetached(_ executable: String, arguments: [String], statusPipe: Int32? = nil) throws {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, fds[1], 3)
+        if let statusPipe { posix_spawn_file_actions_adddup2(&actions, statusPipe, 3) }
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }
         // A new session: no controlling terminal, no signals from the shell that ran strata.
         posix_spawnattr_setflags(&attr, Int16(0x80))  // POSIX_SPAWN_SETSID (glibc; GNU-only, not exported to Swift)
-        let argv = ["strata"] + command.arguments(id)
+        let argv = ["strata"] + arguments
         let cArgs = argv.map { strdup($0) } + [nil]
         defer { cArgs.forEach { free($0) } }
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, command.executable, &actions, &attr, cArgs, environ)
-        guard rc == 0 else { throw StrataError(.system, "cannot start the container monitor \(command.executable)", cause: Errno(rc)) }
-        return reader
+        let rc = posix_spawn(&pid, executable, &actions, &attr, cArgs, environ)
+        guard rc == 0 else { throw StrataError(.system, "cannot start \(executable) \(arguments.suffix(2).joined(separator: " "))", cause: Errno(rc)) }
     }
 
     /// Waits for the monitor's one status line.

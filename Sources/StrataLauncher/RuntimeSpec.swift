@@ -181,6 +181,8 @@ public struct RuntimeSpec: Codable, Sendable, Equatable {
         public static let dns = "io.strata.dns"
         public static let dnsSearch = "io.strata.dns-search"
         public static let dnsOptions = "io.strata.dns-options"
+        /// `--restart`: the policy (`always`, `unless-stopped`, `on-failure[:N]`).
+        public static let restart = "io.strata.restart"
         /// `--stop-timeout`: seconds `stop` waits before SIGKILL when not given `-t`.
         public static let stopTimeout = "io.strata.stop-timeout"
         /// The signal `stop` sends first (the name podman and containerd use).

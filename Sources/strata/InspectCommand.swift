@@ -39,7 +39,9 @@ struct Inspect: ParsableCommand {
     /// The object for one name: a container first (as `docker inspect`), then an image, then a layer.
     private func object(_ store: Store, _ name: String) throws -> [String: Any] {
         if type == nil || type == "container", let view = try? store.containerView(name) {
-            return try InspectJSON.container(ContainerJSON(view), paths: store.containerPaths(view.record.id), driver: store.driverName)
+            var object = try InspectJSON.container(ContainerJSON(view), paths: store.containerPaths(view.record.id), driver: store.driverName)
+            object["RestartCount"] = store.restartCount(view.record.id)
+            return object
         }
         if type == "container" { throw StrataError(.notFound, "no container \"\(name)\"; `strata ps -a` lists them") }
         let image: Digest? = type == "layer" ? nil : try? store.resolveImage(name)

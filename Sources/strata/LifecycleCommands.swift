@@ -38,6 +38,18 @@ struct ContainerCleanup: ParsableCommand {
     }
 }
 
+/// Starts a container again after its restart policy's delay (spawned by `container-cleanup`; not for users).
+struct ContainerRestart: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "container-restart", shouldDisplay: false)
+    @OptionGroup var global: GlobalOptions
+    @Argument var id: String
+    func run() throws {
+        let code = try global.openEngine().restartAfterDelay(id)
+        Metadata.checkpointAfterWrites()
+        throw ExitCode(code)
+    }
+}
+
 struct Start: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "start",
         abstract: "Start created or stopped containers with what `create` or `run` recorded (in the background).",

@@ -79,6 +79,7 @@ struct RunFlags: ParsableArguments {
     @Option(name: .long, help: "Size of /dev/shm, e.g. 256m (default 64m).") var shmSize: String?
     @Option(name: .long, help: "Seconds `stop` waits before SIGKILL (default 10; -1: for ever).") var stopTimeout: Int?
     @Option(name: .long, help: "Write the container's ID to this new file.") var cidfile: String?
+    @Option(name: .long, help: "no, always, unless-stopped or on-failure[:N]: start it again when it ends (Docker's backoff).") var restart: String = "no"
     @Option(name: .long, help: "Platform to pull (os/arch[/variant]) when the image is pulled.") var platform: String?
     @Option(name: .long, help: "Pull the image first: missing (when the store has no such image), always, or never.") var pull: String = "missing"
     @OptionGroup var registry: RegistryFlags
@@ -148,6 +149,7 @@ struct RunFlags: ParsableArguments {
         options.shmSize = try shmSize.map { try ByteSize.parse($0, what: "--shm-size") }
         options.stopTimeout = stopTimeout
         options.cidFile = cidfile
+        options.restart = try RestartPolicy(parsing: restart)
         for l in label {
             let kv = l.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
             guard !kv[0].isEmpty else { throw StrataError(.invalidArgument, "invalid --label \"\(l)\": expected KEY=VALUE") }

@@ -70,7 +70,7 @@ struct Strata: ParsableCommand {
                       Start.self, Stop.self, Restart.self, Kill.self, Wait.self, Logs.self, Exec.self, Export.self,
                       Pause.self, Unpause.self, Rename.self, Top.self, Stats.self, Version.self,
                       ImageGroup.self, ContainerGroup.self, SystemGroup.self, Info.self, ContainerMonitor.self,
-                      ContainerCleanup.self]
+                      ContainerCleanup.self, ContainerRestart.self]
     )
 
     /// "unknown command 'X'" with the nearest command, or nil for a command that exists.
@@ -104,7 +104,7 @@ struct Strata: ParsableCommand {
             return "strata: '\(name)' is a Docker command strata does not have yet (`strata --help` lists those it has)"
         }
         // A suggestion only for a likely slip of the keyboard: one edit in a short name, two in a longer one.
-        let nearest = names.filter { $0 != "container-monitor" && $0 != "container-cleanup" }.min { distance(name, $0) < distance(name, $1) }
+        let nearest = names.filter { !$0.hasPrefix("container-") }.min { distance(name, $0) < distance(name, $1) }
         let hint = nearest.map { distance(name, $0) <= (name.count <= 4 ? 1 : 2) ? "; did you mean '\($0)'?" : "" } ?? ""
         return "strata: unknown command '\(name)'\(hint) (`strata --help` lists them)"
     }

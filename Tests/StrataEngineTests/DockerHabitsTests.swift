@@ -375,4 +375,40 @@ struct DockerHabitsTests {
         #expect(try strata(e, ["rm", "-f", "box"]).0 == 0)
         try e.expectClean()
     }
+
+    /// `--restart`: on-failure:N restarts N times after non-zero exits; always restarts until
+    /// `stop`, which also holds one between two runs; `start` clears the stop.
+    @Test func restartPolicies() throws {
+        let e = try RunTests.Env()
+        func count(_ name: String) throws -> Int { Int(try strata(e, ["inspect", "-f", "{{.RestartCount}}", name]).1.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1 }
+        func waitFor(_ what: () throws -> Bool) throws -> Bool {
+            for _ in 0..<Int(100 * timeScale) { if try what() { return true }; usleep(100_000) }
+            return false
+        }
+        #expect(try strata(e, ["run", "-d", "--name", "r", "--restart", "on-failure:2", Self.image, "sh", "-c", "date >> /tmp/runs; exit 3"]).0 == 0)
+        #expect(try waitFor { try count("r") == 2 && strata(e, ["ps", "-a", "-f", "name=r", "--format", "{{.State}}"]).1 == "exited\n" })
+        usleep(UInt32(1_000_000 * timeScale))
+        #expect(try count("r") == 2)
+        let m = try strata(e, ["mount", "r"]).1.split(separator: "\n").last.map(String.init) ?? ""
+        #expect(readString(m + "/tmp/runs")?.split(separator: "\n").count == 3)
+        #expect(try strata(e, ["umount", "r"]).0 == 0)
+        // on-failure does not restart a clean exit.
+        #expect(try strata(e, ["run", "-d", "--name", "ok", "--restart", "on-failure", Self.image, "true"]).0 == 0)
+        #expect(try strata(e, ["wait", "ok"]).1 == "0\n")
+        usleep(UInt32(500_000 * timeScale))
+        #expect(try count("ok") == 0)
+        // always: restarts until stop.
+        #expect(try strata(e, ["run", "-d", "--name", "a", "--restart", "always", Self.image, "sh", "-c", "sleep 0.2"]).0 == 0)
+        #expect(try waitFor { try count("a") >= 2 })
+        #expect(try strata(e, ["stop", "-t", "1", "a"]).0 == 0)
+        let stopped = try count("a")
+        usleep(UInt32(1_500_000 * timeScale))
+        #expect(try count("a") == stopped)
+        #expect(try strata(e, ["ps", "-a", "-f", "name=a", "--format", "{{.Names}} {{.State}}"]).1 == "a exited\n")
+        // Refused: an unknown policy, and with --rm.
+        #expect(try strata(e, ["run", "-d", "--restart", "sometimes", Self.image, "true"]).0 == 125)
+        #expect(try strata(e, ["run", "-d", "--rm", "--restart", "always", Self.image, "true"]).0 == 125)
+        #expect(try strata(e, ["rm", "-f", "r", "ok", "a"]).0 == 0)
+        try e.expectClean()
+    }
 }
