@@ -16,7 +16,7 @@ struct Create: ParsableCommand {
         helpNames: [.long])
     @OptionGroup var global: GlobalOptions
     @OptionGroup var flags: RunFlags
-    @Argument(help: "Image: tag, ID or unique ID prefix.") var image: String
+    @Argument(help: "Image: tag, ID or unique ID prefix.", completion: NameCompletion.images) var image: String
     @Argument(parsing: .captureForPassthrough, help: "Command and arguments.") var command: [String] = []
     func run() throws {
         try strata.run {
@@ -32,14 +32,14 @@ struct Mount: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "mount",
         abstract: "Mount a container's rootfs; prints its path on the last line. Mounting twice is counted.")
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Container: name, ID or unique ID prefix.") var container: String
+    @Argument(help: "Container: name, ID or unique ID prefix.", completion: NameCompletion.containers) var container: String
     func run() throws { try strata.run { print(try global.openStore().mountContainer(container)) } }
 }
 
 struct Umount: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "umount", abstract: "Drop one mount of a container; unmount when none is left.")
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Container: name, ID or unique ID prefix.") var container: String
+    @Argument(help: "Container: name, ID or unique ID prefix.", completion: NameCompletion.containers) var container: String
     @Flag(name: [.short, .long], help: "Unmount now, whatever the count.") var force = false
     func run() throws { try strata.run { try global.openStore().unmountContainer(container, force: force) } }
 }
@@ -47,7 +47,7 @@ struct Umount: ParsableCommand {
 struct Rm: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "rm", abstract: "Remove containers.")
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Containers: name, ID or unique ID prefix.") var containers: [String]
+    @Argument(help: "Containers: name, ID or unique ID prefix.", completion: NameCompletion.containers) var containers: [String]
     @Flag(name: [.short, .long], help: "Also when mounted or running (kills and unmounts).") var force = false
     func run() throws {
         try strata.run {
@@ -104,7 +104,7 @@ struct Ps: ParsableCommand {
 struct Diff: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "diff", abstract: "Show what a container changed: A added, C changed, D deleted.")
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Container: name, ID or unique ID prefix.") var container: String
+    @Argument(help: "Container: name, ID or unique ID prefix.", completion: NameCompletion.containers) var container: String
     @Flag(name: .long, help: "JSON: an array of {kind, path}.") var json = false
     func run() throws {
         try strata.run {
@@ -119,7 +119,7 @@ struct Commit: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "commit",
         abstract: "Commit a container's changes as a new layer and image; prints the image ID.")
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Container: name, ID or unique ID prefix.") var container: String
+    @Argument(help: "Container: name, ID or unique ID prefix.", completion: NameCompletion.containers) var container: String
     @Argument(help: "Tag the new image NAME[:TAG].") var reference: String?
     @Option(name: [.short, .long], help: "A comment for the history entry.") var message: String?
     @Option(name: [.short, .long], help: "The author.") var author: String?

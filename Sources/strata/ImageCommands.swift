@@ -179,7 +179,7 @@ struct Save: ParsableCommand {
         discussion: "Layer tars are rebuilt byte-exact, so diffIDs and image IDs survive. Images share common layers once.")
 
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Images: tag, ID or unique ID prefix.") var images: [String]
+    @Argument(help: "Images: tag, ID or unique ID prefix.", completion: NameCompletion.images) var images: [String]
     @Option(name: [.short, .long], help: "Output file, - for standard output, or a directory for oci-dir (default: standard output when it is not a terminal).") var output: String?
     @Option(name: .long, help: "docker-archive, oci-archive or oci-dir.") var format: String = "docker-archive"
     @Option(name: .long, help: "Layer compression: none, gzip or zstd.") var compress: String = "none"
@@ -220,7 +220,7 @@ struct Save: ParsableCommand {
 struct History: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "history", abstract: "Show an image's layers, bottom to top, with how each was made.")
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Image: tag, ID or unique ID prefix.") var image: String
+    @Argument(help: "Image: tag, ID or unique ID prefix.", completion: NameCompletion.images) var image: String
     @Flag(name: .long, help: "JSON: an array of {created, createdBy, comment, emptyLayer, chainID, diffID, size}.") var json = false
     @Flag(name: .long, help: "Do not truncate created_by.") var noTrunc = false
 
@@ -248,7 +248,7 @@ struct Rmi: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "rmi",
         abstract: "Remove images; layers no other image uses are freed at once.")
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Images: tag, ID or unique ID prefix.") var images: [String]
+    @Argument(help: "Images: tag, ID or unique ID prefix.", completion: NameCompletion.images) var images: [String]
     @Flag(name: [.short, .long], help: "Remove an image with several tags by ID.") var force = false
     func run() throws {
         try strata.run {
@@ -268,7 +268,7 @@ struct Rmi: ParsableCommand {
 struct Tag: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "tag", abstract: "Tag an image: strata tag SOURCE TARGET.")
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Image: tag, ID or unique ID prefix.") var source: String
+    @Argument(help: "Image: tag, ID or unique ID prefix.", completion: NameCompletion.images) var source: String
     @Argument(help: "New name NAME[:TAG].") var target: String
     func run() throws { try strata.run { try global.openStore().tag(source, target) } }
 }

@@ -8,7 +8,7 @@ struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "inspect",
         abstract: "Show containers, images or layers as a JSON array (Docker's keys, strata's own under \"Strata\"); with --files, what a layer adds, changes and deletes.")
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Containers (name, ID), images (tag, ID, ID prefix) or layers (chainID or prefix).") var names: [String]
+    @Argument(help: "Containers (name, ID), images (tag, ID, ID prefix) or layers (chainID or prefix).", completion: NameCompletion.containers) var names: [String]
     @Option(name: .long, help: "container, image or layer, when a name matches more than one.") var type: String?
     @Option(name: [.short, .long], help: "A template per object: {{.Id}}, {{.State.Status}}, {{json .Config}}, {{.Strata.path}}.") var format: String?
     @Flag(name: .long, help: "For a layer: its changes (A/C/D) with sizes and the bytes it hides below.") var files = false

@@ -56,7 +56,7 @@ struct Start: ParsableCommand {
         discussion: "With -a: one container, its output shown as it comes, and its exit code as strata's.")
     @OptionGroup var global: GlobalOptions
     @Flag(name: [.short, .long], help: "Wait for the container, showing its stdout and stderr; exit with its code.") var attach = false
-    @Argument(help: "Containers.") var containers: [String]
+    @Argument(help: "Containers.", completion: NameCompletion.containers) var containers: [String]
     func run() throws {
         CgroupWarmUp.begin()
         if attach {
@@ -98,7 +98,7 @@ struct Stop: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "stop", abstract: "Stop containers: the stop signal, then SIGKILL after a grace period.")
     @OptionGroup var global: GlobalOptions
     @Option(name: [.short, .customLong("time")], help: "Seconds to wait before SIGKILL (default: the container's --stop-timeout, else 10).") var time: Double?
-    @Argument(help: "Containers.") var containers: [String]
+    @Argument(help: "Containers.", completion: NameCompletion.containers) var containers: [String]
     func run() throws {
         try strata.run {
             let engine = try global.openEngine()
@@ -111,7 +111,7 @@ struct Restart: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "restart", abstract: "Stop containers, then start them again.")
     @OptionGroup var global: GlobalOptions
     @Option(name: [.short, .customLong("time")], help: "Seconds to wait before SIGKILL (default: the container's --stop-timeout, else 10).") var time: Double?
-    @Argument(help: "Containers.") var containers: [String]
+    @Argument(help: "Containers.", completion: NameCompletion.containers) var containers: [String]
     func run() throws {
         try strata.run {
             let engine = try global.openEngine()
@@ -126,7 +126,7 @@ struct Kill: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "kill", abstract: "Send a signal to the main process of running containers.")
     @OptionGroup var global: GlobalOptions
     @Option(name: [.short, .long], help: "Signal name or number.") var signal: String = "KILL"
-    @Argument(help: "Containers.") var containers: [String]
+    @Argument(help: "Containers.", completion: NameCompletion.containers) var containers: [String]
     func run() throws {
         try strata.run {
             let engine = try global.openEngine()
@@ -139,7 +139,7 @@ struct Kill: ParsableCommand {
 struct Wait: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "wait", abstract: "Wait for containers to end; print their exit codes.")
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Containers.") var containers: [String]
+    @Argument(help: "Containers.", completion: NameCompletion.containers) var containers: [String]
     func run() throws {
         try strata.run {
             let engine = try global.openEngine()
@@ -155,7 +155,7 @@ struct Logs: ParsableCommand {
     @Option(name: .long, help: "Only the last N lines (or all).") var tail: String = "all"
     @Flag(name: [.short, .long], help: "Show the time of each line.") var timestamps = false
     @Option(name: .long, help: "Only lines since a time (RFC 3339) or a duration ago (10m, 1h30m, 45s).") var since: String?
-    @Argument(help: "Container.") var container: String
+    @Argument(help: "Container.", completion: NameCompletion.containers) var container: String
 
     func run() throws {
         try strata.run {
@@ -198,7 +198,7 @@ struct Exec: ParsableCommand {
     @Flag(name: [.short, .long], help: "Keep standard input open.") var interactive = false
     @Flag(name: [.short, .long], help: "Allocate a pseudo-terminal (from the container's own devpts).") var tty = false
     @Flag(name: [.short, .long], help: "Start the command and return; its output is discarded.") var detach = false
-    @Argument(help: "Container.") var container: String
+    @Argument(help: "Container.", completion: NameCompletion.containers) var container: String
     @Argument(parsing: .captureForPassthrough, help: "Command and arguments.") var command: [String] = []
 
     func run() throws {
@@ -216,7 +216,7 @@ struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "export", abstract: "Write a container's whole tree as a tar (as docker export).")
     @OptionGroup var global: GlobalOptions
     @Option(name: [.short, .long], help: "The tar file (default: standard output, not a terminal).") var output: String?
-    @Argument(help: "Container.") var container: String
+    @Argument(help: "Container.", completion: NameCompletion.containers) var container: String
     func run() throws {
         try strata.run {
             let engine = try global.openEngine()

@@ -10,7 +10,7 @@ import StrataSystem
 struct Pause: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "pause", abstract: "Freeze every process of running containers.")
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Containers.") var containers: [String]
+    @Argument(help: "Containers.", completion: NameCompletion.containers) var containers: [String]
     func run() throws {
         try strata.run {
             let engine = try global.openEngine()
@@ -23,7 +23,7 @@ struct Pause: ParsableCommand {
 struct Unpause: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "unpause", abstract: "Thaw the processes of paused containers.")
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Containers.") var containers: [String]
+    @Argument(help: "Containers.", completion: NameCompletion.containers) var containers: [String]
     func run() throws {
         try strata.run {
             let engine = try global.openEngine()
@@ -36,7 +36,7 @@ struct Unpause: ParsableCommand {
 struct Rename: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "rename", abstract: "Give a container another name.")
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Container: name, ID or unique ID prefix.") var container: String
+    @Argument(help: "Container: name, ID or unique ID prefix.", completion: NameCompletion.containers) var container: String
     @Argument(help: "Its new name.") var newName: String
     func run() throws { try strata.run { try global.openStore().renameContainer(container, to: newName) } }
 }
@@ -46,7 +46,7 @@ struct Top: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "top", abstract: "List the processes of a running container.",
         discussion: "UID and PID as the host sees them; TIME is user plus system CPU time.")
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Container.") var container: String
+    @Argument(help: "Container.", completion: NameCompletion.containers) var container: String
     func run() throws {
         try strata.run {
             let list = try global.openEngine().processes(container)
@@ -72,7 +72,7 @@ struct Stats: ParsableCommand {
     @Flag(name: .long, help: "One reading, then exit.") var noStream = false
     @Flag(name: .long, help: "Full container IDs.") var noTrunc = false
     @Flag(name: .long, help: "JSON: an array of {id, name, cpuPercent, memoryBytes, memoryLimit, memoryPercent, pids}.") var json = false
-    @Argument(help: "Containers (default: every running one).") var containers: [String] = []
+    @Argument(help: "Containers (default: every running one).", completion: NameCompletion.containers) var containers: [String] = []
 
     struct Row: Codable {
         var id: String, name: String, cpuPercent: Double, memoryBytes: Int64, memoryLimit: Int64, memoryPercent: Double, pids: Int64

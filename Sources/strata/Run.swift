@@ -20,7 +20,7 @@ struct Run: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @OptionGroup var flags: RunFlags
     @Flag(name: [.short, .long], help: "Run in the background under a monitor; print the container ID.") var detach = false
-    @Argument(help: "Image: tag, ID or unique ID prefix.") var image: String
+    @Argument(help: "Image: tag, ID or unique ID prefix.", completion: NameCompletion.images) var image: String
     @Argument(parsing: .captureForPassthrough, help: "Command and arguments.") var command: [String] = []
 
     func run() throws {

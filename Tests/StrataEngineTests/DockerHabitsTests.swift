@@ -411,4 +411,22 @@ struct DockerHabitsTests {
         #expect(try strata(e, ["rm", "-f", "r", "ok", "a"]).0 == 0)
         try e.expectClean()
     }
+
+    /// Shell completion offers the store's container and image names where a command takes them
+    /// (what the generated scripts ask through `---completion`); a store that is not there is not made.
+    @Test func completionsOfferNames() throws {
+        let e = try RunTests.Env()
+        #expect(try strata(e, ["create", "--name", "web1", Self.image]).0 == 0)
+        #expect(try strata(e, ["create", "--name", "db1", Self.image]).0 == 0)
+        let complete = { (args: [String], env: [String: String]) in try sh([strataBinary, "---completion"] + args, env: env) }
+        #expect(try complete(["rm", "--", "positional@0", "0", "1", "w"], ["STRATA_ROOT": e.root]).1 == "web1\n")
+        let (_, all, _) = try complete(["stop", "--", "positional@0", "2", "0", "stop", "--root", e.root, ""], [:])
+        #expect(all.split(separator: "\n").contains("db1") && all.split(separator: "\n").contains("web1"), "\(all)")
+        #expect(try complete(["run", "--", "positional@0", "0", "0", ""], ["STRATA_ROOT": e.root]).1 == Self.image + "\n")
+        let missing = e.t.sub("no-store")
+        #expect(try complete(["rm", "--", "positional@0", "0", "0", ""], ["STRATA_ROOT": missing]).1.isEmpty)
+        #expect(!exists(missing))
+        #expect(try sh([strataBinary, "--generate-completion-script", "bash"]).1.contains("---completion"))
+        #expect(try strata(e, ["rm", "web1", "db1"]).0 == 0)
+    }
 }
