@@ -41,16 +41,11 @@ extension Engine {
         try cg.setFrozen(false)
     }
 
-    /// Whether a container's processes are frozen (`ps` shows it paused).
-    public func isPaused(_ c: ContainerRecord) -> Bool {
-        guard let layout = CgroupLayout.current() else { return false }
-        return Cgroup(layout: layout, id: c.id, parent: cgroupParent).isFrozen
-    }
-
     /// Thaws a paused container so that a stop signal or SIGKILL reaches it (a frozen
     /// process on cgroup v1 dies only once thawed), as Docker does before it stops one.
     func thawIfPaused(_ id: String) {
-        guard let layout = CgroupLayout.current() else { return }
+        // The layout read once per command: `stop` of many containers asks for each.
+        guard let layout = CgroupLayout.cached else { return }
         let cg = Cgroup(layout: layout, id: id, parent: cgroupParent)
         if cg.isFrozen { try? cg.setFrozen(false) }
     }

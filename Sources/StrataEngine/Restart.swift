@@ -103,11 +103,10 @@ extension Engine {
         var r = store.restartRecord(id)
         let state = store.runState(id)
         guard !r.stopped, policy.allows(exitCode: state?.exitCode ?? 0, restarts: r.count) else { return }
-        let ran = zip([state?.startedAt], [state?.finishedAt]).compactMap { s, f -> Double? in
-            guard let s = s.flatMap({ Timestamp.date($0) }), let f = f.flatMap({ Timestamp.date($0) }) else { return nil }
-            return f.timeIntervalSince(s)
-        }.first ?? 0
-        if ran >= 10 { r.consecutive = 0 }
+        if let s = state?.startedAt.flatMap({ Timestamp.date($0) }), let f = state?.finishedAt.flatMap({ Timestamp.date($0) }),
+           f.timeIntervalSince(s) >= 10 {
+            r.consecutive = 0  // it ran long enough: the backoff starts over
+        }
         r.delay = min(0.1 * Double(1 << min(r.consecutive, 10)), 60)
         r.count += 1
         r.consecutive += 1

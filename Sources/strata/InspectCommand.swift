@@ -96,7 +96,7 @@ enum InspectTemplate {
         let nodes = try parse(&tokens, template: template, until: [])
         guard tokens.isEmpty else { throw bad(template, "{{\(tokens.first!.1)}} without its range or if") }
         var out = ""
-        try evaluate(nodes, dot: object, root: object, parentKey: nil, template: template, into: &out)
+        try evaluate(nodes, dot: object, template: template, into: &out)
         return out
     }
 
@@ -188,7 +188,7 @@ enum InspectTemplate {
         return .field(w == "." ? [] : w.dropFirst().split(separator: ".").map(String.init))
     }
 
-    private static func evaluate(_ nodes: [Node], dot: Any?, root: [String: Any], parentKey: String?, template: String, into out: inout String) throws {
+    private static func evaluate(_ nodes: [Node], dot: Any?, template: String, into out: inout String) throws {
         for node in nodes {
             switch node {
             case .text(let t): out += t
@@ -200,11 +200,11 @@ enum InspectTemplate {
                 else if let m = v as? [String: Any] { items = m.keys.sorted().map { m[$0]! } }
                 else if v == nil || v is NSNull { items = [] }
                 else { throw bad(template, "range over \(describe(v)), which is neither a list nor a map") }
-                if items.isEmpty { try evaluate(otherwise, dot: dot, root: root, parentKey: parentKey, template: template, into: &out) }
-                for item in items { try evaluate(body, dot: item, root: root, parentKey: nil, template: template, into: &out) }
+                if items.isEmpty { try evaluate(otherwise, dot: dot, template: template, into: &out) }
+                for item in items { try evaluate(body, dot: item, template: template, into: &out) }
             case .when(let p, let body, let otherwise):
                 let v = try value(p, dot: dot, template: template)
-                try evaluate(truth(v) ? body : otherwise, dot: dot, root: root, parentKey: parentKey, template: template, into: &out)
+                try evaluate(truth(v) ? body : otherwise, dot: dot, template: template, into: &out)
             }
         }
     }
