@@ -245,7 +245,8 @@ pid_t strata_launch(const struct strata_launch *cfg, int go_fd, int err_fd) {
         int fd = open_in_root(rootfd, m->target, buf, sizeof buf);
         if (fd < 0) child_fail(err_fd, ST_MOUNTS);
         if (m->tmpfs) {
-            if (mount("tmpfs", buf, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0) child_fail(err_fd, ST_MOUNTS);
+            unsigned long fl = MS_NOSUID | MS_NODEV | (m->readonly ? MS_RDONLY : 0);
+            if (mount("tmpfs", buf, "tmpfs", fl, m->data ? m->data : "mode=1777") != 0) child_fail(err_fd, ST_MOUNTS);
         } else {
             if (mount(m->source, buf, NULL, MS_BIND | MS_REC, NULL) != 0) child_fail(err_fd, ST_MOUNTS);
             if (m->readonly) {

@@ -82,6 +82,10 @@ int strata_exchange_names(int dirfd, const char *a, const char *b) {
     return renameat2(dirfd, a, dirfd, b, RENAME_EXCHANGE);
 }
 
+int strata_rename_noreplace(int olddirfd, const char *a, int newdirfd, const char *b) {
+    return renameat2(olddirfd, a, newdirfd, b, RENAME_NOREPLACE);
+}
+
 int strata_wait_readable(int fd, int timeout_ms) {
     struct pollfd p = { .fd = fd, .events = POLLIN };
     int r = poll(&p, 1, timeout_ms);

@@ -40,7 +40,7 @@ public struct CheckProblem: Codable, Sendable, CustomStringConvertible {
 
 /// What `check` looked at.
 public struct CheckSummary: Codable, Sendable {
-    public var layers = 0, images = 0, blobs = 0, containers = 0
+    public var layers = 0, images = 0, blobs = 0, containers = 0, volumes = 0
     /// Empty counts.
     public init() {}
 }
@@ -97,7 +97,10 @@ extension Store {
             problems += corrupt.sorted { $0.key < $1.key }.map(\.value)
             problems += try checkImages(layers, present: blobs, corrupt: Set(corrupt.keys))
             problems += try checkContainers()
+            let (volumeProblems, volumeCount) = try checkVolumes()
+            problems += volumeProblems
             summary = CheckSummary()
+            summary.volumes = volumeCount
             summary.layers = layers.count
             summary.blobs = blobs.count
             (summary.images, summary.containers) = try metadata.read { (try $0.imageCount(), try $0.containerCount()) }
@@ -242,6 +245,31 @@ extension Store {
             }
         }
         return problems
+    }
+
+    /// Each volume's record and contents; volumes a container's spec names that are gone.
+    /// Nothing here is repaired: a volume holds a user's data, and only `volume rm` removes it.
+    private func checkVolumes() throws -> ([CheckProblem], Int) {
+        var problems: [CheckProblem] = []
+        let (records, damaged) = try volumes()
+        for name in damaged {
+            problems.append(CheckProblem(subject: "volume \(name)", problem: "its volume.json is missing or damaged",
+                                         advice: "its files are in \(rootPath)/volumes/\(name); `strata volume rm \(name)` removes it"))
+        }
+        for r in records where !pathExists(volumeDataPath(r.name)) {
+            problems.append(CheckProblem(subject: "volume \(r.name)", problem: "its _data directory is gone",
+                                         advice: "`strata volume rm \(r.name)` removes it"))
+        }
+        let present = Set(records.map(\.name) + damaged)
+        for r in try metadata.read({ try $0.containers() }) {
+            guard let spec = try? spec(r.id) else { continue }
+            for m in spec.mounts where m.type == "bind" {
+                guard let name = m.source.flatMap(volumeName(ofDataPath:)), !present.contains(name) else { continue }
+                problems.append(CheckProblem(subject: "container \(r.name)", problem: "its volume \(name) (at \(m.destination)) is gone",
+                                             advice: "`strata volume create \(name)` makes an empty one; or remove the container"))
+            }
+        }
+        return (problems, records.count)
     }
 
     /// Why a layer's directory does not hold its tar, or nil.

@@ -4,15 +4,46 @@ import StrataFormats
 import StrataLauncher
 import StrataSystem
 
-/// A bind mount or tmpfs in the container (`-v HOST:CTR[:ro]`, `--tmpfs PATH`).
+/// A mount in the container: a bind of a host path (`-v /HOST:/CTR`, `--mount type=bind`), a
+/// volume of the store (`-v NAME:/CTR`, anonymous `-v /CTR`, `--mount type=volume`) or a tmpfs
+/// (`--tmpfs`, `--mount type=tmpfs`).
 public struct VolumeSpec: Sendable, Equatable {
+    public enum Kind: Sendable, Equatable { case bind, volume, tmpfs }
+    public var kind: Kind
+    /// A bind's host path; a volume's name (nil: an anonymous volume); nil for tmpfs.
     public var source: String?
     public var target: String
     public var readOnly: Bool
-    public var tmpfs: Bool
-    /// A volume from `source` (nil with `tmpfs`) at `target`.
+    /// A volume made empty is not given the image's files at its target (`nocopy`).
+    public var noCopy: Bool
+    /// A tmpfs's `size=` and `mode=` options.
+    public var tmpfsOptions: [String]
+    public var tmpfs: Bool { kind == .tmpfs }
+
+    /// A mount of `kind` from `source` at `target`.
+    public init(kind: Kind, source: String?, target: String, readOnly: Bool = false, noCopy: Bool = false, tmpfsOptions: [String] = []) {
+        self.kind = kind; self.source = source; self.target = target; self.readOnly = readOnly; self.noCopy = noCopy
+        self.tmpfsOptions = tmpfsOptions
+    }
+
+    /// A bind from `source` (nil with `tmpfs`) at `target`, or a tmpfs.
     public init(source: String?, target: String, readOnly: Bool, tmpfs: Bool) {
-        self.source = source; self.target = target; self.readOnly = readOnly; self.tmpfs = tmpfs
+        self.init(kind: tmpfs ? .tmpfs : .bind, source: source, target: target, readOnly: readOnly)
+    }
+
+    /// Whether two container paths name the same place (`/data` and `/data/`).
+    static func samePath(_ a: String, _ b: String) -> Bool {
+        a.split(separator: "/").filter { $0 != "." } == b.split(separator: "/").filter { $0 != "." }
+    }
+
+    /// `--volumes-from CONTAINER[:ro|rw]`: the container and the mode to give its mounts
+    /// (nil: each as it is there).
+    static func parseVolumesFrom(_ text: String) throws -> (container: String, mode: String?) {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        guard !parts[0].isEmpty, parts.count == 1 || (parts.count == 2 && ["ro", "rw"].contains(parts[1])) else {
+            throw StrataError(.invalidArgument, "invalid --volumes-from \"\(text)\": CONTAINER[:ro|rw]")
+        }
+        return (parts[0], parts.count == 2 ? parts[1] : nil)
     }
 }
 
@@ -24,6 +55,8 @@ extension Engine {
         public var hostNetwork = false
         public var limits = Limits()
         public var volumes: [VolumeSpec] = []
+        /// `--volumes-from`: containers whose volumes and binds this one mounts too (NAME[:ro|rw]).
+        public var volumesFrom: [String] = []
         public var readOnly = false
         public var tty = false
         public var interactive = false
@@ -75,21 +108,30 @@ extension Engine {
             if let hostname, hostname.isEmpty || hostname.utf8.count > 64 || hostname.contains("/") {
                 throw StrataError(.invalidArgument, "invalid --hostname \"\(hostname.prefix(80))\": 1 to 64 characters, no /")
             }
+            var targets: [String] = []
             for v in volumes {
                 let parts = v.target.split(separator: "/").filter { $0 != "." }
                 guard v.target.hasPrefix("/"), !parts.isEmpty, !parts.contains("..") else {
                     throw StrataError(.invalidArgument, "invalid volume target \"\(v.target)\": an absolute path other than /, without ..")
                 }
-                if v.tmpfs {
+                guard !targets.contains(where: { VolumeSpec.samePath($0, v.target) }) else {
+                    throw StrataError(.invalidArgument, "duplicate mount point \(v.target): one volume, bind or tmpfs per path")
+                }
+                targets.append(v.target)
+                switch v.kind {
+                case .tmpfs:
                     // /dev is the launcher's own tmpfs (RuntimeSpec.isStandard).
                     guard parts != ["dev"] else { throw StrataError(.invalidArgument, "invalid tmpfs at \(v.target): a container's /dev is strata's") }
-                    continue
+                case .volume:
+                    if let name = v.source { try Store.checkVolumeName(name) }
+                case .bind:
+                    guard let source = v.source, source.hasPrefix("/") else {
+                        throw StrataError(.invalidArgument, "invalid volume source \"\(v.source ?? "")\": an absolute path on this host (-v /HOST:/CONTAINER[:ro])")
+                    }
+                    guard pathExists(source) else { throw StrataError(.notFound, "volume source \(source) does not exist") }
                 }
-                guard let source = v.source, source.hasPrefix("/") else {
-                    throw StrataError(.invalidArgument, "invalid volume source \"\(v.source ?? "")\": an absolute path on this host (-v /HOST:/CONTAINER[:ro])")
-                }
-                guard pathExists(source) else { throw StrataError(.notFound, "volume source \(source) does not exist") }
             }
+            for from in volumesFrom { _ = try VolumeSpec.parseVolumesFrom(from) }
             if let stopSignal { _ = try MonitorProcess.signalNumber(stopSignal) }
             try names.validate()
             if restart != .no && remove {
@@ -161,22 +203,26 @@ struct ContainerSpecBuilder {
         if let shm = options.shmSize, let i = mounts.firstIndex(where: { $0.destination == "/dev/shm" }) {
             mounts[i].options = (mounts[i].options ?? []).filter { !$0.hasPrefix("size=") } + ["size=\(shm)"]
         }
-        if etcFiles {
-            for name in try ContainerSpecBuilder.writeEtcFiles(hostname: hostname, hostNetwork: options.hostNetwork, names: options.names,
-                                                               into: bundle) {
-                mounts.append(RuntimeSpec.Mount(destination: "/etc/" + name, type: "bind", source: bundle + "/" + name,
-                                                options: ["rbind", "rprivate"]))
-            }
-        }
         for v in options.volumes {
             if v.tmpfs {
-                mounts.append(RuntimeSpec.Mount(destination: v.target, type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev", "mode=1777"]))
+                let mode = v.tmpfsOptions.contains { $0.hasPrefix("mode=") } ? [] : ["mode=1777"]
+                mounts.append(RuntimeSpec.Mount(destination: v.target, type: "tmpfs", source: "tmpfs",
+                                                options: ["nosuid", "nodev"] + mode + v.tmpfsOptions + (v.readOnly ? ["ro"] : [])))
             } else {
                 mounts.append(RuntimeSpec.Mount(destination: v.target, type: "bind", source: v.source,
                                                 options: ["rbind", "rprivate", v.readOnly ? "ro" : "rw"]))
             }
         }
 
+        if etcFiles {
+            // Over the volumes (a volume at /etc still shows them), unless one is mounted at that very path.
+            for name in try ContainerSpecBuilder.writeEtcFiles(hostname: hostname, hostNetwork: options.hostNetwork, names: options.names,
+                                                               into: bundle)
+            where !options.volumes.contains(where: { VolumeSpec.samePath($0.target, "/etc/" + name) }) {
+                mounts.append(RuntimeSpec.Mount(destination: "/etc/" + name, type: "bind", source: bundle + "/" + name,
+                                                options: ["rbind", "rprivate"]))
+            }
+        }
         var namespaces = ["pid", "ipc", "uts", "mount", "cgroup"].map { RuntimeSpec.Namespace(type: $0) }
         if !options.hostNetwork { namespaces.append(RuntimeSpec.Namespace(type: "network")) }
         let l = options.limits

@@ -41,6 +41,7 @@ public final class Engine: Sendable {
         let config = try store.imageConfig(imageID).config ?? ImageConfig.Config()
         let process = RunPlan.process(config: config, overrides: overrides, hostEnvironment: ProcessInfo.processInfo.environment)
         let id = try store.createContainer(image: imageID.string, name: options.name, initLayer: true)
+        var madeVolumes: [String] = []
         do {
             // `start` runs it again from this spec, `exec` takes its user and environment, and its
             // state tells `ps`, `wait` and `inspect` how it runs and ended.
@@ -51,13 +52,20 @@ public final class Engine: Sendable {
             }
             let rootfs = try store.mountContainer(id)
             let bundle = store.containerPaths(id).root
-            let spec = try ContainerSpecBuilder(process: process, options: options, security: security, imageStopSignal: config.StopSignal)
+            // Held until the spec that names the volumes is written: `volume rm` waits for it.
+            let leases = try LayerLocks(store: store)
+            defer { leases.unlockAll() }
+            var resolved = options
+            (resolved.volumes, madeVolumes) = try resolveMounts(options.volumes, volumesFrom: options.volumesFrom,
+                                                                imageVolumes: Array((config.Volumes ?? [:]).keys), rootfs: rootfs, leases: leases)
+            let spec = try ContainerSpecBuilder(process: process, options: resolved, security: security, imageStopSignal: config.StopSignal)
                 .spec(id: id, rootfs: rootfs, bundle: bundle, etcFiles: true)
             try spec.write(into: bundle)
             try store.prepareRunState(id)
             return (id, spec)
         } catch {
             try? removeContainer(id, force: true)
+            for name in madeVolumes { try? store.removeVolume(name) }
             throw error
         }
     }
@@ -67,7 +75,7 @@ public final class Engine: Sendable {
     public func create(image ref: String, overrides: RunOverrides, options: RunOptions) throws -> String {
         let (id, _) = try createForRun(image: ref, overrides: overrides, options: options)
         do { try store.unmountContainer(id, force: true) } catch {
-            try? removeContainer(id, force: true)
+            try? removeContainer(id, force: true, volumes: true)
             throw error
         }
         return id
@@ -101,7 +109,7 @@ public final class Engine: Sendable {
             code = try launcher.run()
         } catch {
             // The command never ran: nothing of this container is worth keeping.
-            try? removeContainer(id, force: true)
+            try? removeContainer(id, force: true, volumes: true)
             throw error
         }
         state = store.runState(id) ?? state
@@ -114,7 +122,12 @@ public final class Engine: Sendable {
         if pathExists(store.containerPaths(id).root + "/" + Engine.removingMarker) || (try? store.container(id)) == nil { throw removed }
         // With `remove` the mount is detached and the container removed in one go.
         do {
-            if options.remove { try store.removeContainer(id, force: true) } else { try store.unmountContainer(id, force: true) }
+            if options.remove {
+                try store.removeContainer(id, force: true)
+                removeAnonymousVolumes(of: spec, container: id)
+            } else {
+                try store.unmountContainer(id, force: true)
+            }
         } catch let e as StrataError where e.code == .notFound {
             throw removed
         }
@@ -126,12 +139,19 @@ public final class Engine: Sendable {
     public func writeBundle(of ref: String, to directory: String, options: RunOptions = RunOptions(),
                             overrides: RunOverrides = RunOverrides()) throws {
         let security = try options.validate()
+        guard options.volumes.allSatisfy({ $0.kind != .volume || $0.source != nil }) else {
+            throw StrataError(.invalidArgument, "a bundle mounts named volumes and binds only: an anonymous volume (-v /PATH) belongs to a container")
+        }
         try makeDirectory(directory, what: "bundle directory")
         let rootfs = directory + "/rootfs"
         let (image, container) = try store.exportRootfs(of: ref, to: rootfs)
         let config = try store.imageConfig(image).config ?? ImageConfig.Config()
         let process = RunPlan.process(config: config, overrides: overrides, hostEnvironment: ProcessInfo.processInfo.environment)
-        let spec = try ContainerSpecBuilder(process: process, options: options, security: security, imageStopSignal: config.StopSignal)
+        var resolved = options
+        let leases = try LayerLocks(store: store)
+        defer { leases.unlockAll() }
+        (resolved.volumes, _) = try resolveMounts(options.volumes, volumesFrom: options.volumesFrom, imageVolumes: [], rootfs: rootfs, leases: leases)
+        let spec = try ContainerSpecBuilder(process: process, options: resolved, security: security, imageStopSignal: config.StopSignal)
             .spec(id: container ?? image.hex, rootfs: rootfs, bundle: directory, etcFiles: false)
         try spec.write(into: directory)
     }
@@ -141,8 +161,10 @@ public final class Engine: Sendable {
 
     /// Removes a container; with `force`, whatever still runs in its cgroups goes first (a
     /// container whose strata was killed has no parent to stop it). Its cgroups go with it.
-    public func removeContainer(_ ref: String, force: Bool) throws {
+    /// With `volumes` (`rm -v`), its anonymous volumes go too.
+    public func removeContainer(_ ref: String, force: Bool, volumes: Bool = false) throws {
         let id = try store.container(ref).id
+        let spec = volumes ? ((try? store.spec(id)) ?? nil) : nil
         // Held while the removal runs: `check` tells a removal under way from one cut short.
         let lease = try LayerLocks(store: store)
         try lease.lock(key: id, exclusive: true)
@@ -155,5 +177,7 @@ public final class Engine: Sendable {
         }
         try store.removeContainer(ref, force: force)
         ContainerCgroups.release(id: id, parent: cgroupParent)
+        lease.unlockAll()
+        removeAnonymousVolumes(of: spec, container: id)
     }
 }

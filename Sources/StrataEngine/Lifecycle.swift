@@ -18,7 +18,7 @@ extension Engine {
             try store.unmountContainer(id)
             try start(id)
         } catch {
-            try? removeContainer(id, force: true)
+            try? removeContainer(id, force: true, volumes: true)
             throw error
         }
         return id
@@ -127,7 +127,8 @@ extension Engine {
         try? store.setPid(id, nil)
         ContainerCgroups.release(id: id, parent: cgroupParent)
         if ((try? store.spec(id)) ?? nil)?.flag(RuntimeSpec.Annotation.remove) == true {
-            try? removeContainer(id, force: true)
+            // As Docker's --rm: its anonymous volumes go with it.
+            try? removeContainer(id, force: true, volumes: true)
             return 0
         }
         try? store.unmountContainer(id, force: true)

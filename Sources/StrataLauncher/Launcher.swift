@@ -72,6 +72,12 @@ public final class Launcher: @unchecked Sendable {
     /// ones (`RuntimeSpec.standardMounts`) it makes itself.
     var volumes: [RuntimeSpec.Mount] { spec.mounts.filter { !RuntimeSpec.isStandard($0) } }
 
+    /// A tmpfs mount's data string from its spec options: the `mode=` and `size=` ones.
+    static func tmpfsData(_ options: [String]) -> String {
+        let data = options.filter { $0.hasPrefix("mode=") || $0.hasPrefix("size=") }
+        return data.isEmpty ? "mode=1777" : data.joined(separator: ",")
+    }
+
     /// Resolves everything that can fail before any process or cgroup exists: the program,
     /// the mount points and the working directory in the rootfs. Returns the program's path.
     func prepare() throws -> String {
@@ -265,7 +271,8 @@ public final class Launcher: @unchecked Sendable {
         }
         let mounts = volumes.map { v in
             strata_mount(source: v.type == "tmpfs" ? nil : v.source.map { arena.string($0) }, target: arena.string(v.destination),
-                         readonly: v.options?.contains("ro") == true ? 1 : 0, tmpfs: v.type == "tmpfs" ? 1 : 0)
+                         readonly: v.options?.contains("ro") == true ? 1 : 0, tmpfs: v.type == "tmpfs" ? 1 : 0,
+                         data: v.type == "tmpfs" ? arena.string(Launcher.tmpfsData(v.options ?? [])) : nil)
         }
         cfg.mounts = arena.copy(mounts)
         cfg.nmounts = Int32(mounts.count)

@@ -240,4 +240,15 @@ extension Directory {
         let r = withCPath(a) { ca in withCPath(b) { cb in retryingEINTR { strata_exchange_names(fd, ca, cb) } } }
         if case .failure(let e) = r { throw StrataError(.system, "cannot exchange \(a.display) and \(b.display) in \(label)", cause: e) }
     }
+
+    /// Renames `name` to `newName` in `newDir` unless something has that name (renameat2
+    /// RENAME_NOREPLACE); false when it has.
+    public func renameNoReplace(_ name: PathBytes, to newName: PathBytes, in newDir: Directory) throws -> Bool {
+        let r = withCPath(name) { a in withCPath(newName) { b in retryingEINTR { strata_rename_noreplace(fd, a, newDir.fd, b) } } }
+        switch r {
+        case .success: return true
+        case .failure(let e) where e == .EEXIST: return false
+        case .failure(let e): throw StrataError(.system, "cannot rename \(name.display) in \(label) to \(newName.display)", cause: e)
+        }
+    }
 }

@@ -228,11 +228,17 @@ public final class FDHandle: Sendable {
         return Int64(sv.f_bavail) * Int64(sv.f_frsize)
     }
 
-    /// Copies `count` bytes from this file's offset to `target`'s (copy_file_range(2), in the kernel);
-    /// returns the bytes copied (0 at end of file).
+    /// Copies up to `count` bytes from this file's offset to `target`'s (copy_file_range(2), in
+    /// the kernel; read and write where the kernel cannot, as between an overlay and another
+    /// filesystem); returns the bytes copied (0 at end of file).
     public func copyRange(to target: FDHandle, count: Int) throws -> Int {
         switch retryingEINTR({ strata_copy_file_range(fd, target.fd, count) }) {
         case .success(let n): return n
+        case .failure(let e) where [EXDEV, EINVAL, ENOSYS, EOPNOTSUPP].contains(e.rawValue):
+            var buffer = [UInt8](repeating: 0, count: min(count, 1 << 20))
+            let n = try buffer.withUnsafeMutableBytes { try read(into: $0) }
+            try buffer.withUnsafeBytes { try target.writeAll(UnsafeRawBufferPointer(rebasing: $0[..<n])) }
+            return n
         case .failure(let e): throw StrataError(.system, "copy_file_range", cause: e)
         }
     }

@@ -49,10 +49,11 @@ struct Rm: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Containers: name, ID or unique ID prefix.", completion: NameCompletion.containers) var containers: [String]
     @Flag(name: [.short, .long], help: "Also when mounted or running (kills and unmounts).") var force = false
+    @Flag(name: [.short, .long], help: "Also remove its anonymous volumes (named ones stay).") var volumes = false
     func run() throws {
         try strata.run {
             let engine = try global.openEngine()
-            try reportEach(containers, eachResult(containers) { try engine.removeContainer($0, force: force) })
+            try reportEach(containers, eachResult(containers) { try engine.removeContainer($0, force: force, volumes: volumes) })
         }
     }
 }

@@ -25,6 +25,8 @@ struct Filters {
     }
 
     var isEmpty: Bool { values.isEmpty }
+    /// The values given for `key`.
+    func given(_ key: String) -> [String] { values[key] ?? [] }
     func has(_ key: String) -> Bool { values[key] != nil }
 
     /// Whether `test` holds for one of `key`'s values (true when the key was not given).

@@ -9,7 +9,7 @@ struct Inspect: ParsableCommand {
         abstract: "Show containers, images or layers as a JSON array (Docker's keys, strata's own under \"Strata\"); with --files, what a layer adds, changes and deletes.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Containers (name, ID), images (tag, ID, ID prefix) or layers (chainID or prefix).", completion: NameCompletion.containers) var names: [String]
-    @Option(name: .long, help: "container, image or layer, when a name matches more than one.") var type: String?
+    @Option(name: .long, help: "container, image, layer or volume, when a name matches more than one.") var type: String?
     @Option(name: [.short, .long], help: "A template per object: {{.Id}}, {{.State.Status}}, {{json .Config}}, {{.Strata.path}}.") var format: String?
     @Flag(name: .long, help: "For a layer: its changes (A/C/D) with sizes and the bytes it hides below.") var files = false
     @Flag(name: .long, help: "With --files: JSON instead of a table.") var json = false
@@ -17,8 +17,8 @@ struct Inspect: ParsableCommand {
     func run() throws {
         try strata.run {
             let store = try global.openStore()
-            if let type, !["container", "image", "layer"].contains(type) {
-                throw StrataError(.invalidArgument, "invalid --type \"\(type)\": expected container, image or layer")
+            if let type, !["container", "image", "layer", "volume"].contains(type) {
+                throw StrataError(.invalidArgument, "invalid --type \"\(type)\": expected container, image, layer or volume")
             }
             if files {
                 guard names.count == 1, let layer = try? store.resolveLayer(names[0]) else {
@@ -54,7 +54,10 @@ struct Inspect: ParsableCommand {
             return try InspectJSON.image(try store.inspectImage(image), driver: store.driverName, lowerDirs: lowers)
         }
         if let layer { return try InspectJSON.layer(try store.inspectLayer(layer)) }
-        throw StrataError(.notFound, "no container, image or layer \"\(name)\" in the store")
+        if type == nil || type == "volume", (try? Store.checkVolumeName(name)) != nil, (try? store.volume(name)) != nil {
+            return VolumeInspect.object(try Engine(store: store).volume(name))
+        }
+        throw StrataError(.notFound, "no container, image, layer or volume \"\(name)\" in the store")
     }
 
     private func printChanges(_ store: Store, _ layer: LayerRecord) throws {

@@ -89,11 +89,14 @@ struct SystemPrune: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Flag(name: [.short, .long], help: "Every image no container uses, not only dangling ones.") var all = false
     @Flag(name: [.short, .long], help: "Do not ask first.") var force = false
+    @Flag(name: .long, help: "Also anonymous volumes no container uses.") var volumes = false
     func run() throws {
         try strata.run {
             let engine = try global.openEngine()
-            guard force || confirm("This will remove all stopped containers, all \(all ? "images without at least one container associated to them" : "dangling images"), and every layer and blob no image uses.") else { return }
+            let what = "all stopped containers, \(volumes ? "all anonymous volumes not used by at least one container, " : "")all \(all ? "images without at least one container associated to them" : "dangling images")"
+            guard force || confirm("This will remove \(what), and every layer and blob no image uses.") else { return }
             report(try engine.prune(containers: true, images: all ? .unused : .dangling))
+            if volumes { VolumePrune.report(try engine.pruneVolumes(all: false)) }
         }
     }
 }

@@ -57,8 +57,10 @@ struct RunFlags: ParsableArguments {
     @Option(name: [.short, .long], help: "USER[:GROUP], names or IDs from the image's own files.") var user: String?
     @Option(name: .long, help: "Override the image's entrypoint.") var entrypoint: String?
     @Flag(name: .long, help: "Run a small init as pid 1 that reaps and forwards signals.") var `init` = false
-    @Option(name: [.short, .customLong("volume")], help: "Bind mount HOST:CONTAINER[:ro].") var volume: [String] = []
-    @Option(name: .long, help: "Mount a tmpfs at PATH.") var tmpfs: [String] = []
+    @Option(name: [.short, .customLong("volume")], help: "/HOST:/PATH[:ro] binds a host path; NAME:/PATH[:ro,nocopy] mounts a volume (made if missing); /PATH an anonymous volume.") var volume: [String] = []
+    @Option(name: .long, help: "type=bind|volume|tmpfs,source=…,target=…[,readonly][,volume-nocopy][,tmpfs-size=…][,tmpfs-mode=…]") var mount: [String] = []
+    @Option(name: .long, help: "Mount the volumes and binds of another container: NAME[:ro|rw].") var volumesFrom: [String] = []
+    @Option(name: .long, help: "Mount a tmpfs at PATH[:size=…,mode=…].") var tmpfs: [String] = []
     @Flag(name: .long, help: "Mount the rootfs read-only.") var readOnly = false
     @Flag(name: [.short, .long], help: "Keep standard input open.") var interactive = false
     @Flag(name: .long, help: "Every capability, no seccomp, /sys and cgroups writable, nothing masked in /proc, every device allowed.") var privileged = false
@@ -102,19 +104,9 @@ struct RunFlags: ParsableArguments {
         return l
     }
 
+    /// `-v`, `--mount` and `--tmpfs` as Docker reads them.
     func volumes() throws -> [VolumeSpec] {
-        var out: [VolumeSpec] = []
-        for v in volume {
-            let parts = v.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
-            guard (2...3).contains(parts.count), parts.count == 2 || ["ro", "rw"].contains(parts[2]) else {
-                throw StrataError(.invalidArgument, "invalid --volume \"\(v)\": expected /HOST:/CONTAINER[:ro]")
-            }
-            out.append(VolumeSpec(source: parts[0], target: parts[1], readOnly: parts.count == 3 && parts[2] == "ro", tmpfs: false))
-        }
-        for t in tmpfs {
-            out.append(VolumeSpec(source: nil, target: t, readOnly: false, tmpfs: true))
-        }
-        return out
+        try volume.map(MountFlags.volume) + mount.map(MountFlags.mount) + tmpfs.map(MountFlags.tmpfs)
     }
 
     /// The engine's options from the flags (their policy is `RunOptions.validate`'s).
@@ -150,11 +142,8 @@ struct RunFlags: ParsableArguments {
         options.stopTimeout = stopTimeout
         options.cidFile = cidfile
         options.restart = try RestartPolicy(parsing: restart)
-        for l in label {
-            let kv = l.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
-            guard !kv[0].isEmpty else { throw StrataError(.invalidArgument, "invalid --label \"\(l)\": expected KEY=VALUE") }
-            options.labels[kv[0]] = kv.count > 1 ? kv[1] : ""
-        }
+        options.labels = try parseLabels(label)
+        options.volumesFrom = volumesFrom
         return options
     }
 

@@ -93,7 +93,7 @@ struct Check: ParsableCommand {
                 print(try Format.json(Output(problems: problems, summary: summary, repaired: repaired, rebuilt: rebuilt)))
             } else {
                 if repaired == nil || !problems.isEmpty { for p in problems { print("problem: \(p)") } }
-                let what = "\(summary.layers) layers, \(summary.images) images, \(summary.blobs) blobs, \(summary.containers) containers"
+                let what = "\(summary.layers) layers, \(summary.images) images, \(summary.blobs) blobs, \(summary.containers) containers, \(summary.volumes) volumes"
                 print(problems.isEmpty ? "store is consistent: checked \(what)"
                                        : "\(problems.count) problem\(problems.count == 1 ? "" : "s") in \(what)")
             }

@@ -72,7 +72,7 @@ import Testing
     @Test func cleanStoreIsClean() throws {
         let e = try Env(); defer { e.t.remove() }
         let (rc, out, err) = try e.strata(["check"])
-        #expect(rc == 0 && out == "store is consistent: checked 4 layers, 2 images, 4 blobs, 0 containers\n" && err.isEmpty, "\(out) \(err)")
+        #expect(rc == 0 && out == "store is consistent: checked 4 layers, 2 images, 4 blobs, 0 containers, 0 volumes\n" && err.isEmpty, "\(out) \(err)")
         let (_, verbose, _) = try e.strata(["check", "--verbose"])
         #expect(verbose.split(separator: "\n").filter { $0.hasSuffix(": ok") }.count == 4)
     }

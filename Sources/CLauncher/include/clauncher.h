@@ -13,6 +13,7 @@ struct strata_mount {
     const char *target;   /* inside the rootfs */
     int readonly;
     int tmpfs;
+    const char *data;     /* a tmpfs's options (mode=, size=) */
 };
 
 /// A cgroup hierarchy to show inside the container at /sys/fs/cgroup/NAME (v1) or at

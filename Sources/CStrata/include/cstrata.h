@@ -38,6 +38,8 @@ int strata_ofd_lock(int fd, int64_t offset, int type, int wait);
 
 /// renameat2(RENAME_EXCHANGE): swaps two names in `dirfd` atomically. 0, or -1 with errno.
 int strata_exchange_names(int dirfd, const char *a, const char *b);
+/// renameat2(RENAME_NOREPLACE): renames `a` in `olddirfd` to `b` in `newdirfd` unless `b` exists.
+int strata_rename_noreplace(int olddirfd, const char *a, int newdirfd, const char *b);
 
 /// Waits up to `timeout_ms` for `fd` to be readable (or hung up): 1 when it is, 0 on timeout,
 /// -1 with errno.
