@@ -9,6 +9,7 @@
 #include <string.h>
 #include <poll.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/file.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
@@ -81,6 +82,13 @@ int strata_ofd_lock(int fd, int64_t offset, int type, int wait) {
 int strata_exchange_names(int dirfd, const char *a, const char *b) {
     return renameat2(dirfd, a, dirfd, b, RENAME_EXCHANGE);
 }
+
+long strata_fs_type(int fd) {
+    struct statfs sv;
+    return fstatfs(fd, &sv) == 0 ? (long)sv.f_type : -1;
+}
+
+int strata_pipe2_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
 int strata_rename_noreplace(int olddirfd, const char *a, int newdirfd, const char *b) {
     return renameat2(olddirfd, a, newdirfd, b, RENAME_NOREPLACE);

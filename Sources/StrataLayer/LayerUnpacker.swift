@@ -49,7 +49,28 @@ public final class LayerUnpacker {
     /// The last parent directory opened, reused while entries stay in one directory.
     private var cachedParent: (path: PathBytes, dir: Directory)?
 
-    private let resolveInRoot: Resolve = [.inRoot, .noMagicLinks, .noXDev]
+    /// A plain copy may cross the mounts of the tree it lands in (a container's volumes); a
+    /// layer stays on its own filesystem.
+    private var resolveInRoot: Resolve { plain == nil ? [.inRoot, .noMagicLinks, .noXDev] : [.inRoot, .noMagicLinks] }
+
+    /// How a tar of plain files (`cp`) is applied, rather than a layer: names starting with
+    /// `.wh.` are files like any other, and the owner, set-id bits and devices as asked.
+    public struct PlainCopy: Sendable {
+        /// Every entry owned by this, instead of the tar's ids (nil: the tar's).
+        public var owner: (uid: UInt32, gid: UInt32)?
+        /// Setuid and setgid bits are cleared (a file a container made, landing on the host).
+        public var clearSetID = false
+        /// Device nodes are skipped (and counted in `skippedDevices`).
+        public var skipDevices = false
+        /// A plain copy with the tar's owners, modes and devices.
+        public init(owner: (uid: UInt32, gid: UInt32)? = nil, clearSetID: Bool = false, skipDevices: Bool = false) {
+            self.owner = owner; self.clearSetID = clearSetID; self.skipDevices = skipDevices
+        }
+    }
+    /// Set: the tar is plain files (see `PlainCopy`); nil: a layer.
+    public var plain: PlainCopy?
+    /// Device nodes a plain copy skipped.
+    public private(set) var skippedDevices: [PathBytes] = []
 
     /// Unpacks into `root`; `label` names the layer in errors; `recorder` journals the tar (nil: none).
     public init(root: Directory, label: String, recorder: JournalRecorder?) {
@@ -64,7 +85,15 @@ public final class LayerUnpacker {
 
     /// Applies every entry of `reader`.
     public func apply(_ reader: TarReader) throws {
-        while let entry = try reader.next() {
+        while var entry = try reader.next() {
+            if let plain {
+                if plain.skipDevices && (entry.kind == .characterDevice || entry.kind == .blockDevice) {
+                    skippedDevices.append(entry.path)
+                    continue
+                }
+                if let owner = plain.owner { (entry.uid, entry.gid) = owner }
+                if plain.clearSetID { entry.mode &= ~0o6000 }
+            }
             stats.entries += 1
             try recorder?.entryStarted(at: entry.headerOffset)
             try apply(entry, reader: reader)
@@ -81,7 +110,7 @@ public final class LayerUnpacker {
         }
         // Under aufs metadata (`.wh..wh.plnk/…`, left by aufs-era images): not content, skipped
         // as Docker does. Any other whiteout name can only be the final component.
-        for c in comps.dropLast() where c.starts(with: Whiteout.prefix) {
+        for c in comps.dropLast() where plain == nil && c.starts(with: Whiteout.prefix) {
             if Whiteout.meaning(of: c) == .aufsMeta { return }
             throw unsafe(entry.path, "a whiteout name used as a directory")
         }
@@ -95,7 +124,7 @@ public final class LayerUnpacker {
         let parentPath = Array(comps.dropLast())
         let path = EntryPath.join(comps)
 
-        if try applyMarker(entry, last: last, parentPath: parentPath, path: path) { return }
+        if plain == nil, try applyMarker(entry, last: last, parentPath: parentPath, path: path) { return }
 
         let parent = try openParent(parentPath, entry: entry.path)
         // Most names are new: make the entry first (each kind's first syscall is exclusive) and
@@ -118,7 +147,7 @@ public final class LayerUnpacker {
                 }
                 return
             }
-            replacedWhiteout = Whiteout.isOverlayWhiteout(existing)
+            replacedWhiteout = plain == nil && Whiteout.isOverlayWhiteout(existing)
             if !replacedWhiteout {
                 // Last entry wins (Decision 4). What the journal pointed at is gone now.
                 if existing.kind == .directory || payloadPaths.contains(path) {

@@ -206,6 +206,8 @@ public func writeStandardOutput(_ bytes: [UInt8]) {
 
 /// Whether this process runs as root (effective uid 0).
 public var isRootUser: Bool { geteuid() == 0 }
+/// The effective user and group of this process.
+public var callerIDs: (uid: UInt32, gid: UInt32) { (geteuid(), getegid()) }
 
 /// Which file a path names now (device and inode, from lstat(2)); nil when nothing is there.
 public func fileIdentity(_ path: String) -> FileIdentity? {

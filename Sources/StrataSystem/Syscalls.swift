@@ -228,6 +228,21 @@ public final class FDHandle: Sendable {
         return Int64(sv.f_bavail) * Int64(sv.f_frsize)
     }
 
+    /// Whether this file is on a kernel's own filesystem (proc, sysfs, cgroup, devpts, mqueue,
+    /// debugfs, tracefs, securityfs, bpf): views of the kernel, not files to copy.
+    public var isKernelFilesystem: Bool {
+        let type = strata_fs_type(fd)
+        let kernel: Set<Int> = [0x9fa0, 0x6265_6572, 0x27e0eb, 0x6367_7270, 0x1cd1, 0x1980_0202, 0x6462_6720, 0x7472_6163, 0x7363_6673, 0xcafe_4a11]
+        return kernel.contains(type)
+    }
+
+    /// A new pipe, both ends close-on-exec.
+    public static func pipe() throws -> (read: FDHandle, write: FDHandle) {
+        var fds: [Int32] = [-1, -1]
+        guard strata_pipe2_cloexec(&fds) == 0 else { throw StrataError.errno(.system, "cannot make a pipe") }
+        return (FDHandle(owning: fds[0]), FDHandle(owning: fds[1]))
+    }
+
     /// Copies up to `count` bytes from this file's offset to `target`'s (copy_file_range(2), in
     /// the kernel; read and write where the kernel cannot, as between an overlay and another
     /// filesystem); returns the bytes copied (0 at end of file).

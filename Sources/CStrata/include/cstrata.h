@@ -38,6 +38,10 @@ int strata_ofd_lock(int fd, int64_t offset, int type, int wait);
 
 /// renameat2(RENAME_EXCHANGE): swaps two names in `dirfd` atomically. 0, or -1 with errno.
 int strata_exchange_names(int dirfd, const char *a, const char *b);
+/// fstatfs(2)'s f_type of `fd`'s filesystem, or -1.
+long strata_fs_type(int fd);
+/// pipe2(O_CLOEXEC). 0, or -1 with errno.
+int strata_pipe2_cloexec(int fds[2]);
 /// renameat2(RENAME_NOREPLACE): renames `a` in `olddirfd` to `b` in `newdirfd` unless `b` exists.
 int strata_rename_noreplace(int olddirfd, const char *a, int newdirfd, const char *b);
 
