@@ -105,11 +105,18 @@ extension Engine {
         throw StrataError(.invalidArgument, "\(display): too many levels of symbolic links")
     }
 
+    /// How deep a tree `cp` copies.
+    static let copyDepthLimit = 2048
+
     /// The tar of `src` (its entries named under `top`; with `top` nil only what is inside it),
     /// parents first, written to `sink`.
     static func writeTar(of src: CopySource, top: PathBytes?, to sink: @escaping (UnsafeRawBufferPointer) throws -> Void) throws {
         var entries: [DiffTarEntry] = []
-        func walk(_ dir: Directory, _ prefix: PathBytes) throws {
+        func walk(_ dir: Directory, _ prefix: PathBytes, depth: Int = 0) throws {
+            // A tree a container made may nest without end: one fd and one frame per level.
+            guard depth < Engine.copyDepthLimit else {
+                throw StrataError(.tooLarge, "\(prefix.display): more than \(Engine.copyDepthLimit) directories deep; copy a part of it")
+            }
             for name in try dir.entries().sorted(by: { $0.lexicographicallyPrecedes($1) }) {
                 guard let st = try dir.lstat(name) else { continue }
                 let path = prefix.isEmpty ? name : prefix + [UInt8(ascii: "/")] + name
@@ -118,7 +125,7 @@ extension Engine {
                     let sub = try dir.walkInto(name)
                     // A running container's /proc, /sys and the like: the kernel's, not its files.
                     if sub.handle.isKernelFilesystem { continue }
-                    try walk(sub, path)
+                    try walk(sub, path, depth: depth + 1)
                 }
             }
         }

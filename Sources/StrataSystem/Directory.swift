@@ -218,15 +218,27 @@ public final class Directory: Sendable {
         if case .failure(let e) = unlink(name, directory: true), e != .ENOENT { throw fail("cannot remove", name, e) }
     }
 
-    /// Bytes of the regular files below this directory (symlinks not followed).
+    /// Bytes of the regular files below this directory (symlinks not followed). Neither
+    /// recursion nor an fd per level: a tree a container made may be thousands deep. Paths
+    /// past PATH_MAX are not counted.
     public func regularFileBytes() throws -> Int64 {
         var total: Int64 = 0
-        for name in try entries() {
-            guard let st = try lstat(name) else { continue }
-            if st.kind == .regular {
-                total += st.size
-            } else if st.kind == .directory, case .success(let sub) = openDirectory(name, resolve: [.noSymlinks, .noXDev]) {
-                total += try sub.regularFileBytes()
+        var pending: [PathBytes] = [[]]
+        while let rel = pending.popLast() {
+            let dir: Directory
+            if rel.isEmpty {
+                dir = self
+            } else {
+                guard case .success(let d) = openDirectory(rel, resolve: [.noSymlinks, .noXDev]) else { continue }
+                dir = d
+            }
+            for name in try dir.entries() {
+                guard let st = try dir.lstat(name) else { continue }
+                if st.kind == .regular {
+                    total += st.size
+                } else if st.kind == .directory {
+                    pending.append(rel.isEmpty ? name : rel + [UInt8(ascii: "/")] + name)
+                }
             }
         }
         return total
