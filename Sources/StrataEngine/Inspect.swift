@@ -8,6 +8,8 @@ public struct ImageDetails: Sendable {
     public var layers: [LayerRecord]
     /// The config blob, as the verified bytes.
     public var config: [UInt8]
+    /// `registry/path@digest`: the digest each repository knows it by (pulled or pushed there).
+    public var repoDigests: [String] = []
 }
 
 /// What `inspect LAYER` shows.
@@ -26,7 +28,8 @@ extension Store {
         let config = try blob(id)
         return try metadata.read { tx in
             guard let record = try tx.image(id) else { throw StrataError(.notFound, "no image \(id)") }
-            return ImageDetails(record: record, tags: try tx.tags(ofImage: id.string), layers: try tx.layers(ofImage: id), config: config)
+            return ImageDetails(record: record, tags: try tx.tags(ofImage: id.string), layers: try tx.layers(ofImage: id), config: config,
+                                repoDigests: try tx.repoDigests(ofImage: id.string).map { "\($0.repository)@\($0.digest)" })
         }
     }
 

@@ -17,8 +17,10 @@ public struct PulledImage: Sendable {
     public var image: LoadedImage
     /// The full reference it was pulled by (`docker.io/library/busybox:latest`).
     public var reference: ImageReference
-    /// The digest of the image manifest (for one platform), as `images --digests` shows it.
+    /// The digest of the image manifest (for one platform).
     public var manifestDigest: Digest
+    /// The digest the reference resolved to (the index's, where it named one).
+    public var resolvedDigest: Digest
 }
 
 extension Store {
@@ -49,14 +51,16 @@ extension Store {
                                      manifestBytes: remote.manifestBytes, manifestDigest: remote.manifestDigest, chain: chain,
                                      tags: Array(Set(tags)).sorted())
         let loaded = try ingest(jobs, [prepared], options: options.load)
-        // Where these blobs live: a later push to this registry reuses or mounts them.
+        // Where these blobs live: a later push to this registry reuses or mounts them; and
+        // the digest this repository knows the image by.
         try metadata.write { tx in
+            try tx.setRepoDigest(loaded[0].id.string, repository: reference.name, digest: remote.resolvedDigest.string)
             for (i, layer) in remote.layers.enumerated() {
                 let d = layer.descriptor
                 try tx.recordLayerBlob(chain[i], LayerBlobRecord(digest: d.digest, size: d.size, mediaType: d.mediaType ?? MediaType.ociLayerGzip),
                                        registry: reference.registry, repository: reference.repository)
             }
         }
-        return PulledImage(image: loaded[0], reference: reference, manifestDigest: remote.manifestDigest)
+        return PulledImage(image: loaded[0], reference: reference, manifestDigest: remote.manifestDigest, resolvedDigest: remote.resolvedDigest)
     }
 }

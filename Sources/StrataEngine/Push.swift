@@ -8,8 +8,10 @@ import StrataStore
 /// How `push` sends an image.
 public struct PushOptions: Sendable {
     public var registry = RegistryOptions()
-    /// How layers the registry does not have are compressed on the way.
-    public var compression: Compression = .gzip
+    /// How layers the registry does not have are compressed on the way. Nil: an image pushed
+    /// as it was pulled is sent with the manifest it was pulled with (its blobs reused,
+    /// mounted, or copied from where they were pulled); any other gzip.
+    public var compression: Compression?
     /// One line per layer: what happened to it.
     public var progress: @Sendable (String) -> Void = { _ in }
     /// The defaults: TLS verified, stored credentials, gzip.
@@ -38,18 +40,23 @@ extension Store {
         let client = try RegistryClient(registry: target.registry, options: options.registry)
         let configBytes = try blob(id)
         let layers = try imageLayers(id)
+        if options.compression == nil,
+           let pushed = try pushAsPulled(id, configBytes: configBytes, layers: layers, client: client, target: target, options: options) {
+            return pushed
+        }
+        let compression = options.compression ?? .gzip
         var result = PushedImage(reference: target, manifestDigest: id)
         var descriptors: [Descriptor] = []
         for (i, layer) in layers.enumerated() {
             let label = "layer \(i + 1)/\(layers.count) \(layer.chainID.digest.short)"
-            if let (blob, how) = try reusableBlob(layer, client: client, target: target, compression: options.compression) {
+            if let (blob, how) = try reusableBlob(layer, client: client, target: target, compression: compression) {
                 options.progress("\(label): \(how)")
                 // The media type names the compression; Docker's and OCI's names for the same bytes differ.
-                descriptors.append(Descriptor(mediaType: options.compression.layerMediaType, digest: blob.digest, size: blob.size))
+                descriptors.append(Descriptor(mediaType: compression.layerMediaType, digest: blob.digest, size: blob.size))
                 result.reused += 1
                 continue
             }
-            let blob = try upload(layer, client: client, target: target, compression: options.compression)
+            let blob = try upload(layer, client: client, target: target, compression: compression)
             options.progress("\(label): pushed \(ByteCount.describe(blob.size))")
             descriptors.append(Descriptor(mediaType: blob.mediaType, digest: blob.digest, size: blob.size))
             result.uploaded += 1
@@ -65,7 +72,73 @@ extension Store {
         let bytes = Array(try encoder.encode(manifest))
         result.manifestDigest = try client.putManifest(repository: target.repository, reference: target.tag ?? "latest",
                                                        bytes: bytes, mediaType: MediaType.ociManifest)
+        try metadata.write { try $0.setRepoDigest(id.string, repository: target.name, digest: result.manifestDigest.string) }
         return result
+    }
+
+    /// Sends image `id` with the manifest it was pulled (or loaded) with, byte for byte, so
+    /// that a mirror keeps its digest: each blob that manifest names is in the repository
+    /// already, mounted from another repository of the registry, or copied from a registry it
+    /// was pulled from. Nil (nothing recorded, the manifest sent by no one) when one of them
+    /// cannot be had that way: the caller then rebuilds the layers and writes a new manifest.
+    private func pushAsPulled(_ id: Digest, configBytes: [UInt8], layers: [LayerRecord], client: RegistryClient,
+                              target: ImageReference, options: PushOptions) throws -> PushedImage? {
+        guard let record = try metadata.read({ try $0.image(id) }), let manifestDigest = record.manifestDigest,
+              let bytes = try? blob(manifestDigest),
+              let manifest = try? JSONDocument.decode(Manifest.self, from: bytes, what: "manifest \(manifestDigest)"),
+              manifest.config.digest == id, manifest.layers.count == layers.count,
+              let mediaType = manifest.mediaType ?? (manifest.schemaVersion == 2 ? MediaType.ociManifest : nil),
+              [MediaType.ociManifest, MediaType.dockerManifest].contains(mediaType) else { return nil }
+        var result = PushedImage(reference: target, manifestDigest: manifestDigest)
+        for (i, (d, layer)) in zip(manifest.layers, layers).enumerated() {
+            let label = "layer \(i + 1)/\(layers.count) \(d.digest.short)"
+            let blob = LayerBlobRecord(digest: d.digest, size: d.size, mediaType: d.mediaType ?? MediaType.ociLayerGzip)
+            if let size = try client.blobSize(repository: target.repository, digest: d.digest), size == d.size {
+                options.progress("\(label): exists")
+                result.reused += 1
+            } else if let source = try metadata.read({ try $0.repositories(having: d.digest, registry: target.registry) })
+                        .first(where: { $0 != target.repository }),
+                      try client.mountBlob(repository: target.repository, digest: d.digest, from: source) {
+                options.progress("\(label): mounted from \(source)")
+                result.reused += 1
+            } else if try copyBlob(d, to: client, target: target, options: options) {
+                options.progress("\(label): copied \(ByteCount.describe(d.size)) as pulled")
+                result.uploaded += 1
+            } else {
+                options.progress("\(label): not in \(target.registry), and no registry it was pulled from answers: the layers are compressed again (a new manifest)")
+                return nil
+            }
+            try remember(layer, blob, target)
+        }
+        if try client.blobSize(repository: target.repository, digest: id) == nil {
+            _ = try client.uploadBlob(repository: target.repository) { write in try configBytes.withUnsafeBytes { try write($0) } }
+        }
+        result.manifestDigest = try client.putManifest(repository: target.repository, reference: target.tag ?? "latest",
+                                                       bytes: bytes, mediaType: mediaType)
+        try metadata.write { try $0.setRepoDigest(id.string, repository: target.name, digest: result.manifestDigest.string) }
+        return result
+    }
+
+    /// Streams blob `d` from a registry it was pulled from into the target repository; false
+    /// when no such registry answers with it. The upload's digest is checked against `d`.
+    private func copyBlob(_ d: Descriptor, to client: RegistryClient, target: ImageReference, options: PushOptions) throws -> Bool {
+        for (registry, repository) in try metadata.read({ try $0.locations(of: d.digest) }) where registry != target.registry {
+            guard let source = try? RegistryClient(registry: registry, options: options.registry),
+                  (try? source.blobSize(repository: repository, digest: d.digest)) == d.size else { continue }
+            let stream = source.blobStream(repository: repository, digest: d.digest, size: d.size, label: "blob \(d.digest.short) from \(registry)")
+            let (digest, size) = try client.uploadBlob(repository: target.repository) { write in
+                while true {
+                    let chunk = try stream.nextChunk()
+                    if chunk.isEmpty { break }
+                    try write(chunk)
+                }
+            }
+            guard digest == d.digest, size == d.size else {
+                throw StrataError(.digestMismatch, "blob \(d.digest) copied from \(registry)/\(repository) arrived as \(digest) (\(size) bytes)")
+            }
+            return true
+        }
+        return false
     }
 
     /// A compressed form of `layer` the registry has already, or can mount: in this repository

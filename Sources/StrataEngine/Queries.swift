@@ -37,6 +37,12 @@ extension Store {
     }
 
     /// Every image, newest first, with its tags and layers.
+    /// The digest each repository knows image `id` by (Docker's RepoDigests): what a pull
+    /// resolved there (an index's digest where the tag named one), what a push sent there.
+    public func repoDigests(of id: Digest) throws -> [(repository: String, digest: String)] {
+        try metadata.read { try $0.repoDigests(ofImage: id.string) }
+    }
+
     public func images() throws -> [ImageView] {
         try metadata.read { tx in
             try tx.images().map { image in

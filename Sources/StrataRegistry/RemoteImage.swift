@@ -10,6 +10,9 @@ public struct RemoteImage: Sendable {
     public var reference: ImageReference
     public var manifestBytes: [UInt8]
     public var manifestDigest: Digest
+    /// The digest the reference resolved to first: the index's where the tag names one, else
+    /// the manifest's (what `docker images --digests` shows).
+    public var resolvedDigest: Digest
     public var configBytes: [UInt8]
     public var configDigest: Digest
     public var config: ImageConfig
@@ -68,6 +71,7 @@ extension RegistryClient {
     /// config's diff_ids.
     public func resolve(_ ref: ImageReference, platform: Platform, maxLayers: Int) throws -> RemoteImage {
         var (bytes, mediaType, digest) = try manifest(repository: ref.repository, reference: ref.manifestReference)
+        let resolved = digest
         var depth = 0
         while MediaType.isIndex(mediaType) {
             depth += 1
@@ -100,7 +104,7 @@ extension RegistryClient {
                 throw StrataError(.unsupported, "\(what): layer \(d.digest) has media type \(t), which is not an image layer")
             }
         }
-        return RemoteImage(reference: ref, manifestBytes: bytes, manifestDigest: digest, configBytes: configBytes,
+        return RemoteImage(reference: ref, manifestBytes: bytes, manifestDigest: digest, resolvedDigest: resolved, configBytes: configBytes,
                            configDigest: manifest.config.digest, config: config,
                            layers: Array(zip(manifest.layers, config.rootfs.diff_ids)))
     }

@@ -94,6 +94,8 @@ package enum IndexFiles {
             package var manifest: String?
             package var loadedAt: String
             package var tags: [String]
+            /// `registry/path@digest`, one per repository (absent in files of earlier stratas).
+            package var repoDigests: [String]? = nil
         }
     }
 

@@ -156,7 +156,7 @@ extension Store {
                 report.skipped.append("\(e.message) (kept in \(aside)); images are taken from their config blobs, untagged")
             }
             let entries = try doc?.images ?? imagesFromBlobs(having: placed)
-            var images: [(ImageRecord, [ChainID], [String])] = []
+            var images: [(ImageRecord, [ChainID], [String], [String])] = []
             for entry in entries {
                 do {
                     let id = try Digest(parsing: entry.id)
@@ -171,7 +171,7 @@ extension Store {
                     let size = chain.reduce(Int64(0)) { $0 + (byChain[$1]?.size ?? 0) }
                     images.append((ImageRecord(id: id, topLayer: chain.last, manifestDigest: manifest, created: config.created, os: config.os,
                                                architecture: config.architecture, size: size, loadedAt: Timestamp.date(entry.loadedAt) ?? Date()),
-                                   chain, entry.tags))
+                                   chain, entry.tags, entry.repoDigests ?? []))
                 } catch let e as StrataError {
                     report.skipped.append("image \(entry.id.shortID): \(e.message)")
                 }
@@ -242,9 +242,13 @@ extension Store {
                     try tx.insertFlattened(FlattenedRecord(topLayer: top, cacheID: cacheID, layerCount: f.layerCount, linkID: id, createdAt: created))
                     report.flattened += 1
                 }
-                for (image, chain, tags) in images {
+                for (image, chain, tags, repoDigests) in images {
                     try tx.insertImage(image, chain: chain)
                     for t in tags { try tx.setTag(t, imageID: image.id.string) }
+                    for rd in repoDigests {
+                        guard let at = rd.lastIndex(of: "@"), (try? Digest(parsing: String(rd[rd.index(after: at)...]))) != nil else { continue }
+                        try tx.setRepoDigest(image.id.string, repository: String(rd[..<at]), digest: String(rd[rd.index(after: at)...]))
+                    }
                     report.tags += tags.count
                 }
                 // How many `mount`s held a rootfs is not in any file: one if it is mounted.

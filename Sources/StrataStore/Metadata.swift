@@ -320,6 +320,7 @@ package struct MetadataTransaction {
     package func deleteImage(_ id: String) throws {
         mark.changed = true
         try db.execute(sql: "DELETE FROM tags WHERE image_id = ?", arguments: [id])
+        try db.execute(sql: "DELETE FROM repo_digests WHERE image_id = ?", arguments: [id])
         try db.execute(sql: "DELETE FROM image_layers WHERE image_id = ?", arguments: [id])
         try db.execute(sql: "DELETE FROM images WHERE id = ?", arguments: [id])
     }
@@ -333,6 +334,21 @@ package struct MetadataTransaction {
 
     /// How many images are recorded.
     package func imageCount() throws -> Int { try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM images") ?? 0 }
+
+    // MARK: repository digests
+
+    /// Records that `repository` (registry/path) knows image `id` by `digest`.
+    package func setRepoDigest(_ id: String, repository: String, digest: String) throws {
+        mark.changed = true
+        try db.execute(sql: "INSERT OR REPLACE INTO repo_digests (image_id, repository, digest) VALUES (?, ?, ?)",
+                       arguments: [id, repository, digest])
+    }
+
+    /// The (repository, digest) pairs of image `id`, by repository.
+    package func repoDigests(ofImage id: String) throws -> [(repository: String, digest: String)] {
+        try Row.fetchAll(db, sql: "SELECT repository, digest FROM repo_digests WHERE image_id = ? ORDER BY repository",
+                         arguments: [id]).map { ($0["repository"], $0["digest"]) }
+    }
 
     // MARK: tags
 

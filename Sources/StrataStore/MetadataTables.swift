@@ -30,6 +30,12 @@ extension MetadataTransaction {
                             arguments: [digest.string, registry])
     }
 
+    /// Every (registry, repository) where `digest` was seen.
+    package func locations(of digest: Digest) throws -> [(registry: String, repository: String)] {
+        try Row.fetchAll(db, sql: "SELECT registry, repository FROM blob_locations WHERE digest = ? ORDER BY registry, repository",
+                         arguments: [digest.string]).map { ($0["registry"], $0["repository"]) }
+    }
+
     // MARK: store settings
 
     /// A store setting (`driver`).
@@ -157,8 +163,9 @@ extension MetadataTransaction {
         for (name, id) in try allTags() { tagsByImage[id, default: []].append(name) }
         let images = try Row.fetchAll(db, sql: "SELECT id, manifest_digest, loaded_at FROM images ORDER BY loaded_at, id").map { r in
             let id: String = r["id"]
+            let digests = try repoDigests(ofImage: id).map { "\($0.repository)@\($0.digest)" }
             return IndexFiles.Images.Image(id: id, manifest: r["manifest_digest"], loadedAt: r["loaded_at"],
-                                           tags: (tagsByImage[id] ?? []).sorted())
+                                           tags: (tagsByImage[id] ?? []).sorted(), repoDigests: digests.isEmpty ? nil : digests)
         }
         return IndexFiles.Images(generation: try generation(), driver: try setting("driver"), images: images)
     }
@@ -173,7 +180,7 @@ extension MetadataTransaction {
     /// Forgets every row (the first step of a rebuild from the files, in the same transaction).
     func clearForRebuild() throws {
         mark.changed = true
-        for table in ["containers", "tags", "image_layers", "images", "layer_blobs", "blob_locations", "flattened_layers"] {
+        for table in ["containers", "tags", "repo_digests", "image_layers", "images", "layer_blobs", "blob_locations", "flattened_layers"] {
             try db.execute(sql: "DELETE FROM \(table)")
         }
         // Children before parents: the parent column references the row.

@@ -5,7 +5,7 @@ import StrataCore
 /// `version`, which is written to SQLite's `user_version`: a store a newer strata wrote (a
 /// higher version, or a migration this strata does not know) is refused, never written.
 enum Schema {
-    static let version = 5
+    static let version = 6
 
     static var migrator: DatabaseMigrator {
         var m = DatabaseMigrator()
@@ -106,6 +106,19 @@ enum Schema {
                     created_at  TEXT NOT NULL
                 );
                 PRAGMA user_version = 5;
+                """)
+        }
+        m.registerMigration("v6-repo-digests") { db in
+            try db.execute(sql: """
+                -- The digest each repository knows an image by (RepoDigests, `images --digests`):
+                -- what a pull resolved (an index's digest where it was one), what a push sent.
+                CREATE TABLE repo_digests (
+                    image_id   TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+                    repository TEXT NOT NULL,             -- registry/path, no tag
+                    digest     TEXT NOT NULL,
+                    PRIMARY KEY (image_id, repository)
+                );
+                PRAGMA user_version = 6;
                 """)
         }
         return m

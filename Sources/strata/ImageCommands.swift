@@ -124,12 +124,17 @@ struct Images: ParsableCommand {
             for image in images {
                 let i = ImageJSON(image)
                 let id = noTrunc ? i.id : i.id.shortID
-                let digest = digests ? [image.record.manifestDigest?.string ?? "<none>"] : []
+                // Per repository, as Docker: the digest a pull resolved or a push sent there.
+                let known = digests ? Dictionary(try store.repoDigests(of: image.record.id).map { ($0.repository, $0.digest) },
+                                                 uniquingKeysWith: { a, _ in a }) : [:]
+                func digest(_ repository: String) -> [String] {
+                    digests ? [known[repository] ?? image.record.manifestDigest?.string ?? "<none>"] : []
+                }
                 let rest = [id, Format.ago(i.created), Format.bytes(i.size)]
-                if i.tags.isEmpty { rows.append(["<none>", "<none>"] + digest + rest) }
+                if i.tags.isEmpty { rows.append(["<none>", "<none>"] + digest("") + rest) }
                 for t in i.tags where reference.map({ Images.matches(t, $0) }) ?? true {
-                    guard let cut = t.lastIndex(of: ":"), !t[cut...].contains("/") else { rows.append([t, ""] + digest + rest); continue }
-                    rows.append([String(t[..<cut]), String(t[t.index(after: cut)...])] + digest + rest)
+                    guard let cut = t.lastIndex(of: ":"), !t[cut...].contains("/") else { rows.append([t, ""] + digest(t) + rest); continue }
+                    rows.append([String(t[..<cut]), String(t[t.index(after: cut)...])] + digest(String(t[..<cut])) + rest)
                 }
             }
             print(Format.table(rows))

@@ -85,7 +85,8 @@ enum InspectJSON {
         let repos = Set(d.tags.map { t in t.lastIndex(of: ":").map { String(t[..<$0]) } ?? t })
         var out: [String: Any] = [
             "Id": r.id.string, "RepoTags": d.tags,
-            "RepoDigests": r.manifestDigest.map { m in repos.sorted().map { "\($0)@\(m)" } } ?? [],
+            // Those a pull or push recorded; a loaded image's manifest under each of its names.
+            "RepoDigests": d.repoDigests.isEmpty ? (r.manifestDigest.map { m in repos.sorted().map { "\($0)@\(m)" } } ?? []) : d.repoDigests,
             "Created": r.created ?? NSNull(), "Architecture": r.architecture ?? NSNull(), "Os": r.os ?? NSNull(),
             "Size": r.size, "Config": config["config"] ?? NSNull(),
             "RootFS": ["Type": "layers", "Layers": d.layers.map(\.diffID.description)],

@@ -50,7 +50,7 @@ struct Pull: ParsableCommand {
                 defer { progress.finish() }
                 pulled = try store.pull(reference, options: options)
             }
-            if !quiet { printErr("Digest: \(pulled.manifestDigest)") }
+            if !quiet { printErr("Digest: \(pulled.resolvedDigest)") }
             print(pulled.image.id.string)
         }
     }
@@ -64,17 +64,19 @@ struct Push: ParsableCommand {
     @OptionGroup var registry: RegistryFlags
     @Argument(help: "The image (name, ID or ID prefix).") var image: String
     @Argument(help: "Where to push it (default: the image's name).") var destination: String?
-    @Option(name: .long, help: "Compression of uploaded layers: gzip, zstd or none.") var compress: String = "gzip"
+    @Option(name: .long, help: "Compression of uploaded layers: gzip, zstd or none (default: a pulled image goes with the manifest it was pulled with; others gzip).") var compress: String?
 
     func run() throws {
         try strata.run {
             let store = try global.openStore()
             var options = PushOptions()
             options.registry = try registry.options()
-            guard let c = Compression(rawValue: compress), [.gzip, .zstd, .none].contains(c) else {
-                throw StrataError(.invalidArgument, "invalid --compress \"\(compress)\": expected gzip, zstd or none")
+            if let compress {
+                guard let c = Compression(rawValue: compress), [.gzip, .zstd, .none].contains(c) else {
+                    throw StrataError(.invalidArgument, "invalid --compress \"\(compress)\": expected gzip, zstd or none")
+                }
+                options.compression = c
             }
-            options.compression = c
             let quiet = global.quiet
             options.progress = { line in if !quiet { printErr(line) } }
             let pushed = try store.push(image, to: destination, options: options)

@@ -200,6 +200,62 @@ extension RegistryTests {
         let (rc4, _, err4) = try strata(["push", ref, "\(registry.host)/third/busybox:1"], root: pulledRoot)
         #expect(rc4 == 0 && err4.contains("mounted from pushed/busybox"), "\(err4)")
     }
+
+    /// A pulled image pushed on goes with the manifest bytes it was pulled with: a Docker
+    /// v2s2 image stays v2s2 with its digest, in another repository (blobs mounted) and in
+    /// another registry (blobs copied from where they were pulled). RepoDigests and
+    /// `images --digests` name, per repository, what a pull resolved (an index's digest) and
+    /// what a push sent.
+    @Test func pushKeepsThePulledManifest() throws {
+        let t = TempDir(); defer { t.remove() }
+        let a = try TestRegistry(in: t.sub("a")); defer { a.stop() }
+        let b = try TestRegistry(in: t.sub("b")); defer { b.stop() }
+        let source = "\(a.host)/src/img:1"
+        let (crc, _, cerr) = try sh(["skopeo", "copy", "-q", "--dest-tls-verify=false", "--format", "v2s2",
+                                     "oci-archive:\(fixtures)/oci-archive.tar", "docker://" + source])
+        #expect(crc == 0, "\(cerr)")
+        let digest = try a.digest(of: source)
+        let root = t.sub("store")
+        #expect(try strata(["pull", source], root: root).0 == 0)
+        let mediaType = { (ref: String) throws -> String? in
+            let raw = try sh(["skopeo", "inspect", "--raw", "--tls-verify=false", "docker://" + ref]).1
+            return (try JSONSerialization.jsonObject(with: Data(raw.utf8)) as? [String: Any])?["mediaType"] as? String
+        }
+        #expect(try mediaType(source) == "application/vnd.docker.distribution.manifest.v2+json")
+        // Same registry: mounted, same bytes.
+        let mirror = "\(a.host)/mirror/img:1"
+        let (rc, out, err) = try strata(["push", source, mirror], root: root)
+        #expect(rc == 0 && out == digest + "\n" && err.contains("mounted from src/img"), "\(out)\(err)")
+        #expect(try a.digest(of: mirror) == digest && mediaType(mirror) == "application/vnd.docker.distribution.manifest.v2+json")
+        // Another registry: each blob copied as it was pulled.
+        let elsewhere = "\(b.host)/copy/img:1"
+        let (rc2, out2, err2) = try strata(["push", source, elsewhere], root: root)
+        #expect(rc2 == 0 && out2 == digest + "\n" && err2.contains("copied"), "\(out2)\(err2)")
+        #expect(try b.digest(of: elsewhere) == digest)
+        // Asked for a compression: the layers are compressed again, a new (OCI) manifest.
+        let (rc3, out3, err3) = try strata(["push", "--compress", "zstd", source, "\(b.host)/zstd/img:1"], root: root)
+        #expect(rc3 == 0 && out3 != out && !out3.isEmpty, "\(err3)")
+        // Per repository: the digest each one knows it by.
+        let (_, inspect, _) = try strata(["inspect", "-f", "{{json .RepoDigests}}", source], root: root)
+        for repo in ["\(a.host)/src/img", "\(a.host)/mirror/img", "\(b.host)/copy/img"] {
+            #expect(inspect.contains("\(repo)@\(digest)"), "\(repo): \(inspect)")
+        }
+        #expect(inspect.contains("\(b.host)/zstd/img@\(out3.trimmingCharacters(in: .whitespacesAndNewlines))"), "\(inspect)")
+
+        // A tag naming an index: the index's digest is what the repository knows the image by.
+        let multi = "\(a.host)/strata/multi:1"
+        try a.push(archive: "oci:\(fixtures)/oci-multiplatform", as: multi, all: true)
+        let raw = try sh(["bash", "-c", "skopeo inspect --raw --tls-verify=false docker://\(multi) | sha256sum | cut -d' ' -f1"]).1
+        let indexDigest = "sha256:" + raw.trimmingCharacters(in: .whitespacesAndNewlines)
+        let (prc, _, perr) = try strata(["pull", multi], root: root)
+        #expect(prc == 0 && perr.contains("Digest: \(indexDigest)"), "\(perr)")
+        let (_, table, _) = try strata(["images", "--digests", "\(a.host)/strata/multi"], root: root)
+        #expect(table.contains(indexDigest), "\(table)")
+        // And it survives a rebuild of the database from the store's files.
+        try FileManager.default.removeItem(atPath: root + "/strata.db")
+        #expect(try strata(["check", "--repair"], root: root).0 == 0)
+        #expect(try strata(["images", "--digests", "\(a.host)/strata/multi"], root: root).1.contains(indexDigest))
+    }
 }
 
 /// A misbehaving registry (Tests/registry-fakes/fake_registry.py) on a free port.
