@@ -88,9 +88,36 @@ static int mknod_dev(int dev, const char *name, mode_t mode, unsigned ma, unsign
     return fchmodat(dev, name, mode & 07777, 0);
 }
 
+/* A --device node at dev/PATH: its directories made first, each opened without following
+   anything (the tmpfs is new, but the path is the caller's). */
+static int make_device(int dev, const struct strata_device *d) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s", d->path);
+    int dir = dup(dev);
+    if (dir < 0) return -1;
+    char *name = path, *slash;
+    while ((slash = strchr(name, '/')) != NULL) {
+        *slash = 0;
+        if (*name) {
+            if (mkdirat(dir, name, 0755) != 0 && errno != EEXIST) { close(dir); return -1; }
+            int sub = openat(dir, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            close(dir);
+            if (sub < 0) return -1;
+            dir = sub;
+        }
+        name = slash + 1;
+    }
+    /* A new name only (strata checks it is none of its own /dev entries): then the chmod is of
+       the node made here. */
+    int r = mknodat(dir, name, d->mode, makedev(d->major, d->minor));
+    if (r == 0) r = fchmodat(dir, name, d->mode & 07777, 0);
+    close(dir);
+    return r;
+}
+
 /* Mounts the tmpfs at <rootfs>/dev (resolved inside the root) and fills it through an fd of
    the new tmpfs, so nothing the image put at /dev is followed. */
-static int setup_dev(int rootfd, uint64_t shm_size) {
+static int setup_dev(int rootfd, uint64_t shm_size, const struct strata_device *devices, int ndevices) {
     char buf[64];
     int at = open_in_root(rootfd, "dev", buf, sizeof buf);
     if (at < 0) return -1;
@@ -110,6 +137,9 @@ static int setup_dev(int rootfd, uint64_t shm_size) {
                                { "/proc/self/fd/1", "stdout" }, { "/proc/self/fd/2", "stderr" } };
     for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
         if (symlinkat(links[i][0], dev, links[i][1]) != 0 && errno != EEXIST) goto fail;
+    }
+    for (int i = 0; i < ndevices; i++) {
+        if (make_device(dev, &devices[i]) != 0) goto fail;
     }
     close(dev);
     char p[64];
@@ -235,7 +265,7 @@ pid_t strata_launch(const struct strata_launch *cfg, int go_fd, int err_fd) {
     int at = open_in_root(rootfd, "proc", buf, sizeof buf);
     if (at < 0 || mount("proc", buf, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) child_fail(err_fd, ST_PROC);
     close(at);
-    if (setup_dev(rootfd, cfg->shm_size) != 0) child_fail(err_fd, ST_DEV);
+    if (setup_dev(rootfd, cfg->shm_size, cfg->devices, cfg->ndevices) != 0) child_fail(err_fd, ST_DEV);
     setup_sys(cfg, rootfd, err_fd);
 
     /* /etc/hostname, /etc/hosts, /etc/resolv.conf from the container's folder, then volumes and

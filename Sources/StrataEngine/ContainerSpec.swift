@@ -4,6 +4,59 @@ import StrataFormats
 import StrataLauncher
 import StrataSystem
 
+/// `--device HOST[:CONTAINER][:PERMISSIONS]`: a host device node made in the container's /dev,
+/// and allowed in its device cgroup with PERMISSIONS (`rwm` by default).
+public struct DeviceMapping: Sendable, Equatable {
+    public var hostPath: String
+    public var containerPath: String
+    public var access: String
+    /// A mapping of `hostPath` to `containerPath` with `access` (letters of rwm).
+    public init(hostPath: String, containerPath: String? = nil, access: String = "rwm") {
+        self.hostPath = hostPath; self.containerPath = containerPath ?? hostPath; self.access = access
+    }
+
+    /// Docker's form: `HOST`, `HOST:CONTAINER`, `HOST:PERMS`, `HOST:CONTAINER:PERMS`.
+    public init(parsing text: String) throws {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        func isAccess(_ s: String) -> Bool { !s.isEmpty && DeviceRule.Access(letters: s) != nil }
+        switch parts.count {
+        case 1: self.init(hostPath: parts[0])
+        case 2 where isAccess(parts[1]): self.init(hostPath: parts[0], access: parts[1])
+        case 2: self.init(hostPath: parts[0], containerPath: parts[1])
+        case 3: self.init(hostPath: parts[0], containerPath: parts[1], access: parts[2])
+        default: throw StrataError(.invalidArgument, "invalid --device \"\(text)\": HOST[:CONTAINER][:rwm]")
+        }
+    }
+
+    /// The container's own /dev entries, which a device may not replace.
+    static let reserved: Set<String> = ["null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "mqueue", "ptmx",
+                                        "fd", "stdin", "stdout", "stderr"]
+
+    /// The host node's type, numbers and mode; throws unless it is a device and the paths and
+    /// access are ones strata makes.
+    func resolve() throws -> RuntimeSpec.LinuxDevice {
+        let what = "--device \(hostPath)"
+        guard hostPath.hasPrefix("/") else { throw StrataError(.invalidArgument, "invalid \(what): the host path is absolute") }
+        guard let st = try? FDHandle.open(hostPath, flags: .pathOnly).stat() else {
+            throw StrataError(.notFound, "invalid \(what): no such device on this host")
+        }
+        guard st.kind == .characterDevice || st.kind == .blockDevice else {
+            throw StrataError(.invalidArgument, "invalid \(what): not a character or block device")
+        }
+        let inside = containerPath.split(separator: "/").map(String.init)
+        guard containerPath.hasPrefix("/dev/"), inside.count >= 2, inside[0] == "dev",
+              !inside.contains(".."), !inside.contains("."), !DeviceMapping.reserved.contains(inside[1]) else {
+            throw StrataError(.invalidArgument, "invalid \(what): the container path \(containerPath) must be below /dev and none of its own entries (null, tty, pts, shm, …)")
+        }
+        guard !access.isEmpty, DeviceRule.Access(letters: access) != nil else {
+            throw StrataError(.invalidArgument, "invalid \(what): permissions \(access) are letters of rwm")
+        }
+        let (major, minor) = st.deviceNumbers
+        return RuntimeSpec.LinuxDevice(path: "/" + inside.joined(separator: "/"), type: st.kind == .blockDevice ? "b" : "c",
+                                       major: Int64(major), minor: Int64(minor), fileMode: st.mode & 0o777)
+    }
+}
+
 /// A mount in the container: a bind of a host path (`-v /HOST:/CTR`, `--mount type=bind`), a
 /// volume of the store (`-v NAME:/CTR`, anonymous `-v /CTR`, `--mount type=volume`) or a tmpfs
 /// (`--tmpfs`, `--mount type=tmpfs`).
@@ -57,6 +110,8 @@ extension Engine {
         public var volumes: [VolumeSpec] = []
         /// `--volumes-from`: containers whose volumes and binds this one mounts too (NAME[:ro|rw]).
         public var volumesFrom: [String] = []
+        /// `--device`: host devices made in the container and allowed in its device cgroup.
+        public var devices: [DeviceMapping] = []
         public var readOnly = false
         public var tty = false
         public var interactive = false
@@ -132,6 +187,10 @@ extension Engine {
                 }
             }
             for from in volumesFrom { _ = try VolumeSpec.parseVolumesFrom(from) }
+            let devicePaths = try devices.map { try $0.resolve().path }
+            if let twice = devicePaths.first(where: { p in devicePaths.filter { $0 == p }.count > 1 }) {
+                throw StrataError(.invalidArgument, "invalid --device: two devices at \(twice)")
+            }
             if let stopSignal { _ = try MonitorProcess.signalNumber(stopSignal) }
             try names.validate()
             if restart != .no && remove {
@@ -226,14 +285,19 @@ struct ContainerSpecBuilder {
         var namespaces = ["pid", "ipc", "uts", "mount", "cgroup"].map { RuntimeSpec.Namespace(type: $0) }
         if !options.hostNetwork { namespaces.append(RuntimeSpec.Namespace(type: "network")) }
         let l = options.limits
+        let devices = try options.devices.map { m in (m, try m.resolve()) }
+        let deviceRules = privileged ? nil : DeviceRule.defaults + devices.compactMap { m, d in
+            DeviceRule.Access(letters: m.access).map { DeviceRule(d.type == "b" ? .block : .char, d.major, d.minor, $0) }
+        }
         let resources = RuntimeSpec.Resources(
             memory: l.memory.map { RuntimeSpec.Memory(limit: $0, swap: $0) },
             cpu: l.cpus.map { RuntimeSpec.CPU(quota: Int64(($0 * 100_000).rounded()), period: 100_000) },
             pids: l.pids.map { RuntimeSpec.Pids(limit: $0) },
-            devices: RuntimeSpec.devices(privileged ? nil : DeviceRule.defaults))
+            devices: RuntimeSpec.devices(deviceRules))
         let linux = RuntimeSpec.Linux(namespaces: namespaces, resources: resources,
                                       maskedPaths: privileged ? [] : ProcfsPolicy.masked,
-                                      readonlyPaths: privileged ? [] : ProcfsPolicy.readOnly, seccomp: security.seccomp)
+                                      readonlyPaths: privileged ? [] : ProcfsPolicy.readOnly, seccomp: security.seccomp,
+                                      devices: devices.isEmpty ? nil : devices.map(\.1))
 
         var annotations = [RuntimeSpec.Annotation.user: process.user,
                            RuntimeSpec.Annotation.logMaxSize: String(options.logMaxSize)]

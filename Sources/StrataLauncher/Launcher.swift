@@ -260,6 +260,13 @@ public final class Launcher: @unchecked Sendable {
         cfg.rlimits = arena.copy(security.rlimits)
         cfg.nrlimits = Int32(security.rlimits.count)
         cfg.shm_size = spec.shmSize ?? 0
+        let devices = (spec.linux.devices ?? []).map { d in
+            strata_device(path: arena.string(String(d.path.dropFirst("/dev/".count))),
+                          mode: (d.type == "b" ? UInt32(S_IFBLK) : UInt32(S_IFCHR)) | ((d.fileMode ?? 0o666) & 0o777),
+                          major: UInt32(d.major), minor: UInt32(d.minor))
+        }
+        cfg.devices = arena.copy(devices)
+        cfg.ndevices = Int32(devices.count)
         let cgroupMounts = views.map { v in
             strata_cgroup_mount(name: v.name.map { arena.string($0) }, fstype: arena.string(v.fstype), data: v.data.map { arena.string($0) })
         }

@@ -102,10 +102,26 @@ public struct RuntimeSpec: Codable, Sendable, Equatable {
         public var readonlyPaths: [String]?
         /// The seccomp filter in the spec's resolved form; nil for none (unconfined, privileged).
         public var seccomp: SeccompProfile?
+        /// Device nodes made in the container (`--device`), below /dev.
+        public var devices: [LinuxDevice]?
         public init(namespaces: [Namespace], uidMappings: [IDMapping]? = nil, gidMappings: [IDMapping]? = nil, resources: Resources? = nil,
-                    maskedPaths: [String]? = nil, readonlyPaths: [String]? = nil, seccomp: SeccompProfile? = nil) {
+                    maskedPaths: [String]? = nil, readonlyPaths: [String]? = nil, seccomp: SeccompProfile? = nil, devices: [LinuxDevice]? = nil) {
             self.namespaces = namespaces; self.uidMappings = uidMappings; self.gidMappings = gidMappings; self.resources = resources
-            self.maskedPaths = maskedPaths; self.readonlyPaths = readonlyPaths; self.seccomp = seccomp
+            self.maskedPaths = maskedPaths; self.readonlyPaths = readonlyPaths; self.seccomp = seccomp; self.devices = devices
+        }
+    }
+    /// A device node in the container (config-linux.md, "Devices").
+    public struct LinuxDevice: Codable, Sendable, Equatable {
+        public var path: String
+        /// `c` or `b`.
+        public var type: String
+        public var major: Int64
+        public var minor: Int64
+        public var fileMode: UInt32?
+        public var uid: UInt32?
+        public var gid: UInt32?
+        public init(path: String, type: String, major: Int64, minor: Int64, fileMode: UInt32?, uid: UInt32? = 0, gid: UInt32? = 0) {
+            self.path = path; self.type = type; self.major = major; self.minor = minor; self.fileMode = fileMode; self.uid = uid; self.gid = gid
         }
     }
     /// A namespace to make or join.

@@ -61,6 +61,7 @@ struct RunFlags: ParsableArguments {
     @Option(name: .long, help: "type=bind|volume|tmpfs,source=…,target=…[,readonly][,volume-nocopy][,tmpfs-size=…][,tmpfs-mode=…]") var mount: [String] = []
     @Option(name: .long, help: "Mount the volumes and binds of another container: NAME[:ro|rw].") var volumesFrom: [String] = []
     @Option(name: .long, help: "Mount a tmpfs at PATH[:size=…,mode=…].") var tmpfs: [String] = []
+    @Option(name: .long, help: "A host device in the container: HOST[:CONTAINER][:rwm] (below /dev).") var device: [String] = []
     @Flag(name: .long, help: "Mount the rootfs read-only.") var readOnly = false
     @Flag(name: [.short, .long], help: "Keep standard input open.") var interactive = false
     @Flag(name: .long, help: "Every capability, no seccomp, /sys and cgroups writable, nothing masked in /proc, every device allowed.") var privileged = false
@@ -144,6 +145,7 @@ struct RunFlags: ParsableArguments {
         options.restart = try RestartPolicy(parsing: restart)
         options.labels = try parseLabels(label)
         options.volumesFrom = volumesFrom
+        options.devices = try device.map(DeviceMapping.init(parsing:))
         return options
     }
 

@@ -429,4 +429,22 @@ struct DockerHabitsTests {
         #expect(try sh([strataBinary, "--generate-completion-script", "bash"]).1.contains("---completion"))
         #expect(try strata(e, ["rm", "web1", "db1"]).0 == 0)
     }
+    /// `--device HOST[:CONTAINER][:PERMS]`: the node is made in the container's /dev and its
+    /// cgroup allows it with those permissions only; without it the same node is refused.
+    @Test func deviceFlag() throws {
+        let e = try RunTests.Env()
+        // A node of its own for the loop driver's 7:0 (not one of the default devices).
+        let node = e.t.sub("loopnode")
+        #expect(try sh(["mknod", "-m", "600", node, "b", "7", "0"]).0 == 0)
+        let (rc, out, err) = try strata(e, ["run", "--rm", "--device", node + ":/dev/sub/disk:r", Self.image, "sh", "-c",
+                                            "stat -c '%t:%T %F' /dev/sub/disk; head -c 1 /dev/sub/disk >/dev/null && echo read; (: > /dev/sub/disk) 2>/dev/null || echo nowrite"])
+        #expect(rc == 0 && out == "7:0 block special file\nread\nnowrite\n", "\(out)\(err)")
+        let (_, out2, _) = try strata(e, ["run", "--rm", Self.image, "sh", "-c", "mknod /dev/d b 7 0; head -c 1 /dev/d >/dev/null 2>&1 || echo denied"])
+        #expect(out2 == "denied\n")
+        for bad in ["/etc/passwd", "/dev/null:/dev/tty", "/dev/null:/etc/null", "/dev/null:/dev/x:rwz", "/no/such/device"] {
+            let (brc, _, berr) = try strata(e, ["run", "--rm", "--device", bad, Self.image, "true"])
+            #expect(brc == 125 && berr.contains("--device"), "\(bad): \(berr)")
+        }
+        try e.expectClean()
+    }
 }

@@ -16,6 +16,14 @@ struct strata_mount {
     const char *data;     /* a tmpfs's options (mode=, size=) */
 };
 
+/// A device node made in the container's /dev (`--device`): `path` below /dev (subdirectories
+/// are made), S_IFCHR or S_IFBLK with the permission bits in `mode`, owned by root.
+struct strata_device {
+    const char *path;     /* relative to /dev, e.g. "fuse" or "net/tun" */
+    unsigned mode;
+    unsigned major, minor;
+};
+
 /// A cgroup hierarchy to show inside the container at /sys/fs/cgroup/NAME (v1) or at
 /// /sys/fs/cgroup itself (v2: name NULL). Mounted in the container's cgroup namespace, so the
 /// container's own cgroup is the root of what it sees; read-only unless privileged.
@@ -60,6 +68,8 @@ struct strata_launch {
                                              CAP_SYS_RESOURCE); nrlimits of them */
     int nrlimits;
     uint64_t shm_size;           /* bytes of the /dev/shm tmpfs; 0 for 64 MiB */
+    const struct strata_device *devices;  /* --device: nodes made in the container's /dev */
+    int ndevices;
     char *const *init_argv;      /* with init_fd: "strata-init", path, argv... */
     int stdio[3];                /* without a terminal: the fds that become 0, 1 and 2 (pipes strata or the
                                     monitor copies out, /dev/null); never strata's own. All >= 3. */
