@@ -112,6 +112,8 @@ extension Engine {
         public var volumesFrom: [String] = []
         /// `--device`: host devices made in the container and allowed in its device cgroup.
         public var devices: [DeviceMapping] = []
+        /// `--health-*`, `--no-healthcheck`: the health check instead of the image's.
+        public var health = HealthFlags()
         public var readOnly = false
         public var tty = false
         public var interactive = false
@@ -223,6 +225,8 @@ struct ContainerSpecBuilder {
     var security: SecurityOptions.Resolved
     /// The image config's StopSignal.
     var imageStopSignal: String?
+    /// The image config's HEALTHCHECK.
+    var imageHealthcheck: ImageConfig.Healthcheck? = nil
 
     /// The `PATH` a process gets when neither the image nor the flags set one (Docker's).
     static let defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -310,6 +314,11 @@ struct ContainerSpecBuilder {
         if let t = options.stopTimeout { annotations[RuntimeSpec.Annotation.stopTimeout] = String(t) }
         if options.restart != .no { annotations[RuntimeSpec.Annotation.restart] = options.restart.text }
         if let signal = options.stopSignal ?? imageStopSignal { annotations[RuntimeSpec.Annotation.stopSignal] = signal }
+        if let health = try HealthSettings.resolve(image: imageHealthcheck, flags: options.health) {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            annotations[HealthSettings.annotation] = String(decoding: try encoder.encode(health), as: UTF8.self)
+        }
 
         let rootPath = rootfs.hasPrefix(bundle + "/") ? String(rootfs.dropFirst(bundle.count + 1)) : rootfs
         return RuntimeSpec(process: specProcess, root: RuntimeSpec.Root(path: rootPath, readonly: options.readOnly),

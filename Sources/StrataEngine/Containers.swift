@@ -27,6 +27,8 @@ public struct ContainerView: Sendable {
     public var command: [String]?
     /// Running, with its processes frozen (`pause`).
     public var paused = false
+    /// Its health, for a container with a health check that has started.
+    public var health: HealthState?
 }
 
 /// One line of `strata diff`.
@@ -290,7 +292,8 @@ extension Store {
         let state: ContainerState = running ? .running : mounted ? .mounted : exited ? .exited : .created
         let paused = running && CgroupLayout.cached.map { Cgroup(layout: $0, id: r.id, parent: CgroupParent.forStore(root: rootPath)).isFrozen } == true
         return ContainerView(record: r, imageTags: tags, state: state, pid: running ? r.pid : nil,
-                             sizeOfChanges: (try? sizeOfChanges(r.id)) ?? 0, run: run, command: command(r.id), paused: paused)
+                             sizeOfChanges: (try? sizeOfChanges(r.id)) ?? 0, run: run, command: command(r.id), paused: paused,
+                             health: healthState(r.id))
     }
 
     /// Bytes of regular files a container changed: its upper dir as it is (overlay; no

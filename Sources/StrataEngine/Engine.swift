@@ -58,7 +58,8 @@ public final class Engine: Sendable {
             var resolved = options
             (resolved.volumes, madeVolumes) = try resolveMounts(options.volumes, volumesFrom: options.volumesFrom,
                                                                 imageVolumes: Array((config.Volumes ?? [:]).keys), rootfs: rootfs, leases: leases)
-            let spec = try ContainerSpecBuilder(process: process, options: resolved, security: security, imageStopSignal: config.StopSignal)
+            let spec = try ContainerSpecBuilder(process: process, options: resolved, security: security, imageStopSignal: config.StopSignal,
+                                           imageHealthcheck: config.Healthcheck)
                 .spec(id: id, rootfs: rootfs, bundle: bundle, etcFiles: true)
             try spec.write(into: bundle)
             try store.prepareRunState(id)
@@ -151,7 +152,8 @@ public final class Engine: Sendable {
         let leases = try LayerLocks(store: store)
         defer { leases.unlockAll() }
         (resolved.volumes, _) = try resolveMounts(options.volumes, volumesFrom: options.volumesFrom, imageVolumes: [], rootfs: rootfs, leases: leases)
-        let spec = try ContainerSpecBuilder(process: process, options: resolved, security: security, imageStopSignal: config.StopSignal)
+        let spec = try ContainerSpecBuilder(process: process, options: resolved, security: security, imageStopSignal: config.StopSignal,
+                                           imageHealthcheck: config.Healthcheck)
             .spec(id: container ?? image.hex, rootfs: rootfs, bundle: directory, etcFiles: false)
         try spec.write(into: directory)
     }

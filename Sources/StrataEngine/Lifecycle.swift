@@ -63,6 +63,7 @@ extension Engine {
             // No terminal to give: the log takes the output.
             spec.process.terminal = false
             try store.prepareRunState(id)
+            try store.resetHealth(id)
             // Written afresh at every start, as Docker does: what a container wrote into its
             // /etc/hosts or /etc/hostname does not outlive its run.
             try ContainerSpecBuilder.writeEtcFiles(hostname: spec.hostname ?? String(id.prefix(12)), hostNetwork: !spec.newNetwork,
@@ -90,9 +91,12 @@ extension Engine {
             if let small = SmallMonitor.binary, let command = monitorCommand, let cleanup = command.cleanupArguments {
                 // Nothing of this process's store outlives the exec: the database is left complete.
                 Metadata.checkpointAfterWrites()
+                let health = store.healthSettings(id).flatMap { s in
+                    command.healthArguments.map { (every: s.interval, command: [command.executable] + $0(id)) }
+                }
                 let failed = SmallMonitor.exec(small, pid: pid, stdout: pipes.stdout, stderr: pipes.stderr, log: logPath, maxSize: maxSize,
                                                stateDirectory: store.containerPaths(id).root, startedAt: state.startedAt ?? "",
-                                               cleanup: [command.executable] + cleanup(id))
+                                               health: health, cleanup: [command.executable] + cleanup(id))
                 store.logger.warning("cannot run \(small) (\(failed)); this monitor watches container \(id.prefix(12)) itself")
             }
             let log = try ContainerLogWriter(path: logPath, maxSize: maxSize)

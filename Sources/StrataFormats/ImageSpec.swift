@@ -144,8 +144,23 @@ public struct ImageConfig: Codable, Sendable {
         public var StopSignal: String?
         public var ExposedPorts: [String: EmptyObject]?
         public var Volumes: [String: EmptyObject]?
+        /// Docker's HEALTHCHECK (not in the OCI spec; Docker and podman write it).
+        public var Healthcheck: Healthcheck?
         /// An empty process config.
         public init() {}
+    }
+    /// The config's `Healthcheck`: `Test` is `["CMD", args…]`, `["CMD-SHELL", command]` or
+    /// `["NONE"]` (empty: inherit); durations in nanoseconds (0: the default).
+    public struct Healthcheck: Codable, Sendable, Equatable {
+        public var Test: [String]?
+        public var Interval: Int64?
+        public var Timeout: Int64?
+        public var StartPeriod: Int64?
+        public var StartInterval: Int64?
+        public var Retries: Int?
+        public init(Test: [String]? = nil, Interval: Int64? = nil, Timeout: Int64? = nil, StartPeriod: Int64? = nil, Retries: Int? = nil) {
+            self.Test = Test; self.Interval = Interval; self.Timeout = Timeout; self.StartPeriod = StartPeriod; self.Retries = Retries
+        }
     }
     /// A JSON `{}` (the value type of `ExposedPorts` and `Volumes`).
     public struct EmptyObject: Codable, Sendable { public init() {} }

@@ -21,12 +21,15 @@ public struct MonitorCommand: Sendable {
     /// The argv after argv[0] of `executable` that starts a container again after its restart
     /// policy's delay (`--restart`); nil: no restarts.
     public var restartArguments: (@Sendable (String) -> [String])?
+    /// The argv after argv[0] of `executable` that runs a container's health check once
+    /// (`healthcheck run ID`), which strata-monitor starts every interval; nil: no checks.
+    public var healthArguments: (@Sendable (String) -> [String])?
 
     public init(executable: String, arguments: @escaping @Sendable (String) -> [String],
                 cleanupArguments: (@Sendable (String) -> [String])? = nil,
-                restartArguments: (@Sendable (String) -> [String])? = nil) {
+                restartArguments: (@Sendable (String) -> [String])? = nil, healthArguments: (@Sendable (String) -> [String])? = nil) {
         self.executable = executable; self.arguments = arguments; self.cleanupArguments = cleanupArguments
-        self.restartArguments = restartArguments
+        self.restartArguments = restartArguments; self.healthArguments = healthArguments
     }
 
     /// `strata --root ROOT --driver DRIVER container-monitor ID` (and `container-cleanup ID`) of
@@ -34,7 +37,8 @@ public struct MonitorCommand: Sendable {
     public static func strata(_ executable: String, root: String, driver: String) -> MonitorCommand {
         MonitorCommand(executable: executable, arguments: { ["--root", root, "--driver", driver, "container-monitor", $0] },
                        cleanupArguments: { ["--root", root, "--driver", driver, "container-cleanup", $0] },
-                       restartArguments: { ["--root", root, "--driver", driver, "container-restart", $0] })
+                       restartArguments: { ["--root", root, "--driver", driver, "container-restart", $0] },
+                       healthArguments: { ["--root", root, "--driver", driver, "-q", "healthcheck", "run", $0] })
     }
 }
 
@@ -49,11 +53,16 @@ package enum SmallMonitor {
 
     /// Replaces this process with strata-monitor watching `pid` (a child of this process),
     /// reading `stdout` and `stderr` into the log at `log`. Returns only when the exec failed.
+    /// With `health`, it also runs that command (a health check) every `every` seconds while
+    /// the container runs, one at a time.
     package static func exec(_ binary: String, pid: Int32, stdout: FDHandle, stderr: FDHandle, log: String, maxSize: Int64,
-                             stateDirectory: String, startedAt: String, cleanup: [String]) -> Errno {
+                             stateDirectory: String, startedAt: String, health: (every: Double, command: [String])? = nil,
+                             cleanup: [String]) -> Errno {
         // The two read ends cross the exec; every other fd of strata is close-on-exec.
         for fd in [stdout.fd, stderr.fd] { _ = fcntl(fd, F_SETFD, 0) }
-        let argv = [binary, String(pid), String(stdout.fd), String(stderr.fd), log, String(maxSize), stateDirectory, startedAt] + cleanup
+        let healthArgs = health.map { ["--health", String(max(1, Int(($0.every * 1000).rounded())))] + $0.command + ["--"] } ?? []
+        let argv = [binary, String(pid), String(stdout.fd), String(stderr.fd), log, String(maxSize), stateDirectory, startedAt]
+            + healthArgs + cleanup
         let cArgs = argv.map { strdup($0) } + [nil]
         execv(binary, cArgs)
         let e = Errno.current

@@ -20,7 +20,11 @@
  *
  * It allocates nothing after start-up but its two line buffers, and holds nothing else.
  *
- *   strata-monitor PID STDOUT_FD STDERR_FD LOG MAX_SIZE STATE_DIR STARTED_AT CLEANUP...
+ *   - with `--health MS CHECK... --`, it runs CHECK (`strata healthcheck run ID`, which
+ *     records the result) every MS milliseconds after the previous one ended, one at a time,
+ *     with /dev/null as its stdio; one still running when the container ends is killed.
+ *
+ *   strata-monitor PID STDOUT_FD STDERR_FD LOG MAX_SIZE STATE_DIR STARTED_AT [--health MS CHECK... --] CLEANUP...
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -196,6 +200,18 @@ static void record_exit(const char *dir, const char *started_at, int code) {
     close(dfd);
 }
 
+/* Starts the health check: a child with /dev/null as its stdio and nothing blocked. */
+static pid_t start_check(char **argv, const sigset_t *blocked) {
+    pid_t p = fork();
+    if (p != 0) return p;
+    sigprocmask(SIG_UNBLOCK, blocked, NULL);
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) { dup2(null, 0); dup2(null, 1); dup2(null, 2); }
+    setsid();
+    execv(argv[0], argv);
+    _exit(127);
+}
+
 /* While this program watches the container, no strata process may have the store's database
    open. SQLite treats the first connection to open a WAL database as the one that rebuilds
    the shared-memory index (`strata.db-shm`): it truncates and regrows that file, which needs
@@ -222,7 +238,22 @@ int main(int argc, char **argv) {
     log_path = argv[4];
     log_max = atoll(argv[5]);
     const char *state_dir = argv[6], *started_at = argv[7];
-    char **cleanup = argv + 8;
+    char **check = NULL;
+    long long check_every = 0;
+    int rest = 8;
+    if (strcmp(argv[8], "--health") == 0) {
+        int end = 10;
+        while (end < argc && strcmp(argv[end], "--") != 0) end++;
+        if (argc < 11 || end >= argc - 1 || end == 10) {
+            fprintf(stderr, "strata-monitor: --health MS CHECK... -- CLEANUP...\n");
+            return 125;
+        }
+        check_every = atoll(argv[9]) * 1000000LL;
+        check = argv + 10;
+        argv[end] = NULL;
+        rest = end + 1;
+    }
+    char **cleanup = argv + rest;
 
     sigset_t set;
     sigemptyset(&set);
@@ -240,7 +271,17 @@ int main(int argc, char **argv) {
 
     int status = 0, exited = 0;
     long long drain_until = 0;
+    pid_t check_pid = 0;
+    long long check_due = now_ns(CLOCK_MONOTONIC) + check_every;
     for (;;) {
+        if (check_pid > 0 && waitpid(check_pid, NULL, WNOHANG) == check_pid) {
+            check_pid = 0;
+            check_due = now_ns(CLOCK_MONOTONIC) + check_every;
+        }
+        if (check && !exited && check_pid == 0 && now_ns(CLOCK_MONOTONIC) >= check_due) {
+            check_pid = start_check(check, &set);
+            if (check_pid < 0) { check_pid = 0; check_due = now_ns(CLOCK_MONOTONIC) + check_every; }
+        }
         /* The process may have ended before the signalfd existed. */
         if (!exited && waitpid(pid, &status, WNOHANG) == pid) {
             exited = 1;
@@ -252,6 +293,9 @@ int main(int argc, char **argv) {
         if (out.len > 0 || err.len > 0) timeout = (int)(PARTIAL_AFTER_NS / 1000000);
         if (exited) {
             long long left = (drain_until - now_ns(CLOCK_MONOTONIC)) / 1000000;
+            if (timeout < 0 || left < timeout) timeout = left > 0 ? (int)left : 0;
+        } else if (check && check_pid == 0) {
+            long long left = (check_due - now_ns(CLOCK_MONOTONIC)) / 1000000 + 1;
             if (timeout < 0 || left < timeout) timeout = left > 0 ? (int)left : 0;
         }
         int r = poll(fds, 3, timeout);
@@ -274,6 +318,11 @@ int main(int argc, char **argv) {
                 s->len = 0;
             }
         }
+    }
+    if (check_pid > 0) {
+        kill(-check_pid, SIGKILL);
+        kill(check_pid, SIGKILL);
+        waitpid(check_pid, NULL, 0);
     }
     if (out.len > 0) log_record(out.name, 0, out.pending, out.len);
     if (err.len > 0) log_record(err.name, 0, err.pending, err.len);

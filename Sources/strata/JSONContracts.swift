@@ -57,6 +57,14 @@ struct ContainerJSON: Codable {
     @NullCoded var startedAt: String?
     @NullCoded var finishedAt: String?
     @NullCoded var command: [String]?
+    /// `starting`, `healthy` or `unhealthy` for a running container with a health check.
+    @NullCoded var health: String?
+    /// Its whole health (inspect's `State.Health`); not in `ps --json`.
+    var healthState: HealthState?
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, image, imageTags, driver, state, mountCount, pid, created, sizeOfChanges, exitCode, startedAt, finishedAt, command, health
+    }
 
     init(_ c: ContainerView) {
         id = c.record.id; name = c.record.name; image = c.record.image.string; imageTags = c.imageTags; driver = c.record.driver
@@ -64,6 +72,8 @@ struct ContainerJSON: Codable {
         created = Timestamp.string(c.record.createdAt); sizeOfChanges = c.sizeOfChanges
         exitCode = c.state == .exited ? c.run?.exitCode.map { Int($0) } : nil
         startedAt = c.run?.startedAt; finishedAt = c.state == .exited ? c.run?.finishedAt : nil; command = c.command
+        health = c.state == .running ? c.health?.Status : nil
+        healthState = c.health
     }
 }
 
@@ -120,12 +130,22 @@ enum InspectJSON {
         return [
             "Id": c.id, "Name": "/" + c.name, "Created": c.created, "Image": c.image,
             "Path": c.command?.first ?? "", "Args": Array((c.command ?? []).dropFirst()),
-            "State": ["Status": c.state, "Running": c.state == "running", "Pid": c.pid ?? 0, "ExitCode": c.exitCode ?? 0,
-                      "StartedAt": c.startedAt ?? "", "FinishedAt": c.finishedAt ?? ""],
+            "State": state(c),
             "Config": ["Image": c.imageTags.first ?? c.image, "Cmd": c.command ?? []],
             "GraphDriver": ["Name": driver, "Data": ["MergedDir": paths.merged, "UpperDir": paths.upper, "WorkDir": paths.work]],
             "Strata": strata,
         ]
+    }
+
+    /// `State`, with `Health` for a container that has a health check (Docker's keys).
+    static func state(_ c: ContainerJSON) -> [String: Any] {
+        var state: [String: Any] = ["Status": c.state, "Running": c.state == "running", "Pid": c.pid ?? 0, "ExitCode": c.exitCode ?? 0,
+                                    "StartedAt": c.startedAt ?? "", "FinishedAt": c.finishedAt ?? ""]
+        if let h = c.healthState {
+            state["Health"] = ["Status": h.Status, "FailingStreak": h.FailingStreak,
+                               "Log": h.Log.map { ["Start": $0.Start, "End": $0.End, "ExitCode": $0.ExitCode, "Output": $0.Output] }] as [String: Any]
+        }
+        return state
     }
 
     static func render(_ objects: [[String: Any]]) throws -> String {

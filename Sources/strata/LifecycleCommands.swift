@@ -237,3 +237,24 @@ struct Export: ParsableCommand {
         }
     }
 }
+
+/// `healthcheck run CONTAINER` (podman's): the container's check once, now; its health after.
+struct HealthcheckGroup: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "healthcheck", abstract: "Run a container's health check.",
+                                                    subcommands: [HealthcheckRun.self])
+}
+
+struct HealthcheckRun: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "run",
+        abstract: "Run the container's health check once and record it; exit 0 when healthy, 1 when not.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Container.", completion: NameCompletion.containers) var container: String
+    func run() throws {
+        try strata.run {
+            let state = try global.openEngine().runHealthCheck(container)
+            Metadata.checkpointAfterWrites()
+            if !global.quiet { print(state.Status) }
+            if state.Log.last?.ExitCode != 0 { throw ExitCode(1) }
+        }
+    }
+}

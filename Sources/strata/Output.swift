@@ -37,7 +37,13 @@ enum Format {
     /// Docker's STATUS column: "Up 3 seconds", "Exited (7) 2 minutes ago", "Created".
     static func status(_ c: ContainerJSON) -> String {
         switch c.state {
-        case "running": return "Up " + (c.startedAt.flatMap(Timestamp.date).map(since) ?? "")
+        case "running":
+            let up = "Up " + (c.startedAt.flatMap(Timestamp.date).map(since) ?? "")
+            switch c.health {
+            case "starting"?: return up + " (health: starting)"
+            case let h?: return up + " (\(h))"
+            case nil: return up
+            }
         case "paused": return "Up " + (c.startedAt.flatMap(Timestamp.date).map(since) ?? "") + " (Paused)"
         case "exited": return "Exited (\(c.exitCode.map(String.init) ?? "?")) " + ago(c.finishedAt ?? c.startedAt)
         case "mounted": return "Mounted"

@@ -62,6 +62,12 @@ struct RunFlags: ParsableArguments {
     @Option(name: .long, help: "Mount the volumes and binds of another container: NAME[:ro|rw].") var volumesFrom: [String] = []
     @Option(name: .long, help: "Mount a tmpfs at PATH[:size=…,mode=…].") var tmpfs: [String] = []
     @Option(name: .long, help: "A host device in the container: HOST[:CONTAINER][:rwm] (below /dev).") var device: [String] = []
+    @Option(name: .long, help: "A health check: a shell command run in the container (exit 0: healthy).") var healthCmd: String?
+    @Option(name: .long, help: "Time between health checks, e.g. 30s, 1m30s (default 30s).") var healthInterval: String?
+    @Option(name: .long, help: "Time a health check may take (default 30s).") var healthTimeout: String?
+    @Option(name: .long, help: "Failures in a row that make the container unhealthy (default 3).") var healthRetries: Int?
+    @Option(name: .long, help: "Time after the start when failures do not count (default 0s).") var healthStartPeriod: String?
+    @Flag(name: .long, help: "No health check, not even the image's.") var noHealthcheck = false
     @Flag(name: .long, help: "Mount the rootfs read-only.") var readOnly = false
     @Flag(name: [.short, .long], help: "Keep standard input open.") var interactive = false
     @Flag(name: .long, help: "Every capability, no seccomp, /sys and cgroups writable, nothing masked in /proc, every device allowed.") var privileged = false
@@ -146,6 +152,12 @@ struct RunFlags: ParsableArguments {
         options.labels = try parseLabels(label)
         options.volumesFrom = volumesFrom
         options.devices = try device.map(DeviceMapping.init(parsing:))
+        options.health.command = healthCmd
+        options.health.interval = try healthInterval.map { try GoDuration.seconds($0, what: "--health-interval") }
+        options.health.timeout = try healthTimeout.map { try GoDuration.seconds($0, what: "--health-timeout") }
+        options.health.startPeriod = try healthStartPeriod.map { try GoDuration.seconds($0, what: "--health-start-period") }
+        options.health.retries = healthRetries
+        options.health.disabled = noHealthcheck
         return options
     }
 

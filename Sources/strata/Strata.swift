@@ -70,7 +70,7 @@ struct Strata: ParsableCommand {
                       Start.self, Stop.self, Restart.self, Kill.self, Wait.self, Logs.self, Exec.self, Export.self,
                       Pause.self, Unpause.self, Rename.self, Top.self, Stats.self, Cp.self, Version.self,
                       ImageGroup.self, ContainerGroup.self, SystemGroup.self, Info.self, ContainerMonitor.self,
-                      ContainerCleanup.self, ContainerRestart.self, VolumeGroup.self]
+                      ContainerCleanup.self, ContainerRestart.self, VolumeGroup.self, HealthcheckGroup.self]
     )
 
     /// "unknown command 'X'" with the nearest command, or nil for a command that exists.
@@ -159,7 +159,7 @@ struct GlobalOptions: ParsableArguments {
         // Only before a subcommand: `--root R --generate-completion-script zsh` stays as typed.
         guard i < args.count, !leading.isEmpty, !args[i].hasPrefix("-") else { return args }
         // `image ls`, `container rm`, `system df`: after the subcommand.
-        if ["image", "container", "system", "volume"].contains(args[i]), i + 1 < args.count {
+        if ["image", "container", "system", "volume", "healthcheck"].contains(args[i]), i + 1 < args.count {
             return [args[i], args[i + 1]] + leading + args[(i + 2)...]
         }
         return [args[i]] + leading + args[(i + 1)...]

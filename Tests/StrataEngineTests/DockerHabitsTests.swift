@@ -447,4 +447,43 @@ struct DockerHabitsTests {
         }
         try e.expectClean()
     }
+    /// The image's HEALTHCHECK (or --health-cmd) run by the monitor: starting, then healthy,
+    /// unhealthy after `retries` failures in a row, failures in the start period not counted,
+    /// a check past its timeout a failure; shown by ps and inspect; --no-healthcheck turns it off.
+    @Test func healthChecks() throws {
+        let e = try RunTests.Env()
+        #expect(try strata(e, ["create", "--name", "base", Self.image]).0 == 0)
+        let (crc, _, cerr) = try strata(e, ["commit", "--change", "HEALTHCHECK --interval=300ms --retries=2 CMD cat /tmp/ok", "base", "checked:1"])
+        #expect(crc == 0, "\(cerr)")
+        func health(_ name: String) throws -> String { try strata(e, ["inspect", "-f", "{{.State.Health.Status}}", name]).1 }
+        func waitFor(_ name: String, _ status: String) throws -> Bool {
+            for _ in 0..<100 { if try health(name) == status + "\n" { return true }; usleep(100_000) }
+            return false
+        }
+        #expect(try strata(e, ["run", "-d", "--name", "h", "checked:1", "sh", "-c", "sleep 1; echo yes > /tmp/ok; sleep 60"]).0 == 0)
+        #expect(try health("h") == "starting\n")
+        #expect(try waitFor("h", "healthy"))
+        #expect(try strata(e, ["ps", "--format", "{{.Names}} {{.Status}}", "--filter", "name=h"]).1.contains("(healthy)"))
+        #expect(try strata(e, ["exec", "h", "rm", "/tmp/ok"]).0 == 0)
+        #expect(try waitFor("h", "unhealthy"))
+        let (hrc, hout, _) = try strata(e, ["healthcheck", "run", "h"])
+        #expect(hrc == 1 && hout == "unhealthy\n")
+        let log = try strata(e, ["inspect", "-f", "{{range .State.Health.Log}}{{.ExitCode}} {{end}}", "h"]).1
+        #expect(log.hasSuffix("1 1 \n") && log.contains("0 "), "\(log)")
+        // --health-cmd over the image's; a check past its timeout fails; the start period holds failures back.
+        #expect(try strata(e, ["run", "-d", "--name", "slow", "--health-cmd", "sleep 5", "--health-timeout", "200ms", "--health-interval", "200ms",
+                               "--health-retries", "1", "checked:1", "sleep", "60"]).0 == 0)
+        #expect(try waitFor("slow", "unhealthy"))
+        #expect(try strata(e, ["inspect", "-f", "{{range .State.Health.Log}}{{.ExitCode}} {{.Output}};{{end}}", "slow"]).1
+                    .hasPrefix("-1 Health check exceeded timeout"))
+        #expect(try strata(e, ["run", "-d", "--name", "patient", "--health-cmd", "false", "--health-interval", "200ms", "--health-retries", "1",
+                               "--health-start-period", "30s", "checked:1", "sleep", "60"]).0 == 0)
+        usleep(1_200_000)
+        #expect(try health("patient") == "starting\n")
+        #expect(try strata(e, ["run", "-d", "--name", "none", "--no-healthcheck", "checked:1", "sleep", "60"]).0 == 0)
+        #expect(try strata(e, ["healthcheck", "run", "none"]).0 == 2)
+        #expect(try strata(e, ["run", "--rm", "--no-healthcheck", "--health-cmd", "true", "checked:1", "true"]).0 == 125)
+        #expect(try strata(e, ["rm", "-f", "h", "slow", "patient", "none", "base"]).0 == 0)
+        try e.expectClean()
+    }
 }
