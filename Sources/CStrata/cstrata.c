@@ -9,6 +9,7 @@
 #include <string.h>
 #include <poll.h>
 #include <sys/stat.h>
+#include <sys/ioctl.h>
 #include <sys/vfs.h>
 #include <sys/file.h>
 #include <sys/syscall.h>
@@ -82,6 +83,8 @@ int strata_ofd_lock(int fd, int64_t offset, int type, int wait) {
 int strata_exchange_names(int dirfd, const char *a, const char *b) {
     return renameat2(dirfd, a, dirfd, b, RENAME_EXCHANGE);
 }
+
+int strata_get_winsize(int fd, struct winsize *ws) { return ioctl(fd, TIOCGWINSZ, ws); }
 
 long strata_fs_type(int fd) {
     struct statfs sv;

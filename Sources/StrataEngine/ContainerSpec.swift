@@ -117,6 +117,9 @@ extension Engine {
         public var readOnly = false
         public var tty = false
         public var interactive = false
+        /// With `interactive`: the end of an attached client's input closes the container's
+        /// stdin (`create -i`, Docker's StdinOnce); `run -di` keeps it open.
+        public var stdinOnce = false
         public var initProcess = false
         public var security = SecurityOptions()
         /// Remove the container when it exits.
@@ -309,6 +312,7 @@ struct ContainerSpecBuilder {
         if options.initProcess { annotations[RuntimeSpec.Annotation.initProcess] = "true" }
         if privileged { annotations[RuntimeSpec.Annotation.privileged] = "true" }
         if options.remove { annotations[RuntimeSpec.Annotation.remove] = "true" }
+        if options.interactive { annotations[RuntimeSpec.Annotation.stdin] = options.stdinOnce ? "once" : "open" }
         for (k, v) in options.labels { annotations[RuntimeSpec.Annotation.labelPrefix + k] = v }
         options.names.annotate(&annotations)
         if let t = options.stopTimeout { annotations[RuntimeSpec.Annotation.stopTimeout] = String(t) }

@@ -60,8 +60,11 @@ extension Engine {
         var state = RunState(monitorPid: ProcessInfo.processInfo.processIdentifier)
         do {
             guard var spec = try store.spec(id) else { throw StrataError(.notFound, "container \(id.prefix(12)) has no config.json") }
-            // No terminal to give: the log takes the output.
-            spec.process.terminal = false
+            // strata-monitor holds a terminal or a stdin pipe for `attach` (`run -dit`); without
+            // it (and a command to hand over to) the log takes the output and stdin is empty.
+            let small = SmallMonitor.binary.flatMap { b in monitorCommand?.cleanupArguments.map { (b, $0) } }
+            if small == nil { spec.process.terminal = false }
+            let stdinMode = small == nil ? nil : spec.annotation(RuntimeSpec.Annotation.stdin)
             try store.prepareRunState(id)
             try store.resetHealth(id)
             // Written afresh at every start, as Docker does: what a container wrote into its
@@ -70,13 +73,17 @@ extension Engine {
                                                    names: NameSettings(annotations: spec.annotations ?? [:]),
                                                    into: store.containerPaths(id).root)
             let maxSize = spec.annotation(RuntimeSpec.Annotation.logMaxSize).flatMap { Int64($0) } ?? RunOptions().logMaxSize
-            let pipes = try MonitorProcess.outputPipes()
+            let tty = spec.process.terminal == true
+            let pipes = try MonitorProcess.outputPipes(stdin: stdinMode != nil && !tty)
             _ = try store.mountContainer(id)
             let launcher = Launcher(id: id, bundle: store.containerPaths(id).root, spec: spec)
             launcher.stdio = pipes.plan
             launcher.cgroupParent = cgroupParent
             let pid: Int32
-            do { pid = try launcher.startDetached() } catch {
+            var master: FDHandle?
+            do {
+                if tty { (pid, master) = try launcher.startDetachedWithTerminal() } else { pid = try launcher.startDetached() }
+            } catch {
                 pipes.release()
                 try? store.unmountContainer(id, force: true)
                 throw error
@@ -88,13 +95,15 @@ extension Engine {
             try? store.writeRunState(id, state)
             status?.report(.started(pid: pid))
             let logPath = store.logPath(id)
-            if let small = SmallMonitor.binary, let command = monitorCommand, let cleanup = command.cleanupArguments {
+            if let (small, cleanup) = small, let command = monitorCommand {
                 // Nothing of this process's store outlives the exec: the database is left complete.
                 Metadata.checkpointAfterWrites()
                 let health = store.healthSettings(id).flatMap { s in
                     command.healthArguments.map { (every: s.interval, command: [command.executable] + $0(id)) }
                 }
-                let failed = SmallMonitor.exec(small, pid: pid, stdout: pipes.stdout, stderr: pipes.stderr, log: logPath, maxSize: maxSize,
+                let io = SmallMonitor.MonitoredIO(output: master.map { .terminal(master: $0) } ?? .pipes(stdout: pipes.stdout, stderr: pipes.stderr),
+                                                  stdin: pipes.stdinWriter, stdinOnce: stdinMode == "once")
+                let failed = SmallMonitor.exec(small, pid: pid, io: io, log: logPath, maxSize: maxSize,
                                                stateDirectory: store.containerPaths(id).root, startedAt: state.startedAt ?? "",
                                                health: health, cleanup: [command.executable] + cleanup(id))
                 store.logger.warning("cannot run \(small) (\(failed)); this monitor watches container \(id.prefix(12)) itself")
@@ -378,5 +387,18 @@ extension Engine {
         let writer = try LayerDiffWriter(sink: sink)
         try writer.write(entries)
         try writer.close()
+    }
+}
+
+extension Engine {
+    /// `attach`: the running container's output here and this process's input there, through
+    /// its monitor, until it ends (its exit code) or the detach keys are typed (nil).
+    public func attach(_ ref: String, client: AttachClient) throws -> Int32? {
+        let c = try store.container(ref)
+        guard isRunning(c) else { throw StrataError(.conflict, "container \(c.name) is not running; `strata start -a \(c.name)` starts it attached") }
+        var client = client
+        client.tty = ((try? store.spec(c.id)) ?? nil)?.process.terminal == true
+        guard try client.run(directory: store.containerPaths(c.id).root) == .containerEnded else { return nil }
+        return try wait(record: c)
     }
 }

@@ -131,6 +131,13 @@ public final class Launcher: @unchecked Sendable {
         return try start().pid
     }
 
+    /// As `startDetached`, with a terminal: the process and its pty's master, the caller's.
+    public func startDetachedWithTerminal() throws -> (pid: pid_t, master: FDHandle) {
+        guard tty else { throw StrataError(.invalidArgument, "startDetachedWithTerminal needs a spec with a terminal") }
+        let started = try start()
+        return (started.pid, FDHandle(owning: started.master))
+    }
+
     /// What `start` leaves running: the process, its pty master (or -1), the stdio ends kept
     /// here, its cgroup (removed on every failure before the process runs).
     struct Started {

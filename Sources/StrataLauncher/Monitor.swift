@@ -55,20 +55,54 @@ package enum SmallMonitor {
     /// reading `stdout` and `stderr` into the log at `log`. Returns only when the exec failed.
     /// With `health`, it also runs that command (a health check) every `every` seconds while
     /// the container runs, one at a time.
-    package static func exec(_ binary: String, pid: Int32, stdout: FDHandle, stderr: FDHandle, log: String, maxSize: Int64,
+    /// `io` is how the container's stdio reaches the monitor: its two output pipes, or its
+    /// terminal's master; and the write end of its stdin pipe (`-i` without `-t`).
+    package static func exec(_ binary: String, pid: Int32, io: MonitoredIO, log: String, maxSize: Int64,
                              stateDirectory: String, startedAt: String, health: (every: Double, command: [String])? = nil,
                              cleanup: [String]) -> Errno {
-        // The two read ends cross the exec; every other fd of strata is close-on-exec.
-        for fd in [stdout.fd, stderr.fd] { _ = fcntl(fd, F_SETFD, 0) }
+        // These ends cross the exec; every other fd of strata is close-on-exec.
+        let crossing = io.descriptors
+        for fd in crossing { _ = fcntl(fd, F_SETFD, 0) }
         let healthArgs = health.map { ["--health", String(max(1, Int(($0.every * 1000).rounded())))] + $0.command + ["--"] } ?? []
-        let argv = [binary, String(pid), String(stdout.fd), String(stderr.fd), log, String(maxSize), stateDirectory, startedAt]
-            + healthArgs + cleanup
+        var options = ["--attach"]
+        if case .terminal = io.output { options.append("--tty") }
+        if let stdin = io.stdin { options += ["--stdin", String(stdin.fd)] }
+        if io.stdinOnce { options.append("--stdin-once") }
+        let argv = [binary, String(pid)] + io.outputArguments + [log, String(maxSize), stateDirectory, startedAt]
+            + options + healthArgs + cleanup
         let cArgs = argv.map { strdup($0) } + [nil]
         execv(binary, cArgs)
         let e = Errno.current
         cArgs.forEach { free($0) }
-        for fd in [stdout.fd, stderr.fd] { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        for fd in crossing { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         return e
+    }
+
+    /// A detached container's stdio as its monitor holds it.
+    package struct MonitoredIO {
+        package enum Output { case pipes(stdout: FDHandle, stderr: FDHandle), terminal(master: FDHandle) }
+        package var output: Output
+        /// The write end of its stdin pipe (`-i` without a terminal).
+        package var stdin: FDHandle?
+        /// The end of an attached client's input closes the container's stdin (`create -i`).
+        package var stdinOnce = false
+
+        package init(output: Output, stdin: FDHandle? = nil, stdinOnce: Bool = false) {
+            self.output = output; self.stdin = stdin; self.stdinOnce = stdinOnce
+        }
+
+        var descriptors: [Int32] {
+            switch output {
+            case .pipes(let o, let e): return [o.fd, e.fd] + (stdin.map { [$0.fd] } ?? [])
+            case .terminal(let m): return [m.fd]
+            }
+        }
+        var outputArguments: [String] {
+            switch output {
+            case .pipes(let o, let e): return [String(o.fd), String(e.fd)]
+            case .terminal(let m): return [String(m.fd), "-1"]
+            }
+        }
     }
 
     /// Waits for `pid`, a child of this process: its exit code (128+N for signal N).
@@ -172,17 +206,22 @@ package enum MonitorProcess {
         fcntl(3, F_GETFD) >= 0 ? MonitorStatusPipe(FDHandle(owning: 3)) : nil
     }
 
-    /// In the monitor: two new log pipes and /dev/null, which become the container's stdout,
-    /// stderr and stdin at its clone.
-    package static func outputPipes() throws -> LogPipes {
+    /// In the monitor: two new log pipes and /dev/null (or, with `stdin`, a third pipe), which
+    /// become the container's stdout, stderr and stdin at its clone.
+    package static func outputPipes(stdin: Bool = false) throws -> LogPipes {
         var readers: [FDHandle] = [], writers: [FDHandle] = []
-        for _ in 0..<2 {
+        for _ in 0..<(stdin ? 3 : 2) {
             var fds: [Int32] = [0, 0]
             guard strata_pipe_cloexec(&fds) == 0 else { throw StrataError.errno(.system, "cannot create a log pipe") }
             readers.append(FDHandle(owning: fds[0]))
             writers.append(FDHandle(owning: fds[1]))
         }
         let null = try FDHandle.open("/dev/null", flags: .readOnly)
+        if stdin {
+            // The container reads the third pipe's read end; the monitor keeps its write end.
+            return LogPipes(stdout: readers[0], stderr: readers[1], writers: [writers[0], writers[1], readers[2]], null: null,
+                            stdinWriter: writers[2])
+        }
         return LogPipes(stdout: readers[0], stderr: readers[1], writers: writers, null: null)
     }
 
@@ -214,12 +253,14 @@ package final class LogPipes: @unchecked Sendable {
     package let stderr: FDHandle
     private var writers: [FDHandle]?
     private let null: FDHandle
-    /// The container's stdio: /dev/null, then the two write ends.
+    /// The container's stdio: /dev/null (or the stdin pipe's read end), then the two write ends.
     package let plan: StdioPlan
+    /// The stdin pipe's write end, the monitor's (`-i`).
+    package let stdinWriter: FDHandle?
 
-    init(stdout: FDHandle, stderr: FDHandle, writers: [FDHandle], null: FDHandle) {
-        self.stdout = stdout; self.stderr = stderr; self.writers = writers; self.null = null
-        plan = .given(stdin: null.fd, stdout: writers[0].fd, stderr: writers[1].fd)
+    init(stdout: FDHandle, stderr: FDHandle, writers: [FDHandle], null: FDHandle, stdinWriter: FDHandle? = nil) {
+        self.stdout = stdout; self.stderr = stderr; self.writers = writers; self.null = null; self.stdinWriter = stdinWriter
+        plan = .given(stdin: writers.count > 2 ? writers[2].fd : null.fd, stdout: writers[0].fd, stderr: writers[1].fd)
     }
 
     /// Closes the monitor's write ends (the container holds its own).

@@ -175,6 +175,9 @@ public struct RuntimeSpec: Codable, Sendable, Equatable {
 
     /// strata's own facts, which the runtime spec has no field for.
     public enum Annotation {
+        /// `open` (`run -di`) or `once` (`create -i`: the end of an attached client's input closes
+        /// it): the container's stdin is a pipe its monitor holds for `attach`.
+        public static let stdin = "io.strata.stdin"
         /// The user as it was asked for (`app`, `1000:1000`): `exec` resolves it again.
         public static let user = "io.strata.user"
         /// "true" when `HOME` in the environment came from the user's /etc/passwd entry (an

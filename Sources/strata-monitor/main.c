@@ -24,7 +24,17 @@
  *     records the result) every MS milliseconds after the previous one ended, one at a time,
  *     with /dev/null as its stdio; one still running when the container ends is killed.
  *
- *   strata-monitor PID STDOUT_FD STDERR_FD LOG MAX_SIZE STATE_DIR STARTED_AT [--health MS CHECK... --] CLEANUP...
+ *   - with `--attach`, it listens on STATE_DIR/attach.sock (SOCK_SEQPACKET, 0600) for `strata
+ *     attach`: each client gets the output as it comes ('o' stdout, 'E' stderr messages; with
+ *     'r' first, what was written since the start, up to 64 KiB), and may send input ('i'),
+ *     the end of its input ('e', which closes the container's stdin with `--stdin-once`) and
+ *     its window size ('w' rows cols, u16 each, with a terminal). Input goes to `--stdin FD` (a
+ *     pipe) or to the terminal (`--tty`: STDOUT_FD is then the pty master, STDERR_FD -1);
+ *     input that does not fit at once is dropped rather than stall the output. A client that
+ *     does not keep up with the output is let go.
+ *
+ *   strata-monitor PID STDOUT_FD STDERR_FD LOG MAX_SIZE STATE_DIR STARTED_AT [--tty] [--stdin FD]
+ *                  [--stdin-once] [--attach] [--health MS CHECK... --] CLEANUP...
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -35,8 +45,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -47,6 +60,8 @@
 #define PARTIAL_AFTER_NS 100000000LL
 #define DRAIN_AFTER_EXIT_NS 5000000000LL
 #define FOLLOWER_GRACE_NS 5000000000LL
+#define MAX_CLIENTS 16
+#define REPLAY_BYTES 65536
 
 static const char *log_path;
 static int log_fd = -1;
@@ -121,6 +136,42 @@ static void log_record(const char *stream, int partial, const char *text, size_t
     log_size += size;
 }
 
+/* Attached clients (SOCK_SEQPACKET: one message per send), and the output since the start for
+   a client that asks for it. */
+static int clients[MAX_CLIENTS];
+static int nclients;
+static char replay[REPLAY_BYTES];
+static size_t replay_len;
+static int replay_full;
+
+static void drop_client(int i) {
+    close(clients[i]);
+    clients[i] = clients[--nclients];
+}
+
+static int send_message(int fd, char type, const char *data, size_t len) {
+    char msg[1 + 65536];
+    msg[0] = type;
+    memcpy(msg + 1, data, len);
+    return send(fd, msg, len + 1, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)(len + 1) ? 0 : -1;
+}
+
+/* What the container wrote, to every client, and into the replay while it has room. */
+static void broadcast(char type, const char *data, size_t len) {
+    if (!replay_full) {
+        if (replay_len + len + 5 <= REPLAY_BYTES) {
+            replay[replay_len] = type;
+            uint32_t n = (uint32_t)len;
+            memcpy(replay + replay_len + 1, &n, 4);
+            memcpy(replay + replay_len + 5, data, len);
+            replay_len += len + 5;
+        } else replay_full = 1;
+    }
+    for (int i = 0; i < nclients; i++) {
+        if (send_message(clients[i], type, data, len) != 0) drop_client(i--);
+    }
+}
+
 struct stream {
     const char *name;
     int fd;
@@ -143,6 +194,7 @@ static int pump(struct stream *s) {
         return 0;
     }
     s->last_read = now_ns(CLOCK_MONOTONIC);
+    broadcast(strcmp(s->name, "stderr") == 0 ? 'E' : 'o', buf, (size_t)n);
     for (ssize_t i = 0; i < n; i++) {
         if (buf[i] == '\n') {
             log_record(s->name, 0, s->pending, s->len);
@@ -212,6 +264,58 @@ static pid_t start_check(char **argv, const sigset_t *blocked) {
     _exit(127);
 }
 
+/* The attach socket in the container's folder, named through /proc/self/fd so that a long
+   store path does not overflow sun_path. */
+static int listen_attach(const char *dir) {
+    int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return -1;
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    snprintf(addr.sun_path, sizeof addr.sun_path, "/proc/self/fd/%d/attach.sock", dfd);
+    unlink(addr.sun_path);
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    mode_t old = umask(077);
+    int ok = fd >= 0 && bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0 && listen(fd, MAX_CLIENTS) == 0;
+    umask(old);
+    close(dfd);
+    if (!ok) { if (fd >= 0) close(fd); return -1; }
+    return fd;
+}
+
+/* One message from client i: input, end of input, window size, replay. */
+static void client_message(int i, int *in_fd, int tty, int stdin_once) {
+    char msg[1 + 65536];
+    ssize_t n = recv(clients[i], msg, sizeof msg, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    if (n <= 0) { drop_client(i); return; }
+    switch (msg[0]) {
+    case 'i':
+        if (*in_fd >= 0 && n > 1 && write(*in_fd, msg + 1, (size_t)n - 1) < 0 && errno != EAGAIN) {
+            if (!tty) { close(*in_fd); *in_fd = -1; }
+        }
+        break;
+    case 'e':
+        if (stdin_once && !tty && *in_fd >= 0) { close(*in_fd); *in_fd = -1; }
+        break;
+    case 'w':
+        if (tty && n >= 5 && *in_fd >= 0) {
+            uint16_t rows, cols;
+            memcpy(&rows, msg + 1, 2);
+            memcpy(&cols, msg + 3, 2);
+            struct winsize ws = { .ws_row = rows, .ws_col = cols };
+            ioctl(*in_fd, TIOCSWINSZ, &ws);
+        }
+        break;
+    case 'r':
+        for (size_t off = 0; off + 5 <= replay_len;) {
+            uint32_t len;
+            memcpy(&len, replay + off + 1, 4);
+            if (send_message(clients[i], replay[off], replay + off + 5, len) != 0) { drop_client(i); return; }
+            off += 5 + len;
+        }
+        break;
+    }
+}
+
 /* While this program watches the container, no strata process may have the store's database
    open. SQLite treats the first connection to open a WAL database as the one that rebuilds
    the shared-memory index (`strata.db-shm`): it truncates and regrows that file, which needs
@@ -240,16 +344,26 @@ int main(int argc, char **argv) {
     const char *state_dir = argv[6], *started_at = argv[7];
     char **check = NULL;
     long long check_every = 0;
-    int rest = 8;
-    if (strcmp(argv[8], "--health") == 0) {
-        int end = 10;
+    int rest = 8, tty = 0, stdin_once = 0, attach = 0, in_fd = -1;
+    for (;;) {
+        if (strcmp(argv[rest], "--tty") == 0) { tty = 1; rest++; }
+        else if (strcmp(argv[rest], "--stdin-once") == 0) { stdin_once = 1; rest++; }
+        else if (strcmp(argv[rest], "--attach") == 0) { attach = 1; rest++; }
+        else if (strcmp(argv[rest], "--stdin") == 0 && rest + 2 < argc) { in_fd = atoi(argv[rest + 1]); rest += 2; }
+        else break;
+        if (rest >= argc) { fprintf(stderr, "strata-monitor: no cleanup command\n"); return 125; }
+    }
+    if (tty) in_fd = out.fd;
+    if (strcmp(argv[rest], "--health") == 0) {
+        int first = rest;
+        int end = first + 2;
         while (end < argc && strcmp(argv[end], "--") != 0) end++;
-        if (argc < 11 || end >= argc - 1 || end == 10) {
+        if (argc < first + 3 || end >= argc - 1 || end == first + 2) {
             fprintf(stderr, "strata-monitor: --health MS CHECK... -- CLEANUP...\n");
             return 125;
         }
-        check_every = atoll(argv[9]) * 1000000LL;
-        check = argv + 10;
+        check_every = atoll(argv[first + 1]) * 1000000LL;
+        check = argv + first + 2;
         argv[end] = NULL;
         rest = end + 1;
     }
@@ -263,9 +377,16 @@ int main(int argc, char **argv) {
     sigprocmask(SIG_BLOCK, &set, NULL);
     int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
     fcntl(out.fd, F_SETFD, FD_CLOEXEC);
-    fcntl(err.fd, F_SETFD, FD_CLOEXEC);
     fcntl(out.fd, F_SETFL, O_NONBLOCK);
-    fcntl(err.fd, F_SETFL, O_NONBLOCK);
+    if (err.fd >= 0) {
+        fcntl(err.fd, F_SETFD, FD_CLOEXEC);
+        fcntl(err.fd, F_SETFL, O_NONBLOCK);
+    }
+    if (in_fd >= 0 && !tty) {
+        fcntl(in_fd, F_SETFD, FD_CLOEXEC);
+        fcntl(in_fd, F_SETFL, O_NONBLOCK);
+    }
+    int listener = attach ? listen_attach(state_dir) : -1;
     open_log(0);
     hold_database_index(state_dir);
 
@@ -288,7 +409,10 @@ int main(int argc, char **argv) {
             drain_until = now_ns(CLOCK_MONOTONIC) + DRAIN_AFTER_EXIT_NS;
         }
         if (exited && ((out.fd < 0 && err.fd < 0) || now_ns(CLOCK_MONOTONIC) >= drain_until)) break;
-        struct pollfd fds[3] = { { sfd, POLLIN, 0 }, { out.fd, POLLIN, 0 }, { err.fd, POLLIN, 0 } };
+        struct pollfd fds[4 + MAX_CLIENTS] = { { sfd, POLLIN, 0 }, { out.fd, POLLIN, 0 }, { err.fd, POLLIN, 0 },
+                                               { exited ? -1 : listener, POLLIN, 0 } };
+        int watched = nclients;
+        for (int i = 0; i < watched; i++) fds[4 + i] = (struct pollfd){ clients[i], POLLIN, 0 };
         int timeout = -1;
         if (out.len > 0 || err.len > 0) timeout = (int)(PARTIAL_AFTER_NS / 1000000);
         if (exited) {
@@ -298,7 +422,7 @@ int main(int argc, char **argv) {
             long long left = (check_due - now_ns(CLOCK_MONOTONIC)) / 1000000 + 1;
             if (timeout < 0 || left < timeout) timeout = left > 0 ? (int)left : 0;
         }
-        int r = poll(fds, 3, timeout);
+        int r = poll(fds, (nfds_t)(4 + watched), timeout);
         if (r < 0 && errno != EINTR) break;
         if (fds[0].revents & POLLIN) {
             struct signalfd_siginfo si;
@@ -306,6 +430,17 @@ int main(int argc, char **argv) {
                 if (si.ssi_signo != SIGCHLD && !exited) kill(pid, (int)si.ssi_signo);
             }
         }
+        if (fds[3].revents & POLLIN) {
+            int c = accept4(listener, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+            if (c >= 0 && nclients < MAX_CLIENTS) clients[nclients++] = c;
+            else if (c >= 0) close(c);
+        }
+        /* From the last client down: a dropped one's place is taken by one already looked at. */
+        for (int i = watched - 1; i >= 0; i--) {
+            if (i < nclients && clients[i] == fds[4 + i].fd && (fds[4 + i].revents & (POLLIN | POLLHUP | POLLERR)))
+                client_message(i, &in_fd, tty, stdin_once);
+        }
+        if (tty && out.fd < 0) in_fd = -1;
         if (out.fd >= 0 && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) pump(&out);
         if (err.fd >= 0 && (fds[2].revents & (POLLIN | POLLHUP | POLLERR))) pump(&err);
         /* A line still without its newline after 0.1 s (a prompt, a progress bar) shows now. */
@@ -326,6 +461,13 @@ int main(int argc, char **argv) {
     }
     if (out.len > 0) log_record(out.name, 0, out.pending, out.len);
     if (err.len > 0) log_record(err.name, 0, err.pending, err.len);
+    /* The clients see the end of the output; the exit code is theirs to read from the state. */
+    if (listener >= 0) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/attach.sock", state_dir);
+        unlink(path);
+        close(listener);
+    }
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     record_exit(state_dir, started_at, code);
     if (log_fd >= 0) close(log_fd);

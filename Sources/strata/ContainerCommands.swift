@@ -20,7 +20,9 @@ struct Create: ParsableCommand {
     @Argument(parsing: .captureForPassthrough, help: "Command and arguments.") var command: [String] = []
     func run() throws {
         try strata.run {
-            let options = try flags.runOptions()
+            var options = try flags.runOptions()
+            // Docker's StdinOnce: `start -ai` of it ends its input when the caller's ends.
+            options.stdinOnce = options.interactive
             let engine = try global.openEngine()
             try flags.ensureImage(image, in: engine.store, quiet: global.quiet)
             print(try engine.create(image: image, overrides: try flags.overrides(command: command), options: options))

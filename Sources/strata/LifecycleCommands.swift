@@ -56,9 +56,35 @@ struct Start: ParsableCommand {
         discussion: "With -a: one container, its output shown as it comes, and its exit code as strata's.")
     @OptionGroup var global: GlobalOptions
     @Flag(name: [.short, .long], help: "Wait for the container, showing its stdout and stderr; exit with its code.") var attach = false
+    @Flag(name: [.short, .long], help: "With -a: this terminal's input goes to the container (it was made with -i).") var interactive = false
+    @Option(name: .long, help: "With -a -i: the keys that detach (default ctrl-p,ctrl-q).") var detachKeys: String?
     @Argument(help: "Containers.", completion: NameCompletion.containers) var containers: [String]
     func run() throws {
         CgroupWarmUp.begin()
+        if attach && interactive {
+            guard containers.count == 1 else {
+                printErr("strata: start -a takes one container")
+                throw ExitCode(64)
+            }
+            var code: Int32 = 0
+            try strata.run {
+                let engine = try global.openEngine()
+                var client = AttachClient(detachKeys: try detachKeys.map(AttachClient.parseKeys) ?? AttachClient.defaultDetachKeys)
+                client.replay = true
+                let c = try engine.store.container(containers[0])
+                var options = LogOptions()
+                options.since = Date()
+                try engine.start(c.id)
+                do {
+                    code = try engine.attach(c.id, client: client) ?? 0
+                } catch let e as StrataError where e.code == .conflict && !((try? engine.store.container(c.id)).map(engine.isRunning) ?? false) {
+                    // Ended before its monitor could be reached: what it wrote is in its log.
+                    code = try engine.wait(record: c)
+                    try showLog(engine, c.id, options: options, timestamps: false)
+                }
+            }
+            throw ExitCode(code)
+        }
         if attach {
             guard containers.count == 1 else {
                 printErr("strata: start -a takes one container")
@@ -256,5 +282,26 @@ struct HealthcheckRun: ParsableCommand {
             if !global.quiet { print(state.Status) }
             if state.Log.last?.ExitCode != 0 { throw ExitCode(1) }
         }
+    }
+}
+
+/// `attach`: this terminal to a running container (started with `-d`; `-it` for a shell).
+struct Attach: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "attach",
+        abstract: "Attach this terminal to a running container's input and output; ctrl-p ctrl-q detaches.",
+        discussion: "Exit code: the container's when it ends; 0 when detached.")
+    @OptionGroup var global: GlobalOptions
+    @Option(name: .long, help: "The keys that detach: ctrl-<letter> or characters, comma-separated (default ctrl-p,ctrl-q).") var detachKeys: String?
+    @Flag(name: .long, help: "Do not send this terminal's input.") var noStdin = false
+    @Option(name: .long, help: "Accepted for Docker's scripts; signals typed reach a container with a terminal as keys.") var sigProxy: Bool = true
+    @Argument(help: "Container.", completion: NameCompletion.containers) var container: String
+    func run() throws {
+        var code: Int32 = 0
+        try strata.run {
+            var client = AttachClient(detachKeys: try detachKeys.map(AttachClient.parseKeys) ?? AttachClient.defaultDetachKeys)
+            client.stdin = !noStdin
+            code = try global.openEngine().attach(container, client: client) ?? 0
+        }
+        throw ExitCode(code)
     }
 }

@@ -20,7 +20,7 @@ struct ContainerGroup: ParsableCommand {
         commandName: "container", abstract: "Manage containers (Docker's management command names).",
         subcommands: [ContainerLs.self, Rm.self, Run.self, Create.self, Start.self, Stop.self, Restart.self, Kill.self,
                       Wait.self, Logs.self, Exec.self, Export.self, Inspect.self, Diff.self, Commit.self, Mount.self, Umount.self,
-                      Pause.self, Unpause.self, Rename.self, Top.self, Stats.self, Cp.self, ContainerPrune.self])
+                      Pause.self, Unpause.self, Rename.self, Top.self, Stats.self, Cp.self, Attach.self, ContainerPrune.self])
 }
 
 struct SystemGroup: ParsableCommand {

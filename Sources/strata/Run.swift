@@ -27,9 +27,6 @@ struct Run: ParsableCommand {
         try runsAProcess {
             let options = try flags.runOptions()
             let overrides = try flags.overrides(command: command)
-            if detach && (options.tty || options.interactive) {
-                throw StrataError(.invalidArgument, "-d with -t or -i needs `attach`, which strata does not have yet; run in the foreground, or drop -t/-i")
-            }
             let engine = try global.openEngine()
             try flags.ensureImage(image, in: engine.store, quiet: global.quiet)
             if detach {

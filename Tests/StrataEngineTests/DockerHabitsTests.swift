@@ -486,4 +486,54 @@ struct DockerHabitsTests {
         #expect(try strata(e, ["rm", "-f", "h", "slow", "patient", "none", "base"]).0 == 0)
         try e.expectClean()
     }
+    /// `run -dit` and `attach` through a terminal: what is typed reaches the shell, ctrl-p
+    /// ctrl-q detaches and leaves it running, `exit 7` ends it and attach exits 7; `create -i`
+    /// with `start -ai` takes piped input to its end; `--detach-keys` as Docker's.
+    @Test func attachAndDetachKeys() throws {
+        let e = try RunTests.Env()
+        #expect(try strata(e, ["run", "-dit", "--name", "shell", Self.image, "sh"]).0 == 0)
+        // A terminal for attach: python's pty, typing one line at a time.
+        let driver = e.t.sub("terminal-driver.py")
+        try """
+            import os, pty, sys, time, select
+            keys = [k.encode().decode("unicode_escape").encode("latin-1") for k in sys.argv[1].split("|")]
+            pid, fd = pty.fork()
+            if pid == 0:
+                os.execv(sys.argv[2], sys.argv[2:])
+            out = b""
+            time.sleep(0.5)
+            for k in keys:
+                os.write(fd, k); time.sleep(0.4)
+            end = time.time() + 10
+            code = None
+            while time.time() < end and code is None:
+                if select.select([fd], [], [], 0.1)[0]:
+                    try: out += os.read(fd, 4096)
+                    except OSError: pass
+                p, st = os.waitpid(pid, os.WNOHANG)
+                if p: code = os.waitstatus_to_exitcode(st)
+            sys.stdout.write(out.decode("utf-8", "replace") + "\\nEXIT %s\\n" % code)
+            """.write(toFile: driver, atomically: false, encoding: .utf8)
+        func attach(_ keys: String, _ extra: [String] = []) throws -> String {
+            let (_, out, err) = try sh(["python3", driver, keys, strataBinary, "--root", e.root, "attach"] + extra + ["shell"])
+            return out + err
+        }
+        let first = try attach("echo hi-$((40+2))\\r|\\x10\\x11")
+        #expect(first.contains("hi-42") && first.hasSuffix("EXIT 0\n"), "\(first)")
+        #expect(try strata(e, ["ps", "--format", "{{.Names}} {{.State}}"]).1 == "shell running\n")
+        // Other detach keys; the default pair then passes through as typed.
+        let second = try attach("echo two\\r|\\x18|x", ["--detach-keys", "ctrl-x,x"])
+        #expect(second.contains("two") && second.hasSuffix("EXIT 0\n"), "\(second)")
+        let last = try attach("exit 7\\r")
+        #expect(last.hasSuffix("EXIT 7\n"), "\(last)")
+        #expect(try strata(e, ["ps", "-a", "--format", "{{.Status}}"]).1.hasPrefix("Exited (7)"))
+        // create -i, start -ai: piped input to its end, the output from the start.
+        #expect(try strata(e, ["create", "-i", "--name", "cat", Self.image, "sh", "-c", "echo first; cat; exit 3"]).0 == 0)
+        let (rc, out, err) = try sh(["bash", "-c", "printf 'one\\ntwo\\n' | '\(strataBinary)' --root '\(e.root)' start -ai cat"])
+        #expect(rc == 3 && out == "first\none\ntwo\n", "\(rc) \(out) \(err)")
+        #expect(try strata(e, ["attach", "--detach-keys", "ctrl-1", "cat"]).0 == 64)
+        #expect(try strata(e, ["attach", "cat"]).0 == 3)  // not running
+        #expect(try strata(e, ["rm", "-f", "shell", "cat"]).0 == 0)
+        try e.expectClean()
+    }
 }

@@ -38,6 +38,9 @@ int strata_ofd_lock(int fd, int64_t offset, int type, int wait);
 
 /// renameat2(RENAME_EXCHANGE): swaps two names in `dirfd` atomically. 0, or -1 with errno.
 int strata_exchange_names(int dirfd, const char *a, const char *b);
+struct winsize;
+/// ioctl(TIOCGWINSZ): the terminal's size. 0, or -1 with errno.
+int strata_get_winsize(int fd, struct winsize *ws);
 /// fstatfs(2)'s f_type of `fd`'s filesystem, or -1.
 long strata_fs_type(int fd);
 /// pipe2(O_CLOEXEC). 0, or -1 with errno.
