@@ -47,6 +47,7 @@ extension Store {
         let tags = try tag.map { [try Reference.userTag($0)] } ?? []
         try record([PreparedImage(configBytes: bytes, configDigest: digest, config: parsed, manifestBytes: nil,
                                   manifestDigest: nil, chain: chain + [staged.chainID], tags: tags)], staged: &stagedList)
+        record(container: c, "commit", ["imageID": digest.string])
         return digest
     }
 

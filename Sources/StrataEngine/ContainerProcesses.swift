@@ -32,6 +32,7 @@ extension Engine {
         let (c, cg) = try runningCgroup(ref, for: "pause")
         guard !cg.isFrozen else { throw StrataError(.conflict, "container \(c.name) is already paused") }
         try cg.setFrozen(true)
+        store.record(container: c, "pause")
     }
 
     /// `unpause`: thaws them.
@@ -39,6 +40,7 @@ extension Engine {
         let (c, cg) = try runningCgroup(ref, for: "unpause")
         guard cg.isFrozen else { throw StrataError(.conflict, "container \(c.name) is not paused") }
         try cg.setFrozen(false)
+        store.record(container: c, "unpause")
     }
 
     /// Thaws a paused container so that a stop signal or SIGKILL reaches it (a frozen

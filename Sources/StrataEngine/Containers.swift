@@ -105,6 +105,7 @@ extension Store {
             try? metadata.write { try $0.renameContainer(c.id, to: c.name) }
             throw error
         }
+        record(container: renamed, "rename", ["oldName": c.name])
     }
 
     /// Creates a container from an image: its own directories (upper and work, or a full copy),

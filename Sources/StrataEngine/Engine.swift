@@ -63,6 +63,7 @@ public final class Engine: Sendable {
                 .spec(id: id, rootfs: rootfs, bundle: bundle, etcFiles: true)
             try spec.write(into: bundle)
             try store.prepareRunState(id)
+            if let c = try? store.container(id) { store.record(container: c, "create") }
             return (id, spec)
         } catch {
             try? removeContainer(id, force: true)
@@ -104,6 +105,7 @@ public final class Engine: Sendable {
             var started = state
             started.startedAt = Timestamp.preciseNow()
             try? store.writeRunState(id, started)
+            if let c = try? store.container(id) { store.record(container: c, "start") }
         }
         let code: Int32
         do {
@@ -118,13 +120,16 @@ public final class Engine: Sendable {
         state.finishedAt = Timestamp.preciseNow()
         state.monitorPid = nil
         try? store.writeRunState(id, state)
+        if let c = try? store.container(id) { store.record(container: c, "die", ["exitCode": String(code)]) }
         // Removed under it: `rm -f` marks the container before it kills (see removeContainer).
         let removed = LaunchFailure(exitCode: 137, message: "container \(id.prefix(12)) was removed while it ran (strata rm -f)")
         if pathExists(store.containerPaths(id).root + "/" + Engine.removingMarker) || (try? store.container(id)) == nil { throw removed }
         // With `remove` the mount is detached and the container removed in one go.
         do {
             if options.remove {
+                let record = try store.container(id)
                 try store.removeContainer(id, force: true)
+                store.record(container: record, "destroy")
                 removeAnonymousVolumes(of: spec, container: id)
             } else {
                 try store.unmountContainer(id, force: true)
@@ -165,7 +170,8 @@ public final class Engine: Sendable {
     /// container whose strata was killed has no parent to stop it). Its cgroups go with it.
     /// With `volumes` (`rm -v`), its anonymous volumes go too.
     public func removeContainer(_ ref: String, force: Bool, volumes: Bool = false) throws {
-        let id = try store.container(ref).id
+        let record = try store.container(ref)
+        let id = record.id
         let spec = volumes ? ((try? store.spec(id)) ?? nil) : nil
         // Held while the removal runs: `check` tells a removal under way from one cut short.
         let lease = try LayerLocks(store: store)
@@ -178,6 +184,7 @@ public final class Engine: Sendable {
             ContainerCgroups.release(id: id, parent: cgroupParent)
         }
         try store.removeContainer(ref, force: force)
+        store.record(container: record, "destroy")
         ContainerCgroups.release(id: id, parent: cgroupParent)
         lease.unlockAll()
         removeAnonymousVolumes(of: spec, container: id)

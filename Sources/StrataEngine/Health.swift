@@ -156,7 +156,9 @@ extension Engine {
                 if state.FailingStreak >= settings.retries { state.Status = "unhealthy" }
             }
         }
+        let before = store.healthState(c.id)?.Status
         try store.writeHealthState(c.id, state)
+        if before != state.Status { store.record(container: c, "health_status: \(state.Status)") }
         return state
     }
 }

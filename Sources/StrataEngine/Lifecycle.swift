@@ -93,6 +93,7 @@ extension Engine {
             try? store.setPid(id, pid)
             state.startedAt = Timestamp.preciseNow()
             try? store.writeRunState(id, state)
+            if let c = try? store.container(id) { store.record(container: c, "start") }
             status?.report(.started(pid: pid))
             let logPath = store.logPath(id)
             if let (small, cleanup) = small, let command = monitorCommand {
@@ -137,6 +138,9 @@ extension Engine {
     /// cgroups released, the container unmounted, or removed with `--rm`; then the run state
     /// says the monitor is gone, which is what `stop` and `wait` wait for.
     public func cleanUpAfterExit(_ id: String) -> Int32 {
+        if let c = try? store.container(id) {
+            store.record(container: c, "die", store.runState(id)?.exitCode.map { ["exitCode": String($0)] } ?? [:])
+        }
         try? store.setPid(id, nil)
         ContainerCgroups.release(id: id, parent: cgroupParent)
         if ((try? store.spec(id)) ?? nil)?.flag(RuntimeSpec.Annotation.remove) == true {
@@ -189,6 +193,7 @@ extension Engine {
                 MonitorProcess.signal(pid, try MonitorProcess.signalNumber(name))
                 thawIfPaused(c.id)
                 waiting.append(c.id)
+                store.record(container: c, "stop")
             } catch {
                 results[i] = .failure(error)
             }

@@ -104,7 +104,11 @@ extension Store {
                                           tags: Array(Set(image.tags + extra)).sorted()))
         }
 
-        return try ingest(jobs, prepared, options: options)
+        let loaded = try ingest(jobs, prepared, options: options)
+        for image in loaded {
+            record(StoreEvent(type: "image", action: "load", id: image.id.string, attributes: image.tags.first.map { ["name": $0] } ?? [:]))
+        }
+        return loaded
     }
 
     /// Leases the layers, stages the missing ones in parallel (each in its single pass), settles
@@ -229,6 +233,7 @@ extension Store {
         var list = [s]
         try record([PreparedImage(configBytes: bytes, configDigest: digest, config: parsed, manifestBytes: nil,
                                   manifestDigest: nil, chain: [chainID], tags: tags)], staged: &list)
+        record(StoreEvent(type: "image", action: "import", id: digest.string, attributes: tags.first.map { ["name": $0] } ?? [:]))
         return LoadedImage(id: digest, tags: tags, layersUnpacked: existed ? 0 : 1, layersExisting: existed ? 1 : 0)
     }
 

@@ -76,6 +76,7 @@ extension Store {
         let id = try resolveImage(source)
         let name = try Reference.userTag(target)
         try metadata.write { try $0.setTag(name, imageID: id.string) }
+        record(StoreEvent(type: "image", action: "tag", id: id.string, attributes: ["name": name]))
     }
 
     /// Removes images as `docker rmi` does: a tag that is not the image's last only untags;
@@ -120,6 +121,8 @@ extension Store {
                 report.deletedImages.append(id)
             }
         }
+        for name in report.untagged { record(StoreEvent(type: "image", action: "untag", id: "", attributes: ["name": name])) }
+        for id in report.deletedImages { record(StoreEvent(type: "image", action: "delete", id: id)) }
         try freeUnused(into: &report)
         return report
     }

@@ -61,6 +61,7 @@ extension Store {
                                        registry: reference.registry, repository: reference.repository)
             }
         }
+        record(StoreEvent(type: "image", action: "pull", id: loaded[0].id.string, attributes: ["name": reference.description]))
         return PulledImage(image: loaded[0], reference: reference, manifestDigest: remote.manifestDigest, resolvedDigest: remote.resolvedDigest)
     }
 }

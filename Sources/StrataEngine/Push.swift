@@ -73,6 +73,7 @@ extension Store {
         result.manifestDigest = try client.putManifest(repository: target.repository, reference: target.tag ?? "latest",
                                                        bytes: bytes, mediaType: MediaType.ociManifest)
         try metadata.write { try $0.setRepoDigest(id.string, repository: target.name, digest: result.manifestDigest.string) }
+        record(StoreEvent(type: "image", action: "push", id: id.string, attributes: ["name": target.description]))
         return result
     }
 
@@ -116,6 +117,7 @@ extension Store {
         result.manifestDigest = try client.putManifest(repository: target.repository, reference: target.tag ?? "latest",
                                                        bytes: bytes, mediaType: mediaType)
         try metadata.write { try $0.setRepoDigest(id.string, repository: target.name, digest: result.manifestDigest.string) }
+        self.record(StoreEvent(type: "image", action: "push", id: id.string, attributes: ["name": target.description]))
         return result
     }
 

@@ -54,7 +54,10 @@ extension Engine {
             for v in specs {
                 guard v.kind == .volume else { out.append(v); continue }
                 let (record, created) = try store.createVolume(name: v.source, anonymous: v.source == nil)
-                if created { made.append(record.name) }
+                if created {
+                    made.append(record.name)
+                    store.record(StoreEvent(type: "volume", action: "create", id: record.name))
+                }
                 try leases.lock(key: store.volumeLeaseKey(record.name), exclusive: false)
                 // Removed between its making and the lease: not there to mount.
                 guard try store.volume(record.name) != nil else {
@@ -108,7 +111,9 @@ extension Engine {
 
     /// `volume create`.
     public func createVolume(name: String?, labels: [String: String]) throws -> VolumeRecord {
-        try store.createVolume(name: name, labels: labels).record
+        let (record, created) = try store.createVolume(name: name, labels: labels)
+        if created { store.record(StoreEvent(type: "volume", action: "create", id: record.name)) }
+        return record
     }
 
     /// `volume ls` and `volume inspect`: every volume with its users.
@@ -140,6 +145,7 @@ extension Engine {
             throw StrataError(.inUse, "volume \(name) is in use by container \(names.joined(separator: ", ")); remove the container first (strata rm)")
         }
         try store.removeVolume(name)
+        store.record(StoreEvent(type: "volume", action: "destroy", id: name))
     }
 
     /// `volume prune`: unused anonymous volumes (with `all`, every unused one) whose labels

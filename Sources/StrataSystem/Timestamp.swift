@@ -26,6 +26,20 @@ public enum Timestamp {
         return "\(pad(tm.tm_year + 1900, 4))-\(pad(tm.tm_mon + 1, 2))-\(pad(tm.tm_mday, 2))T\(pad(tm.tm_hour, 2)):\(pad(tm.tm_min, 2)):\(pad(tm.tm_sec, 2))Z"
     }
 
+    /// Sleeps for `seconds`.
+    public static func sleep(_ seconds: Double) {
+        var ts = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - seconds.rounded(.down)) * 1e9))
+        var left = timespec()
+        while nanosleep(&ts, &left) != 0 && errno == EINTR { ts = left }
+    }
+
+    /// Now, in nanoseconds since the epoch.
+    public static func nanosecondsNow() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+
     /// Now, to the nanosecond (`YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`), as container log lines carry it.
     public static func preciseNow() -> String {
         var ts = timespec()

@@ -68,7 +68,7 @@ struct Strata: ParsableCommand {
                       Rmi.self, Save.self, GC.self, Check.self, Create.self, Mount.self, Umount.self, Rm.self,
                       Ps.self, Diff.self, Commit.self, Run.self, Bundle.self, Pull.self, Push.self, Login.self, Logout.self,
                       Start.self, Stop.self, Restart.self, Kill.self, Wait.self, Logs.self, Exec.self, Export.self,
-                      Pause.self, Unpause.self, Rename.self, Top.self, Stats.self, Cp.self, Attach.self, Version.self,
+                      Pause.self, Unpause.self, Rename.self, Top.self, Stats.self, Cp.self, Attach.self, Events.self, Version.self,
                       ImageGroup.self, ContainerGroup.self, SystemGroup.self, Info.self, ContainerMonitor.self,
                       ContainerCleanup.self, ContainerRestart.self, VolumeGroup.self, HealthcheckGroup.self]
     )
@@ -77,7 +77,7 @@ struct Strata: ParsableCommand {
     /// Docker commands a Docker user may type that strata has no counterpart for yet: named as
     /// such rather than answered with the nearest spelling (`top` is not `stop`).
     static let dockerCommandsNotYetHere: Set<String> = [
-        "events", "port", "update",
+        "port", "update",
         "network", "build", "builder", "buildx", "compose", "search", "swarm", "service",
         "stack", "node", "secret", "config", "plugin", "context", "trust", "manifest", "checkpoint",
     ]

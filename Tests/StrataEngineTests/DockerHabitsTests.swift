@@ -74,7 +74,7 @@ struct DockerHabitsTests {
     /// An unknown command is named for what it is; a suggestion only for a slip of the keyboard.
     @Test func unknownCommandsAreNamedOrNear() throws {
         let e = try RunTests.Env()
-        for (typed, says) in [("events", "a Docker command strata does not have yet"), ("cp", "a Docker command strata does not have yet"),
+        for (typed, says) in [("update", "a Docker command strata does not have yet"), ("swarm", "a Docker command strata does not have yet"),
                               ("stpo", "did you mean 'stop'?"), ("imagez", "did you mean 'images'?")] {
             let (rc, _, err) = try strata(e, [typed])
             #expect(rc == 64 && err.contains(says), "\(typed): \(err)")
@@ -535,5 +535,30 @@ struct DockerHabitsTests {
         #expect(try strata(e, ["attach", "cat"]).0 == 3)  // not running
         #expect(try strata(e, ["rm", "-f", "shell", "cat"]).0 == 0)
         try e.expectClean()
+    }
+    /// `events`: what happened, in order, as Docker names it; past ones with --since/--until,
+    /// new ones followed as they come; filters by type, event and container.
+    @Test func eventsRecordWhatHappened() throws {
+        let e = try RunTests.Env()
+        let follower = e.t.sub("followed")
+        // Following: started before anything happens, stopped by its --until.
+        let (frc, _, ferr) = try sh(["bash", "-c", "('\(strataBinary)' --root '\(e.root)' events --until $(($(date +%s) + 4)) --filter type=container " +
+                                     "--format '{{.Action}} {{.Actor.Attributes.name}}' > '\(follower)' &) ; sleep 0.5; " +
+                                     "'\(strataBinary)' --root '\(e.root)' run -d --name ev \(Self.image) sleep 30 >/dev/null && " +
+                                     "'\(strataBinary)' --root '\(e.root)' stop -t 0 ev >/dev/null && " +
+                                     "'\(strataBinary)' --root '\(e.root)' rm ev >/dev/null && " +
+                                     "'\(strataBinary)' --root '\(e.root)' tag \(Self.image) evtag:1 && " +
+                                     "'\(strataBinary)' --root '\(e.root)' volume create evvol >/dev/null; sleep 4.5"])
+        #expect(frc == 0, "\(ferr)")
+        let followed = (try? String(contentsOfFile: follower, encoding: .utf8)) ?? ""
+        #expect(followed == "create ev\nstart ev\nstop ev\ndie ev\ndestroy ev\n", "\(followed)")
+        // Past events, every type, in order.
+        let (rc, out, err) = try strata(e, ["events", "--since", "1m", "--until", "0s", "--format", "{{.Type}} {{.Action}}"])
+        #expect(rc == 0, "\(err)")
+        #expect(out.hasPrefix("image load\n") && out.contains("image tag\nvolume create\n"), "\(out)")
+        let died = try strata(e, ["events", "--since", "1m", "--until", "0s", "--filter", "event=die", "--filter", "container=ev",
+                                  "--format", "{{json .Actor.Attributes}}"]).1
+        #expect(died.contains("\"exitCode\":\"137\"") || died.contains("\"exitCode\":\"143\""), "\(died)")
+        #expect(try strata(e, ["events", "--filter", "colour=red"]).0 == 64)
     }
 }
