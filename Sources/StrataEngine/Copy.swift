@@ -44,9 +44,7 @@ extension Engine {
     /// is under) and `path`'s components inside it.
     func withContainerPath<T>(_ ref: String, _ path: String, _ body: (Directory, [PathBytes]) throws -> T) throws -> T {
         let c = try store.container(ref)
-        guard path.hasPrefix("/") else {
-            throw StrataError(.invalidArgument, "\"\(path)\": a path in the container is absolute (CONTAINER:/PATH)")
-        }
+        // As Docker: a path in the container is from its root, the first `/` or not.
         let comps = Engine.containerComponents(path)
         if let pid = c.pid, isRunning(c) {
             // The root this process sees, mounts and all: pinned by the fd, then the pid checked
