@@ -26,12 +26,14 @@ run_tests='isolation|memoryLimitKills|pidsLimit|forkBombIsContained|cpuQuota'
 run_tests+='|blockDeviceOfTheHostIsRefused|escapeProbeFindsNothing|reportedAttacksFail|nothingLeftBehind'
 run_tests+='|escapeProbeThroughExec|detachedLifecycle|followAndRemoveOnExit|killedMonitorLeavesNothingUnremovable|execJoinsTheContainer'
 run_tests+='|defaultPidsLimit|storesDoNotTouchEachOther|engineAsALibrary'
-# pause/unpause (cgroup.freeze), top and stats (memory.current, cpu.stat, pids.current) on v2.
+# pause/unpause (cgroup.freeze), top and stats (memory.current, cpu.stat, pids.current) and
+# --device on v2.
 filters=(--filter 'CgroupTests' --filter 'DeviceRuleTests' --filter 'CgroupV2Tests' --filter "RunTests/($run_tests)\\("
-         --filter 'DockerHabitsTests/pauseTopStatsRename')
+         --filter 'DockerHabitsTests/(pauseTopStatsRename|deviceFlag)')
 # Tests (a parameterised one counts once) that must have run: 16 RunTests, 4 CgroupTests,
-# 2 DeviceRuleTests, 3 CgroupV2Tests, 1 DockerHabitsTests.
-expected=26
+# 2 DeviceRuleTests, 3 CgroupV2Tests, 2 DockerHabitsTests (--device goes through v2's BPF
+# device filter).
+expected=27
 
 log=$(mktemp /tmp/strata-test-v2.XXXXXX)
 trap 'rm -f "$log"' EXIT
