@@ -61,11 +61,11 @@ struct Start: ParsableCommand {
     @Argument(help: "Containers.", completion: NameCompletion.containers) var containers: [String]
     func run() throws {
         CgroupWarmUp.begin()
+        if attach && containers.count != 1 {
+            printErr("strata: start -a takes one container")
+            throw ExitCode(64)
+        }
         if attach && interactive {
-            guard containers.count == 1 else {
-                printErr("strata: start -a takes one container")
-                throw ExitCode(64)
-            }
             var code: Int32 = 0
             try strata.run {
                 let engine = try global.openEngine()
@@ -86,10 +86,6 @@ struct Start: ParsableCommand {
             throw ExitCode(code)
         }
         if attach {
-            guard containers.count == 1 else {
-                printErr("strata: start -a takes one container")
-                throw ExitCode(64)
-            }
             var code: Int32 = 0
             try strata.run {
                 let engine = try global.openEngine()
