@@ -18,3 +18,12 @@ public enum ByteCount {
         return "\(whole).\(String(repeating: "0", count: decimals - fracText.count))\(fracText)\(units[u])"
     }
 }
+
+extension Int64 {
+    /// `self + other`, held at Int64.max instead of trapping: for sums of sizes a container
+    /// controls (a 16 TiB sparse file linked a million times).
+    public func addingSaturating(_ other: Int64) -> Int64 {
+        let (sum, overflow) = addingReportingOverflow(other)
+        return overflow ? (other > 0 ? .max : .min) : sum
+    }
+}

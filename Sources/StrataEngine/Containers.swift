@@ -304,7 +304,7 @@ extension Store {
             return try Directory.open(upper).regularFileBytes()
         }
         return try changes(of: id).reduce(Int64(0)) { total, c in
-            if case .entry(_, _, let st, _) = c.source, st.kind == .regular { return total + Int64(st.size) }
+            if case .entry(_, _, let st, _) = c.source, st.kind == .regular { return total.addingSaturating(Int64(st.size)) }
             return total
         }
     }

@@ -159,7 +159,7 @@ extension Engine {
             do {
                 try removeVolume(r.name)
                 report.removed.append(r.name)
-                report.bytes += size
+                report.bytes = report.bytes.addingSaturating(size)
             } catch let e as StrataError where e.code == .inUse || e.code == .notFound {
                 continue  // taken or removed by another command since the list was read
             }

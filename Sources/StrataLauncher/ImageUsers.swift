@@ -12,9 +12,13 @@ public struct RootfsFiles {
     /// The files of the rootfs at `rootfs`.
     public init(rootfs: String) throws { root = try Directory.open(rootfs) }
 
-    /// A small file inside the rootfs, or nil.
+    /// A small regular file inside the rootfs, or nil. Pinned with O_PATH and checked first:
+    /// a FIFO or device node the container put there is never opened (a FIFO would block
+    /// this command for ever; opening a device runs its driver outside the container's device
+    /// cgroup).
     func read(_ path: String, limit: Int = 4 << 20) -> String? {
-        guard case .success(let f) = root.openat2(Array(path.utf8), flags: .readOnly, resolve: [.inRoot, .noMagicLinks]),
+        guard case .success(let pinned) = root.openat2(Array(path.utf8), flags: .pathOnly, resolve: [.inRoot, .noMagicLinks]),
+              let f = try? pinned.reopenRegularFile(),
               let bytes = try? f.readAll(limit: limit, label: path) else { return nil }
         return String(decoding: bytes, as: UTF8.self)
     }
@@ -99,7 +103,8 @@ public struct RootfsFiles {
             : path.split(separator: ":").map { String($0) + "/" + name }
         var denied: String?
         for c in candidates {
-            guard case .success(let f) = root.openat2(Array(c.utf8), flags: .readOnly, resolve: [.inRoot, .noMagicLinks]),
+            // O_PATH: only its type and mode are looked at; nothing is opened.
+            guard case .success(let f) = root.openat2(Array(c.utf8), flags: .pathOnly, resolve: [.inRoot, .noMagicLinks]),
                   let st = try? f.stat() else { continue }
             guard st.kind == .regular else { denied = denied ?? c; continue }
             if st.mode & 0o111 == 0 { denied = denied ?? c; continue }

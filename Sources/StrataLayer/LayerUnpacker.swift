@@ -58,7 +58,8 @@ public final class LayerUnpacker {
     public struct PlainCopy: Sendable {
         /// Every entry owned by this, instead of the tar's ids (nil: the tar's).
         public var owner: (uid: UInt32, gid: UInt32)?
-        /// Setuid and setgid bits are cleared (a file a container made, landing on the host).
+        /// Setuid and setgid bits and `security.*` xattrs (file capabilities) are dropped (a file
+        /// a container made, landing on the host).
         public var clearSetID = false
         /// Device nodes are skipped (and counted in `skippedDevices`).
         public var skipDevices = false
@@ -92,7 +93,12 @@ public final class LayerUnpacker {
                     continue
                 }
                 if let owner = plain.owner { (entry.uid, entry.gid) = owner }
-                if plain.clearSetID { entry.mode &= ~0o6000 }
+                if plain.clearSetID {
+                    // File capabilities (security.capability) would make a copied binary
+                    // privileged like a setuid one; no security.* label of the container's lands.
+                    entry.mode &= ~0o6000
+                    entry.xattrs.removeAll { $0.name.hasPrefix("security.") }
+                }
             }
             stats.entries += 1
             try recorder?.entryStarted(at: entry.headerOffset)

@@ -235,7 +235,8 @@ public final class Directory: Sendable {
             for name in try dir.entries() {
                 guard let st = try dir.lstat(name) else { continue }
                 if st.kind == .regular {
-                    total += st.size
+                    // Saturating: a container can make a 16 TiB sparse file and link it a million times.
+                    total = total.addingSaturating(st.size)
                 } else if st.kind == .directory {
                     pending.append(rel.isEmpty ? name : rel + [UInt8(ascii: "/")] + name)
                 }

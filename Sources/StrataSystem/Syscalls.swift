@@ -236,6 +236,17 @@ public final class FDHandle: Sendable {
         return kernel.contains(type)
     }
 
+    /// This O_PATH descriptor's file opened for reading, only when it is a regular file (never
+    /// a FIFO, socket or device: nothing of theirs is opened).
+    public func reopenRegularFile() throws -> FDHandle {
+        let st = try stat()
+        guard st.kind == .regular else { throw StrataError(.invalidArgument, "not a regular file (a \(st.kind))") }
+        switch retryingEINTR({ Glibc.open("/proc/self/fd/\(fd)", O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC) }) {
+        case .success(let fd): return FDHandle(owning: fd)
+        case .failure(let e): throw StrataError(.system, "cannot reopen a file to read it", cause: e)
+        }
+    }
+
     /// A new pipe, both ends close-on-exec.
     public static func pipe() throws -> (read: FDHandle, write: FDHandle) {
         var fds: [Int32] = [-1, -1]

@@ -125,7 +125,7 @@ struct SystemDf: ParsableCommand {
             let images = try store.images(), layers = try store.layers(), containers = try store.containers(all: true)
             let layerBytes = layers.reduce(Int64(0)) { $0 + $1.record.size }
             let unused = layers.filter { $0.images.isEmpty }.reduce(Int64(0)) { $0 + $1.record.size }
-            let changes = containers.reduce(Int64(0)) { $0 + $1.sizeOfChanges }
+            let changes = containers.reduce(Int64(0)) { $0.addingSaturating($1.sizeOfChanges) }
             struct DF: Codable { var images: Int; var layers: Int; var layerBytes: Int64; var unusedLayerBytes: Int64; var containers: Int; var running: Int; var containerBytes: Int64 }
             let df = DF(images: images.count, layers: layers.count, layerBytes: layerBytes, unusedLayerBytes: unused,
                         containers: containers.count, running: containers.filter { $0.state == .running }.count, containerBytes: changes)

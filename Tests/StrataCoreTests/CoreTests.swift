@@ -66,3 +66,10 @@ import Testing
         #expect(try EntryPath.normalized(invalid).get() == invalid)
     }
 }
+
+/// Sizes a container controls are summed without trapping.
+@Test func sizeSumsSaturate() {
+    #expect(Int64.max.addingSaturating(1) == .max)
+    #expect(Int64(5).addingSaturating(7) == 12)
+    #expect(Int64.min.addingSaturating(-1) == .min)
+}

@@ -4,6 +4,7 @@ import Glibc
 #endif
 import StrataTestSupport
 import Testing
+@testable import StrataSystem
 
 /// `strata cp` with Docker's rules, and tried as an attacker in the container would: symlinks
 /// to host paths, a directory swapped for a symlink while the copy runs, a hostile tar on
@@ -200,5 +201,65 @@ extension RunTests {
         let path = NSTemporaryDirectory() + "strata-cp-\(getpid())-\(UUID().uuidString).py"
         try? script.write(toFile: path, atomically: false, encoding: .utf8)
         return path
+    }
+}
+
+extension RunTests {
+    /// File capabilities are privilege as setuid is: `cp` out without -a drops them (and every
+    /// security.* xattr), with -a keeps them.
+    @Test func cpDropsFileCapabilitiesWithoutArchive() throws {
+        let e = try Env()
+        let host = TempDir("strata-cp-caps"); defer { host.remove() }
+        try "#!/bin/sh\n".write(toFile: host.sub("tool"), atomically: false, encoding: .utf8)
+        // cap_setuid+ep, as setcap writes it (VFS_CAP_REVISION_2).
+        let set = "import os; os.setxattr('\(host.sub("tool"))', 'security.capability', bytes([1,0,0,2, 0x80,0,0,0, 0,0,0,0, 0,0,0,0, 0,0,0,0]))"
+        #expect(try sh(["python3", "-c", set]).0 == 0)
+        #expect(try strataCLI(["create", "--name", "caps", RunTests.image], root: e.root).0 == 0)
+        #expect(try cp(e, ["-a", host.sub("tool"), "caps:/tool"]).0 == 0)
+        let get = { (path: String) throws -> String in
+            try sh(["python3", "-c", "import os\ntry: print(os.getxattr('\(path)', 'security.capability').hex())\nexcept OSError: print('none')"]).1
+        }
+        #expect(try cp(e, ["-a", "caps:/tool", host.sub("kept")]).0 == 0)
+        #expect(try get(host.sub("kept")) == "0100000280000000000000000000000000000000\n")
+        #expect(try cp(e, ["caps:/tool", host.sub("plain")]).0 == 0)
+        #expect(try get(host.sub("plain")) == "none\n")
+        #expect(try strataCLI(["rm", "caps"], root: e.root).0 == 0)
+    }
+
+    /// A FIFO or a device node where `exec` looks for its program, or in place of /etc/passwd
+    /// for `exec -u`, is never opened by the host-side command: it fails at once instead of
+    /// hanging (a FIFO) or running a driver outside the container's device cgroup.
+    @Test func execNeverOpensFifosOrDevicesTheContainerPlanted() throws {
+        let e = try Env()
+        #expect(try strataCLI(["run", "-d", "--name", "planted", "--health-cmd", "true", "--health-interval", "300ms", RunTests.image, "sh", "-c",
+                               "mkfifo /bin/fifo; mknod /bin/kmsg c 1 11; chmod 755 /bin/fifo /bin/kmsg; sleep 60"],
+                              root: e.root).0 == 0)
+        usleep(500_000)
+        for (program, code) in [("fifo", Int32(126)), ("kmsg", Int32(126))] {
+            let start = Date()
+            let (rc, _, err) = try sh(["timeout", "10", strataBinary, "--root", e.root, "exec", "planted", program])
+            #expect(rc == code && Date().timeIntervalSince(start) < 5, "\(program): \(rc) \(err)")
+        }
+        #expect(try strataCLI(["exec", "planted", "sh", "-c", "rm /etc/passwd; mkfifo /etc/passwd"], root: e.root).0 == 0)
+        let start = Date()
+        let (rc, _, err) = try sh(["timeout", "10", strataBinary, "--root", e.root, "exec", "-u", "nobody", "planted", "id"])
+        #expect(rc != 124 && Date().timeIntervalSince(start) < 5, "\(rc) \(err)")
+        // The health check goes on (the monitor's `healthcheck run` is not stuck either).
+        let (hrc, hout, _) = try sh(["timeout", "10", strataBinary, "--root", e.root, "healthcheck", "run", "planted"])
+        #expect(hrc == 0 && hout == "healthy\n", "\(hrc) \(hout)")
+        #expect(try strataCLI(["rm", "-f", "planted"], root: e.root).0 == 0)
+        try e.expectClean()
+    }
+}
+
+extension RunTests {
+    /// A tree whose sizes add up past Int64 (a file as large as tmpfs allows, linked twice):
+    /// counted as Int64.max, not a crash of ps, df or volume prune.
+    @Test func sizeOfAHostileTreeDoesNotTrap() throws {
+        let t = TempDir("strata-huge"); defer { t.remove() }
+        #expect(try sh(["mount", "-t", "tmpfs", "tmpfs", t.path]).0 == 0)
+        defer { _ = try? sh(["umount", t.path]) }
+        #expect(try sh(["bash", "-c", "truncate -s 9223372036854775807 '\(t.sub("huge"))' && ln '\(t.sub("huge"))' '\(t.sub("again"))'"]).0 == 0)
+        #expect(try Directory.open(t.path).regularFileBytes() == Int64.max)
     }
 }
