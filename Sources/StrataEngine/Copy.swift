@@ -163,12 +163,15 @@ extension Engine {
         }
         var produced: Result<Void, any Error> = .success(())
         do {
-            let w = writeEnd
+            // Headers are 512 bytes each: gathered into 64 KiB writes (a pipe's size), not a
+            // write per header.
+            let w = BufferedOutput(writeEnd, capacity: 64 << 10)
             produced = Result {
                 try produce { chunk in
                     if failed.load(ordering: .sequentiallyConsistent) { throw StrataError(.system, "the copy stopped") }
-                    try w.writeAll(chunk)
+                    try w.write(chunk)
                 }
+                try w.flush()
             }
         }
         // The write end goes here (the last reference): the reader sees the end of the tar.
