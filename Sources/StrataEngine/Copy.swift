@@ -103,38 +103,39 @@ extension Engine {
         throw StrataError(.invalidArgument, "\(display): too many levels of symbolic links")
     }
 
-    /// How deep a tree `cp` copies.
+    /// How deep a tree `cp` and `export` copy.
     static let copyDepthLimit = 2048
 
     /// The tar of `src` (its entries named under `top`; with `top` nil only what is inside it),
     /// parents first, written to `sink`.
     static func writeTar(of src: CopySource, top: PathBytes?, to sink: @escaping (UnsafeRawBufferPointer) throws -> Void) throws {
-        var entries: [DiffTarEntry] = []
-        func walk(_ dir: Directory, _ prefix: PathBytes, depth: Int = 0) throws {
-            // A tree a container made may nest without end: one fd and one frame per level.
-            guard depth < Engine.copyDepthLimit else {
-                throw StrataError(.tooLarge, "\(prefix.display): more than \(Engine.copyDepthLimit) directories deep; copy a part of it")
-            }
-            for name in try dir.entries().sorted(by: { $0.lexicographicallyPrecedes($1) }) {
-                guard let st = try dir.lstat(name) else { continue }
-                let path = prefix.isEmpty ? name : prefix + [UInt8(ascii: "/")] + name
-                entries.append(.entry(path: path, directory: dir, name: name, stat: st, opaque: false))
-                if st.kind == .directory {
-                    let sub = try dir.walkInto(name)
-                    // A running container's /proc, /sys and the like: the kernel's, not its files.
-                    if sub.handle.isKernelFilesystem { continue }
-                    try walk(sub, path, depth: depth + 1)
-                }
-            }
-        }
-        if let top { entries.append(.entry(path: top, directory: src.parent, name: src.name, stat: src.stat, opaque: false)) }
+        let writer = try LayerDiffWriter(sink: sink)
+        if let top { try writer.write([.entry(path: top, directory: src.parent, name: src.name, stat: src.stat, opaque: false)]) }
         if src.stat.kind == .directory {
             let dir = src.name == [UInt8(ascii: ".")] ? src.parent : try src.parent.walkInto(src.name)
-            try walk(dir, top ?? [])
+            try writeTree(dir, prefix: top ?? [], to: writer)
         }
-        let writer = try LayerDiffWriter(sink: sink)
-        try writer.write(entries)
         try writer.close()
+    }
+
+    /// Writes what `dir` holds to `writer`, names under `prefix`, each entry as the walk meets
+    /// it: only the directories on the way down stay open (a tree a container made may hold
+    /// more directories than this process may have fds), and no deeper than `copyDepthLimit`.
+    /// A running container's /proc, /sys and the like are the kernel's, not its files: left out.
+    static func writeTree(_ dir: Directory, prefix: PathBytes, to writer: LayerDiffWriter, depth: Int = 0) throws {
+        guard depth < Engine.copyDepthLimit else {
+            throw StrataError(.tooLarge, "\(prefix.display): more than \(Engine.copyDepthLimit) directories deep; copy a part of it")
+        }
+        for name in try dir.entries().sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+            guard let st = try dir.lstat(name) else { continue }
+            let path = prefix.isEmpty ? name : prefix + [UInt8(ascii: "/")] + name
+            try writer.write([.entry(path: path, directory: dir, name: name, stat: st, opaque: false)])
+            if st.kind == .directory {
+                let sub = try dir.walkInto(name)
+                if sub.handle.isKernelFilesystem { continue }
+                try writeTree(sub, prefix: path, to: writer, depth: depth + 1)
+            }
+        }
     }
 
     /// Writes the tar `produce` makes into `target` through a pipe, unpacked with `plain`'s

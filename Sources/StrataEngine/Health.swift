@@ -142,6 +142,7 @@ extension Engine {
         try lease.lock(key: Digest.of(Array("health:\(c.id)".utf8)).hex, exclusive: true)
         defer { lease.unlockAll() }
         var state = store.healthState(c.id) ?? HealthState(Status: "starting", FailingStreak: 0, Log: [])
+        let before = state.Status
         let output = result.exitCode == nil ? "Health check exceeded timeout (\(settings.timeout)s)" : String(decoding: result.output, as: UTF8.self)
         state.Log = Array((state.Log + [HealthState.Check(Start: start, End: end, ExitCode: result.exitCode ?? -1, Output: output)]).suffix(5))
         if result.exitCode == 0 {
@@ -156,7 +157,6 @@ extension Engine {
                 if state.FailingStreak >= settings.retries { state.Status = "unhealthy" }
             }
         }
-        let before = store.healthState(c.id)?.Status
         try store.writeHealthState(c.id, state)
         if before != state.Status { store.record(container: c, "health_status: \(state.Status)") }
         return state

@@ -378,19 +378,8 @@ extension Engine {
         let c = try store.container(ref)
         let rootfs = try store.mountContainer(c.id)
         defer { try? store.unmountContainer(c.id) }
-        let root = try Directory.open(rootfs)
-        var entries: [DiffTarEntry] = []
-        func walk(_ dir: Directory, _ prefix: PathBytes) throws {
-            for name in try dir.entries().sorted(by: { $0.lexicographicallyPrecedes($1) }) {
-                guard let st = try dir.lstat(name) else { continue }
-                let path = prefix.isEmpty ? name : prefix + [UInt8(ascii: "/")] + name
-                entries.append(.entry(path: path, directory: dir, name: name, stat: st, opaque: false))
-                if st.kind == .directory { try walk(try dir.walkInto(name), path) }
-            }
-        }
-        try walk(root, [])
         let writer = try LayerDiffWriter(sink: sink)
-        try writer.write(entries)
+        try Engine.writeTree(try Directory.open(rootfs), prefix: [], to: writer)
         try writer.close()
     }
 }

@@ -37,10 +37,12 @@ extension Store {
     public func record(_ event: StoreEvent) {
         guard var line = try? JSONEncoder().encode(event) else { return }
         line.append(UInt8(ascii: "\n"))
-        guard let f = try? root.openFile(Array(Store.eventsName.utf8), flags: [.writeOnly, .create, .append, .noFollow], mode: 0o600) else { return }
-        if let size = try? f.stat().size, size >= Store.eventsLimit {
-            try? root.rename(Array(Store.eventsName.utf8), to: Array((Store.eventsName + ".1").utf8), in: root)
+        let name = Array(Store.eventsName.utf8)
+        if let size = try? root.lstat(name)?.size, size >= Store.eventsLimit {
+            try? root.rename(name, to: Array((Store.eventsName + ".1").utf8), in: root)
         }
+        // Opened after the rotation: the event goes to the file readers follow.
+        guard let f = try? root.openFile(name, flags: [.writeOnly, .create, .append, .noFollow], mode: 0o600) else { return }
         try? f.writeAll(Array(line))
     }
 

@@ -274,7 +274,6 @@ struct HealthcheckRun: ParsableCommand {
     func run() throws {
         try strata.run {
             let state = try global.openEngine().runHealthCheck(container)
-            Metadata.checkpointAfterWrites()
             if !global.quiet { print(state.Status) }
             if state.Log.last?.ExitCode != 0 { throw ExitCode(1) }
         }
