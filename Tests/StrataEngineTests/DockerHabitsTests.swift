@@ -271,7 +271,7 @@ struct DockerHabitsTests {
 
         let (rc2, out2, err2) = try e.run(["--add-host", "db:10.1.2.3", "--add-host", "v6:[fd00::1]", "--dns", "10.9.9.9",
                                            "--dns-search", "example.com", "--dns-option", "ndots:2", Self.image,
-                                           "sh", "-c", "grep -E 'db|v6' /etc/hosts; cat /etc/resolv.conf"])
+                                           "sh", "-c", "grep -wE 'db|v6' /etc/hosts; cat /etc/resolv.conf"])
         #expect(rc2 == 0 && out2 == "10.1.2.3\tdb\nfd00::1\tv6\nnameserver 10.9.9.9\nsearch example.com\noptions ndots:2\n", "\(out2)\(err2)")
 
         let (rc3, out3, err3) = try e.run(["--ulimit", "nofile=100:200", "--ulimit", "core=0", Self.image, "sh", "-c", "ulimit -n; ulimit -Hn; ulimit -c"])
