@@ -49,6 +49,8 @@ let package = Package(
         .executableTarget(name: "strata-monitor", linkerSettings: [.unsafeFlags(["-static-executable", "-Xlinker", "--gc-sections", "-Xlinker", "--strip-all"])]),
         // The few calls Swift cannot make directly: openat2, syncfs, per-thread locale.
         .target(name: "CStrata", linkerSettings: [.linkedLibrary("sqlite3")]),
+        // A user who is not root: the user namespace every command joins, entered before main.
+        .target(name: "CRootless"),
         // The child side of the launcher: clone → namespaces → pivot_root → exec, in C.
         .target(name: "CLauncher"),
         // Errors, digests, identities. No I/O.
@@ -99,7 +101,7 @@ let package = Package(
                                                    .product(name: "Logging", package: "swift-log")]),
         .executableTarget(
             name: "strata",
-            dependencies: ["StrataEngine", "StrataStore", "StrataRegistry", "StrataDrivers", "StrataCore", "StrataSystem", "StrataFormats", "StrataArchive", "StrataLauncher",
+            dependencies: ["StrataEngine", "StrataStore", "StrataRegistry", "StrataDrivers", "StrataCore", "StrataSystem", "StrataFormats", "StrataArchive", "StrataLauncher", "CRootless",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log")],
             exclude: ["exports.map"],

@@ -24,6 +24,7 @@ check_import CStrata 'StrataSystem|StrataLauncher'
 check_import CLauncher 'StrataLauncher'
 check_import CSeccomp 'StrataLauncher'
 check_import CArchive 'StrataArchive'
+check_import CRootless 'strata'
 
 # Foundation (which re-exports the C library) only where JSONSerialization is needed; every
 # other file imports FoundationEssentials or Dispatch.
@@ -35,7 +36,7 @@ $hits"
 # The shims' module maps export only their own declarations (no `export *`).
 hits=$(grep -ln 'export \*' Sources/*/module.modulemap Sources/*/include/module.modulemap 2>/dev/null)
 [ -n "$hits" ] && breach "a C module map re-exports what it imports: $hits"
-for t in CStrata CLauncher CArchive; do
+for t in CStrata CLauncher CArchive CRootless; do
   [ -f "Sources/$t/include/module.modulemap" ] || breach "Sources/$t/include/module.modulemap is missing (the generated one re-exports the C library)"
 done
 

@@ -115,9 +115,24 @@ static int make_device(int dev, const struct strata_device *d) {
     return r;
 }
 
+/* Rootless: an empty file at dev/NAME with the host's /dev/NAME bound over it. */
+static int bind_dev(int rootfd, int dev, const char *name) {
+    int f = openat(dev, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+    if (f < 0) return -1;
+    close(f);
+    char rel[64], p[64], host[64];
+    snprintf(rel, sizeof rel, "dev/%s", name);
+    snprintf(host, sizeof host, "/dev/%s", name);
+    int at = open_in_root(rootfd, rel, p, sizeof p);
+    if (at < 0) return -1;
+    int r = mount(host, p, NULL, MS_BIND, NULL);
+    close(at);
+    return r;
+}
+
 /* Mounts the tmpfs at <rootfs>/dev (resolved inside the root) and fills it through an fd of
    the new tmpfs, so nothing the image put at /dev is followed. */
-static int setup_dev(int rootfd, uint64_t shm_size, const struct strata_device *devices, int ndevices) {
+static int setup_dev(int rootfd, uint64_t shm_size, const struct strata_device *devices, int ndevices, int rootless) {
     char buf[64];
     int at = open_in_root(rootfd, "dev", buf, sizeof buf);
     if (at < 0) return -1;
@@ -126,10 +141,16 @@ static int setup_dev(int rootfd, uint64_t shm_size, const struct strata_device *
     if (r != 0) return -1;
     int dev = open_in_root(rootfd, "dev", buf, sizeof buf);
     if (dev < 0) return -1;
-    if (mknod_dev(dev, "null", S_IFCHR | 0666, 1, 3) || mknod_dev(dev, "zero", S_IFCHR | 0666, 1, 5) ||
-        mknod_dev(dev, "full", S_IFCHR | 0666, 1, 7) || mknod_dev(dev, "random", S_IFCHR | 0666, 1, 8) ||
-        mknod_dev(dev, "urandom", S_IFCHR | 0666, 1, 9) || mknod_dev(dev, "tty", S_IFCHR | 0666, 5, 0))
+    if (rootless) {
+        const char *names[] = { "null", "zero", "full", "random", "urandom", "tty" };
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+            if (bind_dev(rootfd, dev, names[i]) != 0) goto fail;
+        if (ndevices > 0) { errno = EPERM; goto fail; }
+    } else if (mknod_dev(dev, "null", S_IFCHR | 0666, 1, 3) || mknod_dev(dev, "zero", S_IFCHR | 0666, 1, 5) ||
+               mknod_dev(dev, "full", S_IFCHR | 0666, 1, 7) || mknod_dev(dev, "random", S_IFCHR | 0666, 1, 8) ||
+               mknod_dev(dev, "urandom", S_IFCHR | 0666, 1, 9) || mknod_dev(dev, "tty", S_IFCHR | 0666, 5, 0)) {
         goto fail;
+    }
     mkdirat(dev, "pts", 0755);
     mkdirat(dev, "shm", 01777);
     mkdirat(dev, "mqueue", 0755);
@@ -175,7 +196,17 @@ static int setup_sys(const struct strata_launch *cfg, int rootfd, int err_fd) {
     unsigned long ro = cfg->privileged ? 0 : MS_RDONLY;
     int at = open_in_root(rootfd, "sys", buf, sizeof buf);
     if (at < 0) child_fail(err_fd, ST_SYS);
-    if (mount("sysfs", buf, "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | ro, NULL) != 0) child_fail(err_fd, ST_SYS);
+    if (mount("sysfs", buf, "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | ro, NULL) != 0) {
+        /* Rootless with the host's network: sysfs belongs to the network namespace's owner.
+           The host's /sys is bound instead (made read-only below; its cgroup tree covered). */
+        if (!(cfg->rootless && errno == EPERM) || mount("/sys", buf, NULL, MS_BIND | MS_REC, NULL) != 0) child_fail(err_fd, ST_SYS);
+        close(at);
+        if (cfg->ncgroup_mounts == 0) {
+            at = open_in_root(rootfd, "sys/fs/cgroup", buf, sizeof buf);
+            if (at < 0 || mount("tmpfs", buf, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, "mode=555,size=4k") != 0)
+                child_fail(err_fd, ST_CGROUPFS);
+        }
+    }
     close(at);
     if (cfg->ncgroup_mounts == 1 && cfg->cgroup_mounts[0].name == NULL) {
         /* cgroup v2: the unified hierarchy at /sys/fs/cgroup itself */
@@ -265,7 +296,7 @@ pid_t strata_launch(const struct strata_launch *cfg, int go_fd, int err_fd) {
     int at = open_in_root(rootfd, "proc", buf, sizeof buf);
     if (at < 0 || mount("proc", buf, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) child_fail(err_fd, ST_PROC);
     close(at);
-    if (setup_dev(rootfd, cfg->shm_size, cfg->devices, cfg->ndevices) != 0) child_fail(err_fd, ST_DEV);
+    if (setup_dev(rootfd, cfg->shm_size, cfg->devices, cfg->ndevices, cfg->rootless) != 0) child_fail(err_fd, ST_DEV);
     setup_sys(cfg, rootfd, err_fd);
 
     /* /etc/hostname, /etc/hosts, /etc/resolv.conf from the container's folder, then volumes and

@@ -49,7 +49,8 @@ static int cfg(int fsfd, const char *key, const char *value) {
 }
 
 int strata_overlay_mount_fsconfig(const char *target, const char *const *lowers, int nlowers,
-                                  const char *upper, const char *work, int readonly, char *err, size_t errlen) {
+                                  const char *upper, const char *work, int readonly, int userxattr,
+                                  char *err, size_t errlen) {
     if (err && errlen) err[0] = 0;
     int fsfd = (int)syscall(SYS_fsopen, "overlay", S_FSOPEN_CLOEXEC);
     if (fsfd < 0) return -1;
@@ -63,8 +64,10 @@ int strata_overlay_mount_fsconfig(const char *target, const char *const *lowers,
         if (cfg(fsfd, "workdir", work) < 0) goto fail;
     }
     if (cfg(fsfd, "index", "off") < 0) goto fail;
-    if (cfg(fsfd, "redirect_dir", "off") < 0) goto fail;
+    /* "off" follows redirects where the kernel is built so, which userxattr refuses */
+    if (cfg(fsfd, "redirect_dir", userxattr ? "nofollow" : "off") < 0) goto fail;
     if (cfg(fsfd, "metacopy", "off") < 0) goto fail;
+    if (userxattr && cfg(fsfd, "userxattr", NULL) < 0) goto fail;
     if (syscall(SYS_fsconfig, fsfd, S_FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) goto fail;
     int mfd = (int)syscall(SYS_fsmount, fsfd, S_FSMOUNT_CLOEXEC, 0);
     if (mfd < 0) goto fail;

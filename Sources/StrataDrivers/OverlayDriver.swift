@@ -51,7 +51,9 @@ public struct OverlayDriver: UnionDriver {
             return .overlay(lowers: lowers.map(\.path), upper: c.upper, work: c.work, target: c.merged)
         }
         let options = "lowerdir=" + lowers.map(\.link).joined(separator: ":")
-            + ",upperdir=" + c.upper + ",workdir=" + c.work + ",index=off,redirect_dir=off,metacopy=off"
+            + ",upperdir=" + c.upper + ",workdir=" + c.work + ",index=off,metacopy=off"
+            // "off" follows redirects where the kernel is built so, which userxattr refuses
+            + (UserNamespace.current.isRootless ? ",redirect_dir=nofollow,userxattr" : ",redirect_dir=off")
         guard options.utf8.count < OverlayDriver.pageSize else {
             throw StrataError(.unsupported, "overlay mount options are \(options.utf8.count) bytes, over one page (\(OverlayDriver.pageSize)); this kernel lacks lowerdir+")
         }
@@ -95,7 +97,8 @@ public struct OverlayDriver: UnionDriver {
             try Mounts.overlay(target: dirs[3], lowers: [dirs[0]], upper: dirs[1], work: dirs[2])
         } catch let newAPI {
             do {
-                try Mounts.overlay(target: dirs[3], options: "lowerdir=\(dirs[0]),upperdir=\(dirs[1]),workdir=\(dirs[2])")
+                try Mounts.overlay(target: dirs[3], options: "lowerdir=\(dirs[0]),upperdir=\(dirs[1]),workdir=\(dirs[2])"
+                                   + (UserNamespace.current.isRootless ? ",userxattr" : ""))
             } catch {
                 return "overlayfs cannot be mounted here: \(newAPI)"
             }

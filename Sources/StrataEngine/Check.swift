@@ -234,7 +234,7 @@ extension Store {
         for point in MountTable.mountPoints() where point.hasPrefix(prefix) && point.hasSuffix("/merged") {
             let id = String(point.dropFirst(prefix.count).dropLast("/merged".count))
             if let (count, pid) = counted[id] {
-                let running = pid.map { Store.isContainerProcess($0, id: id) } ?? false
+                let running = pid.map { isContainerProcess($0, id: id) } ?? false
                 if count == 0 && !running {
                     problems.append(CheckProblem(subject: "container \(id.prefix(12))", problem: "mounted at \(point) though nothing uses it",
                                                  advice: "`strata umount -f \(id.prefix(12))` unmounts it"))

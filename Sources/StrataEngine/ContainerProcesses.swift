@@ -23,7 +23,7 @@ extension Engine {
     private func runningCgroup(_ ref: String, for what: String) throws -> (ContainerRecord, Cgroup) {
         let c = try store.container(ref)
         guard isRunning(c) else { throw StrataError(.conflict, "container \(c.name) is not running (\(what) needs a running container)") }
-        guard let layout = CgroupLayout.current() else { throw StrataError(.unsupported, "this host has no cgroups mounted") }
+        guard let layout = CgroupLayout.current() else { throw StrataError(.unsupported, "\(what) needs the container's cgroup, but \(CgroupLayout.unavailableReason)") }
         return (c, Cgroup(layout: layout, id: c.id, parent: cgroupParent))
     }
 

@@ -211,7 +211,7 @@ extension Store {
         let paths = containerPaths(c.id)
         let isMounted = MountTable.isMountPoint(paths.merged)
         let mounted = c.mountCount > 0 || isMounted
-        let running = c.pid.map { Store.isContainerProcess($0, id: c.id) } ?? false
+        let running = c.pid.map { isContainerProcess($0, id: c.id) } ?? false
         if running, !force {
             throw StrataError(.inUse, "container \(c.name) is running (pid \(c.pid ?? 0)); `strata stop \(c.name)` first, or rm -f")
         }
@@ -269,7 +269,7 @@ extension Store {
         var tagsByImage: [String: [String]] = [:]
         for t in tags { tagsByImage[t.imageID, default: []].append(t.name) }
         return rows.compactMap { r in
-            let running = r.pid.map { Store.isContainerProcess($0, id: r.id) } ?? false
+            let running = r.pid.map { isContainerProcess($0, id: r.id) } ?? false
             let mounted = driver.isMounted(containerPaths(r.id), recordedMounts: r.mountCount, mountPoints: mountPoints)
             // Without `all`, one that neither runs nor is mounted is passed over before its
             // changes are measured.
@@ -281,7 +281,7 @@ extension Store {
     /// One container with what it is doing (`inspect`).
     public func containerView(_ ref: String) throws -> ContainerView {
         let r = try container(ref)
-        let running = r.pid.map { Store.isContainerProcess($0, id: r.id) } ?? false
+        let running = r.pid.map { isContainerProcess($0, id: r.id) } ?? false
         let mounted = driver.isMounted(containerPaths(r.id), recordedMounts: r.mountCount, mountPoints: MountTable.mountPoints())
         return view(r, running: running, mounted: mounted, tags: try metadata.read { try $0.tags(ofImage: r.image.string) })
     }
@@ -330,8 +330,20 @@ extension Store {
 extension Store {
     /// Records the pid of a running container (nil when it is gone).
     public func setPid(_ id: String, _ pid: Int32?) throws {
+        // Beside it, the process's start time: what tells it from a later process of the same
+        // pid where no cgroup does (rootless without a delegated cgroup).
+        let file = Array(Store.processFileName.utf8)
+        if let dir = try? Directory.open(containerPaths(id).root) {
+            if let pid, let start = processStartTime(pid) {
+                try? dir.writeFileAtomically(file, Array("\(pid) \(start)\n".utf8))
+            } else if pid == nil {
+                _ = dir.unlink(file)
+            }
+        }
         try metadata.write { try $0.setPid(id, pid) }
     }
+
+    static let processFileName = "process"
 
     /// The image config of an image, parsed.
     public func imageConfig(_ id: Digest) throws -> ImageConfig {
@@ -364,7 +376,18 @@ extension Store {
     /// Whether `pid` is still this container's process: a recorded pid can outlive a killed
     /// strata and be reused by an unrelated process, which must never be signalled. The
     /// container's processes are in its cgroup `strata/ID`.
-    static func isContainerProcess(_ pid: Int32, id: String) -> Bool {
+    func isContainerProcess(_ pid: Int32, id: String) -> Bool {
+        if CgroupLayout.cached != nil { return Store.inContainerCgroup(pid, id: id) }
+        // No cgroup (rootless without a delegated one): the pid and its start time as recorded.
+        guard pid > 0, let f = try? FDHandle.open(containerPaths(id).root + "/" + Store.processFileName, flags: [.readOnly, .noFollow]),
+              let bytes = try? f.readAll(limit: 64, label: "process") else { return false }
+        let fields = String(decoding: bytes, as: UTF8.self).split(whereSeparator: \.isWhitespace)
+        guard fields.count == 2, Int32(fields[0]) == pid, let start = UInt64(fields[1]) else { return false }
+        return processStartTime(pid) == start
+    }
+
+    /// Whether `pid` is in the cgroup `…/ID` of a container.
+    static func inContainerCgroup(_ pid: Int32, id: String) -> Bool {
         guard pid > 0, let f = try? FDHandle.open("/proc/\(pid)/cgroup", flags: .readOnly),
               let bytes = try? f.readAll(limit: 1 << 20, label: "cgroup") else { return false }
         // A byte search: String.contains goes through Foundation's locale-aware search.

@@ -50,7 +50,7 @@ extension Engine {
             // The root this process sees, mounts and all: pinned by the fd, then the pid checked
             // again, so a pid reused in between is never taken for the container.
             let root = try Directory.open("/proc/\(pid)/root")
-            guard Store.isContainerProcess(pid, id: c.id) else {
+            guard store.isContainerProcess(pid, id: c.id) else {
                 throw StrataError(.conflict, "container \(c.name) stopped while its files were opened; try again")
             }
             return try body(root, comps)

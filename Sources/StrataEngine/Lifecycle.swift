@@ -159,7 +159,7 @@ extension Engine {
 
     /// Whether the container's process still runs (its recorded pid, in its cgroup).
     public func isRunning(_ c: ContainerRecord) -> Bool {
-        c.pid.map { Store.isContainerProcess($0, id: c.id) } ?? false
+        c.pid.map { store.isContainerProcess($0, id: c.id) } ?? false
     }
 
     /// `stop`: the stop signal, then SIGKILL after `timeout` seconds; waits until it has ended.
@@ -199,9 +199,20 @@ extension Engine {
             }
         }
         let left = waitForExits(waiting, seconds: grace)
-        for id in left { ContainerCgroups.kill(id: id, parent: cgroupParent) }
+        for id in left { killEverything(id) }
         _ = waitForExits(left, seconds: 10)
         return results
+    }
+
+    /// SIGKILL to all of a container's processes: its cgroup's; without a cgroup (rootless
+    /// without a delegated one), its first process, the init of its pid namespace, whose end
+    /// the kernel makes the end of every process in it.
+    func killEverything(_ id: String) {
+        if CgroupLayout.cached != nil {
+            ContainerCgroups.kill(id: id, parent: cgroupParent)
+        } else if let c = try? store.container(id), let pid = c.pid, isRunning(c) {
+            MonitorProcess.signal(pid, Signal.kill)
+        }
     }
 
     /// `kill -s SIG`: sends the signal to the container's main process.

@@ -67,6 +67,23 @@ public enum CgroupLayout: Equatable, Sendable {
         return nil
     }
 
+    /// Why there is no layout, for messages: rootless without a delegated cgroup, or none mounted.
+    public static var unavailableReason: String {
+        UserNamespace.current.isRootless
+            ? "no cgroup v2 subtree is delegated to this user (rootless; docs/rootless.md says how to get one)"
+            : "no cgroup hierarchy is mounted here"
+    }
+
+    /// Rootless without cgroups: says once (per boot, a mark in the runtime directory) that
+    /// containers run without limits.
+    public static func warnOnceWithoutCgroups() {
+        guard UserNamespace.current.isRootless, let runtime = ProcessInfo.processInfo.environment["XDG_RUNTIME_DIR"],
+              runtime.hasPrefix("/") else { return }
+        let mark = runtime + "/strata/no-cgroups-said"
+        guard (try? FDHandle.open(mark, flags: [.writeOnly, .create, .exclusive, .noFollow], mode: 0o600)) != nil else { return }
+        writeStandardError("strata: warning: \(unavailableReason): containers run without limits (--memory, --cpus and --pids-limit cannot be set)\n")
+    }
+
     /// This machine's layout, read once per process (it does not change while a command runs):
     /// for what looks at many containers' cgroups, such as `ps` asking which are paused.
     public static let cached: CgroupLayout? = current()
@@ -74,7 +91,12 @@ public enum CgroupLayout: Equatable, Sendable {
     /// This machine's layout, from `mountinfo` (read from /proc/self/mountinfo unless given).
     public static func current(mountinfo: String? = MountTable.text()) -> CgroupLayout? {
         guard let mountinfo else { return nil }
-        return detect(mountinfo: mountinfo, controllers: controllers(of:))
+        let layout = detect(mountinfo: mountinfo, controllers: controllers(of:))
+        // Rootless: only a cgroup v2 subtree delegated to the user (docs/rootless.md).
+        if UserNamespace.current.isRootless {
+            guard case .v2(let root) = layout, RootlessCgroup.delegated(root: root) != nil else { return nil }
+        }
+        return layout
     }
 
     /// The controllers a v2 cgroup offers its children (its `cgroup.controllers`).
@@ -124,7 +146,39 @@ public enum CgroupParent {
     /// real path.
     public static func forStore(root: String) -> String {
         let real = realpath(root, nil).map { p in defer { free(p) }; return String(cString: p) } ?? root
-        return "strata/" + Digest.of(Array(real.utf8)).hex.prefix(12)
+        let key = "strata/" + Digest.of(Array(real.utf8)).hex.prefix(12)
+        // Rootless: below the subtree delegated to the user.
+        if UserNamespace.current.isRootless, case .v2(let cgroupRoot)? = CgroupLayout.cached,
+           let delegated = RootlessCgroup.delegated(root: cgroupRoot) {
+            return delegated + "/" + key
+        }
+        return key
+    }
+}
+
+/// The cgroup v2 subtree a user may make cgroups in (systemd's `user@UID.service`, or one an
+/// administrator made and gave them): the highest cgroup above this process's own that the
+/// user can write, that holds no process itself and offers memory, cpu and pids. Limits and
+/// the container's own cgroup need one; without it rootless containers run without limits.
+public enum RootlessCgroup {
+    /// Its path below the v2 root `root`, or nil.
+    public static func delegated(root: String) -> String? {
+        let own = Cgroup.readText("/proc/self/cgroup").split(separator: "\n")
+            .first { $0.hasPrefix("0::/") }.map { String($0.dropFirst(4)) } ?? ""
+        var parts = own.split(separator: "/").map(String.init)
+        var best: String?
+        while !parts.isEmpty {
+            let rel = parts.joined(separator: "/")
+            let dir = root + "/" + rel
+            guard access(dir, W_OK) == 0, access(dir + "/cgroup.procs", W_OK) == 0,
+                  access(dir + "/cgroup.subtree_control", W_OK) == 0 else { break }
+            if Cgroup.readText(dir + "/cgroup.procs").allSatisfy(\.isWhitespace),
+               Set(CgroupLayout.wanted).isSubset(of: CgroupLayout.controllers(of: dir)) {
+                best = rel
+            }
+            parts.removeLast()
+        }
+        return best
     }
 }
 
@@ -197,7 +251,9 @@ public struct Cgroup: Sendable {
                 parent += "/" + part
                 try makeDirectory(parent, what: "cgroup")
             }
-            if let devices { try DeviceFilter.attach(devices, to: dir) }
+            // Rootless, the device filter cannot be attached (BPF takes the host's CAP_SYS_ADMIN);
+            // nor can the container make a device (docs/rootless.md).
+            if let devices, !UserNamespace.current.isRootless { try DeviceFilter.attach(devices, to: dir) }
             // A limit whose file is missing: say which parent refused its controller, and why.
             let limit = { (file: String, value: String) throws in
                 if access(dir + "/" + file, F_OK) != 0, let first = refused.first {

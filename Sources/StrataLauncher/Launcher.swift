@@ -156,7 +156,7 @@ public final class Launcher: @unchecked Sendable {
         let cgroup = layout.map { Cgroup(layout: $0, id: id, parent: cgroupParent) }
         let limits = spec.limits
         if limits.asked && cgroup == nil {
-            throw LaunchFailure(exitCode: 125, message: "limits were asked for, but no cgroup hierarchy is mounted here")
+            throw LaunchFailure(exitCode: 125, message: "limits were asked for, but \(CgroupLayout.unavailableReason)")
         }
         let devices = try spec.deviceRules()
         // Removed on every way out before the process runs, a failed create included (some
@@ -267,6 +267,7 @@ public final class Launcher: @unchecked Sendable {
         cfg.rlimits = arena.copy(security.rlimits)
         cfg.nrlimits = Int32(security.rlimits.count)
         cfg.shm_size = spec.shmSize ?? 0
+        cfg.rootless = UserNamespace.current.isRootless ? 1 : 0
         let devices = (spec.linux.devices ?? []).map { d in
             strata_device(path: arena.string(String(d.path.dropFirst("/dev/".count))),
                           mode: (d.type == "b" ? UInt32(S_IFBLK) : UInt32(S_IFCHR)) | ((d.fileMode ?? 0o666) & 0o777),

@@ -9,6 +9,9 @@ public struct UnpackStats: Sendable {
     /// Sum of regular file sizes written (the layer's size, as Docker counts it).
     public var contentSize: Int64 = 0
     public var entries = 0
+    /// Device nodes not made: rootless, a user namespace cannot make them (docs/rootless.md).
+    /// Their headers stay in the journal, so the layer's tar is still rebuilt exact.
+    public var skippedDevices: [PathBytes] = []
     /// `.wh..wh..opq` at the layer root: the layers below do not show (Decision 5).
     public var opaqueRoot = false
     /// Parents the tar did not list, made 0755 root here: their owner, mode and xattrs come
@@ -73,11 +76,44 @@ public final class LayerUnpacker {
     /// Device nodes a plain copy skipped.
     public private(set) var skippedDevices: [PathBytes] = []
 
+    /// The user namespace the files are made in: rootless, owners must be mapped in it (with
+    /// only the user's own id, every file is theirs) and devices cannot be made.
+    private let userNamespace: UserNamespace
+    /// Paths of devices not made, for hardlinks to them (skipped too).
+    private var devicesNotMade: Set<PathBytes> = []
+
     /// Unpacks into `root`; `label` names the layer in errors; `recorder` journals the tar (nil: none).
-    public init(root: Directory, label: String, recorder: JournalRecorder?) {
+    public init(root: Directory, label: String, recorder: JournalRecorder?, userNamespace: UserNamespace = .current) {
         self.root = root
         self.label = label
         self.recorder = recorder
+        self.userNamespace = userNamespace
+    }
+
+    /// Rootless: a device (not a whiteout's 0/0, refused later) or a hardlink to one is not made.
+    private func isDeviceNotMade(_ entry: TarEntry) -> Bool {
+        switch entry.kind {
+        case .blockDevice: return true
+        case .characterDevice: return !(entry.devMajor == 0 && entry.devMinor == 0)
+        case .hardlink:
+            var target = entry.linkTarget[...]
+            while target.first == UInt8(ascii: "/") { target = target.dropFirst() }
+            guard case .success(let c) = EntryPath.components(Array(target)) else { return false }
+            return devicesNotMade.contains(EntryPath.join(c))
+        default: return false
+        }
+    }
+
+    /// Rootless: the ids a file gets in this user namespace (a single-id mapping gives every
+    /// file to the user, as podman does); an owner it does not map is refused, naming the fix.
+    private func mappedOwner(_ entry: inout TarEntry) throws {
+        if userNamespace.isSingleID { (entry.uid, entry.gid) = (0, 0); return }
+        guard !userNamespace.maps(uid: entry.uid, gid: entry.gid) else { return }
+        throw StrataError(.unsupported, """
+            \(label): "\(entry.path.display)" belongs to \(entry.uid):\(entry.gid), which this user's namespace does not \
+            map (uids \(userNamespace.uidRangeText)): give the user a larger range in /etc/subuid and /etc/subgid, \
+            then end strata's pause process (pkill -u $USER strata-pause) so that the next command maps it
+            """)
     }
 
     private func unsafe(_ entry: PathBytes, _ why: String) -> StrataError {
@@ -102,6 +138,14 @@ public final class LayerUnpacker {
             }
             stats.entries += 1
             try recorder?.entryStarted(at: entry.headerOffset)
+            if userNamespace.isRootless {
+                if isDeviceNotMade(entry) {
+                    if case .success(let c) = EntryPath.components(entry.path) { devicesNotMade.insert(EntryPath.join(c)) }
+                    if plain == nil { stats.skippedDevices.append(entry.path) } else { skippedDevices.append(entry.path) }
+                    continue
+                }
+                try mappedOwner(&entry)
+            }
             try apply(entry, reader: reader)
         }
         try applyDeferredTimes()

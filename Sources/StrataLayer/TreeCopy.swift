@@ -86,7 +86,7 @@ public struct OverlayFormApplier {
     private func copyMetadata(from: FDHandle, to: FDHandle, _ st: FileStatus) throws {
         try to.chown(uid: st.uid, gid: st.gid)
         try to.chmod(st.mode & 0o7777)
-        for (name, value) in Xattrs.list(from.fd) where !name.hasPrefix("trusted.overlay.") {
+        for (name, value) in Xattrs.list(from.fd) where !name.hasPrefix("trusted.overlay.") && !name.hasPrefix("user.overlay.") && !name.hasPrefix("user.fuseoverlayfs.") {
             try? to.setXattr(name, value)
         }
         try to.setTimes(atime: st.accessTime, mtime: st.modificationTime)

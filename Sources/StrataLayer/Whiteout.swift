@@ -10,16 +10,21 @@ public enum Whiteout {
     /// Names with this prefix other than the opaque marker are aufs internals, not content.
     public static let aufsMetaPrefix: PathBytes = Array(".wh..wh.".utf8)
 
-    /// The xattr that makes an overlay directory opaque, and its value.
-    public static let overlayOpaqueXattr = "trusted.overlay.opaque"
+    /// The xattr that makes an overlay directory opaque, and its value: `trusted.overlay.opaque`
+    /// as root; rootless, where trusted.* is out of reach, `user.overlay.opaque` (overlay's
+    /// `userxattr`, which fuse-overlayfs reads too; docs/rootless.md).
+    public static let overlayOpaqueXattr = UserNamespace.current.isRootless ? "user.overlay.opaque" : "trusted.overlay.opaque"
     public static let overlayOpaqueValue: [UInt8] = [UInt8(ascii: "y")]
+    /// What fuse-overlayfs writes in an upper dir when it cannot write trusted.*.
+    public static let fuseOverlayOpaqueXattr = "user.fuseoverlayfs.opaque"
 
     /// On disk, in overlay form: a character device 0/0 is a whiteout.
     public static func isOverlayWhiteout(_ st: FileStatus) -> Bool { st.kind == .characterDevice && st.rdev == 0 }
 
     /// On disk, in overlay form: whether the directory is opaque (its xattr is exactly "y").
     public static func isOpaque(_ dir: Directory) -> Bool {
-        dir.handle.xattr(overlayOpaqueXattr, limit: 16) == overlayOpaqueValue
+        if dir.handle.xattr(overlayOpaqueXattr, limit: 16) == overlayOpaqueValue { return true }
+        return UserNamespace.current.isRootless && dir.handle.xattr(fuseOverlayOpaqueXattr, limit: 16) == overlayOpaqueValue
     }
 
     /// What a tar entry's final name component means.

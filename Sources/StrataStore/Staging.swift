@@ -93,6 +93,11 @@ extension Store {
         if let expectedDiffID, expectedDiffID != result.diffID {
             throw StrataError(.digestMismatch, "\(label): uncompressed layer hashes to \(result.diffID), but the image config says diffID \(expectedDiffID)")
         }
+        let devices = result.stats.skippedDevices
+        if !devices.isEmpty {
+            let names = devices.prefix(3).map(\.display).joined(separator: ", ") + (devices.count > 3 ? ", …" : "")
+            logger.warning("\(label): \(devices.count) device node\(devices.count == 1 ? "" : "s") not made (a user namespace cannot make devices; the layer's tar keeps them): \(names)")
+        }
         if let reason = result.journalInexactReason {
             // The journal cannot rebuild this tar: keep the tar itself (a second read of the blob,
             // only for such layers), and check that it is the same stream.

@@ -45,7 +45,19 @@ public final class Store: @unchecked Sendable {
     /// a store opened `forRepair`; nil when it does. Any other opening refuses such a store.
     public package(set) var indexProblem: String?
 
-    public static let defaultRoot = "/var/lib/strata"
+    /// `/var/lib/strata`; rootless, `$XDG_DATA_HOME/strata` or `~/.local/share/strata`, as
+    /// podman's (docs/rootless.md).
+    public static var defaultRoot: String {
+        guard UserNamespace.current.isRootless else { return "/var/lib/strata" }
+        let env = ProcessInfo.processInfo.environment
+        if let data = env["XDG_DATA_HOME"], data.hasPrefix("/") { return data + "/strata" }
+        // HOME as the user's; in the namespace, the password entry of uid 0 is the host root's.
+        if let home = env["HOME"], home.hasPrefix("/"), home != "/" { return home + "/.local/share/strata" }
+        if let uid = UserNamespace.current.hostUser?.uid, let home = homeDirectory(ofHostUser: uid) {
+            return home + "/.local/share/strata"
+        }
+        return "/nonexistent/.local/share/strata"
+    }
 
     /// Opens (creating if needed) the store at `rootPath`. `driver` chooses the union driver of
     /// a new store (default: overlay if a scratch overlay mounts here, else vfs); for an existing

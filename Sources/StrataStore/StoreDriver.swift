@@ -21,6 +21,7 @@ extension Store {
             throw StrataError(.invalidArgument, "unknown driver \"\(requested)\": expected overlay or vfs")
         }
         let recorded = try metadata.read { try $0.setting("driver") }
+        try settleUserNamespace()
         if let recorded {
             if let requested, requested != recorded {
                 throw StrataError(.conflict, "the store at \(rootPath) uses the \(recorded) driver; --driver \(requested) contradicts it (use another --root)")
@@ -39,6 +40,23 @@ extension Store {
             try tx.settle("driver", chosen)
             return try tx.setting("driver") ?? chosen
         }
+    }
+
+    /// A store is made either by root or by rootless strata (docs/rootless.md): their layers
+    /// differ on disk (trusted.* or user.* overlay xattrs, devices made or not, owners as the
+    /// host's or as a user namespace's). The other kind is refused, saying which it is.
+    /// (Recorded in the database only: one rebuilt by `check --repair` takes it from the
+    /// first command; a user cannot open root's store, 0700, in any case.)
+    private func settleUserNamespace() throws {
+        let ns = UserNamespace.current
+        let mine = ns.isRootless ? "rootless:\(ns.hostUser?.uid ?? 0)" : "root"
+        let recorded = try metadata.read { try $0.setting("made-by") }
+        if let recorded, recorded != mine {
+            let what = recorded == "root" ? "by root" : "by rootless strata of uid \(recorded.dropFirst(9))"
+            let fix = recorded == "root" ? "run strata as root for it" : "run strata as that user for it"
+            throw StrataError(.conflict, "the store at \(rootPath) was made \(what): \(fix), or use another --root")
+        }
+        if recorded == nil { try metadata.write { tx in try tx.settle("made-by", mine) } }
     }
 
     /// The directories of container `id` (under ROOT/containers/).

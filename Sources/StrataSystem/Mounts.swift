@@ -7,13 +7,15 @@ import StrataCore
 /// Mounting and unmounting: the calls the union drivers make, with errno kept.
 public enum Mounts {
     /// An overlay at `target` through the new mount API (fsopen/fsconfig/fsmount), each lower
-    /// dir its own `lowerdir+` (no page limit on the options). Lower dirs top first.
+    /// dir its own `lowerdir+` (no page limit on the options). Lower dirs top first. Rootless,
+    /// with `userxattr` (whiteouts and opaque dirs in user.overlay.*, docs/rootless.md).
     public static func overlay(target: String, lowers: [String], upper: String, work: String) throws {
         var err = [CChar](repeating: 0, count: 2048)
         let cstrings = lowers.map { strdup($0) }
         defer { cstrings.forEach { free($0) } }
         let r = cstrings.map { UnsafePointer($0) }.withUnsafeBufferPointer { buf in
-            strata_overlay_mount_fsconfig(target, buf.baseAddress, Int32(lowers.count), upper, work, 0, &err, err.count)
+            strata_overlay_mount_fsconfig(target, buf.baseAddress, Int32(lowers.count), upper, work, 0,
+                                          UserNamespace.current.isRootless ? 1 : 0, &err, err.count)
         }
         if r != 0 {
             let e = Errno.current

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CRootless
 import FoundationEssentials
 import StrataEngine
 import StrataLauncher
@@ -138,6 +139,32 @@ struct SystemDf: ParsableCommand {
     }
 }
 
+/// `unshare`: a command in rootless strata's user and mount namespace (podman's `unshare`).
+struct Unshare: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "unshare",
+        abstract: "Run a command in the user and mount namespace of rootless strata.",
+        discussion: """
+            Rootless, strata's mounts (`strata mount`, containers' rootfs) and the files of other \
+            owners are seen as strata sees them only from inside its namespace. Runs COMMAND \
+            there, or $SHELL. As root, runs it as it is.
+            """)
+    @Argument(parsing: .captureForPassthrough, help: "The command and its arguments (default: $SHELL).")
+    var command: [String] = []
+    func run() throws {
+        try strata.run {
+            if !isRootUser {
+                let why = strata_rootless_error().map { String(cString: $0) } ?? "the namespace could not be entered"
+                throw StrataError(.system, "rootless strata cannot run: \(why)")
+            }
+            let shell = ProcessInfo.processInfo.environment["SHELL"].flatMap { $0.isEmpty ? nil : $0 } ?? "/bin/sh"
+            let argv = command.first == "--" ? Array(command.dropFirst()) : command
+            let e = replaceProcess(argv.isEmpty ? [shell] : argv)
+            throw StrataError(e == .ENOENT ? .notFound : .system, "cannot run \(argv.first ?? shell)", cause: e)
+        }
+    }
+}
+
 /// `info`: the store, its driver, and what the kernel offers.
 struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "info", abstract: "Show the store, its driver and the kernel features strata uses.")
@@ -157,8 +184,9 @@ struct Info: ParsableCommand {
                     case .v2(let root): return "v2 at \(root)"
                     case .v1(let mounts): return "v1: " + mounts.keys.sorted().joined(separator: ", ")
                     }
-                } ?? "none mounted (limits cannot be set)"),
+                } ?? "none: \(CgroupLayout.unavailableReason); limits cannot be set"),
                 ("Seccomp", "libseccomp, Docker's default profile"),
+                ("Rootless", rootlessSummary()),
                 ("Images", String(try store.images().count)),
                 ("Layers", String(try store.layers().count)),
                 ("Containers", String(try store.containers(all: true).count)),
@@ -166,5 +194,13 @@ struct Info: ParsableCommand {
             ]
             for (k, v) in lines { print("\(k): \(v)") }
         }
+    }
+
+    /// "no", or the user and the ids mapped for them.
+    private func rootlessSummary() -> String {
+        let ns = UserNamespace.current
+        guard ns.isRootless, let user = ns.hostUser else { return "no" }
+        let map = ns.uidMap.map { "\($0.inside)→\($0.outside)" + ($0.count > 1 ? "+\($0.count)" : "") }.joined(separator: ", ")
+        return "yes: uid \(user.uid), ids \(map)" + (ns.isSingleID ? " (one id only: no range in /etc/subuid)" : "")
     }
 }

@@ -28,6 +28,7 @@ struct Run: ParsableCommand {
             let options = try flags.runOptions()
             let overrides = try flags.overrides(command: command)
             let engine = try global.openEngine()
+            if CgroupLayout.cached == nil { CgroupLayout.warnOnceWithoutCgroups() }
             try flags.ensureImage(image, in: engine.store, quiet: global.quiet)
             if detach {
                 print(try engine.runDetached(image: image, overrides: overrides, options: options))

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CRootless
 import FoundationEssentials
 import Logging
 import StrataCore
@@ -70,7 +71,7 @@ struct Strata: ParsableCommand {
                       Start.self, Stop.self, Restart.self, Kill.self, Wait.self, Logs.self, Exec.self, Export.self,
                       Pause.self, Unpause.self, Rename.self, Top.self, Stats.self, Cp.self, Attach.self, Events.self, Version.self,
                       ImageGroup.self, ContainerGroup.self, SystemGroup.self, Info.self, ContainerMonitor.self,
-                      ContainerCleanup.self, ContainerRestart.self, VolumeGroup.self, HealthcheckGroup.self]
+                      ContainerCleanup.self, ContainerRestart.self, VolumeGroup.self, HealthcheckGroup.self, Unshare.self]
     )
 
     /// "unknown command 'X'" with the nearest command, or nil for a command that exists.
@@ -180,8 +181,13 @@ struct GlobalOptions: ParsableArguments {
 
     /// The store; `forRepair` opens one whose database does not describe its files (for `check`).
     func openStore(forRepair: Bool = false) throws -> Store {
+        // Not root, and the user namespace of rootless strata could not be entered: why.
+        if !isRootUser {
+            let why = strata_rootless_error().map { String(cString: $0) } ?? "strata was not started as a user it can run as"
+            throw StrataError(.system, "rootless strata cannot run: \(why)")
+        }
         // A store this user cannot write: one line that says what to do, before anything is made.
-        if !isRootUser, !isWritable(rootPath), pathExists(rootPath) || !isWritable(parentOf(rootPath)) {
+        if UserNamespace.current.isRootless, !isWritable(rootPath), pathExists(rootPath) || !isWritable(existingAncestor(rootPath)) {
             throw StrataError(.invalidArgument, "the store \(rootPath) is not writable by this user: run as root, or use --root DIR you own")
         }
         // STRATA_OVERLAY_MOUNT_FORM=shortlinks: the overlay mount form of older kernels (tests, benches).
@@ -198,9 +204,14 @@ struct GlobalOptions: ParsableArguments {
         return Engine(store: store, monitor: .strata(executable, root: store.rootPath, driver: store.driverName))
     }
 
-    private func parentOf(_ path: String) -> String {
-        guard let slash = path.dropLast().lastIndex(of: "/") else { return "." }
-        return slash == path.startIndex ? "/" : String(path[..<slash])
+    /// The nearest directory above `path` that exists (where it would be made).
+    private func existingAncestor(_ path: String) -> String {
+        var p = path
+        repeat {
+            guard let slash = p.dropLast().lastIndex(of: "/") else { return "." }
+            p = slash == p.startIndex ? "/" : String(p[..<slash])
+        } while !pathExists(p)
+        return p
     }
 }
 

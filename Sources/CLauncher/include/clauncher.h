@@ -73,6 +73,9 @@ struct strata_launch {
     char *const *init_argv;      /* with init_fd: "strata-init", path, argv... */
     int stdio[3];                /* without a terminal: the fds that become 0, 1 and 2 (pipes strata or the
                                     monitor copies out, /dev/null); never strata's own. All >= 3. */
+    int rootless;                /* in a user namespace (docs/rootless.md): /dev's nodes are bound from the
+                                    host's (a user namespace cannot make devices), and /sys is the host's,
+                                    bound read-only, where sysfs cannot be mounted (the host's network) */
 };
 
 /// A resource limit for the container's process (`--ulimit`): RLIMIT_* number, soft, hard.

@@ -53,10 +53,12 @@ int strata_rename_noreplace(int olddirfd, const char *a, int newdirfd, const cha
 int strata_wait_readable(int fd, int timeout_ms);
 
 /// Mounts overlayfs at `target` with the new mount API: one `lowerdir+` per lower dir (top
-/// first, no page-size limit), index/redirect_dir/metacopy off. `readonly` omits upper/work.
+/// first, no page-size limit), index/redirect_dir/metacopy off. `readonly` omits upper/work;
+/// `userxattr` keeps overlay's state in user.overlay.* (in a user namespace).
 /// On failure returns -1 with errno and the kernel's messages in `err`.
 int strata_overlay_mount_fsconfig(const char *target, const char *const *lowers, int nlowers,
-                                  const char *upper, const char *work, int readonly, char *err, size_t errlen);
+                                  const char *upper, const char *work, int readonly, int userxattr,
+                                  char *err, size_t errlen);
 /// 0 when fsopen("overlay") works (kernel has the new mount API and overlayfs).
 int strata_fsopen_overlay_probe(void);
 /// mount(2) run from `dir` in a forked child, so relative paths in `data` resolve there.
