@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what strata needs to build, test and run its examples, if missing (Debian 12).
 set -euo pipefail
-pkgs=(groff-base bsdextrautils libarchive-dev zlib1g-dev liblzma-dev libzstd-dev libbz2-dev liblz4-dev libseccomp-dev gcc libc6-dev bzip2 lz4 libarchive-tools libsqlite3-dev pkg-config busybox-static skopeo umoci runc zstd xz-utils python3 attr docker-registry apache2-utils openssl curl)
+pkgs=(groff-base bsdextrautils libarchive-dev zlib1g-dev liblzma-dev libzstd-dev libbz2-dev liblz4-dev libseccomp-dev gcc libc6-dev bzip2 lz4 libarchive-tools libsqlite3-dev pkg-config busybox-static skopeo umoci runc zstd xz-utils python3 attr docker-registry apache2-utils openssl curl uidmap fuse-overlayfs procps util-linux)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -12,6 +12,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# Rootless strata (docs/rootless.md) mounts fuse-overlayfs as a user: /dev/fuse is 0666 on a
+# Debian host (udev's rule); some machines without udev leave it 0600.
+if [ -c /dev/fuse ] && [ "$(stat -c %a /dev/fuse)" != 666 ]; then chmod 0666 /dev/fuse; fi
 if ! command -v swift >/dev/null 2>&1 && [ -x /opt/swift/usr/bin/swift ]; then
   echo "note: add /opt/swift/usr/bin to PATH" >&2
 fi

@@ -63,6 +63,17 @@ int child_set_caps(uint64_t keep) {
     return (int)syscall(SYS_capset, &h, d);
 }
 
+/* Rootless with a single-id mapping, the namespace was made with setgroups denied (the
+   kernel's condition for an unprivileged gid_map): the groups stay as they are. */
+static int setgroups_denied(void) {
+    int fd = open("/proc/self/setgroups", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    char buf[8] = { 0 };
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    return n >= 4 && memcmp(buf, "deny", 4) == 0;
+}
+
 void child_drop(const struct child_identity *id, int err_fd) {
     /* resource limits first: raising a hard limit takes CAP_SYS_RESOURCE, still held here */
     for (int i = 0; i < id->nrlimits; i++) {
@@ -84,7 +95,8 @@ void child_drop(const struct child_identity *id, int err_fd) {
     /* Raw syscalls, not glibc's wrappers: those make every thread of the process change its
        ids together (setxid), and this child of a raw clone still carries the parent's thread
        list (and maybe its locks); the wrapper could wait forever for threads it does not have. */
-    if (syscall(SYS_setgroups, (size_t)id->ngroups, id->groups) != 0) child_fail(err_fd, ST_GROUPS);
+    if (syscall(SYS_setgroups, (size_t)id->ngroups, id->groups) != 0 && !(errno == EPERM && setgroups_denied()))
+        child_fail(err_fd, ST_GROUPS);
     if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) child_fail(err_fd, ST_CAPS);
     if (syscall(SYS_setresgid, id->gid, id->gid, id->gid) != 0) child_fail(err_fd, ST_UID);
     if (syscall(SYS_setresuid, id->uid, id->uid, id->uid) != 0) child_fail(err_fd, ST_UID);

@@ -124,3 +124,33 @@ int strata_umount(const char *target, int flags) { return umount2(target, flags)
 
 unsigned long strata_ms_bind(void) { return MS_BIND; }
 int strata_mnt_detach(void) { return MNT_DETACH; }
+
+int strata_run_helper(const char *path, char *const argv[], char *err, size_t errlen) {
+    if (err && errlen) err[0] = 0;
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) return -1;
+    /* Syscalls only between fork and exec (the caller has threads). */
+    pid_t pid = fork();
+    if (pid < 0) { close(fds[0]); close(fds[1]); return -1; }
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(fds[1], 2) < 0) _exit(126);
+        syscall(SYS_close_range, 3U, ~0U, 0);
+        execv(path, argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) { close(fds[0]); return -1; }
+    }
+    /* what it said on stderr before it ended (a daemon it left may hold the pipe: no waiting) */
+    if (err && errlen > 1) {
+        ssize_t n = read(fds[0], err, errlen - 1);
+        err[n > 0 ? n : 0] = 0;
+    }
+    close(fds[0]);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
+    errno = 0;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}

@@ -37,12 +37,14 @@ public enum MountDescription: Sendable, Equatable {
     /// overlayfs with mount(2) and one page of options: run from `directory` (ROOT/l) so that
     /// lower dirs are short relative links.
     case overlayShortLinks(directory: String, options: String, target: String)
+    /// fuse-overlayfs, lower dirs top first.
+    case fuseOverlay(lowers: [String], upper: String, work: String, target: String)
     /// Nothing to mount: the rootfs is a plain directory.
     case none(rootfs: String)
 
     public var target: String {
         switch self {
-        case .overlay(_, _, _, let t), .overlayShortLinks(_, _, let t): return t
+        case .overlay(_, _, _, let t), .overlayShortLinks(_, _, let t), .fuseOverlay(_, _, _, let t): return t
         case .none(let r): return r
         }
     }

@@ -66,7 +66,7 @@ public struct OverlayDriver: UnionDriver {
             try Mounts.overlay(target: target, lowers: lowers, upper: upper, work: work)
         case .overlayShortLinks(let dir, let options, let target):
             try Mounts.overlay(target: target, options: options, relativeTo: dir)
-        case .none:
+        case .none, .fuseOverlay:
             return
         }
     }

@@ -98,14 +98,15 @@ public enum ChangeScanner {
     /// opaque directories hide all below them.
     public static func scanUpper(_ upper: Directory, lower: MergedView) throws -> [ChangedPath] {
         var out: [ChangedPath] = []
-        try walkUpper(upper, [], lower, underOpaque: false, &out)
+        try walkUpper(upper, [], lower, underOpaque: false, opaque: Whiteout.isOpaque(upper), &out)
         return out
     }
 
     private static func walkUpper(_ dir: Directory, _ prefix: [PathBytes], _ lower: MergedView, underOpaque: Bool,
-                                  _ out: inout [ChangedPath]) throws {
+                                  opaque dirIsOpaque: Bool, _ out: inout [ChangedPath]) throws {
         for name in try dir.entries().sorted(by: { $0.lexicographicallyPrecedes($1) }) {
             guard let st = try dir.lstat(name) else { continue }
+            if Whiteout.isFuseOverlayMarker(name, st, inOpaqueDirectory: dirIsOpaque) { continue }
             let comps = prefix + [name]
             let path = EntryPath.join(comps)
             if Whiteout.isOverlayWhiteout(st) {
@@ -121,7 +122,7 @@ public enum ChangeScanner {
                 // Nothing below shows under an opaque directory, nor under one the layers do
                 // not have as a directory: its children need no lookups in them.
                 let hidden = underOpaque || opaque || below.map { FileKind(mode: $0.mode) != .directory } ?? true
-                try walkUpper(sub, comps, lower, underOpaque: hidden, &out)
+                try walkUpper(sub, comps, lower, underOpaque: hidden, opaque: opaque, &out)
             } else {
                 out.append(ChangedPath(path: path, kind: below == nil ? .added : .changed,
                                        source: .entry(directory: dir, name: name, stat: st, opaque: false)))

@@ -24,8 +24,10 @@ public struct OverlayFormApplier {
     private func key(_ st: FileStatus) -> UInt64 { UInt64(st.device) << 40 ^ UInt64(st.inode) }
 
     private func applyDir(_ src: Directory, _ dst: Directory, _ links: inout [UInt64: (Directory, PathBytes)]) throws {
+        let srcIsOpaque = Whiteout.isOpaque(src)
         for name in try src.entries().sorted(by: { $0.lexicographicallyPrecedes($1) }) {
             guard let st = try src.lstat(name) else { continue }
+            if Whiteout.isFuseOverlayMarker(name, st, inOpaqueDirectory: srcIsOpaque) { continue }
             let existing = try dst.lstat(name)
             if Whiteout.isOverlayWhiteout(st) {
                 try dst.removeTree(name)

@@ -27,6 +27,16 @@ public enum Whiteout {
         return UserNamespace.current.isRootless && dir.handle.xattr(fuseOverlayOpaqueXattr, limit: 16) == overlayOpaqueValue
     }
 
+    /// fuse-overlayfs marks a directory opaque in its upper dir three ways at once: the xattr,
+    /// an empty `.wh..wh..opq` file and a 0/0 device named `.wh..opq`. The two names are its own
+    /// bookkeeping, not the container's files (it hides `.wh.` names from the container), read
+    /// as such only in a directory that is opaque, rootless.
+    public static func isFuseOverlayMarker(_ name: PathBytes, _ st: FileStatus, inOpaqueDirectory: Bool) -> Bool {
+        guard inOpaqueDirectory, UserNamespace.current.isRootless else { return false }
+        if name == opaqueMarker { return st.kind == .regular && st.size == 0 }
+        return name == Array(".wh..opq".utf8) && isOverlayWhiteout(st)
+    }
+
     /// What a tar entry's final name component means.
     public enum Meaning: Equatable {
         case content

@@ -37,7 +37,7 @@ public final class Store: @unchecked Sendable {
     private let changeState = Mutex(ChangeState())
     private struct ChangeState { var shared = 0; var exclusive = false }
     static let changeByte: Int64 = 1
-    /// The union driver this store uses ("overlay" or "vfs"), recorded when it was created.
+    /// The union driver this store uses ("overlay", "fuse-overlayfs" or "vfs"), recorded when it was created.
     public private(set) var driverName = "overlay"
     /// That driver, probed once (the kernel's mount API) when the store is opened.
     public private(set) var driver: any UnionDriver = VfsDriver()

@@ -4,10 +4,14 @@ import StrataDrivers
 import StrataSystem
 
 extension Store {
+    /// The drivers a store may use.
+    public static let driverNames = ["overlay", "fuse-overlayfs", "vfs"]
+
     /// The union driver for a store's recorded driver name (`Store.driver` keeps one).
     package func makeDriver(_ name: String, forceShortLinks: Bool) -> any UnionDriver {
         switch name {
         case "vfs": return VfsDriver()
+        case "fuse-overlayfs": return FuseOverlayDriver()
         default:
             // `shortLinks` forces the form older kernels get (tests, benches).
             let plus = !forceShortLinks && OverlayDriver.kernelHasLowerdirPlus
@@ -17,8 +21,8 @@ extension Store {
 
     /// Records the driver on first use; refuses one that contradicts the recorded driver.
     package func settleDriver(requested: String?) throws -> String {
-        if let requested, !["overlay", "vfs"].contains(requested) {
-            throw StrataError(.invalidArgument, "unknown driver \"\(requested)\": expected overlay or vfs")
+        if let requested, !Store.driverNames.contains(requested) {
+            throw StrataError(.invalidArgument, "unknown driver \"\(requested)\": expected overlay, fuse-overlayfs or vfs")
         }
         let recorded = try metadata.read { try $0.setting("driver") }
         try settleUserNamespace()
@@ -28,13 +32,21 @@ extension Store {
             }
             return recorded
         }
+        // overlay, else (rootless, where the kernel may not mount it in a user namespace)
+        // fuse-overlayfs, else vfs; a driver asked for by name must work.
         var chosen = requested ?? "overlay"
-        if chosen == "overlay" {
-            if let why = OverlayDriver.probe(scratch: rootPath + "/tmp/probe-\(Store.randomID().prefix(8))") {
-                if requested == "overlay" { throw StrataError(.unsupported, "overlay does not work here: \(why)") }
+        let scratch = { self.rootPath + "/tmp/probe-\(Store.randomID().prefix(8))" }
+        if chosen == "overlay", let why = OverlayDriver.probe(scratch: scratch()) {
+            if requested == "overlay" { throw StrataError(.unsupported, "overlay does not work here: \(why)") }
+            if UserNamespace.current.isRootless, FuseOverlayDriver.probe(scratch: scratch()) == nil {
+                logger.warning("overlay does not work here (\(why)); this store uses fuse-overlayfs")
+                chosen = "fuse-overlayfs"
+            } else {
                 logger.warning("overlay does not work here (\(why)); this store uses the vfs driver")
                 chosen = "vfs"
             }
+        } else if chosen == "fuse-overlayfs", let why = FuseOverlayDriver.probe(scratch: scratch()) {
+            throw StrataError(.unsupported, "fuse-overlayfs does not work here: \(why)")
         }
         return try metadata.write { tx in
             try tx.settle("driver", chosen)

@@ -117,6 +117,8 @@ public func pathExists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
 /// Whether this process may write `path`.
 public func isWritable(_ path: String) -> Bool { access(path, W_OK) == 0 }
+/// Whether this process may open `path` for reading and writing.
+public func isReadableAndWritable(_ path: String) -> Bool { access(path, R_OK | W_OK) == 0 }
 
 /// The canonical absolute path (realpath(3)).
 public func canonicalPath(_ path: String) throws -> String {

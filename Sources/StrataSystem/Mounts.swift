@@ -39,6 +39,34 @@ public enum Mounts {
         }
     }
 
+    /// fuse-overlayfs (Debian's `fuse-overlayfs`) at `target`: lower dirs top first. The program
+    /// mounts, stays as the filesystem's daemon, and ends when it is unmounted.
+    public static func fuseOverlay(target: String, lowers: [String], upper: String, work: String) throws {
+        guard let program = fuseOverlayProgram else {
+            throw StrataError(.notFound, "fuse-overlayfs is not installed (Debian: apt-get install fuse-overlayfs)")
+        }
+        // Its option syntax has no escape for these.
+        for p in lowers + [upper, work] where p.contains(",") || p.contains(":") {
+            throw StrataError(.unsupported, "fuse-overlayfs cannot take the path \(p): it holds \",\" or \":\"; use a store path without them")
+        }
+        let options = "lowerdir=" + lowers.joined(separator: ":") + ",upperdir=" + upper + ",workdir=" + work
+        let argv = ["fuse-overlayfs", "-o", options, target]
+        let cArgs = argv.map { strdup($0) } + [nil]
+        defer { cArgs.forEach { free($0) } }
+        var err = [CChar](repeating: 0, count: 2048)
+        let rc = strata_run_helper(program, cArgs, &err, err.count)
+        guard rc != 0 else { return }
+        let said = String(cString: err).split(separator: "\n").filter { !$0.contains("unknown argument ignored") }
+            .joined(separator: "; ")
+        if rc < 0 { throw StrataError.errno(.system, "cannot run \(program)") }
+        throw StrataError(.system, "fuse-overlayfs could not mount \(target) (exit \(rc)\(said.isEmpty ? "" : ": \(said)"))")
+    }
+
+    /// Where fuse-overlayfs is installed, or nil.
+    public static var fuseOverlayProgram: String? {
+        ["/usr/bin/fuse-overlayfs", "/usr/local/bin/fuse-overlayfs", "/bin/fuse-overlayfs"].first { access($0, X_OK) == 0 }
+    }
+
     /// umount2(2); `detach` lets go at once (MNT_DETACH). Not mounted (EINVAL) or gone
     /// (ENOENT) is not an error.
     public static func unmount(_ path: String, detach: Bool = false) throws {

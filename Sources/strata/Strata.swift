@@ -128,7 +128,7 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The store directory (also STRATA_ROOT).", valueName: "DIR"))
     var root: String?
 
-    @Option(name: .long, help: ArgumentHelp("Union driver of a new store: overlay or vfs (default: overlay if it works here).", valueName: "NAME"))
+    @Option(name: .long, help: ArgumentHelp("Union driver of a new store: overlay, fuse-overlayfs or vfs (default: overlay if it works here; rootless, then fuse-overlayfs).", valueName: "NAME"))
     var driver: String?
 
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")

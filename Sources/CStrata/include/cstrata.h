@@ -59,6 +59,11 @@ int strata_wait_readable(int fd, int timeout_ms);
 int strata_overlay_mount_fsconfig(const char *target, const char *const *lowers, int nlowers,
                                   const char *upper, const char *work, int readonly, int userxattr,
                                   char *err, size_t errlen);
+/// Runs the program at `path` with `argv` (stdin and stdout /dev/null, no fd but 0-2) and waits
+/// for it: 0 when it exits 0, else its exit code (128+N for signal N; -1 with errno when it could
+/// not be started); what it wrote to stderr in `err`. For fuse-overlayfs, which stays as a
+/// daemon once it has mounted.
+int strata_run_helper(const char *path, char *const argv[], char *err, size_t errlen);
 /// 0 when fsopen("overlay") works (kernel has the new mount API and overlayfs).
 int strata_fsopen_overlay_probe(void);
 /// mount(2) run from `dir` in a forked child, so relative paths in `data` resolve there.
