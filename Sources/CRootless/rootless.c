@@ -46,20 +46,37 @@ static int own_directory(const char *path) {
     return 0;
 }
 
-/* $XDG_RUNTIME_DIR if it is ours, else /run/user/UID, else /tmp/strata-run-UID (made 0700);
-   XDG_RUNTIME_DIR is set to it, so every later step (and the credentials) agree. */
+/* Whether `path` is a directory of ours that nobody else may write. */
+static int private_directory(const char *path) {
+    struct stat st;
+    return lstat(path, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == getuid() && (st.st_mode & 022) == 0;
+}
+
+/* $XDG_RUNTIME_DIR if it is ours (and only ours to write), else /run/user/UID, else
+   /tmp/strata-run-UID (made 0700), else ~/.cache/strata-run (another user may have taken the
+   name in /tmp); XDG_RUNTIME_DIR is set to it, so every later step (and the credentials) agree. */
 static int runtime_directory(char *out, size_t n) {
     const char *x = getenv("XDG_RUNTIME_DIR");
-    struct stat st;
-    if (x && *x == '/' && lstat(x, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == getuid()) {
+    if (x && *x == '/' && strlen(x) < 3000 && private_directory(x)) {
         snprintf(out, n, "%s", x);
     } else {
         snprintf(out, n, "/run/user/%u", (unsigned)getuid());
-        if (!(lstat(out, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == getuid())) {
+        if (!private_directory(out)) {
             snprintf(out, n, "/tmp/strata-run-%u", (unsigned)getuid());
             if (own_directory(out) != 0) {
-                set_error("cannot use %s as the runtime directory (%s): set XDG_RUNTIME_DIR to a directory of yours", out, strerror(errno));
-                return -1;
+                const char *home = getenv("HOME");
+                char cache[3100];
+                if (!home || *home != '/' || strlen(home) > 3000) {
+                    set_error("cannot use %s as the runtime directory (%s), and HOME is not set: set XDG_RUNTIME_DIR to a directory of yours", out, strerror(errno));
+                    return -1;
+                }
+                snprintf(cache, sizeof cache, "%s/.cache", home);
+                mkdir(cache, 0700);
+                snprintf(out, n, "%s/.cache/strata-run", home);
+                if (own_directory(out) != 0) {
+                    set_error("cannot use %s as the runtime directory (%s): set XDG_RUNTIME_DIR to a directory of yours", out, strerror(errno));
+                    return -1;
+                }
             }
         }
         setenv("XDG_RUNTIME_DIR", out, 1);
@@ -73,9 +90,12 @@ static int runtime_directory(char *out, size_t n) {
     return 0;
 }
 
+/* A small regular file's text (never a FIFO or a device: no waiting). */
 static int read_small(int dirfd, const char *name, char *buf, size_t n) {
-    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return -1;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) { close(fd); return -1; }
     ssize_t r = read(fd, buf, n - 1);
     close(fd);
     if (r < 0) return -1;
@@ -83,51 +103,72 @@ static int read_small(int dirfd, const char *name, char *buf, size_t n) {
     return (int)r;
 }
 
-/* Joins the namespaces of the pause process named in rundir/pause.pid: 0 when joined, -1 when
-   there is none (or it is not ours), -2 when joining failed. */
+/* Field 22 of /proc/PID/stat: when the process started, in clock ticks after boot. */
+static unsigned long long start_time(int procfd) {
+    char buf[1024];
+    if (read_small(procfd, "stat", buf, sizeof buf) <= 0) return 0;
+    char *p = strrchr(buf, ')');
+    if (!p) return 0;
+    /* after "(comm)": field 3 is the state; 19 more fields to the start time */
+    for (int field = 2; field < 22 && p; field++) p = strchr(p + 1, ' ');
+    return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+/* The inode of a namespace file, 0 if it cannot be read. */
+static unsigned long long ns_inode(int fd) {
+    struct stat st;
+    return fstat(fd, &st) == 0 ? (unsigned long long)st.st_ino : 0;
+}
+
+/* Joins the namespaces of the pause process recorded in rundir/pause.pid ("PID START USERNS
+   MNTNS"): 0 when joined, -1 when there is none, -2 when joining failed. The process must be
+   that one still: ours, named strata-pause, started when it did, in the namespaces it made.
+   A pid used again (by one of the user's containers, which run as the user in the same user
+   namespace and may name themselves so) fails the start time and the mount namespace. */
 static int join_pause(const char *rundir) {
     int dir = open(rundir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (dir < 0) return -1;
-    char buf[32];
+    char buf[128];
     int got = read_small(dir, "pause.pid", buf, sizeof buf);
     close(dir);
     if (got <= 0) return -1;
-    long pid = strtol(buf, NULL, 10);
-    if (pid <= 1) return -1;
+    long pid = 0;
+    unsigned long long start = 0, user_ino = 0, mnt_ino = 0;
+    if (sscanf(buf, "%ld %llu %llu %llu", &pid, &start, &user_ino, &mnt_ino) != 4 || pid <= 1) return -1;
     char path[64];
     snprintf(path, sizeof path, "/proc/%ld", pid);
     int proc = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (proc < 0) return -1;
-    /* ours and the pause process (not a pid used again by something else) */
     struct stat st;
     char comm[32];
     if (fstat(proc, &st) != 0 || st.st_uid != getuid() || read_small(proc, "comm", comm, sizeof comm) <= 0 ||
-        strcmp(comm, "strata-pause\n") != 0) {
+        strcmp(comm, "strata-pause\n") != 0 || start_time(proc) != start) {
         close(proc);
         return -1;
     }
     int userns = openat(proc, "ns/user", O_RDONLY | O_CLOEXEC);
     int mntns = openat(proc, "ns/mnt", O_RDONLY | O_CLOEXEC);
     close(proc);
-    if (userns < 0 || mntns < 0) {
+    if (userns < 0 || mntns < 0 || ns_inode(userns) != user_ino || ns_inode(mntns) != mnt_ino) {
         if (userns >= 0) close(userns);
         if (mntns >= 0) close(mntns);
         return -1;
     }
-    /* setns(mnt) moves the root and the working directory to the namespace's: keep the latter */
+    /* setns(mnt) moves the root and the working directory to the namespace's: the same path
+       is taken again there (never an fd of the host's tree), else / */
     char *cwd = getcwd(NULL, 0);
-    int cwdfd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
     int r = -2;
     if (setns(userns, CLONE_NEWUSER) != 0) {
         set_error("cannot join the user namespace of strata's pause process %ld: %s", pid, strerror(errno));
     } else if (setns(mntns, CLONE_NEWNS) != 0) {
-        set_error("cannot join the mount namespace of strata's pause process %ld: %s", pid, strerror(errno));
+        /* in the user namespace but not its mount namespace: nothing may run so */
+        fprintf(stderr, "strata: cannot join the mount namespace of strata's pause process %ld: %s\n", pid, strerror(errno));
+        _exit(71);
     } else {
         r = 0;
-        if (!(cwd && chdir(cwd) == 0) && cwdfd >= 0 && fchdir(cwdfd) != 0) r = 0;
+        if (!(cwd && chdir(cwd) == 0) && chdir("/") != 0) r = -2;
     }
     free(cwd);
-    if (cwdfd >= 0) close(cwdfd);
     close(userns);
     close(mntns);
     return r;
@@ -228,8 +269,16 @@ static int map_ids(pid_t pid) {
     return write_file(pid, "gid_map", line);
 }
 
-/* The pause process: holds the namespaces, nothing of the command that made it. */
+static char *args_start;
+static size_t args_length;
+
+/* The pause process: holds the namespaces, nothing of the command that made it (its command
+   line, which others may read in /proc, is blanked). */
 static void become_pause(void) {
+    if (args_start && args_length > 0) {
+        memset(args_start, 0, args_length);
+        snprintf(args_start, args_length, "strata-pause");
+    }
     setsid();
     if (chdir("/") != 0) _exit(1);
     syscall(SYS_close_range, 0U, ~0U, 0);
@@ -284,10 +333,20 @@ static int make_pause(const char *rundir) {
         if (read(fd, &p, sizeof p) != sizeof p || p <= 0) {
             set_error("cannot make a mount namespace in the user namespace: %s", strerror(p < 0 ? -p : EIO));
         } else {
-            char tmp[4200], final[4200], text[24];
+            char tmp[4200], final[4200], text[128];
             snprintf(tmp, sizeof tmp, "%s/pause.pid.%d", rundir, (int)getpid());
             snprintf(final, sizeof final, "%s/pause.pid", rundir);
-            snprintf(text, sizeof text, "%d\n", p);
+            /* the pause process as it is now: its start time and namespaces, checked at each join */
+            char procpath[64];
+            snprintf(procpath, sizeof procpath, "/proc/%d", p);
+            int proc = open(procpath, O_PATH | O_DIRECTORY | O_CLOEXEC);
+            int u = proc >= 0 ? openat(proc, "ns/user", O_RDONLY | O_CLOEXEC) : -1;
+            int m = proc >= 0 ? openat(proc, "ns/mnt", O_RDONLY | O_CLOEXEC) : -1;
+            snprintf(text, sizeof text, "%d %llu %llu %llu\n", p, proc >= 0 ? start_time(proc) : 0ULL,
+                     u >= 0 ? ns_inode(u) : 0ULL, m >= 0 ? ns_inode(m) : 0ULL);
+            if (u >= 0) close(u);
+            if (m >= 0) close(m);
+            if (proc >= 0) close(proc);
             int f = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
             if (f >= 0 && write(f, text, strlen(text)) == (ssize_t)strlen(text) && close(f) == 0 && rename(tmp, final) == 0) {
                 r = 0;
@@ -311,8 +370,6 @@ static int needs_namespace(int argc, char **argv) {
                            "--generate-completion-script", NULL };
     for (int i = 0; skip[i]; i++)
         if (strcmp(argv[1], skip[i]) == 0) return 0;
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return 0;
     return 1;
 }
 
@@ -320,6 +377,10 @@ __attribute__((constructor)) static void strata_rootless_enter(int argc, char **
     /* root (of the host or of strata's namespace, which it already is in) needs nothing */
     if (geteuid() == 0) return;
     if (!needs_namespace(argc, argv)) return;
+    if (argc > 0 && argv[0]) {
+        args_start = argv[0];
+        args_length = (size_t)(argv[argc - 1] + strlen(argv[argc - 1]) + 1 - argv[0]);
+    }
     char rundir[4096];
     if (runtime_directory(rundir, sizeof rundir) != 0) return;
     int r = join_pause(rundir);

@@ -140,11 +140,24 @@ public final class LayerUnpacker {
             try recorder?.entryStarted(at: entry.headerOffset)
             if userNamespace.isRootless {
                 if isDeviceNotMade(entry) {
-                    if case .success(let c) = EntryPath.components(entry.path) { devicesNotMade.insert(EntryPath.join(c)) }
+                    if case .success(let c) = EntryPath.components(entry.path), !c.isEmpty {
+                        devicesNotMade.insert(EntryPath.join(c))
+                        // What was at that name before is replaced, as by the device; the
+                        // directories above it exist, as for any entry.
+                        let parent = try openParent(Array(c.dropLast()), entry: entry.path)
+                        if try parent.lstat(c.last!) != nil, plain == nil {
+                            try parent.removeTree(c.last!)
+                            cachedParent = nil
+                        }
+                    }
                     if plain == nil { stats.skippedDevices.append(entry.path) } else { skippedDevices.append(entry.path) }
                     continue
                 }
                 try mappedOwner(&entry)
+                // A later entry of that name is made: links to it are links to a file again.
+                if !devicesNotMade.isEmpty, case .success(let c) = EntryPath.components(entry.path) {
+                    devicesNotMade.remove(EntryPath.join(c))
+                }
             }
             try apply(entry, reader: reader)
         }

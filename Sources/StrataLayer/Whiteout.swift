@@ -1,5 +1,6 @@
 import StrataCore
 import StrataSystem
+import Synchronization
 
 /// Whiteouts in their two forms (docs/unpack-decisions.md): in a layer tar (OCI/aufs names) and
 /// on disk in an overlay lower or upper dir (a 0/0 character device; an opaque xattr).
@@ -24,15 +25,20 @@ public enum Whiteout {
     /// On disk, in overlay form: whether the directory is opaque (its xattr is exactly "y").
     public static func isOpaque(_ dir: Directory) -> Bool {
         if dir.handle.xattr(overlayOpaqueXattr, limit: 16) == overlayOpaqueValue { return true }
-        return UserNamespace.current.isRootless && dir.handle.xattr(fuseOverlayOpaqueXattr, limit: 16) == overlayOpaqueValue
+        return readsFuseOverlayMarkers.load(ordering: .relaxed) && dir.handle.xattr(fuseOverlayOpaqueXattr, limit: 16) == overlayOpaqueValue
     }
+
+    /// Set by a store whose driver is fuse-overlayfs: its upper dirs' markers are read as such.
+    /// Anywhere else they are a container's own xattrs and names (a container may set
+    /// `user.fuseoverlayfs.opaque` on its files; it must not make its commit drop them).
+    public static let readsFuseOverlayMarkers = Atomic<Bool>(false)
 
     /// fuse-overlayfs marks a directory opaque in its upper dir three ways at once: the xattr,
     /// an empty `.wh..wh..opq` file and a 0/0 device named `.wh..opq`. The two names are its own
     /// bookkeeping, not the container's files (it hides `.wh.` names from the container), read
     /// as such only in a directory that is opaque, rootless.
     public static func isFuseOverlayMarker(_ name: PathBytes, _ st: FileStatus, inOpaqueDirectory: Bool) -> Bool {
-        guard inOpaqueDirectory, UserNamespace.current.isRootless else { return false }
+        guard inOpaqueDirectory, readsFuseOverlayMarkers.load(ordering: .relaxed) else { return false }
         if name == opaqueMarker { return st.kind == .regular && st.size == 0 }
         return name == Array(".wh..opq".utf8) && isOverlayWhiteout(st)
     }

@@ -1,6 +1,7 @@
 import FoundationEssentials
 import StrataCore
 import StrataDrivers
+import StrataLayer
 import StrataSystem
 
 extension Store {
@@ -11,7 +12,9 @@ extension Store {
     package func makeDriver(_ name: String, forceShortLinks: Bool) -> any UnionDriver {
         switch name {
         case "vfs": return VfsDriver()
-        case "fuse-overlayfs": return FuseOverlayDriver()
+        case "fuse-overlayfs":
+            Whiteout.readsFuseOverlayMarkers.store(true, ordering: .relaxed)
+            return FuseOverlayDriver()
         default:
             // `shortLinks` forces the form older kernels get (tests, benches).
             let plus = !forceShortLinks && OverlayDriver.kernelHasLowerdirPlus

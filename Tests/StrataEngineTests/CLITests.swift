@@ -186,7 +186,7 @@ extension CLITests {
         try FileManager.default.createDirectory(atPath: t.sub("run"), withIntermediateDirectories: false)
         #expect(chown(t.sub("run"), 65534, 65534) == 0 && chmod(t.sub("run"), 0o700) == 0)
         defer {
-            if let pid = readString(t.sub("run/strata/pause.pid")).flatMap({ Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) {
+            if let pid = readString(t.sub("run/strata/pause.pid")).flatMap({ $0.split(separator: " ").first.flatMap { Int32($0) } }) {
                 kill(pid, SIGKILL)
             }
         }

@@ -85,7 +85,7 @@ import Testing
         }
 
         /// The pause process of this test's namespace.
-        var pausePid: Int32? { readString(run + "/strata/pause.pid").flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) } }
+        var pausePid: Int32? { readString(run + "/strata/pause.pid").flatMap { $0.split(separator: " ").first.flatMap { Int32($0) } } }
 
         /// Ends every process of the user (the pause process, monitors, containers): their
         /// mounts go with the namespace. Then the files.
@@ -114,6 +114,12 @@ import Testing
         _ = b.file("home/app/setuid", "#!/bin/sh\n", mode: 0o4755, uid: 0, gid: 0)
         _ = b.device("home/app/null", major: 1, minor: 3)
         _ = b.hardlink("home/app/null-again", to: "home/app/null")
+        // A device the layer then replaces with a file, linked after; one in a directory the
+        // tar does not list.
+        _ = b.device("home/app/mem", major: 1, minor: 1)
+        _ = b.file("home/app/mem", "a file now\n")
+        _ = b.hardlink("home/app/mem-link", to: "home/app/mem")
+        _ = b.device("opt/devs/zero", major: 1, minor: 5)
         return b.archive
     }
 }
@@ -135,7 +141,7 @@ extension RootlessTests {
             #expect(rc == 0, "\(f): \(err)")
             #expect(try strataCLI(["load", e.t.sub(f)], root: rootStore.path).0 == 0)
             if f == "owners" {
-                #expect(err.contains("2 device nodes not made") && err.contains("home/app/null"), "\(err)")
+                #expect(err.contains("4 device nodes not made") && err.contains("home/app/null"), "\(err)")
             }
         }
         let listing = ["images", "--no-trunc", "--format", "{{.ID}} {{.Repository}}:{{.Tag}}"]
@@ -155,7 +161,7 @@ extension RootlessTests {
         #expect(Self.hostOwner(app)! == (300000 + 999, 300000 + 999))
         #expect(Self.hostOwner(app + "/data")! == (300000 + 999, 300000 + 1000))
         #expect(Self.hostOwner(app + "/setuid")! == (user.uid, user.gid))
-        #expect(!exists(app + "/null") && !exists(app + "/null-again"))
+        #expect(!exists(app + "/null") && !exists(app + "/null-again") && readString(app + "/mem-link") == "a file now\n")
 
         // Byte-exact: the tar of each image as root writes it.
         for ref in [Self.image, "example.com/owners:1"] {
@@ -167,6 +173,10 @@ extension RootlessTests {
         }
         let (crc, cout, cerr) = try e.strata(["check"])
         #expect(crc == 0, "\(cout)\(cerr)")
+
+        // The pause process shows nothing of the command that made it (`load PATH`).
+        let cmdline = try #require(e.pausePid.flatMap { readString("/proc/\($0)/cmdline") })
+        #expect(cmdline.hasPrefix("strata-pause") && !cmdline.contains("load"), "\(cmdline)")
 
         // Directories only the user reads.
         for dir in [e.store, e.run + "/strata"] {
@@ -230,7 +240,8 @@ extension RootlessTests {
         let user = try Self.mapped.get()
         let e = try Env(user); defer { e.end() }
         #expect(try e.strata(["--driver", driver, "load", e.t.sub("docker-25.tar")]).0 == 0)
-        let (rc, out, err) = try e.strata(["run", "--rm", Self.image, "sh", "-c", "id -u; cat /proc/self/uid_map; echo x > /dev/null && echo null-ok"])
+        // (`-h` of the container's command is not strata's --help.)
+        let (rc, out, err) = try e.strata(["run", "--rm", Self.image, "sh", "-c", "id -u; cat /proc/self/uid_map; echo x > /dev/null && echo null-ok", "-h"])
         #expect(rc == 0 && out.hasPrefix("0\n") && out.contains("null-ok"), "\(out)\(err)")
         #expect(out.contains("\(user.uid)") && out.contains("300000"), "\(out)")
         // Said once: no delegated cgroup here (a hybrid host; the v2 VM has its own test).
@@ -288,6 +299,30 @@ extension RootlessTests {
         let (_, sout, _) = try e.strata(["run", "--rm"] + flags + ["-v", "/etc:/host/etc", Self.image, "sh", "-c", script])
         #expect(sout.contains("tried"))
         #expect(!exists("/etc/ESCAPED") && !exists("/sys/kernel/ESCAPED") && !exists("/tmp/ESCAPED"))
+    }
+
+    /// The pause process's pid, used again by one of the user's containers (which run as the
+    /// user, in the same user namespace, and may take the name strata-pause): the next command
+    /// does not join the container's namespaces, it makes new ones.
+    @Test func pausePidUsedAgainIsNotJoined() throws {
+        let user = try Self.mapped.get()
+        let e = try Env(user); defer { e.end() }
+        #expect(try e.strata(["load", e.t.sub("docker-25.tar")]).0 == 0)
+        let squat = "cp /bin/busybox /strata-pause; touch /only-in-the-container; exec -a sleep /strata-pause 1000"
+        #expect(try e.strata(["run", "-d", "--name", "squat", Self.image, "sh", "-c", squat]).0 == 0)
+        let (_, pidText, _) = try e.strata(["inspect", "-f", "{{.State.Pid}}", "squat"])
+        let squatter = try #require(Int32(pidText.trimmingCharacters(in: .whitespacesAndNewlines)))
+        for _ in 0..<200 where readString("/proc/\(squatter)/comm") != "strata-pause\n" { usleep(10_000) }
+        #expect(readString("/proc/\(squatter)/comm") == "strata-pause\n")
+        // The pause process ends and its pid is the squatter's: the record as it would then read.
+        let record = try #require(readString(e.run + "/strata/pause.pid")).split(separator: " ")
+        let pause = try #require(e.pausePid)
+        #expect(record.count == 4 && kill(pause, SIGKILL) == 0)
+        for _ in 0..<200 where kill(pause, 0) == 0 { usleep(10_000) }
+        try ("\(squatter) " + record.dropFirst().joined(separator: " ")).write(toFile: e.run + "/strata/pause.pid", atomically: true, encoding: .utf8)
+        let (rc, out, err) = try e.strata(["unshare", "sh", "-c", "test -e /only-in-the-container && echo INSIDE || echo OUTSIDE"])
+        #expect(rc == 0 && out == "OUTSIDE\n", "\(out)\(err)")
+        #expect(e.pausePid != nil && e.pausePid != squatter && e.pausePid != pause)
     }
 
     /// A user without a subordinate range: warned once, every file theirs, containers run as
