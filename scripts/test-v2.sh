@@ -7,7 +7,7 @@
 # each store's cgroups apart from another's, run -d / exec /
 # stop / logs, nothing left behind, the read-only cgroup view, the escape probe (0 escapes,
 # no block device opened), the device allowlist (a BPF program on v2) and the cgroup code
-# itself. Fails when a test fails, when one of them is skipped, when fewer ran than expected
+# itself, and rootless limits in a cgroup subtree delegated to a user. Fails when a test fails, when one of them is skipped, when fewer ran than expected
 # or when the VM does not run them (a message says why).
 #
 # Environment: STRATA_V2VM_TIMEOUT (seconds, default 900); see scripts/v2vm.sh for the rest.
@@ -29,11 +29,11 @@ run_tests+='|defaultPidsLimit|storesDoNotTouchEachOther|engineAsALibrary'
 # pause/unpause (cgroup.freeze), top and stats (memory.current, cpu.stat, pids.current) and
 # --device on v2.
 filters=(--filter 'CgroupTests' --filter 'DeviceRuleTests' --filter 'CgroupV2Tests' --filter "RunTests/($run_tests)\\("
-         --filter 'DockerHabitsTests/(pauseTopStatsRename|deviceFlag)')
+         --filter 'DockerHabitsTests/(pauseTopStatsRename|deviceFlag)' --filter 'RootlessTests/delegatedCgroupLimits')
 # Tests (a parameterised one counts once) that must have run: 16 RunTests, 4 CgroupTests,
 # 2 DeviceRuleTests, 3 CgroupV2Tests, 2 DockerHabitsTests (--device goes through v2's BPF
-# device filter).
-expected=27
+# device filter), 1 RootlessTests (limits in a cgroup subtree delegated to a user).
+expected=28
 
 log=$(mktemp /tmp/strata-test-v2.XXXXXX)
 trap 'rm -f "$log"' EXIT

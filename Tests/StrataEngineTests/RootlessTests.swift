@@ -6,6 +6,7 @@ import StrataTestSupport
 import Testing
 @testable import StrataCore
 @testable import StrataSystem
+@testable import StrataLauncher
 
 /// Rootless strata (docs/rootless.md), run as unprivileged users this suite makes: one with a
 /// range in /etc/subuid and /etc/subgid, one without. Each test has its own XDG_DATA_HOME and
@@ -53,6 +54,8 @@ import Testing
         var data: String { t.sub("data") }
         var run: String { t.sub("run") }
         var store: String { data + "/strata" }
+        /// A cgroup (v2, below /sys/fs/cgroup) every command starts in, or nil for the caller's.
+        var cgroup: String?
 
         init(_ user: User) throws {
             self.user = user
@@ -79,9 +82,10 @@ import Testing
         /// Any program as the user (a shell, `cat`, …), in the same environment.
         @discardableResult
         func asUser(_ argv: [String], stdin: [UInt8]? = nil) throws -> (Int32, String, String) {
-            try sh(["setpriv", "--reuid", String(user.uid), "--regid", String(user.gid), "--clear-groups",
-                    "env", "-i", "HOME=" + t.path, "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
-                    "XDG_DATA_HOME=" + data, "XDG_RUNTIME_DIR=" + run] + argv, stdin: stdin)
+            let enter = cgroup.map { ["sh", "-c", "echo $$ > /sys/fs/cgroup/\($0)/cgroup.procs && exec \"$@\"", "sh"] } ?? []
+            return try sh(enter + ["setpriv", "--reuid", String(user.uid), "--regid", String(user.gid), "--clear-groups",
+                                   "env", "-i", "HOME=" + t.path, "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+                                   "XDG_DATA_HOME=" + data, "XDG_RUNTIME_DIR=" + run] + argv, stdin: stdin)
         }
 
         /// The pause process of this test's namespace.
@@ -323,6 +327,46 @@ extension RootlessTests {
         let (rc, out, err) = try e.strata(["unshare", "sh", "-c", "test -e /only-in-the-container && echo INSIDE || echo OUTSIDE"])
         #expect(rc == 0 && out == "OUTSIDE\n", "\(out)\(err)")
         #expect(e.pausePid != nil && e.pausePid != squatter && e.pausePid != pause)
+    }
+
+    /// Limits rootless: on cgroup v2, a subtree delegated to the user as systemd delegates
+    /// `user@UID.service` (the directory and its cgroup.procs, cgroup.subtree_control and
+    /// cgroup.threads theirs, controllers enabled, processes only in leaves) takes the
+    /// containers' cgroups and their limits; they are removed after. On v1 (this host's hybrid
+    /// layout) nothing is delegated: limits are refused, saying why.
+    @Test func delegatedCgroupLimits() throws {
+        let user = try Self.mapped.get()
+        let e = try Env(user); defer { e.end() }
+        #expect(try e.strata(["load", e.t.sub("docker-25.tar")]).0 == 0)
+        guard case .v2? = CgroupLayout.current() else {
+            let (rc, _, err) = try e.strata(["run", "--rm", "--memory", "64m", Self.image, "true"])
+            #expect(rc == 125 && err.contains("no cgroup v2 subtree is delegated to this user"), "\(err)")
+            return
+        }
+        let name = "strata-rootless-\(getpid())"
+        let dir = "/sys/fs/cgroup/" + name
+        try FileManager.default.createDirectory(atPath: dir + "/shell", withIntermediateDirectories: true)
+        defer {
+            _ = try? sh(["pkill", "-KILL", "-U", String(user.uid)])
+            usleep(200_000)
+            _ = try? sh(["sh", "-c", "find \(dir) -depth -type d -exec rmdir {} \\; 2>/dev/null"])
+        }
+        try "+memory +pids +cpu".write(toFile: dir + "/cgroup.subtree_control", atomically: false, encoding: .utf8)
+        for path in [dir, dir + "/shell"] {
+            for f in ["", "/cgroup.procs", "/cgroup.subtree_control", "/cgroup.threads"] {
+                #expect(chown(path + f, user.uid, user.gid) == 0, "\(path + f)")
+            }
+        }
+        e.cgroup = name + "/shell"
+        #expect(try e.strata(["info"]).1.contains("Cgroups: v2"))
+        let script = "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max; cat /proc/self/cgroup"
+        let (rc, out, err) = try e.strata(["run", "--rm", "--memory", "64m", "--pids-limit", "50", Self.image, "sh", "-c", script])
+        #expect(rc == 0 && out.hasPrefix("67108864\n50\n0::/\n"), "\(out)\(err)")
+        #expect(!err.contains("no cgroup"), "\(err)")
+        // Under the delegated subtree, and gone with the container.
+        let (_, left, _) = try sh(["find", dir, "-mindepth", "1", "-type", "d"])
+        #expect(left.split(separator: "\n").allSatisfy { $0.hasSuffix("/shell") || !$0.contains("/strata/") || $0.split(separator: "/").last?.count != 64 }, "\(left)")
+        #expect(left.contains(dir + "/strata/"), "the store's cgroups are under the delegated one: \(left)")
     }
 
     /// A user without a subordinate range: warned once, every file theirs, containers run as
