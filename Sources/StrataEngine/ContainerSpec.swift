@@ -36,6 +36,9 @@ public struct DeviceMapping: Sendable, Equatable {
     /// access are ones strata makes.
     func resolve() throws -> RuntimeSpec.LinuxDevice {
         let what = "--device \(hostPath)"
+        guard !UserNamespace.current.isRootless else {
+            throw StrataError(.unsupported, "\(what) needs root: a user namespace cannot make a device node (docs/rootless.md)")
+        }
         guard hostPath.hasPrefix("/") else { throw StrataError(.invalidArgument, "invalid \(what): the host path is absolute") }
         guard let st = try? FDHandle.open(hostPath, flags: .pathOnly).stat() else {
             throw StrataError(.notFound, "invalid \(what): no such device on this host")

@@ -274,7 +274,9 @@ extension RootlessTests {
         #expect(try e.strata(["wait", "d"]).1 == "137\n")
         #expect(try e.strata(["rm", "d"]).0 == 0)
         #expect(try e.strata(["ps", "-aq"]).1.isEmpty)
-        // Limits need a cgroup: refused, saying why.
+        // --device needs root; limits need a cgroup: refused, saying why.
+        let (vrc, _, verr) = try e.strata(["run", "--rm", "--device", "/dev/null:/dev/mynull", Self.image, "true"])
+        #expect(vrc == 1 && verr.contains("--device /dev/null needs root"), "\(verr)")
         let (lrc, _, lerr) = try e.strata(["run", "--rm", "--memory", "64m", Self.image, "true"])
         #expect(lrc == 125 && lerr.contains("no cgroup v2 subtree is delegated to this user"), "\(lerr)")
     }
