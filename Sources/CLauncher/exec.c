@@ -10,6 +10,7 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* The namespaces a process joins to run inside a container, in the order they are joined:
@@ -48,7 +49,13 @@ pid_t strata_exec(const struct strata_exec *cfg, int go_fd, int err_fd) {
         if (ns[i] < 0) child_fail(err_fd, ST_SETNS);
     }
     for (int i = 0; i < NNS; i++) {
-        if (setns(ns[i], namespaces[i].type) != 0) child_fail(err_fd, ST_SETNS);
+        /* One the container shares with us (the host's network, rootless: a namespace its
+           user namespace does not own, which setns would refuse) is not joined again. */
+        struct stat theirs, ours;
+        snprintf(path, sizeof path, "/proc/self/ns/%s", namespaces[i].name);
+        int same = fstat(ns[i], &theirs) == 0 && stat(path, &ours) == 0 &&
+                   theirs.st_dev == ours.st_dev && theirs.st_ino == ours.st_ino;
+        if (!same && setns(ns[i], namespaces[i].type) != 0) child_fail(err_fd, ST_SETNS);
         close(ns[i]);
     }
     /* Become the container's user, with its bounding set, capabilities, no_new_privs and
