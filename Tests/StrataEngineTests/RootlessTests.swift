@@ -377,6 +377,31 @@ extension RootlessTests {
         #expect(left.contains(dir + "/strata/"), "the store's cgroups are under the delegated one: \(left)")
     }
 
+    /// Registries as the user: `login` stores the credentials 0600 in the user's runtime
+    /// directory, `pull` over TLS with them gives root's image ID, and `push` sends it back.
+    @Test func loginPullPushAsTheUser() throws {
+        let user = try Self.mapped.get()
+        let e = try Env(user); defer { e.end() }
+        let registry = try TestRegistry(in: e.t.sub("registry"), tls: true, user: ("strata", "s3cret-pw"))
+        defer { registry.stop() }
+        let expected = try Expected.load()
+        let ref = "\(registry.host)/strata/busybox:a"
+        try registry.push(archive: "oci-archive:\(fixtures)/oci-archive.tar", as: ref)
+        let certs = try #require(registry.certDirectory)
+        #expect(try sh(["chmod", "-R", "a+rX", certs]).0 == 0)
+        let (lrc, lout, lerr) = try e.strata(["login", "--cert-dir", certs, "-u", "strata", "--password-stdin", registry.host],
+                                            stdin: Array("s3cret-pw\n".utf8))
+        #expect(lrc == 0 && lout.contains("Login Succeeded"), "\(lerr)")
+        let auth = try #require(lstatPath(e.run + "/strata/auth.json"))
+        #expect(auth.st_mode & 0o777 == 0o600 && auth.st_uid == user.uid)
+        let (prc, pout, perr) = try e.strata(["pull", "--cert-dir", certs, ref])
+        #expect(prc == 0 && pout.contains(expected.image_a.id), "\(pout)\(perr)")
+        let (src, _, serr) = try e.strata(["push", "--cert-dir", certs, ref, "\(registry.host)/strata/again:1"])
+        #expect(src == 0, "\(serr)")
+        let (rrc, rout, rerr) = try e.strata(["run", "--rm", ref, "cat", "/usr/share/strata/hello.txt"])
+        #expect(rrc == 0 && !rout.isEmpty, "\(rerr)")
+    }
+
     /// A user without a subordinate range: warned once, every file theirs, containers run as
     /// root of a one-id namespace; another user in the container is refused, saying why.
     @Test func singleIDMapping() throws {
