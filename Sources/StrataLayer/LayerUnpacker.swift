@@ -91,7 +91,13 @@ public final class LayerUnpacker {
     }
 
     /// Rootless: a device (not a whiteout's 0/0, refused later) or a hardlink to one is not made.
+    /// A layer's entry with a `.wh.` name anywhere in its path is left to the usual rules
+    /// (a whiteout by its name, whatever its type; aufs metadata skipped; the rest refused).
     private func isDeviceNotMade(_ entry: TarEntry) -> Bool {
+        if plain == nil {
+            guard case .success(let comps) = EntryPath.components(entry.path),
+                  !comps.contains(where: { $0.starts(with: Whiteout.prefix) }) else { return false }
+        }
         switch entry.kind {
         case .blockDevice: return true
         case .characterDevice: return !(entry.devMajor == 0 && entry.devMinor == 0)

@@ -124,6 +124,8 @@ import Testing
         _ = b.file("home/app/mem", "a file now\n")
         _ = b.hardlink("home/app/mem-link", to: "home/app/mem")
         _ = b.device("opt/devs/zero", major: 1, minor: 5)
+        // A whiteout by its name, whatever its type: applied, not skipped as a device.
+        _ = b.device("etc/.wh.motd", major: 1, minor: 3)
         return b.archive
     }
 }
@@ -166,6 +168,8 @@ extension RootlessTests {
         #expect(Self.hostOwner(app + "/data")! == (300000 + 999, 300000 + 1000))
         #expect(Self.hostOwner(app + "/setuid")! == (user.uid, user.gid))
         #expect(!exists(app + "/null") && !exists(app + "/null-again") && readString(app + "/mem-link") == "a file now\n")
+        let ownersLayer = URL(fileURLWithPath: app).deletingLastPathComponent().deletingLastPathComponent().path
+        #expect(isWhiteout(ownersLayer + "/etc/motd"), "the whiteout of etc/motd is on disk")
 
         // Byte-exact: the tar of each image as root writes it.
         for ref in [Self.image, "example.com/owners:1"] {
