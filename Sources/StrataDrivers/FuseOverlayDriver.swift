@@ -21,13 +21,7 @@ public struct FuseOverlayDriver: UnionDriver {
     }
 
     public func describe(_ c: ContainerPaths, layers: [LowerLayer]) throws -> MountDescription {
-        let lowers = visibleLayers(layers)
-        guard !lowers.isEmpty else {
-            throw StrataError(.invalidArgument, "an image without layers cannot be mounted with fuse-overlayfs")
-        }
-        guard lowers.count <= OverlayDriver.maxLowerLayers else {
-            throw StrataError(.unsupported, "the image has \(lowers.count) layers; strata stacks at most \(OverlayDriver.maxLowerLayers)")
-        }
+        let lowers = try stackedLayers(layers, driver: name)
         return .fuseOverlay(lowers: lowers.map(\.path), upper: c.upper, work: c.work, target: c.merged)
     }
 
@@ -46,25 +40,8 @@ public struct FuseOverlayDriver: UnionDriver {
     public static func probe(scratch: String) -> String? {
         guard Mounts.fuseOverlayProgram != nil else { return "fuse-overlayfs is not installed (Debian: apt-get install fuse-overlayfs)" }
         guard isReadableAndWritable("/dev/fuse") else { return "/dev/fuse cannot be opened by this user (it is normally mode 0666)" }
-        let dirs = ["lower", "upper", "work", "merged"].map { scratch + "/" + $0 }
-        do {
-            for d in [scratch] + dirs { try makeDirectory(d, mode: 0o700) }
-        } catch {
-            return "\(error)"
+        return probeScratchMount(scratch, what: "a scratch fuse-overlayfs") { lower, upper, work, merged in
+            try Mounts.fuseOverlay(target: merged, lowers: [lower], upper: upper, work: work)
         }
-        defer {
-            try? Mounts.unmount(dirs[3], detach: true)
-            if let root = try? Directory.open(scratch + "/.."), let name = scratch.split(separator: "/").last {
-                try? root.removeTree(Array(name.utf8))
-            }
-        }
-        _ = try? FDHandle.open(dirs[0] + "/probe", flags: [.create, .writeOnly], mode: 0o600)
-        do {
-            try Mounts.fuseOverlay(target: dirs[3], lowers: [dirs[0]], upper: dirs[1], work: dirs[2])
-        } catch {
-            return "\(error)"
-        }
-        guard pathExists(dirs[3] + "/probe") else { return "a scratch fuse-overlayfs did not show its lower dir" }
-        return nil
     }
 }

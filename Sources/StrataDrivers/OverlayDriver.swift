@@ -40,13 +40,7 @@ public struct OverlayDriver: UnionDriver {
     }
 
     public func describe(_ c: ContainerPaths, layers: [LowerLayer]) throws -> MountDescription {
-        let lowers = visibleLayers(layers)
-        guard !lowers.isEmpty else {
-            throw StrataError(.invalidArgument, "an image without layers cannot be mounted with overlay")
-        }
-        guard lowers.count <= OverlayDriver.maxLowerLayers else {
-            throw StrataError(.unsupported, "the image has \(lowers.count) layers; overlayfs stacks at most \(OverlayDriver.maxLowerLayers)")
-        }
+        let lowers = try stackedLayers(layers, driver: name)
         if useLowerdirPlus {
             return .overlay(lowers: lowers.map(\.path), upper: c.upper, work: c.work, target: c.merged)
         }
@@ -80,33 +74,62 @@ public struct OverlayDriver: UnionDriver {
     /// Whether overlay works here: mounts a scratch overlay in `scratch` (a new directory on the
     /// store's filesystem) and looks. Returns nil when it works, else why not.
     public static func probe(scratch: String) -> String? {
-        let dirs = ["lower", "upper", "work", "merged"].map { scratch + "/" + $0 }
-        do {
-            for d in [scratch] + dirs { try makeDirectory(d, mode: 0o700) }
-        } catch {
-            return "\(error)"
-        }
-        defer {
-            try? Mounts.unmount(dirs[3], detach: true)
-            if let root = try? Directory.open(scratch + "/.."), let name = scratch.split(separator: "/").last {
-                try? root.removeTree(Array(name.utf8))
-            }
-        }
-        _ = try? FDHandle.open(dirs[0] + "/probe", flags: [.create, .writeOnly], mode: 0o600)
-        do {
-            try Mounts.overlay(target: dirs[3], lowers: [dirs[0]], upper: dirs[1], work: dirs[2])
-        } catch let newAPI {
+        probeScratchMount(scratch, what: "a scratch overlay") { lower, upper, work, merged in
             do {
-                try Mounts.overlay(target: dirs[3], options: "lowerdir=\(dirs[0]),upperdir=\(dirs[1]),workdir=\(dirs[2])"
-                                   + (UserNamespace.current.isRootless ? ",userxattr" : ""))
-            } catch {
-                return "overlayfs cannot be mounted here: \(newAPI)"
+                try Mounts.overlay(target: merged, lowers: [lower], upper: upper, work: work)
+            } catch let newAPI {
+                do {
+                    try Mounts.overlay(target: merged, options: "lowerdir=\(lower),upperdir=\(upper),workdir=\(work)"
+                                       + (UserNamespace.current.isRootless ? ",userxattr" : ""))
+                } catch {
+                    throw StrataError(.unsupported, "overlayfs cannot be mounted here: \(newAPI)")
+                }
             }
         }
-        guard pathExists(dirs[3] + "/probe") else { return "a scratch overlay did not show its lower dir" }
-        return nil
     }
 
     /// Whether the kernel has the new mount API for overlay (and so `lowerdir+`, 6.8+).
     public static var kernelHasLowerdirPlus: Bool { Mounts.kernelHasOverlayLowerdirPlus }
+}
+
+/// Whether a union mount works in `scratch` (a new directory on the store's filesystem):
+/// makes lower, upper, work and merged there, a file in lower, mounts with `mount`, and looks
+/// for the file in merged; then unmounts and removes it all. Returns nil when it works, else why not.
+func probeScratchMount(_ scratch: String, what: String,
+                       _ mount: (_ lower: String, _ upper: String, _ work: String, _ merged: String) throws -> Void) -> String? {
+    let dirs = ["lower", "upper", "work", "merged"].map { scratch + "/" + $0 }
+    do {
+        for d in [scratch] + dirs { try makeDirectory(d, mode: 0o700) }
+    } catch {
+        return "\(error)"
+    }
+    defer {
+        try? Mounts.unmount(dirs[3], detach: true)
+        if let root = try? Directory.open(scratch + "/.."), let name = scratch.split(separator: "/").last {
+            try? root.removeTree(Array(name.utf8))
+        }
+    }
+    _ = try? FDHandle.open(dirs[0] + "/probe", flags: [.create, .writeOnly], mode: 0o600)
+    do {
+        try mount(dirs[0], dirs[1], dirs[2], dirs[3])
+    } catch let e as StrataError where e.code == .unsupported {
+        return e.message
+    } catch {
+        return "\(error)"
+    }
+    guard pathExists(dirs[3] + "/probe") else { return "\(what) did not show its lower dir" }
+    return nil
+}
+
+/// The layers an overlay mount stacks (`visibleLayers`), refused when there are none or more
+/// than overlayfs stacks (deeper chains are flattened before they get here).
+func stackedLayers(_ layers: [LowerLayer], driver: String) throws -> [LowerLayer] {
+    let lowers = visibleLayers(layers)
+    guard !lowers.isEmpty else {
+        throw StrataError(.invalidArgument, "an image without layers cannot be mounted with \(driver)")
+    }
+    guard lowers.count <= OverlayDriver.maxLowerLayers else {
+        throw StrataError(.unsupported, "the image has \(lowers.count) layers; overlayfs stacks at most \(OverlayDriver.maxLowerLayers)")
+    }
+    return lowers
 }

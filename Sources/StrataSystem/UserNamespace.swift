@@ -51,7 +51,7 @@ public struct UserNamespace: Sendable, Equatable {
         Self.contains(uidMap, uid) && Self.contains(gidMap, gid)
     }
 
-    /// How many uids are mapped, for messages (`0-65536`).
+    /// The uid ranges mapped, for messages (`0-65536`).
     public var uidRangeText: String {
         uidMap.map { "\($0.inside)-\(UInt64($0.inside) + UInt64($0.count) - 1)" }.joined(separator: ",")
     }
