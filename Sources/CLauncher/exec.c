@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -26,6 +27,21 @@ static const struct { const char *name; int type; } namespaces[] = {
    process (its pid is the one strata knows) reaches the command. */
 static volatile pid_t command_pid;
 static void forward(int sig) { if (command_pid > 0) kill(command_pid, sig); }
+
+/* Field 22 of /proc/PID/stat (syscalls and stack only: this runs in a child of a raw clone). */
+static unsigned long long target_start_time(pid_t pid) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    for (int field = 2; field < 22 && p; field++) p = strchr(p + 1, ' ');
+    return p ? strtoull(p + 1, NULL, 10) : 0;
+}
 
 pid_t strata_exec(const struct strata_exec *cfg, int go_fd, int err_fd) {
     pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
@@ -48,13 +64,21 @@ pid_t strata_exec(const struct strata_exec *cfg, int go_fd, int err_fd) {
         ns[i] = open(path, O_RDONLY | O_CLOEXEC);
         if (ns[i] < 0) child_fail(err_fd, ST_SETNS);
     }
+    /* The namespaces are those of the container's process only if it still runs: the start
+       time, read after they were opened, is the one recorded when it started. */
+    if (cfg->target_start != 0 && target_start_time(cfg->target) != cfg->target_start) {
+        errno = ESRCH;
+        child_fail(err_fd, ST_SETNS);
+    }
     for (int i = 0; i < NNS; i++) {
-        /* One the container shares with us (the host's network, rootless: a namespace its
-           user namespace does not own, which setns would refuse) is not joined again. */
+        /* The network the container shares with us (--network host; rootless, a namespace its
+           user namespace does not own, which setns would refuse) is not joined again. Any
+           other namespace shared with us means the target is not a container: refused. */
         struct stat theirs, ours;
         snprintf(path, sizeof path, "/proc/self/ns/%s", namespaces[i].name);
         int same = fstat(ns[i], &theirs) == 0 && stat(path, &ours) == 0 &&
                    theirs.st_dev == ours.st_dev && theirs.st_ino == ours.st_ino;
+        if (same && namespaces[i].type != CLONE_NEWNET) { errno = ESRCH; child_fail(err_fd, ST_SETNS); }
         if (!same && setns(ns[i], namespaces[i].type) != 0) child_fail(err_fd, ST_SETNS);
         close(ns[i]);
     }

@@ -53,29 +53,37 @@ static int private_directory(const char *path) {
 }
 
 /* $XDG_RUNTIME_DIR if it is ours (and only ours to write), else /run/user/UID, else
-   /tmp/strata-run-UID (made 0700), else ~/.cache/strata-run (another user may have taken the
-   name in /tmp); XDG_RUNTIME_DIR is set to it, so every later step (and the credentials) agree. */
+   ~/.cache/strata-run if it was taken before, else /tmp/strata-run-UID (made 0700), else
+   ~/.cache/strata-run (another user had taken the name in /tmp; once used, it stays the choice,
+   so the name coming free again does not split the user's namespace in two). XDG_RUNTIME_DIR is
+   set to it, so every later step (and the credentials) agree. */
 static int runtime_directory(char *out, size_t n) {
     const char *x = getenv("XDG_RUNTIME_DIR");
+    const char *home = getenv("HOME");
+    char cache[3100] = "";
+    if (home && *home == '/' && strlen(home) < 3000) snprintf(cache, sizeof cache, "%s/.cache/strata-run", home);
     if (x && *x == '/' && strlen(x) < 3000 && private_directory(x)) {
         snprintf(out, n, "%s", x);
     } else {
         snprintf(out, n, "/run/user/%u", (unsigned)getuid());
         if (!private_directory(out)) {
-            snprintf(out, n, "/tmp/strata-run-%u", (unsigned)getuid());
-            if (own_directory(out) != 0) {
-                const char *home = getenv("HOME");
-                char cache[3100];
-                if (!home || *home != '/' || strlen(home) > 3000) {
-                    set_error("cannot use %s as the runtime directory (%s), and HOME is not set: set XDG_RUNTIME_DIR to a directory of yours", out, strerror(errno));
-                    return -1;
-                }
-                snprintf(cache, sizeof cache, "%s/.cache", home);
-                mkdir(cache, 0700);
-                snprintf(out, n, "%s/.cache/strata-run", home);
+            if (cache[0] && private_directory(cache)) {
+                snprintf(out, n, "%s", cache);
+            } else {
+                snprintf(out, n, "/tmp/strata-run-%u", (unsigned)getuid());
                 if (own_directory(out) != 0) {
-                    set_error("cannot use %s as the runtime directory (%s): set XDG_RUNTIME_DIR to a directory of yours", out, strerror(errno));
-                    return -1;
+                    if (!cache[0]) {
+                        set_error("cannot use %s as the runtime directory (%s), and HOME is not set: set XDG_RUNTIME_DIR to a directory of yours", out, strerror(errno));
+                        return -1;
+                    }
+                    char parent[3100];
+                    snprintf(parent, sizeof parent, "%s/.cache", home);
+                    mkdir(parent, 0700);
+                    snprintf(out, n, "%s", cache);
+                    if (own_directory(out) != 0) {
+                        set_error("cannot use %s as the runtime directory (%s): set XDG_RUNTIME_DIR to a directory of yours", out, strerror(errno));
+                        return -1;
+                    }
                 }
             }
         }
@@ -143,6 +151,13 @@ static int join_pause(const char *rundir) {
     char comm[32];
     if (fstat(proc, &st) != 0 || st.st_uid != getuid() || read_small(proc, "comm", comm, sizeof comm) <= 0 ||
         strcmp(comm, "strata-pause\n") != 0 || start_time(proc) != start) {
+        close(proc);
+        return -1;
+    }
+    /* in our pid namespace, as the pause process is (a container never is) */
+    struct stat theirs_pid, ours_pid;
+    if (fstatat(proc, "ns/pid", &theirs_pid, 0) != 0 || stat("/proc/self/ns/pid", &ours_pid) != 0 ||
+        theirs_pid.st_ino != ours_pid.st_ino || theirs_pid.st_dev != ours_pid.st_dev) {
         close(proc);
         return -1;
     }

@@ -379,11 +379,18 @@ extension Store {
     func isContainerProcess(_ pid: Int32, id: String) -> Bool {
         if CgroupLayout.cached != nil { return Store.inContainerCgroup(pid, id: id) }
         // No cgroup (rootless without a delegated one): the pid and its start time as recorded.
-        guard pid > 0, let f = try? FDHandle.open(containerPaths(id).root + "/" + Store.processFileName, flags: [.readOnly, .noFollow]),
-              let bytes = try? f.readAll(limit: 64, label: "process") else { return false }
-        let fields = String(decoding: bytes, as: UTF8.self).split(whereSeparator: \.isWhitespace)
-        guard fields.count == 2, Int32(fields[0]) == pid, let start = UInt64(fields[1]) else { return false }
+        guard let start = recordedStartTime(id, pid: pid) else { return false }
         return processStartTime(pid) == start
+    }
+
+    /// The start time recorded for the container's process `pid` when it started (nil when
+    /// none is recorded for that pid).
+    public func recordedStartTime(_ id: String, pid: Int32) -> UInt64? {
+        guard pid > 0, let f = try? FDHandle.open(containerPaths(id).root + "/" + Store.processFileName, flags: [.readOnly, .noFollow]),
+              let bytes = try? f.readAll(limit: 64, label: "process") else { return nil }
+        let fields = String(decoding: bytes, as: UTF8.self).split(whereSeparator: \.isWhitespace)
+        guard fields.count == 2, Int32(fields[0]) == pid else { return nil }
+        return UInt64(fields[1])
     }
 
     /// Whether `pid` is in the cgroup `…/ID` of a container.

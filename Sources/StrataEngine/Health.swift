@@ -127,8 +127,9 @@ extension Engine {
         process.args = settings.argv
         process.terminal = false
         process.env = spec.process.env.filter { !$0.hasPrefix("HOSTNAME=") }
-        let launcher = ExecLauncher(id: c.id, target: pid, rootfs: "/proc/\(pid)/root", process: process, seccomp: spec.linux.seccomp,
+        var launcher = ExecLauncher(id: c.id, target: pid, rootfs: "/proc/\(pid)/root", process: process, seccomp: spec.linux.seccomp,
                                     cgroupParent: cgroupParent)
+        launcher.targetStart = store.recordedStartTime(c.id, pid: pid)
         let start = Timestamp.preciseNow()
         let result: (exitCode: Int32?, output: [UInt8])
         do {

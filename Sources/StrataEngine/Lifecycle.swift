@@ -330,6 +330,7 @@ extension Engine {
         var launcher = ExecLauncher(id: c.id, target: pid, rootfs: rootfs, process: process, seccomp: spec.linux.seccomp,
                                     cgroupParent: cgroupParent, interactive: interactive)
         launcher.detached = detached
+        launcher.targetStart = store.recordedStartTime(c.id, pid: pid)
         return try launcher.run()
     }
 }

@@ -12,6 +12,9 @@ public struct ExecLauncher {
     public var id: String
     /// The container's pid 1, as the host sees it.
     public var target: Int32
+    /// Its start time as recorded when it started (`processStartTime`): the exec enters its
+    /// namespaces only if the process at `target` still has it. nil: not checked.
+    public var targetStart: UInt64?
     /// The container's root as the host reaches it, `/proc/PID/root` (for its `PATH`).
     public var rootfs: String
     /// The process: args, env, cwd, user, and the container's capabilities.
@@ -83,6 +86,7 @@ public struct ExecLauncher {
         let arena = CArena()
         var cfg = strata_exec()
         cfg.target = target
+        cfg.target_start = targetStart ?? 0
         cfg.path = arena.string(program)
         cfg.argv = UnsafePointer(arena.list(process.args))
         cfg.envp = UnsafePointer(arena.list(process.env))

@@ -160,8 +160,12 @@ public final class LayerUnpacker {
                     continue
                 }
                 try mappedOwner(&entry)
-                // A later entry of that name is made: links to it are links to a file again.
                 if !devicesNotMade.isEmpty, case .success(let c) = EntryPath.components(entry.path) {
+                    // Under a device: refused as root refuses it (a device is no directory).
+                    for i in 0..<max(0, c.count - 1) where devicesNotMade.contains(EntryPath.join(Array(c[0...i]))) {
+                        throw unsafe(entry.path, "its parent \"\(EntryPath.join(Array(c[0...i])).display)\" is not a directory (a device)")
+                    }
+                    // A later entry of that name is made: links to it are links to a file again.
                     devicesNotMade.remove(EntryPath.join(c))
                 }
             }

@@ -216,6 +216,25 @@ extension RunTests {
         try e.expectClean()
     }
 
+    /// exec enters the namespaces of the process recorded when the container started, never
+    /// those of a later process of that pid: the start time is checked after they are opened.
+    @Test func execChecksTheProcessIsTheContainers() throws {
+        let e = try Env()
+        #expect(try strataCLI(["run", "-d", "--name", "target", RunTests.image, "sleep", "60"], root: e.root).0 == 0)
+        let id = try strataCLI(["inspect", "-f", "{{.Id}}", "target"], root: e.root).1.trimmingCharacters(in: .whitespacesAndNewlines)
+        let file = e.root + "/containers/\(id)/process"
+        let recorded = try #require(readString(file)).split(separator: " ").map(String.init)
+        #expect(recorded.count == 2)
+        // As if the pid had been used again by a process started later.
+        try "\(recorded[0]) \((UInt64(recorded[1].trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) + 1)\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let (rc, out, err) = try strataCLI(["exec", "target", "echo", "INSIDE"], root: e.root)
+        #expect(rc != 0 && !out.contains("INSIDE") && err.contains("No such process"), "\(out)\(err)")
+        try recorded.joined(separator: " ").write(toFile: file, atomically: true, encoding: .utf8)
+        #expect(try strataCLI(["exec", "target", "echo", "INSIDE"], root: e.root).1 == "INSIDE\n")
+        #expect(try strataCLI(["rm", "-f", "target"], root: e.root).0 == 0)
+        try e.expectClean()
+    }
+
     /// Twenty containers started and stopped at once: each runs, each stops, nothing is left.
     @Test func twentyAtOnce() throws {
         let e = try Env()

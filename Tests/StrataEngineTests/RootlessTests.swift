@@ -195,6 +195,17 @@ extension RootlessTests {
         #expect(info.contains("Rootless: yes: uid \(user.uid), ids 0→\(user.uid), 1→300000+65536"), "\(info)")
         #expect(info.contains("Store: \(e.store)"))
 
+        // A path under a device is refused as root refuses it (the device is not made rootless,
+        // but it is still no directory).
+        var under = TarBuilder()
+        _ = under.device("x", major: 1, minor: 3)
+        _ = under.file("x/g", "g")
+        try ImageLayout.write(e.t.sub("under"), layers: [under.archive], ref: "example.com/under:1")
+        #expect(try sh(["chmod", "-R", "a+rX", e.t.sub("under")]).0 == 0)
+        let (urc, _, uerr) = try e.strata(["load", e.t.sub("under")])
+        let (rurc, _, ruerr) = try strataCLI(["load", e.t.sub("under")], root: rootStore.path)
+        #expect(urc == 1 && rurc == 1 && uerr.contains("is not a directory") && ruerr.contains("is not a directory"), "\(uerr) / \(ruerr)")
+
         // An owner the mapping lacks is refused, naming the file and the fix; nothing is kept.
         var far = TarBuilder()
         _ = far.file("far", "x", uid: 70000, gid: 70000)

@@ -108,6 +108,9 @@ pid_t strata_launch(const struct strata_launch *cfg, int go_fd, int err_fd);
 /// A process to run inside a running container (`exec`).
 struct strata_exec {
     pid_t target;                /* the container's pid 1, as the host sees it */
+    unsigned long long target_start;  /* its start time (field 22 of /proc/PID/stat) as recorded when it
+                                    started; the namespaces are joined only if the process at `target`
+                                    still has it (a pid used again is never entered). 0: not checked */
     const char *path;            /* absolute path of the program inside the container */
     char *const *argv;
     char *const *envp;
