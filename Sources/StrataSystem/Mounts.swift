@@ -19,7 +19,7 @@ public enum Mounts {
         }
         if r != 0 {
             let e = Errno.current
-            let kernel = String(cString: err)
+            let kernel = String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             throw StrataError(.system, "cannot mount overlay at \(target)\(kernel.isEmpty ? "" : " (kernel: \(kernel))")", cause: e)
         }
     }
@@ -56,7 +56,7 @@ public enum Mounts {
         var err = [CChar](repeating: 0, count: 2048)
         let rc = strata_run_helper(program, cArgs, &err, err.count)
         guard rc != 0 else { return }
-        let said = String(cString: err).split(separator: "\n").filter { !$0.contains("unknown argument ignored") }
+        let said = String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self).split(separator: "\n").filter { !$0.contains("unknown argument ignored") }
             .joined(separator: "; ")
         if rc < 0 { throw StrataError.errno(.system, "cannot run \(program)") }
         throw StrataError(.system, "fuse-overlayfs could not mount \(target) (exit \(rc)\(said.isEmpty ? "" : ": \(said)"))")

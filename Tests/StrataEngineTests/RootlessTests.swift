@@ -266,6 +266,10 @@ extension RootlessTests {
         // Said once: no delegated cgroup here (a hybrid host; the v2 VM has its own test).
         #expect(err.contains("no cgroup v2 subtree is delegated") || err.isEmpty, "\(err)")
         #expect(try e.strata(["run", "--rm", Self.image, "true"]).2.isEmpty)
+        // The seccomp program is compiled once, kept in the user's runtime directory.
+        let programs = (try? FileManager.default.contentsOfDirectory(atPath: e.run + "/strata/seccomp")) ?? []
+        #expect(programs.contains { $0.hasSuffix(".bpf") }, "\(programs)")
+        for p in programs { #expect(lstatPath(e.run + "/strata/seccomp/" + p).map { $0.st_uid == user.uid && $0.st_mode & 0o077 == 0 } == true) }
 
         let (drc, did, derr) = try e.strata(["run", "-d", "--name", "d", "-u", "nobody", Self.image, "sh", "-c", "echo started; exec sleep 1000"])
         #expect(drc == 0 && did.count == 65, "\(derr)")

@@ -12,9 +12,14 @@ import FoundationEssentials
 /// the clone: the child only hands the bytes to `seccomp(2)`.
 public enum SeccompCompiler {
     /// Where compiled programs are kept between runs: per boot (the kernel cannot change under
-    /// it), root's only. Compiling Docker's profile takes libseccomp about 13 ms, more than the
-    /// rest of a container start.
-    public static let cacheDirectory = "/run/strata/seccomp"
+    /// it), root's only; rootless, in the user's runtime directory (0700, docs/rootless.md).
+    /// Compiling Docker's profile takes libseccomp about 13 ms, more than the rest of a
+    /// container start.
+    public static let cacheDirectory: String? = {
+        guard UserNamespace.current.isRootless else { return "/run/strata/seccomp" }
+        guard let runtime = ProcessInfo.processInfo.environment["XDG_RUNTIME_DIR"], runtime.hasPrefix("/") else { return nil }
+        return runtime + "/strata/seccomp"
+    }()
 
     /// `compile`, through a cache keyed by everything the program depends on: the profile, the
     /// capabilities, the machine, and libseccomp's version. A cache that cannot be used is skipped.
