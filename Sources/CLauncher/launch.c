@@ -108,9 +108,26 @@ static int make_device(int dev, const struct strata_device *d) {
         name = slash + 1;
     }
     /* A new name only (strata checks it is none of its own /dev entries): then the chmod is of
-       the node made here. */
-    int r = mknodat(dir, name, d->mode, makedev(d->major, d->minor));
-    if (r == 0) r = fchmodat(dir, name, d->mode & 07777, 0);
+       the node made here. Rootless, an empty file of that new name with the host's node bound
+       over it. */
+    int r;
+    if (d->host) {
+        int f = openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        r = f < 0 ? -1 : 0;
+        if (f >= 0) close(f);
+        int target = r == 0 ? openat(dir, name, O_PATH | O_NOFOLLOW | O_CLOEXEC) : -1;
+        if (target >= 0) {
+            char p[64];
+            snprintf(p, sizeof p, "/proc/self/fd/%d", target);
+            r = mount(d->host, p, NULL, MS_BIND, NULL);
+            close(target);
+        } else {
+            r = -1;
+        }
+    } else {
+        r = mknodat(dir, name, d->mode, makedev(d->major, d->minor));
+        if (r == 0) r = fchmodat(dir, name, d->mode & 07777, 0);
+    }
     close(dir);
     return r;
 }
@@ -145,7 +162,6 @@ static int setup_dev(int rootfd, uint64_t shm_size, const struct strata_device *
         const char *names[] = { "null", "zero", "full", "random", "urandom", "tty" };
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
             if (bind_dev(rootfd, dev, names[i]) != 0) goto fail;
-        if (ndevices > 0) { errno = EPERM; goto fail; }
     } else if (mknod_dev(dev, "null", S_IFCHR | 0666, 1, 3) || mknod_dev(dev, "zero", S_IFCHR | 0666, 1, 5) ||
                mknod_dev(dev, "full", S_IFCHR | 0666, 1, 7) || mknod_dev(dev, "random", S_IFCHR | 0666, 1, 8) ||
                mknod_dev(dev, "urandom", S_IFCHR | 0666, 1, 9) || mknod_dev(dev, "tty", S_IFCHR | 0666, 5, 0)) {

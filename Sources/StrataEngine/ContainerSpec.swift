@@ -36,10 +36,10 @@ public struct DeviceMapping: Sendable, Equatable {
     /// access are ones strata makes.
     func resolve() throws -> RuntimeSpec.LinuxDevice {
         let what = "--device \(hostPath)"
-        guard !UserNamespace.current.isRootless else {
-            throw StrataError(.unsupported, "\(what) needs root: a user namespace cannot make a device node (docs/rootless.md)")
-        }
         guard hostPath.hasPrefix("/") else { throw StrataError(.invalidArgument, "invalid \(what): the host path is absolute") }
+        guard !hostPath.contains("\n"), !hostPath.contains("\t") else {
+            throw StrataError(.invalidArgument, "invalid \(what): a tab or a line break in the host path")
+        }
         guard let st = try? FDHandle.open(hostPath, flags: .pathOnly).stat() else {
             throw StrataError(.notFound, "invalid \(what): no such device on this host")
         }
@@ -315,6 +315,10 @@ struct ContainerSpecBuilder {
         if options.initProcess { annotations[RuntimeSpec.Annotation.initProcess] = "true" }
         if privileged { annotations[RuntimeSpec.Annotation.privileged] = "true" }
         if options.remove { annotations[RuntimeSpec.Annotation.remove] = "true" }
+        // Rootless, a device is the host's node bound in (a user namespace cannot make one).
+        if UserNamespace.current.isRootless, !devices.isEmpty {
+            annotations[RuntimeSpec.Annotation.deviceSources] = devices.map { "\($0.1.path)\t\($0.0.hostPath)" }.joined(separator: "\n")
+        }
         if options.interactive { annotations[RuntimeSpec.Annotation.stdin] = options.stdinOnce ? "once" : "open" }
         for (k, v) in options.labels { annotations[RuntimeSpec.Annotation.labelPrefix + k] = v }
         options.names.annotate(&annotations)

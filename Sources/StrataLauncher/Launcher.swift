@@ -268,8 +268,17 @@ public final class Launcher: @unchecked Sendable {
         cfg.nrlimits = Int32(security.rlimits.count)
         cfg.shm_size = spec.shmSize ?? 0
         cfg.rootless = UserNamespace.current.isRootless ? 1 : 0
+        // Rootless: each device's host node, to bind (docs/rootless.md).
+        var sources: [String: String] = [:]
+        if UserNamespace.current.isRootless {
+            for line in (spec.annotation(RuntimeSpec.Annotation.deviceSources) ?? "").split(separator: "\n") {
+                let parts = line.split(separator: "\t", maxSplits: 1).map(String.init)
+                if parts.count == 2 { sources[parts[0]] = parts[1] }
+            }
+        }
         let devices = (spec.linux.devices ?? []).map { d in
             strata_device(path: arena.string(String(d.path.dropFirst("/dev/".count))),
+                          host: sources[d.path].map { arena.string($0) },
                           mode: (d.type == "b" ? UInt32(S_IFBLK) : UInt32(S_IFCHR)) | ((d.fileMode ?? 0o666) & 0o777),
                           major: UInt32(d.major), minor: UInt32(d.minor))
         }

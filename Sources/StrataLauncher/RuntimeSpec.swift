@@ -191,6 +191,8 @@ public struct RuntimeSpec: Codable, Sendable, Equatable {
         public static let remove = "io.strata.remove"
         /// Bytes at which a detached container's log is rotated.
         public static let logMaxSize = "io.strata.log-max-size"
+        /// Rootless `--device`: "CONTAINER-PATH<tab>HOST-PATH" lines, the host nodes bound in.
+        public static let deviceSources = "io.strata.device-sources"
         /// `io.strata.label.KEY`: the container's label KEY (`--label`), kept apart from strata's
         /// own annotations so that no label can pass for one of them.
         public static let labelPrefix = "io.strata.label."

@@ -293,9 +293,11 @@ extension RootlessTests {
         #expect(try e.strata(["wait", "d"]).1 == "137\n")
         #expect(try e.strata(["rm", "d"]).0 == 0)
         #expect(try e.strata(["ps", "-aq"]).1.isEmpty)
-        // --device needs root; limits need a cgroup: refused, saying why.
-        let (vrc, _, verr) = try e.strata(["run", "--rm", "--device", "/dev/null:/dev/mynull", Self.image, "true"])
-        #expect(vrc != 0 && verr.contains("--device /dev/null needs root"), "\(verr)")
+        // --device: the host's node bound in (written through, a node of the host's numbers).
+        let (vrc, vout, verr) = try e.strata(["run", "--rm", "--device", "/dev/null:/dev/sub/mynull", "--device", "/dev/zero:/dev/myzero",
+                                              Self.image, "sh", "-c", "echo x > /dev/sub/mynull && stat -c '%t,%T' /dev/sub/mynull && head -c 3 /dev/myzero | od -An -tx1"])
+        #expect(vrc == 0 && vout == "1,3\n 00 00 00\n", "\(vout)\(verr)")
+        // Limits need a cgroup: refused, saying why.
         let (lrc, _, lerr) = try e.strata(["run", "--rm", "--memory", "64m", Self.image, "true"])
         #expect(lrc == 125 && lerr.contains("no cgroup v2 subtree is delegated to this user"), "\(lerr)")
     }

@@ -20,6 +20,7 @@ struct strata_mount {
 /// are made), S_IFCHR or S_IFBLK with the permission bits in `mode`, owned by root.
 struct strata_device {
     const char *path;     /* relative to /dev, e.g. "fuse" or "net/tun" */
+    const char *host;     /* rootless: the host's node, bound onto an empty file at path; else NULL */
     unsigned mode;
     unsigned major, minor;
 };
