@@ -189,7 +189,8 @@ static int join_pause(const char *rundir) {
     return r;
 }
 
-/* The user's ranges in /etc/subuid or /etc/subgid ("name:start:count" or "uid:start:count"),
+/* The user's ranges in /etc/subuid or /etc/subgid ("name:start:count" or "uid:start:count":
+   both files are keyed by the user, by name or uid, never by group),
    as newuidmap arguments after "0 ID 1": "1 start count", then the next range above it. */
 static int subordinate_ranges(const char *file, const char *name, unsigned id, unsigned long ranges[][2], int max) {
     FILE *f = fopen(file, "re");
@@ -264,7 +265,7 @@ static int map_ids(pid_t pid) {
     const char *name = pw ? pw->pw_name : NULL;
     unsigned long ur[16][2], gr[16][2];
     int nu = subordinate_ranges("/etc/subuid", name, uid, ur, 16);
-    int ng = subordinate_ranges("/etc/subgid", name, gid, gr, 16);
+    int ng = subordinate_ranges("/etc/subgid", name, uid, gr, 16);
     if (nu > 0 && ng > 0) {
         if (run_map_helper("newuidmap", pid, uid, ur, nu) == 0 && run_map_helper("newgidmap", pid, gid, gr, ng) == 0)
             return 0;
