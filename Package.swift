@@ -4,7 +4,7 @@ import PackageDescription
 /// Every test target may reach every module (and the shared test support).
 let testDependencies: [Target.Dependency] = [
     "StrataTestSupport", "StrataCore", "StrataSystem", "StrataArchive", "StrataFormats", "StrataLayer",
-    "StrataStore", "StrataDrivers", "StrataLauncher", "StrataEngine", "StrataRegistry", "CArchive", "CStrata",
+    "StrataStore", "StrataDrivers", "StrataLauncher", "StrataEngine", "StrataRegistry", "StrataNetwork", "CArchive", "CStrata",
 ]
 
 let package = Package(
@@ -78,6 +78,9 @@ let package = Package(
         .target(name: "StrataDrivers", dependencies: ["StrataCore", "StrataSystem", "StrataLayer"]),
         // Namespaces, cgroups, users, the process: knows a rootfs and a config, nothing about layers.
         .target(name: "StrataLauncher", dependencies: ["StrataCore", "StrataSystem", "CStrata", "CLauncher", "CSeccomp"]),
+        // Bridge networks on netavark: the networks' records, addresses, published ports, the
+        // host-wide subnet claims and netavark's JSON. Knows nothing of images or processes.
+        .target(name: "StrataNetwork", dependencies: ["StrataCore", "StrataSystem"]),
         // Blobs, layers, images, tags; SQLite metadata; the import pipeline.
         .target(
             name: "StrataStore",
@@ -97,11 +100,11 @@ let package = Package(
         // The library: a store and what is done with it from start to end (run, bundle, rm, gc
         // and check with the cgroups). Re-exports the modules its API uses.
         .target(name: "StrataEngine", dependencies: ["StrataCore", "StrataSystem", "StrataArchive", "StrataFormats", "StrataLayer",
-                                                   "StrataDrivers", "StrataLauncher", "StrataStore", "StrataRegistry",
+                                                   "StrataDrivers", "StrataLauncher", "StrataStore", "StrataRegistry", "StrataNetwork",
                                                    .product(name: "Logging", package: "swift-log")]),
         .executableTarget(
             name: "strata",
-            dependencies: ["StrataEngine", "StrataStore", "StrataRegistry", "StrataDrivers", "StrataCore", "StrataSystem", "StrataFormats", "StrataArchive", "StrataLauncher", "CRootless",
+            dependencies: ["StrataEngine", "StrataStore", "StrataRegistry", "StrataNetwork", "StrataDrivers", "StrataCore", "StrataSystem", "StrataFormats", "StrataArchive", "StrataLauncher", "CRootless",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log")],
             exclude: ["exports.map"],

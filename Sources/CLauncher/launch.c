@@ -275,6 +275,25 @@ static int lo_up(void) {
 
 
 
+int strata_make_netns(const char *path) {
+    pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        /* child: syscalls only */
+        if (unshare(CLONE_NEWNET) != 0) _exit(errno & 0x7f);
+        if (lo_up() != 0) _exit(errno & 0x7f);
+        if (mount("/proc/self/ns/net", path, NULL, MS_BIND, NULL) != 0) _exit(errno & 0x7f);
+        _exit(0);
+    }
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0) {
+        if (errno != EINTR) return -1;
+    }
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0) return 0;
+    errno = WIFEXITED(st) ? WEXITSTATUS(st) : EINTR;
+    return -1;
+}
+
 pid_t strata_launch(const struct strata_launch *cfg, int go_fd, int err_fd) {
     int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD;
     if (cfg->new_net) flags |= CLONE_NEWNET;
@@ -287,9 +306,14 @@ pid_t strata_launch(const struct strata_launch *cfg, int go_fd, int err_fd) {
     /* First: nothing in the container may read this process's memory or fds, and it holds no
        fd of strata's (store, database, locks) beyond the few it is handed. */
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) child_fail(err_fd, ST_DUMPABLE);
-    int keep[7] = { go_fd, err_fd, cfg->console_socket, cfg->init_fd, cfg->stdio[0], cfg->stdio[1], cfg->stdio[2] };
-    child_sort_fds(keep, 7);
-    if (child_close_others(keep, 7) != 0) child_fail(err_fd, ST_FDS);
+    int keep[8] = { go_fd, err_fd, cfg->console_socket, cfg->init_fd, cfg->stdio[0], cfg->stdio[1], cfg->stdio[2], cfg->net_fd };
+    child_sort_fds(keep, 8);
+    if (child_close_others(keep, 8) != 0) child_fail(err_fd, ST_FDS);
+    /* The network made for it (before sysfs is mounted: /sys/class/net is the namespace's). */
+    if (cfg->net_fd >= 0) {
+        if (setns(cfg->net_fd, CLONE_NEWNET) != 0) child_fail(err_fd, ST_SETNS);
+        close(cfg->net_fd);
+    }
     /* strata's own stdin, stdout and stderr (maybe the caller's terminal) are replaced now, and
        without a terminal of its own the process leaves strata's session: the caller's terminal
        is never its controlling terminal (TIOCSTI). With one, child_console makes the session. */

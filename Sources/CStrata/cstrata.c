@@ -2,6 +2,7 @@
 #include "cstrata.h"
 
 #include <errno.h>
+#include <spawn.h>
 #include <sqlite3.h>
 #include <fcntl.h>
 #include <locale.h>
@@ -145,4 +146,8 @@ int strata_sealed_memfd_copy(int src, const char *name) {
         int e = errno; close(fd); errno = e; return -1;
     }
     return fd;
+}
+
+int strata_spawn_closefrom(void *actions, int from) {
+    return posix_spawn_file_actions_addclosefrom_np((posix_spawn_file_actions_t *)actions, from);
 }

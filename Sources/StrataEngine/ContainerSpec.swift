@@ -108,7 +108,8 @@ extension Engine {
     public struct RunOptions: Sendable {
         public var name: String?
         public var hostname: String?
-        public var hostNetwork = false
+        /// `--network`, `--ip`, `--network-alias`, `-p`, `-P`: none (only lo) unless asked.
+        public var network = NetworkRequest(mode: .none)
         public var limits = Limits()
         public var volumes: [VolumeSpec] = []
         /// `--volumes-from`: containers whose volumes and binds this one mounts too (NAME[:ro|rw]).
@@ -285,15 +286,20 @@ struct ContainerSpecBuilder {
 
         if etcFiles {
             // Over the volumes (a volume at /etc still shows them), unless one is mounted at that very path.
-            for name in try ContainerSpecBuilder.writeEtcFiles(hostname: hostname, hostNetwork: options.hostNetwork, names: options.names,
-                                                               into: bundle)
+            for name in try ContainerSpecBuilder.writeEtcFiles(hostname: hostname, network: options.network.mode == .host ? .host : .none,
+                                                               names: options.names, into: bundle)
             where !options.volumes.contains(where: { VolumeSpec.samePath($0.target, "/etc/" + name) }) {
                 mounts.append(RuntimeSpec.Mount(destination: "/etc/" + name, type: "bind", source: bundle + "/" + name,
                                                 options: ["rbind", "rprivate"]))
             }
         }
         var namespaces = ["pid", "ipc", "uts", "mount", "cgroup"].map { RuntimeSpec.Namespace(type: $0) }
-        if !options.hostNetwork { namespaces.append(RuntimeSpec.Namespace(type: "network")) }
+        switch options.network.mode {
+        case .host: break
+        // The namespace kept as a file in the container's folder, set up before each start.
+        case .bridge: namespaces.append(RuntimeSpec.Namespace(type: "network", path: bundle + "/" + ContainerNetworkState.namespaceFileName))
+        case .none, .container: namespaces.append(RuntimeSpec.Namespace(type: "network"))
+        }
         let l = options.limits
         let devices = try options.devices.map { m in (m, try m.resolve()) }
         let deviceRules = privileged ? nil : DeviceRule.defaults + devices.compactMap { m, d in
@@ -322,6 +328,11 @@ struct ContainerSpecBuilder {
         if options.interactive { annotations[RuntimeSpec.Annotation.stdin] = options.stdinOnce ? "once" : "open" }
         for (k, v) in options.labels { annotations[RuntimeSpec.Annotation.labelPrefix + k] = v }
         options.names.annotate(&annotations)
+        if options.network.mode != .none {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            annotations[RuntimeSpec.Annotation.network] = String(decoding: try encoder.encode(options.network), as: UTF8.self)
+        }
         if let t = options.stopTimeout { annotations[RuntimeSpec.Annotation.stopTimeout] = String(t) }
         if options.restart != .no { annotations[RuntimeSpec.Annotation.restart] = options.restart.text }
         if let signal = options.stopSignal ?? imageStopSignal { annotations[RuntimeSpec.Annotation.stopSignal] = signal }
@@ -337,15 +348,39 @@ struct ContainerSpecBuilder {
     }
 
     /// Writes /etc/hostname, /etc/hosts and /etc/resolv.conf as the container sees them into
-    /// its folder `bundle` (the host's resolv.conf with the host's network; `names` adds hosts
-    /// and replaces nameservers, search domains and options as Docker's flags do); their names.
+    /// its folder `bundle`, as Docker writes them: with the host's network, the host's
+    /// resolv.conf; on a bridge, its address in /etc/hosts and, where the network has names, its
+    /// DNS server (else the host's nameservers that are not on its loopback). `names` adds hosts
+    /// and replaces nameservers, search domains and options as Docker's flags do. Their names.
     @discardableResult
-    static func writeEtcFiles(hostname: String, hostNetwork: Bool, names: NameSettings, into bundle: String) throws -> [String] {
-        var hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t\(hostname)\n"
-        for h in names.extraHosts { hosts += "\(h.address)\t\(h.name)\n" }
+    static func writeEtcFiles(hostname: String, network: EtcNetwork, names: NameSettings, into bundle: String) throws -> [String] {
+        var hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
         var resolv = "nameserver 127.0.0.53\n"
-        if hostNetwork, let f = try? FDHandle.open("/etc/resolv.conf", flags: .readOnly),
-           let bytes = try? f.readAll(limit: 1 << 20, label: "/etc/resolv.conf") { resolv = String(decoding: bytes, as: UTF8.self) }
+        func hostResolvConf() -> String? {
+            guard let f = try? FDHandle.open("/etc/resolv.conf", flags: .readOnly),
+                  let bytes = try? f.readAll(limit: 1 << 20, label: "/etc/resolv.conf") else { return nil }
+            return String(decoding: bytes, as: UTF8.self)
+        }
+        switch network {
+        case .none, .host:
+            hosts += "127.0.1.1\t\(hostname)\n"
+            if case .host = network, let host = hostResolvConf() { resolv = host }
+        case .bridge(let ip, let dnsServers, let search):
+            hosts += "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
+            hosts += "\(ip)\t\(hostname)\n"
+            if !dnsServers.isEmpty {
+                resolv = (search.isEmpty ? "" : "search " + search.joined(separator: " ") + "\n") + dnsServers.map { "nameserver \($0)\n" }.joined()
+            } else {
+                // The host's, but nameservers on its loopback (unreachable from here); Docker's fallback.
+                let lines = (hostResolvConf() ?? "").split(separator: "\n").map(String.init).filter { line in
+                    let w = line.split(separator: " ", omittingEmptySubsequences: true)
+                    return !(w.first == "nameserver" && w.count > 1 && (w[1].hasPrefix("127.") || w[1] == "::1"))
+                }
+                resolv = lines.joined(separator: "\n") + "\n"
+                if !lines.contains(where: { $0.hasPrefix("nameserver") }) { resolv += "nameserver 8.8.8.8\nnameserver 8.8.4.4\n" }
+            }
+        }
+        for h in names.extraHosts { hosts += "\(h.address)\t\(h.name)\n" }
         resolv = names.resolvConf(from: resolv)
         let dir = try Directory.open(bundle)
         let files = [("hostname", hostname + "\n"), ("hosts", hosts), ("resolv.conf", resolv)]

@@ -2,6 +2,7 @@
 @_exported import StrataFormats
 @_exported import StrataLauncher
 @_exported import StrataStore
+@_exported import StrataNetwork
 import FoundationEssentials
 import StrataSystem
 
@@ -56,6 +57,7 @@ public final class Engine: Sendable {
             let leases = try LayerLocks(store: store)
             defer { leases.unlockAll() }
             var resolved = options
+            if options.network.publishAll { resolved.network.exposed = Array((config.ExposedPorts ?? [:]).keys).sorted() }
             (resolved.volumes, madeVolumes) = try resolveMounts(options.volumes, volumesFrom: options.volumesFrom,
                                                                 imageVolumes: Array((config.Volumes ?? [:]).keys), rootfs: rootfs, leases: leases)
             let spec = try ContainerSpecBuilder(process: process, options: resolved, security: security, imageStopSignal: config.StopSignal,
@@ -94,6 +96,16 @@ public final class Engine: Sendable {
         defer { SignalRelay.end() }
         let (id, spec) = try createForRun(image: ref, overrides: overrides, options: options)
         let launcher = Launcher(id: id, bundle: store.containerPaths(id).root, spec: spec)
+        // Held until the process runs: gc does not take a network being set up for a leftover.
+        let starting = try LayerLocks(store: store)
+        do {
+            try starting.lock(key: id, exclusive: false)
+            launcher.networkNamespace = try attachNetwork(id, spec: spec)
+        } catch {
+            starting.unlockAll()
+            try? removeContainer(id, force: true, volumes: true)
+            throw error
+        }
         launcher.interactive = options.interactive
         launcher.cgroupParent = cgroupParent
         let store = self.store
@@ -101,6 +113,7 @@ public final class Engine: Sendable {
         var state = RunState(monitorPid: ProcessInfo.processInfo.processIdentifier)
         launcher.onPid = { [state] pid in
             try? store.setPid(id, pid)
+            starting.unlockAll()
             guard pid != nil else { return }
             var started = state
             started.startedAt = Timestamp.preciseNow()
@@ -112,9 +125,12 @@ public final class Engine: Sendable {
             code = try launcher.run()
         } catch {
             // The command never ran: nothing of this container is worth keeping.
+            starting.unlockAll()
             try? removeContainer(id, force: true, volumes: true)
             throw error
         }
+        starting.unlockAll()
+        detachNetwork(id)
         state = store.runState(id) ?? state
         state.exitCode = code
         state.finishedAt = Timestamp.preciseNow()
@@ -183,6 +199,8 @@ public final class Engine: Sendable {
             _ = try? FDHandle.open(store.containerPaths(id).root + "/" + Engine.removingMarker, flags: [.writeOnly, .create], mode: 0o600)
             ContainerCgroups.release(id: id, parent: cgroupParent)
         }
+        // Its network goes before its folder (the namespace is a mount in it).
+        if !isRunning(record) || force { detachNetwork(id) }
         try store.removeContainer(ref, force: force)
         store.record(container: record, "destroy")
         ContainerCgroups.release(id: id, parent: cgroupParent)

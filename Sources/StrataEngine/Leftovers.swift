@@ -34,12 +34,28 @@ extension Engine {
     public func garbageCollect() throws -> RemovalReport {
         var r = try store.garbageCollect()
         r.removedCgroups = ContainerLeftovers.removeCgroups(parent: cgroupParent)
+        r.removedNetworks = try removeNetworkLeftovers()
         return r
     }
 
     /// `check`: the store's problems and the cgroups its containers left.
     public func check(summary: inout CheckSummary, progress: (String) -> Void = { _ in }) throws -> [CheckProblem] {
-        try store.check(summary: &summary, progress: progress) + ContainerLeftovers.problems(parent: cgroupParent)
+        try store.check(summary: &summary, progress: progress) + ContainerLeftovers.problems(parent: cgroupParent) + networkProblems()
+    }
+
+    /// The networks of containers that no longer run, torn down; their IDs.
+    func removeNetworkLeftovers() throws -> [String] {
+        let ids = try networkLeftovers()
+        for id in ids { detachNetwork(id) }
+        return ids.map { String($0.prefix(12)) }
+    }
+
+    /// One problem per container whose network is still set up though it does not run.
+    func networkProblems() throws -> [CheckProblem] {
+        try networkLeftovers().map {
+            CheckProblem(subject: "container \($0.prefix(12))", problem: "its network (namespace, interfaces, firewall rules) is set up but it does not run",
+                         advice: "`strata gc` tears it down")
+        }
     }
 
     /// `check --repair`: mends what the store's check finds (in the same quiet view) and removes
@@ -49,6 +65,8 @@ extension Engine {
         let (found, report) = try store.checkAndRepair(summary: &summary, force: force, progress: progress)
         let leftovers = ContainerLeftovers.problems(parent: cgroupParent)
         if !leftovers.isEmpty { _ = ContainerLeftovers.removeCgroups(parent: cgroupParent) }
-        return (found + leftovers, report)
+        let networks = try networkProblems()
+        if !networks.isEmpty { _ = try removeNetworkLeftovers() }
+        return (found + leftovers + networks, report)
     }
 }

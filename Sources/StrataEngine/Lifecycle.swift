@@ -69,7 +69,7 @@ extension Engine {
             try store.resetHealth(id)
             // Written afresh at every start, as Docker does: what a container wrote into its
             // /etc/hosts or /etc/hostname does not outlive its run.
-            try ContainerSpecBuilder.writeEtcFiles(hostname: spec.hostname ?? String(id.prefix(12)), hostNetwork: !spec.newNetwork,
+            try ContainerSpecBuilder.writeEtcFiles(hostname: spec.hostname ?? String(id.prefix(12)), network: spec.sharesHostNetwork ? .host : .none,
                                                    names: NameSettings(annotations: spec.annotations ?? [:]),
                                                    into: store.containerPaths(id).root)
             let maxSize = spec.annotation(RuntimeSpec.Annotation.logMaxSize).flatMap { Int64($0) } ?? RunOptions().logMaxSize
@@ -81,16 +81,24 @@ extension Engine {
             launcher.cgroupParent = cgroupParent
             let pid: Int32
             var master: FDHandle?
+            // Held until the process runs: gc does not take a network being set up for a leftover.
+            let starting = try LayerLocks(store: store)
+            defer { starting.unlockAll() }
             do {
+                try starting.lock(key: id, exclusive: false)
+                launcher.networkNamespace = try attachNetwork(id, spec: spec)
                 if tty { (pid, master) = try launcher.startDetachedWithTerminal() } else { pid = try launcher.startDetached() }
             } catch {
                 pipes.release()
+                starting.unlockAll()  // the unmount takes the container's lease
+                detachNetwork(id)
                 try? store.unmountContainer(id, force: true)
                 throw error
             }
             // Running: the monitor lets go of the log pipes' write ends (the container holds them).
             pipes.release()
             try? store.setPid(id, pid)
+            starting.unlockAll()
             state.startedAt = Timestamp.preciseNow()
             try? store.writeRunState(id, state)
             if let c = try? store.container(id) { store.record(container: c, "start") }
@@ -143,6 +151,7 @@ extension Engine {
         }
         try? store.setPid(id, nil)
         ContainerCgroups.release(id: id, parent: cgroupParent)
+        detachNetwork(id)
         if ((try? store.spec(id)) ?? nil)?.flag(RuntimeSpec.Annotation.remove) == true {
             // As Docker's --rm: its anonymous volumes go with it.
             try? removeContainer(id, force: true, volumes: true)

@@ -20,6 +20,8 @@ public struct RemovalReport: Codable, Sendable {
     public var untagged: [String] = []
     /// Cgroup directories of containers that are gone (filled in by the caller that knows cgroups).
     public var removedCgroups: [String] = []
+    /// Containers whose network (namespace, veths, rules) was torn down because they no longer run.
+    public var removedNetworks: [String] = []
     public var deletedImages: [String] = []
     public var deletedLayers: [String] = []
     /// Flattened layers (of chains deeper than overlayfs stacks) no container used, by top layer.

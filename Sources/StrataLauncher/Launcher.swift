@@ -57,6 +57,9 @@ public final class Launcher: @unchecked Sendable {
     public var interactive = false
     /// Where the container's cgroups go in each hierarchy (`CgroupParent.forStore`).
     public var cgroupParent = "strata/default"
+    /// The network namespace the process joins (a bridge network's, set up by the engine before
+    /// the start; another container's); nil: as the spec says (a new one, or the host's).
+    public var networkNamespace: FDHandle?
     /// Called with the pid once the process runs (for `ps`), and with nil when it is gone.
     public var onPid: (pid_t?) -> Void = { _ in }
 
@@ -151,6 +154,13 @@ public final class Launcher: @unchecked Sendable {
         let program = try prepare()
         let security = try SpecSecurity(spec.process, seccomp: spec.linux.seccomp)
         let initBinary = spec.flag(RuntimeSpec.Annotation.initProcess) ? try InitBinary.sealedCopy() : nil
+        // A network namespace the spec names by path is joined, or the start fails: never the
+        // host's network in its place.
+        if networkNamespace == nil, let path = spec.linux.namespaces.first(where: { $0.type == "network" })?.path {
+            do { networkNamespace = try NetworkNamespaceFile.open(path) } catch {
+                throw LaunchFailure(exitCode: 125, message: "cannot join the container's network namespace: \(error)")
+            }
+        }
         let mountinfo = MountTable.text()  // read once: the layout and the container's view of it
         let layout = CgroupLayout.current(mountinfo: mountinfo)
         let cgroup = layout.map { Cgroup(layout: $0, id: id, parent: cgroupParent) }
@@ -259,7 +269,8 @@ public final class Launcher: @unchecked Sendable {
         cfg.gid = p.user.gid
         cfg.groups = arena.copy(groups)
         cfg.ngroups = Int32(groups.count)
-        cfg.new_net = spec.newNetwork ? 1 : 0
+        cfg.new_net = spec.newNetwork && networkNamespace == nil ? 1 : 0
+        cfg.net_fd = networkNamespace?.fd ?? -1
         cfg.readonly_rootfs = spec.root.readonly == true ? 1 : 0
         cfg.privileged = privileged ? 1 : 0
         cfg.capabilities = security.capabilities.mask

@@ -206,6 +206,9 @@ public struct RuntimeSpec: Codable, Sendable, Equatable {
         public static let restart = "io.strata.restart"
         /// `--stop-timeout`: seconds `stop` waits before SIGKILL when not given `-t`.
         public static let stopTimeout = "io.strata.stop-timeout"
+        /// `--network` and the flags with it (JSON): the networks, addresses, aliases and
+        /// published ports, set up at each start (docs/networking.md). Absent: `none`.
+        public static let network = "io.strata.network"
         /// The signal `stop` sends first (the name podman and containerd use).
         public static let stopSignal = "org.opencontainers.image.stopSignal"
     }
@@ -336,6 +339,8 @@ public struct RuntimeSpec: Codable, Sendable, Equatable {
 
     /// Whether the process gets its own network namespace (a new one: only loopback).
     public var newNetwork: Bool { linux.namespaces.contains { $0.type == "network" && $0.path == nil } }
+    /// Whether the process runs in the host's network namespace (`--network host`).
+    public var sharesHostNetwork: Bool { !linux.namespaces.contains { $0.type == "network" } }
 
     /// The limits of `linux.resources`.
     public var limits: Limits {

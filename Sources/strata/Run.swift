@@ -3,6 +3,7 @@ import FoundationEssentials
 import StrataCore
 import StrataFormats
 import StrataLauncher
+import StrataNetwork
 import StrataEngine
 import StrataSystem
 import StrataStore
@@ -49,7 +50,11 @@ struct RunFlags: ParsableArguments {
     @Option(name: [.short, .long], parsing: .unconditional, help: "Memory limit, e.g. 64m (also limits memory+swap).") var memory: String?
     @Option(name: .long, parsing: .unconditional, help: "CPU quota in CPUs, e.g. 0.5.") var cpus: String?
     @Option(name: .long, parsing: .unconditional, help: "Maximum number of processes.") var pidsLimit: String?
-    @Option(name: .long, help: "none (default: only lo) or host.") var network: String = "none"
+    @Option(name: .long, help: "bridge (the default network; the default as root), NAME (a network of `strata network create`), none (only lo; the default rootless), host, or container:NAME|ID (STRATA_NETWORK sets the default).") var network: String?
+    @Option(name: .long, help: "The container's IPv4 address on its network.") var ip: String?
+    @Option(name: .long, help: "Another name for the container on its network (repeatable).") var networkAlias: [String] = []
+    @Option(name: [.short, .customLong("publish")], help: "Publish a port: [[IP:][HOST]:]CONTAINER[/udp] (a free host port when none is given).") var publish: [String] = []
+    @Flag(name: [.customShort("P"), .customLong("publish-all")], help: "Publish every port the image exposes, each on a free host port.") var publishAll = false
     @Option(name: [.short, .customLong("env")], help: "Set an environment variable K=V (or K to take it from here).") var env: [String] = []
     @Option(name: [.short, .customLong("workdir")], help: "Working directory inside the container.") var workdir: String?
     @Option(name: [.short, .long], help: "USER[:GROUP], names or IDs from the image's own files.") var user: String?
@@ -116,9 +121,6 @@ struct RunFlags: ParsableArguments {
 
     /// The engine's options from the flags (their policy is `RunOptions.validate`'s).
     func runOptions() throws -> Engine.RunOptions {
-        guard ["none", "host"].contains(network) else {
-            throw StrataError(.invalidArgument, "invalid --network \"\(network)\": none or host (bridge networking is not there yet)")
-        }
         guard ["missing", "always", "never"].contains(pull) else {
             throw StrataError(.invalidArgument, "invalid --pull \"\(pull)\": missing, always or never")
         }
@@ -129,7 +131,7 @@ struct RunFlags: ParsableArguments {
         try options.security.apply(securityOpt: securityOpt)
         options.name = name
         options.hostname = hostname
-        options.hostNetwork = network == "host"
+        options.network = try networkRequest()
         options.readOnly = readOnly
         options.tty = tty
         options.interactive = interactive
@@ -157,6 +159,38 @@ struct RunFlags: ParsableArguments {
         options.health.retries = healthRetries
         options.health.disabled = noHealthcheck
         return options
+    }
+
+    /// `--network` (else STRATA_NETWORK, else bridge as root and none rootless, as podman
+    /// without a rootless network), with `--ip`, `--network-alias`, `-p` and `-P`.
+    func networkRequest() throws -> NetworkRequest {
+        let environment = ProcessInfo.processInfo.environment["STRATA_NETWORK"].flatMap { $0.isEmpty ? nil : $0 }
+        let mode = network ?? environment ?? (UserNamespace.current.isRootless ? "none" : "bridge")
+        var request = try NetworkRequest(parsing: mode)
+        let ports = try publish.map(PortMapping.init(parsing:))
+        if request.mode != .bridge {
+            if !ports.isEmpty || publishAll {
+                guard request.mode == .host else {
+                    throw StrataError(.invalidArgument, "published ports (-p, -P) need a bridge network; --network \(mode) has none")
+                }
+                printErr("strata: published ports are ignored with --network host (the container uses the host's ports)")
+            }
+            if ip != nil || !networkAlias.isEmpty {
+                throw StrataError(.invalidArgument, "--ip and --network-alias need a bridge network (--network \(mode))")
+            }
+            return request
+        }
+        if let ip { request.networks[0].ip = try RunFlags.address(ip) }
+        request.networks[0].aliases = networkAlias
+        request.ports = ports
+        request.publishAll = publishAll
+        return request
+    }
+
+    /// An IPv4 address from a flag.
+    static func address(_ text: String) throws -> IPv4Address {
+        guard let a = IPv4Address(text) else { throw StrataError(.invalidArgument, "invalid address \"\(text.prefix(60))\": an IPv4 address (A.B.C.D)") }
+        return a
     }
 
     func overrides(command: [String]) throws -> RunOverrides {

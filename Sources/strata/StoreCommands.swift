@@ -18,7 +18,7 @@ struct GC: ParsableCommand {
             let r = try global.openEngine().garbageCollect()
             if json { print(try Format.json(r)); return }
             let flattened = r.deletedFlattened.isEmpty ? "" : " \(r.deletedFlattened.count) flattened layers,"
-            print("removed \(r.deletedLayers.count) layers,\(flattened) \(r.deletedBlobs.count) blobs, \(r.removedCgroups.count) cgroups; \(Format.bytes(r.bytesFreed)) freed")
+            print("removed \(r.deletedLayers.count) layers,\(flattened) \(r.deletedBlobs.count) blobs, \(r.removedCgroups.count) cgroups, \(r.removedNetworks.count) container networks; \(Format.bytes(r.bytesFreed)) freed")
         }
     }
 }

@@ -71,15 +71,15 @@ struct Strata: ParsableCommand {
                       Start.self, Stop.self, Restart.self, Kill.self, Wait.self, Logs.self, Exec.self, Export.self,
                       Pause.self, Unpause.self, Rename.self, Top.self, Stats.self, Cp.self, Attach.self, Events.self, Version.self,
                       ImageGroup.self, ContainerGroup.self, SystemGroup.self, Info.self, ContainerMonitor.self,
-                      ContainerCleanup.self, ContainerRestart.self, VolumeGroup.self, HealthcheckGroup.self, Unshare.self]
+                      ContainerCleanup.self, ContainerRestart.self, VolumeGroup.self, HealthcheckGroup.self, Unshare.self, NetworkGroup.self, Port.self]
     )
 
     /// "unknown command 'X'" with the nearest command, or nil for a command that exists.
     /// Docker commands a Docker user may type that strata has no counterpart for yet: named as
     /// such rather than answered with the nearest spelling (`top` is not `stop`).
     static let dockerCommandsNotYetHere: Set<String> = [
-        "port", "update",
-        "network", "build", "builder", "buildx", "compose", "search", "swarm", "service",
+        "update",
+        "build", "builder", "buildx", "compose", "search", "swarm", "service",
         "stack", "node", "secret", "config", "plugin", "context", "trust", "manifest", "checkpoint",
     ]
 

@@ -46,6 +46,8 @@ struct strata_launch {
     const gid_t *groups;
     int ngroups;
     int new_net;                 /* new network namespace (lo up) */
+    int net_fd;                  /* a network namespace to join (a bridge network's, made and set up
+                                    by strata; another container's); -1: none. new_net is then 0 */
     int readonly_rootfs;
     int init_fd;                 /* with --init: a sealed memfd holding strata-init, exec'd as pid 1
                                     with `path` and `argv` as its arguments; else -1 */
@@ -105,6 +107,12 @@ const char *strata_launch_step_name(int step);
 /// allocated after the clone.
 /// Returns the child's pid (in the parent's namespace) or -1 with errno.
 pid_t strata_launch(const struct strata_launch *cfg, int go_fd, int err_fd);
+
+/// Makes a network namespace with lo up and binds it onto `path` (an empty file that exists),
+/// where it outlives every process: the bridge networks are set up in it before the container's
+/// process starts and torn down after it ends. A forked child makes it; this process's own
+/// namespaces do not change. Returns 0, or -1 with errno.
+int strata_make_netns(const char *path);
 
 /// A process to run inside a running container (`exec`).
 struct strata_exec {

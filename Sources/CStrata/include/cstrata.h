@@ -106,4 +106,8 @@ int strata_sealed_memfd_copy(int src, const char *name);
 /// here (the caller polls instead).
 int strata_wait_process_end(pid_t pid, int timeout_ms);
 
+/// posix_spawn_file_actions_addclosefrom_np (glibc 2.34; hidden from Swift's Glibc module):
+/// the child closes every fd from `from` on. `actions` is a posix_spawn_file_actions_t.
+int strata_spawn_closefrom(void *actions, int from);
+
 #endif

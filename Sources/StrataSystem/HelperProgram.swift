@@ -1,0 +1,73 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CStrata
+import StrataCore
+
+/// Runs a helper program of the host (netavark, its DNS server) to its end: its input from
+/// bytes, its output and errors into memory. It holds nothing of strata's: every fd but 0-2 is
+/// closed in it, and 0-2 are memfds, not pipes, so a daemon it leaves behind (aardvark-dns)
+/// keeps no pipe of strata's open and nothing waits for one.
+public enum HelperProgram {
+    public struct Output: Sendable {
+        public var status: Int32
+        public var stdout: [UInt8]
+        public var stderr: [UInt8]
+        /// stderr (else stdout) as one line for a message.
+        public var message: String {
+            let text = String(decoding: stderr.isEmpty ? stdout : stderr, as: UTF8.self)
+            return text.split(separator: "\n").last.map(String.init) ?? "exit status \(status)"
+        }
+    }
+
+    /// Runs `path` with `arguments` (argv[0] is the path) and `environment` (nil: this
+    /// process's); waits for it.
+    public static func run(_ path: String, _ arguments: [String], input: [UInt8] = [], environment: [String]? = nil) throws -> Output {
+        let files = try (0..<3).map { i -> FDHandle in
+            let fd = strata_memfd("strata-helper-\(i)")
+            guard fd >= 0 else { throw StrataError.errno(.system, "cannot run \(path): no memfd") }
+            return FDHandle(owning: fd)
+        }
+        try files[0].writeAll(input)
+        guard lseek(files[0].fd, 0, SEEK_SET) == 0 else { throw StrataError.errno(.system, "cannot run \(path): seek") }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        for (i, f) in files.enumerated() { posix_spawn_file_actions_adddup2(&actions, f.fd, Int32(i)) }
+        guard strata_spawn_closefrom(&actions, 3) == 0 else { throw StrataError.errno(.system, "cannot run \(path)") }
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        // Default signal dispositions and an empty mask, whatever this process blocks.
+        var all = sigset_t(), none = sigset_t()
+        sigfillset(&all); sigemptyset(&none)
+        posix_spawnattr_setsigdefault(&attr, &all)
+        posix_spawnattr_setsigmask(&attr, &none)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        let argv = ([path] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        let envp = environment.map { $0.map { strdup($0) } + [nil] }
+        defer { envp?.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = envp.map { e in posix_spawn(&pid, path, &actions, &attr, argv, e) } ?? posix_spawn(&pid, path, &actions, &attr, argv, environ)
+        guard rc == 0 else { throw StrataError(.system, "cannot run \(path): \(Errno(rc))") }
+        var st: Int32 = 0
+        while waitpid(pid, &st, 0) < 0 {
+            guard errno == EINTR else { throw StrataError.errno(.system, "waiting for \(path)") }
+        }
+        let status = (st & 0x7f) == 0 ? (st >> 8) & 0xff : 128 + (st & 0x7f)
+        func contents(_ f: FDHandle) -> [UInt8] {
+            (try? f.stat()).map { s in
+                var bytes = [UInt8](repeating: 0, count: Int(min(s.size, 1 << 20)))
+                let n = bytes.withUnsafeMutableBytes { (try? f.pread(into: $0, at: 0)) ?? 0 }
+                return Array(bytes.prefix(n))
+            } ?? []
+        }
+        return Output(status: status, stdout: contents(files[1]), stderr: contents(files[2]))
+    }
+
+    /// The first of `candidates` that is an executable file.
+    public static func find(_ candidates: [String]) -> String? {
+        candidates.first { access($0, X_OK) == 0 }
+    }
+}
