@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what strata needs to build, test and run its examples, if missing (Debian 12).
 set -euo pipefail
-pkgs=(groff-base bsdextrautils libarchive-dev zlib1g-dev liblzma-dev libzstd-dev libbz2-dev liblz4-dev libseccomp-dev gcc libc6-dev bzip2 lz4 libarchive-tools libsqlite3-dev pkg-config busybox-static skopeo umoci runc zstd xz-utils python3 attr docker-registry apache2-utils openssl curl uidmap fuse-overlayfs procps util-linux)
+pkgs=(groff-base bsdextrautils libarchive-dev zlib1g-dev liblzma-dev libzstd-dev libbz2-dev liblz4-dev libseccomp-dev gcc libc6-dev bzip2 lz4 libarchive-tools libsqlite3-dev pkg-config busybox-static skopeo umoci runc zstd xz-utils python3 attr docker-registry apache2-utils openssl curl uidmap fuse-overlayfs procps util-linux netavark aardvark-dns iptables)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -104,6 +104,9 @@ public struct Netavark: Sendable {
     static let aardvarkPaths = ["/usr/libexec/podman/aardvark-dns", "/usr/lib/podman/aardvark-dns",
                                 "/usr/local/libexec/podman/aardvark-dns", "/usr/local/lib/podman/aardvark-dns"]
 
+    /// Where netavark is installed, if it is.
+    public static var installedPath: String? { HelperProgram.find(netavarkPaths) }
+
     /// The installed netavark, with aardvark-dns if there is one; `configDirectory` is the
     /// store's own.
     public static func installed(configDirectory: String) throws -> Netavark {
@@ -117,7 +120,7 @@ public struct Netavark: Sendable {
     /// add the same bridge or chain at once fail.
     static let lockPath = "/run/strata/netavark.lock"
 
-    func call(_ verb: String, namespace: String, options: NetavarkOptions) throws -> HelperProgram.Output {
+    func call(_ verb: String, namespace: String, options: NetavarkOptions, then: () throws -> Void = {}) throws -> HelperProgram.Output {
         try makeDirectories(configDirectory, mode: 0o700, what: "netavark's directory")
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
@@ -128,13 +131,24 @@ public struct Netavark: Sendable {
         if let aardvark { args.append("--aardvark-binary=\(aardvark)") }
         // RUST_LOG unset: netavark's log lines would be taken for its error.
         let env = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]
-        return try HelperProgram.run(binary, args + [verb, namespace], input: input, environment: env)
+        let out = try HelperProgram.run(binary, args + [verb, namespace], input: input, environment: env)
+        try then()  // still under the lock
+        return out
     }
 
     /// Sets up `options`' networks in the namespace at `namespace`; their status, by netavark's
     /// network name.
     public func setup(namespace: String, options: NetavarkOptions) throws -> [String: NetavarkStatus] {
-        let out = try call("setup", namespace: namespace, options: options)
+        var guarded: (any Error)?
+        let out = try call("setup", namespace: namespace, options: options) {
+            for bridge in options.networkInfo.keys {
+                do { try BridgeGuard.protect(bridge: bridge) } catch { guarded = error }
+            }
+        }
+        if let guarded {
+            if out.status == 0 { try? teardown(namespace: namespace, options: options) }
+            throw guarded
+        }
         guard out.status == 0 else {
             throw StrataError(.system, "netavark could not set up the network of container \(options.containerName): \(Netavark.errorText(out))")
         }
@@ -147,7 +161,9 @@ public struct Netavark: Sendable {
 
     /// Tears down what `setup` made with the same `options`.
     public func teardown(namespace: String, options: NetavarkOptions) throws {
-        let out = try call("teardown", namespace: namespace, options: options)
+        let out = try call("teardown", namespace: namespace, options: options) {
+            for bridge in options.networkInfo.keys { BridgeGuard.release(bridge: bridge) }
+        }
         guard out.status == 0 else {
             throw StrataError(.system, "netavark could not tear down the network of container \(options.containerName): \(Netavark.errorText(out))")
         }

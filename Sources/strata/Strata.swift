@@ -160,7 +160,7 @@ struct GlobalOptions: ParsableArguments {
         // Only before a subcommand: `--root R --generate-completion-script zsh` stays as typed.
         guard i < args.count, !leading.isEmpty, !args[i].hasPrefix("-") else { return args }
         // `image ls`, `container rm`, `system df`: after the subcommand.
-        if ["image", "container", "system", "volume", "healthcheck"].contains(args[i]), i + 1 < args.count {
+        if ["image", "container", "system", "volume", "healthcheck", "network"].contains(args[i]), i + 1 < args.count {
             return [args[i], args[i + 1]] + leading + args[(i + 2)...]
         }
         return [args[i]] + leading + args[(i + 1)...]

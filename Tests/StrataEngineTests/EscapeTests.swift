@@ -31,7 +31,8 @@ extension RunTests {
         return ["write /sys/fs/cgroup/memory/cgroup.procs", "mkdir /sys/fs/cgroup/memory/probe-escape"]
     }
 
-    static let variants: [[String]] = [[], ["--init"], ["--network", "host"], ["-u", "0"], ["--init", "--network", "host", "-u", "0"]]
+    /// Without --network: on the default bridge (as root).
+    static let variants: [[String]] = [[], ["--init"], ["--network", "host"], ["--network", "none"], ["-u", "0"], ["--init", "--network", "host", "-u", "0"]]
     /// The probe also runs with a terminal and with the capabilities that widen the attack
     /// surface most (with SYS_ADMIN mounts are allowed: it then tries release_agent instead).
     static let probeVariants: [[String]] = variants + [["-t"], ["--init", "-t"], ["--cap-add", "SYS_ADMIN"],

@@ -25,6 +25,12 @@
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 static int escapes;
 
@@ -351,6 +357,83 @@ static void syscalls(void) {
     if (ring >= 0) close((int)ring);
 }
 
+/* PROBE_LOCALNET_PORT=P (on a bridge with a published port, where netavark sets route_localnet):
+   raw Ethernet frames to the gateway's MAC, one addressed to 127.0.0.1:P ("LOCALNET", which the
+   host must never receive: its loopback services are out of reach) and one to the gateway's own
+   address ("CONTROL", which it does: the frames are well made). The test listens on the host. */
+static unsigned short ip_checksum(const unsigned char *p, int n) {
+    unsigned long sum = 0;
+    for (int i = 0; i < n; i += 2) sum += (p[i] << 8) | p[i + 1];
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    return (unsigned short)~sum;
+}
+
+static void localnet(const char *port_text) {
+    int port = atoi(port_text);
+    FILE *f = fopen("/proc/net/route", "r");
+    char line[256];
+    unsigned gw = 0, dest, g;
+    char ifname[32];
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "%31s %x %x", ifname, &dest, &g) == 3 && dest == 0 && g != 0) gw = g;
+    if (f) fclose(f);
+    if (!gw) { blocked("localnet-udp", ENETUNREACH); return; }
+    struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(9), .sin_addr.s_addr = gw };
+    int u = socket(AF_INET, SOCK_DGRAM, 0);
+    sendto(u, "x", 1, 0, (struct sockaddr *)&to, sizeof to);  /* fills the neighbour table */
+    close(u);
+    usleep(300000);
+    char gwtext[32], ip[32], hw[32], mac_text[32] = "";
+    inet_ntop(AF_INET, &gw, gwtext, sizeof gwtext);
+    f = fopen("/proc/net/arp", "r");
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "%31s %*s %*s %31s", ip, hw) == 2 && strcmp(ip, gwtext) == 0) strcpy(mac_text, hw);
+    if (f) fclose(f);
+    unsigned char gwmac[6];
+    if (sscanf(mac_text, "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &gwmac[0], &gwmac[1], &gwmac[2], &gwmac[3], &gwmac[4], &gwmac[5]) != 6) {
+        blocked("localnet-udp", EHOSTUNREACH);
+        return;
+    }
+    int s = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_IP));
+    if (s < 0) { blocked("localnet-udp", errno); return; }
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strncpy(ifr.ifr_name, "eth0", IFNAMSIZ - 1);
+    unsigned char mymac[6];
+    if (ioctl(s, SIOCGIFHWADDR, &ifr) != 0) { blocked("localnet-udp", errno); close(s); return; }
+    memcpy(mymac, ifr.ifr_hwaddr.sa_data, 6);
+    if (ioctl(s, SIOCGIFADDR, &ifr) != 0) { blocked("localnet-udp", errno); close(s); return; }
+    unsigned myip = ((struct sockaddr_in *)&ifr.ifr_addr)->sin_addr.s_addr;
+    struct sockaddr_ll ll = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_IP), .sll_ifindex = (int)if_nametoindex("eth0"), .sll_halen = 6 };
+    memcpy(ll.sll_addr, gwmac, 6);
+    const char *payloads[2] = { "LOCALNET", "CONTROL" };
+    unsigned dests[2] = { htonl(INADDR_LOOPBACK), gw };
+    for (int round = 0; round < 3; round++) {
+        for (int k = 0; k < 2; k++) {
+            unsigned char frame[128];
+            memset(frame, 0, sizeof frame);
+            memcpy(frame, gwmac, 6);
+            memcpy(frame + 6, mymac, 6);
+            frame[12] = 0x08; frame[13] = 0x00;
+            unsigned char *iph = frame + 14, *udp = iph + 20, *data = udp + 8;
+            int dlen = (int)strlen(payloads[k]);
+            memcpy(data, payloads[k], dlen);
+            int total = 20 + 8 + dlen;
+            iph[0] = 0x45; iph[2] = total >> 8; iph[3] = total & 0xff; iph[8] = 64; iph[9] = 17;
+            memcpy(iph + 12, &myip, 4);
+            memcpy(iph + 16, &dests[k], 4);
+            unsigned short c = ip_checksum(iph, 20);
+            iph[10] = c >> 8; iph[11] = c & 0xff;
+            udp[0] = 0x30; udp[1] = 0x39; udp[2] = port >> 8; udp[3] = port & 0xff;
+            udp[4] = (8 + dlen) >> 8; udp[5] = (8 + dlen) & 0xff;  /* checksum 0: none */
+            if (sendto(s, frame, 14 + total, 0, (struct sockaddr *)&ll, sizeof ll) < 0) { blocked("localnet-udp", errno); close(s); return; }
+        }
+        usleep(100000);
+    }
+    close(s);
+    printf("localnet-udp: sent (the host must not receive LOCALNET on 127.0.0.1:%d)\n", port);
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc > 2 && strcmp(argv[1], "watch") == 0) return watch(atoi(argv[2]));
@@ -369,6 +452,7 @@ int main(int argc, char **argv) {
     block_devices();
     writes();
     syscalls();
+    if (getenv("PROBE_LOCALNET_PORT")) localnet(getenv("PROBE_LOCALNET_PORT"));
     printf("escapes: %d\n", escapes);
     return escapes > 100 ? 100 : escapes;
 }
