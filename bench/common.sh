@@ -9,6 +9,10 @@ mkdir -p "$work"
 # STRATA_BENCH_BINARY names another build to measure (it is then not built here).
 strata=${STRATA_BENCH_BINARY:-$repo/.build-static/release/strata}
 
+# Containers run without a network (podman's --network none in the comparisons) unless a
+# script says otherwise: bench/network.sh measures the bridge.
+export STRATA_NETWORK=${STRATA_NETWORK:-none}
+
 need() { command -v "$1" >/dev/null || { apt-get install -y -qq "$2" >/dev/null; }; }
 
 build_strata() {

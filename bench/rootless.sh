@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rootless strata beside root strata and rootless podman, on one machine in one run:
-#   run:    `run --rm strata/busybox:v25 true` (no network: strata's default for run, podman's
-#           --network none), median of RUNS, the three interleaved;
+#   run:    `run --rm strata/busybox:v25 true` (no network: rootless strata's default,
+#           STRATA_NETWORK=none for root's, podman's --network none), median of RUNS, the three
+#           interleaved;
 #   load:   the busybox docker-archive (fixtures/out/docker-25.tar) into an empty store each
 #           time (strata load / podman load -i), median of N;
 #   commit: `commit` alone of a stopped container in which 1,000 small files were written
@@ -15,6 +16,7 @@
 #   bench/rootless.sh [runs] [n]        (defaults 20 and 7; STRATA=/path/to/strata for
 #                                        another build; default .build/release, else .build/debug)
 set -euo pipefail
+export STRATA_NETWORK=none
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 runs=${1:-20}
@@ -80,7 +82,7 @@ install -d -m 700 -o "$uid" -g "$gid" "$T/home" "$T/data" "$T/run" "$T/loads"
 U() { setpriv --reuid "$uid" --regid "$gid" --clear-groups env -i HOME="$T/home" PATH=/usr/bin:/bin \
         XDG_DATA_HOME="${DATA:-$T/data}" XDG_RUNTIME_DIR="$T/run" "$@"; }
 SR() { U "$B" "$@"; }                                     # rootless strata
-S0() { env -i HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin "$B" --root "${ROOTSTORE:-$T/rootstore}" "$@"; }  # root strata
+S0() { env -i STRATA_NETWORK=none HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin "$B" --root "${ROOTSTORE:-$T/rootstore}" "$@"; }  # root strata
 # Rootless podman on the kernel's overlay (as rootless strata here), else its default driver;
 # its default runtime, else runc (crun refuses hybrid cgroup hierarchies).
 pdriver=(--storage-driver overlay); pruntime=()

@@ -63,8 +63,12 @@ public enum SubnetRegistry {
             guard let bytes = try? dir.readFile(e, limit: 8192) else { continue }
             let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n").map(String.init)
             guard lines.count >= 2, lines[0] != owner, let s = try? IPv4Subnet(parsing: lines[1]) else { continue }
-            // Live while the network file exists and still holds this subnet.
-            if let f = try? FDHandle.open(lines[0], flags: [.readOnly, .noFollow]),
+            // Live while the network file exists and still holds this subnet; and for a minute
+            // after it is made, before which its network file may not be written yet.
+            let age = (try? dir.lstat(e))??.modificationTime.seconds.distance(to: Int64(Date().timeIntervalSince1970)) ?? 0
+            if age < 60 {
+                out.append(s)
+            } else if let f = try? FDHandle.open(lines[0], flags: [.readOnly, .noFollow]),
                let text = try? f.readAll(limit: 1 << 20, label: lines[0]),
                String(decoding: text, as: UTF8.self).contains("\"\(s.description)\"") {
                 out.append(s)

@@ -57,7 +57,7 @@ struct RunTests {
 
     @Test func isolation() throws {
         let e = try Env()
-        let (rc, out, err) = try e.run(["--hostname", "box", RunTests.image, "sh", "-c",
+        let (rc, out, err) = try e.run(["--hostname", "box", "--network", "none", RunTests.image, "sh", "-c",
                                         "echo pid=$$; hostname; ls /sys/class/net; ps | wc -l; cat /proc/self/status | grep NoNewPrivs; grep -c . /proc/mounts"])
         #expect(rc == 0, "\(err)")
         #expect(out.contains("pid=1"))
@@ -110,7 +110,8 @@ struct RunTests {
         let e = try Env()
         for args in [["--memory=-1"], ["--memory", "-1"], ["--cpus", "abc"], ["--cpus", "-1"], ["--cpus", "1000"],
                      ["--pids-limit", "0"], ["--pids-limit", "-5"], ["--pids-limit", "9223372036854775807"],
-                     ["--name", String(repeating: "n", count: 5000)], ["-v", "/does/not/exist:/x"], ["--network", "bridge"]] {
+                     ["--name", String(repeating: "n", count: 5000)], ["-v", "/does/not/exist:/x"], ["--network", "nosuchnet"],
+                     ["--network", "container:nosuchcontainer"], ["-p", "99999"], ["--network", "none", "-p", "80"]] {
             let (rc, _, err) = try e.run(args + [RunTests.image, "true"])
             // One line that names the flag, never the parser's usage text.
             #expect(rc == 125 && err.split(separator: "\n").count == 1 && err.utf8.count < 300, "\(args.map { $0.prefix(40) }): \(rc) \(err.prefix(300))")
@@ -340,7 +341,8 @@ struct BundleTests {
         try Data("from the host\n".utf8).write(to: URL(fileURLWithPath: data + "/f"))
         let script = "id; echo $X $HOSTNAME $HOME; cat /etc/hostname /data/f; grep -E '^(CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; "
             + "touch /data/g 2>/dev/null || echo read-only"
-        let (rc, out, err) = try strataCLI(["run", "--name", "rb", "-e", "X=y", "-u", "nobody", "--memory", "64m",
+        // No network: a bridge's namespace exists only while strata runs the container.
+        let (rc, out, err) = try strataCLI(["run", "--name", "rb", "--network", "none", "-e", "X=y", "-u", "nobody", "--memory", "64m",
                                      "-v", data + ":/data:ro", RunTests.image, "sh", "-c", script], root: e.root)
         #expect(rc == 0 && out.contains("uid=65534") && out.contains("read-only") && out.contains("Seccomp:\t2"), "\(out)\(err)")
         let (_, idOut, _) = try strataCLI(["ps", "-a", "-q", "--no-trunc"], root: e.root)
