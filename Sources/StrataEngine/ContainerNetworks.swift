@@ -48,11 +48,13 @@ extension Engine {
             return nil
         case .container:
             return try joinContainerNetwork(request.container ?? "", into: dir, for: id)
+        case .slirp4netns:
+            return try attachSlirp(id, request: request, hostname: hostname, names: names)
         case .bridge:
             break
         }
         guard !UserNamespace.current.isRootless else {
-            throw StrataError(.unsupported, "bridge networks need root (netavark makes bridges and firewall rules on the host); rootless, use --network none or host")
+            throw StrataError(.unsupported, "bridge networks need root (netavark makes bridges and firewall rules on the host); rootless, use --network slirp4netns, none or host")
         }
         let netavark = try Netavark.installed(configDirectory: networks.runDirectory)
         // Resolved before the lock: the default network is made on first use, under it.
@@ -97,6 +99,36 @@ extension Engine {
         return try NetworkNamespaceFile.open(dir + "/" + ContainerNetworkState.namespaceFileName)
     }
 
+    /// `--network slirp4netns`: the namespace, slirp4netns for it (its pid kept for the
+    /// teardown), its host forwards, and the /etc files for its fixed addresses.
+    private func attachSlirp(_ id: String, request: NetworkRequest, hostname: String, names: NameSettings) throws -> FDHandle {
+        let dir = store.containerPaths(id).root
+        let namespace = dir + "/" + ContainerNetworkState.namespaceFileName
+        do {
+            try networks.locked {
+                tearDownLocked(id, netavark: nil)
+                try NetworkNamespaceFile.make(at: namespace)
+                var state = ContainerNetworkState()
+                state.ports = try publishedPorts(request, network: nil, container: id, slirp: true)
+                try state.write(containerDirectory: dir)
+                let socket = try Slirp4netns.socketPath(container: id)
+                let pid = try Slirp4netns.start(namespace: namespace, apiSocket: socket, log: dir + "/slirp4netns.log")
+                state.slirp = .init(pid: pid, start: processStartTime(pid) ?? 0, apiSocket: socket)
+                state.endpoints = [ContainerNetworkState.Endpoint(network: "slirp4netns", networkID: "", interface: "tap0", ip: Slirp4netns.address,
+                                                                  prefix: 24, gateway: Slirp4netns.gateway, mac: nil, aliases: [],
+                                                                  dnsServers: [Slirp4netns.dns.description])]
+                try state.write(containerDirectory: dir)
+                for p in state.ports { try Slirp4netns.forward(p, apiSocket: socket) }
+            }
+        } catch {
+            detachNetwork(id)
+            throw error
+        }
+        try ContainerSpecBuilder.writeEtcFiles(hostname: hostname, network: .bridge(ip: Slirp4netns.address, dns: [Slirp4netns.dns.description], search: []),
+                                               names: names, into: dir)
+        return try NetworkNamespaceFile.open(namespace)
+    }
+
     /// `--network container:REF`: the running container's namespace (checked to be its own
     /// process's after it is opened) and its /etc/hosts and /etc/resolv.conf.
     private func joinContainerNetwork(_ ref: String, into dir: String, for id: String) throws -> FDHandle {
@@ -123,7 +155,7 @@ extension Engine {
 
     /// The published ports with host ports taken: `-p` as given (the port must be free on the
     /// host and in this store), `-p CTR` and `-P` on free ones. None on an internal network.
-    private func publishedPorts(_ request: NetworkRequest, network: Network?, container: String) throws -> [PortMapping] {
+    private func publishedPorts(_ request: NetworkRequest, network: Network?, container: String, slirp: Bool = false) throws -> [PortMapping] {
         var wanted = request.ports
         if request.publishAll {
             for e in request.exposed {
@@ -133,7 +165,7 @@ extension Engine {
                 }
             }
         }
-        guard let network, !network.isInternal else { return [] }
+        guard slirp || (network.map { !$0.isInternal } ?? false) else { return [] }
         var taken = Set<String>()
         for (id, state) in networks.containerStates() where id != container {
             for p in state.ports { taken.insert("\(p.hostPort)/\(p.proto)") }
@@ -159,7 +191,7 @@ extension Engine {
     func detachNetwork(_ id: String) {
         let dir = store.containerPaths(id).root
         guard pathExists(dir + "/" + ContainerNetworkState.fileName) || pathExists(dir + "/" + ContainerNetworkState.namespaceFileName) else { return }
-        let netavark = try? Netavark.installed(configDirectory: networks.runDirectory)
+        let netavark = UserNamespace.current.isRootless ? nil : try? Netavark.installed(configDirectory: networks.runDirectory)
         do { try networks.locked { tearDownLocked(id, netavark: netavark) } } catch {
             store.logger.warning("container \(id.prefix(12)): cannot tear down its network: \(error)")
         }
@@ -169,7 +201,13 @@ extension Engine {
     private func tearDownLocked(_ id: String, netavark: Netavark?) {
         let dir = store.containerPaths(id).root
         let namespace = dir + "/" + ContainerNetworkState.namespaceFileName
-        if let state = ContainerNetworkState.read(containerDirectory: dir), let netavark, NetworkNamespaceFile.exists(at: namespace) {
+        let state = ContainerNetworkState.read(containerDirectory: dir)
+        if let slirp = state?.slirp {
+            Slirp4netns.stop(pid: slirp.pid, start: slirp.start)
+            let parts = slirp.apiSocket.split(separator: "/", omittingEmptySubsequences: false)
+            if let name = parts.last, let d = try? Directory.open(parts.dropLast().joined(separator: "/")) { _ = d.unlink(Array(name.utf8)) }
+        }
+        if let state, let netavark, NetworkNamespaceFile.exists(at: namespace) {
             for options in state.setups.reversed() {
                 do { try netavark.teardown(namespace: namespace, options: options) } catch {
                     store.logger.warning("container \(id.prefix(12)): \(error)")

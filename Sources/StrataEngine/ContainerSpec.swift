@@ -297,7 +297,8 @@ struct ContainerSpecBuilder {
         switch options.network.mode {
         case .host: break
         // The namespace kept as a file in the container's folder, set up before each start.
-        case .bridge: namespaces.append(RuntimeSpec.Namespace(type: "network", path: bundle + "/" + ContainerNetworkState.namespaceFileName))
+        case .bridge, .slirp4netns:
+            namespaces.append(RuntimeSpec.Namespace(type: "network", path: bundle + "/" + ContainerNetworkState.namespaceFileName))
         case .none, .container: namespaces.append(RuntimeSpec.Namespace(type: "network"))
         }
         let l = options.limits

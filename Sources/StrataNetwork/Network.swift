@@ -55,7 +55,7 @@ public struct Network: Codable, Sendable, Equatable {
 /// What a container asks of the network (`run --network`, `--ip`, `--network-alias`, `-p`,
 /// `-P`), kept in its spec and carried out at each start.
 public struct NetworkRequest: Codable, Sendable, Equatable {
-    public enum Mode: String, Codable, Sendable { case none, host, bridge, container }
+    public enum Mode: String, Codable, Sendable { case none, host, bridge, container, slirp4netns }
     public var mode: Mode
     /// bridge: the networks, the first one's gateway the default route.
     public var networks: [Attachment] = []
@@ -88,7 +88,11 @@ public struct NetworkRequest: Codable, Sendable, Equatable {
         case "none": self.init(mode: .none)
         case "host": self.init(mode: .host)
         case "", "default": self.init(mode: .bridge); networks = [Attachment(network: Network.defaultName)]
+        case "slirp4netns": self.init(mode: .slirp4netns)
         default:
+            if text.hasPrefix("slirp4netns:") {
+                throw StrataError(.unsupported, "invalid --network \(text): slirp4netns takes no options here")
+            }
             if text.hasPrefix("container:") {
                 let ref = String(text.dropFirst("container:".count))
                 guard !ref.isEmpty else { throw StrataError(.invalidArgument, "invalid --network \(text): container:NAME or container:ID") }
@@ -105,7 +109,7 @@ public struct NetworkRequest: Codable, Sendable, Equatable {
     /// How `inspect` and `ps` name it: none, host, container:ID, or the networks.
     public var description: String {
         switch mode {
-        case .none, .host: mode.rawValue
+        case .none, .host, .slirp4netns: mode.rawValue
         case .container: "container:\(container ?? "")"
         case .bridge: networks.map(\.network).joined(separator: ",")
         }

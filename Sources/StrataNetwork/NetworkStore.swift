@@ -10,7 +10,16 @@ public struct ContainerNetworkState: Codable, Sendable {
     public var endpoints: [Endpoint] = []
     /// The published ports, host ports taken.
     public var ports: [PortMapping] = []
+    /// `--network slirp4netns`: its process ("PID START") and API socket.
+    public var slirp: SlirpProcess?
     public init() {}
+
+    public struct SlirpProcess: Codable, Sendable {
+        public var pid: Int32
+        public var start: UInt64
+        public var apiSocket: String
+        public init(pid: Int32, start: UInt64, apiSocket: String) { self.pid = pid; self.start = start; self.apiSocket = apiSocket }
+    }
 
     /// The container on one network.
     public struct Endpoint: Codable, Sendable, Equatable {

@@ -66,6 +66,56 @@ public enum HelperProgram {
         return Output(status: status, stdout: contents(files[1]), stderr: contents(files[2]))
     }
 
+    /// Starts `path` as a daemon that outlives this process (its own session; stdin from
+    /// /dev/null, stdout and stderr appended to `log`; every other fd closed but the write end
+    /// of a pipe at fd 3 when `readyFD`), and waits until it writes a byte there (ready) or
+    /// closes it (failed: the end of `log` says why). Returns its pid.
+    public static func startDaemon(_ path: String, _ arguments: [String], log: String, readyFD: Bool) throws -> pid_t {
+        let logFile = try FDHandle.open(log, flags: [.writeOnly, .create, .append, .noFollow], mode: 0o600)
+        var fds: [Int32] = [-1, -1]
+        guard strata_pipe2_cloexec(&fds) == 0 else { throw StrataError.errno(.system, "cannot make a pipe") }
+        let readEnd = FDHandle(owning: fds[0])
+        var writeEnd: Int32 = fds[1]
+        defer { if writeEnd >= 0 { close(writeEnd) } }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, logFile.fd, 1)
+        posix_spawn_file_actions_adddup2(&actions, logFile.fd, 2)
+        if readyFD { posix_spawn_file_actions_adddup2(&actions, writeEnd, 3) }
+        guard strata_spawn_closefrom(&actions, readyFD ? 4 : 3) == 0 else { throw StrataError.errno(.system, "cannot run \(path)") }
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var all = sigset_t(), none = sigset_t()
+        sigfillset(&all); sigemptyset(&none)
+        posix_spawnattr_setsigdefault(&attr, &all)
+        posix_spawnattr_setsigmask(&attr, &none)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | 0x80))  // 0x80: POSIX_SPAWN_SETSID
+        let argv = ([path] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, path, &actions, &attr, argv, environ)
+        guard rc == 0 else { throw StrataError(.system, "cannot run \(path): \(Errno(rc))") }
+        // Only the daemon holds the write end now: EOF means it ended without being ready.
+        close(writeEnd)
+        writeEnd = -1
+        var byte: UInt8 = 0
+        if readyFD {
+            let n = withUnsafeMutableBytes(of: &byte) { (try? readEnd.read(into: $0)) ?? 0 }
+            if n != 1 {
+                var st: Int32 = 0
+                waitpid(pid, &st, WNOHANG)
+                let tail = (try? FDHandle.open(log, flags: .readOnly).readAll(limit: 1 << 20, label: log)).map {
+                    String(decoding: $0, as: UTF8.self).split(separator: "\n").suffix(2).joined(separator: "; ")
+                } ?? ""
+                throw StrataError(.system, "\(path) did not start\(tail.isEmpty ? "" : ": " + tail)")
+            }
+        }
+        return pid
+    }
+
     /// The first of `candidates` that is an executable file.
     public static func find(_ candidates: [String]) -> String? {
         candidates.first { access($0, X_OK) == 0 }

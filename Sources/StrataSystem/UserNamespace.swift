@@ -101,3 +101,27 @@ public func processStartTime(_ pid: Int32) -> UInt64? {
     guard fields.count > 19 else { return nil }
     return UInt64(String(decoding: fields[19], as: UTF8.self))
 }
+
+/// Ends process `pid` if it is still the one that started at `start`: SIGTERM, then SIGKILL
+/// after `grace` seconds; reaped when it is this process's child.
+public func terminateProcess(_ pid: Int32, start: UInt64, grace: Double) {
+    func gone() -> Bool {
+        var st: Int32 = 0
+        if waitpid(pid, &st, WNOHANG) == pid { return true }
+        guard processStartTime(pid) == start else { return true }
+        // A zombie another process has yet to reap is gone too.
+        guard let f = try? FDHandle.open("/proc/\(pid)/stat", flags: [.readOnly]),
+              let bytes = try? f.readAll(limit: 4096, label: "stat"), let close = bytes.lastIndex(of: UInt8(ascii: ")")),
+              bytes.count > close + 2 else { return true }
+        return bytes[close + 2] == UInt8(ascii: "Z")
+    }
+    guard !gone() else { return }
+    kill(pid, SIGTERM)
+    var waited = 0.0
+    while waited < grace {
+        if gone() { return }
+        usleep(10_000); waited += 0.01
+    }
+    kill(pid, SIGKILL)
+    for _ in 0..<100 where !gone() { usleep(10_000) }
+}

@@ -50,7 +50,7 @@ struct RunFlags: ParsableArguments {
     @Option(name: [.short, .long], parsing: .unconditional, help: "Memory limit, e.g. 64m (also limits memory+swap).") var memory: String?
     @Option(name: .long, parsing: .unconditional, help: "CPU quota in CPUs, e.g. 0.5.") var cpus: String?
     @Option(name: .long, parsing: .unconditional, help: "Maximum number of processes.") var pidsLimit: String?
-    @Option(name: .long, help: "bridge (the default network; the default as root), NAME (a network of `strata network create`), none (only lo; the default rootless), host, or container:NAME|ID (STRATA_NETWORK sets the default).") var network: String?
+    @Option(name: .long, help: "bridge (the default network; the default as root), NAME (a network of `strata network create`), slirp4netns (user-mode networking; the default rootless), none (only lo), host, or container:NAME|ID (STRATA_NETWORK sets the default).") var network: String?
     @Option(name: .long, help: "The container's IPv4 address on its network.") var ip: String?
     @Option(name: .long, help: "Another name for the container on its network (repeatable).") var networkAlias: [String] = []
     @Option(name: [.short, .customLong("publish")], help: "Publish a port: [[IP:][HOST]:]CONTAINER[/udp] (a free host port when none is given).") var publish: [String] = []
@@ -161,13 +161,20 @@ struct RunFlags: ParsableArguments {
         return options
     }
 
-    /// `--network` (else STRATA_NETWORK, else bridge as root and none rootless, as podman
-    /// without a rootless network), with `--ip`, `--network-alias`, `-p` and `-P`.
+    /// `--network` (else STRATA_NETWORK, else podman's defaults: bridge as root, slirp4netns
+    /// rootless, none where slirp4netns is missing), with `--ip`, `--network-alias`, `-p` and `-P`.
     func networkRequest() throws -> NetworkRequest {
         let environment = ProcessInfo.processInfo.environment["STRATA_NETWORK"].flatMap { $0.isEmpty ? nil : $0 }
-        let mode = network ?? environment ?? (UserNamespace.current.isRootless ? "none" : "bridge")
+        let rootlessDefault = Slirp4netns.installedPath == nil ? "none" : "slirp4netns"
+        let mode = network ?? environment ?? (UserNamespace.current.isRootless ? rootlessDefault : "bridge")
         var request = try NetworkRequest(parsing: mode)
         let ports = try publish.map(PortMapping.init(parsing:))
+        if request.mode == .slirp4netns {
+            if ip != nil || !networkAlias.isEmpty { throw StrataError(.invalidArgument, "--ip and --network-alias need a bridge network (--network \(mode))") }
+            request.ports = ports
+            request.publishAll = publishAll
+            return request
+        }
         if request.mode != .bridge {
             if !ports.isEmpty || publishAll {
                 guard request.mode == .host else {

@@ -7,6 +7,7 @@ import Testing
 @testable import StrataCore
 @testable import StrataSystem
 @testable import StrataLauncher
+@testable import StrataNetwork
 
 /// Rootless strata (docs/rootless.md), run as unprivileged users this suite makes: one with a
 /// range in /etc/subuid and /etc/subgid, one without. Each test has its own XDG_DATA_HOME and
@@ -83,8 +84,10 @@ import Testing
         @discardableResult
         func asUser(_ argv: [String], stdin: [UInt8]? = nil) throws -> (Int32, String, String) {
             let enter = cgroup.map { ["sh", "-c", "echo $$ > /sys/fs/cgroup/\($0)/cgroup.procs && exec \"$@\"", "sh"] } ?? []
+            // STRATA_NETWORK passes through (the cgroup v2 VM sets none: its kernel has no tun module).
+            let network = ProcessInfo.processInfo.environment["STRATA_NETWORK"].map { ["STRATA_NETWORK=" + $0] } ?? []
             return try sh(enter + ["setpriv", "--reuid", String(user.uid), "--regid", String(user.gid), "--clear-groups",
-                                   "env", "-i", "HOME=" + t.path, "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+                                   "env", "-i"] + network + ["HOME=" + t.path, "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
                                    "XDG_DATA_HOME=" + data, "XDG_RUNTIME_DIR=" + run] + argv, stdin: stdin)
         }
 
@@ -340,6 +343,50 @@ extension RootlessTests {
     /// The pause process's pid, used again by one of the user's containers (which run as the
     /// user, in the same user namespace, and may take the name strata-pause): the next command
     /// does not join the container's namespaces, it makes new ones.
+    /// Rootless networking on slirp4netns (the default, as podman's): a published port answers
+    /// on the host's loopback, the host's loopback services are out of the container's reach,
+    /// and stop leaves no slirp4netns, namespace or state.
+    @Test(.enabled(if: Slirp4netns.installedPath != nil, "needs slirp4netns")) func slirp4netnsAsTheUser() throws {
+        let user = try Self.mapped.get()
+        let e = try Env(user); defer { e.end() }
+        #expect(try e.strata(["load", e.t.sub("docker-25.tar")]).0 == 0)
+        // A service of the host's loopback the container must not reach.
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        defer { close(listener) }
+        var sa = sockaddr_in(); sa.sin_family = sa_family_t(AF_INET); sa.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        _ = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        #expect(listen(listener, 8) == 0)
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &len) } }
+        let hostPort = UInt16(bigEndian: sa.sin_port)
+        let published = try HostPorts.probe(address: "127.0.0.1", port: 0, udp: false)
+        let (rc, id, err) = try e.strata(["run", "-d", "--name", "web", "-p", "127.0.0.1:\(published):80", Self.image, "sh", "-c",
+                                          "mkdir -p /www && echo rootless-web > /www/index.html && exec httpd -f -p 80 -h /www"])
+        #expect(rc == 0, "\(err)")
+        var body = ""
+        for _ in 0..<50 where body.isEmpty {
+            body = (try? sh(["curl", "-s", "--max-time", "2", "http://127.0.0.1:\(published)/"]))?.1 ?? ""
+            if body.isEmpty { usleep(100_000) }
+        }
+        #expect(body == "rootless-web\n")
+        #expect(try e.strata(["port", "web"]).1 == "80/tcp -> 127.0.0.1:\(published)\n")
+        let (_, inside, _) = try e.strata(["exec", "web", "sh", "-c",
+                                           "ip -o -4 addr show tap0 | awk '{print $4}'; timeout 3 wget -q -O- http://10.0.2.2:\(hostPort)/ || echo unreachable"])
+        #expect(inside.hasPrefix("10.0.2.100/24\n") && inside.contains("unreachable"), "\(inside)")
+        #expect(accept(listener, nil, nil) < 0, "the container reached the host's loopback")
+        let slirp = try #require(try sh(["pgrep", "-U", String(user.uid), "-x", "slirp4netns"]).1.split(separator: "\n").first.flatMap { Int32($0) })
+        #expect(try e.strata(["stop", "-t", "1", "web"]).0 == 0)
+        #expect(kill(slirp, 0) != 0, "slirp4netns still runs")
+        let (_, mounts, _) = try e.strata(["unshare", "cat", "/proc/self/mountinfo"])
+        #expect(!mounts.contains(id.trimmingCharacters(in: .whitespacesAndNewlines) + "/netns"), "the namespace is still mounted")
+        #expect(!FileManager.default.fileExists(atPath: e.store + "/containers/\(id.trimmingCharacters(in: .whitespacesAndNewlines))/network.json"))
+        let (_, sockets, _) = try sh(["ls", e.run + "/strata/slirp"])
+        #expect(sockets.isEmpty, "\(sockets)")
+        // A bridge needs root, and says what to use instead.
+        let (brc, _, berr) = try e.strata(["run", "--rm", "--network", "bridge", Self.image, "true"])
+        #expect(brc == 125 && berr.contains("slirp4netns"), "\(berr)")
+    }
+
     @Test func pausePidUsedAgainIsNotJoined() throws {
         let user = try Self.mapped.get()
         let e = try Env(user); defer { e.end() }
