@@ -275,6 +275,14 @@ static int lo_up(void) {
 
 
 
+/* Writes a sysctl of this process's network namespace; one the kernel lacks is left alone. */
+static void write_sysctl(const char *path, const char *value) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    if (write(fd, value, strlen(value)) < 0) { /* a kernel without it: nothing to turn off */ }
+    close(fd);
+}
+
 int strata_make_netns(const char *path) {
     pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
     if (pid < 0) return -1;
@@ -282,6 +290,11 @@ int strata_make_netns(const char *path) {
         /* child: syscalls only */
         if (unshare(CLONE_NEWNET) != 0) _exit(errno & 0x7f);
         if (lo_up() != 0) _exit(errno & 0x7f);
+        /* IPv4 networks only: no interface made here later (eth0, tap0) takes IPv6 (Router
+           Advertisements, v4-mapped sources); lo keeps ::1. Unprivileged ICMP echo sockets for
+           every group, so that ping works without CAP_NET_RAW (podman sets the same). */
+        write_sysctl("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1");
+        write_sysctl("/proc/sys/net/ipv4/ping_group_range", "0 2147483647");
         if (mount("/proc/self/ns/net", path, NULL, MS_BIND, NULL) != 0) _exit(errno & 0x7f);
         _exit(0);
     }

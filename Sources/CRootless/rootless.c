@@ -305,6 +305,8 @@ static void become_pause(void) {
     signal(SIGQUIT, SIG_IGN);
     signal(SIGTSTP, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
+    /* What ends up its child (a helper whose parent exited) is reaped by the kernel. */
+    signal(SIGCHLD, SIG_IGN);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);

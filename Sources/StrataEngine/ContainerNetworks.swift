@@ -14,6 +14,8 @@ enum EtcNetwork {
 }
 
 extension Engine {
+    static let noRootlessBridge = StrataError(.unsupported, "bridge networks need root (netavark makes bridges and firewall rules on the host); rootless, use --network slirp4netns, none or host")
+
     /// This store's networks (docs/networking.md).
     public var networks: NetworkStore {
         let real = (try? canonicalPath(store.rootPath)) ?? store.rootPath
@@ -21,7 +23,7 @@ extension Engine {
     }
 
     /// The network a container's spec asks for (none when it says nothing).
-    static func networkRequest(_ spec: RuntimeSpec) -> NetworkRequest {
+    public static func networkRequest(_ spec: RuntimeSpec) -> NetworkRequest {
         if spec.sharesHostNetwork { return NetworkRequest(mode: .host) }
         guard let text = spec.annotation(RuntimeSpec.Annotation.network),
               let r = try? JSONDecoder().decode(NetworkRequest.self, from: Data(text.utf8)) else { return NetworkRequest(mode: .none) }
@@ -53,9 +55,7 @@ extension Engine {
         case .bridge:
             break
         }
-        guard !UserNamespace.current.isRootless else {
-            throw StrataError(.unsupported, "bridge networks need root (netavark makes bridges and firewall rules on the host); rootless, use --network slirp4netns, none or host")
-        }
+        guard !UserNamespace.current.isRootless else { throw Engine.noRootlessBridge }
         let netavark = try Netavark.installed(configDirectory: networks.runDirectory)
         // Resolved before the lock: the default network is made on first use, under it.
         let attached = try request.networks.map { ($0, try networks.network($0.network)) }
@@ -220,6 +220,22 @@ extension Engine {
         }
     }
 
+    /// Tears down the networks of containers that no longer run; their IDs. Each is looked at
+    /// again while its lease is held, so a start that began meanwhile is left alone.
+    func removeNetworkLeftovers() throws -> [String] {
+        let lease = try LayerLocks(store: store)
+        defer { lease.unlockAll() }
+        var removed: [String] = []
+        for id in try networkLeftovers() {
+            guard try lease.tryExclusive(key: id) else { continue }
+            defer { lease.unlockAll() }
+            guard let c = try? store.container(id), !isRunning(c) else { continue }
+            detachNetwork(id)
+            removed.append(String(id.prefix(12)))
+        }
+        return removed
+    }
+
     /// Containers with a network set up that do not run (their strata or monitor was killed):
     /// their IDs. A container being started or removed (its lease held) is not one.
     func networkLeftovers() throws -> [String] {
@@ -255,6 +271,7 @@ extension Engine {
             throw StrataError(.inUse, "network \(n.name) is used by container\(users.count > 1 ? "s" : "") \(users.map(\.name).joined(separator: ", ")); remove \(users.count > 1 ? "them" : "it") or `strata network disconnect \(n.name) CONTAINER` first")
         }
         try networks.remove(n.name)
+        networks.forgetDNS(of: n)
         return n.name
     }
 
@@ -264,6 +281,7 @@ extension Engine {
         for n in try networks.list() where n.name != Network.defaultName {
             if try containers(onNetwork: n.name).isEmpty {
                 try networks.remove(n.name)
+                networks.forgetDNS(of: n)
                 removed.append(n.name)
             }
         }
@@ -283,6 +301,7 @@ extension Engine {
         guard !request.networks.contains(where: { $0.network == network.name }) else {
             throw StrataError(.alreadyExists, "container \(c.name) is already on network \(network.name)")
         }
+        try NetworkRequest.checkAlias(aliases)
         let attachment = NetworkRequest.Attachment(network: network.name, ip: ip, aliases: aliases)
         if isRunning(c) {
             let netavark = try Netavark.installed(configDirectory: networks.runDirectory)

@@ -169,8 +169,9 @@ extension Engine {
             if let p = limits.pids, p < 1 || p > 1 << 22 {
                 throw StrataError(.invalidArgument, "invalid process limit (--pids-limit) \(p): from 1 to 4194304, or -1 for none")
             }
-            if let hostname, hostname.isEmpty || hostname.utf8.count > 64 || hostname.contains("/") {
-                throw StrataError(.invalidArgument, "invalid --hostname \"\(hostname.prefix(80))\": 1 to 64 characters, no /")
+            if let hostname, hostname.isEmpty || hostname.utf8.count > 64
+                || !hostname.utf8.allSatisfy({ NetworkRequest.isNameByte($0) }) {
+                throw StrataError(.invalidArgument, "invalid --hostname \(String(hostname.prefix(80)).debugDescription): 1 to 64 letters, digits, and . - _")
             }
             var targets: [String] = []
             for v in volumes {
@@ -218,6 +219,15 @@ extension Engine {
                 throw StrataError(.invalidArgument, "invalid --ulimit for \(r.type): the soft limit \(r.soft) is above the hard limit \(r.hard)")
             }
             guard logMaxSize > 0 else { throw StrataError(.invalidArgument, "invalid log size \(logMaxSize): more than 0 bytes") }
+            for a in network.networks { try NetworkRequest.checkAlias(a.aliases) }
+            var security = self.security
+            // slirp4netns connects to whatever a frame names, the host's 127.0.0.1 included: a
+            // container there gets no raw sockets unless asked for by name (podman's default set
+            // has no NET_RAW either).
+            if network.mode == .slirp4netns, !security.privileged,
+               !security.capAdd.contains(where: { ["NET_RAW", "CAP_NET_RAW", "ALL"].contains($0.uppercased()) }) {
+                security.capDrop.append("NET_RAW")
+            }
             return try security.resolve()
         }
     }

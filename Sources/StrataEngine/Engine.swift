@@ -42,6 +42,7 @@ public final class Engine: Sendable {
         let config = try store.imageConfig(imageID).config ?? ImageConfig.Config()
         let process = RunPlan.process(config: config, overrides: overrides, hostEnvironment: ProcessInfo.processInfo.environment)
         // Networks and the container to share one with must exist (the default network is made here).
+        if options.network.mode == .bridge, UserNamespace.current.isRootless { throw Engine.noRootlessBridge }
         for a in options.network.networks { _ = try networks.network(a.network) }
         if let other = options.network.container { _ = try store.container(other) }
         let id = try store.createContainer(image: imageID.string, name: options.name, initLayer: true)

@@ -43,13 +43,6 @@ extension Engine {
         try store.check(summary: &summary, progress: progress) + ContainerLeftovers.problems(parent: cgroupParent) + networkProblems()
     }
 
-    /// The networks of containers that no longer run, torn down; their IDs.
-    func removeNetworkLeftovers() throws -> [String] {
-        let ids = try networkLeftovers()
-        for id in ids { detachNetwork(id) }
-        return ids.map { String($0.prefix(12)) }
-    }
-
     /// One problem per container whose network is still set up though it does not run.
     func networkProblems() throws -> [CheckProblem] {
         try networkLeftovers().map {

@@ -141,8 +141,8 @@ public struct Netavark: Sendable {
     public func setup(namespace: String, options: NetavarkOptions) throws -> [String: NetavarkStatus] {
         var guarded: (any Error)?
         let out = try call("setup", namespace: namespace, options: options) {
-            for bridge in options.networkInfo.keys {
-                do { try BridgeGuard.protect(bridge: bridge) } catch { guarded = error }
+            for (bridge, info) in options.networkInfo {
+                do { try BridgeGuard.protect(bridge: bridge, subnet: info.subnets.first?.subnet ?? "0.0.0.0/32") } catch { guarded = error }
             }
         }
         if let guarded {
@@ -162,7 +162,7 @@ public struct Netavark: Sendable {
     /// Tears down what `setup` made with the same `options`.
     public func teardown(namespace: String, options: NetavarkOptions) throws {
         let out = try call("teardown", namespace: namespace, options: options) {
-            for bridge in options.networkInfo.keys { BridgeGuard.release(bridge: bridge) }
+            for (bridge, info) in options.networkInfo { BridgeGuard.release(bridge: bridge, subnet: info.subnets.first?.subnet ?? "0.0.0.0/32") }
         }
         guard out.status == 0 else {
             throw StrataError(.system, "netavark could not tear down the network of container \(options.containerName): \(Netavark.errorText(out))")

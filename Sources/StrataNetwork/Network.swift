@@ -106,6 +106,19 @@ public struct NetworkRequest: Codable, Sendable, Equatable {
         }
     }
 
+    /// A byte of a DNS name or hostname: letters, digits, `.`, `-`, `_` (nothing that could end
+    /// a line of /etc/hosts or aardvark-dns's files).
+    public static func isNameByte(_ c: UInt8) -> Bool {
+        Network.isAlnum(c) || c == UInt8(ascii: ".") || c == UInt8(ascii: "-") || c == UInt8(ascii: "_")
+    }
+
+    /// `--network-alias`: DNS names (1 to 253 bytes of letters, digits, `.`, `-`, `_`).
+    public static func checkAlias(_ aliases: [String]) throws {
+        for a in aliases where a.isEmpty || a.utf8.count > 253 || !a.utf8.allSatisfy(isNameByte) || a.hasPrefix("-") || a.hasPrefix(".") {
+            throw StrataError(.invalidArgument, "invalid network alias \(String(a.prefix(80)).debugDescription): a DNS name of letters, digits, . - and _")
+        }
+    }
+
     /// How `inspect` and `ps` name it: none, host, container:ID, or the networks.
     public var description: String {
         switch mode {

@@ -170,6 +170,12 @@ public struct NetworkStore: Sendable {
         }
     }
 
+    /// Removes what aardvark-dns kept of a removed network (its file is named by the bridge, which
+    /// a later network of this store may be given again).
+    public func forgetDNS(of network: Network) {
+        if let d = try? Directory.open(runDirectory + "/aardvark-dns") { _ = d.unlink(Array(network.interface.utf8)) }
+    }
+
     /// Every container folder's network state, by container ID.
     public func containerStates() -> [String: ContainerNetworkState] {
         guard let dir = try? Directory.open(containersDirectory), let ids = try? dir.entries() else { return [:] }

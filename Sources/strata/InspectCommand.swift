@@ -41,6 +41,7 @@ struct Inspect: ParsableCommand {
         if type == nil || type == "container", let view = try? store.containerView(name) {
             var object = try InspectJSON.container(ContainerJSON(view), paths: store.containerPaths(view.record.id), driver: store.driverName)
             object["RestartCount"] = store.restartCount(view.record.id)
+            object["NetworkSettings"] = try NetworkInspect.settings(Engine(store: store), container: view.record.id)
             return object
         }
         if type == "container" { throw StrataError(.notFound, "no container \"\(name)\"; `strata ps -a` lists them") }

@@ -86,7 +86,7 @@ struct ContainerPrune: ParsableCommand {
 /// `system prune [-a] [-f]`: stopped containers, dangling images (`-a`: every image no container
 /// uses), then what `gc` removes. Asks first unless `-f`.
 struct SystemPrune: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "prune", abstract: "Remove stopped containers, dangling images (-a: unused ones) and unused layers and blobs.")
+    static let configuration = CommandConfiguration(commandName: "prune", abstract: "Remove stopped containers, networks no container uses, dangling images (-a: unused ones) and unused layers and blobs.")
     @OptionGroup var global: GlobalOptions
     @Flag(name: [.short, .long], help: "Every image no container uses, not only dangling ones.") var all = false
     @Flag(name: [.short, .long], help: "Do not ask first.") var force = false
@@ -94,9 +94,11 @@ struct SystemPrune: ParsableCommand {
     func run() throws {
         try strata.run {
             let engine = try global.openEngine()
-            let what = "all stopped containers, \(volumes ? "all anonymous volumes not used by at least one container, " : "")all \(all ? "images without at least one container associated to them" : "dangling images")"
+            let what = "all stopped containers, all networks not used by at least one container, \(volumes ? "all anonymous volumes not used by at least one container, " : "")all \(all ? "images without at least one container associated to them" : "dangling images")"
             guard force || confirm("This will remove \(what), and every layer and blob no image uses.") else { return }
             report(try engine.prune(containers: true, images: all ? .unused : .dangling))
+            let networks = try engine.pruneNetworks()
+            if !networks.isEmpty { print("Deleted Networks:"); for n in networks { print(n) } }
             if volumes { VolumePrune.report(try engine.pruneVolumes(all: false)) }
         }
     }

@@ -97,6 +97,30 @@ struct NetworkInspect: ParsableCommand {
     }
 }
 
+extension NetworkInspect {
+    /// A container's `NetworkSettings` with Docker's keys: its first address, each network's
+    /// endpoint, the published ports (while it runs) and its namespace.
+    static func settings(_ engine: Engine, container id: String) throws -> [String: Any] {
+        let spec = (try? engine.store.spec(id)) ?? nil
+        let request = spec.map(Engine.networkRequest) ?? NetworkRequest(mode: .none)
+        let state = try engine.networkState(id)
+        var networks: [String: Any] = [:]
+        for e in state?.endpoints ?? [] {
+            networks[e.network] = ["NetworkID": e.networkID, "IPAddress": e.ip.description, "IPPrefixLen": e.prefix,
+                                   "Gateway": e.gateway.description, "MacAddress": e.mac ?? "", "Aliases": e.aliases] as [String: Any]
+        }
+        var ports: [String: Any] = [:]
+        for p in state?.ports ?? [] {
+            let key = "\(p.containerPort)/\(p.proto)"
+            ports[key] = ((ports[key] as? [Any]) ?? []) + [["HostIp": p.hostIP.isEmpty ? "0.0.0.0" : p.hostIP, "HostPort": String(p.hostPort)] as [String: Any]]
+        }
+        let first = state?.endpoints.first
+        return ["NetworkMode": request.description, "IPAddress": first?.ip.description ?? "", "IPPrefixLen": first?.prefix ?? 0,
+                "Gateway": first?.gateway.description ?? "", "MacAddress": first?.mac ?? "", "Networks": networks, "Ports": ports,
+                "SandboxKey": state == nil ? "" : engine.store.containerPaths(id).root + "/" + ContainerNetworkState.namespaceFileName]
+    }
+}
+
 struct NetworkRm: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "rm", abstract: "Remove networks no container uses.", aliases: ["remove"])
     @OptionGroup var global: GlobalOptions

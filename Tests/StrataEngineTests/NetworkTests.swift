@@ -98,15 +98,25 @@ struct NetworkTests {
         let inspect = try e.ok(["network", "inspect", "appnet"])
         #expect(inspect.contains("\"IPv4Address\" : \"10.89.250.7/24\"") && inspect.contains("\"Name\" : \"web\""), "\(inspect)")
         #expect(try e.ok(["exec", "web", "cat", "/etc/hosts"]).hasSuffix("10.89.250.7\t\(web.prefix(12))"))
+        #expect(try e.ok(["inspect", "-f", "{{.NetworkSettings.IPAddress}} {{.NetworkSettings.NetworkMode}}", "web"]) == "10.89.250.7 appnet")
         // A container of another network cannot reach it (netavark alone would forward it).
         let (_, other, _) = try e.strata(["run", "--rm", NetworkTests.image, "sh", "-c", "timeout 3 wget -q -O- http://10.89.250.7/ || echo unreachable"])
         #expect(other.contains("unreachable") && !other.contains("by-name"), "\(other)")
+        // Names that would add lines to aardvark-dns's files or /etc/hosts are refused.
+        for bad in [["--network", "appnet", "--network-alias", "x\n10.89.250.9 evil"], ["--hostname", "h\n6.6.6.6 evil"]] {
+            let (brc, _, berr) = try e.strata(["run", "--rm"] + bad + [NetworkTests.image, "true"])
+            #expect(brc == 125 && berr.split(separator: "\n").count == 1, "\(bad): \(berr)")
+        }
+        #expect(try e.strata(["network", "connect", "--alias", "a b", "appnet", "web"]).0 != 0)
         // In use: not removed; then gone with the container.
         #expect(try e.strata(["network", "rm", "appnet"]).0 == 3)
         _ = try e.ok(["rm", "-f", "web"])
         try e.expectNothingLeft("rm -f")
         #expect(try e.ok(["network", "rm", "appnet"]) == "appnet")
         #expect(try e.ok(["network", "ls", "-q"]) == "bridge")
+        // system prune takes the networks no container uses, as Docker's.
+        _ = try e.ok(["network", "create", "spare"])
+        #expect(try e.ok(["system", "prune", "-f"]).contains("Deleted Networks:\nspare"))
     }
 
     @Test func publishedPorts() throws {
@@ -115,6 +125,7 @@ struct NetworkTests {
         _ = try e.ok(["run", "-d", "--name", "pub", "-p", "127.0.0.1:\(port):80", "-p", "80"] + NetworkTests.server("published"))
         #expect(try e.fetch("http://127.0.0.1:\(port)/") == "published\n")
         #expect(try e.ok(["port", "pub", "80"]).split(separator: "\n").first == "127.0.0.1:\(port)")
+        #expect(try e.ok(["inspect", "-f", "{{json .NetworkSettings.Ports}}", "pub"]).contains("\"HostPort\":\"\(port)\""))
         // -p 80: a free port on every address.
         let all = try e.ok(["port", "pub"]).split(separator: "\n").map(String.init)
         #expect(all.count == 2 && all[0] == "80/tcp -> 127.0.0.1:\(port)", "\(all)")
@@ -200,6 +211,15 @@ struct NetworkTests {
         }
         #expect(received.contains("CONTROL"), "the control frames did not arrive: \(received)")
         #expect(!received.contains("LOCALNET"), "a container reached the host's 127.0.0.1 through the bridge")
+        #expect(!received.contains("SPOOFED"), "a frame from a spoofed loopback source reached a host service")
+        // No IPv6 on the bridge (Router Advertisements of a container would route the host's
+        // IPv6 through it) nor on the container's eth0; lo keeps ::1.
+        _ = try e.ok(["run", "-d", "--name", "v6", NetworkTests.image, "sleep", "100"])
+        let bridge = try e.ok(["network", "inspect", "-f", "{{.Strata.interface}}", "bridge"])
+        #expect(readString("/proc/sys/net/ipv6/conf/\(bridge)/disable_ipv6")?.hasPrefix("1") == true)
+        let v6 = try e.ok(["exec", "v6", "sh", "-c", "ip -o -6 addr show eth0 | wc -l; ip -o -6 addr show lo | grep -c ::1"])
+        #expect(v6 == "0\n1", "\(v6)")
+        _ = try e.ok(["rm", "-f", "v6"])
         // Routes and links it changes are its namespace's, even with NET_ADMIN.
         let (_, hostRoutes, _) = try sh(["ip", "-4", "route"])
         let changed = try e.ok(["run", "--rm", "--cap-add", "NET_ADMIN", NetworkTests.image, "sh", "-c",

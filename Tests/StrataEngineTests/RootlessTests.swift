@@ -374,6 +374,15 @@ extension RootlessTests {
                                            "ip -o -4 addr show tap0 | awk '{print $4}'; timeout 3 wget -q -O- http://10.0.2.2:\(hostPort)/ || echo unreachable"])
         #expect(inside.hasPrefix("10.0.2.100/24\n") && inside.contains("unreachable"), "\(inside)")
         #expect(accept(listener, nil, nil) < 0, "the container reached the host's loopback")
+        // No raw sockets there (slirp4netns would connect a hand-made frame for 127.0.0.1 to the
+        // host's loopback), unless asked for by name.
+        func netRaw(_ flags: [String]) throws -> Bool? {
+            let (_, caps, _) = try e.strata(["run", "--rm"] + flags + [Self.image, "sh", "-c", "grep CapEff /proc/self/status"])
+            return caps.split(separator: "\t").last.flatMap { UInt64($0.trimmingCharacters(in: .whitespacesAndNewlines), radix: 16) }.map { $0 & (1 << 13) != 0 }
+        }
+        #expect(try netRaw([]) == false)
+        #expect(try netRaw(["--cap-add", "NET_RAW"]) == true)
+        #expect(try netRaw(["--network", "none"]) == true)
         let slirp = try #require(try sh(["pgrep", "-U", String(user.uid), "-x", "slirp4netns"]).1.split(separator: "\n").first.flatMap { Int32($0) })
         #expect(try e.strata(["stop", "-t", "1", "web"]).0 == 0)
         #expect(kill(slirp, 0) != 0, "slirp4netns still runs")

@@ -358,9 +358,10 @@ static void syscalls(void) {
 }
 
 /* PROBE_LOCALNET_PORT=P (on a bridge with a published port, where netavark sets route_localnet):
-   raw Ethernet frames to the gateway's MAC, one addressed to 127.0.0.1:P ("LOCALNET", which the
-   host must never receive: its loopback services are out of reach) and one to the gateway's own
-   address ("CONTROL", which it does: the frames are well made). The test listens on the host. */
+   raw Ethernet frames to the gateway's MAC: one addressed to 127.0.0.1:P ("LOCALNET"), one to the
+   gateway from the spoofed source 127.0.0.2 ("SPOOFED", which a host service would take for a
+   local peer): the host must receive neither. One to the gateway's own address from the
+   container's ("CONTROL") must arrive: the frames are well made. The test listens on the host. */
 static unsigned short ip_checksum(const unsigned char *p, int n) {
     unsigned long sum = 0;
     for (int i = 0; i < n; i += 2) sum += (p[i] << 8) | p[i + 1];
@@ -406,10 +407,11 @@ static void localnet(const char *port_text) {
     unsigned myip = ((struct sockaddr_in *)&ifr.ifr_addr)->sin_addr.s_addr;
     struct sockaddr_ll ll = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_IP), .sll_ifindex = (int)if_nametoindex("eth0"), .sll_halen = 6 };
     memcpy(ll.sll_addr, gwmac, 6);
-    const char *payloads[2] = { "LOCALNET", "CONTROL" };
-    unsigned dests[2] = { htonl(INADDR_LOOPBACK), gw };
+    const char *payloads[3] = { "LOCALNET", "CONTROL", "SPOOFED" };
+    unsigned dests[3] = { htonl(INADDR_LOOPBACK), gw, gw };
+    unsigned sources[3] = { myip, myip, htonl(0x7f000002) };
     for (int round = 0; round < 3; round++) {
-        for (int k = 0; k < 2; k++) {
+        for (int k = 0; k < 3; k++) {
             unsigned char frame[128];
             memset(frame, 0, sizeof frame);
             memcpy(frame, gwmac, 6);
@@ -420,7 +422,7 @@ static void localnet(const char *port_text) {
             memcpy(data, payloads[k], dlen);
             int total = 20 + 8 + dlen;
             iph[0] = 0x45; iph[2] = total >> 8; iph[3] = total & 0xff; iph[8] = 64; iph[9] = 17;
-            memcpy(iph + 12, &myip, 4);
+            memcpy(iph + 12, &sources[k], 4);
             memcpy(iph + 16, &dests[k], 4);
             unsigned short c = ip_checksum(iph, 20);
             iph[10] = c >> 8; iph[11] = c & 0xff;
@@ -431,7 +433,7 @@ static void localnet(const char *port_text) {
         usleep(100000);
     }
     close(s);
-    printf("localnet-udp: sent (the host must not receive LOCALNET on 127.0.0.1:%d)\n", port);
+    printf("localnet-udp: sent (the host must receive neither LOCALNET nor SPOOFED on port %d)\n", port);
 }
 
 int main(int argc, char **argv) {
