@@ -2,7 +2,7 @@
 # The main job on the built-in example: build strata, build the example images (without
 # strata), load them into a fresh store, list the images and show the layer chain; then create
 # a container, change it, commit the change as a new image, and run a command in that image;
-# then push that image to a registry started on loopback, pull it into a second store, run it.
+# serve it from a container on a network, by name and through a published port; then push that image to a registry started on loopback, pull it into a second store, run it.
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/setup.sh
@@ -29,6 +29,21 @@ $strata rm example
 $strata run --rm --memory 64m --pids-limit 64 example/greeting:1 sh -c 'cat /etc/greeting; echo "pid $$ on $(hostname)"; ls /'
 $strata layers --tree
 $strata check
+
+# Networks: a web server on a network of its own, found by name from another container there,
+# and published on the host's loopback.
+set +x
+webport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+set -x
+$strata network create example-net
+$strata run -d --name web --network example-net -p "127.0.0.1:$webport:80" example/greeting:1 \
+  sh -c 'mkdir -p /www && cat /etc/greeting > /www/index.html && exec httpd -f -p 80 -h /www'
+$strata run --rm --network example-net example/greeting:1 \
+  sh -c 'for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O- http://web/ && exit 0; sleep 0.3; done; exit 1'
+curl -fsS "http://127.0.0.1:$webport/"
+$strata port web
+$strata rm -f web
+$strata network rm example-net
 
 # A registry on loopback (Debian's docker-registry), stopped when the example ends.
 set +x
