@@ -20,24 +20,46 @@ import StrataSystem
 ///   the bridge (the containers' namespaces have it for every interface but lo, from the start).
 ///
 /// Called with netavark's host-wide lock held: chains shared by every store change under it.
+/// Each change is one `iptables-restore --noflush` batch, after one `iptables-save`: a start and
+/// an end each pay two iptables calls, not one per rule and chain.
 enum BridgeGuard {
     static let localnet = "STRATA-LOCALNET", isolation1 = "STRATA-ISOLATION-1", isolation2 = "STRATA-ISOLATION-2"
+    static let environment = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]
 
-    static func iptables(_ args: [String]) -> HelperProgram.Output? {
-        guard let binary = HelperProgram.find(["/usr/sbin/iptables", "/sbin/iptables", "/usr/bin/iptables"]) else { return nil }
-        return try? HelperProgram.run(binary, ["-w"] + args, environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"])
+    static func tool(_ name: String) -> String? { HelperProgram.find(["/usr/sbin/" + name, "/sbin/" + name, "/usr/bin/" + name]) }
+
+    /// The raw and filter tables as `iptables-save` prints them: per table, its lines.
+    static func saved() throws -> [String: [String]] {
+        guard let save = tool("iptables-save") else {
+            throw StrataError(.unsupported, "iptables is not installed: strata cannot isolate network bridges (apt-get install iptables)")
+        }
+        var tables: [String: [String]] = [:]
+        for table in ["raw", "filter"] {
+            let out = try HelperProgram.run(save, ["-t", table], environment: environment)
+            guard out.status == 0 else { throw StrataError(.system, "iptables-save -t \(table) failed: \(out.message)") }
+            tables[table] = String(decoding: out.stdout, as: UTF8.self).split(separator: "\n").map(String.init)
+        }
+        return tables
     }
 
-    static func succeeds(_ args: [String]) -> Bool { iptables(args)?.status == 0 }
-
-    static func rules(_ bridge: String, subnet: String) -> [[String]] {
-        [["-t", "raw", localnet, "-i", bridge, "-d", "127.0.0.0/8", "-j", "DROP"],
-         ["-t", "raw", localnet, "-i", bridge, "!", "-s", subnet, "-j", "DROP"],
-         ["-t", "filter", isolation1, "-i", bridge, "!", "-o", bridge, "-j", isolation2],
-         ["-t", "filter", isolation2, "-o", bridge, "-j", "DROP"]]
+    static func restore(_ script: String) throws {
+        guard let restore = tool("iptables-restore") else { throw StrataError(.unsupported, "iptables-restore is not installed (apt-get install iptables)") }
+        let out = try HelperProgram.run(restore, ["-w", "--noflush"], input: Array(script.utf8), environment: environment)
+        guard out.status == 0 else { throw StrataError(.system, "cannot change strata's firewall rules: \(out.message)") }
     }
 
-    /// Turns IPv6 off on `bridge` and adds its rules (and the chains, the first time).
+    /// The rules of `bridge`, per table, as `-A` lines.
+    static func rules(_ bridge: String, subnet: String) -> [String: [String]] {
+        ["raw": ["-A \(localnet) -i \(bridge) -d 127.0.0.0/8 -j DROP", "-A \(localnet) -i \(bridge) ! -s \(subnet) -j DROP"],
+         "filter": ["-A \(isolation1) -i \(bridge) ! -o \(bridge) -j \(isolation2)", "-A \(isolation2) -o \(bridge) -j DROP"]]
+    }
+
+    /// Whether a saved `-A` line is one of `bridge`'s (its name is a word of it).
+    static func names(_ line: String, _ bridge: String) -> Bool {
+        line.hasPrefix("-A STRATA-") && line.split(separator: " ").contains(Substring(bridge))
+    }
+
+    /// Turns IPv6 off on `bridge` and adds its rules (and the chains and their jumps, the first time).
     static func protect(bridge: String, subnet: String) throws {
         let sysctl = "/proc/sys/net/ipv6/conf/\(bridge)/disable_ipv6"
         if pathExists(sysctl) {
@@ -45,40 +67,41 @@ enum BridgeGuard {
                 throw StrataError(.system, "cannot turn IPv6 off on bridge \(bridge) (\(sysctl)): \(error)")
             }
         }
-        if rules(bridge, subnet: subnet).allSatisfy({ succeeds(["-t", $0[1], "-C"] + $0.dropFirst(2)) }) { return }
-        guard iptables(["-t", "raw", "-S", "PREROUTING"]) != nil else {
-            throw StrataError(.unsupported, "iptables is not installed: strata cannot isolate network bridges (apt-get install iptables)")
+        let tables = try saved()
+        let wanted = rules(bridge, subnet: subnet)
+        if wanted.allSatisfy({ table, lines in (tables[table] ?? []).filter { names($0, bridge) }.count >= lines.count }) { return }
+        var script = ""
+        for (table, chains, hook) in [("raw", [localnet], ("PREROUTING", localnet)), ("filter", [isolation2, isolation1], ("FORWARD", isolation1))] {
+            let lines = tables[table] ?? []
+            script += "*\(table)\n"
+            for c in chains where !lines.contains(where: { $0.hasPrefix(":\(c) ") }) { script += ":\(c) - [0:0]\n" }
+            if !lines.contains("-A \(hook.0) -j \(hook.1)") { script += "-I \(hook.0) 1 -j \(hook.1)\n" }
+            for r in wanted[table] ?? [] { script += r + "\n" }
+            script += "COMMIT\n"
         }
-        for (table, chain, hook) in [("raw", localnet, "PREROUTING"), ("filter", isolation2, nil), ("filter", isolation1, "FORWARD")] {
-            _ = iptables(["-t", table, "-N", chain])  // fails when it exists
-            if let hook, !succeeds(["-t", table, "-C", hook, "-j", chain]) {
-                guard succeeds(["-t", table, "-I", hook, "1", "-j", chain]) else {
-                    throw StrataError(.system, "cannot add the jump to \(chain) in the \(table) table's \(hook): \(iptables(["-t", table, "-I", hook, "1", "-j", chain])?.message ?? "")")
-                }
-            }
-        }
-        for r in rules(bridge, subnet: subnet) where !succeeds(["-t", r[1], "-C"] + r.dropFirst(2)) {
-            let out = iptables(["-t", r[1], "-A"] + r.dropFirst(2))
-            guard out?.status == 0 else {
-                throw StrataError(.system, "cannot add the firewall rule \(r.dropFirst(2).joined(separator: " ")): \(out?.message ?? "iptables failed")")
-            }
-        }
+        try restore(script)
     }
 
     /// Removes the rules of `bridge` once it is gone (netavark removed it with its last
-    /// container), and the chains when no bridge is left.
+    /// container), and a chain with its jump when no rule is left in it.
     static func release(bridge: String, subnet: String) {
-        guard !pathExists("/sys/class/net/" + bridge) else { return }
-        for r in rules(bridge, subnet: subnet) {
-            while succeeds(["-t", r[1], "-D"] + r.dropFirst(2)) {}
+        guard !pathExists("/sys/class/net/" + bridge), let tables = try? saved() else { return }
+        var script = ""
+        for (table, order, hook) in [("raw", [localnet], ("PREROUTING", localnet)), ("filter", [isolation1, isolation2], ("FORWARD", isolation1))] {
+            let lines = tables[table] ?? []
+            let gone = lines.filter { names($0, bridge) }
+            guard !gone.isEmpty else { continue }
+            var block = gone.map { "-D" + $0.dropFirst(2) + "\n" }.joined()
+            for chain in order {
+                let left = lines.filter { $0.hasPrefix("-A \(chain) ") && !gone.contains($0) }
+                guard left.isEmpty else { continue }
+                if chain == hook.1 { block += lines.filter { $0 == "-A \(hook.0) -j \(chain)" }.map { "-D" + $0.dropFirst(2) + "\n" }.joined() }
+                // ISOLATION-2 is referenced by ISOLATION-1's rules: it goes only after them.
+                if chain == isolation2, !lines.filter({ $0.hasPrefix("-A \(isolation1) ") && !gone.contains($0) }).isEmpty { continue }
+                block += "-X \(chain)\n"
+            }
+            script += "*\(table)\n" + block + "COMMIT\n"
         }
-        // A chain with no rule left goes, with its jump (the first one still referenced by
-        // another stays: iptables refuses to delete it).
-        for (table, chain, hook) in [("filter", isolation1, "FORWARD"), ("filter", isolation2, nil), ("raw", localnet, "PREROUTING")] {
-            guard let listing = iptables(["-t", table, "-S", chain]), listing.status == 0,
-                  String(decoding: listing.stdout, as: UTF8.self).split(separator: "\n").count <= 1 else { continue }
-            if let hook { while succeeds(["-t", table, "-D", hook, "-j", chain]) {} }
-            _ = iptables(["-t", table, "-X", chain])
-        }
+        if !script.isEmpty { try? restore(script) }
     }
 }
