@@ -14,6 +14,8 @@ import StrataSystem
 ///   CAP_NET_RAW could send frames to the gateway's MAC addressed to 127.0.0.1 and reach the
 ///   host's loopback services. Replies to a published port arrive addressed to the gateway
 ///   (netavark masquerades them), so they are not caught.
+/// - **The bridge's ports**: a frame for a reserved group address reaches a port's own stack;
+///   IPv6 is off on each port and IPv4 coming in on one is dropped (`-i PORT -j DROP`).
 /// - **No IPv6 on the bridge**: the networks are IPv4, and a bridge with IPv6 on would take
 ///   Router Advertisements from a container (with NET_RAW) and route the host's IPv6 through
 ///   it, or deliver v4-mapped loopback sources to the host's services. `disable_ipv6` is set on
@@ -54,9 +56,16 @@ enum BridgeGuard {
          "filter": ["-A \(isolation1) -i \(bridge) ! -o \(bridge) -j \(isolation2)", "-A \(isolation2) -o \(bridge) -j DROP"]]
     }
 
-    /// Whether a saved `-A` line is one of `bridge`'s (its name is a word of it).
-    static func names(_ line: String, _ bridge: String) -> Bool {
-        line.hasPrefix("-A STRATA-") && line.split(separator: " ").contains(Substring(bridge))
+    /// Whether a saved `-A` line is `rule` (iptables-save orders the matches its own way: the
+    /// same words, in any order).
+    static func same(_ line: String, _ rule: String) -> Bool {
+        line.split(separator: " ").sorted() == rule.split(separator: " ").sorted()
+    }
+
+    /// The interfaces a saved `-A STRATA-…` line names (`-i X`, `-o X`).
+    static func interfaces(_ line: String) -> [String] {
+        let words = line.split(separator: " ").map(String.init)
+        return words.indices.dropLast().filter { ["-i", "-o"].contains(words[$0]) }.map { words[$0 + 1] }
     }
 
     /// Turns IPv6 off on `bridge` and adds its rules (and the chains and their jumps, the first time).
@@ -67,29 +76,39 @@ enum BridgeGuard {
                 throw StrataError(.system, "cannot turn IPv6 off on bridge \(bridge) (\(sysctl)): \(error)")
             }
         }
+        // The bridge's ports (the host's ends of the veths): the bridge hands a frame for a
+        // reserved group address (01:80:c2:00:00:0X) to the port's own stack instead of
+        // forwarding it, past every rule on the bridge. Nothing legitimate reaches the host
+        // there: IPv6 is turned off on each port and IPv4 that comes in on one is dropped.
+        let ports = ((try? Directory.open("/sys/class/net/\(bridge)/brif").entries()) ?? []).map { String(decoding: $0, as: UTF8.self) }
+        for port in ports where pathExists("/proc/sys/net/ipv6/conf/\(port)/disable_ipv6") {
+            try? FDHandle.open("/proc/sys/net/ipv6/conf/\(port)/disable_ipv6", flags: .writeOnly).writeAll(Array("1\n".utf8))
+        }
         let tables = try saved()
-        let wanted = rules(bridge, subnet: subnet)
-        if wanted.allSatisfy({ table, lines in (tables[table] ?? []).filter { names($0, bridge) }.count >= lines.count }) { return }
+        var wanted = rules(bridge, subnet: subnet)
+        wanted["raw", default: []] += ports.map { p in "-A \(localnet) -i \(p) -j DROP" }
+        if wanted.allSatisfy({ table, lines in lines.allSatisfy { line in (tables[table] ?? []).contains { same($0, line) } } }) { return }
         var script = ""
         for (table, chains, hook) in [("raw", [localnet], ("PREROUTING", localnet)), ("filter", [isolation2, isolation1], ("FORWARD", isolation1))] {
             let lines = tables[table] ?? []
             script += "*\(table)\n"
             for c in chains where !lines.contains(where: { $0.hasPrefix(":\(c) ") }) { script += ":\(c) - [0:0]\n" }
             if !lines.contains("-A \(hook.0) -j \(hook.1)") { script += "-I \(hook.0) 1 -j \(hook.1)\n" }
-            for r in wanted[table] ?? [] { script += r + "\n" }
+            for r in wanted[table] ?? [] where !lines.contains(where: { same($0, r) }) { script += r + "\n" }
             script += "COMMIT\n"
         }
         try restore(script)
     }
 
-    /// Removes the rules of `bridge` once it is gone (netavark removed it with its last
-    /// container), and a chain with its jump when no rule is left in it.
+    /// Removes the rules that name an interface the host no longer has: `bridge`'s once it is
+    /// gone (netavark removed it with its last container), a container's veth port once its
+    /// teardown removed it. A chain goes with its jump when no rule is left in it.
     static func release(bridge: String, subnet: String) {
-        guard !pathExists("/sys/class/net/" + bridge), let tables = try? saved() else { return }
+        guard let tables = try? saved() else { return }
         var script = ""
         for (table, order, hook) in [("raw", [localnet], ("PREROUTING", localnet)), ("filter", [isolation1, isolation2], ("FORWARD", isolation1))] {
             let lines = tables[table] ?? []
-            let gone = lines.filter { names($0, bridge) }
+            let gone = lines.filter { $0.hasPrefix("-A STRATA-") && interfaces($0).contains { !pathExists("/sys/class/net/" + $0) } }
             guard !gone.isEmpty else { continue }
             var block = gone.map { "-D" + $0.dropFirst(2) + "\n" }.joined()
             for chain in order {

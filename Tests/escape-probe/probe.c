@@ -407,14 +407,17 @@ static void localnet(const char *port_text) {
     unsigned myip = ((struct sockaddr_in *)&ifr.ifr_addr)->sin_addr.s_addr;
     struct sockaddr_ll ll = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_IP), .sll_ifindex = (int)if_nametoindex("eth0"), .sll_halen = 6 };
     memcpy(ll.sll_addr, gwmac, 6);
-    const char *payloads[3] = { "LOCALNET", "CONTROL", "SPOOFED" };
-    unsigned dests[3] = { htonl(INADDR_LOOPBACK), gw, gw };
-    unsigned sources[3] = { myip, myip, htonl(0x7f000002) };
+    /* PORTPATH: to a reserved group address (01:80:c2:00:00:0e), which the bridge hands to its
+       port's own stack instead of forwarding, from an address outside the subnet. */
+    const char *payloads[4] = { "LOCALNET", "CONTROL", "SPOOFED", "PORTPATH" };
+    unsigned dests[4] = { htonl(INADDR_LOOPBACK), gw, gw, gw };
+    unsigned sources[4] = { myip, myip, htonl(0x7f000002), htonl(0xc0000262) };
+    const unsigned char group[6] = { 0x01, 0x80, 0xc2, 0x00, 0x00, 0x0e };
     for (int round = 0; round < 3; round++) {
-        for (int k = 0; k < 3; k++) {
+        for (int k = 0; k < 4; k++) {
             unsigned char frame[128];
             memset(frame, 0, sizeof frame);
-            memcpy(frame, gwmac, 6);
+            memcpy(frame, k == 3 ? group : gwmac, 6);
             memcpy(frame + 6, mymac, 6);
             frame[12] = 0x08; frame[13] = 0x00;
             unsigned char *iph = frame + 14, *udp = iph + 20, *data = udp + 8;
@@ -433,7 +436,7 @@ static void localnet(const char *port_text) {
         usleep(100000);
     }
     close(s);
-    printf("localnet-udp: sent (the host must receive neither LOCALNET nor SPOOFED on port %d)\n", port);
+    printf("localnet-udp: sent (the host must receive none of LOCALNET, SPOOFED, PORTPATH on port %d)\n", port);
 }
 
 int main(int argc, char **argv) {
