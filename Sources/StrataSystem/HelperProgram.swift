@@ -30,27 +30,7 @@ public enum HelperProgram {
         }
         try files[0].writeAll(input)
         guard lseek(files[0].fd, 0, SEEK_SET) == 0 else { throw StrataError.errno(.system, "cannot run \(path): seek") }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        for (i, f) in files.enumerated() { posix_spawn_file_actions_adddup2(&actions, f.fd, Int32(i)) }
-        guard strata_spawn_closefrom(&actions, 3) == 0 else { throw StrataError.errno(.system, "cannot run \(path)") }
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        // Default signal dispositions and an empty mask, whatever this process blocks.
-        var all = sigset_t(), none = sigset_t()
-        sigfillset(&all); sigemptyset(&none)
-        posix_spawnattr_setsigdefault(&attr, &all)
-        posix_spawnattr_setsigmask(&attr, &none)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-        let argv = ([path] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        let envp = environment.map { $0.map { strdup($0) } + [nil] }
-        defer { envp?.forEach { free($0) } }
-        var pid: pid_t = 0
-        let rc = envp.map { e in posix_spawn(&pid, path, &actions, &attr, argv, e) } ?? posix_spawn(&pid, path, &actions, &attr, argv, environ)
-        guard rc == 0 else { throw StrataError(.system, "cannot run \(path): \(Errno(rc))") }
+        let pid = try spawn(path, arguments, fds: files.map(\.fd), environment: environment, newSession: false)
         var st: Int32 = 0
         while waitpid(pid, &st, 0) < 0 {
             guard errno == EINTR else { throw StrataError.errno(.system, "waiting for \(path)") }
@@ -72,19 +52,38 @@ public enum HelperProgram {
     /// closes it (failed: the end of `log` says why). Returns its pid.
     public static func startDaemon(_ path: String, _ arguments: [String], log: String, readyFD: Bool) throws -> pid_t {
         let logFile = try FDHandle.open(log, flags: [.writeOnly, .create, .append, .noFollow], mode: 0o600)
-        var fds: [Int32] = [-1, -1]
-        guard strata_pipe2_cloexec(&fds) == 0 else { throw StrataError.errno(.system, "cannot make a pipe") }
-        let readEnd = FDHandle(owning: fds[0])
-        var writeEnd: Int32 = fds[1]
-        defer { if writeEnd >= 0 { close(writeEnd) } }
+        let null = try FDHandle.open("/dev/null", flags: .readOnly)
+        var ends: [Int32] = [-1, -1]
+        guard strata_pipe2_cloexec(&ends) == 0 else { throw StrataError.errno(.system, "cannot make a pipe") }
+        let readEnd = FDHandle(owning: ends[0])
+        let pid: pid_t
+        do {
+            defer { close(ends[1]) }  // after the spawn only the daemon holds it: EOF means it ended unready
+            pid = try spawn(path, arguments, fds: [null.fd, logFile.fd, logFile.fd] + (readyFD ? [ends[1]] : []),
+                            environment: nil, newSession: true)
+        }
+        guard readyFD else { return pid }
+        var byte: UInt8 = 0
+        guard withUnsafeMutableBytes(of: &byte, { (try? readEnd.read(into: $0)) ?? 0 }) == 1 else {
+            var st: Int32 = 0
+            waitpid(pid, &st, WNOHANG)
+            let tail = (try? FDHandle.open(log, flags: .readOnly).readAll(limit: 1 << 20, label: log)).map {
+                String(decoding: $0, as: UTF8.self).split(separator: "\n").suffix(2).joined(separator: "; ")
+            } ?? ""
+            throw StrataError(.system, "\(path) did not start\(tail.isEmpty ? "" : ": " + tail)")
+        }
+        return pid
+    }
+
+    /// posix_spawn of `path` where `fds[i]` becomes the child's fd i and every other fd is
+    /// closed; default signal dispositions and an empty mask, whatever this process blocks;
+    /// with `newSession`, a session of its own.
+    private static func spawn(_ path: String, _ arguments: [String], fds: [Int32], environment: [String]?, newSession: Bool) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, logFile.fd, 1)
-        posix_spawn_file_actions_adddup2(&actions, logFile.fd, 2)
-        if readyFD { posix_spawn_file_actions_adddup2(&actions, writeEnd, 3) }
-        guard strata_spawn_closefrom(&actions, readyFD ? 4 : 3) == 0 else { throw StrataError.errno(.system, "cannot run \(path)") }
+        for (i, fd) in fds.enumerated() { posix_spawn_file_actions_adddup2(&actions, fd, Int32(i)) }
+        guard strata_spawn_closefrom(&actions, Int32(fds.count)) == 0 else { throw StrataError.errno(.system, "cannot run \(path)") }
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }
@@ -92,27 +91,15 @@ public enum HelperProgram {
         sigfillset(&all); sigemptyset(&none)
         posix_spawnattr_setsigdefault(&attr, &all)
         posix_spawnattr_setsigmask(&attr, &none)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | 0x80))  // 0x80: POSIX_SPAWN_SETSID
+        let setsid: Int32 = 0x80  // POSIX_SPAWN_SETSID (glibc 2.26), hidden from Swift's Glibc module
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | (newSession ? setsid : 0)))
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
+        let envp = environment.map { $0.map { strdup($0) } + [nil] }
+        defer { envp?.forEach { free($0) } }
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, path, &actions, &attr, argv, environ)
+        let rc = envp.map { e in posix_spawn(&pid, path, &actions, &attr, argv, e) } ?? posix_spawn(&pid, path, &actions, &attr, argv, environ)
         guard rc == 0 else { throw StrataError(.system, "cannot run \(path): \(Errno(rc))") }
-        // Only the daemon holds the write end now: EOF means it ended without being ready.
-        close(writeEnd)
-        writeEnd = -1
-        var byte: UInt8 = 0
-        if readyFD {
-            let n = withUnsafeMutableBytes(of: &byte) { (try? readEnd.read(into: $0)) ?? 0 }
-            if n != 1 {
-                var st: Int32 = 0
-                waitpid(pid, &st, WNOHANG)
-                let tail = (try? FDHandle.open(log, flags: .readOnly).readAll(limit: 1 << 20, label: log)).map {
-                    String(decoding: $0, as: UTF8.self).split(separator: "\n").suffix(2).joined(separator: "; ")
-                } ?? ""
-                throw StrataError(.system, "\(path) did not start\(tail.isEmpty ? "" : ": " + tail)")
-            }
-        }
         return pid
     }
 

@@ -139,6 +139,9 @@ static void log_record(const char *stream, int partial, const char *text, size_t
 /* Attached clients (SOCK_SEQPACKET: one message per send), and the output since the start for
    a client that asks for it. */
 static int clients[MAX_CLIENTS];
+/* How much of the replay there was when each client came: what came after reached it live,
+   so a replay it asks for stops there (or it would see that output twice). */
+static size_t client_mark[MAX_CLIENTS];
 static int nclients;
 static char replay[REPLAY_BYTES];
 static size_t replay_len;
@@ -146,7 +149,9 @@ static int replay_full;
 
 static void drop_client(int i) {
     close(clients[i]);
-    clients[i] = clients[--nclients];
+    --nclients;
+    clients[i] = clients[nclients];
+    client_mark[i] = client_mark[nclients];
 }
 
 static int send_message(int fd, char type, const char *data, size_t len) {
@@ -306,7 +311,7 @@ static void client_message(int i, int *in_fd, int tty, int stdin_once) {
         }
         break;
     case 'r':
-        for (size_t off = 0; off + 5 <= replay_len;) {
+        for (size_t off = 0; off + 5 <= client_mark[i] && off + 5 <= replay_len;) {
             uint32_t len;
             memcpy(&len, replay + off + 1, 4);
             if (send_message(clients[i], replay[off], replay + off + 5, len) != 0) { drop_client(i); return; }
@@ -432,7 +437,7 @@ int main(int argc, char **argv) {
         }
         if (fds[3].revents & POLLIN) {
             int c = accept4(listener, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-            if (c >= 0 && nclients < MAX_CLIENTS) clients[nclients++] = c;
+            if (c >= 0 && nclients < MAX_CLIENTS) { client_mark[nclients] = replay_len; clients[nclients++] = c; }
             else if (c >= 0) close(c);
         }
         /* From the last client down: a dropped one's place is taken by one already looked at. */

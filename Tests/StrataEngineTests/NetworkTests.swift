@@ -160,9 +160,15 @@ struct NetworkTests {
         // none: only lo; host: the host's interfaces.
         let none = try e.ok(["run", "--rm", "--network", "none", NetworkTests.image, "ls", "/sys/class/net"])
         #expect(none == "lo")
-        let hostLinks = try FileManager.default.contentsOfDirectory(atPath: "/sys/class/net").count
+        // (Other tests' bridges come and go meanwhile: the interface of the host's default route
+        // is the one looked for.)
+        var uplink = "lo"
+        for line in (readString("/proc/net/route") ?? "").split(separator: "\n").dropFirst() {
+            let cols: [Substring] = line.split(whereSeparator: { $0 == "\t" || $0 == " " })
+            if cols.count > 1, cols[1] == "00000000" { uplink = String(cols[0]); break }
+        }
         let host = try e.ok(["run", "--rm", "--network", "host", NetworkTests.image, "ls", "/sys/class/net"])
-        #expect(host.split(separator: "\n").count == hostLinks)
+        #expect(host.split(separator: "\n").contains(Substring(uplink)) && uplink != "lo", "\(host) \(uplink)")
         // The default network has no names: the host's nameservers, not a DNS server of strata's.
         let resolv = try e.ok(["run", "--rm", NetworkTests.image, "cat", "/etc/resolv.conf"])
         #expect(!resolv.contains("dns.podman") && !resolv.contains("nameserver 127."), "\(resolv)")
@@ -222,12 +228,11 @@ struct NetworkTests {
         #expect(v6 == "0\n1", "\(v6)")
         _ = try e.ok(["rm", "-f", "v6"])
         // Routes and links it changes are its namespace's, even with NET_ADMIN.
-        let (_, hostRoutes, _) = try sh(["ip", "-4", "route"])
         let changed = try e.ok(["run", "--rm", "--cap-add", "NET_ADMIN", NetworkTests.image, "sh", "-c",
                                 "ip route add 10.123.0.0/16 dev eth0 && ip link add dummy0 type dummy 2>/dev/null; ip route | grep -c 10.123"])
         #expect(changed == "1")
         let (_, after, _) = try sh(["ip", "-4", "route"])
-        #expect(after == hostRoutes && !after.contains("10.123."))
+        #expect(!after.contains("10.123."), "\(after)")
         // Without NET_ADMIN, not even its own.
         let (denied, _, _) = try e.strata(["run", "--rm", NetworkTests.image, "ip", "route", "add", "10.124.0.0/16", "dev", "eth0"])
         #expect(denied != 0)
