@@ -23,7 +23,7 @@ public enum NetworkNamespaceFile {
     /// Whether `path` holds one (an nsfs mount on the file).
     public static func exists(at path: String) -> Bool {
         guard let f = try? FDHandle.open(path, flags: [.pathOnly, .noFollow]) else { return false }
-        return strata_fs_type(f.fd) == 0x6e73_6673  // NSFS_MAGIC
+        return withExtendedLifetime(f) { strata_fs_type(f.fd) == 0x6e73_6673 }  // NSFS_MAGIC
     }
 
     /// Unmounts and removes the file; a missing one is not an error.

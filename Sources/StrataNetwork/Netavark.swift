@@ -131,9 +131,12 @@ public struct Netavark: Sendable {
         if let aardvark { args.append("--aardvark-binary=\(aardvark)") }
         // RUST_LOG unset: netavark's log lines would be taken for its error.
         let env = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]
-        let out = try HelperProgram.run(binary, args + [verb, namespace], input: input, environment: env)
-        try then()  // still under the lock
-        return out
+        // The lock is held to the end: the handle must outlive the call and `then`.
+        return try withExtendedLifetime(lock) {
+            let out = try HelperProgram.run(binary, args + [verb, namespace], input: input, environment: env)
+            try then()
+            return out
+        }
     }
 
     /// Sets up `options`' networks in the namespace at `namespace`; their status, by netavark's

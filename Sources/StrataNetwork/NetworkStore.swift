@@ -78,7 +78,7 @@ public struct NetworkStore: Sendable {
         try makeDirectories(directory, mode: 0o700, what: "the networks directory")
         let lock = try FDHandle.open(directory + "/lock", flags: [.readWrite, .create, .noFollow], mode: 0o600)
         _ = try lock.flock(.exclusive)
-        return try body()
+        return try withExtendedLifetime(lock) { try body() }  // held until the body ends
     }
 
     static func fileName(_ name: String) -> PathBytes { Array((name + ".json").utf8) }

@@ -44,6 +44,7 @@ public enum SubnetRegistry {
         }
         let dir = try Directory.open(directory)
         try dir.writeFileAtomically(Array(entryName(chosen).utf8), Array((owner + "\n" + chosen.description + "\n").utf8))
+        withExtendedLifetime(lock) {}  // held until the claim is written
         return chosen
     }
 

@@ -30,7 +30,7 @@ public enum HelperProgram {
         }
         try files[0].writeAll(input)
         guard lseek(files[0].fd, 0, SEEK_SET) == 0 else { throw StrataError.errno(.system, "cannot run \(path): seek") }
-        let pid = try spawn(path, arguments, fds: files.map(\.fd), environment: environment, newSession: false)
+        let pid = try withExtendedLifetime(files) { try spawn(path, arguments, fds: files.map(\.fd), environment: environment, newSession: false) }
         var st: Int32 = 0
         while waitpid(pid, &st, 0) < 0 {
             guard errno == EINTR else { throw StrataError.errno(.system, "waiting for \(path)") }
@@ -59,8 +59,9 @@ public enum HelperProgram {
         let pid: pid_t
         do {
             defer { close(ends[1]) }  // after the spawn only the daemon holds it: EOF means it ended unready
-            pid = try spawn(path, arguments, fds: [null.fd, logFile.fd, logFile.fd] + (readyFD ? [ends[1]] : []),
-                            environment: nil, newSession: true)
+            pid = try withExtendedLifetime((null, logFile)) {
+                try spawn(path, arguments, fds: [null.fd, logFile.fd, logFile.fd] + (readyFD ? [ends[1]] : []), environment: nil, newSession: true)
+            }
         }
         guard readyFD else { return pid }
         var byte: UInt8 = 0
