@@ -66,23 +66,12 @@ extension Engine {
                 let namespace = dir + "/" + ContainerNetworkState.namespaceFileName
                 try NetworkNamespaceFile.make(at: namespace)
                 var state = ContainerNetworkState()
-                state.ports = try publishedPorts(request, network: attached.first?.1, container: id)
+                let others = networks.containerStates()  // read once: addresses and ports in use
+                state.ports = try publishedPorts(request, network: attached.first?.1, container: id, states: others)
                 for (i, (attachment, network)) in attached.enumerated() {
-                    let ip = try networks.allocate(on: network, wanted: attachment.ip, except: id)
-                    let aliases = [record.name, String(id.prefix(12))] + attachment.aliases
-                    let interface = "eth\(i)"
-                    let options = NetavarkOptions(containerID: id, containerName: record.name, network: network, ip: ip,
-                                                  aliases: aliases, interface: interface, ports: i == 0 ? state.ports : [])
-                    // Kept before the setup runs: a strata killed in it leaves what its teardown needs.
-                    state.setups.append(options)
-                    state.endpoints.append(ContainerNetworkState.Endpoint(network: network.name, networkID: network.id, interface: interface,
-                                                                         ip: ip, prefix: network.subnet.prefix, gateway: network.gateway,
-                                                                         mac: nil, aliases: attachment.aliases, dnsServers: []))
-                    try state.write(containerDirectory: dir)
-                    let status = try netavark.setup(namespace: namespace, options: options)[network.interface]
-                    state.endpoints[i].mac = status?.interfaces?[interface]?.macAddress
-                    state.endpoints[i].dnsServers = status?.dnsServerIPs ?? []
-                    try state.write(containerDirectory: dir)
+                    let ip = try networks.allocate(on: network, wanted: attachment.ip, except: id, states: others)
+                    try setUpLocked(id, name: record.name, on: network, ip: ip, aliases: attachment.aliases, interface: "eth\(i)",
+                                    ports: i == 0 ? state.ports : [], state: &state, netavark: netavark)
                 }
             }
         } catch {
@@ -109,7 +98,7 @@ extension Engine {
                 tearDownLocked(id, netavark: nil)
                 try NetworkNamespaceFile.make(at: namespace)
                 var state = ContainerNetworkState()
-                state.ports = try publishedPorts(request, network: nil, container: id, slirp: true)
+                state.ports = try publishedPorts(request, network: nil, container: id, states: networks.containerStates(), slirp: true)
                 try state.write(containerDirectory: dir)
                 let socket = try Slirp4netns.socketPath(container: id)
                 let pid = try Slirp4netns.start(namespace: namespace, apiSocket: socket, log: dir + "/slirp4netns.log")
@@ -127,6 +116,25 @@ extension Engine {
         try ContainerSpecBuilder.writeEtcFiles(hostname: hostname, network: .bridge(ip: Slirp4netns.address, dns: [Slirp4netns.dns.description], search: []),
                                                names: names, into: dir)
         return try NetworkNamespaceFile.open(namespace)
+    }
+
+    /// One network set up in container `id`'s namespace (the caller holds the network lock):
+    /// the options and the endpoint recorded in `state` first (a strata killed in the setup
+    /// leaves what its teardown needs), then netavark's setup, then what it gave.
+    private func setUpLocked(_ id: String, name: String, on network: Network, ip: IPv4Address, aliases: [String], interface: String,
+                             ports: [PortMapping], state: inout ContainerNetworkState, netavark: Netavark) throws {
+        let dir = store.containerPaths(id).root
+        let options = NetavarkOptions(containerID: id, containerName: name, network: network, ip: ip,
+                                      aliases: [name, String(id.prefix(12))] + aliases, interface: interface, ports: ports)
+        state.setups.append(options)
+        state.endpoints.append(ContainerNetworkState.Endpoint(network: network.name, networkID: network.id, interface: interface, ip: ip,
+                                                             prefix: network.subnet.prefix, gateway: network.gateway, mac: nil,
+                                                             aliases: aliases, dnsServers: []))
+        try state.write(containerDirectory: dir)
+        let status = try netavark.setup(namespace: dir + "/" + ContainerNetworkState.namespaceFileName, options: options)[network.interface]
+        state.endpoints[state.endpoints.count - 1].mac = status?.interfaces?[interface]?.macAddress
+        state.endpoints[state.endpoints.count - 1].dnsServers = status?.dnsServerIPs ?? []
+        try state.write(containerDirectory: dir)
     }
 
     /// `--network container:REF`: the running container's namespace (checked to be its own
@@ -155,7 +163,8 @@ extension Engine {
 
     /// The published ports with host ports taken: `-p` as given (the port must be free on the
     /// host and in this store), `-p CTR` and `-P` on free ones. None on an internal network.
-    private func publishedPorts(_ request: NetworkRequest, network: Network?, container: String, slirp: Bool = false) throws -> [PortMapping] {
+    private func publishedPorts(_ request: NetworkRequest, network: Network?, container: String,
+                                states: [String: ContainerNetworkState], slirp: Bool = false) throws -> [PortMapping] {
         var wanted = request.ports
         if request.publishAll {
             for e in request.exposed {
@@ -167,7 +176,7 @@ extension Engine {
         }
         guard slirp || (network.map { !$0.isInternal } ?? false) else { return [] }
         var taken = Set<String>()
-        for (id, state) in networks.containerStates() where id != container {
+        for (id, state) in states where id != container {
             for p in state.ports { taken.insert("\(p.hostPort)/\(p.proto)") }
         }
         var out: [PortMapping] = []
@@ -204,8 +213,7 @@ extension Engine {
         let state = ContainerNetworkState.read(containerDirectory: dir)
         if let slirp = state?.slirp {
             Slirp4netns.stop(pid: slirp.pid, start: slirp.start)
-            let parts = slirp.apiSocket.split(separator: "/", omittingEmptySubsequences: false)
-            if let name = parts.last, let d = try? Directory.open(parts.dropLast().joined(separator: "/")) { _ = d.unlink(Array(name.utf8)) }
+            _ = removeFile(slirp.apiSocket)
         }
         if let state, let netavark, NetworkNamespaceFile.exists(at: namespace) {
             for options in state.setups.reversed() {
@@ -310,20 +318,12 @@ extension Engine {
                 guard var state = ContainerNetworkState.read(containerDirectory: dir) else {
                     throw StrataError(.conflict, "container \(c.name) has no network set up")
                 }
-                let address = try networks.allocate(on: network, wanted: ip, except: c.id)
+                let address = try networks.allocate(on: network, wanted: ip, except: c.id, states: networks.containerStates())
                 let used = Set(state.endpoints.map(\.interface))
                 var n = 0
                 while used.contains("eth\(n)") { n += 1 }
-                let options = NetavarkOptions(containerID: c.id, containerName: c.name, network: network, ip: address,
-                                              aliases: [c.name, String(c.id.prefix(12))] + aliases, interface: "eth\(n)", ports: [])
-                state.setups.append(options)
-                state.endpoints.append(ContainerNetworkState.Endpoint(network: network.name, networkID: network.id, interface: "eth\(n)",
-                                                                     ip: address, prefix: network.subnet.prefix, gateway: network.gateway,
-                                                                     mac: nil, aliases: aliases, dnsServers: []))
-                try state.write(containerDirectory: dir)
-                let status = try netavark.setup(namespace: dir + "/" + ContainerNetworkState.namespaceFileName, options: options)[network.interface]
-                state.endpoints[state.endpoints.count - 1].mac = status?.interfaces?["eth\(n)"]?.macAddress
-                try state.write(containerDirectory: dir)
+                try setUpLocked(c.id, name: c.name, on: network, ip: address, aliases: aliases, interface: "eth\(n)", ports: [],
+                                state: &state, netavark: netavark)
             }
         }
         request.networks.append(attachment)

@@ -103,7 +103,7 @@ enum BridgeGuard {
     /// Removes the rules that name an interface the host no longer has: `bridge`'s once it is
     /// gone (netavark removed it with its last container), a container's veth port once its
     /// teardown removed it. A chain goes with its jump when no rule is left in it.
-    static func release(bridge: String, subnet: String) {
+    static func sweep() {
         guard let tables = try? saved() else { return }
         var script = ""
         for (table, order, hook) in [("raw", [localnet], ("PREROUTING", localnet)), ("filter", [isolation1, isolation2], ("FORWARD", isolation1))] {

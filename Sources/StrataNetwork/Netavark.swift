@@ -165,7 +165,7 @@ public struct Netavark: Sendable {
     /// Tears down what `setup` made with the same `options`.
     public func teardown(namespace: String, options: NetavarkOptions) throws {
         let out = try call("teardown", namespace: namespace, options: options) {
-            for (bridge, info) in options.networkInfo { BridgeGuard.release(bridge: bridge, subnet: info.subnets.first?.subnet ?? "0.0.0.0/32") }
+            BridgeGuard.sweep()
         }
         guard out.status == 0 else {
             throw StrataError(.system, "netavark could not tear down the network of container \(options.containerName): \(Netavark.errorText(out))")

@@ -187,11 +187,13 @@ public struct NetworkStore: Sendable {
         return out
     }
 
-    /// A free address of `network` (the caller holds the lock): `wanted` if no other container
-    /// has it, else the first one after the gateway.
-    public func allocate(on network: Network, wanted: IPv4Address?, except container: String) throws -> IPv4Address {
+    /// A free address of `network` (the caller holds the lock and has read `states`, the
+    /// containers' `containerStates()`): `wanted` if no other container has it, else the first
+    /// one after the gateway.
+    public func allocate(on network: Network, wanted: IPv4Address?, except container: String,
+                         states: [String: ContainerNetworkState]) throws -> IPv4Address {
         var used: Set<IPv4Address> = [network.gateway]
-        for (id, state) in containerStates() where id != container {
+        for (id, state) in states where id != container {
             for e in state.endpoints where e.networkID == network.id { used.insert(e.ip) }
         }
         if let wanted {

@@ -279,12 +279,16 @@ struct NetworkTests {
         _ = try e.ok(["run", "-d", "--name", "m"] + net + [NetworkTests.image, "sleep", "100"])
         let (_, pids, _) = try sh(["pgrep", "-f", "strata-monitor"])
         let pidOfM = try e.ok(["inspect", "-f", "{{.State.Pid}}", "m"])
+        var monitorKilled = false
         for p in pids.split(separator: "\n") {
             let (_, children, _) = try sh(["pgrep", "-P", String(p)])
-            if children.split(separator: "\n").contains(Substring(pidOfM)) { kill(pid_t(p)!, SIGKILL) }
+            if children.split(separator: "\n").contains(Substring(pidOfM)) { monitorKilled = kill(pid_t(p)!, SIGKILL) == 0 }
         }
+        #expect(monitorKilled, "no strata-monitor of container m was found")
         kill(pid_t(pidOfM)!, SIGKILL)
         for _ in 0..<50 where !(try e.ok(["ps", "-q"])).isEmpty { usleep(100_000) }
+        let (monitorCheckRC, monitorCheck, _) = try e.strata(["check"])
+        #expect(monitorCheckRC == 1 && monitorCheck.contains("network"), "\(monitorCheck)")
         _ = try e.ok(["gc"])
         try e.expectNothingLeft("kill -9 of the monitor, then gc")
         // rm -f of a running one
