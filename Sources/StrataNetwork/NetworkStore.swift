@@ -98,11 +98,11 @@ public struct NetworkStore: Sendable {
     func read(_ name: String) throws -> Network? {
         guard (try? Network.checkName(name)) != nil, let dir = try? Directory.open(directory) else { return nil }
         let bytes: [UInt8]
-        do { bytes = try dir.readFile(NetworkStore.fileName(name), limit: 1 << 20) } catch let e as StrataError where e.code == .notFound {
+        do { bytes = try dir.readFile(NetworkStore.fileName(name), limit: 1 << 20) } catch let e as StrataError
+            where e.code == .notFound || (e.cause as? Errno) == .ENOENT {
+            // Decided by this open's own errno: a look at the path afterwards could see the file
+            // another command has just renamed into place, and fail a lookup that found nothing.
             return nil
-        } catch {
-            if !pathExists(directory + "/" + name + ".json") { return nil }
-            throw error
         }
         do { return try JSONDecoder().decode(Network.self, from: Data(bytes)) } catch {
             throw StrataError(.storeDamaged, "network file \(directory)/\(name).json is damaged (\(error)); remove it and create the network again")
