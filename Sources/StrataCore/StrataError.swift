@@ -6,7 +6,7 @@ public struct StrataError: Error, CustomStringConvertible, Sendable {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Value: String, Sendable {
             case invalidArgument, notFound, alreadyExists, invalidDigest, digestMismatch, sizeMismatch
-            case invalidFormat, unsafeEntry, tooLarge, unsupported, system, internalError, conflict, inUse, storeDamaged
+            case invalidFormat, unsafeEntry, tooLarge, unsupported, system, internalError, conflict, inUse, storeDamaged, commandFailed
         }
         private let value: Value
         private init(_ value: Value) { self.value = value }
@@ -36,6 +36,8 @@ public struct StrataError: Error, CustomStringConvertible, Sendable {
         /// The store's database does not describe its files (lost, damaged, behind them):
         /// `strata check --repair` rebuilds it.
         public static let storeDamaged = Code(.storeDamaged)
+        /// A command the caller asked for ended with an error (a build's RUN step).
+        public static let commandFailed = Code(.commandFailed)
 
         public var description: String { value.rawValue }
     }

@@ -10,26 +10,29 @@ import Synchronization
 extension Store {
     /// Commits a container's changes as a new layer on its image and a new image whose config
     /// appends the diffID and a history entry. The layer enters the store through the same
-    /// ingest path as a loaded one. Returns the new image ID.
-    public func commit(_ ref: String, tag: String?, message: String?, author: String?, changes configChanges: [String]) throws -> Digest {
+    /// ingest path as a loaded one. With `timestamp` (seconds since the epoch, `commit
+    /// --timestamp`) the config's and history's times are that one and the layer's file times
+    /// are clamped to it: the same changes give the same image ID on any day. Returns the new
+    /// image ID.
+    public func commit(_ ref: String, tag: String?, message: String?, author: String?, changes configChanges: [String],
+                       timestamp: Int64? = nil) throws -> Digest {
         let c = try container(ref)
         let baseConfig = try blob(c.image)
         let base = try JSONDocument.decode(ImageConfig.self, from: baseConfig, what: "config \(c.image)")
         let chain = ChainID.chain(base.rootfs.diff_ids)
         let list = try changes(of: c.id)
-        // `.wh.` names are reserved for whiteouts (OCI image spec): a user file of that name
-        // would delete something on the next load of the image.
-        for p in list {
-            guard case .entry(_, let name, _, _) = p.source, name.starts(with: Whiteout.prefix) else { continue }
-            throw StrataError(.unsafeEntry, "commit of container \(c.name): /\(p.path.display) has a name starting with .wh., which image layers reserve for whiteouts; rename or remove it, then commit again")
-        }
+        try Store.checkNoReservedNames(list, label: "commit of container \(c.name)")
 
-        let staged = try stageCommit(list, parent: chain.last, container: c.name)
+        let staged = try stageChanges(list, parent: chain.last, label: "commit of container \(c.name)", clampTimes: timestamp)
 
         // The new config: the old one with its unknown keys kept, plus the layer.
         var doc = try ConfigEditor(bytes: baseConfig, what: "config \(c.image)")
-        let now = Timestamp.now()
-        doc.appendLayer(staged.result.diffID, history: .init(created: now, createdBy: "strata commit \(c.name)",
+        let now = timestamp.map { Timestamp.string(Date(timeIntervalSince1970: Double($0))) } ?? Timestamp.now()
+        // As Docker: the history names what the container ran (not its name, which would make
+        // the same change committed from two containers two images).
+        let args = ((try? spec(c.id))??.process.args) ?? []
+        let command = args.isEmpty ? "strata commit" : args.joined(separator: " ")
+        doc.appendLayer(staged.result.diffID, history: .init(created: now, createdBy: command,
                                                              comment: message, author: author))
         doc.created = now
         // As `docker commit -a/-m`: the image's own author and comment, besides the history entry's.
@@ -56,8 +59,17 @@ extension Store {
     /// keep the raw tar (never for a tar strata writes, but the path exists), the tar is written
     /// a second time; the ingest checks that it is the same stream, so a container that changed
     /// in between fails the commit instead of recording a tar that is not the layer.
-    private func stageCommit(_ list: [ChangedPath], parent: ChainID?, container name: String) throws -> StagedLayer {
-        let label = "commit of container \(name)"
+    /// `.wh.` names are reserved for whiteouts (OCI image spec): a user file of that name would
+    /// delete something on the next load of the image.
+    static func checkNoReservedNames(_ list: [ChangedPath], label: String) throws {
+        for p in list {
+            guard case .entry(_, let name, _, _) = p.source, name.starts(with: Whiteout.prefix) else { continue }
+            throw StrataError(.unsafeEntry, "\(label): /\(p.path.display) has a name starting with .wh., which image layers reserve for whiteouts; rename or remove it, then try again")
+        }
+    }
+
+    /// The layer of `list` staged on `parent`. With `clampTimes`, file times later than it are written as it.
+    func stageChanges(_ list: [ChangedPath], parent: ChainID?, label: String, clampTimes: Int64? = nil) throws -> StagedLayer {
         let entries = list.map { p -> DiffTarEntry in
             switch p.source {
             case .entry(let dir, let name, let st, let opaque): return .entry(path: p.path, directory: dir, name: name, stat: st, opaque: opaque)
@@ -72,6 +84,7 @@ extension Store {
                     if counted { size.withLock { $0 += Int64(chunk.count) } }
                     try write(chunk)
                 }
+                if let clampTimes { writer.rewrite = LayerDiffWriter.clampingTimes(to: clampTimes) }
                 try writer.write(entries)
                 try writer.close()
             }
@@ -82,7 +95,7 @@ extension Store {
             return try stageLayer(source: sources[0], reopen: { sources.append(tar(counted: false)); return sources[sources.count - 1] }, parent: parent,
                                   expectedDiffID: nil, expectedBlobDigest: nil, maxLayerSize: Int64.max, label: label)
         } catch let e as StrataError where e.isNoSpace {
-            throw StrataError(.system, "\(label): no space left on the device of \(rootPath)/layers while unpacking the new layer (\(ByteCount.describe(size.withLock { $0 })) of tar); free some space and commit again")
+            throw StrataError(.system, "\(label): no space left on the device of \(rootPath)/layers while unpacking the new layer (\(ByteCount.describe(size.withLock { $0 })) of tar); free some space and try again")
         }
     }
 }

@@ -149,6 +149,9 @@ extension Engine {
         public var cidFile: String?
         /// `--restart`: what happens when the container ends (detached containers).
         public var restart: RestartPolicy = .no
+        /// A build's RUN step: the image's volumes are not made (a step's changes there are
+        /// part of its layer) and the output goes to stderr.
+        package var buildStep = false
         /// Docker's defaults: a new name, the image's process, no limits, the default seccomp profile.
         public init() {}
 

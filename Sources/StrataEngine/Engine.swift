@@ -63,7 +63,8 @@ public final class Engine: Sendable {
             var resolved = options
             if options.network.publishAll { resolved.network.exposed = Array((config.ExposedPorts ?? [:]).keys).sorted() }
             (resolved.volumes, madeVolumes) = try resolveMounts(options.volumes, volumesFrom: options.volumesFrom,
-                                                                imageVolumes: Array((config.Volumes ?? [:]).keys), rootfs: rootfs, leases: leases)
+                                                                imageVolumes: options.buildStep ? [] : Array((config.Volumes ?? [:]).keys),
+                                                                rootfs: rootfs, leases: leases)
             let spec = try ContainerSpecBuilder(process: process, options: resolved, security: security, imageStopSignal: config.StopSignal,
                                            imageHealthcheck: config.Healthcheck)
                 .spec(id: id, rootfs: rootfs, bundle: bundle, etcFiles: true)
@@ -111,6 +112,7 @@ public final class Engine: Sendable {
             throw error
         }
         launcher.interactive = options.interactive
+        if options.buildStep { launcher.stdio = .relayedToStderr }
         launcher.cgroupParent = cgroupParent
         let store = self.store
         // This process watches the container as a detached one's monitor does.

@@ -16,7 +16,7 @@ public struct ConfigEditor {
         doc = object
     }
 
-    /// A new config with no layers, for this machine's platform.
+    /// A new config with no layers, for `platform`.
     public init(platform: Platform, created: String) {
         doc = ["created": created, "architecture": platform.architecture, "os": platform.os,
                "rootfs": ["type": "layers", "diff_ids": [String]()], "history": [Any]()]
@@ -76,6 +76,13 @@ public struct ConfigEditor {
         if let author = item.author { doc["author"] = author }
     }
 
+    /// Adds a history entry for a step that made no layer (`empty_layer`, as Docker writes it).
+    public mutating func appendEmptyLayerHistory(_ item: HistoryItem) {
+        var o = item.object
+        o["empty_layer"] = true
+        doc["history"] = (doc["history"] as? [Any] ?? []) + [o]
+    }
+
     /// Sets the runtime config (`config`): the keys `config` encodes replace the old ones, the
     /// others stay.
     public mutating func merge(_ config: ImageConfig.Config) throws {
@@ -83,6 +90,13 @@ public struct ConfigEditor {
         let encoded = try JSONSerialization.jsonObject(with: try ConfigEditor.encoder.encode(config)) as? [String: Any] ?? [:]
         for (k, v) in encoded { merged[k] = v }
         doc["config"] = merged
+    }
+
+    /// Removes runtime config keys (`Cmd` when a build sets ENTRYPOINT, `OnBuild` once run).
+    public mutating func removeConfigKeys(_ keys: [String]) {
+        guard var config = doc["config"] as? [String: Any] else { return }
+        for k in keys { config[k] = nil }
+        doc["config"] = config
     }
 
     /// The edited config as canonical JSON (sorted keys), the bytes whose digest is the image ID.

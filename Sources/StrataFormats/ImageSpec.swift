@@ -146,6 +146,10 @@ public struct ImageConfig: Codable, Sendable {
         public var Volumes: [String: EmptyObject]?
         /// Docker's HEALTHCHECK (not in the OCI spec; Docker and podman write it).
         public var Healthcheck: Healthcheck?
+        /// Docker's SHELL: the shell a build runs shell-form RUN, CMD and ENTRYPOINT with.
+        public var Shell: [String]?
+        /// Docker's ONBUILD: instructions a build that starts FROM this image runs first.
+        public var OnBuild: [String]?
         /// An empty process config.
         public init() {}
     }

@@ -11,6 +11,8 @@ public struct RootfsFiles {
     public let root: Directory
     /// The files of the rootfs at `rootfs`.
     public init(rootfs: String) throws { root = try Directory.open(rootfs) }
+    /// The files of the rootfs open as `root`.
+    public init(root: Directory) { self.root = root }
 
     /// A small regular file inside the rootfs, or nil. Pinned with O_PATH and checked first:
     /// a FIFO or device node the container put there is never opened (a FIFO would block

@@ -11,6 +11,9 @@ public enum StdioPlan: Sendable {
     /// Pipes that strata copies while it waits: its stdin into the process with `-i` (else the
     /// process reads /dev/null), the process's stdout and stderr out to its own.
     case relayed
+    /// As `relayed`, but both stdout and stderr go to strata's stderr (a build step's output:
+    /// strata's stdout carries the built image's ID).
+    case relayedToStderr
     /// These fds (the caller's; duplicated for the child) become 0, 1 and 2: the monitor's log
     /// pipes and /dev/null.
     case given(stdin: Int32, stdout: Int32, stderr: Int32)
@@ -27,6 +30,8 @@ struct ProcessStdio {
     /// pipes' read ends.
     private var kept: [Int32] = [-1, -1, -1]
     private var relayed = false
+    /// Where the process's stdout is copied to.
+    private var outputFD: Int32 = 1
 
     /// The fds for `plan`. With a terminal the child's are /dev/null (the pty replaces them).
     init(plan: StdioPlan, tty: Bool, interactive: Bool) throws {
@@ -44,8 +49,9 @@ struct ProcessStdio {
                 }
             case .discarded:
                 for i in 0..<3 { child[i] = try ProcessStdio.devNull() }
-            case .relayed:
+            case .relayed, .relayedToStderr:
                 relayed = true
+                if case .relayedToStderr = plan { outputFD = 2 }
                 if interactive {
                     let (r, w) = try ProcessStdio.pipe("stdin")
                     child[0] = r; kept[0] = w
@@ -78,7 +84,7 @@ struct ProcessStdio {
     /// output is drained (nothing to do unless relayed). Closes strata's ends.
     mutating func pump(until pid: pid_t) {
         guard relayed else { return }
-        var p = strata_stdio_pump(in_src: kept[0] >= 0 ? 0 : -1, in_dst: kept[0], out_src: kept[1], out_dst: 1,
+        var p = strata_stdio_pump(in_src: kept[0] >= 0 ? 0 : -1, in_dst: kept[0], out_src: kept[1], out_dst: outputFD,
                                   err_src: kept[2], err_dst: 2, pid: pid)
         strata_stdio_pump(&p)
         kept = [-1, -1, -1]

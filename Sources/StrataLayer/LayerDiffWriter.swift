@@ -19,6 +19,8 @@ public final class LayerDiffWriter {
     private let tar: PaxWriter
     private var links: [UInt64: PathBytes] = [:]
     private var buffer = [UInt8](repeating: 0, count: 1 << 20)
+    /// Changes each header before it is written (a build's owners, modes and clamped times).
+    public var rewrite: ((inout PaxHeader) -> Void)?
 
     /// Writes a layer tar (PAX, OCI whiteouts) to `sink`.
     public init(sink: @escaping (UnsafeRawBufferPointer) throws -> Void) throws {
@@ -44,8 +46,20 @@ public final class LayerDiffWriter {
     }
 
     private func marker(_ path: PathBytes, uid: UInt32, gid: UInt32, mtime: FileTime?) throws {
-        try tar.begin(PaxHeader(path: path, kind: .regular(size: 0), permissions: 0o644, uid: uid, gid: gid,
-                                mtime: mtime ?? FileTime(seconds: 0)))
+        try begin(PaxHeader(path: path, kind: .regular(size: 0), permissions: 0o644, uid: uid, gid: gid,
+                            mtime: mtime ?? FileTime(seconds: 0)))
+    }
+
+    private func begin(_ header: PaxHeader) throws {
+        var h = header
+        rewrite?(&h)
+        try tar.begin(h)
+    }
+
+    /// A rewrite that sets every time later than `epoch` to `epoch` (SOURCE_DATE_EPOCH's
+    /// clamp): a layer made today and one made next year from the same files are the same bytes.
+    public static func clampingTimes(to epoch: Int64) -> (inout PaxHeader) -> Void {
+        { h in if h.mtime.seconds > epoch || (h.mtime.seconds == epoch && h.mtime.nanoseconds > 0) { h.mtime = FileTime(seconds: epoch) } }
     }
 
     private func writeEntry(_ path: PathBytes, _ dir: Directory, _ name: PathBytes, _ st: FileStatus) throws {
@@ -59,7 +73,7 @@ public final class LayerDiffWriter {
             let key = st.device << 40 ^ st.inode
             if st.links > 1, let first = links[key] {
                 header.kind = .hardlink(target: first)
-                try tar.begin(header)
+                try begin(header)
                 return
             }
             if st.links > 1 { links[key] = path }
@@ -79,9 +93,10 @@ public final class LayerDiffWriter {
         if st.kind == .directory || st.kind == .regular {
             let h: FDHandle
             if let content { h = content } else { h = try dir.openWalked(name, as: st) }
-            header.xattrs = Xattrs.list(h.fd).filter { Whiteout.isContentXattr($0.0) }.map { (name: $0.0, value: $0.1) }
+            // Sorted: the kernel lists them in the order they were set, which a copy may not keep.
+            header.xattrs = Xattrs.list(h.fd).filter { Whiteout.isContentXattr($0.0) }.sorted { $0.0 < $1.0 }.map { (name: $0.0, value: $0.1) }
         }
-        try tar.begin(header)
+        try begin(header)
         guard let content else { return }
         var offset: Int64 = 0
         while offset < st.size {

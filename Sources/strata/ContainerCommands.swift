@@ -127,9 +127,12 @@ struct Commit: ParsableCommand {
     @Option(name: [.short, .long], help: "A comment for the history entry.") var message: String?
     @Option(name: [.short, .long], help: "The author.") var author: String?
     @Option(name: [.short, .long], help: "Apply a Dockerfile instruction to the config, e.g. 'CMD [\"sh\"]'.") var change: [String] = []
+    @Option(name: .long, help: "Seconds since the epoch: the image's times, and the clamp of its layer's file times (the same changes give the same image ID on any day).") var timestamp: Int64?
     func run() throws {
         try strata.run {
-            let id = try global.openStore().commit(container, tag: reference, message: message, author: author, changes: change)
+            if let timestamp, timestamp < 0 { throw StrataError(.invalidArgument, "invalid --timestamp \(timestamp): seconds since 1970, not negative") }
+            let id = try global.openStore().commit(container, tag: reference, message: message, author: author, changes: change,
+                                                   timestamp: timestamp)
             print(id.string)
         }
     }

@@ -161,12 +161,18 @@ struct RunFlags: ParsableArguments {
         return options
     }
 
+    /// The network when `--network` is not given: STRATA_NETWORK, else podman's defaults
+    /// (bridge as root, slirp4netns rootless, none where slirp4netns is missing).
+    static var defaultNetwork: String {
+        let environment = ProcessInfo.processInfo.environment["STRATA_NETWORK"].flatMap { $0.isEmpty ? nil : $0 }
+        let rootlessDefault = Slirp4netns.installedPath == nil ? "none" : "slirp4netns"
+        return environment ?? (UserNamespace.current.isRootless ? rootlessDefault : "bridge")
+    }
+
     /// `--network` (else STRATA_NETWORK, else podman's defaults: bridge as root, slirp4netns
     /// rootless, none where slirp4netns is missing), with `--ip`, `--network-alias`, `-p` and `-P`.
     func networkRequest() throws -> NetworkRequest {
-        let environment = ProcessInfo.processInfo.environment["STRATA_NETWORK"].flatMap { $0.isEmpty ? nil : $0 }
-        let rootlessDefault = Slirp4netns.installedPath == nil ? "none" : "slirp4netns"
-        let mode = network ?? environment ?? (UserNamespace.current.isRootless ? rootlessDefault : "bridge")
+        let mode = network ?? RunFlags.defaultNetwork
         var request = try NetworkRequest(parsing: mode)
         let ports = try publish.map(PortMapping.init(parsing:))
         if request.mode == .slirp4netns {

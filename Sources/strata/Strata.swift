@@ -31,7 +31,8 @@ enum Main {
     static func main() {
         ensureStandardDescriptors()
         raiseOpenFileLimit()
-        let args = attachedTimeouts(GlobalOptions.hoisted(Array(CommandLine.arguments.dropFirst())))
+        var args = attachedTimeouts(GlobalOptions.hoisted(Array(CommandLine.arguments.dropFirst())))
+        if args.first == "build" { args = Build.normalizedArguments(args) }
         if let first = args.first, !first.hasPrefix("-"), let message = Strata.unknownCommand(first) {
             printErr(message)
             Strata.exit(withError: ExitCode(64))
@@ -71,7 +72,8 @@ struct Strata: ParsableCommand {
                       Start.self, Stop.self, Restart.self, Kill.self, Wait.self, Logs.self, Exec.self, Export.self,
                       Pause.self, Unpause.self, Rename.self, Top.self, Stats.self, Cp.self, Attach.self, Events.self, Version.self,
                       ImageGroup.self, ContainerGroup.self, SystemGroup.self, Info.self, ContainerMonitor.self,
-                      ContainerCleanup.self, ContainerRestart.self, VolumeGroup.self, HealthcheckGroup.self, Unshare.self, NetworkGroup.self, Port.self]
+                      ContainerCleanup.self, ContainerRestart.self, VolumeGroup.self, HealthcheckGroup.self, Unshare.self, NetworkGroup.self, Port.self,
+                      Build.self]
     )
 
     /// "unknown command 'X'" with the nearest command, or nil for a command that exists.
@@ -79,7 +81,7 @@ struct Strata: ParsableCommand {
     /// such rather than answered with the nearest spelling (`top` is not `stop`).
     static let dockerCommandsNotYetHere: Set<String> = [
         "update",
-        "build", "builder", "buildx", "compose", "search", "swarm", "service",
+        "builder", "buildx", "compose", "search", "swarm", "service",
         "stack", "node", "secret", "config", "plugin", "context", "trust", "manifest", "checkpoint",
     ]
 
@@ -252,7 +254,7 @@ func eachResult(_ refs: [String], _ body: (String) throws -> Void) -> [Result<Vo
 
 func exitCode(for code: StrataError.Code) -> Int32 {
     switch code {
-    case .invalidFormat, .unsafeEntry, .digestMismatch, .sizeMismatch, .tooLarge, .invalidDigest, .unsupported: return 1
+    case .invalidFormat, .unsafeEntry, .digestMismatch, .sizeMismatch, .tooLarge, .invalidDigest, .unsupported, .commandFailed: return 1
     case .notFound: return 2
     case .conflict, .inUse, .alreadyExists: return 3
     case .invalidArgument: return 64

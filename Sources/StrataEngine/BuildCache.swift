@@ -1,0 +1,48 @@
+import FoundationEssentials
+import StrataCore
+import StrataFormats
+import StrataStore
+import StrataSystem
+
+/// A build's cache (docs/build.md): a step's key (its parent's config, which names its layer
+/// chain, environment and all; the instruction; for COPY/ADD the content copied) names the
+/// untagged image its result was recorded as. One file per key in ROOT/build-cache, holding
+/// the image ID; an entry whose image is gone is a miss, never an error.
+struct BuildCache {
+    let dir: Directory
+
+    init(store: Store) throws { dir = try store.ensureDirectory("build-cache") }
+
+    /// The key of a step on `parent` described by `step`.
+    func key(parent: Digest, step: [String]) -> Digest {
+        var d = Digester()
+        for part in ["strata-build-step-1", parent.string] + step {
+            var bytes = Array(part.utf8) + [0]
+            bytes.withUnsafeBytes { d.update($0) }
+        }
+        return d.finalize()
+    }
+
+    /// The image recorded for `key`, if any.
+    func lookup(_ key: Digest) -> Digest? {
+        guard let bytes = try? dir.readFile(Array(key.hex.utf8), limit: 200) else { return nil }
+        return try? Digest(parsing: String(decoding: bytes, as: UTF8.self))
+    }
+
+    /// Remembers `image` as the result of `key` (written whole; a failure only loses the entry).
+    func remember(_ key: Digest, image: Digest) {
+        try? dir.writeFileAtomically(Array(key.hex.utf8), Array(image.string.utf8))
+    }
+}
+
+extension Store {
+    /// Records a built image (with the layer its last step staged, if any) and its tags, in
+    /// one transaction.
+    func recordBuilt(configBytes: [UInt8], config: ImageConfig, staged: StagedLayer?, tags: [String]) throws {
+        var list = staged.map { [$0] } ?? []
+        let digest = Digest.of(configBytes)
+        try record([PreparedImage(configBytes: configBytes, configDigest: digest, config: config, manifestBytes: nil, manifestDigest: nil,
+                                  chain: ChainID.chain(config.rootfs.diff_ids), tags: tags)], staged: &list)
+        if !tags.isEmpty { record(StoreEvent(type: "image", action: "build", id: digest.string, attributes: ["name": tags[0]])) }
+    }
+}
