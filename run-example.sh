@@ -2,7 +2,10 @@
 # The main job on the built-in example: build strata, build the example images (without
 # strata), load them into a fresh store, list the images and show the layer chain; then create
 # a container, change it, commit the change as a new image, and run a command in that image;
-# serve it from a container on a network, by name and through a published port; then push that image to a registry started on loopback, pull it into a second store, run it.
+# build an image from a two-stage Containerfile on it (again: all from the cache); serve it
+# from a container on a network, by name and through a published port; then push that image to
+# a registry started on loopback, pull it into a second store, run it, and build the same
+# Containerfile there: the same image ID.
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/setup.sh
@@ -29,6 +32,27 @@ $strata rm example
 $strata run --rm --memory 64m --pids-limit 64 example/greeting:1 sh -c 'cat /etc/greeting; echo "pid $$ on $(hostname)"; ls /'
 $strata layers --tree
 $strata check
+
+# A build: two stages on the committed image; the second build takes every step from the cache.
+set +x
+context=$(mktemp -d /tmp/strata-build-context.XXXXXX)
+mkdir -p "$context/site"
+echo "built from a Containerfile" > "$context/site/index.html"
+cat > "$context/Containerfile" <<'EOF'
+FROM example/greeting:1 AS content
+COPY site/ /www/
+RUN cat /etc/greeting >> /www/index.html
+
+FROM example/greeting:1
+COPY --from=content /www /www
+EXPOSE 80
+CMD ["httpd", "-f", "-p", "80", "-h", "/www"]
+EOF
+set -x
+built=$($strata build --network none -t example/site:1 "$context")
+$strata build --network none -t example/site:1 "$context"
+$strata run --rm example/site:1 cat /www/index.html
+$strata history example/site:1
 
 # Networks: a web server on a network of its own, found by name from another container there,
 # and published on the host's loopback.
@@ -60,3 +84,9 @@ $strata push example/greeting:1 "127.0.0.1:$port/example/greeting:1"
 STRATA_ROOT="$STRATA_ROOT-pulled" $strata pull "127.0.0.1:$port/example/greeting:1"
 STRATA_ROOT="$STRATA_ROOT-pulled" $strata run --rm "127.0.0.1:$port/example/greeting:1" cat /etc/greeting
 STRATA_ROOT="$STRATA_ROOT-pulled" $strata layers --tree
+# The same Containerfile and context in the second store (its base named as here): the same
+# image, byte for byte.
+STRATA_ROOT="$STRATA_ROOT-pulled" $strata tag "127.0.0.1:$port/example/greeting:1" example/greeting:1
+rebuilt=$(STRATA_ROOT="$STRATA_ROOT-pulled" $strata build -q --network none "$context")
+[ "$rebuilt" = "$built" ] || { echo "the second store built $rebuilt, not $built"; exit 1; }
+echo "the same image ID in both stores: $built"

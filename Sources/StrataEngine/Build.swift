@@ -82,6 +82,10 @@ extension Engine {
         let (fileBytes, fileName) = try Engine.readContainerfile(options.file, context: context, contextDir: contextDir)
         let file = try Containerfile.parse(fileBytes, file: fileName)
         let tags = try options.tags.map { try Reference.userTag($0) }
+        // A signal (Ctrl-C) cancels the build at the next step, after the current one cleaned
+        // up; during a RUN it reaches the step's process. A second one is fatal at once.
+        SignalRelay.begin()
+        defer { SignalRelay.end() }
         var builder = try BuildRun(engine: self, file: file, context: contextDir, contextPath: context, options: options)
         let final = try builder.run()
         let id = try builder.recordFinal(final, tags: tags)

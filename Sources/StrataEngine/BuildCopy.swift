@@ -97,8 +97,10 @@ extension BuildRun {
         let label = "\(ins.keyword) to \(destText)"
 
         let staged = try changeFiles(state, label: "the layer of \(ins.keyword)") { target in
+            // The context's files become root's (its owners are the host's); another stage's or
+            // image's keep theirs, as BuildKit keeps them. --chown sets both.
             let owner = try BuildRun.owner(chownSpec, in: target)
-            let rewrite = BuildRun.rewrite(owner: owner, chmod: chmod, clamp: clamp)
+            let rewrite = BuildRun.rewrite(owner: from != nil && chownSpec == nil ? nil : owner, chmod: chmod, clamp: clamp)
             let destIsDirectory = destText.hasSuffix("/") || destText.hasSuffix("/.") || destText == "." || items.count > 1 || wildcard
                 || !archives.isEmpty || items.first?.isDirectory == true || Engine.directory(target, destComps).isSuccess
             if destIsDirectory {
@@ -214,16 +216,18 @@ extension BuildRun {
         }
     }
 
-    /// Headers as COPY writes them: owned by `owner`, `chmod`'s mode, times clamped.
+    /// Headers as COPY writes them: owned by `owner` (nil: as they are), `chmod`'s mode, times clamped.
     func rewrite(owner: (uid: UInt32, gid: UInt32), chmod: UInt32?) -> (inout PaxHeader) -> Void {
         BuildRun.rewrite(owner: owner, chmod: chmod, clamp: timestamp)
     }
 
-    static func rewrite(owner: (uid: UInt32, gid: UInt32), chmod: UInt32?, clamp: Int64) -> (inout PaxHeader) -> Void {
+    static func rewrite(owner: (uid: UInt32, gid: UInt32)?, chmod: UInt32?, clamp: Int64) -> (inout PaxHeader) -> Void {
         let clampTimes = LayerDiffWriter.clampingTimes(to: clamp)
         return { h in
-            h.uid = owner.uid
-            h.gid = owner.gid
+            if let owner {
+                h.uid = owner.uid
+                h.gid = owner.gid
+            }
             if let chmod { h.permissions = chmod }
             clampTimes(&h)
         }

@@ -185,6 +185,7 @@ struct BuildRun {
             try editConfig(&state, history: nil, removing: ["OnBuild"]) { _ in }
         }
         for (n, ins) in stage.body.enumerated() {
+            try SignalRelay.checkNotCancelled("the build")
             let t0 = Date()
             options.progress("[\(shown)\(n + 2)/\(count)] \(Self.oneLine(ins.original))")
             let cached = try wrap(ins) { try step(ins, &state) }

@@ -41,7 +41,13 @@ extension BuildRun {
         runOptions.name = "build-" + Store.randomID().prefix(16)
         let workdir = state.runtime.WorkingDir.flatMap { $0.isEmpty ? nil : $0 } ?? "/"
         let overrides = RunOverrides(entrypoint: "", command: argv, env: env + argEnv, workdir: workdir, user: state.runtime.User ?? "")
-        let code = try engine.run(image: layers.string, overrides: overrides, options: runOptions)
+        // `run` ends the signal relay when its process is done: the build's is taken up again.
+        let code: Int32
+        do { code = try engine.run(image: layers.string, overrides: overrides, options: runOptions) } catch {
+            SignalRelay.begin()
+            throw error
+        }
+        SignalRelay.begin()
         let container = try engine.store.container(runOptions.name ?? "")
         defer { try? engine.removeContainer(container.id, force: true) }
         guard code == 0 else {
