@@ -38,6 +38,9 @@ extension BuildRun {
         var runOptions = Engine.RunOptions()
         runOptions.network = network
         runOptions.buildStep = true
+        // strata-init as pid 1 passes a Ctrl-C on to the step's command (a shell as pid 1 would
+        // ignore it), so that a signal to the build ends the step and with it the build.
+        runOptions.initProcess = true
         runOptions.name = "build-" + Store.randomID().prefix(16)
         let workdir = state.runtime.WorkingDir.flatMap { $0.isEmpty ? nil : $0 } ?? "/"
         let overrides = RunOverrides(entrypoint: "", command: argv, env: env + argEnv, workdir: workdir, user: state.runtime.User ?? "")

@@ -365,6 +365,25 @@ struct BuildTests {
         let (rc5, _, err5) = try env.build([])
         #expect(rc5 != 0 && err5.contains("Containerfile:2: RUN"), "\(err5)")
         try env.expectClean()
+
+        // Ctrl-C during a RUN ends the step's command (pid 1 of a container ignores SIGINT
+        // unless it is strata-init) and with it the build: no image, nothing left.
+        try env.write("Containerfile", "FROM example.com/strata/busybox:gzip\nRUN sleep 30\nRUN echo never\n")
+        let started = Date()
+        let pid = try spawn([strataBinary, "--root", env.root, "build", "--network", "none", "-t", "cancelled", env.context],
+                            stderr: env.t.sub("cancel.err"))
+        var running = false
+        for _ in 0..<100 where !running {
+            usleep(100_000)
+            running = (try? String(contentsOfFile: env.t.sub("cancel.err"), encoding: .utf8))?.contains("RUN sleep 30") == true
+        }
+        usleep(500_000)
+        kill(pid, SIGINT)
+        #expect(reap(pid) == 1)
+        #expect(Date().timeIntervalSince(started) < 20 * timeScale, "the build went on after Ctrl-C")
+        let (_, cancelledImage, _) = try env.cli(["images", "-q", "cancelled"])
+        #expect(cancelledImage.isEmpty)
+        try env.expectClean()
     }
 
     @Test func pushesToARegistry() throws {
