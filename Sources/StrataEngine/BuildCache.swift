@@ -36,6 +36,20 @@ struct BuildCache {
 }
 
 extension Store {
+    /// The images the build cache names: a build's intermediate steps, which `images` hides
+    /// unless asked (`-a`), as Docker and podman do.
+    public func buildIntermediates() -> Set<Digest> {
+        guard case .success(let dir) = root.openDirectory(Array("build-cache".utf8), resolve: [.noSymlinks]),
+              let names = try? dir.entries() else { return [] }
+        var ids: Set<Digest> = []
+        for name in names {
+            guard let bytes = try? dir.readFile(name, limit: 200),
+                  let id = try? Digest(parsing: String(decoding: bytes, as: UTF8.self)) else { continue }
+            ids.insert(id)
+        }
+        return ids
+    }
+
     /// Records a built image (with the layer its last step staged, if any) and its tags, in
     /// one transaction.
     func recordBuilt(configBytes: [UInt8], config: ImageConfig, staged: StagedLayer?, tags: [String]) throws {

@@ -85,21 +85,18 @@ struct Import: ParsableCommand {
 struct Images: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "images", abstract: "List images.")
 
-    /// Without a build's intermediate images, as podman and Docker list: an untagged image
-    /// whose layers another image starts with (a step a later one built on).
-    static func withoutIntermediates(_ images: [ImageView]) -> [ImageView] {
-        images.filter { i in
-            guard i.tags.isEmpty else { return true }
-            return !images.contains { o in o.record.id != i.record.id && o.diffIDs.count >= i.diffIDs.count && !i.diffIDs.isEmpty
-                && Array(o.diffIDs.prefix(i.diffIDs.count)) == i.diffIDs }
-        }
+    /// Without a build's intermediate images (untagged images its cache names), as Docker and
+    /// podman list.
+    static func withoutIntermediates(_ images: [ImageView], store: Store) -> [ImageView] {
+        let intermediate = store.buildIntermediates()
+        return images.filter { !$0.tags.isEmpty || !intermediate.contains($0.record.id) }
     }
     @OptionGroup var global: GlobalOptions
     @Flag(name: .long, help: "JSON: an array of {id, tags, diffIDs, size, created, os, architecture}.") var json = false
     @Flag(name: .long, help: "Show full image IDs.") var noTrunc = false
     @Flag(name: .long, help: "Show the manifest digest each image was loaded or pulled with.") var digests = false
     @Flag(name: .short, help: "Only the image IDs.") var quiet = false
-    @Flag(name: [.short, .long], help: "Also the intermediate images of builds (untagged, their layers the start of another image's).") var all = false
+    @Flag(name: [.short, .long], help: "Also the intermediate images of builds (untagged; the build cache).") var all = false
     @Argument(help: "Only the images of REPOSITORY[:TAG].") var reference: String?
     @Option(name: .long, help: "A template per row: {{.ID}}, {{.Repository}}, {{.Tag}}, {{.Digest}}, {{.CreatedSince}}, {{.CreatedAt}}, {{.Size}}, {{json .}}; or json.")
     var format: String?
@@ -111,7 +108,7 @@ struct Images: ParsableCommand {
             let filters = try Filters(filter, allowed: Images.filterKeys, command: "images")
             let store = try global.openStore()
             let all = try store.images()
-            let images = try Images.filter(self.all ? all : Images.withoutIntermediates(all), filters, store: store)
+            let images = try Images.filter(self.all ? all : Images.withoutIntermediates(all, store: store), filters, store: store)
                 .filter { i in reference.map { r in i.tags.contains { Images.matches($0, r) } } ?? true }
             if json { print(try Format.json(images.map(ImageJSON.init))); return }
             if let template {
