@@ -117,8 +117,12 @@ public enum ChangeScanner {
             if st.kind == .directory {
                 let sub = try dir.walkInto(name)
                 let opaque = Whiteout.isOpaque(sub)
+                // Opaque only where it hides something: over a directory of the layers below.
+                // fuse-overlayfs marks every directory it makes opaque; a marker over nothing
+                // would make its layer other bytes than the kernel's overlay makes of the same change.
+                let hides = opaque && below.map { FileKind(mode: $0.mode) == .directory } == true
                 out.append(ChangedPath(path: path, kind: below == nil ? .added : .changed,
-                                       source: .entry(directory: dir, name: name, stat: st, opaque: opaque)))
+                                       source: .entry(directory: dir, name: name, stat: st, opaque: hides)))
                 // Nothing below shows under an opaque directory, nor under one the layers do
                 // not have as a directory: its children need no lookups in them.
                 let hidden = underOpaque || opaque || below.map { FileKind(mode: $0.mode) != .directory } ?? true

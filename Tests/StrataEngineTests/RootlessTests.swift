@@ -256,6 +256,35 @@ extension RootlessTests {
         #expect(rrc == 0 && rout == "1234:1235\nonly\ngone\n", "\(rout)\(rerr)")
     }
 
+    /// A build as the user, on both drivers: RUN in the user's namespace (on its default
+    /// network), COPY --chown, owners as the container sees them; and the same image ID as
+    /// root's build of the same file in a store of root's.
+    @Test(arguments: ["overlay", "fuse-overlayfs"]) func buildAsTheUser(_ driver: String) throws {
+        let user = try Self.mapped.get()
+        let e = try Env(user); defer { e.end() }
+        #expect(try e.strata(["--driver", driver, "load", e.t.sub("docker-25.tar")]).0 == 0)
+        let context = e.t.sub("context")
+        try FileManager.default.createDirectory(atPath: context, withIntermediateDirectories: false)
+        try "data\n".write(toFile: context + "/data.txt", atomically: false, encoding: .utf8)
+        try """
+            FROM \(Self.image)
+            COPY --chown=1234:1235 data.txt /data.txt
+            RUN mkdir /made && echo made > /made/f && chown 2000:2001 /made/f
+            CMD ["sh", "-c", "stat -c %u:%g /data.txt /made/f; cat /data.txt"]
+            """.write(toFile: context + "/Containerfile", atomically: false, encoding: .utf8)
+        let (rc, out, err) = try e.strata(["build", "-q", "-t", "built:1", context])
+        #expect(rc == 0, "\(err)")
+        let (rrc, rout, rerr) = try e.strata(["run", "--rm", "built:1"])
+        #expect(rrc == 0 && rout == "1234:1235\n2000:2001\ndata\n", "\(rout)\(rerr)")
+        // Root's build of the same file and context: the same bytes, so the same ID.
+        let rootStore = e.t.sub("root-store")
+        #expect(try strataCLI(["-q", "load", e.t.sub("docker-25.tar")], root: rootStore).0 == 0)
+        let (brc, rootID, berr) = try strataCLI(["build", "-q", "--network", "none", context], root: rootStore)
+        #expect(brc == 0, "\(berr)")
+        #expect(!out.isEmpty && out == rootID)
+        _ = try strataCLI(["rmi", "-f", "built:1"], root: rootStore)
+    }
+
     /// Containers as the user: run, run -d, exec, logs, stop, kill, rm, on both drivers. The
     /// container's root is the user on the host, its other users the user's subordinate ids.
     @Test(arguments: ["overlay", "fuse-overlayfs"]) func runsAsTheUser(_ driver: String) throws {
