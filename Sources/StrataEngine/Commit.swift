@@ -54,11 +54,6 @@ extension Store {
         return digest
     }
 
-    /// The layer tar of `list` is written on a thread of its own and streams straight into the
-    /// ingest: hashed and unpacked while it is written, never spooled. Where the ingest must
-    /// keep the raw tar (never for a tar strata writes, but the path exists), the tar is written
-    /// a second time; the ingest checks that it is the same stream, so a container that changed
-    /// in between fails the commit instead of recording a tar that is not the layer.
     /// `.wh.` names are reserved for whiteouts (OCI image spec): a user file of that name would
     /// delete something on the next load of the image.
     static func checkNoReservedNames(_ list: [ChangedPath], label: String) throws {
@@ -68,7 +63,12 @@ extension Store {
         }
     }
 
-    /// The layer of `list` staged on `parent`. With `clampTimes`, file times later than it are written as it.
+    /// The layer tar of `list` is written on a thread of its own and streams straight into the
+    /// ingest: hashed and unpacked while it is written, never spooled. Where the ingest must
+    /// keep the raw tar (never for a tar strata writes, but the path exists), the tar is written
+    /// a second time; the ingest checks that it is the same stream, so a container that changed
+    /// in between fails the commit instead of recording a tar that is not the layer. With
+    /// `clampTimes`, file times later than it are written as it.
     func stageChanges(_ list: [ChangedPath], parent: ChainID?, label: String, clampTimes: Int64? = nil) throws -> StagedLayer {
         let entries = list.map { p -> DiffTarEntry in
             switch p.source {
