@@ -1134,18 +1134,6 @@ private enum Lexical {
         }
     }
 
-    /// Double-quoted for messages, with `"` and `\` escaped.
-    static func quoted(_ text: String) -> String {
-        var out = "\""
-        for c in text.unicodeScalars {
-            switch c {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            default: out.unicodeScalars.append(c)
-            }
-        }
-        return out + "\""
-    }
+    /// Double-quoted for messages, escaped as a JSON string (a control character shows as one).
+    static func quoted(_ text: String) -> String { LayoutWriter.json(text) }
 }
