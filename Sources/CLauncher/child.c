@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -103,6 +104,9 @@ void child_drop(const struct child_identity *id, int err_fd) {
     if (child_set_caps(id->uid == 0 ? id->capabilities : 0) != 0) child_fail(err_fd, ST_CAPS);
     if (id->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(err_fd, ST_NNP);
     if (chdir(id->cwd) != 0) child_fail(err_fd, ST_CWD);
+    /* runc's default umask, never strata's own: what a process makes (a build's RUN step
+       included) does not depend on the umask of the shell that started strata. */
+    umask(022);
 
     /* signals: default dispositions (SIGPIPE included), nothing blocked */
     struct sigaction sa;

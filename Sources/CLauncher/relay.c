@@ -16,6 +16,7 @@
 static pid_t relay_target;       /* the process signals go to; 0 before it exists */
 static int relay_master = -1;    /* the pty master SIGWINCH resizes; -1 without a terminal */
 static int relay_pending;        /* the first signal that came before a target */
+static int relay_last;           /* the last signal passed on to a target (0: none yet) */
 static const int relayed[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH };
 #define NRELAYED (int)(sizeof relayed / sizeof relayed[0])
 
@@ -29,6 +30,7 @@ static void relay(int sig) {
         pid_t p = __atomic_load_n(&relay_target, __ATOMIC_SEQ_CST);
         if (p > 0) {
             kill(p, sig);
+            __atomic_store_n(&relay_last, sig, __ATOMIC_SEQ_CST);
         } else {
             int expected = 0;
             if (!__atomic_compare_exchange_n(&relay_pending, &expected, sig, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
@@ -61,13 +63,18 @@ void strata_relay_install(void) {
 
 int strata_relay_pending(void) { return __atomic_load_n(&relay_pending, __ATOMIC_SEQ_CST); }
 
+int strata_relay_take_passed(void) { return __atomic_exchange_n(&relay_last, 0, __ATOMIC_SEQ_CST); }
+
 void strata_relay_to(pid_t pid, int master) {
     __atomic_store_n(&relay_master, master, __ATOMIC_SEQ_CST);
     __atomic_store_n(&relay_target, pid, __ATOMIC_SEQ_CST);
     /* What came before the target existed, passed on now (a handler that runs from here on
        sends straight to the target). */
     int s;
-    while (pid > 0 && (s = __atomic_exchange_n(&relay_pending, 0, __ATOMIC_SEQ_CST)) != 0) kill(pid, s);
+    while (pid > 0 && (s = __atomic_exchange_n(&relay_pending, 0, __ATOMIC_SEQ_CST)) != 0) {
+        kill(pid, s);
+        __atomic_store_n(&relay_last, s, __ATOMIC_SEQ_CST);
+    }
 }
 
 void strata_relay_uninstall(void) {

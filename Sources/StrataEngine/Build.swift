@@ -98,6 +98,15 @@ extension Engine {
         return BuildResult(id: id, tags: tags, steps: builder.reports)
     }
 
+    /// `build --output type=local`: the image's files written into `dest` as `cp` writes a
+    /// container's to the host: owned by the caller, set-id bits cleared, devices skipped (a
+    /// build must not leave a setuid-root program or a disk's device node on the host).
+    public func writeFiles(of image: Digest, to dest: String) throws -> CopyReport {
+        let id = try store.createContainer(image: image.string, name: nil, initLayer: false)
+        defer { try? removeContainer(id, force: true) }
+        return try copyOut(id, path: "/.", toHost: dest, archive: false, followLink: false, owner: callerIDs)
+    }
+
     /// The Containerfile's bytes and the name messages give it: `file` as given (`-` is
     /// standard input), else `Containerfile` or `Dockerfile` in the context.
     static func readContainerfile(_ file: String?, context: String, contextDir: Directory) throws -> ([UInt8], String) {

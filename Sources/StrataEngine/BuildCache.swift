@@ -15,9 +15,10 @@ struct BuildCache {
 
     /// The key of a step on `parent` described by `step`.
     func key(parent: Digest, step: [String]) -> Digest {
+        // Each part with its length in front: no two lists of parts run together the same way.
         var d = Digester()
-        for part in ["strata-build-step-1", parent.string] + step {
-            var bytes = Array(part.utf8) + [0]
+        for part in ["strata-build-step-2", parent.string] + step {
+            let bytes = Array("\(part.utf8.count):".utf8) + Array(part.utf8)
             bytes.withUnsafeBytes { d.update($0) }
         }
         return d.finalize()

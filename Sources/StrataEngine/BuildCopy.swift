@@ -16,10 +16,12 @@ struct CopyRoot {
     var what: String
 }
 
-/// One source COPY matched: where it is, and its path from the root (for .dockerignore).
+/// One source COPY matched: where it is, its path from the root as written (its name comes
+/// from there), and the path it is at once symlinks are followed (what .dockerignore judges).
 struct CopyItem {
     var source: CopySource
     var path: String
+    var realPath: String
     var isDirectory: Bool { source.stat.kind == .directory }
 }
 
@@ -58,14 +60,20 @@ extension BuildRun {
         let workdir = state.runtime.WorkingDir.flatMap { $0.isEmpty ? nil : $0 } ?? "/"
         let destComps = Engine.containerComponents(destText.hasPrefix("/") ? destText : workdir + "/" + destText)
         let createdBy = Self.oneLine(ins.original)
+        // Everything the result depends on besides the parent and the content, expanded, each
+        // part on its own (never the instruction's text: an ARG changes what it says).
+        let keyParts = [ins.keyword, "chown=" + (chownSpec ?? "-"), "chmod=" + (chmod.map { String($0, radix: 8) } ?? "-"),
+                        "sources=\(args.count)"] + args + ["dest=" + destText]
 
-        // The key: the parent, the instruction, and what is copied (a stage's or image's ID, or
-        // the context's content as it would be written).
         var cleanups: [() -> Void] = []
         defer { cleanups.reversed().forEach { $0() } }
-        var root: CopyRoot?
-        let key: Digest
+        let root: CopyRoot
+        let items: [CopyItem]
+        // For the context: the digest of the tar the copy writes, and of each archive ADD unpacks.
+        var expected: (plain: Digest, archives: [Int: Digest])?
+        var key: Digest?
         if let from {
+            // Another stage's or image's files: content-addressed by its ID.
             let image: Digest?, what: String, id: Digest
             if let s = stage(named: from) {
                 guard let done = results[s.index] else { throw StrataError(.invalidArgument, "--from=\(from): stage \(s.label) is not built before this one") }
@@ -74,60 +82,69 @@ extension BuildRun {
                 let i = try baseImage(from)
                 (image, what, id) = (i, "image \(from)", i)
             }
-            key = cache.key(parent: state.id, step: [createdBy, "from=" + id.string] + args + [destText])
-            if try useCache(key, &state) { return true }
+            key = cache.key(parent: state.id, step: keyParts + ["from=" + id.string])
+            if let key, try useCache(key, &state) { return true }
             root = try openTree(image, what: what, cleanups: &cleanups)
+            items = try args.flatMap { try match($0, in: root) }
         } else {
-            let r = CopyRoot(dir: context, ignore: ignore, what: "the build context")
-            let items = try args.flatMap { try match($0, in: r) }
-            let hash = HashSink()
-            let writer = try LayerDiffWriter { hash.digester.update($0) }
-            writer.rewrite = rewrite(owner: (0, 0), chmod: chmod)
-            for item in items { try write(item, top: Array(item.path.utf8), root: r, to: writer) }
-            try writer.close()
-            key = cache.key(parent: state.id, step: [createdBy, "content=" + hash.digester.finalize().string] + args + [destText])
-            if try useCache(key, &state) { return true }
-            root = r
+            root = CopyRoot(dir: context, ignore: ignore, what: "the build context")
+            items = try args.flatMap { try match($0, in: root) }
         }
-        guard let root else { throw StrataError(.internalError, "no source tree") }
-        let items = try args.flatMap { try match($0, in: root) }
         let archives = isAdd ? Set(items.indices.filter { BuildRun.isArchive(items[$0]) }) : []
-        let wildcard = args.contains { GlobMatch.hasMeta($0) }
-        let clamp = timestamp
+        let plain = items.indices.filter { !archives.contains($0) }
+        // Where the files land, decided once from the stage's layers (a directory at DEST takes
+        // them by their names), so that the tar hashed for the key is the tar written.
+        let destIsDirectory = try destText.hasSuffix("/") || destText.hasSuffix("/.") || destText == "." || items.count > 1
+            || args.contains { GlobMatch.hasMeta($0) } || !archives.isEmpty || items.first?.isDirectory == true
+            || view(state).map { try $0.lookup(destComps).map { $0.kind == .directory } ?? false } ?? false
+        guard destIsDirectory || !destComps.isEmpty else { throw StrataError(.invalidArgument, "no destination") }
+        let names = plain.map { i -> PathBytes in
+            destIsDirectory ? (items[i].isDirectory ? [] : Engine.lastComponent(items[i].path)) : destComps[destComps.count - 1]
+        }
+        // The context's owners are the host's: its files become root's (the unpack gives them
+        // --chown's owner). Another stage's or image's keep theirs, as BuildKit keeps them.
+        let streamOwner: (uid: UInt32, gid: UInt32)? = from == nil ? (0, 0) : nil
+        let streamRewrite = BuildRun.rewrite(owner: streamOwner, chmod: chmod, clamp: timestamp)
+        func writePlain(_ sink: @escaping (UnsafeRawBufferPointer) throws -> Void) throws {
+            let writer = try LayerDiffWriter(sink: sink)
+            writer.rewrite = streamRewrite
+            for (n, i) in plain.enumerated() { try write(items[i], top: names[n], root: root, to: writer) }
+            try writer.close()
+        }
+        if from == nil {
+            let hash = HashSink()
+            try writePlain { hash.digester.update($0) }
+            var archiveDigests: [Int: Digest] = [:]
+            var parts = keyParts + ["dir=\(destIsDirectory)", "content=" + hash.digester.finalize().string]
+            for i in archives.sorted() {
+                let d = try BuildRun.digestOfFile(items[i])
+                archiveDigests[i] = d
+                parts += ["archive=\(i)", d.string]
+            }
+            expected = (hash.digester.finalize(), archiveDigests)
+            key = cache.key(parent: state.id, step: parts)
+            if let key, try useCache(key, &state) { return true }
+        }
+        guard let key else { throw StrataError(.internalError, "no cache key for \(ins.keyword)") }
         let label = "\(ins.keyword) to \(destText)"
+        let changedUnderUs = StrataError(.conflict, "the build context changed while \(ins.keyword) read it (a file was written or replaced); build again")
 
         let staged = try changeFiles(state, label: "the layer of \(ins.keyword)") { target in
-            // The context's files become root's (its owners are the host's); another stage's or
-            // image's keep theirs, as BuildKit keeps them. --chown sets both.
             let owner = try BuildRun.owner(chownSpec, in: target)
-            let rewrite = BuildRun.rewrite(owner: from != nil && chownSpec == nil ? nil : owner, chmod: chmod, clamp: clamp)
-            let destIsDirectory = destText.hasSuffix("/") || destText.hasSuffix("/.") || destText == "." || items.count > 1 || wildcard
-                || !archives.isEmpty || items.first?.isDirectory == true || Engine.directory(target, destComps).isSuccess
-            if destIsDirectory {
-                let dir = try BuildRun.makeDirectories(target, destComps, owner: owner)
-                let plain = items.indices.filter { !archives.contains($0) }
-                if !plain.isEmpty {
-                    _ = try Engine.unpack(into: dir, label: label, plain: LayerUnpacker.PlainCopy()) { sink in
-                        let writer = try LayerDiffWriter(sink: sink)
-                        writer.rewrite = rewrite
-                        for i in plain {
-                            let item = items[i]
-                            // A file keeps the name it was given by (a symlink's, not its target's).
-                            try self.write(item, top: item.isDirectory ? [] : Engine.lastComponent(item.path), root: root, to: writer)
-                        }
-                        try writer.close()
-                    }
+            let unpackOwner: (uid: UInt32, gid: UInt32)? = chownSpec == nil ? nil : owner
+            let dir = try BuildRun.makeDirectories(target, destIsDirectory ? destComps : Array(destComps.dropLast()), owner: owner)
+            if !plain.isEmpty {
+                // The tar written is hashed again: a context that changed since the key was taken
+                // fails the step rather than record a layer under another content's key.
+                let written = HashSink()
+                _ = try Engine.unpack(into: dir, label: label, plain: LayerUnpacker.PlainCopy(owner: unpackOwner)) { sink in
+                    try writePlain { chunk in written.digester.update(chunk); try sink(chunk) }
                 }
-                for i in archives.sorted() { try BuildRun.unpackArchive(items[i], into: dir) }
-            } else {
-                guard let name = destComps.last, let item = items.first else { throw StrataError(.invalidArgument, "no destination") }
-                let dir = try BuildRun.makeDirectories(target, Array(destComps.dropLast()), owner: owner)
-                _ = try Engine.unpack(into: dir, label: label, plain: LayerUnpacker.PlainCopy()) { sink in
-                    let writer = try LayerDiffWriter(sink: sink)
-                    writer.rewrite = rewrite
-                    try self.write(item, top: name, root: root, to: writer)
-                    try writer.close()
-                }
+                if let expected, written.digester.finalize() != expected.plain { throw changedUnderUs }
+            }
+            for i in archives.sorted() {
+                let digest = try BuildRun.unpackArchive(items[i], into: dir)
+                if let expected, expected.archives[i] != digest { throw changedUnderUs }
             }
         }
         try addLayer(staged, createdBy: createdBy, key: key, &state)
@@ -160,8 +177,15 @@ extension BuildRun {
         func item(_ p: [String]) throws -> CopyItem? {
             let path = p.joined(separator: "/")
             if !path.isEmpty, root.ignore.excludes(path) { return nil }
+            // Judged where it really is too: a symlink to an excluded file does not bring it in.
+            var real = path
+            if !root.ignore.isEmpty {
+                guard let r = BuildRun.resolve(p, in: root.dir) else { return nil }
+                real = r.joined(separator: "/")
+                if !real.isEmpty, root.ignore.excludes(real) { return nil }
+            }
             guard let source = try? Engine.source(root.dir, p.map { Array($0.utf8) }, contentsOnly: false, followLink: true, display: pattern) else { return nil }
-            return CopyItem(source: source, path: path)
+            return CopyItem(source: source, path: path, realPath: real)
         }
         guard comps.contains(where: GlobMatch.hasMeta) else {
             guard let one = try item(comps) else { throw notFound }
@@ -192,12 +216,31 @@ extension BuildRun {
             return
         }
         let dir = src.name == [UInt8(ascii: ".")] ? src.parent : try src.parent.walkInto(src.name)
-        try walk(dir, prefix: top, path: item.path, root: root, writer: writer, depth: 0)
+        try walk(dir, prefix: top, path: item.realPath, root: root, writer: writer, depth: 0)
+    }
+
+    /// `comps` with every symlink on the way followed inside `root` (as openat2's
+    /// RESOLVE_IN_ROOT would): the path the file really has there; nil when it is not there.
+    static func resolve(_ comps: [String], in root: Directory) -> [String]? {
+        var done: [String] = [], rest = comps[...], hops = 0
+        while let c = rest.first {
+            rest = rest.dropFirst()
+            guard case .success(let dir) = Engine.directory(root, done.map { Array($0.utf8) }),
+                  let st = try? dir.lstat(Array(c.utf8)) else { return nil }
+            guard st.kind == .symlink else { done.append(c); continue }
+            hops += 1
+            guard hops <= 40, let target = try? dir.readlink(Array(c.utf8)) else { return nil }
+            let text = String(decoding: target, as: UTF8.self)
+            let joined = text.hasPrefix("/") ? text : "/" + (done + [text]).joined(separator: "/")
+            done = []
+            rest = (Engine.containerComponents(joined).map(\.display) + rest)[...]
+        }
+        return done
     }
 
     private func walk(_ dir: Directory, prefix: PathBytes, path: String, root: CopyRoot, writer: LayerDiffWriter, depth: Int) throws {
-        guard depth < Engine.copyDepthLimit else {
-            throw StrataError(.tooLarge, "\(path): more than \(Engine.copyDepthLimit) directories deep")
+        guard depth < ChangeScanner.depthLimit else {
+            throw StrataError(.tooLarge, "\(path): more than \(ChangeScanner.depthLimit) directories deep, as deep as a layer's changes may go")
         }
         for name in try dir.entries().sorted(by: { $0.lexicographicallyPrecedes($1) }) {
             guard let st = try dir.lstat(name) else { continue }
@@ -228,6 +271,8 @@ extension BuildRun {
                 h.uid = owner.uid
                 h.gid = owner.gid
             }
+            // The host's integrity labels (IMA, EVM) are the host's, not the image's.
+            h.xattrs.removeAll { $0.name == "security.ima" || $0.name == "security.evm" }
             if let chmod { h.permissions = chmod }
             clampTimes(&h)
         }
@@ -257,11 +302,23 @@ extension BuildRun {
     }
 
     /// A tar archive from the context unpacked into `dir` (its own owners and modes; the
-    /// hardened unpacker: nothing in it lands outside `dir`).
-    static func unpackArchive(_ item: CopyItem, into dir: Directory) throws {
+    /// hardened unpacker: nothing in it lands outside `dir`). The digest of the archive's bytes
+    /// as they were read.
+    static func unpackArchive(_ item: CopyItem, into dir: Directory) throws -> Digest {
         let f = try item.source.parent.openWalked(item.source.name, as: item.source.stat)
         let unpacker = LayerUnpacker(root: dir, label: "ADD \(item.path)", recorder: nil)
         unpacker.plain = LayerUnpacker.PlainCopy()
-        try unpacker.apply(try TarReader(try Decompressor(StreamSource(handle: f), label: item.path), label: item.path))
+        let raw = HashingSource(StreamSource(handle: f))
+        try unpacker.apply(try TarReader(try Decompressor(raw, label: item.path), label: item.path))
+        // The rest of the file (after the tar's end) is part of what was hashed for the key.
+        while try !raw.nextChunk().isEmpty {}
+        return raw.finalize()
+    }
+
+    /// The digest of a context file's bytes.
+    static func digestOfFile(_ item: CopyItem) throws -> Digest {
+        let raw = HashingSource(StreamSource(handle: try item.source.parent.openWalked(item.source.name, as: item.source.stat)))
+        while try !raw.nextChunk().isEmpty {}
+        return raw.finalize()
     }
 }

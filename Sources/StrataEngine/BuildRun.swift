@@ -58,13 +58,14 @@ struct BuildRun {
         if let t = options.timestamp {
             timestamp = t
         } else if let text = epochText, !text.isEmpty {
-            guard let t = Int64(text), t >= 0 else {
+            guard let t = Int64(text) else {
                 throw StrataError(.invalidArgument, "invalid SOURCE_DATE_EPOCH \"\(text)\": seconds since 1970-01-01, a whole number")
             }
             timestamp = t
         } else {
             timestamp = 0
         }
+        try BuildRun.checkTimestamp(timestamp, what: options.timestamp != nil ? "--timestamp" : "SOURCE_DATE_EPOCH")
         created = Timestamp.string(Date(timeIntervalSince1970: Double(timestamp)))
         platform = options.platform ?? Platform.host
         expander = WordExpander(escape: file.escape)
@@ -78,6 +79,16 @@ struct BuildRun {
         }
         cache = try BuildCache(store: engine.store)
         try split()
+    }
+
+    /// The latest time an image's `created` can say (9999-12-31T23:59:59Z, RFC 3339's last year).
+    static let latestTimestamp: Int64 = 253_402_300_799
+
+    /// Refuses a time before 1970 or after 9999.
+    static func checkTimestamp(_ t: Int64, what: String) throws {
+        guard t >= 0, t <= latestTimestamp else {
+            throw StrataError(.invalidArgument, "invalid \(what) \(t): seconds since 1970-01-01, up to \(latestTimestamp) (the end of 9999)")
+        }
     }
 
     /// "FILE:LINE: KEYWORD" for messages.
@@ -357,7 +368,7 @@ struct BuildRun {
             let ports = try expander.words(ins.arguments, look)
             for p in ports {
                 let parts = p.split(separator: "/", omittingEmptySubsequences: false)
-                guard (1...2).contains(parts.count), let n = Int(parts[0].split(separator: "-")[0]), (1...65535).contains(n),
+                guard (1...2).contains(parts.count), let first = parts[0].split(separator: "-").first, let n = Int(first), (1...65535).contains(n),
                       parts.count == 1 || ["tcp", "udp", "sctp"].contains(parts[1].lowercased()) else {
                     throw StrataError(.invalidArgument, "invalid port \"\(p)\": PORT or PORT/tcp|udp|sctp")
                 }

@@ -12,12 +12,18 @@ extension BuildRun {
     // MARK: RUN
 
     mutating func run(_ ins: Instruction, _ state: inout BuildState) throws -> Bool {
+        // A step may narrow the build's network, never widen it: the host's network is the
+        // build's to give (`build --network host`), not the Containerfile's or a base image's
+        // ONBUILD trigger's.
         var network = options.network
         for f in ins.flags {
             switch (f.name, f.value) {
             case ("network", "none"?): network = NetworkRequest(mode: .none)
-            case ("network", "host"?): network = NetworkRequest(mode: .host)
             case ("network", "default"?): break
+            case ("network", "host"?):
+                guard options.network.mode == .host else {
+                    throw StrataError(.invalidArgument, "RUN --network=host needs the build to give the host's network (strata build --network host)")
+                }
             default:
                 throw StrataError(.unsupported, "RUN --\(f.name)\(f.value.map { "=" + $0 } ?? "") is not supported (RUN takes --network=default|none|host)")
             }
@@ -27,12 +33,17 @@ extension BuildRun {
         guard let layers = state.layersImage else {
             throw StrataError(.invalidArgument, "RUN needs a program to run, and this stage has no files (FROM scratch); COPY one in first")
         }
-        let env = state.runtime.Env ?? []
+        // Only KEY=VALUE: a bare KEY (an image may hold one) would be taken from strata's own
+        // environment, which is the host's and no step's business.
+        let env = (state.runtime.Env ?? []).filter { $0.contains("=") }
         // ARGs are in RUN's environment (not in the image's), ENV winning over an ARG of its name.
         let argEnv = state.args.compactMap { k, v in v.map { "\(k)=\($0)" } }
             .filter { kv in let k = kv.prefix { $0 != "=" }; return !env.contains { $0.hasPrefix(k + "=") } }.sorted()
         let createdBy = "RUN " + (argEnv.isEmpty ? "" : "|\(argEnv.count) \(argEnv.joined(separator: " ")) ") + argv.joined(separator: " ")
-        let key = cache.key(parent: state.id, step: [createdBy] + argv + ["network=\(network.mode)"])
+        // Each part on its own (the key's parts are NUL-separated): `A='x B=y'` and `A=x B=y`
+        // are two keys.
+        let key = cache.key(parent: state.id, step: ["RUN", "network=\(network.mode)", "args=\(argEnv.count)"] + argEnv
+                            + ["argv=\(argv.count)"] + argv)
         if try useCache(key, &state) { return true }
 
         var runOptions = Engine.RunOptions()
@@ -45,14 +56,20 @@ extension BuildRun {
         let workdir = state.runtime.WorkingDir.flatMap { $0.isEmpty ? nil : $0 } ?? "/"
         let overrides = RunOverrides(entrypoint: "", command: argv, env: env + argEnv, workdir: workdir, user: state.runtime.User ?? "")
         // `run` ends the signal relay when its process is done: the build's is taken up again.
+        _ = SignalRelay.takePassedSignal()
         let code: Int32
         do { code = try engine.run(image: layers.string, overrides: overrides, options: runOptions) } catch {
             SignalRelay.begin()
             throw error
         }
         SignalRelay.begin()
+        // A signal the step's process got (and may have caught) is the build's too: it ends here.
+        let passed = SignalRelay.takePassedSignal()
         let container = try engine.store.container(runOptions.name ?? "")
         defer { try? engine.removeContainer(container.id, force: true) }
+        guard passed == 0 else {
+            throw StrataError(.commandFailed, "the build was cancelled by signal \(passed) while \(argv.joined(separator: " ")) ran")
+        }
         guard code == 0 else {
             throw StrataError(.commandFailed, "\(argv.joined(separator: " ")) ended with exit code \(code)")
         }
@@ -102,6 +119,7 @@ extension BuildRun {
             let dir = try store.tmpDir.walkInto(name)
             try body(dir)
             let list = try ChangeScanner.scanCopy(dir, lower: MergedView(layers: []))
+            try Store.checkNoReservedNames(list, label: label)
             return try store.stageChanges(list, parent: nil, label: label, clampTimes: timestamp)
         }
         let id = try store.createContainer(image: layers.string, name: "build-" + Store.randomID().prefix(16), initLayer: false)

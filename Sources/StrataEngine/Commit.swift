@@ -16,6 +16,7 @@ extension Store {
     /// image ID.
     public func commit(_ ref: String, tag: String?, message: String?, author: String?, changes configChanges: [String],
                        timestamp: Int64? = nil) throws -> Digest {
+        if let timestamp { try Store.checkTimestamp(timestamp, what: "--timestamp") }
         let c = try container(ref)
         let baseConfig = try blob(c.image)
         let base = try JSONDocument.decode(ImageConfig.self, from: baseConfig, what: "config \(c.image)")
@@ -53,6 +54,9 @@ extension Store {
         record(container: c, "commit", ["imageID": digest.string])
         return digest
     }
+
+    /// Refuses a time before 1970 or after 9999 (what an image's `created` can say).
+    public static func checkTimestamp(_ t: Int64, what: String) throws { try BuildRun.checkTimestamp(t, what: what) }
 
     /// `.wh.` names are reserved for whiteouts (OCI image spec): a user file of that name would
     /// delete something on the next load of the image.

@@ -142,6 +142,10 @@ public enum GoDuration {
             rest = rest.dropFirst(unit.count)
             total += value * factor
         }
+        // Go's durations are int64 nanoseconds: about 292 years at most.
+        guard total.isFinite, total < 9.2e9 else {
+            throw StrataError(.invalidArgument, "invalid \(what) \"\(text)\": more than Go's longest duration (about 292 years)")
+        }
         return total
     }
 }

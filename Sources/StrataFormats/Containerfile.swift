@@ -335,7 +335,13 @@ private struct InstructionBuilder {
                 throw fail(error.message(keyword: keyword))
             }
         case "ONBUILD":
-            // BuildKit parses the trigger along with the file.
+            // BuildKit parses the trigger along with the file; a trigger that is itself ONBUILD
+            // (or FROM, MAINTAINER) is refused here, before any nesting.
+            let words = Lexical.string(args[...]).split(whereSeparator: { $0 == " " || $0 == "\t" })
+            let trigger = words.first.map { $0.uppercased() } ?? ""
+            guard !["ONBUILD", "FROM", "MAINTAINER"].contains(trigger) else {
+                throw fail("ONBUILD \(trigger) is not allowed")
+            }
             _ = try make(args)
         default:
             break

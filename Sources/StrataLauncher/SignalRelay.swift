@@ -20,6 +20,10 @@ package enum SignalRelay {
     /// Back to the default actions.
     package static func end() { strata_relay_uninstall() }
 
+    /// The last signal (other than SIGWINCH) passed on to a process since the last call, or 0;
+    /// forgotten here. A build asks after each RUN: a Ctrl-C for the step is one for the build.
+    package static func takePassedSignal() -> Int32 { strata_relay_take_passed() }
+
     /// Throws when a signal came before the container's process exists: what `what` names
     /// is not to be started. Exit code 128 + the signal, as a shell reports it.
     package static func checkNotCancelled(_ what: @autoclosure () -> String) throws {

@@ -102,8 +102,19 @@ public enum ChangeScanner {
         return out
     }
 
+    /// How deep a change scan goes: a tree deeper than this (a container can make one) is
+    /// refused with a message rather than run the walk's stack out.
+    public static let depthLimit = 1024
+
+    static func checkDepth(_ prefix: [PathBytes]) throws {
+        guard prefix.count < depthLimit else {
+            throw StrataError(.tooLarge, "/\(EntryPath.join(Array(prefix.prefix(8))).display)/…: changes more than \(depthLimit) directories deep; remove that tree and try again")
+        }
+    }
+
     private static func walkUpper(_ dir: Directory, _ prefix: [PathBytes], _ lower: MergedView, underOpaque: Bool,
                                   opaque dirIsOpaque: Bool, _ out: inout [ChangedPath]) throws {
+        try checkDepth(prefix)
         for name in try dir.entries().sorted(by: { $0.lexicographicallyPrecedes($1) }) {
             guard let st = try dir.lstat(name) else { continue }
             if Whiteout.isFuseOverlayMarker(name, st, inOpaqueDirectory: dirIsOpaque) { continue }
@@ -153,6 +164,7 @@ public enum ChangeScanner {
 
     /// Returns whether anything below `prefix` changed.
     private static func walkCopy(_ dir: Directory, _ prefix: [PathBytes], _ lower: MergedView, _ out: inout [ChangedPath]) throws -> Bool {
+        try checkDepth(prefix)
         let below = try lower.list(prefix)
         var changed = false
         let names = Set(try dir.entries()).union(below.keys).sorted(by: { $0.lexicographicallyPrecedes($1) })

@@ -24,7 +24,7 @@ struct Build: ParsableCommand {
     @Option(name: .long, help: "The platform (os/arch[/variant]) base images must be.") var platform: String?
     @Option(name: .long, help: "Seconds since the epoch written as every time in the image and its layers (default: SOURCE_DATE_EPOCH, else 0).") var timestamp: Int64?
     @Option(name: .long, help: "RUN steps' network: bridge, NAME, slirp4netns, none or host (default as `run`'s).") var network: String?
-    @Option(name: [.short, .long], help: ArgumentHelp("Also write the image: type=docker-archive|oci-archive|oci-dir|local,dest=PATH (a bare PATH: local, the image's files).", valueName: "OUTPUT")) var output: String?
+    @Option(name: [.short, .long], help: ArgumentHelp("Also write the image: type=docker-archive|oci-archive|oci-dir|local,dest=PATH (a bare PATH: local, the image's files, owned by the caller, set-id bits cleared, devices skipped).", valueName: "OUTPUT")) var output: String?
     @Flag(name: .long, help: "Push the image to each -t name's registry.") var push = false
     @Flag(name: .long, help: "JSON: {id, tags, steps: [{stage, step, steps, instruction, cached, seconds}]}.") var json = false
     @Flag(name: .customShort("q"), help: "Print only the image ID (as --quiet).") var onlyID = false
@@ -54,10 +54,7 @@ struct Build: ParsableCommand {
             }
             options.pullOptions.registry = try registry.options()
             if let platform { options.platform = try Platform(parsing: platform) }
-            if let timestamp {
-                guard timestamp >= 0 else { throw StrataError(.invalidArgument, "invalid --timestamp \(timestamp): seconds since 1970, not negative") }
-                options.timestamp = timestamp
-            }
+            options.timestamp = timestamp
             for a in buildArg {
                 if let eq = a.firstIndex(of: "=") {
                     options.buildArgs[String(a[..<eq])] = String(a[a.index(after: eq)...])
@@ -80,7 +77,10 @@ struct Build: ParsableCommand {
                     // By its names, which the archive carries (RepoTags, ref.name); by ID without one.
                     try engine.store.save(result.tags.isEmpty ? [result.id.string] : result.tags, to: path, options: save)
                 } else {
-                    _ = try engine.store.exportRootfs(of: result.id.string, to: path)
+                    let report = try engine.writeFiles(of: result.id, to: path)
+                    if !report.skippedDevices.isEmpty && !quiet {
+                        printErr("device nodes not written (a build's devices are not the host's): \(report.skippedDevices.joined(separator: ", "))")
+                    }
                 }
                 if !quiet { printErr("wrote \(path)") }
             }

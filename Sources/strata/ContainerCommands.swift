@@ -130,7 +130,7 @@ struct Commit: ParsableCommand {
     @Option(name: .long, help: "Seconds since the epoch: the image's times, and the clamp of its layer's file times (the same changes give the same image ID on any day).") var timestamp: Int64?
     func run() throws {
         try strata.run {
-            if let timestamp, timestamp < 0 { throw StrataError(.invalidArgument, "invalid --timestamp \(timestamp): seconds since 1970, not negative") }
+            if let timestamp { try Store.checkTimestamp(timestamp, what: "--timestamp") }
             let id = try global.openStore().commit(container, tag: reference, message: message, author: author, changes: change,
                                                    timestamp: timestamp)
             print(id.string)

@@ -386,6 +386,98 @@ struct BuildTests {
         try env.expectClean()
     }
 
+    /// What an attacker's review of builds found, each shut and kept shut.
+    @Test func hostileFilesAndImages() throws {
+        let env = try Env()
+        func build(_ file: String, _ args: [String] = [], umask mask: String = "022") throws -> (Int32, String, String) {
+            try env.write("Containerfile", file)
+            return try sh(["sh", "-c", "umask \(mask); exec \"$@\"", "sh", strataBinary, "--root", env.root, "build", "-q",
+                           "--network", "none"] + args + [env.context])
+        }
+        // A step cannot widen the build's network (nor can a base image's ONBUILD).
+        let (h, _, herr) = try build("FROM \(BuildTests.base)\nRUN --network=host true\n")
+        #expect(h != 0 && herr.contains("--network host"), "\(herr)")
+
+        // A bare KEY in a base image's Env is never filled from strata's environment.
+        let edited = try OCIEditor(copying: fixtures + "/oci-gzip", to: env.t.sub("bare-env"))
+        var config = try edited.config
+        var inner = config["config"] as? [String: Any] ?? [:]
+        inner["Env"] = ["PATH=/bin:/usr/bin", "STRATA_TEST_SECRET"]
+        config["config"] = inner
+        try edited.setConfig(config)
+        #expect(try env.cli(["load", "--tag", "bare:1", edited.path]).0 == 0)
+        try env.write("Containerfile", "FROM bare:1\nRUN echo \"[$STRATA_TEST_SECRET]\" > /leak\n")
+        let (lrc, leaked, lerr) = try strataCLI(["build", "-q", "--network", "none", "-t", "leak:1", env.context], root: env.root,
+                                                env: ["STRATA_TEST_SECRET": "hunter2"])
+        #expect(lrc == 0, "\(lerr)")
+        _ = leaked
+        let (_, leak, _) = try env.cli(["run", "--rm", "--network", "none", "leak:1", "cat", "/leak"])
+        #expect(leak == "[]\n")
+
+        // --output of the image's files: no setuid program, no device node, the caller's.
+        try env.write("tool", "#!/bin/sh\n", mode: 0o755)
+        let out = env.t.sub("files")
+        let (orc, _, oerr) = try build("FROM \(BuildTests.base)\nCOPY --chmod=4755 tool /tool\nRUN mknod /disk b 7 0\n", ["--output", out])
+        #expect(orc == 0, "\(oerr)")
+        #expect(lstatPath(out + "/tool").map { $0.st_mode & 0o7777 } == 0o755)
+        #expect(lstatPath(out + "/disk") == nil && lstatPath(out + "/bin/busybox") != nil)
+
+        // The umask of the shell that runs strata is not in the image.
+        let file = "FROM \(BuildTests.base)\nRUN mkdir /made && echo x > /made/f\n"
+        let (_, a, _) = try build(file, ["--no-cache"], umask: "022")
+        let (_, b, _) = try build(file, ["--no-cache"], umask: "077")
+        #expect(!a.isEmpty && a == b)
+
+        // --chown through an ARG, and ARG values that join the same way, are other keys.
+        try env.write("f", "f\n")
+        let chown = "FROM \(BuildTests.base)\nARG OWNER\nCOPY --chown=${OWNER} f /f\n"
+        _ = try build(chown, ["--build-arg", "OWNER=1000"])
+        let (_, second, _) = try build(chown, ["--build-arg", "OWNER=2000", "-t", "owner:2"])
+        #expect(!second.isEmpty)
+        let (_, owner, _) = try env.cli(["run", "--rm", "--network", "none", "owner:2", "stat", "-c", "%u", "/f"])
+        #expect(owner == "2000\n")
+        let args = "FROM \(BuildTests.base)\nARG A\nARG B\nRUN echo \"[$A][$B]\" > /out\n"
+        let (_, one, _) = try build(args, ["--build-arg", "A=x B=y", "--build-arg", "B="])
+        let (_, two, _) = try build(args, ["--build-arg", "A=x", "--build-arg", "B=y"])
+        #expect(!one.isEmpty && one != two)
+
+        // A symlink to a file .dockerignore excludes does not bring it in.
+        try env.write(".dockerignore", "secret.env\n")
+        try env.write("secret.env", "TOKEN=1\n")
+        try FileManager.default.createSymbolicLink(atPath: env.context + "/innocent", withDestinationPath: "secret.env")
+        let (src, _, serr) = try build("FROM \(BuildTests.base)\nCOPY innocent /t\n")
+        #expect(src == 2 && serr.contains("innocent"), "\(serr)")
+
+        // `.wh.` names from the context are refused in a scratch stage too.
+        try env.write(".wh.etc", "x\n")
+        let (wrc, _, werr) = try build("FROM scratch\nCOPY .wh.etc /\n")
+        #expect(wrc != 0 && werr.contains(".wh."), "\(werr)")
+
+        // Input that used to trap: errors, each naming its line.
+        for (text, what) in [("EXPOSE -", "EXPOSE"), ("HEALTHCHECK --interval=9999999999999h CMD true", "HEALTHCHECK"),
+                             ("ONBUILD ONBUILD RUN true", "ONBUILD")] {
+            let (rc, _, err) = try build("FROM \(BuildTests.base)\n\(text)\n")
+            #expect(rc != 0 && err.contains(":2:") && err.contains(what), "\(text): \(err)")
+        }
+        let (trc, _, terr) = try build("FROM \(BuildTests.base)\n", ["--timestamp", "9223372036854775807"])
+        #expect(trc == 64 && terr.contains("--timestamp"), "\(terr)")
+
+        // A step's process that catches the signal does not keep the build going.
+        try env.write("Containerfile", "FROM \(BuildTests.base)\nRUN trap 'echo caught' INT TERM; for i in $(seq 100); do sleep 0.1; done\n")
+        let pid = try spawn([strataBinary, "--root", env.root, "build", "--network", "none", "-t", "trapped", env.context],
+                            stderr: env.t.sub("trap.err"))
+        var running = false
+        for _ in 0..<100 where !running {
+            usleep(100_000)
+            running = (try? String(contentsOfFile: env.t.sub("trap.err"), encoding: .utf8))?.contains("RUN trap") == true
+        }
+        usleep(500_000)
+        kill(pid, SIGINT)
+        #expect(reap(pid) == 1)
+        #expect(try env.cli(["images", "-q", "trapped"]).1.isEmpty)
+        try env.expectClean()
+    }
+
     @Test func pushesToARegistry() throws {
         let env = try Env()
         let registry = try TestRegistry(in: env.t.sub("registry"))

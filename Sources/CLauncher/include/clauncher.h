@@ -180,6 +180,8 @@ int strata_recv_fd(int sock);
 void strata_relay_install(void);
 /// The first relayed signal that came before a target; 0 for none.
 int strata_relay_pending(void);
+/// The last signal passed on to a target since the previous call (0: none), and forgets it.
+int strata_relay_take_passed(void);
 /// Names the process signals go to (and the pty master, or -1), passing on what is pending.
 void strata_relay_to(pid_t pid, int master);
 /// Back to the default actions; nothing pending.
