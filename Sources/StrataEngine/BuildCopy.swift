@@ -77,12 +77,13 @@ extension BuildRun {
             let image: Digest?, what: String, id: Digest
             if let s = stage(named: from) {
                 guard let done = results[s.index] else { throw StrataError(.invalidArgument, "--from=\(from): stage \(s.label) is not built before this one") }
-                (image, what, id) = (done.layersImage, "stage \(s.label)", done.id)
+                var source = done
+                (image, what, id) = (done.layersImage, "stage \(s.label)", try source.id())
             } else {
                 let i = try baseImage(from)
                 (image, what, id) = (i, "image \(from)", i)
             }
-            key = cache.key(parent: state.id, step: keyParts + ["from=" + id.string])
+            key = cache.key(parent: try state.id(), step: keyParts + ["from=" + id.string])
             if let key, try useCache(key, &state) { return true }
             root = try openTree(image, what: what, cleanups: &cleanups)
             items = try args.flatMap { try match($0, in: root) }
@@ -122,7 +123,7 @@ extension BuildRun {
                 parts += ["archive=\(i)", d.string]
             }
             expected = (hash.digester.finalize(), archiveDigests)
-            key = cache.key(parent: state.id, step: parts)
+            key = cache.key(parent: try state.id(), step: parts)
             if let key, try useCache(key, &state) { return true }
         }
         guard let key else { throw StrataError(.internalError, "no cache key for \(ins.keyword)") }

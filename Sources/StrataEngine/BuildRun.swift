@@ -13,18 +13,69 @@ struct BuildStage {
     var label: String { name ?? "stage-\(index)" }
 }
 
-/// Where a stage stands: its config (the bytes an image ID is the digest of) and the image in
-/// the store that holds its layers (nil: none yet, a `scratch` stage).
+/// Where a stage stands: its config and the image in the store that holds its layers (nil:
+/// none yet, a `scratch` stage). The config is kept as a value between steps (the JSON object
+/// with the keys strata does not know, its runtime part typed) and written only where its
+/// digest is needed: a Containerfile of many config steps costs each step its change, not a
+/// rewrite of the whole config.
 struct BuildState {
-    var configBytes: [UInt8]
-    var config: ImageConfig
+    private(set) var editor: ConfigEditor
+    private(set) var runtime: ImageConfig.Config
+    private(set) var diffIDs: [DiffID]
     var layersImage: Digest?
     /// The stage's ARGs and their values (nil: declared without one).
     var args: [String: String?] = [:]
     /// CMD was set in this stage (ENTRYPOINT then keeps it).
     var cmdSet = false
-    var id: Digest { Digest.of(configBytes) }
-    var runtime: ImageConfig.Config { config.config ?? ImageConfig.Config() }
+    /// The config as written since the last change: the bytes the image ID is the digest of.
+    private var written: (bytes: [UInt8], config: ImageConfig)?
+
+    /// A stage at an image's config (`bytes`, verified: the store's or the build's own).
+    init(bytes: [UInt8], layersImage: Digest?, what: String) throws {
+        let config = try JSONDocument.decode(ImageConfig.self, from: bytes, what: what)
+        editor = try ConfigEditor(bytes: bytes, what: what)
+        runtime = config.config ?? ImageConfig.Config()
+        diffIDs = config.rootfs.diff_ids
+        self.layersImage = layersImage
+        written = (bytes, config)
+    }
+
+    /// Another image's config in place of this one (a cache hit): the stage's ARGs stay.
+    mutating func take(bytes: [UInt8], image: Digest) throws {
+        let (args, cmdSet) = (self.args, self.cmdSet)
+        self = try BuildState(bytes: bytes, layersImage: image, what: "cached config \(image.short)")
+        self.args = args
+        self.cmdSet = cmdSet
+    }
+
+    /// Changes the config: its JSON object and its typed runtime part together.
+    mutating func edit(_ body: (inout ConfigEditor, inout ImageConfig.Config) throws -> Void) rethrows {
+        try body(&editor, &runtime)
+        written = nil
+    }
+
+    /// A layer on top, with its history entry.
+    mutating func appendLayer(_ diffID: DiffID, history: ConfigEditor.HistoryItem, created: String) {
+        editor.appendLayer(diffID, history: history)
+        editor.created = created
+        diffIDs.append(diffID)
+        written = nil
+    }
+
+    /// The config's bytes and parsed form, written now if it changed.
+    mutating func write() throws -> (bytes: [UInt8], config: ImageConfig) {
+        if let written { return written }
+        let bytes = try editor.bytes()
+        let made = (bytes, try JSONDocument.decode(ImageConfig.self, from: bytes, what: "build config"))
+        written = made
+        return made
+    }
+
+    /// The image ID this state would have.
+    mutating func id() throws -> Digest { Digest.of(try write().bytes) }
+
+    /// The chainID of its top layer.
+    var topLayer: ChainID? { ChainID.chain(diffIDs).last }
 }
 
 /// One build: the stages, the state of each, what every step did.
@@ -169,8 +220,10 @@ struct BuildRun {
 
     /// Records the final image with its tags (one transaction); its ID.
     func recordFinal(_ state: BuildState, tags: [String]) throws -> Digest {
-        let id = state.id
-        try engine.store.recordBuilt(configBytes: state.configBytes, config: state.config, staged: nil, tags: tags)
+        var final = state
+        let (bytes, config) = try final.write()
+        let id = Digest.of(bytes)
+        try engine.store.recordBuilt(configBytes: bytes, config: config, staged: nil, tags: tags)
         options.progress("writing image \(id) done")
         return id
     }
@@ -261,8 +314,7 @@ struct BuildRun {
             var cfg = ImageConfig.Config()
             cfg.Env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
             try editor.merge(cfg)
-            let bytes = try editor.bytes()
-            return BuildState(configBytes: bytes, config: try JSONDocument.decode(ImageConfig.self, from: bytes, what: "new config"), layersImage: nil)
+            return try BuildState(bytes: try editor.bytes(), layersImage: nil, what: "new config")
         }
         let id = try baseImage(ref)
         let bytes = try engine.store.blob(id)
@@ -271,7 +323,7 @@ struct BuildRun {
         guard wanted.matches(has) || (config.architecture == nil && config.os == nil) else {
             throw StrataError(.unsupported, "image \(ref) is for \(has), not \(wanted); strata runs images of this machine's platform only")
         }
-        return BuildState(configBytes: bytes, config: config, layersImage: config.rootfs.diff_ids.isEmpty ? nil : id)
+        return try BuildState(bytes: bytes, layersImage: config.rootfs.diff_ids.isEmpty ? nil : id, what: "config of \(ref)")
     }
 
     /// A base image, pulled when `options.pull` says so.
@@ -345,9 +397,7 @@ struct BuildRun {
         case "MAINTAINER":
             let who = ins.arguments
             try editConfig(&state, history: "MAINTAINER \(who)") { _ in }
-            var editor = try ConfigEditor(bytes: state.configBytes, what: "build config")
-            editor.author = who
-            try setConfig(&state, editor)
+            state.edit { editor, _ in editor.author = who }
         case "WORKDIR":
             let path = try expander.expand(ins.arguments, look)
             let base = state.runtime.WorkingDir.flatMap { $0.isEmpty ? nil : $0 } ?? "/"
@@ -441,17 +491,20 @@ struct BuildRun {
                              _ body: (inout ImageConfig.Config) throws -> Void) throws {
         var cfg = state.runtime
         try body(&cfg)
-        var editor = try ConfigEditor(bytes: state.configBytes, what: "build config")
-        try editor.merge(cfg)
-        editor.removeConfigKeys(removing)
-        if let history { editor.appendEmptyLayerHistory(.init(created: created, createdBy: history)) }
-        editor.created = created
-        try setConfig(&state, editor)
-    }
-
-    func setConfig(_ state: inout BuildState, _ editor: ConfigEditor) throws {
-        let bytes = try editor.bytes()
-        state.config = try JSONDocument.decode(ImageConfig.self, from: bytes, what: "build config")
-        state.configBytes = bytes
+        for key in removing {
+            switch key {
+            case "Cmd": cfg.Cmd = nil
+            case "OnBuild": cfg.OnBuild = nil
+            default: throw StrataError(.internalError, "no typed config key \(key)")
+            }
+        }
+        let stamp = created
+        try state.edit { editor, runtime in
+            try editor.merge(cfg)
+            editor.removeConfigKeys(removing)
+            if let history { editor.appendEmptyLayerHistory(.init(created: stamp, createdBy: history)) }
+            editor.created = stamp
+            runtime = cfg
+        }
     }
 }

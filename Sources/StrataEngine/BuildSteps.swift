@@ -42,7 +42,7 @@ extension BuildRun {
         let createdBy = "RUN " + (argEnv.isEmpty ? "" : "|\(argEnv.count) \(argEnv.joined(separator: " ")) ") + argv.joined(separator: " ")
         // Each part on its own (the key's parts are NUL-separated): `A='x B=y'` and `A=x B=y`
         // are two keys.
-        let key = cache.key(parent: state.id, step: ["RUN", "network=\(network.mode)", "args=\(argEnv.count)"] + argEnv
+        let key = cache.key(parent: try state.id(), step: ["RUN", "network=\(network.mode)", "args=\(argEnv.count)"] + argEnv
                             + ["argv=\(argv.count)"] + argv)
         if try useCache(key, &state) { return true }
 
@@ -75,7 +75,7 @@ extension BuildRun {
         }
         let list = try engine.store.changes(of: container.id)
         try Store.checkNoReservedNames(list, label: "the layer of RUN")
-        let staged = try engine.store.stageChanges(list, parent: ChainID.chain(state.config.rootfs.diff_ids).last,
+        let staged = try engine.store.stageChanges(list, parent: state.topLayer,
                                                   label: "the layer of RUN", clampTimes: timestamp)
         try addLayer(staged, createdBy: createdBy, key: key, &state)
         return false
@@ -87,30 +87,26 @@ extension BuildRun {
     func useCache(_ key: Digest, _ state: inout BuildState) throws -> Bool {
         guard !options.noCache, let id = cache.lookup(key),
               (try? engine.store.metadata.read({ try $0.image(id) })) != nil,
-              let bytes = try? engine.store.blob(id), Digest.of(bytes) == id,
-              let config = try? JSONDocument.decode(ImageConfig.self, from: bytes, what: "cached config") else { return false }
-        state.configBytes = bytes
-        state.config = config
-        state.layersImage = id
+              let bytes = try? engine.store.blob(id), Digest.of(bytes) == id else { return false }
+        try state.take(bytes: bytes, image: id)
         return true
     }
 
     /// A layer step's result: the layer on the config with its history entry, recorded as an
     /// untagged image (what later steps' containers are made from, and the cache's entry).
     mutating func addLayer(_ staged: StagedLayer, createdBy: String, key: Digest, _ state: inout BuildState) throws {
-        var editor = try ConfigEditor(bytes: state.configBytes, what: "build config")
-        editor.appendLayer(staged.result.diffID, history: .init(created: created, createdBy: createdBy))
-        editor.created = created
-        try setConfig(&state, editor)
-        try engine.store.recordBuilt(configBytes: state.configBytes, config: state.config, staged: staged, tags: [])
-        state.layersImage = state.id
-        cache.remember(key, image: state.id)
+        state.appendLayer(staged.result.diffID, history: .init(created: created, createdBy: createdBy), created: created)
+        let (bytes, config) = try state.write()
+        try engine.store.recordBuilt(configBytes: bytes, config: config, staged: staged, tags: [])
+        let id = Digest.of(bytes)
+        state.layersImage = id
+        cache.remember(key, image: id)
     }
 
     /// Runs `body` on the stage's tree (its layers in a container of their own, mounted; for a
     /// stage with none, an empty directory) and stages what it changed as a layer.
     func changeFiles(_ state: BuildState, label: String, _ body: (Directory) throws -> Void) throws -> StagedLayer {
-        let parent = ChainID.chain(state.config.rootfs.diff_ids).last
+        let parent = state.topLayer
         let store = engine.store
         guard let layers = state.layersImage else {
             let name = Array("build-\(Store.randomID())".utf8)
@@ -177,7 +173,7 @@ extension BuildRun {
         if comps.isEmpty { return nil }
         if let v = try view(state), try v.lookup(comps) != nil { return nil }
         let createdBy = "WORKDIR \(path)"
-        let key = cache.key(parent: state.id, step: [createdBy])
+        let key = cache.key(parent: try state.id(), step: [createdBy])
         if try useCache(key, &state) { return true }
         let staged = try changeFiles(state, label: "the layer of WORKDIR") { root in
             _ = try BuildRun.makeDirectories(root, comps, owner: (0, 0))
