@@ -88,7 +88,7 @@ extension Engine {
         defer { SignalRelay.end() }
         var builder = try BuildRun(engine: self, file: file, context: contextDir, contextPath: context, options: options)
         let final = try builder.run()
-        try SignalRelay.checkNotCancelled("the build")
+        try BuildRun.checkNotCancelled()
         let id = try builder.recordFinal(final, tags: tags)
         for t in tags { options.progress("naming to \(t) done") }
         let unused = Set(options.buildArgs.keys).subtracting(builder.consumedArgs).subtracting(BuildRun.predefinedArgs)

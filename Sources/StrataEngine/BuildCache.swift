@@ -10,14 +10,20 @@ import StrataSystem
 /// the image ID; an entry whose image is gone is a miss, never an error.
 struct BuildCache {
     let dir: Directory
+    /// The build's time: in every key (a step on a base image has no edited config yet that
+    /// would say it).
+    let timestamp: Int64
 
-    init(store: Store) throws { dir = try store.ensureDirectory("build-cache") }
+    init(store: Store, timestamp: Int64) throws {
+        dir = try store.ensureDirectory("build-cache")
+        self.timestamp = timestamp
+    }
 
     /// The key of a step on `parent` described by `step`.
     func key(parent: Digest, step: [String]) -> Digest {
         // Each part with its length in front: no two lists of parts run together the same way.
         var d = Digester()
-        for part in ["strata-build-step-2", parent.string] + step {
+        for part in ["strata-build-step-2", parent.string, "timestamp=\(timestamp)"] + step {
             let bytes = Array("\(part.utf8.count):".utf8) + Array(part.utf8)
             bytes.withUnsafeBytes { d.update($0) }
         }

@@ -54,6 +54,9 @@ extension BuildRun {
         var args = try (ins.json ?? ins.fields).map { try expander.expand($0, look) }
         guard args.count >= 2 else { throw StrataError(.invalidArgument, "\(ins.keyword) takes one or more sources and a destination") }
         let destText = args.removeLast()
+        for value in args + [destText, from ?? "", chownSpec ?? ""] where value.utf8.contains(0) {
+            throw StrataError(.invalidArgument, "a NUL byte in \(value.debugDescription): no path or name holds one")
+        }
         for s in args where s.contains("://") || s.hasPrefix("git@") {
             throw StrataError(.unsupported, "\(ins.keyword) of a URL (\(s)) is not supported: put the file in the build context, or fetch it in a RUN step")
         }
@@ -62,7 +65,7 @@ extension BuildRun {
         let createdBy = Self.oneLine(ins.original)
         // Everything the result depends on besides the parent and the content, expanded, each
         // part on its own (never the instruction's text: an ARG changes what it says).
-        let keyParts = [ins.keyword, "chown=" + (chownSpec ?? "-"), "chmod=" + (chmod.map { String($0, radix: 8) } ?? "-"),
+        let keyParts = [ins.keyword, chownSpec.map { "chown=" + $0 } ?? "no-chown", chmod.map { "chmod=" + String($0, radix: 8) } ?? "no-chmod",
                         "sources=\(args.count)"] + args + ["dest=" + destText]
 
         var cleanups: [() -> Void] = []
@@ -179,13 +182,11 @@ extension BuildRun {
             let path = p.joined(separator: "/")
             if !path.isEmpty, root.ignore.excludes(path) { return nil }
             // Judged where it really is too: a symlink to an excluded file does not bring it in.
-            var real = path
-            if !root.ignore.isEmpty {
-                guard let r = BuildRun.resolve(p, in: root.dir) else { return nil }
-                real = r.joined(separator: "/")
-                if !real.isEmpty, root.ignore.excludes(real) { return nil }
-            }
-            guard let source = try? Engine.source(root.dir, p.map { Array($0.utf8) }, contentsOnly: false, followLink: true, display: pattern) else { return nil }
+            // What is read is that real path (no symlink left in it), so the judged file is the file.
+            guard let r = BuildRun.resolve(p, in: root.dir) else { return nil }
+            let real = r.joined(separator: "/")
+            if !real.isEmpty, root.ignore.excludes(real) { return nil }
+            guard let source = try? Engine.source(root.dir, r.map { Array($0.utf8) }, contentsOnly: false, followLink: false, display: pattern) else { return nil }
             return CopyItem(source: source, path: path, realPath: real)
         }
         guard comps.contains(where: GlobMatch.hasMeta) else {
@@ -222,19 +223,22 @@ extension BuildRun {
 
     /// `comps` with every symlink on the way followed inside `root` (as openat2's
     /// RESOLVE_IN_ROOT would): the path the file really has there; nil when it is not there.
+    /// Resolved as the kernel does: `..` steps back from what is already resolved (never
+    /// cleaned away as text: `x/..` where x is a symlink is x's target's parent), a symlink's
+    /// target is walked in its place, at most 40 of them.
     static func resolve(_ comps: [String], in root: Directory) -> [String]? {
         var done: [String] = [], rest = comps[...], hops = 0
         while let c = rest.first {
             rest = rest.dropFirst()
+            if c == "." || c.isEmpty { continue }
+            if c == ".." { _ = done.popLast(); continue }
             guard case .success(let dir) = Engine.directory(root, done.map { Array($0.utf8) }),
                   let st = try? dir.lstat(Array(c.utf8)) else { return nil }
             guard st.kind == .symlink else { done.append(c); continue }
             hops += 1
-            guard hops <= 40, let target = try? dir.readlink(Array(c.utf8)) else { return nil }
-            let text = String(decoding: target, as: UTF8.self)
-            let joined = text.hasPrefix("/") ? text : "/" + (done + [text]).joined(separator: "/")
-            done = []
-            rest = (Engine.containerComponents(joined).map(\.display) + rest)[...]
+            guard hops <= 40, let target = try? dir.readlink(Array(c.utf8)), !target.isEmpty else { return nil }
+            if target.first == UInt8(ascii: "/") { done = [] }
+            rest = (target.split(separator: UInt8(ascii: "/")).map { String(decoding: $0, as: UTF8.self) } + rest)[...]
         }
         return done
     }
@@ -286,8 +290,11 @@ extension BuildRun {
         let parts = spec.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
         let files = RootfsFiles(root: root)
         let uid = try UInt32(parts[0]) ?? files.user(parts[0]).uid
-        guard parts.count == 2 else { return (uid, uid) }
-        let gid = try UInt32(parts[1]) ?? files.user("0:" + parts[1]).gid
+        let gid = parts.count == 2 ? try UInt32(parts[1]) ?? files.user("0:" + parts[1]).gid : uid
+        // (2³² − 1 is chown's "leave as it is": a file would silently stay root's.)
+        guard uid <= RootfsFiles.maxID, gid <= RootfsFiles.maxID else {
+            throw StrataError(.invalidArgument, "invalid --chown \(spec): ids go up to \(RootfsFiles.maxID)")
+        }
         return (uid, gid)
     }
 

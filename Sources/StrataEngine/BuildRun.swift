@@ -128,8 +128,14 @@ struct BuildRun {
         } else {
             ignore = IgnorePatterns()
         }
-        cache = try BuildCache(store: engine.store)
+        cache = try BuildCache(store: engine.store, timestamp: timestamp)
         try split()
+    }
+
+    /// Throws when a signal (Ctrl-C) came for the build.
+    static func checkNotCancelled() throws {
+        let s = SignalRelay.pending
+        guard s == 0 else { throw StrataError(.commandFailed, "the build was cancelled by signal \(s)") }
     }
 
     /// The latest time an image's `created` can say (9999-12-31T23:59:59Z, RFC 3339's last year).
@@ -249,7 +255,7 @@ struct BuildRun {
             try editConfig(&state, history: nil, removing: ["OnBuild"]) { _ in }
         }
         for (n, ins) in stage.body.enumerated() {
-            try SignalRelay.checkNotCancelled("the build")
+            try BuildRun.checkNotCancelled()
             let t0 = Date()
             options.progress("[\(shown)\(n + 2)/\(count)] \(Self.oneLine(ins.original))")
             let cached = try wrap(ins) { try step(ins, &state) }
@@ -400,6 +406,7 @@ struct BuildRun {
             state.edit { editor, _ in editor.author = who }
         case "WORKDIR":
             let path = try expander.expand(ins.arguments, look)
+            guard !path.utf8.contains(0) else { throw StrataError(.invalidArgument, "a NUL byte in the WORKDIR path") }
             let base = state.runtime.WorkingDir.flatMap { $0.isEmpty ? nil : $0 } ?? "/"
             let joined = path.hasPrefix("/") ? path : base + "/" + path
             let clean = "/" + Engine.containerComponents(joined).map(\.display).joined(separator: "/")

@@ -55,18 +55,14 @@ extension BuildRun {
         runOptions.name = "build-" + Store.randomID().prefix(16)
         let workdir = state.runtime.WorkingDir.flatMap { $0.isEmpty ? nil : $0 } ?? "/"
         let overrides = RunOverrides(entrypoint: "", command: argv, env: env + argEnv, workdir: workdir, user: state.runtime.User ?? "")
-        // `run` ends the signal relay when its process is done: the build's is taken up again.
         _ = SignalRelay.takePassedSignal()
-        let code: Int32
-        do { code = try engine.run(image: layers.string, overrides: overrides, options: runOptions) } catch {
-            SignalRelay.begin()
-            throw error
-        }
-        SignalRelay.begin()
-        // A signal the step's process got (and may have caught) is the build's too: it ends here.
+        let code = try engine.run(image: layers.string, overrides: overrides, options: runOptions)
+        // A signal the step's process got (and may have caught) is the build's too, and so is
+        // one that came after it ended: the build ends here.
         let passed = SignalRelay.takePassedSignal()
         let container = try engine.store.container(runOptions.name ?? "")
         defer { try? engine.removeContainer(container.id, force: true) }
+        try BuildRun.checkNotCancelled()
         guard passed == 0 else {
             throw StrataError(.commandFailed, "the build was cancelled by signal \(passed) while \(argv.joined(separator: " ")) ran")
         }

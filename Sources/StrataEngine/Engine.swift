@@ -96,9 +96,11 @@ public final class Engine: Sendable {
     /// the process cannot start.
     public func run(image ref: String, overrides: RunOverrides, options: RunOptions) throws -> Int32 {
         CgroupWarmUp.begin()
-        // From here a signal cancels the start cleanly, or reaches the container's process.
-        SignalRelay.begin()
-        defer { SignalRelay.end() }
+        // From here a signal cancels the start cleanly, or reaches the container's process. A
+        // build's step runs inside the build's relay: a signal after the process ended stays
+        // pending for the build to see.
+        if !options.buildStep { SignalRelay.begin() }
+        defer { if !options.buildStep { SignalRelay.end() } }
         let (id, spec) = try createForRun(image: ref, overrides: overrides, options: options)
         let launcher = Launcher(id: id, bundle: store.containerPaths(id).root, spec: spec)
         // Held until the process runs: gc does not take a network being set up for a leftover.

@@ -337,8 +337,9 @@ private struct InstructionBuilder {
         case "ONBUILD":
             // BuildKit parses the trigger along with the file; a trigger that is itself ONBUILD
             // (or FROM, MAINTAINER) is refused here, before any nesting.
-            let words = Lexical.string(args[...]).split(whereSeparator: { $0 == " " || $0 == "\t" })
-            let trigger = words.first.map { $0.uppercased() } ?? ""
+            var end = 0
+            while end < args.count && !Lexical.isBlank(args[end]) { end += 1 }
+            let trigger = Lexical.string(args[..<end]).uppercased()
             guard !["ONBUILD", "FROM", "MAINTAINER"].contains(trigger) else {
                 throw fail("ONBUILD \(trigger) is not allowed")
             }
@@ -821,7 +822,29 @@ private struct ShellLexer {
         }
     }
 
+    /// The longest values a pattern removal (`#`, `%`: quadratic) and a pattern replacement
+    /// (`/`: cubic in the value's length) work on: past them a Containerfile could keep a build
+    /// busy for hours.
+    static let trimLimit = 16_384
+    static let replaceLimit = 1_024
+
+    static func checkPatternInput(_ count: Int, limit: Int) throws {
+        guard count <= limit else {
+            throw Failure(message: "a pattern substitution on a value of \(count) characters (at most \(limit))")
+        }
+    }
+
+    /// How deep substitutions nest (`${a:-${b:-…}}`) before the lexer refuses: its recursion
+    /// must not run the stack out.
+    static let nestingLimit = 64
+    var nesting = 0
+
     private mutating func processDollar(_ env: (String) -> String?) throws -> String {
+        nesting += 1
+        defer { nesting -= 1 }
+        guard nesting <= ShellLexer.nestingLimit else {
+            throw Failure(message: "substitutions nested more than \(ShellLexer.nestingLimit) deep")
+        }
         _ = next()   // $
         if peek() != "{" {
             let name = processName()
@@ -887,6 +910,7 @@ private struct ShellLexer {
                 }
                 let pattern = try ShellPattern(word)
                 let text = Array((value ?? "").unicodeScalars)
+                try ShellLexer.checkPatternInput(text.count, limit: ShellLexer.trimLimit)
                 return op == "%" ? pattern.trimSuffix(text, greedy: greedy) : pattern.trimPrefix(text, greedy: greedy)
             default:
                 throw Failure(message: "unsupported modifier (\(modifier)) in substitution")
@@ -911,7 +935,9 @@ private struct ShellLexer {
             let value = env(name)
             if value == nil && skipUnsetEnv { return "${\(name)/\(patternText)/\(replacement)}" }
             let pattern = try ShellPattern(patternText)
-            return pattern.replace(in: Array((value ?? "").unicodeScalars), with: replacement, all: replaceAll)
+            let text = Array((value ?? "").unicodeScalars)
+            try ShellLexer.checkPatternInput(text.count, limit: ShellLexer.replaceLimit)
+            return pattern.replace(in: text, with: replacement, all: replaceAll)
         default:
             throw Failure(message: "unsupported modifier (\(Character(ch))) in substitution")
         }

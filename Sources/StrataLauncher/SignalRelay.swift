@@ -24,6 +24,9 @@ package enum SignalRelay {
     /// forgotten here. A build asks after each RUN: a Ctrl-C for the step is one for the build.
     package static func takePassedSignal() -> Int32 { strata_relay_take_passed() }
 
+    /// The signal kept while no process was there to take it (0: none).
+    package static var pending: Int32 { strata_relay_pending() }
+
     /// Throws when a signal came before the container's process exists: what `what` names
     /// is not to be started. Exit code 128 + the signal, as a shell reports it.
     package static func checkNotCancelled(_ what: @autoclosure () -> String) throws {

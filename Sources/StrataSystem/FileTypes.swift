@@ -166,6 +166,11 @@ public func createNewDirectory(_ path: String, mode: UInt32 = 0o755) throws {
 /// Opens /dev/null onto whichever of fds 0, 1 and 2 is closed: strata started with one closed
 /// would otherwise hand that number to the next file it opens (a lock, a layer file), and what
 /// is meant for its stdin, stdout or stderr (a container's output) would land there.
+/// Sets the file mode creation mask to 022 (Docker's daemon's and runc's): what strata makes
+/// (layer directories, a container's tree and /etc files, a build's layers) has the modes its
+/// code asks for, whatever the umask of the shell that started it.
+public func useDefaultUmask() { umask(0o022) }
+
 public func ensureStandardDescriptors() {
     for fd: Int32 in 0...2 where fcntl(fd, F_GETFD) < 0 {
         let null = Glibc.open("/dev/null", O_RDWR)

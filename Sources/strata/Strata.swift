@@ -30,6 +30,7 @@ func attachedTimeouts(_ args: [String]) -> [String] {
 enum Main {
     static func main() {
         ensureStandardDescriptors()
+        useDefaultUmask()
         raiseOpenFileLimit()
         var args = attachedTimeouts(GlobalOptions.hoisted(Array(CommandLine.arguments.dropFirst())))
         if args.first == "build" { args = Build.normalizedArguments(args) }

@@ -448,6 +448,22 @@ struct BuildTests {
         let (src, _, serr) = try build("FROM \(BuildTests.base)\nCOPY innocent /t\n")
         #expect(src == 2 && serr.contains("innocent"), "\(serr)")
 
+        // Nor does a symlink whose target steps back (`..`) out of another symlink's directory:
+        // `x/..` is x's target's parent, as the kernel resolves it, not the context's root.
+        try FileManager.default.createDirectory(atPath: env.context + "/d/e", withIntermediateDirectories: true)
+        try env.write("d/s/key", "SECRET\n")
+        try env.write("s/key", "decoy\n")
+        try FileManager.default.createSymbolicLink(atPath: env.context + "/x", withDestinationPath: "d/e")
+        try FileManager.default.createSymbolicLink(atPath: env.context + "/a", withDestinationPath: "x/../s")
+        try env.write(".dockerignore", "secret.env\nd/s\n")
+        let (drc, _, derr) = try build("FROM \(BuildTests.base)\nCOPY a/key /k\n")
+        #expect(drc == 2, "\(derr)")
+        // A NUL in a source is refused (an open would stop at it, the ignore check would not).
+        try env.write("secret", "s\n")
+        try env.write(".dockerignore", "secret\n")
+        let (nrc, _, nerr) = try build("FROM \(BuildTests.base)\nCOPY [\"secret\\u0000x\", \"/x\"]\n")
+        #expect(nrc == 64 && nerr.contains("NUL"), "\(nerr)")
+
         // `.wh.` names from the context are refused in a scratch stage too.
         try env.write(".wh.etc", "x\n")
         let (wrc, _, werr) = try build("FROM scratch\nCOPY .wh.etc /\n")
@@ -461,6 +477,19 @@ struct BuildTests {
         }
         let (trc, _, terr) = try build("FROM \(BuildTests.base)\n", ["--timestamp", "9223372036854775807"])
         #expect(trc == 64 && terr.contains("--timestamp"), "\(terr)")
+        let nested = String(repeating: "${a:-", count: 200) + "x" + String(repeating: "}", count: 200)
+        let (xrc, _, xerr) = try build("FROM \(BuildTests.base)\nENV A=\(nested)\n")
+        #expect(xrc != 0 && xerr.contains("nested"), "\(xerr)")
+        let (orc2, _, oerr2) = try build("FROM \(BuildTests.base)\nONBUILD ONBUILD\u{0C}RUN true\n")
+        #expect(orc2 != 0 && oerr2.contains("ONBUILD"), "\(oerr2)")
+        let long = String(repeating: "a", count: 3000)
+        let started0 = Date()
+        let (crc, _, cerr) = try build("FROM \(BuildTests.base)\nARG A=\(long)\nENV B=${A//*z/y}\n")
+        #expect(crc != 0 && cerr.contains("pattern substitution") && Date().timeIntervalSince(started0) < 10 * timeScale, "\(cerr)")
+        // The time written is in every step's key: another --timestamp is another image.
+        let (_, t1, _) = try build("FROM \(BuildTests.base)\nRUN echo hi > /f\n", ["--timestamp", "100"])
+        let (_, t2, _) = try build("FROM \(BuildTests.base)\nRUN echo hi > /f\n", ["--timestamp", "2000000000"])
+        #expect(!t1.isEmpty && t1 != t2)
 
         // A step's process that catches the signal does not keep the build going.
         try env.write("Containerfile", "FROM \(BuildTests.base)\nRUN trap 'echo caught' INT TERM; for i in $(seq 100); do sleep 0.1; done\n")
