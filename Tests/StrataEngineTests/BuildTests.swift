@@ -43,6 +43,21 @@ struct BuildTests {
         func cli(_ args: [String], root: String? = nil) throws -> (Int32, String, String) {
             try strataCLI(args, root: root ?? self.root)
         }
+        /// A build started in the background and sent SIGINT half a second after its progress
+        /// shows `step`; its exit code.
+        func interruptedBuild(tag: String, once step: String) throws -> Int32 {
+            let log = t.sub("interrupted-\(tag).err")
+            let pid = try spawn([strataBinary, "--root", root, "build", "--network", "none", "-t", tag, context], stderr: log)
+            var running = false
+            for _ in 0..<100 where !running {
+                usleep(100_000)
+                running = (try? String(contentsOfFile: log, encoding: .utf8))?.contains(step) == true
+            }
+            usleep(500_000)
+            kill(pid, SIGINT)
+            return reap(pid)
+        }
+
         /// No container, mount or leftover of the build in the store.
         func expectClean(_ root: String? = nil) throws {
             let store = root ?? self.root
@@ -370,16 +385,7 @@ struct BuildTests {
         // unless it is strata-init) and with it the build: no image, nothing left.
         try env.write("Containerfile", "FROM example.com/strata/busybox:gzip\nRUN sleep 30\nRUN echo never\n")
         let started = Date()
-        let pid = try spawn([strataBinary, "--root", env.root, "build", "--network", "none", "-t", "cancelled", env.context],
-                            stderr: env.t.sub("cancel.err"))
-        var running = false
-        for _ in 0..<100 where !running {
-            usleep(100_000)
-            running = (try? String(contentsOfFile: env.t.sub("cancel.err"), encoding: .utf8))?.contains("RUN sleep 30") == true
-        }
-        usleep(500_000)
-        kill(pid, SIGINT)
-        #expect(reap(pid) == 1)
+        #expect(try env.interruptedBuild(tag: "cancelled", once: "RUN sleep 30") == 1)
         #expect(Date().timeIntervalSince(started) < 20 * timeScale, "the build went on after Ctrl-C")
         let (_, cancelledImage, _) = try env.cli(["images", "-q", "cancelled"])
         #expect(cancelledImage.isEmpty)
@@ -493,16 +499,7 @@ struct BuildTests {
 
         // A step's process that catches the signal does not keep the build going.
         try env.write("Containerfile", "FROM \(BuildTests.base)\nRUN trap 'echo caught' INT TERM; for i in $(seq 100); do sleep 0.1; done\n")
-        let pid = try spawn([strataBinary, "--root", env.root, "build", "--network", "none", "-t", "trapped", env.context],
-                            stderr: env.t.sub("trap.err"))
-        var running = false
-        for _ in 0..<100 where !running {
-            usleep(100_000)
-            running = (try? String(contentsOfFile: env.t.sub("trap.err"), encoding: .utf8))?.contains("RUN trap") == true
-        }
-        usleep(500_000)
-        kill(pid, SIGINT)
-        #expect(reap(pid) == 1)
+        #expect(try env.interruptedBuild(tag: "trapped", once: "RUN trap") == 1)
         #expect(try env.cli(["images", "-q", "trapped"]).1.isEmpty)
         try env.expectClean()
     }
